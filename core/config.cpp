@@ -1,0 +1,361 @@
+// server.json: parsing and strict validation, with messages that name the JSON path.
+#include "config.hpp"
+
+#include <arpa/inet.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace plugd {
+namespace {
+
+using json = nlohmann::json;
+
+// Appends a JSON Pointer reference token, escaped as RFC 6901 requires.
+std::string child(const std::string& path, std::string_view token) {
+    std::string out = path + "/";
+    for (char c : token) {
+        if (c == '~') out += "~0";
+        else if (c == '/') out += "~1";
+        else out += c;
+    }
+    return out;
+}
+std::string child(const std::string& path, std::size_t index) {
+    return path + "/" + std::to_string(index);
+}
+
+std::string describe(const json& v) {
+    std::string shown = v.dump();
+    if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
+    return shown + " (" + v.type_name() + ")";
+}
+
+// Everything that validates one document: its source name for messages and the checks.
+class validator {
+public:
+    explicit validator(std::string source) : source_{std::move(source)} {}
+
+    [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+        throw config_error(source_ + ": " + (path.empty() ? "/" : path) + ": " + what);
+    }
+
+    const json& object_at(const json& v, const std::string& path) const {
+        if (!v.is_object()) fail(path, "expected an object, got " + describe(v));
+        return v;
+    }
+
+    // Refuses keys we do not know: a typo must not silently fall back to a default.
+    void only_keys(const json& obj, const std::string& path,
+                   std::initializer_list<std::string_view> known) const {
+        for (const auto& [key, value] : obj.items()) {
+            bool ok = false;
+            for (auto k : known) ok = ok || key == k;
+            if (ok) continue;
+            std::string list;
+            for (auto k : known) list += (list.empty() ? "" : ", ") + std::string{k};
+            fail(child(path, key), "unknown key; expected one of: " + list);
+        }
+    }
+
+    const json* find(const json& obj, std::string_view key) const {
+        auto it = obj.find(key);
+        return it == obj.end() ? nullptr : &*it;
+    }
+
+    const json& require(const json& obj, const std::string& path, std::string_view key) const {
+        const json* v = find(obj, key);
+        if (!v) fail(child(path, key), "missing; this key is required");
+        return *v;
+    }
+
+    std::uint64_t integer(const json& v, const std::string& path, std::uint64_t min,
+                          std::uint64_t max) const {
+        const std::string expected =
+            "expected an integer from " + std::to_string(min) + " to " + std::to_string(max);
+        if (!v.is_number_integer()) fail(path, expected + ", got " + describe(v));
+        if (v.is_number_unsigned()) {
+            const auto n = v.get<std::uint64_t>();
+            if (n >= min && n <= max) return n;
+        } else if (const auto n = v.get<std::int64_t>(); n >= 0) {
+            const auto u = static_cast<std::uint64_t>(n);
+            if (u >= min && u <= max) return u;
+        }
+        fail(path, expected + ", got " + v.dump());
+    }
+
+    std::uint64_t integer_or(const json& obj, const std::string& path, std::string_view key,
+                             std::uint64_t min, std::uint64_t max, std::uint64_t fallback) const {
+        const json* v = find(obj, key);
+        return v ? integer(*v, child(path, key), min, max) : fallback;
+    }
+
+    std::string string(const json& v, const std::string& path) const {
+        if (!v.is_string()) fail(path, "expected a string, got " + describe(v));
+        auto s = v.get<std::string>();
+        if (s.empty()) fail(path, "expected a non-empty string");
+        return s;
+    }
+
+private:
+    std::string source_;
+};
+
+// nlohmann_json keeps the last of duplicate keys silently; a duplicate plugin or listener
+// name is almost always a copy-paste mistake, so the parse callback refuses it.
+class duplicate_key_detector {
+public:
+    explicit duplicate_key_detector(const validator& v) : v_{v} {}
+
+    bool operator()(int, json::parse_event_t event, json& parsed) {
+        switch (event) {
+            case json::parse_event_t::object_start:
+                element();
+                frames_.push_back({false, 0, {}, {}});
+                break;
+            case json::parse_event_t::array_start:
+                element();
+                frames_.push_back({true, 0, {}, {}});
+                break;
+            case json::parse_event_t::object_end:
+            case json::parse_event_t::array_end:
+                frames_.pop_back();
+                break;
+            case json::parse_event_t::key: {
+                auto& top = frames_.back();
+                top.key = parsed.get<std::string>();
+                if (!top.seen.insert(top.key).second)
+                    v_.fail(path(), "duplicate key; each name may appear only once here");
+                break;
+            }
+            case json::parse_event_t::value:
+                element();
+                break;
+        }
+        return true;
+    }
+
+private:
+    struct frame {
+        bool is_array;
+        std::size_t next_index;
+        std::string key;
+        std::set<std::string> seen;
+    };
+
+    void element() {
+        if (!frames_.empty() && frames_.back().is_array) {
+            frames_.back().key = std::to_string(frames_.back().next_index++);
+        }
+    }
+
+    std::string path() const {
+        std::string p;
+        for (const auto& f : frames_) p = f.is_array ? p + "/" + f.key : child(p, f.key);
+        return p;
+    }
+
+    const validator& v_;
+    std::vector<frame> frames_;
+};
+
+// "line:column" of the byte at 1-based offset `byte` (nlohmann's parse_error::byte).
+std::string line_column(std::string_view text, std::size_t byte) {
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i + 1 < byte && i < text.size(); ++i) {
+        if (text[i] == '\n') {
+            ++line;
+            column = 1;
+        } else {
+            ++column;
+        }
+    }
+    return std::to_string(line) + ":" + std::to_string(column);
+}
+
+bool is_numeric_address(const std::string& s) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
+    std::filesystem::path path{p};
+    return path.is_absolute() ? path : (base / path).lexically_normal();
+}
+
+std::filesystem::path plugin_file(const validator& v, const std::string& path,
+                                  const std::filesystem::path& plugin_dir,
+                                  const std::string& file) {
+    std::filesystem::path rel{file};
+    if (rel.is_absolute()) {
+        v.fail(path, "must be a file name inside plugin_dir (" + plugin_dir.string() +
+                         "), not an absolute path; set /plugin_dir to its folder instead");
+    }
+    for (const auto& part : rel) {
+        if (part == "..") {
+            v.fail(path, "must not leave plugin_dir with \"..\"; set /plugin_dir instead");
+        }
+    }
+    if (rel.extension() != ".so") rel += ".so";
+    return (plugin_dir / rel).lexically_normal();
+}
+
+server_config parse_document(const json& doc, const validator& v,
+                             const std::filesystem::path& source,
+                             const std::filesystem::path& bundled_plugin_dir) {
+    const std::filesystem::path base =
+        source.empty() ? std::filesystem::current_path() : source.parent_path();
+    server_config cfg;
+    cfg.source = source;
+    v.object_at(doc, "");
+    v.only_keys(doc, "", {"threads", "plugin_dir", "pid_file", "plugins", "listeners", "limits"});
+
+    cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
+    const json* dir = v.find(doc, "plugin_dir");
+    cfg.plugin_dir = dir ? resolve(base, v.string(*dir, "/plugin_dir")) : bundled_plugin_dir;
+    const json* pid = v.find(doc, "pid_file");
+    cfg.pid_file = resolve(base, pid ? v.string(*pid, "/pid_file") : "plugd.pid");
+
+    if (const json* limits = v.find(doc, "limits")) {
+        const std::string p = "/limits";
+        v.object_at(*limits, p);
+        v.only_keys(*limits, p,
+                    {"max_connections", "max_request_bytes", "idle_timeout_ms",
+                     "shutdown_timeout_ms", "reload_drain_timeout_ms"});
+        constexpr std::uint64_t day_ms = 24ull * 3600 * 1000;
+        auto& l = cfg.limits;
+        l.max_connections =
+            v.integer_or(*limits, p, "max_connections", 1, 10'000'000, l.max_connections);
+        l.max_request_bytes =
+            v.integer_or(*limits, p, "max_request_bytes", 1, 1ull << 30, l.max_request_bytes);
+        using ms = std::chrono::milliseconds;
+        auto millis = [&](std::string_view key, ms fallback) {
+            return ms{v.integer_or(*limits, p, key, 1, day_ms,
+                                   static_cast<std::uint64_t>(fallback.count()))};
+        };
+        l.idle_timeout = millis("idle_timeout_ms", l.idle_timeout);
+        l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
+        l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
+    }
+
+    const json& plugins = v.require(doc, "", "plugins");
+    v.object_at(plugins, "/plugins");
+    if (plugins.empty()) v.fail("/plugins", "expected at least one plugin instance");
+    for (const auto& [name, spec] : plugins.items()) {
+        const std::string p = child("/plugins", name);
+        v.object_at(spec, p);
+        v.only_keys(spec, p, {"file", "config"});
+        plugin_spec plugin;
+        plugin.name = name;
+        plugin.file = plugin_file(v, child(p, "file"), cfg.plugin_dir,
+                                  v.string(v.require(spec, p, "file"), child(p, "file")));
+        const json* config = v.find(spec, "config");
+        plugin.config = config ? v.object_at(*config, child(p, "config")) : json::object();
+        cfg.plugins.push_back(std::move(plugin));
+    }
+
+    const json& listeners = v.require(doc, "", "listeners");
+    if (!listeners.is_array() || listeners.empty()) {
+        v.fail("/listeners", "expected a non-empty array of listeners, got " +
+                                 describe(listeners));
+    }
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        const std::string p = child("/listeners", i);
+        const json& spec = v.object_at(listeners[i], p);
+        v.only_keys(spec, p, {"name", "address", "port", "framing", "plugin"});
+        listener_spec l;
+        l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
+        const json* address = v.find(spec, "address");
+        l.address = address ? v.string(*address, child(p, "address")) : "127.0.0.1";
+        if (!is_numeric_address(l.address)) {
+            v.fail(child(p, "address"), "\"" + l.address +
+                                            "\" is not a numeric IPv4 or IPv6 address "
+                                            "(for example \"127.0.0.1\", \"0.0.0.0\" or \"::1\")");
+        }
+        l.port = static_cast<std::uint16_t>(
+            v.integer(v.require(spec, p, "port"), child(p, "port"), 0, 65535));
+        if (const json* framing = v.find(spec, "framing")) {
+            const std::string f = v.string(*framing, child(p, "framing"));
+            if (f == "line") l.framing = framing_kind::line;
+            else if (f == "oneshot") l.framing = framing_kind::oneshot;
+            else v.fail(child(p, "framing"), "\"" + f + "\" is not a framing; expected \"line\" or \"oneshot\"");
+        }
+        l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
+        if (!cfg.find_plugin(l.plugin)) {
+            std::string names;
+            for (const auto& pl : cfg.plugins) names += (names.empty() ? "" : ", ") + pl.name;
+            v.fail(child(p, "plugin"), "no plugin instance named \"" + l.plugin +
+                                           "\" in /plugins (instances: " + names + ")");
+        }
+        for (std::size_t j = 0; j < cfg.listeners.size(); ++j) {
+            const auto& other = cfg.listeners[j];
+            if (other.name == l.name) {
+                v.fail(child(p, "name"), "duplicate listener name \"" + l.name +
+                                             "\", also used by " + child("/listeners", j));
+            }
+            if (l.port != 0 && other.port == l.port && other.address == l.address) {
+                v.fail(child(p, "port"), l.address + ":" + std::to_string(l.port) +
+                                             " is already used by " + child("/listeners", j));
+            }
+        }
+        cfg.listeners.push_back(std::move(l));
+    }
+    return cfg;
+}
+
+}  // namespace
+
+std::string_view to_string(framing_kind kind) noexcept {
+    return kind == framing_kind::line ? "line" : "oneshot";
+}
+
+const plugin_spec* server_config::find_plugin(std::string_view name) const noexcept {
+    for (const auto& p : plugins) {
+        if (p.name == name) return &p;
+    }
+    return nullptr;
+}
+
+server_config parse_config(std::string_view text, const std::filesystem::path& source,
+                           const std::filesystem::path& bundled_plugin_dir) {
+    const validator v{source.empty() ? "<built-in>" : source.string()};
+    json doc;
+    try {
+        doc = json::parse(text.begin(), text.end(), duplicate_key_detector{v});
+    } catch (const json::parse_error& e) {
+        std::string what = e.what();
+        // Keep nlohmann's explanation, drop its own "[json.exception...] at line x" prefix:
+        // the position is given once, in the file:line:column form editors understand.
+        if (auto at = what.find("syntax error"); at != std::string::npos) what = what.substr(at);
+        throw config_error((source.empty() ? std::string{"<built-in>"} : source.string()) + ":" +
+                           line_column(text, e.byte) + ": " + what);
+    }
+    return parse_document(doc, v, source, bundled_plugin_dir);
+}
+
+server_config load_config(const std::filesystem::path& file,
+                          const std::filesystem::path& bundled_plugin_dir) {
+    std::ifstream in{file, std::ios::binary};
+    if (!in) {
+        throw config_error(file.string() + ": cannot open the configuration file (" +
+                           std::strerror(errno) + "); pass an existing file with -c FILE");
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), std::filesystem::absolute(file).lexically_normal(),
+                        bundled_plugin_dir);
+}
+
+server_config default_config(const std::filesystem::path& bundled_plugin_dir) {
+    return parse_config(R"({
+        "plugins": { "greeting": { "file": "greeting" } },
+        "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 8888, "plugin": "greeting" } ]
+    })",
+                        {}, bundled_plugin_dir);
+}
+
+}  // namespace plugd

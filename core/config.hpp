@@ -1,0 +1,84 @@
+// server.json: the validated, resolved server configuration, and the parser that makes it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace plugd {
+
+/// How a listener turns bytes into requests.
+enum class framing_kind {
+    line,     ///< one request per `\n`-terminated line; keep-alive, pipelined, ordered replies
+    oneshot,  ///< one read is one request; the reply is written as-is and the connection closed
+};
+
+std::string_view to_string(framing_kind kind) noexcept;
+
+/// `limits` in server.json. Every value is validated to be usable (non-zero where zero
+/// would make the server useless).
+struct limits {
+    std::size_t max_connections = 10000;  ///< per server, shared out evenly across threads
+    std::size_t max_request_bytes = 65536;
+    std::chrono::milliseconds idle_timeout{60000};
+    std::chrono::milliseconds shutdown_timeout{5000};
+    std::chrono::milliseconds reload_drain_timeout{30000};
+};
+
+/// `/plugins/<name>`: one plugin instance.
+struct plugin_spec {
+    std::string name;              ///< the instance name (the key under `/plugins`)
+    std::filesystem::path file;    ///< resolved: inside plugin_dir
+    nlohmann::json config;         ///< handed to the plugin as-is; an empty object if absent
+    friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
+};
+
+/// `/listeners/N`: one address the server accepts on, routed to one plugin instance.
+struct listener_spec {
+    std::string name;
+    std::string address;  ///< a numeric IPv4 or IPv6 address
+    std::uint16_t port = 0;  ///< 0: an ephemeral port chosen at bind time
+    framing_kind framing = framing_kind::line;
+    std::string plugin;  ///< an instance name in `plugins`
+    friend bool operator==(const listener_spec&, const listener_spec&) = default;
+};
+
+struct server_config {
+    std::filesystem::path source;  ///< the file it came from; empty for the built-in default
+    unsigned threads = 0;          ///< 0: one per core
+    std::filesystem::path plugin_dir;
+    std::filesystem::path pid_file;
+    std::vector<plugin_spec> plugins;
+    std::vector<listener_spec> listeners;
+    struct limits limits;
+
+    const plugin_spec* find_plugin(std::string_view name) const noexcept;
+};
+
+/// A configuration that cannot be used. `what()` is the whole user-facing message: the
+/// file, the line and column or the JSON path, what is wrong and what is expected.
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Reads and validates `file`. Relative paths in it resolve against the file's folder;
+/// `bundled_plugin_dir` is the plugin_dir when the file names none. Throws config_error.
+server_config load_config(const std::filesystem::path& file,
+                          const std::filesystem::path& bundled_plugin_dir);
+
+/// Validates `text` as if read from `source` (used in messages and to resolve paths).
+server_config parse_config(std::string_view text, const std::filesystem::path& source,
+                           const std::filesystem::path& bundled_plugin_dir);
+
+/// The configuration used when there is no server.json: greeting on 127.0.0.1:8888, line
+/// framing, paths relative to the working directory.
+server_config default_config(const std::filesystem::path& bundled_plugin_dir);
+
+}  // namespace plugd

@@ -1,0 +1,198 @@
+// connection: the life of a request, from bytes read to reply written.
+#include "connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+
+#include <plugd/handler.hpp>
+
+#include "line_framing.hpp"
+#include "log.hpp"
+
+namespace plugd {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using clock = std::chrono::steady_clock;
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string format_peer(const tcp::socket& s) {
+    boost::system::error_code ec;
+    const auto ep = s.remote_endpoint(ec);
+    if (ec) return "unknown";
+    const auto a = ep.address();
+    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+           std::to_string(ep.port());
+}
+
+// Runs one request through the route's current plugin version and appends its reply (or
+// an error line) to `out`. The version is picked here, at the start of the request, so a
+// reload swaps it between requests, also on connections that stay open.
+asio::awaitable<void> handle_request(connection& c, std::string_view message, std::string& out) {
+    plugin_ref& plugin = *c.via->plugin;
+    ++plugin.in_flight;
+    const std::size_t mark = out.size();
+    const char* failure = nullptr;
+    try {
+        reply answer{out};
+        co_await plugin.version->handler().handle(request{message, c.peer, c.via->spec.name},
+                                                  answer);
+    } catch (const std::exception& e) {
+        failure = "ERR internal error";
+        log::error("plugin " + plugin.version->spec().name + " failed a request from " +
+                   c.peer + " on listener " + c.via->spec.name + ": " + e.what());
+    } catch (...) {
+        failure = "ERR internal error";
+        log::error("plugin " + plugin.version->spec().name +
+                   " threw a non-standard exception for " + c.peer);
+    }
+    if (failure) {
+        out.resize(mark);
+        out += failure;
+    }
+    c.owner.request_done(plugin);
+}
+
+// After refusing a request, the client may still be sending it. Closing a socket with
+// unread input sends a reset, which can destroy our error reply before the client reads it;
+// so, as nginx's lingering close does, stop sending and discard input for a bounded time
+// (the watchdog's deadline) and amount.
+asio::awaitable<void> linger(connection& c, std::string& scratch) {
+    boost::system::error_code ignored;
+    c.socket.shutdown(tcp::socket::shutdown_send, ignored);
+    std::size_t discarded = 0;
+    while (discarded < (std::size_t{1} << 24)) {
+        auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(scratch), as_tuple);
+        if (ec) co_return;
+        discarded += n;
+    }
+}
+
+asio::awaitable<void> serve_lines(connection& c) {
+    const std::size_t max = c.owner.limits().max_request_bytes;
+    // Start small and grow to the limit only for clients that send long lines: ten
+    // thousand idle connections must not cost ten thousand maximum-size buffers.
+    std::string in(std::min<std::size_t>(4096, max + 2), '\0');
+    std::size_t begin = 0, end = 0;
+    std::string out;
+    bool eof = false;
+    for (;;) {
+        bool refuse = false;
+        bool answered = false;
+        for (;;) {
+            auto frame = next_line({in.data() + begin, end - begin}, max);
+            if (frame.what == line_frame::kind::too_large) {
+                refuse = true;
+                break;
+            }
+            if (frame.what == line_frame::kind::incomplete) {
+                // At end of input, what is left is a last request without its '\n'.
+                if (!eof || begin == end) break;
+                frame = {line_frame::kind::request, {in.data() + begin, end - begin},
+                         end - begin};
+            }
+            c.busy = true;
+            co_await handle_request(c, frame.message, out);
+            out += '\n';
+            begin += frame.consumed;
+            answered = true;
+        }
+        if (refuse) {
+            out += "ERR request too large\n";
+            c.deadline = clock::now() + std::min(c.owner.limits().idle_timeout,
+                                                 std::chrono::milliseconds{2000});
+        }
+        if (!out.empty()) {
+            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+            if (ec) co_return;
+            out.clear();
+        }
+        c.busy = false;
+        if (answered) c.deadline = clock::now() + c.owner.limits().idle_timeout;
+        if (refuse) co_return co_await linger(c, in);
+        if (eof || c.via->closing) co_return;
+
+        if (begin == end) {
+            begin = end = 0;
+        } else if (end == in.size()) {
+            if (begin > 0) {
+                std::memmove(in.data(), in.data() + begin, end - begin);
+                end -= begin;
+                begin = 0;
+            } else {
+                in.resize(std::min(in.size() * 2, max + 2));
+            }
+        }
+        auto [ec, n] =
+            co_await c.socket.async_read_some(asio::buffer(in.data() + end, in.size() - end),
+                                              as_tuple);
+        if (ec == asio::error::eof) eof = true;
+        else if (ec) co_return;
+        end += n;
+    }
+}
+
+asio::awaitable<void> serve_oneshot(connection& c) {
+    std::string in(c.owner.limits().max_request_bytes, '\0');
+    auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(in), as_tuple);
+    if (ec || n == 0) co_return;
+    c.busy = true;
+    std::string out;
+    co_await handle_request(c, {in.data(), n}, out);
+    co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+    c.busy = false;
+}
+
+// Ends when the connection has been idle past its deadline (or was asked to close while
+// idle); the || in serve_connection then cancels the reader.
+asio::awaitable<void> watchdog(connection& c) {
+    for (;;) {
+        const auto now = clock::now();
+        if (!c.busy && now >= c.deadline) co_return;
+        c.watchdog_timer.expires_at(c.busy ? now + c.owner.limits().idle_timeout : c.deadline);
+        auto [ec] = co_await c.watchdog_timer.async_wait(as_tuple);
+        if (ec) {
+            auto state = co_await asio::this_coro::cancellation_state;
+            if (state.cancelled() != asio::cancellation_type::none) co_return;
+        }
+    }
+}
+
+}  // namespace
+
+connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
+    : owner{s},
+      via{std::move(r)},
+      socket{std::move(sock)},
+      peer{format_peer(socket)},
+      watchdog_timer{socket.get_executor()},
+      deadline{clock::now() + s.limits().idle_timeout} {
+    registration = via->connections.insert(via->connections.end(), this);
+}
+
+connection::~connection() { via->connections.erase(registration); }
+
+void connection::close_when_idle() noexcept {
+    deadline = clock::time_point::min();
+    watchdog_timer.cancel();
+}
+
+asio::awaitable<void> serve_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock) {
+    boost::system::error_code ignored;
+    sock.set_option(tcp::no_delay{true}, ignored);
+    connection c{s, std::move(r), std::move(sock)};
+    if (c.via->spec.framing == framing_kind::line) {
+        co_await (serve_lines(c) || watchdog(c));
+    } else {
+        co_await (serve_oneshot(c) || watchdog(c));
+    }
+    c.socket.shutdown(tcp::socket::shutdown_both, ignored);
+    c.socket.close(ignored);
+}
+
+}  // namespace plugd

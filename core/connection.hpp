@@ -1,0 +1,39 @@
+// connection: one accepted client, served by one coroutine on its shard's thread.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "shard.hpp"
+
+namespace plugd {
+
+struct connection {
+    connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
+    ~connection();
+
+    /// Ends the connection as soon as it is between requests (now, if it is idle).
+    void close_when_idle() noexcept;
+
+    shard& owner;
+    std::shared_ptr<route> via;
+    tcp::socket socket;
+    std::string peer;  ///< "ip:port", formatted once
+    asio::steady_timer watchdog_timer;
+    /// Idle deadline: a complete request must arrive before it. Moved forward after each
+    /// reply by a plain store; the watchdog re-arms only when its timer fires.
+    std::chrono::steady_clock::time_point deadline;
+    bool busy = false;  ///< handling a request or writing its reply
+    std::list<connection*>::iterator registration;
+};
+
+/// Serves one accepted socket until the client leaves, the connection idles out, or the
+/// server closes the listener. Never throws.
+asio::awaitable<void> serve_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
+
+}  // namespace plugd

@@ -1,0 +1,97 @@
+// main: plugd's command line, in the spirit of nginx's (-c, -t, -s).
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "config.hpp"
+#include "log.hpp"
+#include "plugin_version.hpp"
+#include "server.hpp"
+
+#include <plugd/version.hpp>
+
+namespace {
+
+constexpr std::string_view usage =
+    "usage: plugd [-c FILE] [-t] [--version] [--help]\n"
+    "\n"
+    "  -c FILE     the configuration file (default: ./server.json if it exists, otherwise\n"
+    "              the built-in default: greeting on 127.0.0.1:8888)\n"
+    "  -t          check the configuration and load every plugin, then exit:\n"
+    "              0 when it would start, 1 with the error otherwise\n"
+    "  --version   print the version and the plugin ABI fingerprint\n"
+    "  --help      print this help\n"
+    "\n"
+    "Signals: SIGINT/SIGTERM stop accepting, finish requests in flight, exit 0.\n";
+
+// Bundled plugins live in ../lib/plugd relative to the binary, both in the build tree
+// (build/bin/plugd, build/lib/plugd) and once installed (bin/, lib/plugd).
+std::filesystem::path bundled_plugin_dir() {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return std::filesystem::current_path() / "lib" / "plugd";
+    return (exe.parent_path() / ".." / "lib" / "plugd").lexically_normal();
+}
+
+int fail_usage(const std::string& why) {
+    std::cerr << "plugd: " << why << "\n\n" << usage;
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::optional<std::filesystem::path> config_file;
+    bool test_only = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "-c") {
+            if (i + 1 >= argc) return fail_usage("-c needs a FILE");
+            config_file = argv[++i];
+        } else if (arg == "-t") {
+            test_only = true;
+        } else if (arg == "--version" || arg == "-v") {
+            std::cout << "plugd " PLUGD_VERSION "\nplugin ABI: " PLUGD_ABI_FINGERPRINT "\n";
+            return 0;
+        } else if (arg == "--help" || arg == "-h") {
+            std::cout << usage;
+            return 0;
+        } else {
+            return fail_usage("unknown argument \"" + std::string{arg} + "\"");
+        }
+    }
+
+    plugd::server_options options;
+    options.bundled_plugin_dir = bundled_plugin_dir();
+    if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
+    try {
+        plugd::server_config cfg;
+        if (config_file) {
+            cfg = plugd::load_config(*config_file, options.bundled_plugin_dir);
+            options.config_file = cfg.source;
+        } else {
+            cfg = plugd::default_config(options.bundled_plugin_dir);
+        }
+        const std::string name = config_file ? cfg.source.string() : "the built-in default";
+        if (test_only) {
+            plugd::check_plugins(cfg);
+            std::cerr << "plugd: configuration " << name << " is valid and its "
+                      << cfg.plugins.size() << " plugin instance(s) load\n";
+            return 0;
+        }
+        plugd::log::info("configuration: " + name);
+        return plugd::serve(std::move(cfg), options);
+    } catch (const std::exception& e) {
+        if (test_only) {
+            std::cerr << "plugd: " << e.what() << "\nplugd: configuration test failed\n";
+        } else {
+            plugd::log::error(std::string{e.what()} + "; not started");
+        }
+        return 1;
+    }
+}

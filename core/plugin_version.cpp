@@ -1,0 +1,160 @@
+// plugin_version: loading a plugin safely (fingerprint first, private copy) and unloading it.
+#include "plugin_version.hpp"
+
+#define BOOST_DLL_USE_STD_FS 1
+#include <boost/dll/library_info.hpp>
+#include <boost/dll/shared_library.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <plugd/handler.hpp>
+
+#include "abi_fingerprint.hpp"
+#include "elf_section.hpp"
+#include "plugin_context.hpp"
+
+namespace plugd {
+namespace {
+
+constexpr const char* factory_symbol = "plugd_make_handler";
+constexpr const char* fingerprint_section = ".plugd_abi";
+
+std::string where(const plugin_spec& spec) {
+    return "plugin \"" + spec.name + "\" (" + spec.file.string() + ")";
+}
+
+std::string read_file(const plugin_spec& spec) {
+    std::ifstream in{spec.file, std::ios::binary};
+    if (!in) {
+        throw plugin_error(where(spec) + ": cannot read the file: " + std::strerror(errno) +
+                           "; check /plugins/" + spec.name + "/file and /plugin_dir");
+    }
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return std::move(bytes).str();
+}
+
+std::uint64_t hash_of(std::string_view bytes) noexcept {
+    std::uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across runs and builds
+    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+}  // namespace
+
+struct plugin_version::library {
+    boost::dll::shared_library dll;
+};
+
+std::uint64_t plugin_file_hash(const plugin_spec& spec) { return hash_of(read_file(spec)); }
+
+plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
+                               std::uint64_t generation)
+    : spec_{std::move(spec)}, generation_{generation} {
+    const std::string image = read_file(spec_);
+    content_hash_ = hash_of(image);
+
+    // The fingerprint is checked on the bytes we are about to load, before dlopen: a
+    // plugin built against another SDK, compiler or Boost never gets to run a constructor.
+    std::optional<std::string_view> fingerprint;
+    try {
+        fingerprint = elf_section(image, fingerprint_section);
+    } catch (const not_a_shared_library& e) {
+        throw plugin_error(where(spec_) + ": not a shared library: " + e.what() +
+                           "; /plugins/" + spec_.name + "/file must name a plugin built with "
+                           "plugd_add_plugin()");
+    }
+    if (!fingerprint) {
+        throw plugin_error(where(spec_) +
+                           ": not a plugd plugin (it has no .plugd_abi section); export the "
+                           "handler with PLUGD_PLUGIN(type) and build it with plugd_add_plugin()");
+    }
+    std::string_view found = *fingerprint;
+    while (!found.empty() && found.back() == '\0') found.remove_suffix(1);
+    if (auto diff = abi_mismatch(found, core_abi_fingerprint())) {
+        throw plugin_error(where(spec_) + ": built for another plugd ABI (" + *diff +
+                           "); rebuild the plugin against this plugd's SDK");
+    }
+
+    // glibc returns the already-loaded object when dlopen is given a path it has loaded,
+    // so a new build at the same path would run the old code. Each version is loaded from
+    // its own private copy instead; the copy is unlinked once mapped.
+    const auto copy = private_dir / (spec_.name + "." + std::to_string(generation_) + ".so");
+    {
+        std::ofstream out{copy, std::ios::binary | std::ios::trunc};
+        out.write(image.data(), static_cast<std::streamsize>(image.size()));
+        if (!out.flush()) {
+            throw plugin_error(where(spec_) + ": cannot write the private copy " +
+                               copy.string() + ": " + std::strerror(errno));
+        }
+    }
+    struct unlink_copy {
+        const std::filesystem::path& p;
+        ~unlink_copy() {
+            std::error_code ignored;
+            std::filesystem::remove(p, ignored);
+        }
+    } cleanup{copy};
+
+    try {
+        boost::dll::library_info info{copy};
+        const auto symbols = info.symbols();
+        if (std::find(symbols.begin(), symbols.end(), factory_symbol) == symbols.end()) {
+            throw plugin_error(where(spec_) + ": does not export " + factory_symbol +
+                               "; add PLUGD_PLUGIN(your_handler_type) to one source file");
+        }
+    } catch (const plugin_error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": cannot read its symbol table: " + e.what());
+    }
+
+    library_ = std::make_unique<library>();
+    try {
+        library_->dll.load(copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": cannot load: " + e.what() +
+                           "; a missing symbol usually means a library the plugin needs "
+                           "is not linked or installed");
+    }
+
+    context_ = std::make_unique<plugin_context>(spec_.name, spec_.config);
+    auto& make = library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol);
+    try {
+        handler_.reset(make(*context_));
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": refused its config (/plugins/" + spec_.name +
+                           "/config): " + e.what());
+    } catch (...) {
+        throw plugin_error(where(spec_) + ": its constructor threw a non-standard exception");
+    }
+}
+
+plugin_version::~plugin_version() {
+    stop();
+    handler_.reset();  // plugin code: must run before the library goes away
+    context_.reset();
+}
+
+void plugin_version::start() {
+    try {
+        handler_->start();
+        started_ = true;
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": start() failed: " + e.what());
+    } catch (...) {
+        throw plugin_error(where(spec_) + ": start() threw a non-standard exception");
+    }
+}
+
+void plugin_version::stop() noexcept {
+    if (!started_) return;
+    started_ = false;
+    handler_->stop();
+}
+
+}  // namespace plugd

@@ -1,0 +1,24 @@
+# plugd_add_plugin(<name> <source>...): builds a plugd plugin, <name>.so.
+#
+# The flags are not optional: they are what lets plugd unload and replace the plugin.
+#   -fvisibility=hidden      only what PLUGD_PLUGIN exports is visible
+#   -fno-gnu-unique          Asio's inline statics would otherwise be STB_GNU_UNIQUE, which
+#                            glibc never unloads: every reload would leak a copy
+#   no "lib" prefix          server.json names it by its plain name ("file": "<name>")
+# Set PLUGD_PLUGIN_OUTPUT_DIRECTORY to choose where the .so goes.
+function(plugd_add_plugin name)
+    if(ARGC LESS 2)
+        message(FATAL_ERROR "plugd_add_plugin(${name}): give at least one source file")
+    endif()
+    add_library(${name} MODULE ${ARGN})
+    target_link_libraries(${name} PRIVATE plugd::sdk)
+    target_compile_options(${name} PRIVATE -fno-gnu-unique)
+    set_target_properties(${name} PROPERTIES
+        PREFIX ""
+        CXX_VISIBILITY_PRESET hidden
+        VISIBILITY_INLINES_HIDDEN ON)
+    if(DEFINED PLUGD_PLUGIN_OUTPUT_DIRECTORY)
+        set_target_properties(${name} PROPERTIES
+            LIBRARY_OUTPUT_DIRECTORY "${PLUGD_PLUGIN_OUTPUT_DIRECTORY}")
+    endif()
+endfunction()

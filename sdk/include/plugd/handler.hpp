@@ -1,0 +1,40 @@
+// plugd::handler: the interface a plugin implements.
+#pragma once
+
+#include <plugd/reply.hpp>
+#include <plugd/request.hpp>
+#include <plugd/task.hpp>
+
+namespace plugd {
+
+/// A request handler. The core constructs one per plugin instance, from a `plugd::context&`
+/// (see `PLUGD_PLUGIN`): construction reads and validates the config and may throw, with a
+/// message naming the config key, to refuse it. The object is then valid; no `init` step.
+///
+/// Life of an instance: constructed, `start()`, any number of concurrent `handle()` calls,
+/// `stop()` once the last request has finished, destroyed, library unloaded.
+///
+/// Rules for plugin code, because the library is unloaded while the server keeps running:
+/// no `thread_local` objects with destructors (they pin the library in memory), no threads,
+/// Asio timers or sockets of its own (use `context`), nothing left running after `stop()`.
+class handler {
+public:
+    virtual ~handler() = default;
+
+    /// Called once on the control thread before the first request. May throw to refuse the
+    /// instance: the server does not start (or a reload is rolled back).
+    virtual void start() {}
+
+    /// Called once on the control thread after the last request has finished (shutdown,
+    /// or this version replaced by a reload). Must not throw.
+    virtual void stop() noexcept {}
+
+    /// Answers one request by appending to `out`.
+    /// @warning Called concurrently from multiple worker threads: shared state needs
+    /// synchronisation. Each call runs on the thread of its connection and may `co_await`.
+    /// An exception ends only this request: the client gets `ERR internal error`, the
+    /// message is logged with the instance name.
+    virtual task<void> handle(request req, reply& out) = 0;
+};
+
+}  // namespace plugd

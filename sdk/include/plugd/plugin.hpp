@@ -1,0 +1,23 @@
+// The one header a plugin includes: the whole plugd SDK and the PLUGD_PLUGIN export macro.
+#pragma once
+
+#include <plugd/context.hpp>
+#include <plugd/handler.hpp>
+#include <plugd/reply.hpp>
+#include <plugd/request.hpp>
+#include <plugd/task.hpp>
+#include <plugd/version.hpp>
+
+/// Exports `type` (a `plugd::handler` constructible from `plugd::context&`) as this
+/// library's plugin. Use it exactly once, at namespace scope, in one source file.
+///
+/// It emits two symbols and nothing else: the ABI fingerprint, in the `.plugd_abi` section
+/// where the core reads it before loading the file, and the factory the core calls.
+#define PLUGD_PLUGIN(type)                                                                 \
+    extern "C" __attribute__((visibility("default"), used,                                 \
+                              section(".plugd_abi"))) const char plugd_abi_fingerprint[] = \
+        PLUGD_ABI_FINGERPRINT;                                                             \
+    extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler(\
+        ::plugd::context& ctx) {                                                           \
+        return new type(ctx);                                                              \
+    }
