@@ -1,0 +1,57 @@
+// echo: a test plugin that is not greeting. Answers "<version>:<message>", where the
+// version is baked in at build time (two builds answer differently, for reload tests).
+// Config: "delay_ms" (wait before answering), "log_requests" (log "handling <message>"
+// first, so tests can wait for a request to be in flight), "fail_construction", "fail_start" (throw
+// there), "throw_on" (throw when the message equals it), "hang_on" (never answer it).
+#include <plugd/plugin.hpp>
+
+#include <stdexcept>
+
+#ifndef ECHO_VERSION
+#define ECHO_VERSION "v1"
+#endif
+
+namespace {
+
+class echo final : public plugd::handler {
+public:
+    explicit echo(plugd::context& ctx)
+        : ctx_{ctx},
+          delay_{ctx.config().value("delay_ms", 0)},
+          log_requests_{ctx.config().value("log_requests", false)},
+          fail_start_{ctx.config().value("fail_start", false)},
+          throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
+          hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})} {
+        if (ctx.config().value("fail_construction", false)) {
+            throw std::invalid_argument("fail_construction is set");
+        }
+    }
+
+    void start() override {
+        if (fail_start_) throw std::runtime_error("fail_start is set");
+    }
+
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        if (log_requests_) {
+            ctx_.log(plugd::log_level::info, "handling " + std::string{req.message()});
+        }
+        if (req.message() == throw_on_) throw std::runtime_error("asked to throw");
+        if (req.message() == hang_on_) {
+            for (;;) co_await ctx_.sleep_for(std::chrono::hours{1});
+        }
+        if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);
+        out << ECHO_VERSION ":" << req.message();
+    }
+
+private:
+    plugd::context& ctx_;
+    std::chrono::milliseconds delay_;
+    bool log_requests_;
+    bool fail_start_;
+    std::string throw_on_;
+    std::string hang_on_;
+};
+
+}  // namespace
+
+PLUGD_PLUGIN(echo)

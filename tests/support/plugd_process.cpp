@@ -1,0 +1,246 @@
+// plugd_process and line_client: process spawning, stderr capture and a deadline-bound client.
+#include "plugd_process.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <utility>
+
+extern char** environ;
+
+namespace plugd::test {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+[[noreturn]] void fail(const std::string& what) {
+    throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+int remaining_ms(clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
+    return left < 0 ? 0 : static_cast<int>(left);
+}
+
+}  // namespace
+
+temp_dir::temp_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/plugd-test.XXXXXX";
+    if (!::mkdtemp(pattern.data())) fail("mkdtemp");
+    path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+std::filesystem::path temp_dir::write(const std::string& name, const std::string& text) const {
+    const auto p = path_ / name;
+    std::ofstream{p, std::ios::binary | std::ios::trunc} << text;
+    return p;
+}
+
+plugd_process::plugd_process(std::vector<std::string> args) {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) fail("pipe2");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    args.insert(args.begin(), PLUGD_BINARY);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, PLUGD_BINARY, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(pipe_fds[1]);
+    if (rc != 0) {
+        ::close(pipe_fds[0]);
+        errno = rc;
+        fail("posix_spawn " PLUGD_BINARY);
+    }
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd_ < 0) fail("pidfd_open");
+    reader_ = std::thread{[this, fd = pipe_fds[0]] { read_stderr(fd); }};
+}
+
+plugd_process::~plugd_process() {
+    if (!status_) {
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+    if (reader_.joinable()) reader_.join();
+    if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+void plugd_process::read_stderr(int fd) {
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        std::lock_guard lock{mutex_};
+        if (n <= 0) {
+            closed_ = true;
+            changed_.notify_all();
+            break;
+        }
+        log_.append(buf, static_cast<std::size_t>(n));
+        changed_.notify_all();
+    }
+    ::close(fd);
+}
+
+bool plugd_process::wait_for_log(const std::string& text, milliseconds timeout) {
+    std::unique_lock lock{mutex_};
+    return changed_.wait_for(lock, timeout, [&] {
+        return log_.find(text) != std::string::npos || closed_;
+    }) && log_.find(text) != std::string::npos;
+}
+
+std::size_t plugd_process::count_log(const std::string& text) {
+    std::lock_guard lock{mutex_};
+    std::size_t n = 0;
+    for (auto at = log_.find(text); at != std::string::npos; at = log_.find(text, at + 1)) ++n;
+    return n;
+}
+
+std::string plugd_process::log() {
+    std::lock_guard lock{mutex_};
+    return log_;
+}
+
+std::uint16_t plugd_process::port(const std::string& name, milliseconds timeout) {
+    const std::string marker = "listener " + name + ": listening on ";
+    if (!wait_for_log(marker, timeout)) {
+        throw std::runtime_error("plugd never reported listener " + name + "; its log:\n" +
+                                 log());
+    }
+    const std::string text = log();
+    const auto at = text.find(marker);
+    const auto end = text.find(' ', at + marker.size());
+    const std::string address = text.substr(at + marker.size(), end - at - marker.size());
+    return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
+
+void plugd_process::signal(int signo) { ::kill(pid_, signo); }
+
+std::optional<int> plugd_process::wait_exit(milliseconds timeout) {
+    if (!status_) {
+        pollfd p{pidfd_, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
+        int status = 0;
+        if (::waitpid(pid_, &status, 0) != pid_) fail("waitpid");
+        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (reader_.joinable()) reader_.join();
+    if (*status_ >= 128) return std::nullopt;
+    return status_;
+}
+
+run_result run_plugd(std::vector<std::string> args, milliseconds timeout) {
+    plugd_process p{std::move(args)};
+    const auto status = p.wait_exit(timeout);
+    return {status.value_or(-1), p.log()};
+}
+
+line_client::line_client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) fail("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const int e = errno;
+        ::close(fd_);
+        errno = e;
+        fail("connect to 127.0.0.1:" + std::to_string(port));
+    }
+    const int on = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
+line_client::~line_client() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+line_client::line_client(line_client&& other) noexcept
+    : fd_{std::exchange(other.fd_, -1)}, buffered_{std::move(other.buffered_)}, eof_{other.eof_} {}
+
+void line_client::send(const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail("send");
+        sent += static_cast<std::size_t>(n);
+    }
+}
+
+bool line_client::fill(clock::time_point deadline) {
+    if (eof_) return false;
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, remaining_ms(deadline));
+    if (ready <= 0) return false;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+        eof_ = true;
+        return false;
+    }
+    buffered_.append(buf, static_cast<std::size_t>(n));
+    return true;
+}
+
+std::optional<std::string> line_client::read_line(milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    for (;;) {
+        if (auto nl = buffered_.find('\n'); nl != std::string::npos) {
+            std::string line = buffered_.substr(0, nl);
+            buffered_.erase(0, nl + 1);
+            return line;
+        }
+        if (!fill(deadline)) return std::nullopt;
+    }
+}
+
+std::optional<std::string> line_client::read_to_eof(milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    while (!eof_) {
+        if (!fill(deadline) && !eof_) return std::nullopt;
+    }
+    return std::exchange(buffered_, {});
+}
+
+void line_client::shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+
+std::string one_listener_config(const std::filesystem::path& plugin_dir,
+                                const std::string& plugin_file, const std::string& plugin_config,
+                                const std::string& framing, const std::string& limits) {
+    return R"({ "threads": 2, "plugin_dir": ")" + plugin_dir.string() +
+           R"(", "plugins": { "p": { "file": ")" + plugin_file + R"(", "config": )" +
+           plugin_config + R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": ")" +
+           framing + R"(", "plugin": "p" } ], "limits": )" + limits + " }";
+}
+
+std::filesystem::path bundled_plugin_dir() { return PLUGD_BUNDLED_PLUGIN_DIR; }
+std::filesystem::path test_plugin_dir() { return PLUGD_TEST_PLUGIN_DIR; }
+
+}  // namespace plugd::test

@@ -1,0 +1,108 @@
+// plugd_process and line_client: drive the real plugd binary over loopback in tests.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace plugd::test {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+/// A fresh folder under $TMPDIR, removed with its contents by the destructor.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    const std::filesystem::path& path() const { return path_; }
+    /// Writes `text` to `name` inside the folder and returns its path.
+    std::filesystem::path write(const std::string& name, const std::string& text) const;
+
+private:
+    std::filesystem::path path_;
+};
+
+/// The plugd binary under test, started with `args`; its stderr is collected line by line.
+/// The destructor kills it (SIGKILL) if it is still running.
+class plugd_process {
+public:
+    explicit plugd_process(std::vector<std::string> args);
+    ~plugd_process();
+
+    pid_t pid() const { return pid_; }
+    /// Waits until a log line containing `text` has appeared (counting from the start).
+    /// Returns false at the deadline.
+    bool wait_for_log(const std::string& text, milliseconds timeout = 10s);
+    /// Number of log lines so far that contain `text`.
+    std::size_t count_log(const std::string& text);
+    /// Everything logged so far.
+    std::string log();
+    /// The port listener `name` reports in its "listening on" line (waits for it).
+    std::uint16_t port(const std::string& name = "main", milliseconds timeout = 10s);
+    void signal(int signo);
+    /// Waits for exit; the exit status, or nullopt at the deadline (or if killed by a signal).
+    std::optional<int> wait_exit(milliseconds timeout = 10s);
+
+private:
+    void read_stderr(int fd);
+    pid_t pid_ = -1;
+    int pidfd_ = -1;  ///< readable once the process has exited: no polling loop
+    std::optional<int> status_;
+    std::thread reader_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::string log_;
+    bool closed_ = false;
+};
+
+/// Runs plugd with `args` to completion (e.g. `-t`); returns exit status and stderr.
+struct run_result {
+    int status;
+    std::string output;
+};
+run_result run_plugd(std::vector<std::string> args, milliseconds timeout = 20s);
+
+/// A blocking TCP client with deadlines on every read.
+class line_client {
+public:
+    explicit line_client(std::uint16_t port);
+    ~line_client();
+    line_client(line_client&& other) noexcept;
+    line_client& operator=(line_client&&) = delete;
+    int fd() const { return fd_; }
+
+    void send(const std::string& bytes);
+    /// Reads up to and without the next '\n'; nullopt on EOF, error or deadline.
+    std::optional<std::string> read_line(milliseconds timeout = 5s);
+    /// Reads until the server closes; what arrived before (nullopt at the deadline).
+    std::optional<std::string> read_to_eof(milliseconds timeout = 5s);
+    /// Shuts down the sending side (the server sees EOF).
+    void shutdown_send();
+
+private:
+    bool fill(std::chrono::steady_clock::time_point deadline);
+    int fd_ = -1;
+    std::string buffered_;
+    bool eof_ = false;
+};
+
+/// A config for one listener on an ephemeral port routed to `plugin_file` in `plugin_dir`.
+std::string one_listener_config(const std::filesystem::path& plugin_dir,
+                                const std::string& plugin_file,
+                                const std::string& plugin_config = "{}",
+                                const std::string& framing = "line",
+                                const std::string& limits = "{}");
+
+/// Folder of the bundled plugins (greeting) and of the test plugins, from the build.
+std::filesystem::path bundled_plugin_dir();
+std::filesystem::path test_plugin_dir();
+
+}  // namespace plugd::test

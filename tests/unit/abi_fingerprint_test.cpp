@@ -1,0 +1,69 @@
+// ABI fingerprints: read from the file without loading it, compared part by part.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <boost/version.hpp>
+
+#include "abi_fingerprint.hpp"
+#include "elf_section.hpp"
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream in{path, std::ios::binary};
+    REQUIRE(in);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string fingerprint_of(const std::string& path) {
+    const std::string image = read_file(path);
+    auto section = plugd::elf_section(image, ".plugd_abi");
+    REQUIRE(section.has_value());
+    std::string text{*section};
+    while (!text.empty() && text.back() == '\0') text.pop_back();
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("a plugin built with the SDK carries the core's fingerprint") {
+    CHECK(fingerprint_of(PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so") == plugd::core_abi_fingerprint());
+    CHECK_FALSE(plugd::abi_mismatch(fingerprint_of(PLUGD_TEST_PLUGIN_DIR "/echo.so"),
+                                    plugd::core_abi_fingerprint()));
+}
+
+TEST_CASE("a mismatch names the part that differs and both values") {
+    const auto diff = plugd::abi_mismatch(fingerprint_of(PLUGD_TEST_PLUGIN_DIR "/wrong_abi.so"),
+                                          plugd::core_abi_fingerprint());
+    REQUIRE(diff.has_value());
+    CHECK(*diff == "boost: plugin 107400, plugd " + std::to_string(BOOST_VERSION));
+}
+
+TEST_CASE("mismatches in several parts, missing and extra parts are all reported") {
+    const auto diff = plugd::abi_mismatch("sdk=2;compiler=gcc-13.1;extra=1", "sdk=1;compiler=gcc-12.2;cxx=202002");
+    REQUIRE(diff.has_value());
+    CHECK(*diff == "compiler: plugin gcc-13.1, plugd gcc-12.2; cxx: plugin (none), plugd 202002; "
+                   "sdk: plugin 2, plugd 1; extra: plugin 1, plugd (none)");
+}
+
+TEST_CASE("a file that is not an ELF shared library is refused with the reason") {
+    CHECK_THROWS_WITH_AS(plugd::elf_section("not a library at all", ".plugd_abi"),
+                         "not an ELF file (no ELF magic number at its start)",
+                         plugd::not_a_shared_library);
+    CHECK_THROWS_AS(plugd::elf_section(read_file(PLUGD_BINARY).substr(0, 200), ".plugd_abi"),
+                    plugd::not_a_shared_library);
+    // A truncated library: the section table lies past the end.
+    const std::string image = read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so");
+    CHECK_THROWS_AS(plugd::elf_section(image.substr(0, image.size() / 2), ".plugd_abi"),
+                    plugd::not_a_shared_library);
+}
+
+TEST_CASE("a library without the section has no fingerprint") {
+    const std::string image = read_file(PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so");
+    CHECK_FALSE(plugd::elf_section(image, ".no_such_section").has_value());
+}

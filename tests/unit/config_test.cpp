@@ -1,0 +1,178 @@
+// server.json validation: every error names the file, the place and what is expected.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "config.hpp"
+
+namespace {
+
+using plugd::config_error;
+
+const std::filesystem::path source = "/etc/plugd/server.json";
+const std::filesystem::path bundled = "/opt/plugd/lib/plugd";
+
+plugd::server_config parse(const std::string& text) {
+    return plugd::parse_config(text, source, bundled);
+}
+
+// The message of the config_error `text` raises (fails the test if it parses).
+std::string error_of(const std::string& text) {
+    try {
+        parse(text);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    FAIL("expected a config_error for: " << text);
+    return {};
+}
+
+const std::string plugins = R"("plugins": { "greeting": { "file": "greeting" } })";
+std::string with_listener(const std::string& listener) {
+    return "{ " + plugins + R"(, "listeners": [ )" + listener + " ] }";
+}
+
+}  // namespace
+
+TEST_CASE("a minimal config gets the documented defaults") {
+    auto cfg = parse(with_listener(R"({ "name": "main", "port": 8888, "plugin": "greeting" })"));
+    CHECK(cfg.threads == 0);
+    CHECK(cfg.plugin_dir == bundled);
+    CHECK(cfg.pid_file == "/etc/plugd/plugd.pid");
+    REQUIRE(cfg.plugins.size() == 1);
+    CHECK(cfg.plugins[0].file == bundled / "greeting.so");
+    CHECK(cfg.plugins[0].config == nlohmann::json::object());
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].address == "127.0.0.1");
+    CHECK(cfg.listeners[0].framing == plugd::framing_kind::line);
+    CHECK(cfg.limits.max_connections == 10000);
+    CHECK(cfg.limits.max_request_bytes == 65536);
+    CHECK(cfg.limits.idle_timeout.count() == 60000);
+    CHECK(cfg.limits.shutdown_timeout.count() == 5000);
+}
+
+TEST_CASE("relative paths resolve against the config file's folder") {
+    auto cfg = parse(R"({ "plugin_dir": "plugins", "pid_file": "run/p.pid", )" + plugins +
+                     R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ] })");
+    CHECK(cfg.plugin_dir == "/etc/plugd/plugins");
+    CHECK(cfg.plugins[0].file == "/etc/plugd/plugins/greeting.so");
+    CHECK(cfg.pid_file == "/etc/plugd/run/p.pid");
+}
+
+TEST_CASE("two instances of one library keep their own configs") {
+    auto cfg = parse(R"({ "plugins": {
+        "en": { "file": "greeting", "config": { "prefix": "Hello, " } },
+        "fr": { "file": "greeting.so", "config": { "prefix": "Bonjour, " } } },
+        "listeners": [ { "name": "a", "port": 1, "plugin": "en" },
+                       { "name": "b", "port": 2, "plugin": "fr", "framing": "oneshot" } ] })");
+    REQUIRE(cfg.plugins.size() == 2);
+    CHECK(cfg.plugins[0].file == cfg.plugins[1].file);
+    CHECK(cfg.find_plugin("fr")->config["prefix"] == "Bonjour, ");
+    CHECK(cfg.listeners[1].framing == plugd::framing_kind::oneshot);
+}
+
+TEST_CASE("a syntax error names the line and column") {
+    const auto msg = error_of("{\n  \"threads\": 1,\n  \"plugins\": { oops }\n}");
+    CHECK(msg.find("/etc/plugd/server.json:3:16: syntax error") == 0);
+}
+
+TEST_CASE("an unknown key is refused with the keys that are allowed") {
+    const auto msg = error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "prot": 2 })"));
+    CHECK(msg.find("/listeners/0/prot: unknown key; expected one of: name, address, port") !=
+          std::string::npos);
+    CHECK(error_of(R"({ "thread": 1 })").find(": /thread: unknown key") != std::string::npos);
+}
+
+TEST_CASE("a wrong type names the JSON path and the expected type") {
+    auto msg = error_of(with_listener(R"({ "name": "m", "port": "8888", "plugin": "greeting" })"));
+    CHECK(msg == "/etc/plugd/server.json: /listeners/0/port: expected an integer from 0 to "
+                 "65535, got \"8888\" (string)");
+    msg = error_of(with_listener(R"({ "name": "m", "port": 70000, "plugin": "greeting" })"));
+    CHECK(msg.find("/listeners/0/port: expected an integer from 0 to 65535, got 70000") !=
+          std::string::npos);
+    msg = error_of(with_listener(R"({ "name": "m", "port": -1, "plugin": "greeting" })"));
+    CHECK(msg.find("/listeners/0/port: expected an integer") != std::string::npos);
+    msg = error_of(R"({ "threads": true })");
+    CHECK(msg.find("/threads: expected an integer") != std::string::npos);
+    msg = error_of(R"({ "plugins": { "g": { "file": "greeting", "config": [] } }, "listeners": [] })");
+    CHECK(msg.find("/plugins/g/config: expected an object, got [] (array)") != std::string::npos);
+}
+
+TEST_CASE("a missing required key is named") {
+    CHECK(error_of(with_listener(R"({ "name": "m", "plugin": "greeting" })"))
+              .find("/listeners/0/port: missing") != std::string::npos);
+    CHECK(error_of(R"({ "listeners": [] })").find("/plugins: missing") != std::string::npos);
+    CHECK(error_of("{ " + plugins + " }").find("/listeners: missing") != std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "listeners": [] })").find("/listeners: expected a non-empty array") != std::string::npos);
+}
+
+TEST_CASE("duplicate names are refused") {
+    auto msg = error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting" },
+                                         { "name": "m", "port": 2, "plugin": "greeting" })"));
+    CHECK(msg.find("/listeners/1/name: duplicate listener name \"m\", also used by /listeners/0") !=
+          std::string::npos);
+    msg = error_of(R"({ "plugins": { "g": { "file": "a" }, "g": { "file": "b" } } })");
+    CHECK(msg.find("/plugins/g: duplicate key") != std::string::npos);
+    msg = error_of(with_listener(R"({ "name": "a", "port": 9, "plugin": "greeting" },
+                                    { "name": "b", "port": 9, "plugin": "greeting" })"));
+    CHECK(msg.find("/listeners/1/port: 127.0.0.1:9 is already used by /listeners/0") !=
+          std::string::npos);
+}
+
+TEST_CASE("a listener naming a missing plugin lists the instances there are") {
+    const auto msg = error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greting" })"));
+    CHECK(msg.find("/listeners/0/plugin: no plugin instance named \"greting\" in /plugins "
+                   "(instances: greeting)") != std::string::npos);
+}
+
+TEST_CASE("addresses must be numeric IPv4 or IPv6") {
+    CHECK(error_of(with_listener(R"({ "name": "m", "address": "localhost", "port": 1, "plugin": "greeting" })"))
+              .find("/listeners/0/address: \"localhost\" is not a numeric IPv4 or IPv6 address") !=
+          std::string::npos);
+    CHECK(error_of(with_listener(R"({ "name": "m", "address": "256.1.1.1", "port": 1, "plugin": "greeting" })"))
+              .find("/listeners/0/address") != std::string::npos);
+    auto cfg = parse(with_listener(R"({ "name": "m", "address": "::1", "port": 1, "plugin": "greeting" })"));
+    CHECK(cfg.listeners[0].address == "::1");
+}
+
+TEST_CASE("framing must be line or oneshot") {
+    CHECK(error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"))
+              .find("/listeners/0/framing: \"http\" is not a framing; expected \"line\" or \"oneshot\"") !=
+          std::string::npos);
+}
+
+TEST_CASE("limits are checked for range") {
+    const std::string l = R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], "limits": )";
+    CHECK(error_of("{ " + plugins + l + R"({ "max_request_bytes": 0 } })")
+              .find("/limits/max_request_bytes: expected an integer from 1 to") != std::string::npos);
+    CHECK(error_of("{ " + plugins + l + R"({ "idle_timeout": 5 } })")
+              .find("/limits/idle_timeout: unknown key") != std::string::npos);
+    auto cfg = parse("{ " + plugins + l + R"({ "idle_timeout_ms": 250, "max_connections": 3 } })");
+    CHECK(cfg.limits.idle_timeout.count() == 250);
+    CHECK(cfg.limits.max_connections == 3);
+}
+
+TEST_CASE("a plugin file cannot escape plugin_dir") {
+    CHECK(error_of(R"({ "plugins": { "g": { "file": "../evil" } }, "listeners": [] })")
+              .find("/plugins/g/file: must not leave plugin_dir") != std::string::npos);
+    CHECK(error_of(R"({ "plugins": { "g": { "file": "/tmp/evil.so" } }, "listeners": [] })")
+              .find("/plugins/g/file: must be a file name inside plugin_dir") != std::string::npos);
+}
+
+TEST_CASE("the built-in default serves greeting on 127.0.0.1:8888 in line framing") {
+    auto cfg = plugd::default_config(bundled);
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].address == "127.0.0.1");
+    CHECK(cfg.listeners[0].port == 8888);
+    CHECK(cfg.listeners[0].framing == plugd::framing_kind::line);
+    CHECK(cfg.find_plugin("greeting")->file == bundled / "greeting.so");
+}
+
+TEST_CASE("a missing config file is reported with what to do") {
+    try {
+        plugd::load_config("/nonexistent/server.json", bundled);
+        FAIL("expected an error");
+    } catch (const config_error& e) {
+        CHECK(std::string{e.what()}.find("/nonexistent/server.json: cannot open") == 0);
+    }
+}
