@@ -350,6 +350,16 @@ server_config load_config(const std::filesystem::path& file,
                         bundled_plugin_dir);
 }
 
+std::filesystem::path pid_file_of(const std::filesystem::path& file) {
+    const auto base = std::filesystem::absolute(file).parent_path();
+    std::ifstream in{file, std::ios::binary};
+    const json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("pid_file") && doc["pid_file"].is_string()) {
+        return resolve(base, doc["pid_file"].get<std::string>());
+    }
+    return resolve(base, "plugd.pid");
+}
+
 server_config default_config(const std::filesystem::path& bundled_plugin_dir) {
     return parse_config(R"({
         "plugins": { "greeting": { "file": "greeting" } },

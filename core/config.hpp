@@ -77,6 +77,11 @@ server_config load_config(const std::filesystem::path& file,
 server_config parse_config(std::string_view text, const std::filesystem::path& source,
                            const std::filesystem::path& bundled_plugin_dir);
 
+/// The pid_file `file` names, read leniently: `plugd -s reload` must find the running
+/// server even when the edited file no longer validates (that is when the reload's error
+/// matters most). Falls back to the default next to the file.
+std::filesystem::path pid_file_of(const std::filesystem::path& file);
+
 /// The configuration used when there is no server.json: greeting on 127.0.0.1:8888, line
 /// framing, paths relative to the working directory.
 server_config default_config(const std::filesystem::path& bundled_plugin_dir);

@@ -12,6 +12,7 @@
 #include <plugd/handler.hpp>
 
 #include "line_framing.hpp"
+#include "listener.hpp"
 #include "log.hpp"
 
 namespace plugd {
@@ -24,10 +25,7 @@ constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 std::string format_peer(const tcp::socket& s) {
     boost::system::error_code ec;
     const auto ep = s.remote_endpoint(ec);
-    if (ec) return "unknown";
-    const auto a = ep.address();
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
-           std::to_string(ep.port());
+    return ec ? "unknown" : format_endpoint(ep);
 }
 
 // Runs one request through the route's current plugin version and appends its reply (or
@@ -36,6 +34,7 @@ std::string format_peer(const tcp::socket& s) {
 asio::awaitable<void> handle_request(connection& c, std::string_view message, std::string& out) {
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
+    c.active = &plugin;
     const std::size_t mark = out.size();
     const char* failure = nullptr;
     try {
@@ -44,18 +43,27 @@ asio::awaitable<void> handle_request(connection& c, std::string_view message, st
                                                   answer);
     } catch (const std::exception& e) {
         failure = "ERR internal error";
-        log::error("plugin " + plugin.version->spec().name + " failed a request from " +
-                   c.peer + " on listener " + c.via->spec.name + ": " + e.what());
+        if (!c.abort_reply) {
+            log::error("plugin " + plugin.version->spec().name + " failed a request from " +
+                       c.peer + " on listener " + c.via->spec.name + ": " + e.what());
+        }
     } catch (...) {
         failure = "ERR internal error";
         log::error("plugin " + plugin.version->spec().name +
                    " threw a non-standard exception for " + c.peer);
     }
+    if (c.abort_reply) failure = c.abort_reply;
     if (failure) {
         out.resize(mark);
         out += failure;
     }
+    c.active = nullptr;
     c.owner.request_done(plugin);
+    if (c.abort_reply) {
+        // The watchdog cancelled this coroutine to end the handler; clear that so the
+        // error reply can still be written before the connection closes.
+        co_await asio::this_coro::reset_cancellation_state();
+    }
 }
 
 // After refusing a request, the client may still be sending it. Closing a socket with
@@ -101,6 +109,7 @@ asio::awaitable<void> serve_lines(connection& c) {
             out += '\n';
             begin += frame.consumed;
             answered = true;
+            if (c.abort_reply) break;
         }
         if (refuse) {
             out += "ERR request too large\n";
@@ -115,7 +124,7 @@ asio::awaitable<void> serve_lines(connection& c) {
         c.busy = false;
         if (answered) c.deadline = clock::now() + c.owner.limits().idle_timeout;
         if (refuse) co_return co_await linger(c, in);
-        if (eof || c.via->closing) co_return;
+        if (eof || c.via->closing || c.abort_reply) co_return;
 
         if (begin == end) {
             begin = end = 0;
@@ -153,7 +162,7 @@ asio::awaitable<void> serve_oneshot(connection& c) {
 asio::awaitable<void> watchdog(connection& c) {
     for (;;) {
         const auto now = clock::now();
-        if (!c.busy && now >= c.deadline) co_return;
+        if (c.abort_reply || (!c.busy && now >= c.deadline)) co_return;
         c.watchdog_timer.expires_at(c.busy ? now + c.owner.limits().idle_timeout : c.deadline);
         auto [ec] = co_await c.watchdog_timer.async_wait(as_tuple);
         if (ec) {
@@ -172,10 +181,15 @@ connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
       peer{format_peer(socket)},
       watchdog_timer{socket.get_executor()},
       deadline{clock::now() + s.limits().idle_timeout} {
-    registration = via->connections.insert(via->connections.end(), this);
+    registration = owner.enter(this);
 }
 
-connection::~connection() { via->connections.erase(registration); }
+connection::~connection() { owner.leave(registration); }
+
+void connection::abort(const char* reply) noexcept {
+    abort_reply = reply;
+    watchdog_timer.cancel();
+}
 
 void connection::close_when_idle() noexcept {
     deadline = clock::time_point::min();

@@ -12,22 +12,28 @@
 #include "log.hpp"
 #include "plugin_version.hpp"
 #include "server.hpp"
+#include "signal_command.hpp"
 
 #include <plugd/version.hpp>
 
 namespace {
 
 constexpr std::string_view usage =
-    "usage: plugd [-c FILE] [-t] [--version] [--help]\n"
+    "usage: plugd [-c FILE] [-t | -s reload|stop] [--watch] [--version] [--help]\n"
     "\n"
     "  -c FILE     the configuration file (default: ./server.json if it exists, otherwise\n"
     "              the built-in default: greeting on 127.0.0.1:8888)\n"
     "  -t          check the configuration and load every plugin, then exit:\n"
     "              0 when it would start, 1 with the error otherwise\n"
+    "  -s reload   make the running plugd (found through pid_file) reload, wait for the\n"
+    "              outcome and print it: 0 with the new generation, 1 with the error\n"
+    "  -s stop     make the running plugd drain and exit, and wait for it\n"
+    "  --watch     reload by itself when the config file or a plugin file changes\n"
     "  --version   print the version and the plugin ABI fingerprint\n"
     "  --help      print this help\n"
     "\n"
-    "Signals: SIGINT/SIGTERM stop accepting, finish requests in flight, exit 0.\n";
+    "Signals: SIGHUP reloads; SIGINT/SIGTERM stop accepting, finish requests in flight,\n"
+    "exit 0.\n";
 
 // Bundled plugins live in ../lib/plugd relative to the binary, both in the build tree
 // (build/bin/plugd, build/lib/plugd) and once installed (bin/, lib/plugd).
@@ -48,6 +54,8 @@ int fail_usage(const std::string& why) {
 int main(int argc, char** argv) {
     std::optional<std::filesystem::path> config_file;
     bool test_only = false;
+    bool watch = false;
+    std::optional<std::string> signal;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "-c") {
@@ -55,6 +63,14 @@ int main(int argc, char** argv) {
             config_file = argv[++i];
         } else if (arg == "-t") {
             test_only = true;
+        } else if (arg == "-s") {
+            if (i + 1 >= argc) return fail_usage("-s needs reload or stop");
+            signal = argv[++i];
+            if (*signal != "reload" && *signal != "stop") {
+                return fail_usage("-s takes reload or stop, not \"" + *signal + "\"");
+            }
+        } else if (arg == "--watch") {
+            watch = true;
         } else if (arg == "--version" || arg == "-v") {
             std::cout << "plugd " PLUGD_VERSION "\nplugin ABI: " PLUGD_ABI_FINGERPRINT "\n";
             return 0;
@@ -68,7 +84,13 @@ int main(int argc, char** argv) {
 
     plugd::server_options options;
     options.bundled_plugin_dir = bundled_plugin_dir();
+    options.watch = watch;
     if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
+    if (signal) {
+        const auto pid_file = config_file ? plugd::pid_file_of(*config_file)
+                                          : std::filesystem::current_path() / "plugd.pid";
+        return plugd::send_signal_command(*signal, pid_file, std::chrono::seconds{60});
+    }
     try {
         plugd::server_config cfg;
         if (config_file) {

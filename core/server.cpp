@@ -1,104 +1,53 @@
-// server: start-up, binding, signals and graceful shutdown of the running plugd.
+// server: start-up, reload, signals and graceful shutdown of the running plugd.
+//
+// The control thread (main) owns the configuration and every plugin version; shards only
+// receive finished shard_updates. A reload is prepared completely on the control thread
+// (config, plugins, sockets, start()) before a single shard sees it; see
+// docs/architecture.md, "The life of a reload".
 #include "server.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <sys/socket.h>
+#include <unistd.h>
 
+#include <list>
 #include <map>
+#include <optional>
 #include <thread>
 
+#include "control_files.hpp"
+#include "file_watch.hpp"
+#include "listener.hpp"
 #include "log.hpp"
 #include "plugin_version.hpp"
 #include "private_dir.hpp"
+#include "reload_plan.hpp"
 #include "shard.hpp"
 
 namespace plugd {
 namespace {
 
+using clock = std::chrono::steady_clock;
 using plugin_map = std::map<std::string, std::shared_ptr<plugin_version>>;
 
-plugin_map load_plugins(const server_config& cfg, const private_dir& dir,
-                        std::uint64_t generation) {
-    plugin_map loaded;
-    for (const auto& spec : cfg.plugins) {
-        loaded[spec.name] = std::make_shared<plugin_version>(spec, dir.path(), generation);
-    }
-    return loaded;
+long long elapsed_ms(clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since).count();
 }
 
-std::string listener_path(const server_config& cfg, const listener_spec& l) {
-    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
-        if (cfg.listeners[i].name == l.name) return "/listeners/" + std::to_string(i);
+// Calls start() on each version; if one throws, stops those already started and rethrows.
+void start_all(const plugin_map& versions) {
+    std::vector<plugin_version*> started;
+    try {
+        for (const auto& [name, v] : versions) {
+            v->start();
+            started.push_back(v.get());
+        }
+    } catch (...) {
+        for (auto* v : started) v->stop();
+        throw;
     }
-    return "/listeners";
-}
-
-std::string bind_advice(const boost::system::error_code& ec, std::uint16_t port) {
-    if (ec == asio::error::address_in_use) {
-        return "; another process already listens there (see `ss -ltnp 'sport = :" +
-               std::to_string(port) + "'`), or choose another port";
-    }
-    if (ec == asio::error::access_denied) {
-        return "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher port";
-    }
-    if (ec == boost::system::errc::address_not_available) {
-        return "; this machine has no such address: use one of its own, or 0.0.0.0";
-    }
-    return "";
-}
-
-// Binds one SO_REUSEPORT acceptor per shard, so the kernel spreads new connections
-// across the shards and each shard accepts on its own thread.
-std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
-                                                  const listener_spec& spec,
-                                                  std::vector<std::unique_ptr<shard>>& shards) {
-    const tcp::endpoint wanted{asio::ip::make_address(spec.address), spec.port};
-    const std::string where = "listener \"" + spec.name + "\" (" + cfg.source.string() + ": " +
-                              listener_path(cfg, spec) + ")";
-    auto fail = [&](const char* step, const boost::system::error_code& ec) {
-        throw config_error(where + ": cannot " + step + " " + spec.address + ":" +
-                           std::to_string(spec.port) + ": " + ec.message() +
-                           bind_advice(ec, spec.port));
-    };
-    boost::system::error_code ec;
-    if (spec.port != 0) {
-        // SO_REUSEPORT would let us share the port with another running plugd without an
-        // error; a probe bind without it makes "address in use" fail loudly instead.
-        asio::io_context probe_io;
-        tcp::acceptor probe{probe_io};
-        probe.open(wanted.protocol(), ec);
-        if (!ec) probe.bind(wanted, ec);
-        if (ec) fail("bind", ec);
-    }
-    std::vector<std::shared_ptr<route>> routes;
-    std::uint16_t port = spec.port;
-    for (auto& s : shards) {
-        auto r = std::make_shared<route>(s->io(), spec);
-        auto& a = r->acceptor;
-        const tcp::endpoint at{wanted.address(), port};
-        a.open(at.protocol(), ec);
-        if (ec) fail("open a socket for", ec);
-        a.set_option(asio::socket_base::reuse_address{true}, ec);
-        const int on = 1;
-        ::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
-        a.bind(at, ec);
-        if (ec) fail("bind", ec);
-        a.listen(asio::socket_base::max_listen_connections, ec);
-        if (ec) fail("listen on", ec);
-        port = a.local_endpoint().port();  // an ephemeral port: every shard joins the same one
-        routes.push_back(std::move(r));
-    }
-    const auto bound = routes.front()->acceptor.local_endpoint();
-    log::info("listener " + spec.name + ": listening on " +
-              (bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
-                                       : bound.address().to_string()) +
-              ":" + std::to_string(bound.port()) + " (framing " +
-              std::string{to_string(spec.framing)} + ", plugin " + spec.plugin + ")");
-    return routes;
 }
 
 class server {
@@ -107,69 +56,230 @@ public:
         : cfg_{std::move(cfg)}, options_{options} {}
 
     int run() {
-        const unsigned threads =
-            cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
-        plugins_ = load_plugins(cfg_, dir_, generation_);
-        for (const auto& [name, p] : plugins_) {
-            log::info("plugin " + name + ": loaded " + p->spec().file.string());
+        threads_ = cfg_.threads != 0 ? cfg_.threads
+                                     : std::max(1u, std::thread::hardware_concurrency());
+        for (unsigned i = 0; i < threads_; ++i) {
+            shards_.push_back(std::make_unique<shard>(
+                i, [this] { asio::post(control_, [this] { unload_drained(); }); }));
         }
-        // Connections are counted per shard (no shared counter on the accept path), so the
-        // limit is shared out: each shard takes its part, rounded up.
-        const std::size_t per_shard = (cfg_.limits.max_connections + threads - 1) / threads;
-        for (unsigned i = 0; i < threads; ++i) {
-            shards_.push_back(std::make_unique<shard>(i, cfg_.limits, per_shard));
-        }
-        std::vector<std::pair<const listener_spec*, std::vector<std::shared_ptr<route>>>> bound;
-        for (const auto& l : cfg_.listeners) bound.emplace_back(&l, bind_listener(cfg_, l, shards_));
-
-        std::vector<plugin_version*> started;
-        try {
-            for (auto& [name, p] : plugins_) {
-                p->start();
-                started.push_back(p.get());
-            }
-        } catch (...) {
-            for (auto* p : started) p->stop();
-            throw;
-        }
-        for (auto& [spec, routes] : bound) {
-            for (std::size_t i = 0; i < shards_.size(); ++i) {
-                asio::post(shards_[i]->io(), [s = shards_[i].get(), r = routes[i],
-                                              v = plugins_.at(spec->plugin)] {
-                    s->add_route(r, v);
-                });
-            }
-        }
+        // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
+        prepare_and_commit(server_config{}, cfg_);
+        write_pid_file(cfg_.pid_file);
+        write_reload_status(reload_status_file(cfg_.pid_file),
+                            {0, true, generation_, "started generation 1"});
         for (auto& s : shards_) {
             s->start([this] { asio::post(control_, [this] { shard_finished(); }); });
         }
-        signals_.async_wait([this](auto ec, int signo) { on_signal(ec, signo); });
-        log::info("plugd " PLUGD_VERSION " serving with " + std::to_string(threads) +
-                  " threads (pid " + std::to_string(::getpid()) + ")");
+        wait_for_signal();
+        if (options_.watch) {
+            watch_.emplace(control_, std::chrono::milliseconds{300}, [this] {
+                log::info("--watch: a watched file changed: reloading");
+                schedule_reload();
+            });
+            watch_->watch(options_.config_file, cfg_.plugin_dir);
+        }
+        log::info("plugd " PLUGD_VERSION " serving generation 1 with " +
+                  std::to_string(threads_) + " threads (pid " + std::to_string(::getpid()) + ")");
 
         control_.run();
         for (auto& s : shards_) s->join();
         shards_.clear();  // io_contexts and their coroutine frames go before the plugins
-        for (auto& [name, p] : plugins_) p->stop();
+        draining_.clear();
         plugins_.clear();
+        remove_pid_file();
         log::info("plugd stopped");
         return 0;
     }
 
 private:
-    void on_signal(const boost::system::error_code& ec, int signo) {
-        if (ec) return;
-        if (signo == SIGINT || signo == SIGTERM) {
-            begin_shutdown(signo);
+    struct draining_version {
+        std::shared_ptr<plugin_version> version;
+        clock::time_point since;
+        std::unique_ptr<asio::steady_timer> deadline;
+    };
+
+    std::size_t per_shard_connections(const server_config& cfg) const {
+        // Connections are counted per shard (no shared counter on the accept path), so the
+        // limit is shared out: each shard takes its part, rounded up.
+        return (cfg.limits.max_connections + threads_ - 1) / threads_;
+    }
+
+    void wait_for_signal() {
+        signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+            if (ec) return;
+            if (signo == SIGHUP) {
+                schedule_reload();
+            } else {
+                begin_shutdown(signo);
+            }
+            wait_for_signal();
+        });
+    }
+
+    // Reloads run one at a time on this thread. A request arriving while one is queued
+    // joins it; one arriving while a reload runs queues exactly one more.
+    void schedule_reload() {
+        if (reload_queued_) return;
+        reload_queued_ = true;
+        asio::post(control_, [this] {
+            reload_queued_ = false;
+            reload();
+        });
+    }
+
+    void reload() {
+        if (shutting_down_) {
+            log::warn("reload requested during shutdown: ignored");
             return;
         }
-        signals_.async_wait([this](auto e, int s) { on_signal(e, s); });
+        ++attempt_;
+        const auto started = clock::now();
+        try {
+            server_config next = options_.config_file.empty()
+                                     ? default_config(options_.bundled_plugin_dir)
+                                     : load_config(options_.config_file,
+                                                   options_.bundled_plugin_dir);
+            if (next.threads != cfg_.threads) {
+                throw config_error(next.source.string() +
+                                   ": /threads: cannot change while running (" +
+                                   std::to_string(cfg_.threads) + " -> " +
+                                   std::to_string(next.threads) +
+                                   "); restart plugd to change it, or put the old value back");
+            }
+            const std::string summary = prepare_and_commit(cfg_, next);
+            if (next.pid_file != cfg_.pid_file) {
+                remove_pid_file();
+                write_pid_file(next.pid_file);
+            }
+            cfg_ = std::move(next);
+            if (watch_) watch_->watch(options_.config_file, cfg_.plugin_dir);
+            const std::string line = "reload: generation " + std::to_string(generation_) +
+                                     " in " + std::to_string(elapsed_ms(started)) + " ms; " +
+                                     summary;
+            log::info(line);
+            write_reload_status(reload_status_file(cfg_.pid_file),
+                                {attempt_, true, generation_, line});
+        } catch (const std::exception& e) {
+            log::error(std::string{"reload failed: "} + e.what() +
+                       "; still serving generation " + std::to_string(generation_) +
+                       ", unchanged");
+            write_reload_status(reload_status_file(cfg_.pid_file),
+                                {attempt_, false, generation_, e.what()});
+        }
+    }
+
+    // Loads, binds and starts everything `next` needs beyond `running`, then hands each
+    // shard its update. Throws, with nothing changed, if any step fails. Returns what
+    // changed, for the log.
+    std::string prepare_and_commit(const server_config& running, const server_config& next) {
+        const auto plan = plan_reload(running, next, [this](const std::string& name) {
+            return plugins_.at(name)->content_hash();
+        });
+        const std::uint64_t generation = running.listeners.empty() ? 1 : generation_ + 1;
+
+        plugin_map loaded;
+        for (const auto& spec : plan.load) {
+            loaded[spec.name] = std::make_shared<plugin_version>(spec, dir_.path(), generation);
+        }
+        // Unchanged listeners keep their sockets; a moved one binds while the old still
+        // listens, so there is never a moment without a listening socket.
+        std::vector<std::vector<std::shared_ptr<route>>> bound;
+        for (const auto& l : plan.add) bound.push_back(bind_listener(next, l, shards_));
+        start_all(loaded);
+
+        // Commit: from here on nothing can fail.
+        generation_ = generation;
+        plugin_map current;
+        for (const auto& spec : next.plugins) {
+            auto it = loaded.find(spec.name);
+            current[spec.name] = it != loaded.end() ? it->second : plugins_.at(spec.name);
+        }
+        for (auto& [name, version] : plugins_) {
+            auto it = current.find(name);
+            if (it == current.end() || it->second != version) {
+                retire(std::move(version), next.limits.reload_drain_timeout);
+            }
+        }
+        plugins_ = current;
+        for (std::size_t i = 0; i < shards_.size(); ++i) {
+            shard_update u;
+            u.plugins = current;
+            u.limits = next.limits;
+            u.max_connections = per_shard_connections(next);
+            for (auto& routes : bound) u.added.push_back(routes[i]);
+            u.kept = plan.keep_listeners;
+            u.removed = plan.remove;
+            asio::post(shards_[i]->io(),
+                       [s = shards_[i].get(), u = std::move(u)]() mutable { s->apply(std::move(u)); });
+        }
+        for (const auto& [name, v] : loaded) {
+            log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
+                      std::to_string(generation) + ")");
+        }
+        for (std::size_t i = 0; i < plan.add.size(); ++i) {
+            const auto& l = plan.add[i];
+            log::info("listener " + l.name + ": listening on " +
+                      format_endpoint(bound[i].front()->acceptor.local_endpoint()) +
+                      " (framing " + std::string{to_string(l.framing)} + ", plugin " +
+                      l.plugin + ")");
+        }
+        std::vector<std::string> load_names, kept_listener_names, added_names;
+        for (const auto& s : plan.load) load_names.push_back(s.name);
+        for (const auto& l : plan.keep_listeners) kept_listener_names.push_back(l.name);
+        for (const auto& l : plan.add) added_names.push_back(l.name);
+        return "plugins loaded: " + join_names(load_names) + "; kept: " +
+               join_names(plan.keep) + "; unloaded: " + join_names(plan.unload) +
+               "; listeners added: " + join_names(added_names) + "; removed: " +
+               join_names(plan.remove) + "; kept: " + join_names(kept_listener_names);
+    }
+
+    // An old version drains: shards drop it as their last request on it ends. If that takes
+    // longer than reload_drain_timeout_ms, its remaining requests are cancelled, so old
+    // versions never pile up.
+    void retire(std::shared_ptr<plugin_version> version, std::chrono::milliseconds timeout) {
+        auto& d = draining_.emplace_back(
+            draining_version{std::move(version), clock::now(),
+                             std::make_unique<asio::steady_timer>(control_)});
+        d.deadline->expires_after(timeout);
+        d.deadline->async_wait([this, v = d.version.get()](const boost::system::error_code& ec) {
+            if (ec) return;
+            log::warn("plugin " + v->spec().name + " generation " +
+                      std::to_string(v->generation()) +
+                      ": requests still running after reload_drain_timeout_ms; cancelling them");
+            for (auto& s : shards_) {
+                asio::post(s->io(), [s = s.get(), v] {
+                    s->abort_requests_on(v, "ERR reload drain timeout");
+                });
+            }
+        });
+    }
+
+    void unload_drained() {
+        // Shards never take a new reference to a retired version, so a use count of one
+        // (ours) means no shard can reach it any more.
+        for (auto it = draining_.begin(); it != draining_.end();) {
+            if (it->version.use_count() > 1) {
+                ++it;
+                continue;
+            }
+            const std::string name = it->version->spec().name;
+            const auto generation = it->version->generation();
+            const auto drained = elapsed_ms(it->since);
+            it->deadline->cancel();
+            it = draining_.erase(it);  // stops and unloads the version
+            log::info("plugin " + name + " generation " + std::to_string(generation) +
+                      ": unloaded after draining for " + std::to_string(drained) + " ms");
+        }
+        if (shutting_down_) finish_if_done();
     }
 
     void begin_shutdown(int signo) {
+        if (shutting_down_) return;
+        shutting_down_ = true;
         log::info(std::string{"received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                   ": no longer accepting; letting requests in flight finish (at most " +
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
+        if (watch_) watch_->close();
         for (auto& s : shards_) asio::post(s->io(), [s = s.get()] { s->begin_shutdown(); });
         shutdown_deadline_.expires_after(cfg_.limits.shutdown_timeout);
         shutdown_deadline_.async_wait([this](const boost::system::error_code& ec) {
@@ -181,19 +291,39 @@ private:
     }
 
     void shard_finished() {
-        if (++finished_shards_ < shards_.size()) return;
+        ++finished_shards_;
+        finish_if_done();
+    }
+
+    void finish_if_done() {
+        if (finished_shards_ < shards_.size()) return;
         shutdown_deadline_.cancel();
         signals_.cancel();
+        for (auto& d : draining_) d.deadline->cancel();
+    }
+
+    void remove_pid_file() {
+        if (read_pid_file(cfg_.pid_file) == ::getpid()) {
+            std::error_code ignored;
+            std::filesystem::remove(cfg_.pid_file, ignored);
+            std::filesystem::remove(reload_status_file(cfg_.pid_file), ignored);
+        }
     }
 
     server_config cfg_;
     server_options options_;
+    unsigned threads_ = 1;
     private_dir dir_;
-    std::uint64_t generation_ = 1;
+    std::uint64_t generation_ = 0;
+    std::uint64_t attempt_ = 0;
+    bool reload_queued_ = false;
+    bool shutting_down_ = false;
     plugin_map plugins_;
+    std::list<draining_version> draining_;
     asio::io_context control_{1};
     asio::signal_set signals_{control_, SIGINT, SIGTERM, SIGHUP};
     asio::steady_timer shutdown_deadline_{control_};
+    std::optional<file_watch> watch_;
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
 };

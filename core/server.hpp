@@ -1,4 +1,4 @@
-// server: the running plugd: plugins, shards, listeners, signals and shutdown.
+// server: the running plugd: plugins, shards, listeners, signals, reload and shutdown.
 #pragma once
 
 #include <filesystem>
@@ -12,14 +12,16 @@ namespace plugd {
 struct server_options {
     std::filesystem::path bundled_plugin_dir;  ///< plugin_dir when server.json names none
     std::filesystem::path config_file;         ///< empty: the built-in default config
+    bool watch = false;                        ///< reload when the config or a plugin changes
 };
 
 /// Loads every plugin instance of `cfg` (constructors run; start() does not) and unloads
 /// them again: what `plugd -t` checks. Throws plugin_error naming the first failure.
 void check_plugins(const server_config& cfg);
 
-/// Serves `cfg` until SIGINT or SIGTERM, then drains and returns the exit status.
-/// Throws config_error or plugin_error when it cannot start; nothing is served then.
+/// Serves `cfg` until SIGINT or SIGTERM, reloading on SIGHUP, then drains and returns the
+/// exit status. Throws config_error or plugin_error when it cannot start; nothing is
+/// served then.
 int serve(server_config cfg, const server_options& options);
 
 }  // namespace plugd

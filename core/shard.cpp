@@ -3,8 +3,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -13,8 +11,8 @@
 
 namespace plugd {
 
-shard::shard(unsigned index, const struct limits& l, std::size_t max_connections)
-    : index_{index}, limits_{l}, max_connections_{max_connections}, work_{io_.get_executor()} {}
+shard::shard(unsigned index, std::function<void()> on_release)
+    : index_{index}, on_release_{std::move(on_release)}, work_{io_.get_executor()} {}
 
 shard::~shard() { join(); }
 
@@ -29,36 +27,78 @@ void shard::join() {
     if (thread_.joinable()) thread_.join();
 }
 
-plugin_ref* shard::current_plugin(const std::shared_ptr<plugin_version>& version) {
-    auto& slot = plugins_[version->spec().name];
-    if (slot && slot->version == version) return slot.get();
-    if (slot) {
-        slot->retired = true;
-        if (slot->in_flight == 0) slot->version.reset();
-        else retiring_.push_back(std::move(slot));
+void shard::release(plugin_ref& p) noexcept {
+    p.version.reset();
+    on_release_();
+}
+
+void shard::retire(std::unique_ptr<plugin_ref> p) {
+    p->retired = true;
+    if (p->in_flight == 0) {
+        release(*p);
+    } else {
+        retiring_.push_back(std::move(p));
     }
-    slot = std::make_unique<plugin_ref>();
-    slot->version = version;
-    return slot.get();
 }
 
 void shard::request_done(plugin_ref& p) noexcept {
     if (--p.in_flight > 0 || !p.retired) return;
-    // The last request on a replaced version: drop this shard's reference. The
-    // plugin_version itself goes when every shard has dropped its own.
-    p.version.reset();
+    // The last request on a replaced version.
+    release(p);
     std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
 }
 
-void shard::add_route(std::shared_ptr<route> r, std::shared_ptr<plugin_version> version) {
-    r->plugin = current_plugin(version);
-    routes_[r->spec.name] = r;
-    asio::co_spawn(io_, accept_loop(std::move(r)), asio::detached);
+std::list<connection*>::iterator shard::enter(connection* c) {
+    return connections_.insert(connections_.end(), c);
+}
+
+void shard::leave(std::list<connection*>::iterator registration) noexcept {
+    connections_.erase(registration);
+}
+
+void shard::apply(shard_update update) {
+    limits_ = update.limits;
+    max_connections_ = update.max_connections;
+    // Plugins first: routes below must only ever point at current versions.
+    for (auto it = plugins_.begin(); it != plugins_.end();) {
+        auto next = update.plugins.find(it->first);
+        if (next == update.plugins.end() || next->second != it->second->version) {
+            retire(std::move(it->second));
+            it = plugins_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& [name, version] : update.plugins) {
+        auto& slot = plugins_[name];
+        if (!slot) slot = std::make_unique<plugin_ref>(plugin_ref{std::move(version), 0, false});
+    }
+    for (const auto& name : update.removed) {
+        auto it = routes_.find(name);
+        if (it == routes_.end()) continue;
+        close_route(*it->second);
+        routes_.erase(it);
+    }
+    for (const auto& spec : update.kept) {
+        auto& r = *routes_.at(spec.name);
+        r.spec.framing = spec.framing;  // used by connections accepted from now on
+        r.spec.plugin = spec.plugin;
+    }
+    for (auto& r : update.added) {
+        routes_[r->spec.name] = r;
+        asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
+    }
+    for (auto& [name, r] : routes_) r->plugin = plugins_.at(r->spec.plugin).get();
+}
+
+void shard::abort_requests_on(const plugin_version* version, const char* reply) {
+    for (connection* c : connections_) {
+        if (c->active && c->active->version.get() == version) c->abort(reply);
+    }
 }
 
 asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
     const auto as_tuple = asio::as_tuple(asio::use_awaitable);
-    const std::size_t limit = max_connections_;
     for (;;) {
         auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
         if (ec == asio::error::operation_aborted || !r->acceptor.is_open()) co_return;
@@ -70,17 +110,15 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             co_await pause.async_wait(as_tuple);
             continue;
         }
-        if (connections_ >= limit || r->closing) {
+        if (connections_.size() >= max_connections_ || r->closing) {
             // Over the limit: close at once, so the client learns immediately instead of
             // waiting in the backlog.
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
         }
-        ++connections_;
         asio::co_spawn(io_, serve_connection(*this, r, std::move(socket)),
-                       [this](std::exception_ptr e) {
-                           --connections_;
+                       [](std::exception_ptr e) {
                            if (!e) return;
                            try {
                                std::rethrow_exception(e);
@@ -96,7 +134,9 @@ void shard::close_route(route& r) {
     r.closing = true;
     boost::system::error_code ignored;
     r.acceptor.close(ignored);
-    for (connection* c : r.connections) c->close_when_idle();
+    for (connection* c : connections_) {
+        if (c->via.get() == &r) c->close_when_idle();
+    }
 }
 
 void shard::begin_shutdown() {

@@ -5,9 +5,9 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -28,8 +28,8 @@ using tcp = asio::ip::tcp;
 
 /// A shard's handle on one plugin version. Requests count themselves in and out of
 /// `in_flight` (a plain integer: only this shard's thread touches it). Once the version is
-/// replaced (`retired`) and idle, the shard drops its `version` reference; the last shard to
-/// do so unloads it.
+/// replaced (`retired`) and idle, the shard drops its `version` reference and tells the
+/// control thread, which unloads the version when no shard holds it any more.
 struct plugin_ref {
     std::shared_ptr<plugin_version> version;
     std::uint64_t in_flight = 0;
@@ -38,21 +38,35 @@ struct plugin_ref {
 
 struct connection;
 
-/// A shard's part of one listener: its acceptor, the plugin it routes to, its connections.
-/// Connections hold it by shared_ptr, so it outlives a listener removed by a reload until
-/// its last connection has closed.
+/// A shard's part of one listener: its acceptor and the plugin it routes to. Connections
+/// hold it by shared_ptr, so it outlives a listener removed by a reload until its last
+/// connection has closed.
 struct route {
     route(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
-    listener_spec spec;
+    listener_spec spec;  ///< `name` never changes; framing/plugin may, on reload
     tcp::acceptor acceptor;
     plugin_ref* plugin = nullptr;  ///< read at the start of each request
-    std::list<connection*> connections;
-    bool closing = false;  ///< no new requests: finish the current one, then close
+    bool closing = false;          ///< no new requests: finish the current one, then close
+};
+
+/// What one shard changes for one reload (or for start-up, where everything is new).
+/// Built on the control thread once every part is ready; applied on the shard's thread
+/// in one step, between two events, so no request sees half of it.
+struct shard_update {
+    std::map<std::string, std::shared_ptr<plugin_version>> plugins;  ///< the complete new set
+    std::vector<std::shared_ptr<route>> added;  ///< bound on this shard's io_context
+    std::vector<listener_spec> kept;            ///< kept sockets; framing/plugin may differ
+    std::vector<std::string> removed;           ///< listener names
+    struct limits limits;                       ///< for connections accepted from now on
+    std::size_t max_connections = 0;            ///< this shard's share of the limit
 };
 
 class shard {
 public:
-    shard(unsigned index, const limits& limits, std::size_t max_connections);
+    /// `on_release` runs on this shard's thread each time it drops its reference to a
+    /// retired plugin version; the server uses it to unload versions on its own thread.
+    /// Limits and routes arrive with the first apply().
+    shard(unsigned index, std::function<void()> on_release);
     ~shard();
 
     unsigned index() const noexcept { return index_; }
@@ -65,9 +79,10 @@ public:
 
     // The members below run on the shard's own thread (reach them with asio::post).
 
-    /// Serves `listener` (its acceptor already bound on this shard's io_context) with
-    /// `version`, which becomes the shard's current version of that plugin instance.
-    void add_route(std::shared_ptr<route> r, std::shared_ptr<plugin_version> version);
+    void apply(shard_update update);
+    /// Ends the requests still running on `version` (a retired one that would not drain
+    /// in time): each client gets `reply` as its answer and the connection closes.
+    void abort_requests_on(const plugin_version* version, const char* reply);
     /// Stops accepting everywhere, closes idle connections, lets busy ones finish their
     /// request, and lets the io_context run out of work.
     void begin_shutdown();
@@ -76,17 +91,21 @@ public:
     const struct limits& limits() const noexcept { return limits_; }
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void request_done(plugin_ref& p) noexcept;
+    std::list<connection*>::iterator enter(connection* c);
+    void leave(std::list<connection*>::iterator registration) noexcept;
 
 private:
-    plugin_ref* current_plugin(const std::shared_ptr<plugin_version>& version);
+    void retire(std::unique_ptr<plugin_ref> p);
+    void release(plugin_ref& p) noexcept;
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
     void close_route(route& r);
 
     unsigned index_;
     struct limits limits_;
-    std::size_t max_connections_;
-    std::size_t connections_ = 0;
+    std::size_t max_connections_ = 0;
+    std::function<void()> on_release_;
     bool shutting_down_ = false;
+    std::list<connection*> connections_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name

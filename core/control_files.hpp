@@ -1,0 +1,32 @@
+// The files through which `plugd -s` reaches a running plugd: its pid file and the
+// outcome of its last reload.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace plugd {
+
+/// Outcome of one reload attempt, as the server records it for `plugd -s reload`.
+struct reload_status {
+    std::uint64_t attempt = 0;     ///< counts every attempt, failed or not
+    bool ok = false;
+    std::uint64_t generation = 0;  ///< the generation serving after the attempt
+    std::string message;           ///< the summary line, or the error
+};
+
+/// Writes the pid of this process. Throws std::runtime_error saying what to fix.
+void write_pid_file(const std::filesystem::path& file);
+std::optional<pid_t> read_pid_file(const std::filesystem::path& file);
+
+/// Where the reload outcome is recorded: next to the pid file.
+std::filesystem::path reload_status_file(const std::filesystem::path& pid_file);
+/// Replaces the file atomically (write, then rename), so a reader never sees half of it.
+void write_reload_status(const std::filesystem::path& file, const reload_status& status);
+std::optional<reload_status> read_reload_status(const std::filesystem::path& file);
+
+}  // namespace plugd

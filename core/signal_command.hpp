@@ -1,0 +1,16 @@
+// `plugd -s reload|stop`: signals the running plugd and reports the outcome.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string_view>
+
+namespace plugd {
+
+/// Sends `action` ("reload" or "stop") to the plugd whose pid is in `pid_file`, waits for
+/// the outcome (at most `timeout`) and prints it. Returns the exit status for the command
+/// line: 0 when the reload took effect or the server stopped, 1 otherwise.
+int send_signal_command(std::string_view action, const std::filesystem::path& pid_file,
+                        std::chrono::milliseconds timeout);
+
+}  // namespace plugd
