@@ -15,6 +15,7 @@
 
 #include "abi_fingerprint.hpp"
 #include "elf_section.hpp"
+#include "log.hpp"
 #include "plugin_context.hpp"
 
 namespace plugd {
@@ -42,6 +43,16 @@ std::uint64_t hash_of(std::string_view bytes) noexcept {
     std::uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across runs and builds
     for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
     return h;
+}
+
+// Whether /proc/self/maps still lists the (unlinked) private copy.
+bool is_mapped(const std::filesystem::path& copy) {
+    std::ifstream maps{"/proc/self/maps"};
+    const std::string name = copy.string();
+    for (std::string line; std::getline(maps, line);) {
+        if (line.find(name) != std::string::npos) return true;
+    }
+    return false;
 }
 
 }  // namespace
@@ -83,7 +94,8 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     // glibc returns the already-loaded object when dlopen is given a path it has loaded,
     // so a new build at the same path would run the old code. Each version is loaded from
     // its own private copy instead; the copy is unlinked once mapped.
-    const auto copy = private_dir / (spec_.name + "." + std::to_string(generation_) + ".so");
+    private_copy_ = private_dir / (spec_.name + "." + std::to_string(generation_) + ".so");
+    const auto& copy = private_copy_;
     {
         std::ofstream out{copy, std::ios::binary | std::ios::trunc};
         out.write(image.data(), static_cast<std::streamsize>(image.size()));
@@ -138,6 +150,16 @@ plugin_version::~plugin_version() {
     stop();
     handler_.reset();  // plugin code: must run before the library goes away
     context_.reset();
+    if (!library_) return;
+    library_.reset();
+    // glibc keeps a library mapped when it has STB_GNU_UNIQUE symbols or registered
+    // thread_local destructors. Nothing crashes, but every reload would leak a copy.
+    if (is_mapped(private_copy_)) {
+        log::warn(where(spec_) + " generation " + std::to_string(generation_) +
+                  ": still mapped after unloading. Build it with plugd_add_plugin() (which "
+                  "adds -fno-gnu-unique) and remove thread_local objects with destructors; "
+                  "until then each reload of it leaks one copy");
+    }
 }
 
 void plugin_version::start() {

@@ -51,6 +51,7 @@ private:
     plugin_spec spec_;
     std::uint64_t generation_;
     std::uint64_t content_hash_ = 0;
+    std::filesystem::path private_copy_;  ///< unlinked; still named in /proc/self/maps
     std::unique_ptr<library> library_;
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;

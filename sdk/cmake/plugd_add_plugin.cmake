@@ -12,7 +12,7 @@ function(plugd_add_plugin name)
     endif()
     add_library(${name} MODULE ${ARGN})
     target_link_libraries(${name} PRIVATE plugd::sdk)
-    target_compile_options(${name} PRIVATE -fno-gnu-unique)
+    target_compile_options(${name} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-fno-gnu-unique>)
     set_target_properties(${name} PROPERTIES
         PREFIX ""
         CXX_VISIBILITY_PRESET hidden

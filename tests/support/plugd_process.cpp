@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -62,6 +63,7 @@ plugd_process::plugd_process(std::vector<std::string> args) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     args.insert(args.begin(), PLUGD_BINARY);
     std::vector<char*> argv;
@@ -107,18 +109,24 @@ void plugd_process::read_stderr(int fd) {
     ::close(fd);
 }
 
-bool plugd_process::wait_for_log(const std::string& text, milliseconds timeout) {
+namespace {
+std::size_t count_in(const std::string& log, const std::string& text) {
+    std::size_t n = 0;
+    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+}
+}  // namespace
+
+bool plugd_process::wait_for_log(const std::string& text, milliseconds timeout,
+                                 std::size_t times) {
     std::unique_lock lock{mutex_};
-    return changed_.wait_for(lock, timeout, [&] {
-        return log_.find(text) != std::string::npos || closed_;
-    }) && log_.find(text) != std::string::npos;
+    changed_.wait_for(lock, timeout, [&] { return count_in(log_, text) >= times || closed_; });
+    return count_in(log_, text) >= times;
 }
 
 std::size_t plugd_process::count_log(const std::string& text) {
     std::lock_guard lock{mutex_};
-    std::size_t n = 0;
-    for (auto at = log_.find(text); at != std::string::npos; at = log_.find(text, at + 1)) ++n;
-    return n;
+    return count_in(log_, text);
 }
 
 std::string plugd_process::log() {
@@ -230,6 +238,35 @@ std::optional<std::string> line_client::read_to_eof(milliseconds timeout) {
 }
 
 void line_client::shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+
+void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
+                    const std::string& name) {
+    const auto staged = dir / (name + ".staged");
+    std::filesystem::copy_file(from, staged, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(staged, dir / name);
+}
+
+std::size_t rss_kib(pid_t pid) {
+    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+    }
+    return 0;
+}
+
+std::size_t mapped_plugin_copies(pid_t pid) {
+    std::ifstream maps{"/proc/" + std::to_string(pid) + "/maps"};
+    std::set<std::string> copies;
+    for (std::string line; std::getline(maps, line);) {
+        const auto path = line.find('/');
+        if (path == std::string::npos) continue;
+        const std::string file = line.substr(path);
+        if (file.find("/plugd.") != std::string::npos && file.find(".so") != std::string::npos) {
+            copies.insert(file);
+        }
+    }
+    return copies.size();
+}
 
 std::string one_listener_config(const std::filesystem::path& plugin_dir,
                                 const std::string& plugin_file, const std::string& plugin_config,

@@ -30,7 +30,7 @@ private:
     std::filesystem::path path_;
 };
 
-/// The plugd binary under test, started with `args`; its stderr is collected line by line.
+/// The plugd binary under test, started with `args`; its stdout and stderr are collected.
 /// The destructor kills it (SIGKILL) if it is still running.
 class plugd_process {
 public:
@@ -38,9 +38,9 @@ public:
     ~plugd_process();
 
     pid_t pid() const { return pid_; }
-    /// Waits until a log line containing `text` has appeared (counting from the start).
+    /// Waits until `text` has appeared in the log `times` times (counting from the start).
     /// Returns false at the deadline.
-    bool wait_for_log(const std::string& text, milliseconds timeout = 10s);
+    bool wait_for_log(const std::string& text, milliseconds timeout = 10s, std::size_t times = 1);
     /// Number of log lines so far that contain `text`.
     std::size_t count_log(const std::string& text);
     /// Everything logged so far.
@@ -93,6 +93,17 @@ private:
     std::string buffered_;
     bool eof_ = false;
 };
+
+/// Copies `from` to `dir/name` the way a deployment should: write a new file, then rename
+/// it over the old one (a plugin file is never rewritten in place while loaded).
+void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
+                    const std::string& name);
+
+/// Resident set size of `pid` in KiB, from /proc/<pid>/status.
+std::size_t rss_kib(pid_t pid);
+
+/// Distinct plugin copies mapped into `pid` (private copies are named <dir>/plugd.*/*.so).
+std::size_t mapped_plugin_copies(pid_t pid);
 
 /// A config for one listener on an ephemeral port routed to `plugin_file` in `plugin_dir`.
 std::string one_listener_config(const std::filesystem::path& plugin_dir,

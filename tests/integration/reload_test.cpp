@@ -1,0 +1,319 @@
+// Hot reload: SIGHUP swaps config and plugin code with no failed request or connection.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <sys/socket.h>
+#include <thread>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// A plugd serving copies of the test plugins from its own plugin folder, which tests
+// replace file by file as a user deploying a new build would.
+struct reloadable {
+    explicit reloadable(const std::string& config = R"({ "log_requests": false })",
+                        const std::string& limits = "{}", std::vector<std::string> extra = {})
+        : plugins{tmp.path() / "plugins"} {
+        std::filesystem::create_directory(plugins);
+        install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
+        write_config(config, limits);
+        std::vector<std::string> args{"-c", cfg.string()};
+        args.insert(args.end(), extra.begin(), extra.end());
+        process.emplace(args);
+        port = process->port();
+        // Written after the listeners: from here on, signals and the pid file work.
+        REQUIRE(process->wait_for_log("serving generation 1"));
+    }
+
+    void write_config(const std::string& plugin_config, const std::string& limits = "{}",
+                      const std::string& extra_listeners = "") {
+        std::string text = one_listener_config(plugins, "p", plugin_config, "line", limits);
+        if (!extra_listeners.empty()) {
+            text.replace(text.find(" ], \"limits\""), 0, ", " + extra_listeners);
+        }
+        cfg = tmp.write("server.json", text);
+    }
+
+    void use(const std::string& build) {
+        install_plugin(test_plugin_dir() / (build + ".so"), plugins, "p.so");
+    }
+
+    // Sends SIGHUP and waits for the reload to succeed, as generation `generation`.
+    void reload_ok(int generation) {
+        process->signal(SIGHUP);
+        REQUIRE_MESSAGE(process->wait_for_log("reload: generation " + std::to_string(generation) + " "),
+                        process->log());
+    }
+
+    // Sends SIGHUP and waits for the reload to fail (the `nth` failure overall).
+    void reload_fails(std::size_t nth) {
+        process->signal(SIGHUP);
+        REQUIRE_MESSAGE(process->wait_for_log("reload failed: ", 10s, nth), process->log());
+    }
+
+    std::string ask(const std::string& message) {
+        line_client c{port};
+        c.send(message + "\n");
+        return c.read_line().value_or("<no reply>");
+    }
+
+    temp_dir tmp;
+    std::filesystem::path plugins;
+    std::filesystem::path cfg;
+    std::optional<plugd_process> process;
+    std::uint16_t port = 0;
+};
+
+}  // namespace
+
+TEST_CASE("50 reloads under continuous load fail no request and no connection") {
+    reloadable server;
+    std::atomic<bool> stop{false};
+    std::atomic<int> errors{0}, wrong{0};
+    std::atomic<long> answered{0};
+    std::atomic<long> worst_us{0};
+    auto keep_alive_client = [&](int id) {
+        line_client c{server.port};
+        for (long i = 0; !stop; ++i) {
+            const std::string msg = std::to_string(id) + "-" + std::to_string(i);
+            const auto start = std::chrono::steady_clock::now();
+            c.send(msg + "\n");
+            const auto reply = c.read_line();
+            const long us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - start).count();
+            long seen = worst_us.load();
+            while (us > seen && !worst_us.compare_exchange_weak(seen, us)) {
+            }
+            if (!reply) {
+                ++errors;
+                return;
+            }
+            if (*reply != "v1:" + msg && *reply != "v2:" + msg) ++wrong;
+            ++answered;
+        }
+    };
+    auto new_connection_client = [&] {
+        while (!stop) {
+            try {
+                line_client c{server.port};
+                c.send("n\n");
+                const auto reply = c.read_line();
+                if (!reply) ++errors;
+                else if (*reply != "v1:n" && *reply != "v2:n") ++wrong;
+                ++answered;
+            } catch (const std::exception&) {
+                ++errors;  // connection refused or reset
+            }
+        }
+    };
+    std::vector<std::thread> load;
+    for (int i = 0; i < 6; ++i) load.emplace_back(keep_alive_client, i);
+    for (int i = 0; i < 2; ++i) load.emplace_back(new_connection_client);
+
+    for (int generation = 2; generation <= 51; ++generation) {
+        server.use(generation % 2 == 0 ? "echo_v2" : "echo");
+        server.reload_ok(generation);
+    }
+    // Generation 51 runs echo (v1): everything from now on must say so.
+    stop = true;
+    for (auto& t : load) t.join();
+    CHECK(errors == 0);
+    CHECK(wrong == 0);
+    CHECK(answered > 100);  // the load really ran across the reloads
+    MESSAGE("requests answered during 50 reloads: " << answered.load()
+                                                    << ", worst round trip: " << worst_us.load()
+                                                    << " us");
+    for (int i = 0; i < 20; ++i) CHECK(server.ask("after") == "v1:after");
+}
+
+TEST_CASE("a slow request finishes on the old version; the next one on the same connection uses the new") {
+    reloadable server{R"({ "delay_ms": 1000, "log_requests": true })"};
+    line_client c{server.port};
+    c.send("slow\nfast\n");  // pipelined: "fast" starts only after "slow" is answered
+    REQUIRE(server.process->wait_for_log("handling slow"));
+    server.use("echo_v2");
+    server.write_config(R"({ "log_requests": true })");
+    server.reload_ok(2);
+    // A request started after the swap is served by the new version at once.
+    CHECK(server.ask("new") == "v2:new");
+    CHECK(c.read_line() == "v1:slow");
+    CHECK(c.read_line() == "v2:fast");
+    CHECK(server.process->wait_for_log("plugin p generation 1: unloaded after draining"));
+}
+
+TEST_CASE("after 200 reloads old versions are unloaded and memory stays bounded") {
+    reloadable server;
+    std::size_t rss_early = 0;
+    for (int generation = 2; generation <= 201; ++generation) {
+        server.use(generation % 2 == 0 ? "echo_v2" : "echo");
+        server.reload_ok(generation);
+        if (generation == 21) {
+            REQUIRE(server.ask("x") == "v1:x");
+            rss_early = rss_kib(server.process->pid());
+        }
+    }
+    REQUIRE(server.process->wait_for_log("generation 200: unloaded after draining"));
+    CHECK(server.ask("x") == "v1:x");
+    const auto copies = mapped_plugin_copies(server.process->pid());
+    CHECK(copies >= 1);
+    CHECK(copies <= 2);
+    const auto rss_late = rss_kib(server.process->pid());
+    MESSAGE("RSS after 20 reloads: " << rss_early << " KiB, after 200: " << rss_late << " KiB");
+    CHECK(rss_late < rss_early + 8 * 1024);
+    CHECK(server.process->count_log("still mapped") == 0);
+}
+
+TEST_CASE("a plugin that cannot be unloaded is reported, and the server keeps serving") {
+    reloadable server;
+    server.use("pinned");
+    server.reload_ok(2);
+    CHECK(server.ask("a") == "pinned:a");
+    server.use("echo");
+    server.reload_ok(3);
+    CHECK(server.process->wait_for_log("generation 2: still mapped after unloading"));
+    CHECK(server.ask("b") == "v1:b");
+}
+
+TEST_CASE("a failed reload changes nothing, says why, and a later good reload succeeds") {
+    reloadable server;
+    line_client kept{server.port};
+    auto still_serving_v1 = [&] {
+        kept.send("k\n");
+        CHECK(kept.read_line() == "v1:k");
+        CHECK(server.ask("n") == "v1:n");
+    };
+    std::size_t failures = 0;
+    const std::string good = R"({ "log_requests": false })";
+
+    SUBCASE("syntax error") {
+        server.tmp.write("server.json", "{ \"threads\": 2,\n  oops }");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("server.json:2:3: syntax error") == 1);
+    }
+    SUBCASE("missing plugin file") {
+        std::filesystem::remove(server.plugins / "p.so");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("p.so): cannot read the file: No such file") == 1);
+        server.use("echo");
+    }
+    SUBCASE("fingerprint mismatch") {
+        server.use("wrong_abi");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("built for another plugd ABI (boost: plugin 107400") == 1);
+    }
+    SUBCASE("throwing constructor") {
+        server.use("echo_v2");
+        server.write_config(R"({ "fail_construction": true })");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("refused its config (/plugins/p/config): fail_construction") == 1);
+    }
+    SUBCASE("failing start") {
+        server.use("echo_v2");
+        server.write_config(R"({ "fail_start": true })");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("start() failed: fail_start is set") == 1);
+    }
+    SUBCASE("port that cannot be bound") {
+        plugd_process other{{"-c", server.tmp.write("other.json", one_listener_config(test_plugin_dir(), "echo")).string()}};
+        const auto taken = other.port();
+        server.use("echo_v2");
+        server.write_config(good, "{}", R"({ "name": "extra", "port": )" + std::to_string(taken) +
+                                            R"(, "plugin": "p" })");
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("listener \"extra\"") == 1);
+        CHECK(server.process->count_log("Address already in use") == 1);
+    }
+    CHECK(server.process->count_log("; still serving generation 1, unchanged") == 1);
+    still_serving_v1();
+    server.use("echo_v2");
+    server.write_config(good);
+    server.reload_ok(2);
+    CHECK(server.ask("n") == "v2:n");
+    kept.send("k\n");
+    CHECK(kept.read_line() == "v2:k");
+}
+
+TEST_CASE("a listener added by reload accepts; a removed one stops accepting and lets its connections finish") {
+    reloadable server{R"({ "delay_ms": 500, "log_requests": true })", "{}"};
+    server.write_config(R"({ "delay_ms": 500, "log_requests": true })", "{}",
+                        R"({ "name": "old", "port": 0, "plugin": "p" })");
+    server.reload_ok(2);
+    const auto old_port = server.process->port("old");
+    line_client on_old{old_port};
+    on_old.send("inflight\n");
+    REQUIRE(server.process->wait_for_log("handling inflight"));
+    server.write_config(R"({ "delay_ms": 500, "log_requests": true })", "{}",
+                        R"({ "name": "new", "port": 0, "plugin": "p" })");
+    server.reload_ok(3);
+    CHECK(server.process->count_log("listeners added: new; removed: old; kept: main") == 1);
+    line_client on_new{server.process->port("new")};
+    on_new.send("hi\n");
+    CHECK(on_new.read_line() == "v1:hi");
+    CHECK(on_old.read_line() == "v1:inflight");
+    CHECK(on_old.read_to_eof() == "");
+    CHECK_THROWS(line_client{old_port});
+}
+
+TEST_CASE("requests still running after reload_drain_timeout_ms are cancelled with an error") {
+    reloadable server{R"({ "hang_on": "forever", "log_requests": true })",
+                      R"({ "reload_drain_timeout_ms": 300 })"};
+    line_client c{server.port};
+    c.send("forever\n");
+    REQUIRE(server.process->wait_for_log("handling forever"));
+    server.use("echo_v2");
+    server.reload_ok(2);
+    CHECK(c.read_line() == "ERR reload drain timeout");
+    CHECK(c.read_to_eof() == "");
+    CHECK(server.process->wait_for_log("generation 1: requests still running after reload_drain_timeout_ms"));
+    CHECK(server.process->wait_for_log("plugin p generation 1: unloaded after draining"));
+    CHECK(server.ask("x") == "v2:x");
+}
+
+TEST_CASE("a reload during the SIGTERM drain is ignored and the server still exits 0") {
+    reloadable server{R"({ "delay_ms": 500, "log_requests": true })"};
+    line_client c{server.port};
+    c.send("slow\n");
+    REQUIRE(server.process->wait_for_log("handling slow"));
+    server.process->signal(SIGTERM);
+    REQUIRE(server.process->wait_for_log("received SIGTERM"));
+    server.process->signal(SIGHUP);
+    CHECK(c.read_line() == "v1:slow");
+    CHECK(server.process->wait_exit() == 0);
+    CHECK(server.process->count_log("reload requested during shutdown: ignored") == 1);
+}
+
+TEST_CASE("plugd -s reload waits for the outcome and prints it") {
+    reloadable server;
+    server.use("echo_v2");
+    auto r = run_plugd({"-s", "reload", "-c", server.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("plugd: reload: generation 2 in ") != std::string::npos);
+    CHECK(server.ask("x") == "v2:x");
+
+    server.tmp.write("server.json", "{ broken");
+    r = run_plugd({"-s", "reload", "-c", server.cfg.string()});
+    CHECK(r.status == 1);
+    CHECK(r.output.find("plugd: reload failed, still serving generation 2: ") != std::string::npos);
+    CHECK(r.output.find("server.json:1:3: syntax error") != std::string::npos);
+
+    r = run_plugd({"-s", "stop", "-c", server.cfg.string()});
+    CHECK(r.status == 0);
+    CHECK(server.process->wait_exit() == 0);
+    CHECK_FALSE(std::filesystem::exists(server.tmp.path() / "plugd.pid"));
+}
+
+TEST_CASE("plugd --watch reloads by itself when a plugin file is replaced") {
+    reloadable server{R"({ "log_requests": false })", "{}", {"--watch"}};
+    server.use("echo_v2");
+    REQUIRE(server.process->wait_for_log("reload: generation 2 "));
+    CHECK(server.ask("w") == "v2:w");
+    server.tmp.write("server.json", "{ broken");
+    REQUIRE(server.process->wait_for_log("reload failed: "));
+    CHECK(server.ask("w") == "v2:w");
+}
