@@ -78,7 +78,8 @@ load() {
 # summary FILE: "median (min-max)" of the req/s in FILE; the spread shows when the machine
 # was busy with something else (a median of 3 shrugs off one disturbed run, not two).
 summary() {
-    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%d (%d-%d)", v[int((NR + 1) / 2)], v[1], v[NR] }'
+    sort -n "$1" |
+        awk '{ v[NR] = $1 } END { printf "%d (%d-%d)", v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
 
 cat >"$tmp/server.json" <<EOF
@@ -110,10 +111,10 @@ done
 
 echo
 printf '%-22s %-26s %-26s %s\n' scenario "baseline req/s (min-max)" "plugd req/s (min-max)" \
-    plugd/baseline
+    "plugd/baseline (medians)"
 for pipeline in "${pipelines[@]}"; do
     b=$(summary "$tmp/baseline.$pipeline")
     p=$(summary "$tmp/plugd.$pipeline")
     printf '%-22s %-26s %-26s %s\n' "pipeline $pipeline, $connections conns" "$b" "$p" \
-        "$(awk -v p="${p%% *}" -v b="${b%% *}" 'BEGIN { printf "%.2f (of medians)", p / b }')"
+        "$(awk -v p="${p%% *}" -v b="${b%% *}" 'BEGIN { printf "%.2f", p / b }')"
 done

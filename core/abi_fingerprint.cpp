@@ -24,7 +24,9 @@ std::map<std::string, std::string, std::less<>> parts_of(std::string_view finger
 
 }  // namespace
 
-std::string_view core_abi_fingerprint() noexcept { return PLUGD_ABI_FINGERPRINT; }
+std::string_view core_abi_fingerprint() noexcept {
+    return PLUGD_ABI_FINGERPRINT;
+}
 
 std::optional<std::string> abi_mismatch(std::string_view plugin, std::string_view core) {
     if (plugin == core) return std::nullopt;
@@ -38,14 +40,17 @@ std::optional<std::string> abi_mismatch(std::string_view plugin, std::string_vie
     };
     for (const auto& [key, value] : mine) {
         auto it = theirs.find(key);
-        if (it == theirs.end()) add(key, "", value);
-        else if (it->second != value) add(key, it->second, value);
+        if (it == theirs.end())
+            add(key, "", value);
+        else if (it->second != value)
+            add(key, it->second, value);
     }
     for (const auto& [key, value] : theirs) {
         if (!mine.contains(key)) add(key, value, "");
     }
-    if (diff.empty()) diff = "fingerprints differ: plugin \"" + std::string{plugin} +
-                             "\", plugd \"" + std::string{core} + "\"";
+    if (diff.empty())
+        diff = "fingerprints differ: plugin \"" + std::string{plugin} + "\", plugd \"" +
+               std::string{core} + "\"";
     return diff;
 }
 

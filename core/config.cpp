@@ -19,9 +19,12 @@ using json = nlohmann::json;
 std::string child(const std::string& path, std::string_view token) {
     std::string out = path + "/";
     for (char c : token) {
-        if (c == '~') out += "~0";
-        else if (c == '/') out += "~1";
-        else out += c;
+        if (c == '~')
+            out += "~0";
+        else if (c == '/')
+            out += "~1";
+        else
+            out += c;
     }
     return out;
 }
@@ -37,7 +40,7 @@ std::string describe(const json& v) {
 
 // Everything that validates one document: its source name for messages and the checks.
 class validator {
-public:
+  public:
     explicit validator(std::string source) : source_{std::move(source)} {}
 
     [[noreturn]] void fail(const std::string& path, const std::string& what) const {
@@ -101,14 +104,14 @@ public:
         return s;
     }
 
-private:
+  private:
     std::string source_;
 };
 
 // nlohmann_json keeps the last of duplicate keys silently; a duplicate plugin or listener
 // name is almost always a copy-paste mistake, so the parse callback refuses it.
 class duplicate_key_detector {
-public:
+  public:
     explicit duplicate_key_detector(const validator& v) : v_{v} {}
 
     bool operator()(int, json::parse_event_t event, json& parsed) {
@@ -139,7 +142,7 @@ public:
         return true;
     }
 
-private:
+  private:
     struct frame {
         bool is_array;
         std::size_t next_index;
@@ -260,8 +263,7 @@ server_config parse_document(const json& doc, const validator& v,
 
     const json& listeners = v.require(doc, "", "listeners");
     if (!listeners.is_array() || listeners.empty()) {
-        v.fail("/listeners", "expected a non-empty array of listeners, got " +
-                                 describe(listeners));
+        v.fail("/listeners", "expected a non-empty array of listeners, got " + describe(listeners));
     }
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         const std::string p = child("/listeners", i);
@@ -280,9 +282,13 @@ server_config parse_document(const json& doc, const validator& v,
             v.integer(v.require(spec, p, "port"), child(p, "port"), 0, 65535));
         if (const json* framing = v.find(spec, "framing")) {
             const std::string f = v.string(*framing, child(p, "framing"));
-            if (f == "line") l.framing = framing_kind::line;
-            else if (f == "oneshot") l.framing = framing_kind::oneshot;
-            else v.fail(child(p, "framing"), "\"" + f + "\" is not a framing; expected \"line\" or \"oneshot\"");
+            if (f == "line")
+                l.framing = framing_kind::line;
+            else if (f == "oneshot")
+                l.framing = framing_kind::oneshot;
+            else
+                v.fail(child(p, "framing"),
+                       "\"" + f + "\" is not a framing; expected \"line\" or \"oneshot\"");
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
         if (!cfg.find_plugin(l.plugin)) {

@@ -33,16 +33,16 @@ struct limits {
 
 /// `/plugins/<name>`: one plugin instance.
 struct plugin_spec {
-    std::string name;              ///< the instance name (the key under `/plugins`)
-    std::filesystem::path file;    ///< resolved: inside plugin_dir
-    nlohmann::json config;         ///< handed to the plugin as-is; an empty object if absent
+    std::string name;            ///< the instance name (the key under `/plugins`)
+    std::filesystem::path file;  ///< resolved: inside plugin_dir
+    nlohmann::json config;       ///< handed to the plugin as-is; an empty object if absent
     friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
 };
 
 /// `/listeners/N`: one address the server accepts on, routed to one plugin instance.
 struct listener_spec {
     std::string name;
-    std::string address;  ///< a numeric IPv4 or IPv6 address
+    std::string address;     ///< a numeric IPv4 or IPv6 address
     std::uint16_t port = 0;  ///< 0: an ephemeral port chosen at bind time
     framing_kind framing = framing_kind::line;
     std::string plugin;  ///< an instance name in `plugins`
@@ -64,7 +64,7 @@ struct server_config {
 /// A configuration that cannot be used. `what()` is the whole user-facing message: the
 /// file, the line and column or the JSON path, what is wrong and what is expected.
 class config_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

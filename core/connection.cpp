@@ -101,8 +101,7 @@ asio::awaitable<void> serve_lines(connection& c) {
             if (frame.what == line_frame::kind::incomplete) {
                 // At end of input, what is left is a last request without its '\n'.
                 if (!eof || begin == end) break;
-                frame = {line_frame::kind::request, {in.data() + begin, end - begin},
-                         end - begin};
+                frame = {line_frame::kind::request, {in.data() + begin, end - begin}, end - begin};
             }
             c.busy = true;
             co_await handle_request(c, frame.message, out);
@@ -113,8 +112,8 @@ asio::awaitable<void> serve_lines(connection& c) {
         }
         if (refuse) {
             out += "ERR request too large\n";
-            c.deadline = clock::now() + std::min(c.owner.limits().idle_timeout,
-                                                 std::chrono::milliseconds{2000});
+            c.deadline = clock::now() +
+                         std::min(c.owner.limits().idle_timeout, std::chrono::milliseconds{2000});
         }
         if (!out.empty()) {
             auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
@@ -137,11 +136,12 @@ asio::awaitable<void> serve_lines(connection& c) {
                 in.resize(std::min(in.size() * 2, max + 2));
             }
         }
-        auto [ec, n] =
-            co_await c.socket.async_read_some(asio::buffer(in.data() + end, in.size() - end),
-                                              as_tuple);
-        if (ec == asio::error::eof) eof = true;
-        else if (ec) co_return;
+        auto [ec, n] = co_await c.socket.async_read_some(
+            asio::buffer(in.data() + end, in.size() - end), as_tuple);
+        if (ec == asio::error::eof)
+            eof = true;
+        else if (ec)
+            co_return;
         end += n;
     }
 }
@@ -184,7 +184,9 @@ connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
     registration = owner.enter(this);
 }
 
-connection::~connection() { owner.leave(registration); }
+connection::~connection() {
+    owner.leave(registration);
+}
 
 void connection::abort(const char* reply) noexcept {
     abort_reply = reply;

@@ -31,8 +31,8 @@ struct connection {
     /// Idle deadline: a complete request must arrive before it. Moved forward after each
     /// reply by a plain store; the watchdog re-arms only when its timer fires.
     std::chrono::steady_clock::time_point deadline;
-    bool busy = false;              ///< handling a request or writing its reply
-    plugin_ref* active = nullptr;   ///< the version running the current request, if any
+    bool busy = false;                  ///< handling a request or writing its reply
+    plugin_ref* active = nullptr;       ///< the version running the current request, if any
     const char* abort_reply = nullptr;  ///< set by abort(): the watchdog ends the request
     std::list<connection*>::iterator registration;
 };

@@ -35,8 +35,8 @@ void write_reload_status(const std::filesystem::path& file, const reload_status&
     const auto temporary = file.string() + ".tmp";
     {
         std::ofstream out{temporary, std::ios::trunc};
-        out << status.attempt << ' ' << (status.ok ? "ok" : "failed") << ' '
-            << status.generation << '\n'
+        out << status.attempt << ' ' << (status.ok ? "ok" : "failed") << ' ' << status.generation
+            << '\n'
             << status.message << '\n';
         if (!out.flush()) return;  // best effort: the log has the same line
     }

@@ -13,7 +13,7 @@ namespace plugd {
 
 /// Outcome of one reload attempt, as the server records it for `plugd -s reload`.
 struct reload_status {
-    std::uint64_t attempt = 0;     ///< counts every attempt, failed or not
+    std::uint64_t attempt = 0;  ///< counts every attempt, failed or not
     bool ok = false;
     std::uint64_t generation = 0;  ///< the generation serving after the attempt
     std::string message;           ///< the summary line, or the error

@@ -10,7 +10,7 @@ namespace plugd {
 
 /// The bytes are not a 64-bit little-endian ELF shared object (or are truncated/corrupt).
 class not_a_shared_library : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

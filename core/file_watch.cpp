@@ -26,7 +26,9 @@ file_watch::file_watch(boost::asio::io_context& io, std::chrono::milliseconds de
     read_events();
 }
 
-file_watch::~file_watch() { close(); }
+file_watch::~file_watch() {
+    close();
+}
 
 void file_watch::close() {
     boost::system::error_code ignored;
@@ -60,30 +62,31 @@ void file_watch::watch(const std::filesystem::path& config_file,
 }
 
 void file_watch::read_events() {
-    stream_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [this](const boost::system::error_code& ec) {
-        if (ec) return;
-        bool relevant = false;
-        ssize_t n;
-        while ((n = ::read(fd_, buffer_.data(), buffer_.size())) > 0) {
-            for (ssize_t at = 0; at < n;) {
-                inotify_event e;
-                std::memcpy(&e, buffer_.data() + at, sizeof e);
-                const std::string name = e.len ? buffer_.data() + at + sizeof e : "";
-                at += static_cast<ssize_t>(sizeof e + e.len);
-                const bool is_config = e.wd == config_watch_ && name == config_name_;
-                const bool is_plugin = name.size() > 3 && name.ends_with(".so");
-                relevant = relevant || is_config || is_plugin;
+    stream_.async_wait(
+        boost::asio::posix::stream_descriptor::wait_read,
+        [this](const boost::system::error_code& ec) {
+            if (ec) return;
+            bool relevant = false;
+            ssize_t n;
+            while ((n = ::read(fd_, buffer_.data(), buffer_.size())) > 0) {
+                for (ssize_t at = 0; at < n;) {
+                    inotify_event e;
+                    std::memcpy(&e, buffer_.data() + at, sizeof e);
+                    const std::string name = e.len ? buffer_.data() + at + sizeof e : "";
+                    at += static_cast<ssize_t>(sizeof e + e.len);
+                    const bool is_config = e.wd == config_watch_ && name == config_name_;
+                    const bool is_plugin = name.size() > 3 && name.ends_with(".so");
+                    relevant = relevant || is_config || is_plugin;
+                }
             }
-        }
-        if (relevant) {
-            quiet_.expires_after(debounce_);
-            quiet_.async_wait([this](const boost::system::error_code& e) {
-                if (!e) on_change_();
-            });
-        }
-        read_events();
-    });
+            if (relevant) {
+                quiet_.expires_after(debounce_);
+                quiet_.async_wait([this](const boost::system::error_code& e) {
+                    if (!e) on_change_();
+                });
+            }
+            read_events();
+        });
 }
 
 }  // namespace plugd

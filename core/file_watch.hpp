@@ -16,7 +16,7 @@ namespace plugd {
 /// config file or to a `.so` in the plugin folder: editors and `cp` write a file in several
 /// steps, and one reload per burst is what the user means. Runs on the control thread.
 class file_watch {
-public:
+  public:
     file_watch(boost::asio::io_context& io, std::chrono::milliseconds debounce,
                std::function<void()> on_change);
     ~file_watch();
@@ -26,7 +26,7 @@ public:
     void watch(const std::filesystem::path& config_file, const std::filesystem::path& plugin_dir);
     void close();
 
-private:
+  private:
     void read_events();
 
     int fd_;

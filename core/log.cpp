@@ -16,33 +16,39 @@ level g_threshold = level::info;
 
 const char* name_of(level l) noexcept {
     switch (l) {
-        case level::debug: return "debug";
-        case level::info: return "info";
-        case level::warn: return "warn";
-        case level::error: return "error";
+        case level::debug:
+            return "debug";
+        case level::info:
+            return "info";
+        case level::warn:
+            return "warn";
+        case level::error:
+            return "error";
     }
     return "?";
 }
 
 }  // namespace
 
-void set_threshold(level threshold) noexcept { g_threshold = threshold; }
+void set_threshold(level threshold) noexcept {
+    g_threshold = threshold;
+}
 
 void write(level severity, std::string_view message) noexcept {
     if (severity < g_threshold) return;
     try {
         const auto now = std::chrono::system_clock::now();
         const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-        const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                now.time_since_epoch()).count() % 1000;
+        const auto millis =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+            1000;
         std::tm utc{};
         gmtime_r(&seconds, &utc);
         std::array<char, 64> stamp{};
-        const int n = std::snprintf(stamp.data(), stamp.size(),
-                                    "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s ",
-                                    utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
-                                    utc.tm_min, utc.tm_sec, static_cast<int>(millis),
-                                    name_of(severity));
+        const int n =
+            std::snprintf(stamp.data(), stamp.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s ",
+                          utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                          utc.tm_sec, static_cast<int>(millis), name_of(severity));
         std::string line;
         line.reserve(static_cast<std::size_t>(n) + message.size() + 1);
         line.append(stamp.data(), static_cast<std::size_t>(n));

@@ -16,9 +16,17 @@ void set_threshold(level threshold) noexcept;
 /// interleave. Never throws; a failed write is ignored (there is nowhere left to report it).
 void write(level severity, std::string_view message) noexcept;
 
-inline void debug(std::string_view m) noexcept { write(level::debug, m); }
-inline void info(std::string_view m) noexcept { write(level::info, m); }
-inline void warn(std::string_view m) noexcept { write(level::warn, m); }
-inline void error(std::string_view m) noexcept { write(level::error, m); }
+inline void debug(std::string_view m) noexcept {
+    write(level::debug, m);
+}
+inline void info(std::string_view m) noexcept {
+    write(level::info, m);
+}
+inline void warn(std::string_view m) noexcept {
+    write(level::warn, m);
+}
+inline void error(std::string_view m) noexcept {
+    write(level::error, m);
+}
 
 }  // namespace plugd::log

@@ -11,7 +11,7 @@ namespace plugd {
 /// creates, lives in the core: unloading the plugin leaves nothing of the plugin inside the
 /// event loop (see docs/architecture.md, "Why timers are host code").
 class plugin_context final : public context {
-public:
+  public:
     plugin_context(std::string instance_name, nlohmann::json config)
         : name_{std::move(instance_name)}, config_(std::move(config)) {}
 
@@ -20,7 +20,7 @@ public:
     void log(log_level level, std::string_view message) const noexcept override;
     task<void> sleep_for(std::chrono::milliseconds duration) const override;
 
-private:
+  private:
     std::string name_;
     nlohmann::json config_;
 };

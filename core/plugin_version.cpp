@@ -61,7 +61,9 @@ struct plugin_version::library {
     boost::dll::shared_library dll;
 };
 
-std::uint64_t plugin_file_hash(const plugin_spec& spec) { return hash_of(read_file(spec)); }
+std::uint64_t plugin_file_hash(const plugin_spec& spec) {
+    return hash_of(read_file(spec));
+}
 
 plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
                                std::uint64_t generation)
@@ -75,8 +77,9 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     try {
         fingerprint = elf_section(image, fingerprint_section);
     } catch (const not_a_shared_library& e) {
-        throw plugin_error(where(spec_) + ": not a shared library: " + e.what() +
-                           "; /plugins/" + spec_.name + "/file must name a plugin built with "
+        throw plugin_error(where(spec_) + ": not a shared library: " + e.what() + "; /plugins/" +
+                           spec_.name +
+                           "/file must name a plugin built with "
                            "plugd_add_plugin()");
     }
     if (!fingerprint) {
@@ -100,8 +103,8 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
         std::ofstream out{copy, std::ios::binary | std::ios::trunc};
         out.write(image.data(), static_cast<std::streamsize>(image.size()));
         if (!out.flush()) {
-            throw plugin_error(where(spec_) + ": cannot write the private copy " +
-                               copy.string() + ": " + std::strerror(errno));
+            throw plugin_error(where(spec_) + ": cannot write the private copy " + copy.string() +
+                               ": " + std::strerror(errno));
         }
     }
     struct unlink_copy {
@@ -127,7 +130,8 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
 
     library_ = std::make_unique<library>();
     try {
-        library_->dll.load(copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+        library_->dll.load(copy,
+                           boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
         throw plugin_error(where(spec_) + ": cannot load: " + e.what() +
                            "; a missing symbol usually means a library the plugin needs "

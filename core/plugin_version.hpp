@@ -16,7 +16,7 @@ class plugin_context;
 
 /// A plugin that cannot be used. `what()` names the instance, the file and the cause.
 class plugin_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -25,7 +25,7 @@ public:
 /// on it any more. Destruction order matters and is fixed: handler (plugin code), then
 /// context, then the library is unloaded (see the member order).
 class plugin_version {
-public:
+  public:
     /// Loads `spec` from a private copy placed in `private_dir` (see load() in the .cpp for
     /// why a copy). Reads the ABI fingerprint from the file first: no code of a plugin that
     /// does not match runs. Throws plugin_error.
@@ -46,7 +46,7 @@ public:
     /// Calls the handler's stop() if start() succeeded. Idempotent.
     void stop() noexcept;
 
-private:
+  private:
     struct library;  // Boost.DLL stays out of this header
     plugin_spec spec_;
     std::uint64_t generation_;

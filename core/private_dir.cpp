@@ -13,8 +13,8 @@ private_dir::private_dir() {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/plugd.XXXXXX";
     if (!::mkdtemp(pattern.data())) {
-        throw std::runtime_error("cannot create a private folder for plugin copies (" +
-                                 pattern + "): " + std::strerror(errno) +
+        throw std::runtime_error("cannot create a private folder for plugin copies (" + pattern +
+                                 "): " + std::strerror(errno) +
                                  "; set TMPDIR to a writable folder");
     }
     path_ = pattern;

@@ -9,14 +9,14 @@ namespace plugd {
 /// under $TMPDIR (or /tmp); each copy is unlinked as soon as it is mapped, so a crash
 /// leaves at most an empty folder behind.
 class private_dir {
-public:
+  public:
     private_dir();
     ~private_dir();
     private_dir(const private_dir&) = delete;
     private_dir& operator=(const private_dir&) = delete;
     const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

@@ -13,12 +13,12 @@ namespace plugd {
 /// The difference between the running configuration and a new one. Computing it changes
 /// nothing; the server then prepares every part and swaps all of it, or none.
 struct reload_plan {
-    std::vector<plugin_spec> load;        ///< new instances, or new code or config
-    std::vector<std::string> keep;        ///< instances whose file bytes and config are the same
-    std::vector<std::string> unload;      ///< instances no longer named
-    std::vector<listener_spec> add;       ///< new names, or a new address or port
+    std::vector<plugin_spec> load;    ///< new instances, or new code or config
+    std::vector<std::string> keep;    ///< instances whose file bytes and config are the same
+    std::vector<std::string> unload;  ///< instances no longer named
+    std::vector<listener_spec> add;   ///< new names, or a new address or port
     std::vector<listener_spec> keep_listeners;  ///< same name and address:port: keep the sockets
-    std::vector<std::string> remove;      ///< names no longer present, or whose address moved
+    std::vector<std::string> remove;            ///< names no longer present, or whose address moved
 
     bool changes_nothing() const noexcept {
         return load.empty() && unload.empty() && add.empty() && remove.empty();

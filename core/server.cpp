@@ -51,13 +51,13 @@ void start_all(const plugin_map& versions) {
 }
 
 class server {
-public:
+  public:
     server(server_config cfg, const server_options& options)
         : cfg_{std::move(cfg)}, options_{options} {}
 
     int run() {
-        threads_ = cfg_.threads != 0 ? cfg_.threads
-                                     : std::max(1u, std::thread::hardware_concurrency());
+        threads_ =
+            cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < threads_; ++i) {
             shards_.push_back(std::make_unique<shard>(
                 i, [this] { asio::post(control_, [this] { unload_drained(); }); }));
@@ -78,8 +78,8 @@ public:
             });
             watch_->watch(options_.config_file, cfg_.plugin_dir);
         }
-        log::info("plugd " PLUGD_VERSION " serving generation 1 with " +
-                  std::to_string(threads_) + " threads (pid " + std::to_string(::getpid()) + ")");
+        log::info("plugd " PLUGD_VERSION " serving generation 1 with " + std::to_string(threads_) +
+                  " threads (pid " + std::to_string(::getpid()) + ")");
 
         control_.run();
         for (auto& s : shards_) s->join();
@@ -91,7 +91,7 @@ public:
         return 0;
     }
 
-private:
+  private:
     struct draining_version {
         std::shared_ptr<plugin_version> version;
         clock::time_point since;
@@ -135,16 +135,15 @@ private:
         ++attempt_;
         const auto started = clock::now();
         try {
-            server_config next = options_.config_file.empty()
-                                     ? default_config(options_.bundled_plugin_dir)
-                                     : load_config(options_.config_file,
-                                                   options_.bundled_plugin_dir);
+            server_config next =
+                options_.config_file.empty()
+                    ? default_config(options_.bundled_plugin_dir)
+                    : load_config(options_.config_file, options_.bundled_plugin_dir);
             if (next.threads != cfg_.threads) {
-                throw config_error(next.source.string() +
-                                   ": /threads: cannot change while running (" +
-                                   std::to_string(cfg_.threads) + " -> " +
-                                   std::to_string(next.threads) +
-                                   "); restart plugd to change it, or put the old value back");
+                throw config_error(
+                    next.source.string() + ": /threads: cannot change while running (" +
+                    std::to_string(cfg_.threads) + " -> " + std::to_string(next.threads) +
+                    "); restart plugd to change it, or put the old value back");
             }
             const std::string summary = prepare_and_commit(cfg_, next);
             if (next.pid_file != cfg_.pid_file) {
@@ -153,16 +152,14 @@ private:
             }
             cfg_ = std::move(next);
             if (watch_) watch_->watch(options_.config_file, cfg_.plugin_dir);
-            const std::string line = "reload: generation " + std::to_string(generation_) +
-                                     " in " + std::to_string(elapsed_ms(started)) + " ms; " +
-                                     summary;
+            const std::string line = "reload: generation " + std::to_string(generation_) + " in " +
+                                     std::to_string(elapsed_ms(started)) + " ms; " + summary;
             log::info(line);
             write_reload_status(reload_status_file(cfg_.pid_file),
                                 {attempt_, true, generation_, line});
         } catch (const std::exception& e) {
-            log::error(std::string{"reload failed: "} + e.what() +
-                       "; still serving generation " + std::to_string(generation_) +
-                       ", unchanged");
+            log::error(std::string{"reload failed: "} + e.what() + "; still serving generation " +
+                       std::to_string(generation_) + ", unchanged");
             write_reload_status(reload_status_file(cfg_.pid_file),
                                 {attempt_, false, generation_, e.what()});
         }
@@ -209,8 +206,9 @@ private:
             for (auto& routes : bound) u.added.push_back(routes[i]);
             u.kept = plan.keep_listeners;
             u.removed = plan.remove;
-            asio::post(shards_[i]->io(),
-                       [s = shards_[i].get(), u = std::move(u)]() mutable { s->apply(std::move(u)); });
+            asio::post(shards_[i]->io(), [s = shards_[i].get(), u = std::move(u)]() mutable {
+                s->apply(std::move(u));
+            });
         }
         for (const auto& [name, v] : loaded) {
             log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
@@ -219,27 +217,26 @@ private:
         for (std::size_t i = 0; i < plan.add.size(); ++i) {
             const auto& l = plan.add[i];
             log::info("listener " + l.name + ": listening on " +
-                      format_endpoint(bound[i].front()->acceptor.local_endpoint()) +
-                      " (framing " + std::string{to_string(l.framing)} + ", plugin " +
-                      l.plugin + ")");
+                      format_endpoint(bound[i].front()->acceptor.local_endpoint()) + " (framing " +
+                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")");
         }
         std::vector<std::string> load_names, kept_listener_names, added_names;
         for (const auto& s : plan.load) load_names.push_back(s.name);
         for (const auto& l : plan.keep_listeners) kept_listener_names.push_back(l.name);
         for (const auto& l : plan.add) added_names.push_back(l.name);
-        return "plugins loaded: " + join_names(load_names) + "; kept: " +
-               join_names(plan.keep) + "; unloaded: " + join_names(plan.unload) +
-               "; listeners added: " + join_names(added_names) + "; removed: " +
-               join_names(plan.remove) + "; kept: " + join_names(kept_listener_names);
+        return "plugins loaded: " + join_names(load_names) + "; kept: " + join_names(plan.keep) +
+               "; unloaded: " + join_names(plan.unload) +
+               "; listeners added: " + join_names(added_names) +
+               "; removed: " + join_names(plan.remove) +
+               "; kept: " + join_names(kept_listener_names);
     }
 
     // An old version drains: shards drop it as their last request on it ends. If that takes
     // longer than reload_drain_timeout_ms, its remaining requests are cancelled, so old
     // versions never pile up.
     void retire(std::shared_ptr<plugin_version> version, std::chrono::milliseconds timeout) {
-        auto& d = draining_.emplace_back(
-            draining_version{std::move(version), clock::now(),
-                             std::make_unique<asio::steady_timer>(control_)});
+        auto& d = draining_.emplace_back(draining_version{
+            std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
         d.deadline->expires_after(timeout);
         d.deadline->async_wait([this, v = d.version.get()](const boost::system::error_code& ec) {
             if (ec) return;
@@ -284,8 +281,9 @@ private:
         shutdown_deadline_.expires_after(cfg_.limits.shutdown_timeout);
         shutdown_deadline_.async_wait([this](const boost::system::error_code& ec) {
             if (ec) return;
-            log::warn("shutdown_timeout_ms reached with requests still running: abandoning "
-                      "them (raise /limits/shutdown_timeout_ms to let them finish)");
+            log::warn(
+                "shutdown_timeout_ms reached with requests still running: abandoning "
+                "them (raise /limits/shutdown_timeout_ms to let them finish)");
             for (auto& s : shards_) s->io().stop();
         });
     }

@@ -14,7 +14,9 @@ namespace plugd {
 shard::shard(unsigned index, std::function<void()> on_release)
     : index_{index}, on_release_{std::move(on_release)}, work_{io_.get_executor()} {}
 
-shard::~shard() { join(); }
+shard::~shard() {
+    join();
+}
 
 void shard::start(std::function<void()> on_exit) {
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
@@ -117,16 +119,15 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(io_, serve_connection(*this, r, std::move(socket)),
-                       [](std::exception_ptr e) {
-                           if (!e) return;
-                           try {
-                               std::rethrow_exception(e);
-                           } catch (const std::exception& ex) {
-                               log::error(std::string{"connection ended by an error: "} +
-                                          ex.what());
-                           }
-                       });
+        asio::co_spawn(
+            io_, serve_connection(*this, r, std::move(socket)), [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log::error(std::string{"connection ended by an error: "} + ex.what());
+                }
+            });
     }
 }
 

@@ -62,7 +62,7 @@ struct shard_update {
 };
 
 class shard {
-public:
+  public:
     /// `on_release` runs on this shard's thread each time it drops its reference to a
     /// retired plugin version; the server uses it to unload versions on its own thread.
     /// Limits and routes arrive with the first apply().
@@ -94,7 +94,7 @@ public:
     std::list<connection*>::iterator enter(connection* c);
     void leave(std::list<connection*>::iterator registration) noexcept;
 
-private:
+  private:
     void retire(std::unique_ptr<plugin_ref> p);
     void release(plugin_ref& p) noexcept;
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);

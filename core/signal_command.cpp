@@ -37,9 +37,8 @@ int reload(pid_t pid, const std::filesystem::path& pid_file, clock::time_point d
     const auto before = read_reload_status(status_file).value_or(reload_status{}).attempt;
     // Watch the folder before signalling, so the server's answer cannot slip past us.
     fd_guard watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
-    if (watch.fd < 0 ||
-        ::inotify_add_watch(watch.fd, status_file.parent_path().c_str(),
-                            IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    if (watch.fd < 0 || ::inotify_add_watch(watch.fd, status_file.parent_path().c_str(),
+                                            IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
         std::cerr << "plugd: cannot watch " << status_file.parent_path() << ": "
                   << std::strerror(errno) << '\n';
         return 1;

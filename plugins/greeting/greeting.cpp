@@ -6,7 +6,7 @@
 namespace {
 
 class greeting final : public plugd::handler {
-public:
+  public:
     explicit greeting(plugd::context& ctx)
         : ctx_{ctx},
           prefix_{ctx.config().value("prefix", "Hello, ")},
@@ -19,7 +19,7 @@ public:
         out << prefix_ << req.message();
     }
 
-private:
+  private:
     plugd::context& ctx_;
     std::string prefix_;
     std::chrono::milliseconds delay_;

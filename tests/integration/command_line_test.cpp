@@ -82,16 +82,16 @@ TEST_CASE("a plugin built for another ABI is refused before any of its code runs
 
 TEST_CASE("a plugin whose constructor refuses its config is reported") {
     temp_dir tmp;
-    const auto r = check(tmp, one_listener_config(test_plugin_dir(), "echo",
-                                                  R"({ "fail_construction": true })"));
+    const auto r = check(
+        tmp, one_listener_config(test_plugin_dir(), "echo", R"({ "fail_construction": true })"));
     CHECK(r.status == 1);
     CHECK(contains(r.output, "refused its config (/plugins/p/config): fail_construction is set"));
 }
 
 TEST_CASE("greeting refuses a config value of the wrong type") {
     temp_dir tmp;
-    const auto r = check(tmp, one_listener_config(bundled_plugin_dir(), "greeting",
-                                                  R"({ "delay_ms": "soon" })"));
+    const auto r = check(
+        tmp, one_listener_config(bundled_plugin_dir(), "greeting", R"({ "delay_ms": "soon" })"));
     CHECK(r.status == 1);
     CHECK(contains(r.output, "plugin \"p\""));
     CHECK(contains(r.output, "refused its config (/plugins/p/config)"));
@@ -99,8 +99,8 @@ TEST_CASE("greeting refuses a config value of the wrong type") {
 
 TEST_CASE("serving refuses to start when a plugin's start() fails") {
     temp_dir tmp;
-    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo",
-                                                                  R"({ "fail_start": true })"));
+    const auto cfg = tmp.write(
+        "server.json", one_listener_config(test_plugin_dir(), "echo", R"({ "fail_start": true })"));
     const auto r = run_plugd({"-c", cfg.string()});
     CHECK(r.status == 1);
     CHECK(contains(r.output, "start() failed: fail_start is set; not started"));
@@ -108,14 +108,15 @@ TEST_CASE("serving refuses to start when a plugin's start() fails") {
 
 TEST_CASE("serving refuses to start when a port is taken") {
     temp_dir tmp;
-    plugd_process first{{"-c", tmp.write("a.json", one_listener_config(test_plugin_dir(), "echo")).string()}};
+    plugd_process first{
+        {"-c", tmp.write("a.json", one_listener_config(test_plugin_dir(), "echo")).string()}};
     const auto port = first.port();
     std::string cfg = one_listener_config(test_plugin_dir(), "echo");
     cfg.replace(cfg.find("\"port\": 0"), 9, "\"port\": " + std::to_string(port));
     const auto r = run_plugd({"-c", tmp.write("b.json", cfg).string()});
     CHECK(r.status == 1);
-    CHECK(contains(r.output, "cannot bind 127.0.0.1:" + std::to_string(port) +
-                                 ": Address already in use"));
+    CHECK(contains(r.output,
+                   "cannot bind 127.0.0.1:" + std::to_string(port) + ": Address already in use"));
     CHECK(contains(r.output, "/listeners/0"));
 }
 

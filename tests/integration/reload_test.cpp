@@ -3,9 +3,9 @@
 
 #include <signal.h>
 
+#include <sys/socket.h>
 #include <algorithm>
 #include <atomic>
-#include <sys/socket.h>
 #include <thread>
 
 #include "plugd_process.hpp"
@@ -47,8 +47,9 @@ struct reloadable {
     // Sends SIGHUP and waits for the reload to succeed, as generation `generation`.
     void reload_ok(int generation) {
         process->signal(SIGHUP);
-        REQUIRE_MESSAGE(process->wait_for_log("reload: generation " + std::to_string(generation) + " "),
-                        process->log());
+        REQUIRE_MESSAGE(
+            process->wait_for_log("reload: generation " + std::to_string(generation) + " "),
+            process->log());
     }
 
     // Sends SIGHUP and waits for the reload to fail (the `nth` failure overall).
@@ -86,7 +87,8 @@ TEST_CASE("50 reloads under continuous load fail no request and no connection") 
             c.send(msg + "\n");
             const auto reply = c.read_line();
             const long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::now() - start).count();
+                                std::chrono::steady_clock::now() - start)
+                                .count();
             long seen = worst_us.load();
             while (us > seen && !worst_us.compare_exchange_weak(seen, us)) {
             }
@@ -104,8 +106,10 @@ TEST_CASE("50 reloads under continuous load fail no request and no connection") 
                 line_client c{server.port};
                 c.send("n\n");
                 const auto reply = c.read_line();
-                if (!reply) ++errors;
-                else if (*reply != "v1:n" && *reply != "v2:n") ++wrong;
+                if (!reply)
+                    ++errors;
+                else if (*reply != "v1:n" && *reply != "v2:n")
+                    ++wrong;
                 ++answered;
             } catch (const std::exception&) {
                 ++errors;  // connection refused or reset
@@ -126,13 +130,14 @@ TEST_CASE("50 reloads under continuous load fail no request and no connection") 
     CHECK(errors == 0);
     CHECK(wrong == 0);
     CHECK(answered > 100);  // the load really ran across the reloads
-    MESSAGE("requests answered during 50 reloads: " << answered.load()
-                                                    << ", worst round trip: " << worst_us.load()
-                                                    << " us");
+    MESSAGE("requests answered during 50 reloads: " << answered.load() << ", worst round trip: "
+                                                    << worst_us.load() << " us");
     for (int i = 0; i < 20; ++i) CHECK(server.ask("after") == "v1:after");
 }
 
-TEST_CASE("a slow request finishes on the old version; the next one on the same connection uses the new") {
+TEST_CASE(
+    "a slow request finishes on the old version; the next one on the same connection uses the "
+    "new") {
     reloadable server{R"({ "delay_ms": 1000, "log_requests": true })"};
     line_client c{server.port};
     c.send("slow\nfast\n");  // pipelined: "fast" starts only after "slow" is answered
@@ -211,7 +216,8 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
         server.use("echo_v2");
         server.write_config(R"({ "fail_construction": true })");
         server.reload_fails(++failures);
-        CHECK(server.process->count_log("refused its config (/plugins/p/config): fail_construction") == 1);
+        CHECK(server.process->count_log(
+                  "refused its config (/plugins/p/config): fail_construction") == 1);
     }
     SUBCASE("failing start") {
         server.use("echo_v2");
@@ -220,11 +226,14 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
         CHECK(server.process->count_log("start() failed: fail_start is set") == 1);
     }
     SUBCASE("port that cannot be bound") {
-        plugd_process other{{"-c", server.tmp.write("other.json", one_listener_config(test_plugin_dir(), "echo")).string()}};
+        plugd_process other{
+            {"-c", server.tmp.write("other.json", one_listener_config(test_plugin_dir(), "echo"))
+                       .string()}};
         const auto taken = other.port();
         server.use("echo_v2");
-        server.write_config(good, "{}", R"({ "name": "extra", "port": )" + std::to_string(taken) +
-                                            R"(, "plugin": "p" })");
+        server.write_config(
+            good, "{}",
+            R"({ "name": "extra", "port": )" + std::to_string(taken) + R"(, "plugin": "p" })");
         server.reload_fails(++failures);
         CHECK(server.process->count_log("listener \"extra\"") == 1);
         CHECK(server.process->count_log("Address already in use") == 1);
@@ -239,7 +248,9 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
     CHECK(kept.read_line() == "v2:k");
 }
 
-TEST_CASE("a listener added by reload accepts; a removed one stops accepting and lets its connections finish") {
+TEST_CASE(
+    "a listener added by reload accepts; a removed one stops accepting and lets its connections "
+    "finish") {
     reloadable server{R"({ "delay_ms": 500, "log_requests": true })", "{}"};
     server.write_config(R"({ "delay_ms": 500, "log_requests": true })", "{}",
                         R"({ "name": "old", "port": 0, "plugin": "p" })");
@@ -270,7 +281,8 @@ TEST_CASE("requests still running after reload_drain_timeout_ms are cancelled wi
     server.reload_ok(2);
     CHECK(c.read_line() == "ERR reload drain timeout");
     CHECK(c.read_to_eof() == "");
-    CHECK(server.process->wait_for_log("generation 1: requests still running after reload_drain_timeout_ms"));
+    CHECK(server.process->wait_for_log(
+        "generation 1: requests still running after reload_drain_timeout_ms"));
     CHECK(server.process->wait_for_log("plugin p generation 1: unloaded after draining"));
     CHECK(server.ask("x") == "v2:x");
 }

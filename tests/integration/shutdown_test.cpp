@@ -9,10 +9,11 @@ using namespace plugd::test;
 
 TEST_CASE("SIGTERM lets a request in flight finish, then exits 0") {
     temp_dir tmp;
-    plugd_process p{{"-c", tmp.write("server.json", one_listener_config(
-                                                        test_plugin_dir(), "echo",
-                                                        R"({ "delay_ms": 700, "log_requests": true })"))
-                               .string()}};
+    plugd_process p{
+        {"-c", tmp.write("server.json",
+                         one_listener_config(test_plugin_dir(), "echo",
+                                             R"({ "delay_ms": 700, "log_requests": true })"))
+                   .string()}};
     const auto port = p.port();
     line_client busy{port};
     line_client idle{port};
@@ -31,11 +32,12 @@ TEST_CASE("SIGTERM lets a request in flight finish, then exits 0") {
 
 TEST_CASE("shutdown_timeout_ms bounds the drain of a request that does not finish") {
     temp_dir tmp;
-    plugd_process p{{"-c", tmp.write("server.json", one_listener_config(
-                                                        test_plugin_dir(), "echo",
-                                                        R"({ "hang_on": "forever", "log_requests": true })", "line",
-                                                        R"({ "shutdown_timeout_ms": 300 })"))
-                               .string()}};
+    plugd_process p{
+        {"-c", tmp.write("server.json",
+                         one_listener_config(test_plugin_dir(), "echo",
+                                             R"({ "hang_on": "forever", "log_requests": true })",
+                                             "line", R"({ "shutdown_timeout_ms": 300 })"))
+                   .string()}};
     line_client c{p.port()};
     c.send("forever\n");
     REQUIRE(p.wait_for_log("handling forever"));

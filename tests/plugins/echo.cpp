@@ -14,7 +14,7 @@
 namespace {
 
 class echo final : public plugd::handler {
-public:
+  public:
     explicit echo(plugd::context& ctx)
         : ctx_{ctx},
           delay_{ctx.config().value("delay_ms", 0)},
@@ -43,7 +43,7 @@ public:
         out << ECHO_VERSION ":" << req.message();
     }
 
-private:
+  private:
     plugd::context& ctx_;
     std::chrono::milliseconds delay_;
     bool log_requests_;

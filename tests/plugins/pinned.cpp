@@ -9,7 +9,7 @@ namespace {
 thread_local std::string last_message;  // registers a destructor per worker thread
 
 class pinned final : public plugd::handler {
-public:
+  public:
     explicit pinned(plugd::context&) {}
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
         last_message = req.message();

@@ -117,8 +117,7 @@ std::size_t count_in(const std::string& log, const std::string& text) {
 }
 }  // namespace
 
-bool plugd_process::wait_for_log(const std::string& text, milliseconds timeout,
-                                 std::size_t times) {
+bool plugd_process::wait_for_log(const std::string& text, milliseconds timeout, std::size_t times) {
     std::unique_lock lock{mutex_};
     changed_.wait_for(lock, timeout, [&] { return count_in(log_, text) >= times || closed_; });
     return count_in(log_, text) >= times;
@@ -137,8 +136,7 @@ std::string plugd_process::log() {
 std::uint16_t plugd_process::port(const std::string& name, milliseconds timeout) {
     const std::string marker = "listener " + name + ": listening on ";
     if (!wait_for_log(marker, timeout)) {
-        throw std::runtime_error("plugd never reported listener " + name + "; its log:\n" +
-                                 log());
+        throw std::runtime_error("plugd never reported listener " + name + "; its log:\n" + log());
     }
     const std::string text = log();
     const auto at = text.find(marker);
@@ -147,7 +145,9 @@ std::uint16_t plugd_process::port(const std::string& name, milliseconds timeout)
     return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
 }
 
-void plugd_process::signal(int signo) { ::kill(pid_, signo); }
+void plugd_process::signal(int signo) {
+    ::kill(pid_, signo);
+}
 
 std::optional<int> plugd_process::wait_exit(milliseconds timeout) {
     if (!status_) {
@@ -237,7 +237,9 @@ std::optional<std::string> line_client::read_to_eof(milliseconds timeout) {
     return std::exchange(buffered_, {});
 }
 
-void line_client::shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+void line_client::shutdown_send() {
+    ::shutdown(fd_, SHUT_WR);
+}
 
 void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
                     const std::string& name) {
@@ -273,11 +275,16 @@ std::string one_listener_config(const std::filesystem::path& plugin_dir,
                                 const std::string& framing, const std::string& limits) {
     return R"({ "threads": 2, "plugin_dir": ")" + plugin_dir.string() +
            R"(", "plugins": { "p": { "file": ")" + plugin_file + R"(", "config": )" +
-           plugin_config + R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": ")" +
+           plugin_config +
+           R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": ")" +
            framing + R"(", "plugin": "p" } ], "limits": )" + limits + " }";
 }
 
-std::filesystem::path bundled_plugin_dir() { return PLUGD_BUNDLED_PLUGIN_DIR; }
-std::filesystem::path test_plugin_dir() { return PLUGD_TEST_PLUGIN_DIR; }
+std::filesystem::path bundled_plugin_dir() {
+    return PLUGD_BUNDLED_PLUGIN_DIR;
+}
+std::filesystem::path test_plugin_dir() {
+    return PLUGD_TEST_PLUGIN_DIR;
+}
 
 }  // namespace plugd::test

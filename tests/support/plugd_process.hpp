@@ -19,21 +19,21 @@ using std::chrono::milliseconds;
 
 /// A fresh folder under $TMPDIR, removed with its contents by the destructor.
 class temp_dir {
-public:
+  public:
     temp_dir();
     ~temp_dir();
     const std::filesystem::path& path() const { return path_; }
     /// Writes `text` to `name` inside the folder and returns its path.
     std::filesystem::path write(const std::string& name, const std::string& text) const;
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
 /// The plugd binary under test, started with `args`; its stdout and stderr are collected.
 /// The destructor kills it (SIGKILL) if it is still running.
 class plugd_process {
-public:
+  public:
     explicit plugd_process(std::vector<std::string> args);
     ~plugd_process();
 
@@ -51,7 +51,7 @@ public:
     /// Waits for exit; the exit status, or nullopt at the deadline (or if killed by a signal).
     std::optional<int> wait_exit(milliseconds timeout = 10s);
 
-private:
+  private:
     void read_stderr(int fd);
     pid_t pid_ = -1;
     int pidfd_ = -1;  ///< readable once the process has exited: no polling loop
@@ -72,7 +72,7 @@ run_result run_plugd(std::vector<std::string> args, milliseconds timeout = 20s);
 
 /// A blocking TCP client with deadlines on every read.
 class line_client {
-public:
+  public:
     explicit line_client(std::uint16_t port);
     ~line_client();
     line_client(line_client&& other) noexcept;
@@ -87,7 +87,7 @@ public:
     /// Shuts down the sending side (the server sees EOF).
     void shutdown_send();
 
-private:
+  private:
     bool fill(std::chrono::steady_clock::time_point deadline);
     int fd_ = -1;
     std::string buffered_;

@@ -45,10 +45,12 @@ TEST_CASE("a mismatch names the part that differs and both values") {
 }
 
 TEST_CASE("mismatches in several parts, missing and extra parts are all reported") {
-    const auto diff = plugd::abi_mismatch("sdk=2;compiler=gcc-13.1;extra=1", "sdk=1;compiler=gcc-12.2;cxx=202002");
+    const auto diff = plugd::abi_mismatch("sdk=2;compiler=gcc-13.1;extra=1",
+                                          "sdk=1;compiler=gcc-12.2;cxx=202002");
     REQUIRE(diff.has_value());
-    CHECK(*diff == "compiler: plugin gcc-13.1, plugd gcc-12.2; cxx: plugin (none), plugd 202002; "
-                   "sdk: plugin 2, plugd 1; extra: plugin 1, plugd (none)");
+    CHECK(*diff ==
+          "compiler: plugin gcc-13.1, plugd gcc-12.2; cxx: plugin (none), plugd 202002; "
+          "sdk: plugin 2, plugd 1; extra: plugin 1, plugd (none)");
 }
 
 TEST_CASE("a file that is not an ELF shared library is refused with the reason") {

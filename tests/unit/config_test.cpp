@@ -77,7 +77,8 @@ TEST_CASE("a syntax error names the line and column") {
 }
 
 TEST_CASE("an unknown key is refused with the keys that are allowed") {
-    const auto msg = error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "prot": 2 })"));
+    const auto msg =
+        error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "prot": 2 })"));
     CHECK(msg.find("/listeners/0/prot: unknown key; expected one of: name, address, port") !=
           std::string::npos);
     CHECK(error_of(R"({ "thread": 1 })").find(": /thread: unknown key") != std::string::npos);
@@ -85,8 +86,9 @@ TEST_CASE("an unknown key is refused with the keys that are allowed") {
 
 TEST_CASE("a wrong type names the JSON path and the expected type") {
     auto msg = error_of(with_listener(R"({ "name": "m", "port": "8888", "plugin": "greeting" })"));
-    CHECK(msg == "/etc/plugd/server.json: /listeners/0/port: expected an integer from 0 to "
-                 "65535, got \"8888\" (string)");
+    CHECK(msg ==
+          "/etc/plugd/server.json: /listeners/0/port: expected an integer from 0 to "
+          "65535, got \"8888\" (string)");
     msg = error_of(with_listener(R"({ "name": "m", "port": 70000, "plugin": "greeting" })"));
     CHECK(msg.find("/listeners/0/port: expected an integer from 0 to 65535, got 70000") !=
           std::string::npos);
@@ -94,7 +96,8 @@ TEST_CASE("a wrong type names the JSON path and the expected type") {
     CHECK(msg.find("/listeners/0/port: expected an integer") != std::string::npos);
     msg = error_of(R"({ "threads": true })");
     CHECK(msg.find("/threads: expected an integer") != std::string::npos);
-    msg = error_of(R"({ "plugins": { "g": { "file": "greeting", "config": [] } }, "listeners": [] })");
+    msg = error_of(
+        R"({ "plugins": { "g": { "file": "greeting", "config": [] } }, "listeners": [] })");
     CHECK(msg.find("/plugins/g/config: expected an object, got [] (array)") != std::string::npos);
 }
 
@@ -103,7 +106,8 @@ TEST_CASE("a missing required key is named") {
               .find("/listeners/0/port: missing") != std::string::npos);
     CHECK(error_of(R"({ "listeners": [] })").find("/plugins: missing") != std::string::npos);
     CHECK(error_of("{ " + plugins + " }").find("/listeners: missing") != std::string::npos);
-    CHECK(error_of("{ " + plugins + R"(, "listeners": [] })").find("/listeners: expected a non-empty array") != std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "listeners": [] })")
+              .find("/listeners: expected a non-empty array") != std::string::npos);
 }
 
 TEST_CASE("duplicate names are refused") {
@@ -126,25 +130,33 @@ TEST_CASE("a listener naming a missing plugin lists the instances there are") {
 }
 
 TEST_CASE("addresses must be numeric IPv4 or IPv6") {
-    CHECK(error_of(with_listener(R"({ "name": "m", "address": "localhost", "port": 1, "plugin": "greeting" })"))
-              .find("/listeners/0/address: \"localhost\" is not a numeric IPv4 or IPv6 address") !=
-          std::string::npos);
-    CHECK(error_of(with_listener(R"({ "name": "m", "address": "256.1.1.1", "port": 1, "plugin": "greeting" })"))
-              .find("/listeners/0/address") != std::string::npos);
-    auto cfg = parse(with_listener(R"({ "name": "m", "address": "::1", "port": 1, "plugin": "greeting" })"));
+    CHECK(
+        error_of(with_listener(
+                     R"({ "name": "m", "address": "localhost", "port": 1, "plugin": "greeting" })"))
+            .find("/listeners/0/address: \"localhost\" is not a numeric IPv4 or IPv6 address") !=
+        std::string::npos);
+    CHECK(
+        error_of(with_listener(
+                     R"({ "name": "m", "address": "256.1.1.1", "port": 1, "plugin": "greeting" })"))
+            .find("/listeners/0/address") != std::string::npos);
+    auto cfg = parse(
+        with_listener(R"({ "name": "m", "address": "::1", "port": 1, "plugin": "greeting" })"));
     CHECK(cfg.listeners[0].address == "::1");
 }
 
 TEST_CASE("framing must be line or oneshot") {
-    CHECK(error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"))
-              .find("/listeners/0/framing: \"http\" is not a framing; expected \"line\" or \"oneshot\"") !=
-          std::string::npos);
+    CHECK(error_of(with_listener(
+                       R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"))
+              .find("/listeners/0/framing: \"http\" is not a framing; expected \"line\" or "
+                    "\"oneshot\"") != std::string::npos);
 }
 
 TEST_CASE("limits are checked for range") {
-    const std::string l = R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], "limits": )";
+    const std::string l =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], "limits": )";
     CHECK(error_of("{ " + plugins + l + R"({ "max_request_bytes": 0 } })")
-              .find("/limits/max_request_bytes: expected an integer from 1 to") != std::string::npos);
+              .find("/limits/max_request_bytes: expected an integer from 1 to") !=
+          std::string::npos);
     CHECK(error_of("{ " + plugins + l + R"({ "idle_timeout": 5 } })")
               .find("/limits/idle_timeout: unknown key") != std::string::npos);
     auto cfg = parse("{ " + plugins + l + R"({ "idle_timeout_ms": 250, "max_connections": 3 } })");

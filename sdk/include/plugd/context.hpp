@@ -20,7 +20,7 @@ enum class log_level { debug, info, warn, error };
 /// Lifetime: outlives the handler constructed from it; keep a reference, not a copy.
 /// Thread-safety: every member may be called concurrently from any worker thread.
 class context {
-public:
+  public:
     /// This instance's `config` object from server.json (`/plugins/<name>/config`); an empty
     /// object when server.json gives none. Read it in the handler's constructor and throw
     /// `std::invalid_argument` with a message naming the key when a value is unusable.
@@ -38,7 +38,7 @@ public:
     /// cancelled, e.g. by a timeout or a reload drain that ran out of time: let it propagate.
     virtual task<void> sleep_for(std::chrono::milliseconds duration) const = 0;
 
-protected:
+  protected:
     ~context() = default;
 };
 

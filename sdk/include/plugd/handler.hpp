@@ -18,7 +18,7 @@ namespace plugd {
 /// no `thread_local` objects with destructors (they pin the library in memory), no threads,
 /// Asio timers or sockets of its own (use `context`), nothing left running after `stop()`.
 class handler {
-public:
+  public:
     virtual ~handler() = default;
 
     /// Called once on the control thread before the first request. May throw to refuse the

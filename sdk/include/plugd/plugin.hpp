@@ -13,11 +13,10 @@
 ///
 /// It emits two symbols and nothing else: the ABI fingerprint, in the `.plugd_abi` section
 /// where the core reads it before loading the file, and the factory the core calls.
-#define PLUGD_PLUGIN(type)                                                                 \
-    extern "C" __attribute__((visibility("default"), used,                                 \
-                              section(".plugd_abi"))) const char plugd_abi_fingerprint[] = \
-        PLUGD_ABI_FINGERPRINT;                                                             \
-    extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler(\
-        ::plugd::context& ctx) {                                                           \
-        return new type(ctx);                                                              \
+#define PLUGD_PLUGIN(type)                                                                  \
+    extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))          \
+    const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                             \
+    extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler( \
+        ::plugd::context& ctx) {                                                            \
+        return new type(ctx);                                                               \
     }

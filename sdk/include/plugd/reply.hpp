@@ -14,7 +14,7 @@ namespace plugd {
 /// handler throws, whatever it appended is discarded and the client gets an error instead.
 /// Not thread-safe: use it only from the `handle` call that received it.
 class reply {
-public:
+  public:
     /// Used by the core; `buffer` must outlive the reply.
     explicit reply(std::string& buffer) noexcept : buffer_{&buffer}, start_{buffer.size()} {}
 
@@ -26,13 +26,11 @@ public:
     reply& operator<<(std::string_view bytes) { return append(bytes); }
 
     /// What has been written so far.
-    std::string_view view() const noexcept {
-        return std::string_view{*buffer_}.substr(start_);
-    }
+    std::string_view view() const noexcept { return std::string_view{*buffer_}.substr(start_); }
     /// Discards what has been written so far.
     void clear() noexcept { buffer_->resize(start_); }
 
-private:
+  private:
     std::string* buffer_;
     std::size_t start_;
 };

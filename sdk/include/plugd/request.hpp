@@ -11,7 +11,7 @@ namespace plugd {
 /// Lifetime: the views stay valid until the `handle` call that received the request
 /// completes. Copy what you need to keep longer.
 class request {
-public:
+  public:
     request(std::string_view message, std::string_view peer, std::string_view listener) noexcept
         : message_{message}, peer_{peer}, listener_{listener} {}
 
@@ -22,7 +22,7 @@ public:
     /// The name of the listener (server.json `/listeners/N/name`) that accepted the client.
     std::string_view listener() const noexcept { return listener_; }
 
-private:
+  private:
     std::string_view message_;
     std::string_view peer_;
     std::string_view listener_;

@@ -36,7 +36,7 @@
 /// Format: `key=value` pairs separated by `;`. The core compares it part by part and names
 /// the part that differs. It is stored in the plugin's `.plugd_abi` ELF section so the core
 /// can read it from the file before loading the library.
-#define PLUGD_ABI_FINGERPRINT                                                               \
+#define PLUGD_ABI_FINGERPRINT \
     "sdk=" PLUGD_STRINGIFY(PLUGD_SDK_VERSION_MAJOR) ";compiler=" PLUGD_ABI_COMPILER          \
         ";boost=" PLUGD_STRINGIFY(BOOST_VERSION) ";stdlib=" PLUGD_ABI_STDLIB                 \
         ";json=" PLUGD_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." PLUGD_STRINGIFY(         \
