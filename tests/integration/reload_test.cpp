@@ -170,7 +170,12 @@ TEST_CASE("after 200 reloads old versions are unloaded and memory stays bounded"
     CHECK(copies <= 2);
     const auto rss_late = rss_kib(server.process->pid());
     MESSAGE("RSS after 20 reloads: " << rss_early << " KiB, after 200: " << rss_late << " KiB");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Sanitizer runtimes keep freed memory in quarantine and shadow every mapping by
+    // design, so RSS says nothing about leaks there; the mapped-copies check still holds.
+#else
     CHECK(rss_late < rss_early + 8 * 1024);
+#endif
     CHECK(server.process->count_log("still mapped") == 0);
 }
 
