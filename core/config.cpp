@@ -207,6 +207,40 @@ std::filesystem::path plugin_file(const validator& v, const std::string& path,
     return (plugin_dir / rel).lexically_normal();
 }
 
+// Reads a `limits` object over `defaults`. Listeners may override the per-connection
+// limits; the server-wide ones (shutdown, reload drain) only exist at the top level.
+limits parse_limits(const validator& v, const json& obj, const std::string& p, limits l,
+                    bool server_wide) {
+    v.object_at(obj, p);
+    if (server_wide) {
+        v.only_keys(obj, p,
+                    {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
+                     "request_timeout_ms", "write_timeout_ms", "shutdown_timeout_ms",
+                     "reload_drain_timeout_ms"});
+    } else {
+        v.only_keys(obj, p,
+                    {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
+                     "request_timeout_ms", "write_timeout_ms"});
+    }
+    constexpr std::uint64_t day_ms = 24ull * 3600 * 1000;
+    l.max_connections = v.integer_or(obj, p, "max_connections", 1, 10'000'000, l.max_connections);
+    l.max_request_bytes =
+        v.integer_or(obj, p, "max_request_bytes", 1, 1ull << 30, l.max_request_bytes);
+    l.max_output_bytes =
+        v.integer_or(obj, p, "max_output_bytes", 1024, 1ull << 32, l.max_output_bytes);
+    using ms = std::chrono::milliseconds;
+    auto millis = [&](std::string_view key, ms fallback) {
+        return ms{
+            v.integer_or(obj, p, key, 1, day_ms, static_cast<std::uint64_t>(fallback.count()))};
+    };
+    l.idle_timeout = millis("idle_timeout_ms", l.idle_timeout);
+    l.request_timeout = millis("request_timeout_ms", l.request_timeout);
+    l.write_timeout = millis("write_timeout_ms", l.write_timeout);
+    l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
+    l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
+    return l;
+}
+
 server_config parse_document(const json& doc, const validator& v,
                              const std::filesystem::path& source,
                              const std::filesystem::path& bundled_plugin_dir) {
@@ -224,25 +258,7 @@ server_config parse_document(const json& doc, const validator& v,
     cfg.pid_file = resolve(base, pid ? v.string(*pid, "/pid_file") : "plugd.pid");
 
     if (const json* limits = v.find(doc, "limits")) {
-        const std::string p = "/limits";
-        v.object_at(*limits, p);
-        v.only_keys(*limits, p,
-                    {"max_connections", "max_request_bytes", "idle_timeout_ms",
-                     "shutdown_timeout_ms", "reload_drain_timeout_ms"});
-        constexpr std::uint64_t day_ms = 24ull * 3600 * 1000;
-        auto& l = cfg.limits;
-        l.max_connections =
-            v.integer_or(*limits, p, "max_connections", 1, 10'000'000, l.max_connections);
-        l.max_request_bytes =
-            v.integer_or(*limits, p, "max_request_bytes", 1, 1ull << 30, l.max_request_bytes);
-        using ms = std::chrono::milliseconds;
-        auto millis = [&](std::string_view key, ms fallback) {
-            return ms{v.integer_or(*limits, p, key, 1, day_ms,
-                                   static_cast<std::uint64_t>(fallback.count()))};
-        };
-        l.idle_timeout = millis("idle_timeout_ms", l.idle_timeout);
-        l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
-        l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
+        cfg.limits = parse_limits(v, *limits, "/limits", cfg.limits, true);
     }
 
     const json& plugins = v.require(doc, "", "plugins");
@@ -268,7 +284,7 @@ server_config parse_document(const json& doc, const validator& v,
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         const std::string p = child("/listeners", i);
         const json& spec = v.object_at(listeners[i], p);
-        v.only_keys(spec, p, {"name", "address", "port", "framing", "plugin"});
+        v.only_keys(spec, p, {"name", "address", "port", "framing", "plugin", "limits"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         const json* address = v.find(spec, "address");
@@ -291,6 +307,9 @@ server_config parse_document(const json& doc, const validator& v,
                        "\"" + f + "\" is not a framing; expected \"line\" or \"oneshot\"");
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
+        const json* own_limits = v.find(spec, "limits");
+        l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)
+                              : cfg.limits;
         if (!cfg.find_plugin(l.plugin)) {
             std::string names;
             for (const auto& pl : cfg.plugins) names += (names.empty() ? "" : ", ") + pl.name;

@@ -21,14 +21,19 @@ enum class framing_kind {
 
 std::string_view to_string(framing_kind kind) noexcept;
 
-/// `limits` in server.json. Every value is validated to be usable (non-zero where zero
-/// would make the server useless).
+/// `limits` in server.json (and `/listeners/N/limits`, which overrides the per-connection
+/// ones for that listener). Every value is validated to be usable.
 struct limits {
-    std::size_t max_connections = 10000;  ///< per server, shared out evenly across threads
+    std::size_t max_connections = 10000;  ///< per listener, shared out evenly across threads
     std::size_t max_request_bytes = 65536;
-    std::chrono::milliseconds idle_timeout{60000};
+    std::size_t max_output_bytes = 1 << 20;  ///< replies buffered before the server stops reading
+    std::chrono::milliseconds idle_timeout{60000};     ///< no complete request: close
+    std::chrono::milliseconds request_timeout{30000};  ///< handler cancelled, "ERR timeout"
+    std::chrono::milliseconds write_timeout{30000};    ///< client not reading: close
+    // Server-wide only:
     std::chrono::milliseconds shutdown_timeout{5000};
     std::chrono::milliseconds reload_drain_timeout{30000};
+    friend bool operator==(const limits&, const limits&) = default;
 };
 
 /// `/plugins/<name>`: one plugin instance.
@@ -45,7 +50,8 @@ struct listener_spec {
     std::string address;     ///< a numeric IPv4 or IPv6 address
     std::uint16_t port = 0;  ///< 0: an ephemeral port chosen at bind time
     framing_kind framing = framing_kind::line;
-    std::string plugin;  ///< an instance name in `plugins`
+    std::string plugin;    ///< an instance name in `plugins`
+    struct limits limits;  ///< the server's limits with this listener's overrides applied
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 

@@ -35,6 +35,7 @@ asio::awaitable<void> handle_request(connection& c, std::string_view message, st
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
     c.active = &plugin;
+    c.request_started = clock::now();
     const std::size_t mark = out.size();
     const char* failure = nullptr;
     try {
@@ -81,19 +82,31 @@ asio::awaitable<void> linger(connection& c, std::string& scratch) {
     }
 }
 
+// Writes `out` and clears it; false when the connection is gone. The shard's sweeper
+// closes a connection whose client stops reading for write_timeout_ms.
+asio::awaitable<bool> write_out(connection& c, std::string& out) {
+    c.write_started = clock::now();
+    c.writing = true;
+    auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+    c.writing = false;
+    out.clear();
+    co_return !ec;
+}
+
 asio::awaitable<void> serve_lines(connection& c) {
-    const std::size_t max = c.owner.limits().max_request_bytes;
     // Start small and grow to the limit only for clients that send long lines: ten
     // thousand idle connections must not cost ten thousand maximum-size buffers.
-    std::string in(std::min<std::size_t>(4096, max + 2), '\0');
+    std::string in(std::min<std::size_t>(4096, c.limits().max_request_bytes + 2), '\0');
     std::size_t begin = 0, end = 0;
     std::string out;
     bool eof = false;
     for (;;) {
+        const auto& limits = c.limits();
         bool refuse = false;
         bool answered = false;
+        bool more = false;  // complete requests still buffered: answer them before reading
         for (;;) {
-            auto frame = next_line({in.data() + begin, end - begin}, max);
+            auto frame = next_line({in.data() + begin, end - begin}, limits.max_request_bytes);
             if (frame.what == line_frame::kind::too_large) {
                 refuse = true;
                 break;
@@ -109,21 +122,24 @@ asio::awaitable<void> serve_lines(connection& c) {
             begin += frame.consumed;
             answered = true;
             if (c.abort_reply) break;
+            // Pipelined requests from a client that does not read would otherwise grow
+            // `out` without bound: stop at the cap and write first.
+            if (out.size() >= limits.max_output_bytes) {
+                more = true;
+                break;
+            }
         }
         if (refuse) {
             out += "ERR request too large\n";
-            c.deadline = clock::now() +
-                         std::min(c.owner.limits().idle_timeout, std::chrono::milliseconds{2000});
+            c.deadline =
+                clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
         }
-        if (!out.empty()) {
-            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
-            if (ec) co_return;
-            out.clear();
-        }
+        if (!out.empty() && !co_await write_out(c, out)) co_return;
         c.busy = false;
-        if (answered) c.deadline = clock::now() + c.owner.limits().idle_timeout;
+        if (answered) c.deadline = clock::now() + limits.idle_timeout;
         if (refuse) co_return co_await linger(c, in);
         if (eof || c.via->closing || c.abort_reply) co_return;
+        if (more) continue;
 
         if (begin == end) {
             begin = end = 0;
@@ -133,7 +149,7 @@ asio::awaitable<void> serve_lines(connection& c) {
                 end -= begin;
                 begin = 0;
             } else {
-                in.resize(std::min(in.size() * 2, max + 2));
+                in.resize(std::min(in.size() * 2, limits.max_request_bytes + 2));
             }
         }
         auto [ec, n] = co_await c.socket.async_read_some(
@@ -147,23 +163,23 @@ asio::awaitable<void> serve_lines(connection& c) {
 }
 
 asio::awaitable<void> serve_oneshot(connection& c) {
-    std::string in(c.owner.limits().max_request_bytes, '\0');
+    std::string in(c.limits().max_request_bytes, '\0');
     auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(in), as_tuple);
     if (ec || n == 0) co_return;
     c.busy = true;
     std::string out;
     co_await handle_request(c, {in.data(), n}, out);
-    co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+    co_await write_out(c, out);
     c.busy = false;
 }
 
-// Ends when the connection has been idle past its deadline (or was asked to close while
-// idle); the || in serve_connection then cancels the reader.
+// Ends when the connection has been idle past its deadline, was asked to close while
+// idle, or was aborted; the || in serve_connection then cancels the reader.
 asio::awaitable<void> watchdog(connection& c) {
     for (;;) {
         const auto now = clock::now();
         if (c.abort_reply || (!c.busy && now >= c.deadline)) co_return;
-        c.watchdog_timer.expires_at(c.busy ? now + c.owner.limits().idle_timeout : c.deadline);
+        c.watchdog_timer.expires_at(c.busy ? now + c.limits().idle_timeout : c.deadline);
         auto [ec] = co_await c.watchdog_timer.async_wait(as_tuple);
         if (ec) {
             auto state = co_await asio::this_coro::cancellation_state;
@@ -180,7 +196,7 @@ connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
       socket{std::move(sock)},
       peer{format_peer(socket)},
       watchdog_timer{socket.get_executor()},
-      deadline{clock::now() + s.limits().idle_timeout} {
+      deadline{clock::now() + via->spec.limits.idle_timeout} {
     registration = owner.enter(this);
 }
 

@@ -19,9 +19,11 @@ struct connection {
 
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
-    /// Cancels the request running now: the client gets `reply` and the connection
-    /// closes. `reply` must be a string literal.
+    /// Cancels the request running now: the client gets `reply` (nothing if it is empty)
+    /// and the connection closes. `reply` must be a string literal.
     void abort(const char* reply) noexcept;
+    /// This connection's limits; read at each use, so a reload's new limits apply at once.
+    const struct limits& limits() const noexcept { return via->spec.limits; }
 
     shard& owner;
     std::shared_ptr<route> via;
@@ -31,7 +33,10 @@ struct connection {
     /// Idle deadline: a complete request must arrive before it. Moved forward after each
     /// reply by a plain store; the watchdog re-arms only when its timer fires.
     std::chrono::steady_clock::time_point deadline;
-    bool busy = false;                  ///< handling a request or writing its reply
+    bool busy = false;     ///< handling a request or writing its reply
+    bool writing = false;  ///< in async_write since write_started
+    std::chrono::steady_clock::time_point request_started;  ///< of the `active` request
+    std::chrono::steady_clock::time_point write_started;
     plugin_ref* active = nullptr;       ///< the version running the current request, if any
     const char* abort_reply = nullptr;  ///< set by abort(): the watchdog ends the request
     std::list<connection*>::iterator registration;

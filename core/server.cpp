@@ -60,7 +60,7 @@ class server {
             cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < threads_; ++i) {
             shards_.push_back(std::make_unique<shard>(
-                i, [this] { asio::post(control_, [this] { unload_drained(); }); }));
+                i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
         }
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         prepare_and_commit(server_config{}, cfg_);
@@ -97,12 +97,6 @@ class server {
         clock::time_point since;
         std::unique_ptr<asio::steady_timer> deadline;
     };
-
-    std::size_t per_shard_connections(const server_config& cfg) const {
-        // Connections are counted per shard (no shared counter on the accept path), so the
-        // limit is shared out: each shard takes its part, rounded up.
-        return (cfg.limits.max_connections + threads_ - 1) / threads_;
-    }
 
     void wait_for_signal() {
         signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
@@ -201,8 +195,6 @@ class server {
         for (std::size_t i = 0; i < shards_.size(); ++i) {
             shard_update u;
             u.plugins = current;
-            u.limits = next.limits;
-            u.max_connections = per_shard_connections(next);
             for (auto& routes : bound) u.added.push_back(routes[i]);
             u.kept = plan.keep_listeners;
             u.removed = plan.remove;

@@ -11,8 +11,11 @@
 
 namespace plugd {
 
-shard::shard(unsigned index, std::function<void()> on_release)
-    : index_{index}, on_release_{std::move(on_release)}, work_{io_.get_executor()} {}
+shard::shard(unsigned index, unsigned shards, std::function<void()> on_release)
+    : index_{index},
+      shards_{shards},
+      on_release_{std::move(on_release)},
+      work_{io_.get_executor()} {}
 
 shard::~shard() {
     join();
@@ -51,16 +54,16 @@ void shard::request_done(plugin_ref& p) noexcept {
 }
 
 std::list<connection*>::iterator shard::enter(connection* c) {
+    ++c->via->open_connections;
     return connections_.insert(connections_.end(), c);
 }
 
 void shard::leave(std::list<connection*>::iterator registration) noexcept {
+    --(*registration)->via->open_connections;
     connections_.erase(registration);
 }
 
 void shard::apply(shard_update update) {
-    limits_ = update.limits;
-    max_connections_ = update.max_connections;
     // Plugins first: routes below must only ever point at current versions.
     for (auto it = plugins_.begin(); it != plugins_.end();) {
         auto next = update.plugins.find(it->first);
@@ -85,12 +88,50 @@ void shard::apply(shard_update update) {
         auto& r = *routes_.at(spec.name);
         r.spec.framing = spec.framing;  // used by connections accepted from now on
         r.spec.plugin = spec.plugin;
+        r.spec.limits = spec.limits;  // read at each use: applies to open connections too
     }
     for (auto& r : update.added) {
         routes_[r->spec.name] = r;
         asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
     }
-    for (auto& [name, r] : routes_) r->plugin = plugins_.at(r->spec.plugin).get();
+    // The sweeper looks for requests and writes past their limit; ticking at an eighth of
+    // the shortest timeout bounds how late it notices to an eighth.
+    auto shortest = std::chrono::milliseconds{8000};
+    for (auto& [name, r] : routes_) {
+        r->plugin = plugins_.at(r->spec.plugin).get();
+        shortest =
+            std::min({shortest, r->spec.limits.request_timeout, r->spec.limits.write_timeout});
+    }
+    sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
+    if (!sweeping_ && !routes_.empty()) {
+        sweeping_ = true;
+        asio::co_spawn(io_, sweep(), [](std::exception_ptr) {});
+    }
+}
+
+asio::awaitable<void> shard::sweep() {
+    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    while (!shutting_down_) {
+        sweeper_.expires_after(sweep_interval_);
+        co_await sweeper_.async_wait(as_tuple);
+        const auto now = std::chrono::steady_clock::now();
+        for (connection* c : connections_) {
+            if (c->abort_reply) continue;
+            const auto& limits = c->limits();
+            if (c->active && now - c->request_started >= limits.request_timeout) {
+                log::warn("plugin " + c->active->version->spec().name + ": request from " +
+                          c->peer + " on listener " + c->via->spec.name +
+                          " exceeded request_timeout_ms (" +
+                          std::to_string(limits.request_timeout.count()) + "): cancelled");
+                c->abort("ERR timeout");
+            } else if (c->writing && now - c->write_started >= limits.write_timeout) {
+                log::warn("listener " + c->via->spec.name + ": " + c->peer +
+                          " did not read its replies for write_timeout_ms (" +
+                          std::to_string(limits.write_timeout.count()) + "): closed");
+                c->abort("");
+            }
+        }
+    }
 }
 
 void shard::abort_requests_on(const plugin_version* version, const char* reply) {
@@ -112,7 +153,10 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             co_await pause.async_wait(as_tuple);
             continue;
         }
-        if (connections_.size() >= max_connections_ || r->closing) {
+        // Each shard takes its share of the listener's limit, rounded up: counting per
+        // shard keeps a shared counter off the accept path.
+        const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
+        if (r->open_connections >= share || r->closing) {
             // Over the limit: close at once, so the client learns immediately instead of
             // waiting in the backlog.
             boost::system::error_code ignored;
@@ -143,6 +187,7 @@ void shard::close_route(route& r) {
 void shard::begin_shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
+    sweeper_.cancel();
     for (auto& [name, r] : routes_) close_route(*r);
     routes_.clear();
     work_.reset();

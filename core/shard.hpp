@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -45,8 +46,9 @@ struct route {
     route(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
     listener_spec spec;  ///< `name` never changes; framing/plugin may, on reload
     tcp::acceptor acceptor;
-    plugin_ref* plugin = nullptr;  ///< read at the start of each request
-    bool closing = false;          ///< no new requests: finish the current one, then close
+    plugin_ref* plugin = nullptr;      ///< read at the start of each request
+    std::size_t open_connections = 0;  ///< on this shard
+    bool closing = false;              ///< no new requests: finish the current one, then close
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).
@@ -57,16 +59,15 @@ struct shard_update {
     std::vector<std::shared_ptr<route>> added;  ///< bound on this shard's io_context
     std::vector<listener_spec> kept;            ///< kept sockets; framing/plugin may differ
     std::vector<std::string> removed;           ///< listener names
-    struct limits limits;                       ///< for connections accepted from now on
-    std::size_t max_connections = 0;            ///< this shard's share of the limit
 };
 
 class shard {
   public:
     /// `on_release` runs on this shard's thread each time it drops its reference to a
     /// retired plugin version; the server uses it to unload versions on its own thread.
-    /// Limits and routes arrive with the first apply().
-    shard(unsigned index, std::function<void()> on_release);
+    /// `shards` is how many there are: each takes its share of max_connections.
+    /// Routes arrive with the first apply().
+    shard(unsigned index, unsigned shards, std::function<void()> on_release);
     ~shard();
 
     unsigned index() const noexcept { return index_; }
@@ -88,7 +89,6 @@ class shard {
     void begin_shutdown();
 
     // Used by connections.
-    const struct limits& limits() const noexcept { return limits_; }
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void request_done(plugin_ref& p) noexcept;
     std::list<connection*>::iterator enter(connection* c);
@@ -98,11 +98,13 @@ class shard {
     void retire(std::unique_ptr<plugin_ref> p);
     void release(plugin_ref& p) noexcept;
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
+    asio::awaitable<void> sweep();
     void close_route(route& r);
 
     unsigned index_;
-    struct limits limits_;
-    std::size_t max_connections_ = 0;
+    unsigned shards_;
+    std::chrono::milliseconds sweep_interval_{1000};
+    bool sweeping_ = false;
     std::function<void()> on_release_;
     bool shutting_down_ = false;
     std::list<connection*> connections_;
@@ -114,6 +116,7 @@ class shard {
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     std::thread thread_;
     std::map<std::string, std::shared_ptr<route>> routes_;
+    asio::steady_timer sweeper_{io_};
 };
 
 }  // namespace plugd
