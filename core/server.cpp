@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <list>
@@ -36,6 +37,20 @@ long long elapsed_ms(clock::time_point since) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since).count();
 }
 
+// Each connection is a descriptor: the soft limit (often 1024) would cap a server long
+// before max_connections does. Raise it to the hard limit, which only root could raise.
+void raise_descriptor_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    const rlim_t before = limit.rlim_cur;
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+    }
+    log::info("open file limit: " + std::to_string(limit.rlim_cur) +
+              (limit.rlim_cur != before ? " (raised from " + std::to_string(before) + ")" : ""));
+}
+
 // Calls start() on each version; if one throws, stops those already started and rethrows.
 void start_all(const plugin_map& versions) {
     std::vector<plugin_version*> started;
@@ -56,6 +71,7 @@ class server {
         : cfg_{std::move(cfg)}, options_{options} {}
 
     int run() {
+        raise_descriptor_limit();
         threads_ =
             cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < threads_; ++i) {

@@ -146,9 +146,16 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
         auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
         if (ec == asio::error::operation_aborted || !r->acceptor.is_open()) co_return;
         if (ec) {
-            // Out of descriptors (EMFILE/ENFILE) or memory: retrying at once would spin.
-            log::warn("listener " + r->spec.name + ": accept failed: " + ec.message() +
-                      "; retrying in 100 ms");
+            // Out of descriptors (EMFILE/ENFILE) or memory. The connection stays in the
+            // backlog and the socket stays readable, so retrying at once would spin; pause,
+            // and say so once per interval rather than a hundred times a second.
+            const auto now = std::chrono::steady_clock::now();
+            if (now - r->last_accept_warning >= std::chrono::seconds{5}) {
+                r->last_accept_warning = now;
+                log::warn("listener " + r->spec.name + ": cannot accept: " + ec.message() +
+                          " (retrying every 100 ms; raise the open file limit or lower "
+                          "max_connections)");
+            }
             asio::steady_timer pause{io_, std::chrono::milliseconds{100}};
             co_await pause.async_wait(as_tuple);
             continue;

@@ -19,6 +19,7 @@ class echo final : public plugd::handler {
         : ctx_{ctx},
           delay_{ctx.config().value("delay_ms", 0)},
           log_requests_{ctx.config().value("log_requests", false)},
+          pad_(ctx.config().value("pad", std::size_t{0}), '.'),
           fail_start_{ctx.config().value("fail_start", false)},
           throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
           hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})} {
@@ -40,13 +41,14 @@ class echo final : public plugd::handler {
             for (;;) co_await ctx_.sleep_for(std::chrono::hours{1});
         }
         if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);
-        out << ECHO_VERSION ":" << req.message();
+        out << ECHO_VERSION ":" << req.message() << pad_;
     }
 
   private:
     plugd::context& ctx_;
     std::chrono::milliseconds delay_;
     bool log_requests_;
+    std::string pad_;
     bool fail_start_;
     std::string throw_on_;
     std::string hang_on_;
