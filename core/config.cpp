@@ -2,6 +2,7 @@
 #include "config.hpp"
 
 #include <arpa/inet.h>
+#include <pwd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -249,7 +250,8 @@ server_config parse_document(const json& doc, const validator& v,
     server_config cfg;
     cfg.source = source;
     v.object_at(doc, "");
-    v.only_keys(doc, "", {"threads", "plugin_dir", "pid_file", "plugins", "listeners", "limits"});
+    v.only_keys(doc, "",
+                {"threads", "plugin_dir", "pid_file", "user", "plugins", "listeners", "limits"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     const json* dir = v.find(doc, "plugin_dir");
@@ -257,6 +259,12 @@ server_config parse_document(const json& doc, const validator& v,
     const json* pid = v.find(doc, "pid_file");
     cfg.pid_file = resolve(base, pid ? v.string(*pid, "/pid_file") : "plugd.pid");
 
+    if (const json* user = v.find(doc, "user")) {
+        cfg.user = v.string(*user, "/user");
+        if (!::getpwnam(cfg.user.c_str())) {
+            v.fail("/user", "no user named \"" + cfg.user + "\" on this machine");
+        }
+    }
     if (const json* limits = v.find(doc, "limits")) {
         cfg.limits = parse_limits(v, *limits, "/limits", cfg.limits, true);
     }
@@ -270,6 +278,7 @@ server_config parse_document(const json& doc, const validator& v,
         v.only_keys(spec, p, {"file", "config"});
         plugin_spec plugin;
         plugin.name = name;
+        plugin.dir = cfg.plugin_dir;
         plugin.file = plugin_file(v, child(p, "file"), cfg.plugin_dir,
                                   v.string(v.require(spec, p, "file"), child(p, "file")));
         const json* config = v.find(spec, "config");

@@ -40,6 +40,7 @@ struct limits {
 struct plugin_spec {
     std::string name;            ///< the instance name (the key under `/plugins`)
     std::filesystem::path file;  ///< resolved: inside plugin_dir
+    std::filesystem::path dir;   ///< the plugin_dir it must stay inside
     nlohmann::json config;       ///< handed to the plugin as-is; an empty object if absent
     friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
 };
@@ -60,6 +61,7 @@ struct server_config {
     unsigned threads = 0;          ///< 0: one per core
     std::filesystem::path plugin_dir;
     std::filesystem::path pid_file;
+    std::string user;  ///< empty: keep the user plugd was started as
     std::vector<plugin_spec> plugins;
     std::vector<listener_spec> listeners;
     struct limits limits;

@@ -5,8 +5,13 @@
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -26,6 +31,48 @@ constexpr const char* fingerprint_section = ".plugd_abi";
 
 std::string where(const plugin_spec& spec) {
     return "plugin \"" + spec.name + "\" (" + spec.file.string() + ")";
+}
+
+// Anyone who can write a plugin file, or the folder it is in, can run code inside plugd.
+// Like sshd's StrictModes for keys, refuse such files instead of trusting them, and refuse
+// a symbolic link that leads out of plugin_dir.
+void check_trust(const plugin_spec& spec) {
+    std::error_code ec;
+    const auto dir = std::filesystem::canonical(spec.dir, ec);
+    if (ec) {
+        throw plugin_error(where(spec) + ": plugin_dir " + spec.dir.string() +
+                           " is not usable: " + ec.message() + "; check /plugin_dir");
+    }
+    const auto file = std::filesystem::canonical(spec.file, ec);
+    if (ec) return;  // missing: read_file says so, with the advice that fits
+    const auto inside = file.lexically_relative(dir);
+    if (inside.empty() || *inside.begin() == "..") {
+        throw plugin_error(where(spec) + ": resolves to " + file.string() +
+                           ", outside plugin_dir " + dir.string() +
+                           "; plugins load only from plugin_dir: copy the file there");
+    }
+    for (const auto& path : {file, file.parent_path()}) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) continue;
+        // Group write is fine for a user-private group (the owner's own primary group, the
+        // Debian default with umask 002): nobody else is in it.
+        const passwd* owner = ::getpwuid(st.st_uid);
+        const bool private_group = owner && owner->pw_gid == st.st_gid;
+        if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && !private_group)) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+            throw plugin_error(where(spec) + ": refused: " + path.string() +
+                               " is writable by other users (mode " + mode +
+                               "), who could make plugd run their code; fix it with: chmod go-w " +
+                               path.string());
+        }
+        if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+            throw plugin_error(
+                where(spec) + ": refused: " + path.string() + " belongs to uid " +
+                std::to_string(st.st_uid) +
+                ", neither root nor the user plugd runs as; chown it to one of them");
+        }
+    }
 }
 
 std::string read_file(const plugin_spec& spec) {
@@ -68,6 +115,7 @@ std::uint64_t plugin_file_hash(const plugin_spec& spec) {
 plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
                                std::uint64_t generation)
     : spec_{std::move(spec)}, generation_{generation} {
+    check_trust(spec_);
     const std::string image = read_file(spec_);
     content_hash_ = hash_of(image);
 

@@ -10,9 +10,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <list>
 #include <map>
 #include <optional>
@@ -51,6 +55,27 @@ void raise_descriptor_limit() {
               (limit.rlim_cur != before ? " (raised from " + std::to_string(before) + ")" : ""));
 }
 
+// "user": once every privileged step is done (binding low ports, reading root-only files),
+// continue as that user. The private folder changes hands too: reloads write copies there.
+void drop_privileges(const server_config& cfg, const private_dir& dir) {
+    if (cfg.user.empty()) return;
+    const std::string where = cfg.source.string() + ": /user: ";
+    if (::geteuid() != 0) {
+        throw config_error(where + "plugd is not running as root, so it cannot switch to user \"" +
+                           cfg.user + "\"; remove /user, or start plugd as root");
+    }
+    const passwd* pw = ::getpwnam(cfg.user.c_str());
+    if (!pw) throw config_error(where + "no user named \"" + cfg.user + "\" on this machine");
+    if (::chown(dir.path().c_str(), pw->pw_uid, pw->pw_gid) != 0 ||
+        ::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
+        ::setuid(pw->pw_uid) != 0) {
+        throw config_error(where + "cannot switch to user \"" + cfg.user +
+                           "\": " + std::strerror(errno));
+    }
+    log::info("now running as user " + cfg.user + " (uid " + std::to_string(pw->pw_uid) +
+              "): reloads read files and bind ports as this user");
+}
+
 // Calls start() on each version; if one throws, stops those already started and rethrows.
 void start_all(const plugin_map& versions) {
     std::vector<plugin_version*> started;
@@ -83,6 +108,7 @@ class server {
         write_pid_file(cfg_.pid_file);
         write_reload_status(reload_status_file(cfg_.pid_file),
                             {0, true, generation_, "started generation 1"});
+        drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
             s->start([this] { asio::post(control_, [this] { shard_finished(); }); });
         }
@@ -149,6 +175,12 @@ class server {
                 options_.config_file.empty()
                     ? default_config(options_.bundled_plugin_dir)
                     : load_config(options_.config_file, options_.bundled_plugin_dir);
+            if (next.user != cfg_.user) {
+                throw config_error(next.source.string() +
+                                   ": /user: cannot change while running (\"" + cfg_.user +
+                                   "\" -> \"" + next.user +
+                                   "\"); restart plugd to change it, or put the old value back");
+            }
             if (next.threads != cfg_.threads) {
                 throw config_error(
                     next.source.string() + ": /threads: cannot change while running (" +

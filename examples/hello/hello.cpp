@@ -8,7 +8,7 @@
 namespace {
 
 class hello final : public plugd::handler {
-public:
+  public:
     // Construction is configuration: read and check everything here, and throw with the
     // key's name when a value is unusable; plugd reports it and keeps its old config.
     explicit hello(plugd::context& ctx)
@@ -18,14 +18,16 @@ public:
         if (delay_.count() < 0) throw std::invalid_argument("delay_ms must be 0 or more");
     }
 
-    void start() override { ctx_.log(plugd::log_level::info, "greeting with \"" + greeting_ + "\""); }
+    void start() override {
+        ctx_.log(plugd::log_level::info, "greeting with \"" + greeting_ + "\"");
+    }
 
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
         if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);  // a host timer: no thread held
         out << greeting_ << ", " << req.message() << "!";
     }
 
-private:
+  private:
     plugd::context& ctx_;
     std::string greeting_;
     std::chrono::milliseconds delay_;

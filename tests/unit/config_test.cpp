@@ -188,3 +188,23 @@ TEST_CASE("a missing config file is reported with what to do") {
         CHECK(std::string{e.what()}.find("/nonexistent/server.json: cannot open") == 0);
     }
 }
+
+TEST_CASE("user must exist") {
+    CHECK(error_of(R"({ "user": "no-such-user-plugd" })")
+              .find("/user: no user named \"no-such-user-plugd\"") != std::string::npos);
+}
+
+TEST_CASE("a listener's limits override the server's, and only per-connection ones") {
+    auto cfg = parse(R"({ "limits": { "idle_timeout_ms": 100, "request_timeout_ms": 200 }, )" +
+                     plugins + R"(, "listeners": [
+        { "name": "a", "port": 1, "plugin": "greeting", "limits": { "idle_timeout_ms": 5 } },
+        { "name": "b", "port": 2, "plugin": "greeting" } ] })");
+    CHECK(cfg.listeners[0].limits.idle_timeout.count() == 5);
+    CHECK(cfg.listeners[0].limits.request_timeout.count() == 200);
+    CHECK(cfg.listeners[1].limits.idle_timeout.count() == 100);
+    CHECK(
+        error_of(
+            with_listener(
+                R"({ "name": "m", "port": 1, "plugin": "greeting", "limits": { "shutdown_timeout_ms": 5 } })"))
+            .find("/listeners/0/limits/shutdown_timeout_ms: unknown key") != std::string::npos);
+}
