@@ -129,17 +129,18 @@ asio::awaitable<void> serve_lines(connection& c) {
                 break;
             }
         }
-        if (refuse) {
-            out += "ERR request too large\n";
-            c.deadline =
-                clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
-        }
+        if (refuse) out += "ERR request too large\n";
         if (!out.empty() && !co_await write_out(c, out)) co_return;
         c.busy = false;
         if (answered) c.deadline = clock::now() + limits.idle_timeout;
-        if (refuse) co_return co_await linger(c, in);
-        if (eof || c.via->closing || c.abort_reply) co_return;
-        if (more) continue;
+        if (refuse) {
+            c.deadline =
+                clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
+            co_return co_await linger(c, in);
+        }
+        if (c.via->closing || c.abort_reply) co_return;
+        if (more) continue;  // even after EOF: the client half-closed, it still reads
+        if (eof) co_return;
 
         if (begin == end) {
             begin = end = 0;

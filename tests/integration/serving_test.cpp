@@ -78,6 +78,19 @@ TEST_CASE("a last line without newline is answered when the client half-closes")
     CHECK(c.read_to_eof() == "v1:a\nv1:b\n");
 }
 
+TEST_CASE("a half-closed client gets every reply, also past the output cap") {
+    served s{"echo", "{}", "line", R"({ "max_output_bytes": 1024 })"};
+    line_client c{s.port};
+    std::string burst, expected;
+    for (int i = 0; i < 500; ++i) {
+        burst += std::to_string(i) + "\n";
+        expected += "v1:" + std::to_string(i) + "\n";
+    }
+    c.send(burst);
+    c.shutdown_send();
+    CHECK(c.read_to_eof() == expected);
+}
+
 TEST_CASE("oneshot framing answers one read as-is and closes") {
     served s{"echo", "{}", "oneshot"};
     line_client c{s.port};
