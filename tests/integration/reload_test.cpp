@@ -305,6 +305,20 @@ TEST_CASE("a reload during the SIGTERM drain is ignored and the server still exi
     CHECK(server.process->count_log("reload requested during shutdown: ignored") == 1);
 }
 
+TEST_CASE("a SIGHUP during a reload is followed by one more reload, not lost") {
+    reloadable server;
+    server.write_config(R"({ "construct_ms": 1000 })");
+    server.process->signal(SIGHUP);
+    REQUIRE(server.process->wait_for_log("plugin p: constructing"));
+    // Reload 2 is busy constructing; this change must be picked up by a reload after it.
+    server.use("echo_v2");
+    server.write_config("{}");
+    server.process->signal(SIGHUP);
+    REQUIRE(server.process->wait_for_log("reload: generation 2 "));
+    REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 3 "), server.process->log());
+    CHECK(server.ask("x") == "v2:x");
+}
+
 TEST_CASE("plugd -s reload waits for the outcome and prints it") {
     reloadable server;
     server.use("echo_v2");

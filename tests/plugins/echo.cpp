@@ -6,6 +6,7 @@
 #include <plugd/plugin.hpp>
 
 #include <stdexcept>
+#include <thread>
 
 #ifndef ECHO_VERSION
 #define ECHO_VERSION "v1"
@@ -23,6 +24,10 @@ class echo final : public plugd::handler {
           fail_start_{ctx.config().value("fail_start", false)},
           throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
           hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})} {
+        if (const int ms = ctx.config().value("construct_ms", 0); ms > 0) {
+            ctx.log(plugd::log_level::info, "constructing");
+            std::this_thread::sleep_for(std::chrono::milliseconds{ms});
+        }
         if (ctx.config().value("fail_construction", false)) {
             throw std::invalid_argument("fail_construction is set");
         }
