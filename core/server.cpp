@@ -189,8 +189,14 @@ class server {
             }
             const std::string summary = prepare_and_commit(cfg_, next);
             if (next.pid_file != cfg_.pid_file) {
+                // After the commit nothing may fail the reload: a pid file that cannot be
+                // written is worth a warning, not a half-applied configuration.
                 remove_pid_file();
-                write_pid_file(next.pid_file);
+                try {
+                    write_pid_file(next.pid_file);
+                } catch (const std::exception& e) {
+                    log::warn(std::string{e.what()} + "; plugd -s will not find this server");
+                }
             }
             cfg_ = std::move(next);
             if (watch_) watch_->watch(options_.config_file, cfg_.plugin_dir);
@@ -240,16 +246,7 @@ class server {
             }
         }
         plugins_ = current;
-        for (std::size_t i = 0; i < shards_.size(); ++i) {
-            shard_update u;
-            u.plugins = current;
-            for (auto& routes : bound) u.added.push_back(routes[i]);
-            u.kept = plan.keep_listeners;
-            u.removed = plan.remove;
-            asio::post(shards_[i]->io(), [s = shards_[i].get(), u = std::move(u)]() mutable {
-                s->apply(std::move(u));
-            });
-        }
+        // Logged before the shards own the acceptors: afterwards only their threads touch them.
         for (const auto& [name, v] : loaded) {
             log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
                       std::to_string(generation) + ")");
@@ -259,6 +256,16 @@ class server {
             log::info("listener " + l.name + ": listening on " +
                       format_endpoint(bound[i].front()->acceptor.local_endpoint()) + " (framing " +
                       std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")");
+        }
+        for (std::size_t i = 0; i < shards_.size(); ++i) {
+            shard_update u;
+            u.plugins = current;
+            for (auto& routes : bound) u.added.push_back(routes[i]);
+            u.kept = plan.keep_listeners;
+            u.removed = plan.remove;
+            asio::post(shards_[i]->io(), [s = shards_[i].get(), u = std::move(u)]() mutable {
+                s->apply(std::move(u));
+            });
         }
         std::vector<std::string> load_names, kept_listener_names, added_names;
         for (const auto& s : plan.load) load_names.push_back(s.name);
