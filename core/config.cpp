@@ -367,6 +367,13 @@ server_config parse_config(std::string_view text, const std::filesystem::path& s
         if (auto at = what.find("syntax error"); at != std::string::npos) what = what.substr(at);
         throw config_error((source.empty() ? std::string{"<built-in>"} : source.string()) + ":" +
                            line_column(text, e.byte) + ": " + what);
+    } catch (const json::exception& e) {
+        // Not a syntax error but still the parser's: a number too large for any JSON number
+        // type ("number overflow"; found by fuzzing). nlohmann gives no position for it.
+        std::string what = e.what();
+        if (auto at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+        throw config_error((source.empty() ? std::string{"<built-in>"} : source.string()) +
+                           ": invalid JSON: " + what + "; use a smaller number");
     }
     return parse_document(doc, v, source, bundled_plugin_dir);
 }

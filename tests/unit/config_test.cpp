@@ -76,6 +76,11 @@ TEST_CASE("a syntax error names the line and column") {
     CHECK(msg.find("/etc/plugd/server.json:3:16: syntax error") == 0);
 }
 
+TEST_CASE("a number too large for JSON is a config error, not a crash (found by fuzzing)") {
+    const auto msg = error_of(R"({ "threads": 2222222222e2222222 })");
+    CHECK(msg.find("/etc/plugd/server.json: invalid JSON: number overflow parsing") == 0);
+}
+
 TEST_CASE("an unknown key is refused with the keys that are allowed") {
     const auto msg =
         error_of(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "prot": 2 })"));
