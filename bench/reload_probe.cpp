@@ -34,6 +34,7 @@ constexpr std::string_view usage =
     "come T ms (default 5000) after the signal, or if any I/O fails.\n";
 
 constexpr std::string_view placeholder = "@PREFIX@";
+constexpr std::string_view message = "world";  // every request's line
 
 struct options {
     unsigned short port = 0;
@@ -88,8 +89,8 @@ class line_client {
                 in_.erase(0, nl + 1);
                 return reply;
             }
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                                           clock_type::now());
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now());
             if (left.count() <= 0) throw std::runtime_error("no reply before the deadline");
             pollfd p{fd_, POLLIN, 0};
             const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -185,24 +186,25 @@ int main(int argc, char** argv) {
         // One connection for every reload: requests on a connection opened before a reload
         // must get the new version too, and no connect() is part of a measured latency.
         line_client client{o.port};
-        std::string current = client.ask(std::string{"world"}, clock_type::now() + o.timeout);
+        std::string current = client.ask(std::string{message}, clock_type::now() + o.timeout);
         for (unsigned k = 1; k <= o.reloads; ++k) {
-            const std::string expected = "Hello-" + std::to_string(k) + ", world";
-            write_config(o.config, config_template, "Hello-" + std::to_string(k) + ", ");
+            const std::string prefix = "Hello-" + std::to_string(k) + ", ";
+            const std::string expected = prefix + std::string{message};
+            write_config(o.config, config_template, prefix);
             const auto signalled = clock_type::now();
             if (::kill(o.pid, SIGHUP) != 0) fail_errno("kill -HUP " + std::to_string(o.pid));
             const auto deadline = signalled + o.timeout;
             // Back to back: each request waits for its reply, so this does not spin, and the
-            // latency is exact to one round trip.
+            // latency overstates the switch by at most one round trip.
             unsigned requests = 0;
             for (;;) {
                 std::string reply;
                 try {
-                    reply = client.ask("world", deadline);
+                    reply = client.ask(std::string{message}, deadline);
                 } catch (const std::runtime_error& e) {
                     throw std::runtime_error("reload " + std::to_string(k) + ": " + e.what() +
-                                             " (still answering \"" + current + "\", waiting for \"" +
-                                             expected + "\")");
+                                             " (still answering \"" + current +
+                                             "\", waiting for \"" + expected + "\")");
                 }
                 ++requests;
                 if (reply == expected) break;
@@ -212,9 +214,9 @@ int main(int argc, char** argv) {
                                              "\"");
                 }
                 if (clock_type::now() >= deadline) {
-                    throw std::runtime_error(
-                        "reload " + std::to_string(k) + ": still \"" + current + "\" " +
-                        std::to_string(o.timeout.count()) + " ms after SIGHUP");
+                    throw std::runtime_error("reload " + std::to_string(k) + ": still \"" +
+                                             current + "\" " + std::to_string(o.timeout.count()) +
+                                             " ms after SIGHUP");
                 }
             }
             const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(

@@ -74,9 +74,16 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
 }
 
 std::string format_endpoint(const tcp::endpoint& endpoint) {
-    const auto a = endpoint.address();
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
-           std::to_string(endpoint.port());
+    // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) about
+    // "[" + std::string here.
+    const auto address = endpoint.address();
+    std::string text;
+    if (address.is_v6()) text += '[';
+    text += address.to_string();
+    if (address.is_v6()) text += ']';
+    text += ':';
+    text += std::to_string(endpoint.port());
+    return text;
 }
 
 }  // namespace plugd
