@@ -74,6 +74,11 @@ void drop_privileges(const server_config& cfg, const private_dir& dir) {
     }
     log::info("now running as user " + cfg.user + " (uid " + std::to_string(pw->pw_uid) +
               "): reloads read files and bind ports as this user");
+    if (::access(cfg.pid_file.parent_path().c_str(), W_OK) != 0) {
+        log::warn("user " + cfg.user + " cannot write in " + cfg.pid_file.parent_path().string() +
+                  ": plugd -s reload will not see reload outcomes; put /pid_file in a folder "
+                  "this user can write");
+    }
 }
 
 // Calls start() on each version; if one throws, stops those already started and rethrows.
