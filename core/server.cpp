@@ -180,18 +180,17 @@ class server {
                 options_.config_file.empty()
                     ? default_config(options_.bundled_plugin_dir)
                     : load_config(options_.config_file, options_.bundled_plugin_dir);
-            if (next.user != cfg_.user) {
-                throw config_error(next.source.string() +
-                                   ": /user: cannot change while running (\"" + cfg_.user +
-                                   "\" -> \"" + next.user +
+            // What the process was set up with at start cannot follow a reload.
+            auto unchanged = [&](const char* key, const std::string& before,
+                                 const std::string& after) {
+                if (before == after) return;
+                throw config_error(next.source.string() + ": /" + key +
+                                   ": cannot change while running (\"" + before + "\" -> \"" +
+                                   after +
                                    "\"); restart plugd to change it, or put the old value back");
-            }
-            if (next.threads != cfg_.threads) {
-                throw config_error(
-                    next.source.string() + ": /threads: cannot change while running (" +
-                    std::to_string(cfg_.threads) + " -> " + std::to_string(next.threads) +
-                    "); restart plugd to change it, or put the old value back");
-            }
+            };
+            unchanged("user", cfg_.user, next.user);
+            unchanged("threads", std::to_string(cfg_.threads), std::to_string(next.threads));
             const std::string summary = prepare_and_commit(cfg_, next);
             if (next.pid_file != cfg_.pid_file) {
                 // After the commit nothing may fail the reload: a pid file that cannot be

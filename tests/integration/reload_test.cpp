@@ -230,6 +230,14 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
         server.reload_fails(++failures);
         CHECK(server.process->count_log("start() failed: fail_start is set") == 1);
     }
+    SUBCASE("a setting that needs a restart") {
+        std::string text = one_listener_config(server.plugins, "p", good);
+        text.replace(text.find("\"threads\": 2"), 12, "\"threads\": 1");
+        server.tmp.write("server.json", text);
+        server.reload_fails(++failures);
+        CHECK(server.process->count_log("/threads: cannot change while running (\"2\" -> \"1\")") ==
+              1);
+    }
     SUBCASE("port that cannot be bound") {
         plugd_process other{
             {"-c", server.tmp.write("other.json", one_listener_config(test_plugin_dir(), "echo"))
