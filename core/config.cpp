@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <pwd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -181,6 +182,16 @@ std::string line_column(std::string_view text, std::size_t byte) {
     return std::to_string(line) + ":" + std::to_string(column);
 }
 
+// Names appear in log lines, file names of private plugin copies and error messages:
+// keep them to characters that are safe in all three.
+bool is_plain_name(const std::string& name) {
+    if (name.empty() || name.size() > 64 || name.front() == '.') return false;
+    for (unsigned char c : name) {
+        if (!std::isalnum(c) && c != '_' && c != '-' && c != '.') return false;
+    }
+    return true;
+}
+
 bool is_numeric_address(const std::string& s) {
     unsigned char buf[16];
     return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
@@ -274,6 +285,11 @@ server_config parse_document(const json& doc, const validator& v,
     if (plugins.empty()) v.fail("/plugins", "expected at least one plugin instance");
     for (const auto& [name, spec] : plugins.items()) {
         const std::string p = child("/plugins", name);
+        if (!is_plain_name(name)) {
+            v.fail(p, "\"" + name +
+                          "\" is not a usable instance name; use letters, digits, "
+                          "'_', '-' and '.', not starting with '.'");
+        }
         v.object_at(spec, p);
         v.only_keys(spec, p, {"file", "config"});
         plugin_spec plugin;
@@ -296,6 +312,12 @@ server_config parse_document(const json& doc, const validator& v,
         v.only_keys(spec, p, {"name", "address", "port", "framing", "plugin", "limits"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
+        if (!is_plain_name(l.name)) {
+            v.fail(child(p, "name"),
+                   "\"" + l.name +
+                       "\" is not a usable listener name; use "
+                       "letters, digits, '_', '-' and '.', not starting with '.'");
+        }
         const json* address = v.find(spec, "address");
         l.address = address ? v.string(*address, child(p, "address")) : "127.0.0.1";
         if (!is_numeric_address(l.address)) {

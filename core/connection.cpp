@@ -105,7 +105,9 @@ asio::awaitable<void> serve_lines(connection& c) {
         bool refuse = false;
         bool answered = false;
         bool more = false;  // complete requests still buffered: answer them before reading
-        for (;;) {
+        // A closing route (shutdown, listener removed by a reload) starts no new request:
+        // its plugin version may already be gone once the current request has finished.
+        while (!c.via->closing) {
             auto frame = next_line({in.data() + begin, end - begin}, limits.max_request_bytes);
             if (frame.what == line_frame::kind::too_large) {
                 refuse = true;
@@ -136,6 +138,7 @@ asio::awaitable<void> serve_lines(connection& c) {
         if (refuse) {
             c.deadline =
                 clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
+            c.watchdog_timer.cancel();  // it sleeps until the old, later deadline: re-arm
             co_return co_await linger(c, in);
         }
         if (c.via->closing || c.abort_reply) co_return;
@@ -166,7 +169,7 @@ asio::awaitable<void> serve_lines(connection& c) {
 asio::awaitable<void> serve_oneshot(connection& c) {
     std::string in(c.limits().max_request_bytes, '\0');
     auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(in), as_tuple);
-    if (ec || n == 0) co_return;
+    if (ec || n == 0 || c.via->closing) co_return;
     c.busy = true;
     std::string out;
     co_await handle_request(c, {in.data(), n}, out);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -27,6 +28,12 @@ std::optional<pid_t> read_pid_file(const std::filesystem::path& file) {
     return static_cast<pid_t>(pid);
 }
 
+std::int64_t unix_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 std::filesystem::path reload_status_file(const std::filesystem::path& pid_file) {
     return pid_file.string() + ".reload";
 }
@@ -36,7 +43,7 @@ void write_reload_status(const std::filesystem::path& file, const reload_status&
     {
         std::ofstream out{temporary, std::ios::trunc};
         out << status.attempt << ' ' << (status.ok ? "ok" : "failed") << ' ' << status.generation
-            << '\n'
+            << ' ' << status.began_unix_ms << '\n'
             << status.message << '\n';
         if (!out.flush()) return;  // best effort: the log has the same line
     }
@@ -48,7 +55,7 @@ std::optional<reload_status> read_reload_status(const std::filesystem::path& fil
     std::ifstream in{file};
     reload_status s;
     std::string outcome;
-    if (!(in >> s.attempt >> outcome >> s.generation)) return std::nullopt;
+    if (!(in >> s.attempt >> outcome >> s.generation >> s.began_unix_ms)) return std::nullopt;
     s.ok = outcome == "ok";
     in.ignore(1);
     std::getline(in, s.message);

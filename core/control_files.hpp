@@ -17,7 +17,13 @@ struct reload_status {
     bool ok = false;
     std::uint64_t generation = 0;  ///< the generation serving after the attempt
     std::string message;           ///< the summary line, or the error
+    /// When the attempt began (Unix time, ms). `plugd -s reload` waits for an attempt that
+    /// began after its signal: one already running may have read the file before the edit.
+    std::int64_t began_unix_ms = 0;
 };
+
+/// The current Unix time in ms, as began_unix_ms records it.
+std::int64_t unix_ms() noexcept;
 
 /// Writes the pid of this process. Throws std::runtime_error saying what to fix.
 void write_pid_file(const std::filesystem::path& file);

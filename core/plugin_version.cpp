@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -145,7 +146,11 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     // glibc returns the already-loaded object when dlopen is given a path it has loaded,
     // so a new build at the same path would run the old code. Each version is loaded from
     // its own private copy instead; the copy is unlinked once mapped.
-    private_copy_ = private_dir / (spec_.name + "." + std::to_string(generation_) + ".so");
+    // Named per load, not per generation: a failed reload's copy may still be mapped (a
+    // library that cannot unload), and dlopen must never be handed a name it knows.
+    static std::atomic<std::uint64_t> loads{0};
+    private_copy_ = private_dir / (spec_.name + "." + std::to_string(generation_) + "." +
+                                   std::to_string(++loads) + ".so");
     const auto& copy = private_copy_;
     {
         std::ofstream out{copy, std::ios::binary | std::ios::trunc};
@@ -181,9 +186,14 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
         library_->dll.load(copy,
                            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
-        throw plugin_error(where(spec_) + ": cannot load: " + e.what() +
-                           "; a missing symbol usually means a library the plugin needs "
-                           "is not linked or installed");
+        const std::string why = e.what();
+        const bool noexec = why.find("failed to map segment") != std::string::npos;
+        throw plugin_error(where(spec_) + ": cannot load: " + why +
+                           (noexec ? "; plugd loads private copies from " + private_dir.string() +
+                                         ", which seems mounted noexec: set TMPDIR to a folder "
+                                         "where libraries may be mapped"
+                                   : "; a missing symbol usually means a library the plugin "
+                                     "needs is not linked or installed"));
     }
 
     context_ = std::make_unique<plugin_context>(spec_.name, spec_.config);

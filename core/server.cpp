@@ -112,7 +112,7 @@ class server {
         prepare_and_commit(server_config{}, cfg_);
         write_pid_file(cfg_.pid_file);
         write_reload_status(reload_status_file(cfg_.pid_file),
-                            {0, true, generation_, "started generation 1"});
+                            {0, true, generation_, "started generation 1", unix_ms()});
         drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
             s->start([this] { asio::post(control_, [this] { shard_finished(); }); });
@@ -169,12 +169,15 @@ class server {
     }
 
     void reload() {
-        if (shutting_down_) {
-            log::warn("reload requested during shutdown: ignored");
-            return;
-        }
         ++attempt_;
         const auto started = clock::now();
+        const std::int64_t began = unix_ms();
+        if (shutting_down_) {
+            log::warn("reload requested during shutdown: ignored");
+            write_reload_status(reload_status_file(cfg_.pid_file),
+                                {attempt_, false, generation_, "shutting down", began});
+            return;
+        }
         try {
             server_config next =
                 options_.config_file.empty()
@@ -208,12 +211,12 @@ class server {
                                      std::to_string(elapsed_ms(started)) + " ms; " + summary;
             log::info(line);
             write_reload_status(reload_status_file(cfg_.pid_file),
-                                {attempt_, true, generation_, line});
+                                {attempt_, true, generation_, line, began});
         } catch (const std::exception& e) {
             log::error(std::string{"reload failed: "} + e.what() + "; still serving generation " +
                        std::to_string(generation_) + ", unchanged");
             write_reload_status(reload_status_file(cfg_.pid_file),
-                                {attempt_, false, generation_, e.what()});
+                                {attempt_, false, generation_, e.what(), began});
         }
     }
 
@@ -289,14 +292,20 @@ class server {
         auto& d = draining_.emplace_back(draining_version{
             std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
         d.deadline->expires_after(timeout);
-        d.deadline->async_wait([this, v = d.version.get()](const boost::system::error_code& ec) {
-            if (ec) return;
-            log::warn("plugin " + v->spec().name + " generation " +
-                      std::to_string(v->generation()) +
+        d.deadline->async_wait([this, weak = std::weak_ptr{d.version}](
+                                   const boost::system::error_code& ec) {
+            auto version = weak.lock();
+            if (ec || !version) return;
+            log::warn("plugin " + version->spec().name + " generation " +
+                      std::to_string(version->generation()) +
                       ": requests still running after reload_drain_timeout_ms; cancelling them");
             for (auto& s : shards_) {
-                asio::post(s->io(), [s = s.get(), v] {
-                    s->abort_requests_on(v, "ERR reload drain timeout");
+                // The reference travels with the request so the address cannot be reused by
+                // another version before the shard compares it; dropping it re-checks.
+                asio::post(s->io(), [this, s = s.get(), version]() mutable {
+                    s->abort_requests_on(version.get(), "ERR reload drain timeout");
+                    version.reset();
+                    asio::post(control_, [this] { unload_drained(); });
                 });
             }
         });

@@ -6,10 +6,28 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
+#include <limits>
+
 #include "connection.hpp"
 #include "log.hpp"
 
 namespace plugd {
+namespace {
+
+// True at most once per 5 s for the whole process: every shard runs out of descriptors at
+// the same moment, and one line says it. Touched only on the accept error path.
+bool should_warn_accept_failure() noexcept {
+    static std::atomic<std::int64_t> last_ms{std::numeric_limits<std::int64_t>::min() / 2};
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t last = last_ms.load(std::memory_order_relaxed);
+    return now - last >= 5000 &&
+           last_ms.compare_exchange_strong(last, now, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 shard::shard(unsigned index, unsigned shards, std::function<void()> on_release)
     : index_{index},
@@ -149,9 +167,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             // Out of descriptors (EMFILE/ENFILE) or memory. The connection stays in the
             // backlog and the socket stays readable, so retrying at once would spin; pause,
             // and say so once per interval rather than a hundred times a second.
-            const auto now = std::chrono::steady_clock::now();
-            if (now - r->last_accept_warning >= std::chrono::seconds{5}) {
-                r->last_accept_warning = now;
+            if (should_warn_accept_failure()) {
                 log::warn("listener " + r->spec.name + ": cannot accept: " + ec.message() +
                           " (retrying every 100 ms; raise the open file limit or lower "
                           "max_connections)");
@@ -184,6 +200,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
 
 void shard::close_route(route& r) {
     r.closing = true;
+    r.plugin = nullptr;  // its version is retired and may go: nothing may start on it
     boost::system::error_code ignored;
     r.acceptor.close(ignored);
     for (connection* c : connections_) {

@@ -48,8 +48,7 @@ struct route {
     tcp::acceptor acceptor;
     plugin_ref* plugin = nullptr;      ///< read at the start of each request
     std::size_t open_connections = 0;  ///< on this shard
-    std::chrono::steady_clock::time_point last_accept_warning;
-    bool closing = false;  ///< no new requests: finish the current one, then close
+    bool closing = false;              ///< no new requests: finish the current one, then close
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).

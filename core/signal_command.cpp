@@ -43,13 +43,15 @@ int reload(pid_t pid, const std::filesystem::path& pid_file, clock::time_point d
                   << std::strerror(errno) << '\n';
         return 1;
     }
+    const std::int64_t signalled = unix_ms();
     if (::kill(pid, SIGHUP) != 0) {
         std::cerr << "plugd: cannot signal pid " << pid << " (from " << pid_file.string()
                   << "): " << std::strerror(errno) << '\n';
         return 1;
     }
     for (;;) {
-        if (auto now = read_reload_status(status_file); now && now->attempt > before) {
+        auto now = read_reload_status(status_file);
+        if (now && now->attempt > before && now->began_unix_ms >= signalled) {
             if (now->ok) {
                 std::cout << "plugd: " << now->message << '\n';
                 return 0;

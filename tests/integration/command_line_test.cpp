@@ -123,6 +123,9 @@ TEST_CASE("serving refuses to start when a port is taken") {
 TEST_CASE("--version prints the version and the ABI fingerprint") {
     const auto r = run_plugd({"--version"});
     CHECK(r.status == 0);
+    CHECK(contains(r.output, "plugd 0."));
+    CHECK(contains(r.output, "plugin ABI: sdk=1;compiler="));
+    CHECK(contains(r.output, ";boost=108100;"));
 }
 
 TEST_CASE("an unknown argument prints the usage and fails") {

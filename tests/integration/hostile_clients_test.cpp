@@ -97,6 +97,16 @@ TEST_CASE("1 MB without a newline is refused with the default limit") {
     CHECK(serves_again(s.port, 5s));
 }
 
+TEST_CASE("after refusing a line, the lingering close lasts seconds, not idle_timeout_ms") {
+    served s{"{}", R"({ "max_request_bytes": 1024, "idle_timeout_ms": 20000 })"};
+    line_client c{s.port};
+    c.send(std::string(20'000, 'x'));
+    REQUIRE(c.read_line() == "ERR request too large");
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(c.read_to_eof(8s) == "");
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
 TEST_CASE("NUL bytes, invalid UTF-8 and a lone CR reach the handler unchanged") {
     served s{"{}", "{}"};
     line_client c{s.port};
@@ -190,10 +200,9 @@ TEST_CASE("beyond max_connections new connections are closed at once, and accept
 
 TEST_CASE("running out of descriptors neither spins nor kills the acceptor") {
     temp_dir tmp;
+    // Two threads: both shards run out at once, and it is still said once.
     plugd_process p{
-        {"-c", tmp.write("server.json",
-                         served::with_threads(one_listener_config(test_plugin_dir(), "echo"), 1))
-                   .string()}};
+        {"-c", tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo")).string()}};
     const auto port = p.port();
     REQUIRE(p.wait_for_log("serving generation 1"));
     // The limit is lowered from outside, as `ulimit -n` would, hard limit included, so

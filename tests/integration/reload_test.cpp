@@ -73,7 +73,7 @@ struct reloadable {
 
 }  // namespace
 
-TEST_CASE("50 reloads under continuous load fail no request and no connection") {
+TEST_CASE("51 reloads under continuous load fail no request and no connection") {
     reloadable server;
     std::atomic<bool> stop{false};
     std::atomic<int> errors{0}, wrong{0};
@@ -120,25 +120,26 @@ TEST_CASE("50 reloads under continuous load fail no request and no connection") 
     for (int i = 0; i < 6; ++i) load.emplace_back(keep_alive_client, i);
     for (int i = 0; i < 2; ++i) load.emplace_back(new_connection_client);
 
-    for (int generation = 2; generation <= 51; ++generation) {
+    // Generation 1 runs echo (v1); even generations v2, odd ones v1; the last (52) is v2, a
+    // build the server did not start with.
+    for (int generation = 2; generation <= 52; ++generation) {
         server.use(generation % 2 == 0 ? "echo_v2" : "echo");
         server.reload_ok(generation);
     }
-    // Generation 51 runs echo (v1): everything from now on must say so.
     stop = true;
     for (auto& t : load) t.join();
     CHECK(errors == 0);
     CHECK(wrong == 0);
     CHECK(answered > 100);  // the load really ran across the reloads
-    MESSAGE("requests answered during 50 reloads: " << answered.load() << ", worst round trip: "
+    MESSAGE("requests answered during 51 reloads: " << answered.load() << ", worst round trip: "
                                                     << worst_us.load() << " us");
-    for (int i = 0; i < 20; ++i) CHECK(server.ask("after") == "v1:after");
+    for (int i = 0; i < 20; ++i) CHECK(server.ask("after") == "v2:after");
 }
 
 TEST_CASE(
     "a slow request finishes on the old version; the next one on the same connection uses the "
     "new") {
-    reloadable server{R"({ "delay_ms": 1000, "log_requests": true })"};
+    reloadable server{R"({ "delay_ms": 2000, "log_requests": true })"};
     line_client c{server.port};
     c.send("slow\nfast\n");  // pipelined: "fast" starts only after "slow" is answered
     REQUIRE(server.process->wait_for_log("handling slow"));
@@ -155,7 +156,7 @@ TEST_CASE(
 TEST_CASE("after 200 reloads old versions are unloaded and memory stays bounded") {
     reloadable server;
     std::size_t rss_early = 0;
-    for (int generation = 2; generation <= 201; ++generation) {
+    for (int generation = 2; generation <= 202; ++generation) {
         server.use(generation % 2 == 0 ? "echo_v2" : "echo");
         server.reload_ok(generation);
         if (generation == 21) {
@@ -163,8 +164,8 @@ TEST_CASE("after 200 reloads old versions are unloaded and memory stays bounded"
             rss_early = rss_kib(server.process->pid());
         }
     }
-    REQUIRE(server.process->wait_for_log("generation 200: unloaded after draining"));
-    CHECK(server.ask("x") == "v1:x");
+    REQUIRE(server.process->wait_for_log("generation 201: unloaded after draining"));
+    CHECK(server.ask("x") == "v2:x");
     const auto copies = mapped_plugin_copies(server.process->pid());
     CHECK(copies >= 1);
     CHECK(copies <= 2);
@@ -264,24 +265,53 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
 TEST_CASE(
     "a listener added by reload accepts; a removed one stops accepting and lets its connections "
     "finish") {
-    reloadable server{R"({ "delay_ms": 500, "log_requests": true })", "{}"};
-    server.write_config(R"({ "delay_ms": 500, "log_requests": true })", "{}",
+    reloadable server{R"({ "delay_ms": 1500, "log_requests": true })"};
+    server.write_config(R"({ "delay_ms": 1500, "log_requests": true })", "{}",
                         R"({ "name": "old", "port": 0, "plugin": "p" })");
     server.reload_ok(2);
     const auto old_port = server.process->port("old");
     line_client on_old{old_port};
-    on_old.send("inflight\n");
+    const auto sent = std::chrono::steady_clock::now();
+    // Two more requests wait behind the first: a removed listener finishes the request it
+    // is running and starts no other (its plugin version is being replaced too).
+    on_old.send("inflight\nqueued\nqueued\n");
     REQUIRE(server.process->wait_for_log("handling inflight"));
-    server.write_config(R"({ "delay_ms": 500, "log_requests": true })", "{}",
+    server.write_config(R"({ "log_requests": true })", "{}",
                         R"({ "name": "new", "port": 0, "plugin": "p" })");
     server.reload_ok(3);
     CHECK(server.process->count_log("listeners added: new; removed: old; kept: main") == 1);
     line_client on_new{server.process->port("new")};
     on_new.send("hi\n");
     CHECK(on_new.read_line() == "v1:hi");
-    CHECK(on_old.read_line() == "v1:inflight");
+    CHECK(on_old.read_line(5s) == "v1:inflight");
+    CHECK(std::chrono::steady_clock::now() - sent >= 1400ms);  // it was in flight throughout
     CHECK(on_old.read_to_eof() == "");
     CHECK_THROWS(line_client{old_port});
+    CHECK(server.process->count_log("handling queued") == 0);
+    CHECK(server.ask("alive") == "v1:alive");
+}
+
+TEST_CASE("a kept listener re-routed to another instance and framing keeps its socket") {
+    reloadable server;
+    install_plugin(test_plugin_dir() / "echo_v2.so", server.plugins, "q.so");
+    line_client opened_before{server.port};
+    opened_before.send("a\n");
+    REQUIRE(opened_before.read_line() == "v1:a");
+    std::string text =
+        one_listener_config(server.plugins, "p", R"({ "log_requests": false })", "oneshot");
+    text.replace(text.find("\"plugins\": {") + 12, 0, R"( "q": { "file": "q" },)");
+    text.replace(text.find("\"plugin\": \"p\""), 13, "\"plugin\": \"q\"");
+    server.cfg = server.tmp.write("server.json", text);
+    server.reload_ok(2);
+    CHECK(server.process->count_log("plugins loaded: q; kept: p") == 1);
+    CHECK(server.process->count_log("listeners added: none; removed: none; kept: main") == 1);
+    // The open connection keeps its line framing and now reaches q.
+    opened_before.send("b\n");
+    CHECK(opened_before.read_line() == "v2:b");
+    // A new connection on the same port gets oneshot framing.
+    line_client fresh{server.port};
+    fresh.send("c\n");
+    CHECK(fresh.read_to_eof() == "v2:c\n");
 }
 
 TEST_CASE("requests still running after reload_drain_timeout_ms are cancelled with an error") {
@@ -301,7 +331,7 @@ TEST_CASE("requests still running after reload_drain_timeout_ms are cancelled wi
 }
 
 TEST_CASE("a reload during the SIGTERM drain is ignored and the server still exits 0") {
-    reloadable server{R"({ "delay_ms": 500, "log_requests": true })"};
+    reloadable server{R"({ "delay_ms": 2000, "log_requests": true })"};
     line_client c{server.port};
     c.send("slow\n");
     REQUIRE(server.process->wait_for_log("handling slow"));
@@ -315,12 +345,13 @@ TEST_CASE("a reload during the SIGTERM drain is ignored and the server still exi
 
 TEST_CASE("a SIGHUP during a reload is followed by one more reload, not lost") {
     reloadable server;
-    server.write_config(R"({ "construct_ms": 1000 })");
+    server.write_config(R"({ "construct_ms": 2000 })");
     server.process->signal(SIGHUP);
     REQUIRE(server.process->wait_for_log("plugin p: constructing"));
     // Reload 2 is busy constructing; this change must be picked up by a reload after it.
     server.use("echo_v2");
     server.write_config("{}");
+    REQUIRE(server.process->count_log("reload: generation 2 ") == 0);  // still running
     server.process->signal(SIGHUP);
     REQUIRE(server.process->wait_for_log("reload: generation 2 "));
     REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 3 "), server.process->log());

@@ -43,6 +43,22 @@ TEST_CASE("greeting's prefix comes from its config") {
     CHECK(c.read_line() == "Bonjour, monde");
 }
 
+TEST_CASE("two instances of one library serve side by side with their own configs") {
+    temp_dir tmp;
+    const auto cfg = tmp.write(
+        "server.json", R"({ "threads": 2, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
+        "plugins": { "en": { "file": "greeting", "config": { "prefix": "Hello, " } },
+                     "fr": { "file": "greeting", "config": { "prefix": "Bonjour, " } } },
+        "listeners": [ { "name": "en", "port": 0, "plugin": "en" },
+                       { "name": "fr", "port": 0, "plugin": "fr" } ] })");
+    plugd_process p{{"-c", cfg.string()}};
+    line_client en{p.port("en")}, fr{p.port("fr")};
+    en.send("world\n");
+    fr.send("monde\n");
+    CHECK(en.read_line() == "Hello, world");
+    CHECK(fr.read_line() == "Bonjour, monde");
+}
+
 TEST_CASE("a plugin other than greeting is loaded the same way") {
     served s{"echo"};
     line_client c{s.port};

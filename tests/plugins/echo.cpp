@@ -12,7 +12,10 @@
 #define ECHO_VERSION "v1"
 #endif
 
-namespace {
+// A named namespace on purpose (plugins usually use an anonymous one): its class, vtable
+// and type_info have external linkage, so the exported-symbols test sees whether
+// plugd_add_plugin() really hides everything PLUGD_PLUGIN does not export.
+namespace echo_test {
 
 class echo final : public plugd::handler {
   public:
@@ -59,6 +62,6 @@ class echo final : public plugd::handler {
     std::string hang_on_;
 };
 
-}  // namespace
+}  // namespace echo_test
 
-PLUGD_PLUGIN(echo)
+PLUGD_PLUGIN(echo_test::echo)

@@ -5,7 +5,15 @@
 #include <sstream>
 #include <string>
 
+#define BOOST_DLL_USE_STD_FS 1
+#include <boost/dll/library_info.hpp>
 #include <boost/version.hpp>
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+#include <set>
 
 #include "abi_fingerprint.hpp"
 #include "elf_section.hpp"
@@ -27,6 +35,21 @@ std::string fingerprint_of(const std::string& path) {
     std::string text{*section};
     while (!text.empty() && text.back() == '\0') text.pop_back();
     return text;
+}
+
+// Whether a symbol belongs to the standard library or Boost (vague-linkage statics and
+// type_info their headers keep visible on purpose) rather than to the plugin's own code.
+bool from_std_or_boost(const std::string& mangled) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> demangled{
+        abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status), std::free};
+    if (status != 0) return false;
+    std::string_view name{demangled.get()};
+    for (std::string_view prefix :
+         {"typeinfo name for ", "typeinfo for ", "vtable for ", "guard variable for ", "void "}) {
+        if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
+    }
+    return name.starts_with("std::") || name.starts_with("boost::");
 }
 
 }  // namespace
@@ -63,6 +86,21 @@ TEST_CASE("a file that is not an ELF shared library is refused with the reason")
     const std::string image = read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so");
     CHECK_THROWS_AS(plugd::elf_section(image.substr(0, image.size() / 2), ".plugd_abi"),
                     plugd::not_a_shared_library);
+}
+
+TEST_CASE(
+    "a plugin exports PLUGD_PLUGIN's two symbols and Boost's visible ones, nothing of its own") {
+    for (const char* plugin :
+         {PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so", PLUGD_TEST_PLUGIN_DIR "/echo.so"}) {
+        boost::dll::library_info info{std::filesystem::path{plugin}};
+        std::set<std::string> ours;
+        for (const auto& symbol : info.symbols()) {
+            if (!from_std_or_boost(symbol)) ours.insert(symbol);
+        }
+        const std::set<std::string> exported_by_macro{"plugd_abi_fingerprint",
+                                                      "plugd_make_handler"};
+        CHECK_MESSAGE(ours == exported_by_macro, plugin);
+    }
 }
 
 TEST_CASE("a library without the section has no fingerprint") {

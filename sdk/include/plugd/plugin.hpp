@@ -11,8 +11,12 @@
 /// Exports `type` (a `plugd::handler` constructible from `plugd::context&`) as this
 /// library's plugin. Use it exactly once, at namespace scope, in one source file.
 ///
-/// It emits two symbols and nothing else: the ABI fingerprint, in the `.plugd_abi` section
-/// where the core reads it before loading the file, and the factory the core calls.
+/// It emits the only two symbols of the plugin's own code that are exported: the ABI
+/// fingerprint, in the `.plugd_abi` section where the core reads it before loading the
+/// file, and the factory the core calls. (Boost's headers add a few vague-linkage symbols
+/// that Boost marks visible on purpose, such as the type_info of boost::system::system_error
+/// and Asio's per-thread call stack: they let exceptions and Asio's coroutine frame cache
+/// work across the boundary, and bind to the core's own copies.)
 #define PLUGD_PLUGIN(type)                                                                  \
     extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))          \
     const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                             \
