@@ -213,3 +213,11 @@ TEST_CASE("a listener's limits override the server's, and only per-connection on
                 R"({ "name": "m", "port": 1, "plugin": "greeting", "limits": { "shutdown_timeout_ms": 5 } })"))
             .find("/listeners/0/limits/shutdown_timeout_ms: unknown key") != std::string::npos);
 }
+
+TEST_CASE("instance and listener names are plain: they end up in file names and logs") {
+    CHECK(error_of(R"({ "plugins": { "../x": { "file": "a" } } })")
+              .find("/plugins/..~1x: \"../x\" is not a usable instance name") != std::string::npos);
+    CHECK(error_of(with_listener(R"({ "name": "a b", "port": 1, "plugin": "greeting" })"))
+              .find("/listeners/0/name: \"a b\" is not a usable listener name") !=
+          std::string::npos);
+}
