@@ -35,7 +35,7 @@ asio::awaitable<void> handle_request(connection& c, std::string_view message, st
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
     c.active = &plugin;
-    c.request_started = clock::now();
+    ++c.requests;
     const std::size_t mark = out.size();
     const char* failure = nullptr;
     try {
@@ -85,7 +85,7 @@ asio::awaitable<void> linger(connection& c, std::string& scratch) {
 // Writes `out` and clears it; false when the connection is gone. The shard's sweeper
 // closes a connection whose client stops reading for write_timeout_ms.
 asio::awaitable<bool> write_out(connection& c, std::string& out) {
-    c.write_started = clock::now();
+    ++c.writes;
     c.writing = true;
     auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
     c.writing = false;

@@ -13,6 +13,24 @@
 
 namespace plugd {
 
+/// How long the sweeper has seen the same operation (by its sequence number) in progress:
+/// a lower bound of its age, within one sweep interval.
+struct stall_watch {
+    std::chrono::milliseconds observe(std::uint64_t sequence, std::chrono::milliseconds interval) {
+        if (sequence != seen_) {
+            seen_ = sequence;
+            stalled_ = std::chrono::milliseconds{0};
+        } else {
+            stalled_ += interval;
+        }
+        return stalled_;
+    }
+
+  private:
+    std::uint64_t seen_ = ~std::uint64_t{0};
+    std::chrono::milliseconds stalled_{0};
+};
+
 struct connection {
     connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
     ~connection();
@@ -34,9 +52,14 @@ struct connection {
     /// reply by a plain store; the watchdog re-arms only when its timer fires.
     std::chrono::steady_clock::time_point deadline;
     bool busy = false;     ///< handling a request or writing its reply
-    bool writing = false;  ///< in async_write since write_started
-    std::chrono::steady_clock::time_point request_started;  ///< of the `active` request
-    std::chrono::steady_clock::time_point write_started;
+    bool writing = false;  ///< in async_write
+    // Timeouts without a clock read per request (clock_gettime is a visible share of a
+    // pipelined request's cost): each request and each write bumps a counter, and the
+    // shard's sweeper measures how long it has seen the same one still running.
+    std::uint64_t requests = 0;
+    std::uint64_t writes = 0;
+    stall_watch request_stall;
+    stall_watch write_stall;
     plugin_ref* active = nullptr;       ///< the version running the current request, if any
     const char* abort_reply = nullptr;  ///< set by abort(): the watchdog ends the request
     std::list<connection*>::iterator registration;

@@ -132,17 +132,18 @@ asio::awaitable<void> shard::sweep() {
     while (!shutting_down_) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
-        const auto now = std::chrono::steady_clock::now();
         for (connection* c : connections_) {
             if (c->abort_reply) continue;
             const auto& limits = c->limits();
-            if (c->active && now - c->request_started >= limits.request_timeout) {
+            if (c->active &&
+                c->request_stall.observe(c->requests, sweep_interval_) >= limits.request_timeout) {
                 log::warn("plugin " + c->active->version->spec().name + ": request from " +
                           c->peer + " on listener " + c->via->spec.name +
                           " exceeded request_timeout_ms (" +
                           std::to_string(limits.request_timeout.count()) + "): cancelled");
                 c->abort("ERR timeout");
-            } else if (c->writing && now - c->write_started >= limits.write_timeout) {
+            } else if (c->writing &&
+                       c->write_stall.observe(c->writes, sweep_interval_) >= limits.write_timeout) {
                 log::warn("listener " + c->via->spec.name + ": " + c->peer +
                           " did not read its replies for write_timeout_ms (" +
                           std::to_string(limits.write_timeout.count()) + "): closed");
