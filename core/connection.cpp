@@ -28,31 +28,37 @@ std::string format_peer(const tcp::socket& s) {
     return ec ? "unknown" : format_endpoint(ep);
 }
 
-// Runs one request through the route's current plugin version and appends its reply (or
-// an error line) to `out`. The version is picked here, at the start of the request, so a
-// reload swaps it between requests, also on connections that stay open.
-asio::awaitable<void> handle_request(connection& c, std::string_view message, std::string& out) {
+// A request starts: it is served by the route's plugin version current now, so a reload
+// swaps the version between requests, also on connections that stay open.
+plugin_ref& begin_request(connection& c) noexcept {
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
     c.active = &plugin;
     ++c.requests;
-    const std::size_t mark = out.size();
-    const char* failure = nullptr;
+    return plugin;
+}
+
+// The handler threw `error`: logs it with the plugin's name and returns the client's line.
+const char* request_failed(const connection& c, const plugin_ref& plugin,
+                           std::exception_ptr error) {
+    if (c.abort_reply) return c.abort_reply;  // the throw is the cancellation we caused
     try {
-        reply answer{out};
-        co_await plugin.version->handler().handle(request{message, c.peer, c.via->spec.name},
-                                                  answer);
+        std::rethrow_exception(error);
     } catch (const std::exception& e) {
-        failure = "ERR internal error";
-        if (!c.abort_reply) {
-            log::error("plugin " + plugin.version->spec().name + " failed a request from " +
-                       c.peer + " on listener " + c.via->spec.name + ": " + e.what());
-        }
+        log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
+                   " on listener " + c.via->spec.name + ": " + e.what());
     } catch (...) {
-        failure = "ERR internal error";
         log::error("plugin " + plugin.version->spec().name +
                    " threw a non-standard exception for " + c.peer);
     }
+    return "ERR internal error";
+}
+
+// A request ends: replaces what the handler wrote since `mark` by the error line, if any,
+// and releases the version. True when the request was aborted by the watchdog, whose
+// cancellation the caller must then clear so the error line can still be written.
+bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_t mark,
+                 const char* failure) {
     if (c.abort_reply) failure = c.abort_reply;
     if (failure) {
         out.resize(mark);
@@ -60,11 +66,7 @@ asio::awaitable<void> handle_request(connection& c, std::string_view message, st
     }
     c.active = nullptr;
     c.owner.request_done(plugin);
-    if (c.abort_reply) {
-        // The watchdog cancelled this coroutine to end the handler; clear that so the
-        // error reply can still be written before the connection closes.
-        co_await asio::this_coro::reset_cancellation_state();
-    }
+    return c.abort_reply != nullptr;
 }
 
 // After refusing a request, the client may still be sending it. Closing a socket with
@@ -119,7 +121,20 @@ asio::awaitable<void> serve_lines(connection& c) {
                 frame = {line_frame::kind::request, {in.data() + begin, end - begin}, end - begin};
             }
             c.busy = true;
-            co_await handle_request(c, frame.message, out);
+            // The handler is awaited here rather than in a helper coroutine: one coroutine
+            // frame less per request is a visible share of a pipelined request's cost.
+            plugin_ref& plugin = begin_request(c);
+            const std::size_t mark = out.size();
+            const char* failure = nullptr;
+            try {
+                reply answer{out};
+                co_await plugin.version->handler().handle(
+                    request{frame.message, c.peer, c.via->spec.name}, answer);
+            } catch (...) {
+                failure = request_failed(c, plugin, std::current_exception());
+            }
+            if (end_request(c, plugin, out, mark, failure))
+                co_await asio::this_coro::reset_cancellation_state();
             out += '\n';
             begin += frame.consumed;
             answered = true;
@@ -172,7 +187,17 @@ asio::awaitable<void> serve_oneshot(connection& c) {
     if (ec || n == 0 || c.via->closing) co_return;
     c.busy = true;
     std::string out;
-    co_await handle_request(c, {in.data(), n}, out);
+    plugin_ref& plugin = begin_request(c);
+    const char* failure = nullptr;
+    try {
+        reply answer{out};
+        co_await plugin.version->handler().handle(request{{in.data(), n}, c.peer, c.via->spec.name},
+                                                  answer);
+    } catch (...) {
+        failure = request_failed(c, plugin, std::current_exception());
+    }
+    if (end_request(c, plugin, out, 0, failure))
+        co_await asio::this_coro::reset_cancellation_state();
     co_await write_out(c, out);
     c.busy = false;
 }
