@@ -7,7 +7,6 @@
 #include "server.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <grp.h>
@@ -23,6 +22,7 @@
 #include <thread>
 
 #include "control_files.hpp"
+#include "control_signals.hpp"
 #include "file_watch.hpp"
 #include "listener.hpp"
 #include "log.hpp"
@@ -146,8 +146,7 @@ class server {
     };
 
     void wait_for_signal() {
-        signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
-            if (ec) return;
+        signals_.async_wait([this](int signo) {
             if (signo == SIGHUP) {
                 schedule_reload();
             } else {
@@ -379,7 +378,7 @@ class server {
     plugin_map plugins_;
     std::list<draining_version> draining_;
     asio::io_context control_{1};
-    asio::signal_set signals_{control_, SIGINT, SIGTERM, SIGHUP};
+    control_signals signals_{control_};
     asio::steady_timer shutdown_deadline_{control_};
     std::optional<file_watch> watch_;
     std::vector<std::unique_ptr<shard>> shards_;
@@ -394,6 +393,7 @@ void check_plugins(const server_config& cfg) {
 }
 
 int serve(server_config cfg, const server_options& options) {
+    block_control_signals();  // before the first shard thread starts, so none receives them
     server s{std::move(cfg), options};
     return s.run();
 }

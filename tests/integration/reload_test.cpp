@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "plugd_process.hpp"
@@ -137,7 +139,7 @@ TEST_CASE("51 reloads under continuous load fail no request and no connection") 
 }
 
 TEST_CASE(
-    "a slow request finishes on the old version; the next one on the same connection uses the "
+    "a slow request finishes on the old version, and the next one on the same connection uses the "
     "new") {
     reloadable server{R"({ "delay_ms": 2000, "log_requests": true })"};
     line_client c{server.port};
@@ -263,7 +265,8 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
 }
 
 TEST_CASE(
-    "a listener added by reload accepts; a removed one stops accepting and lets its connections "
+    "a listener added by reload accepts, and a removed one stops accepting and lets its "
+    "connections "
     "finish") {
     reloadable server{R"({ "delay_ms": 1500, "log_requests": true })"};
     server.write_config(R"({ "delay_ms": 1500, "log_requests": true })", "{}",
@@ -356,6 +359,31 @@ TEST_CASE("a SIGHUP during a reload is followed by one more reload, not lost") {
     REQUIRE(server.process->wait_for_log("reload: generation 2 "));
     REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 3 "), server.process->log());
     CHECK(server.ask("x") == "v2:x");
+}
+
+TEST_CASE(
+    "SIGHUP, SIGINT and SIGTERM are blocked in every thread: only the control thread reads them") {
+    // A signal handled on a shard's thread (or deferred there by a sanitizer runtime) could
+    // be lost; plugd blocks the control signals everywhere and reads them from a signalfd.
+    reloadable server;
+    const auto tasks =
+        std::filesystem::path{"/proc"} / std::to_string(server.process->pid()) / "task";
+    std::size_t threads = 0;
+    for (const auto& task : std::filesystem::directory_iterator{tasks}) {
+        std::ifstream status{task.path() / "status"};
+        std::string line;
+        while (std::getline(status, line)) {
+            if (!line.starts_with("SigBlk:")) continue;
+            const auto blocked = std::stoull(line.substr(7), nullptr, 16);
+            for (const int signo : {SIGHUP, SIGINT, SIGTERM}) {
+                CHECK_MESSAGE(((blocked >> (signo - 1)) & 1) == 1,
+                              "signal " << signo << " not blocked in thread " << task.path());
+            }
+            ++threads;
+        }
+    }
+    CHECK(threads >= 3);  // the control thread and two shards
+    server.reload_ok(2);  // blocked, and still read
 }
 
 TEST_CASE("plugd -s reload waits for the outcome and prints it") {
