@@ -67,7 +67,7 @@ TEST_CASE("a symbolic link leading out of plugin_dir is refused") {
     CHECK(contains(r.output, "plugins load only from plugin_dir"));
 }
 
-TEST_CASE("\"user\" drops root after binding; reloads still work as that user") {
+TEST_CASE("\"user\" drops root after binding, and reloads still work as that user") {
     if (::geteuid() != 0) {
         MESSAGE("not running as root: dropping privileges cannot be tested here");
         return;
