@@ -111,20 +111,25 @@ class validator {
 };
 
 // nlohmann_json keeps the last of duplicate keys silently; a duplicate plugin or listener
-// name is almost always a copy-paste mistake, so the parse callback refuses it.
-class duplicate_key_detector {
+// name is almost always a copy-paste mistake, so the parse callback refuses it. It also
+// bounds the nesting depth: nlohmann parses iteratively, but copying, comparing and
+// printing a value recurse, so a document nested 100,000 deep would overflow the stack
+// the first time anything (an error message, a plugin's config copy) touched it.
+class structure_checker {
   public:
-    explicit duplicate_key_detector(const validator& v) : v_{v} {}
+    explicit structure_checker(const validator& v) : v_{v} {}
 
     bool operator()(int, json::parse_event_t event, json& parsed) {
         switch (event) {
             case json::parse_event_t::object_start:
-                element();
-                frames_.push_back({false, 0, {}, {}});
-                break;
             case json::parse_event_t::array_start:
                 element();
-                frames_.push_back({true, 0, {}, {}});
+                if (frames_.size() >= max_config_depth) {
+                    v_.fail(path(), "nesting deeper than " + std::to_string(max_config_depth) +
+                                        " levels; flatten this value (no server.json or "
+                                        "plugin config needs more)");
+                }
+                frames_.push_back({event == json::parse_event_t::array_start, 0, {}, {}});
                 break;
             case json::parse_event_t::object_end:
             case json::parse_event_t::array_end:
@@ -381,7 +386,7 @@ server_config parse_config(std::string_view text, const std::filesystem::path& s
     const validator v{source.empty() ? "<built-in>" : source.string()};
     json doc;
     try {
-        doc = json::parse(text.begin(), text.end(), duplicate_key_detector{v});
+        doc = json::parse(text.begin(), text.end(), structure_checker{v});
     } catch (const json::parse_error& e) {
         std::string what = e.what();
         // Keep nlohmann's explanation, drop its own "[json.exception...] at line x" prefix:
@@ -416,7 +421,9 @@ server_config load_config(const std::filesystem::path& file,
 std::filesystem::path pid_file_of(const std::filesystem::path& file) {
     const auto base = std::filesystem::absolute(file).parent_path();
     std::ifstream in{file, std::ios::binary};
-    const json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    // Only the top level matters here: anything deeper is skipped, never built.
+    const auto top_level_only = [](int depth, json::parse_event_t, json&) { return depth <= 1; };
+    const json doc = json::parse(in, top_level_only, /*allow_exceptions=*/false);
     if (doc.is_object() && doc.contains("pid_file") && doc["pid_file"].is_string()) {
         return resolve(base, doc["pid_file"].get<std::string>());
     }

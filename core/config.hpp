@@ -76,6 +76,11 @@ class config_error : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// How deeply arrays and objects may nest in server.json (plugin configs included). Far
+/// more than any configuration needs; deep enough input is only ever an accident or an
+/// attack, and refusing it keeps every later copy and message of the config bounded.
+inline constexpr std::size_t max_config_depth = 64;
+
 /// Reads and validates `file`. Relative paths in it resolve against the file's folder;
 /// `bundled_plugin_dir` is the plugin_dir when the file names none. Throws config_error.
 server_config load_config(const std::filesystem::path& file,

@@ -15,10 +15,32 @@ std::string listener_path(const server_config& cfg, const listener_spec& l) {
     return "/listeners";
 }
 
-std::string bind_advice(const boost::system::error_code& ec, std::uint16_t port) {
+bool is_wildcard(const std::string& address) {
+    return asio::ip::make_address(address).is_unspecified();
+}
+
+// The listener of this plugd that holds the port `spec` wants, if any.
+const listener_spec* held_by(const std::vector<listener_spec>& held, const listener_spec& spec) {
+    for (const auto& l : held) {
+        if (l.port == spec.port && (l.address == spec.address || is_wildcard(l.address) ||
+                                    is_wildcard(spec.address))) {
+            return &l;
+        }
+    }
+    return nullptr;
+}
+
+std::string bind_advice(const boost::system::error_code& ec,
+                        const std::vector<listener_spec>& held, const listener_spec& spec) {
     if (ec == asio::error::address_in_use) {
+        if (const auto* own = held_by(held, spec)) {
+            return "; this plugd's own listener \"" + own->name +
+                   "\" holds it until this reload has succeeded. To move a port to another "
+                   "listener name, reload twice: first remove it from \"" +
+                   own->name + "\" (or rename \"" + own->name + "\" itself), then add it";
+        }
         return "; another process already listens there (see `ss -ltnp 'sport = :" +
-               std::to_string(port) + "'`), or choose another port";
+               std::to_string(spec.port) + "'`), or choose another port";
     }
     if (ec == asio::error::access_denied) {
         return "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher port";
@@ -33,6 +55,7 @@ std::string bind_advice(const boost::system::error_code& ec, std::uint16_t port)
 
 std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   const listener_spec& spec,
+                                                  const std::vector<listener_spec>& held,
                                                   std::vector<std::unique_ptr<shard>>& shards) {
     const tcp::endpoint wanted{asio::ip::make_address(spec.address), spec.port};
     const std::string where = "listener \"" + spec.name + "\" (" + cfg.source.string() + ": " +
@@ -40,15 +63,20 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
     auto fail = [&](const char* step, const boost::system::error_code& ec) {
         throw config_error(where + ": cannot " + step + " " + spec.address + ":" +
                            std::to_string(spec.port) + ": " + ec.message() +
-                           bind_advice(ec, spec.port));
+                           bind_advice(ec, held, spec));
     };
     boost::system::error_code ec;
     if (spec.port != 0) {
         // SO_REUSEPORT would let us share the port with another running plugd without an
         // error; a probe bind without it makes "address in use" fail loudly instead.
+        // SO_REUSEADDR it does need, as every socket plugd binds: without it, connections
+        // of a previous plugd lingering in TIME_WAIT (after a stop, a crash or a removed
+        // listener) block the port for a minute, while a socket that really listens there
+        // still refuses the bind.
         asio::io_context probe_io;
         tcp::acceptor probe{probe_io};
         probe.open(wanted.protocol(), ec);
+        if (!ec) probe.set_option(asio::socket_base::reuse_address{true}, ec);
         if (!ec) probe.bind(wanted, ec);
         if (ec) fail("bind", ec);
     }

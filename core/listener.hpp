@@ -12,9 +12,13 @@ namespace plugd {
 
 /// Binds `spec` once per shard, so the kernel spreads new connections across the shards
 /// and each accepts on its own thread. Returns one route per shard, in shard order, not yet
-/// accepting. Throws config_error naming the listener, its JSON path and what to do.
+/// accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
+/// config_error naming the listener, its JSON path and what to do; the advice for a port in
+/// use depends on whether one of `held` (this plugd's listeners now, with the ports they
+/// are bound to) has it.
 std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   const listener_spec& spec,
+                                                  const std::vector<listener_spec>& held,
                                                   std::vector<std::unique_ptr<shard>>& shards);
 
 /// "ip:port", IPv6 in brackets: how logs and requests show addresses.

@@ -25,8 +25,9 @@ constexpr std::string_view usage =
     "              the built-in default: greeting on 127.0.0.1:8888)\n"
     "  -t          check the configuration and load every plugin, then exit:\n"
     "              0 when it would start, 1 with the error otherwise\n"
-    "  -s reload   make the running plugd (found through pid_file) reload, wait for the\n"
-    "              outcome and print it: 0 with the new generation, 1 with the error\n"
+    "  -s reload   make the running plugd (the one holding pid_file and serving this\n"
+    "              configuration) reload, wait for the outcome and print it: 0 with the\n"
+    "              new generation, 1 with the error\n"
     "  -s stop     make the running plugd drain and exit, and wait for it\n"
     "  --watch     reload by itself when the config file or a plugin file changes\n"
     "  --version   print the version and the plugin ABI fingerprint\n"
@@ -89,7 +90,10 @@ int main(int argc, char** argv) {
     if (signal) {
         const auto pid_file = config_file ? plugd::pid_file_of(*config_file)
                                           : std::filesystem::current_path() / "plugd.pid";
-        return plugd::send_signal_command(*signal, pid_file, std::chrono::seconds{60});
+        const auto config = config_file
+                                ? std::filesystem::absolute(*config_file).lexically_normal()
+                                : std::filesystem::path{};
+        return plugd::send_signal_command(*signal, config, pid_file, std::chrono::seconds{60});
     }
     try {
         plugd::server_config cfg;

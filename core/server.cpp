@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <list>
@@ -21,14 +22,15 @@
 #include <optional>
 #include <thread>
 
-#include "control_files.hpp"
 #include "control_signals.hpp"
 #include "file_watch.hpp"
 #include "listener.hpp"
 #include "log.hpp"
+#include "pid_file.hpp"
 #include "plugin_version.hpp"
 #include "private_dir.hpp"
 #include "reload_plan.hpp"
+#include "reload_status.hpp"
 #include "shard.hpp"
 
 namespace plugd {
@@ -108,11 +110,12 @@ class server {
             shards_.push_back(std::make_unique<shard>(
                 i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
         }
+        // First of all: a second plugd given the same pid file stops here, before it loads
+        // or binds anything.
+        pid_file_.emplace(cfg_.pid_file);
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         prepare_and_commit(server_config{}, cfg_);
-        write_pid_file(cfg_.pid_file);
-        write_reload_status(reload_status_file(cfg_.pid_file),
-                            {0, true, generation_, "started generation 1", unix_ms()});
+        record(true, "started generation 1", unix_ms());
         drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
             s->start([this] { asio::post(control_, [this] { shard_finished(); }); });
@@ -173,8 +176,7 @@ class server {
         const std::int64_t began = unix_ms();
         if (shutting_down_) {
             log::warn("reload requested during shutdown: ignored");
-            write_reload_status(reload_status_file(cfg_.pid_file),
-                                {attempt_, false, generation_, "shutting down", began});
+            record(false, "shutting down", began);
             return;
         }
         try {
@@ -193,29 +195,20 @@ class server {
             };
             unchanged("user", cfg_.user, next.user);
             unchanged("threads", std::to_string(cfg_.threads), std::to_string(next.threads));
+            // The pid file is how `plugd -s` finds this server: moving it would leave a
+            // command reading the old config's pid_file with nobody to find.
+            unchanged("pid_file", cfg_.pid_file.string(), next.pid_file.string());
             const std::string summary = prepare_and_commit(cfg_, next);
-            if (next.pid_file != cfg_.pid_file) {
-                // After the commit nothing may fail the reload: a pid file that cannot be
-                // written is worth a warning, not a half-applied configuration.
-                remove_pid_file();
-                try {
-                    write_pid_file(next.pid_file);
-                } catch (const std::exception& e) {
-                    log::warn(std::string{e.what()} + "; plugd -s will not find this server");
-                }
-            }
             cfg_ = std::move(next);
             if (watch_) watch_->watch(options_.config_file, cfg_.plugin_dir);
             const std::string line = "reload: generation " + std::to_string(generation_) + " in " +
                                      std::to_string(elapsed_ms(started)) + " ms; " + summary;
             log::info(line);
-            write_reload_status(reload_status_file(cfg_.pid_file),
-                                {attempt_, true, generation_, line, began});
+            record(true, line, began);
         } catch (const std::exception& e) {
             log::error(std::string{"reload failed: "} + e.what() + "; still serving generation " +
                        std::to_string(generation_) + ", unchanged");
-            write_reload_status(reload_status_file(cfg_.pid_file),
-                                {attempt_, false, generation_, e.what(), began});
+            record(false, e.what(), began);
         }
     }
 
@@ -235,7 +228,7 @@ class server {
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.
         std::vector<std::vector<std::shared_ptr<route>>> bound;
-        for (const auto& l : plan.add) bound.push_back(bind_listener(next, l, shards_));
+        for (const auto& l : plan.add) bound.push_back(bind_listener(next, l, held_, shards_));
         start_all(loaded);
 
         // Commit: from here on nothing can fail.
@@ -257,11 +250,17 @@ class server {
             log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
                       std::to_string(generation) + ")");
         }
+        std::erase_if(held_, [&](const listener_spec& h) {
+            return std::find(plan.remove.begin(), plan.remove.end(), h.name) != plan.remove.end();
+        });
         for (std::size_t i = 0; i < plan.add.size(); ++i) {
             const auto& l = plan.add[i];
-            log::info("listener " + l.name + ": listening on " +
-                      format_endpoint(bound[i].front()->acceptor.local_endpoint()) + " (framing " +
-                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")");
+            const auto at = bound[i].front()->acceptor.local_endpoint();
+            log::info("listener " + l.name + ": listening on " + format_endpoint(at) +
+                      " (framing " + std::string{to_string(l.framing)} + ", plugin " + l.plugin +
+                      ")");
+            held_.push_back(l);
+            held_.back().port = at.port();
         }
         for (std::size_t i = 0; i < shards_.size(); ++i) {
             shard_update u;
@@ -359,16 +358,22 @@ class server {
         for (auto& d : draining_) d.deadline->cancel();
     }
 
+    // What `plugd -s` reads: the outcome, and which configuration this server serves.
+    void record(bool ok, std::string message, std::int64_t began) {
+        write_reload_status(
+            reload_status_file(pid_file_->path()),
+            {attempt_, ok, generation_, std::move(message), began, options_.config_file});
+    }
+
     void remove_pid_file() {
-        if (read_pid_file(cfg_.pid_file) == ::getpid()) {
-            std::error_code ignored;
-            std::filesystem::remove(cfg_.pid_file, ignored);
-            std::filesystem::remove(reload_status_file(cfg_.pid_file), ignored);
-        }
+        std::error_code ignored;
+        std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
+        pid_file_.reset();  // removes the pid file, then releases the lock
     }
 
     server_config cfg_;
     server_options options_;
+    std::optional<pid_file> pid_file_;  ///< held (locked) for the server's whole life
     unsigned threads_ = 1;
     private_dir dir_;
     std::uint64_t generation_ = 0;
@@ -376,6 +381,8 @@ class server {
     bool reload_queued_ = false;
     bool shutting_down_ = false;
     plugin_map plugins_;
+    /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
+    std::vector<listener_spec> held_;
     std::list<draining_version> draining_;
     asio::io_context control_{1};
     control_signals signals_{control_};

@@ -1,4 +1,5 @@
-// `plugd -s`: unlike nginx's fire-and-forget signal, waits for the outcome and prints it.
+// `plugd -s`: unlike nginx's fire-and-forget signal, checks whom it signals, then waits for
+// the outcome and prints it.
 #include "signal_command.hpp"
 
 #include <poll.h>
@@ -10,8 +11,11 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <string>
 
-#include "control_files.hpp"
+#include "pid_file.hpp"
+#include "reload_status.hpp"
 
 namespace plugd {
 namespace {
@@ -32,7 +36,61 @@ struct fd_guard {
     }
 };
 
-int reload(pid_t pid, const std::filesystem::path& pid_file, clock::time_point deadline) {
+std::string describe_config(const std::filesystem::path& config) {
+    return config.empty() ? std::string{"the built-in default configuration"} : config.string();
+}
+
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+    if (a.empty() || b.empty()) return a.empty() && b.empty();
+    std::error_code ec;
+    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
+}
+
+// The pid to signal: the holder of the pid file's lock, once it is shown to serve
+// `config_file`. Prints why not and returns nullopt otherwise.
+std::optional<pid_t> find_server(const std::filesystem::path& config_file,
+                                 const std::filesystem::path& pid_file) {
+    const auto state = inspect_pid_file(pid_file);
+    const std::string via = " (the /pid_file of " + describe_config(config_file) + ")";
+    switch (state.what) {
+        case pid_file_state::kind::missing:
+            std::cerr << "plugd: no running plugd found: " << pid_file.string()
+                      << " does not exist" << via
+                      << ". Is plugd running with this configuration? If /pid_file was "
+                         "changed since it started, put the old value back: the running "
+                         "server keeps its pid file until it restarts\n";
+            return std::nullopt;
+        case pid_file_state::kind::stale:
+            std::cerr << "plugd: " << pid_file.string() << via << " is stale: "
+                      << (state.written ? "it names pid " + std::to_string(*state.written) + ", but "
+                                        : std::string{})
+                      << "no running plugd holds it (one that was killed leaves it behind); "
+                         "nothing was signalled. Start plugd; it takes the file over\n";
+            return std::nullopt;
+        case pid_file_state::kind::held:
+            break;
+    }
+    const auto status = read_reload_status(reload_status_file(pid_file));
+    if (!status) {
+        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
+                  << ", but its status file " << reload_status_file(pid_file).string()
+                  << " is missing, so which configuration it serves is unknown; nothing was "
+                     "signalled (kill -HUP "
+                  << state.holder << " reloads it without this check)\n";
+        return std::nullopt;
+    }
+    if (!same_file(status->config, config_file)) {
+        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
+                  << " but serves " << describe_config(status->config) << ", not "
+                  << describe_config(config_file)
+                  << "; nothing was signalled. Give each configuration its own /pid_file\n";
+        return std::nullopt;
+    }
+    return state.holder;
+}
+
+int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
+           clock::time_point deadline) {
     const auto status_file = reload_status_file(pid_file);
     const auto before = read_reload_status(status_file).value_or(reload_status{}).attempt;
     // Watch the folder before signalling, so the server's answer cannot slip past us.
@@ -60,10 +118,18 @@ int reload(pid_t pid, const std::filesystem::path& pid_file, clock::time_point d
                       << ": " << now->message << '\n';
             return 1;
         }
-        pollfd p{watch.fd, POLLIN, 0};
-        if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
+        // Either the answer arrives, or the server dies: a crash writes no answer.
+        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
+        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
             std::cerr << "plugd: no answer from pid " << pid
                       << " before the timeout; see its log\n";
+            return 1;
+        }
+        if (p[1].revents != 0) {
+            std::cerr << "plugd: pid " << pid
+                      << " exited during the reload without reporting an outcome (did it "
+                         "crash? see its log); nothing serves this configuration now: start "
+                         "plugd again\n";
             return 1;
         }
         char events[4096];
@@ -72,13 +138,12 @@ int reload(pid_t pid, const std::filesystem::path& pid_file, clock::time_point d
     }
 }
 
-int stop(pid_t pid, clock::time_point deadline) {
-    fd_guard process{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
-    if (process.fd < 0 || ::kill(pid, SIGTERM) != 0) {
+int stop(pid_t pid, int process, clock::time_point deadline) {
+    if (::kill(pid, SIGTERM) != 0) {
         std::cerr << "plugd: cannot signal pid " << pid << ": " << std::strerror(errno) << '\n';
         return 1;
     }
-    pollfd p{process.fd, POLLIN, 0};
+    pollfd p{process, POLLIN, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
         std::cerr << "plugd: pid " << pid << " is still draining after the timeout\n";
         return 1;
@@ -89,16 +154,28 @@ int stop(pid_t pid, clock::time_point deadline) {
 
 }  // namespace
 
-int send_signal_command(std::string_view action, const std::filesystem::path& pid_file,
-                        std::chrono::milliseconds timeout) {
-    const auto pid = read_pid_file(pid_file);
-    if (!pid || ::kill(*pid, 0) != 0) {
-        std::cerr << "plugd: no running plugd found through " << pid_file.string()
-                  << " (is it running with this configuration's pid_file?)\n";
+int send_signal_command(std::string_view action, const std::filesystem::path& config_file,
+                        const std::filesystem::path& pid_file, std::chrono::milliseconds timeout) {
+    const auto pid = find_server(config_file, pid_file);
+    if (!pid) return 1;
+    // A pidfd names this process and no later one with the same pid, and becomes readable
+    // when it exits: no polling of kill(pid, 0).
+    fd_guard process{static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0))};
+    if (process.fd < 0) {
+        std::cerr << "plugd: cannot reach pid " << *pid << " (holding " << pid_file.string()
+                  << "): " << std::strerror(errno) << '\n';
+        return 1;
+    }
+    // The holder may have exited between the check and pidfd_open, and its pid been
+    // reused: only a pidfd taken while it still holds the file names the right process.
+    const auto again = inspect_pid_file(pid_file);
+    if (again.what != pid_file_state::kind::held || again.holder != *pid) {
+        std::cerr << "plugd: pid " << *pid << " exited just now; nothing was signalled\n";
         return 1;
     }
     const auto deadline = clock::now() + timeout;
-    return action == "reload" ? reload(*pid, pid_file, deadline) : stop(*pid, deadline);
+    return action == "reload" ? reload(*pid, process.fd, pid_file, deadline)
+                              : stop(*pid, process.fd, deadline);
 }
 
 }  // namespace plugd

@@ -113,11 +113,28 @@ TEST_CASE("serving refuses to start when a port is taken") {
     const auto port = first.port();
     std::string cfg = one_listener_config(test_plugin_dir(), "echo");
     cfg.replace(cfg.find("\"port\": 0"), 9, "\"port\": " + std::to_string(port));
+    cfg.replace(0, 1, R"({ "pid_file": "b.pid",)");  // the pid file is not what collides
     const auto r = run_plugd({"-c", tmp.write("b.json", cfg).string()});
     CHECK(r.status == 1);
     CHECK(contains(r.output,
                    "cannot bind 127.0.0.1:" + std::to_string(port) + ": Address already in use"));
+    CHECK(contains(r.output, "another process already listens there"));
     CHECK(contains(r.output, "/listeners/0"));
+}
+
+TEST_CASE("a config nested deeper than 64 levels is refused by -t, not a crash") {
+    temp_dir tmp;
+    const std::string deep_plugins =
+        R"({ "plugins": )" + std::string(100'000, '[') + std::string(100'000, ']') + " }";
+    auto r = check(tmp, deep_plugins);
+    CHECK(r.status == 1);
+    CHECK(contains(r.output, "nesting deeper than 64 levels"));
+
+    const std::string deep_config = std::string(1'000'000, '[') + std::string(1'000'000, ']');
+    r = check(tmp, one_listener_config(test_plugin_dir(), "echo", R"({ "x": )" + deep_config + " }"));
+    CHECK(r.status == 1);
+    CHECK(contains(r.output, "server.json: /plugins/p/config/x/0/0/0/"));
+    CHECK(contains(r.output, "nesting deeper than 64 levels"));
 }
 
 TEST_CASE("--version prints the version and the ABI fingerprint") {

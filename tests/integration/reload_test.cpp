@@ -242,9 +242,9 @@ TEST_CASE("a failed reload changes nothing, says why, and a later good reload su
               1);
     }
     SUBCASE("port that cannot be bound") {
-        plugd_process other{
-            {"-c", server.tmp.write("other.json", one_listener_config(test_plugin_dir(), "echo"))
-                       .string()}};
+        std::string other_config = one_listener_config(test_plugin_dir(), "echo");
+        other_config.replace(0, 1, R"({ "pid_file": "other.pid",)");
+        plugd_process other{{"-c", server.tmp.write("other.json", other_config).string()}};
         const auto taken = other.port();
         server.use("echo_v2");
         server.write_config(
@@ -292,6 +292,44 @@ TEST_CASE(
     CHECK_THROWS(line_client{old_port});
     CHECK(server.process->count_log("handling queued") == 0);
     CHECK(server.ask("alive") == "v1:alive");
+}
+
+TEST_CASE("a listener removed by one reload can be added back on its port by the next") {
+    reloadable server;
+    server.write_config(R"({ "log_requests": false })", "{}",
+                        R"({ "name": "extra", "port": 0, "plugin": "p" })");
+    server.reload_ok(2);
+    const auto port = server.process->port("extra");
+    line_client client{port};
+    client.send("a\n");
+    REQUIRE(client.read_line() == "v1:a");
+    server.write_config(R"({ "log_requests": false })");
+    server.reload_ok(3);
+    // The server closes the removed listener's idle connection first: its side lingers
+    // in TIME_WAIT, which must not keep the port from being bound again.
+    CHECK(client.read_to_eof() == "");
+    server.write_config(R"({ "log_requests": false })", "{}",
+                        R"({ "name": "extra", "port": )" + std::to_string(port) +
+                            R"(, "plugin": "p" })");
+    server.reload_ok(4);
+    line_client again{port};
+    again.send("b\n");
+    CHECK(again.read_line() == "v1:b");
+}
+
+TEST_CASE("moving a port to another listener name in one reload says how to do it") {
+    reloadable server;
+    server.write_config(R"({ "log_requests": false })", "{}",
+                        R"({ "name": "a", "port": 0, "plugin": "p" })");
+    server.reload_ok(2);
+    const auto port = std::to_string(server.process->port("a"));
+    server.write_config(R"({ "log_requests": false })", "{}",
+                        R"({ "name": "b", "port": )" + port + R"(, "plugin": "p" })");
+    server.reload_fails(1);
+    const auto log = server.process->log();
+    CHECK(log.find("cannot bind 127.0.0.1:" + port + ": Address already in use; this plugd's own "
+                   "listener \"a\" holds it until this reload has succeeded") != std::string::npos);
+    CHECK(log.find("another process already listens there") == std::string::npos);
 }
 
 TEST_CASE("a kept listener re-routed to another instance and framing keeps its socket") {

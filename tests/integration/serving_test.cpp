@@ -80,8 +80,11 @@ TEST_CASE("a keep-alive connection answers pipelined requests in order") {
 TEST_CASE("a request split over several packets is answered once whole") {
     served s{"echo"};
     line_client c{s.port};
+    // Each part waits until the server has had time to read it alone and not answer.
     c.send("hel");
+    CHECK_FALSE(c.read_line(100ms).has_value());
     c.send("lo");
+    CHECK_FALSE(c.read_line(100ms).has_value());
     c.send("\n");
     CHECK(c.read_line() == "v1:hello");
 }
@@ -110,8 +113,8 @@ TEST_CASE("a half-closed client gets every reply, also past the output cap") {
 TEST_CASE("oneshot framing answers one read as-is and closes") {
     served s{"echo", "{}", "oneshot"};
     line_client c{s.port};
-    c.send("world\n");
-    CHECK(c.read_to_eof() == "v1:world\n");
+    c.send("a\nb\n");  // one read, two lines: one request, newlines and all
+    CHECK(c.read_to_eof() == "v1:a\nb\n");
 }
 
 TEST_CASE("a line over max_request_bytes gets an error and the connection closes") {
@@ -121,6 +124,7 @@ TEST_CASE("a line over max_request_bytes gets an error and the connection closes
     CHECK(c.read_line() == "v1:ok");
     CHECK(c.read_line() == "ERR request too large");
     CHECK(c.read_to_eof() == "");
+    CHECK(c.wait_closed(8s).has_value());  // closed for good, not only half-closed
 }
 
 TEST_CASE("an idle connection is closed after idle_timeout_ms") {

@@ -41,7 +41,11 @@ TEST_CASE("shutdown_timeout_ms bounds the drain of a request that does not finis
     line_client c{p.port()};
     c.send("forever\n");
     REQUIRE(p.wait_for_log("handling forever"));
+    const auto start = std::chrono::steady_clock::now();
     p.signal(SIGTERM);
     CHECK(p.wait_exit(5s) == 0);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took >= 300ms);
+    CHECK(took < 2s);  // the configured 300 ms, not the 5 s default
     CHECK(p.log().find("shutdown_timeout_ms reached") != std::string::npos);
 }

@@ -2,9 +2,11 @@
 // version is baked in at build time (two builds answer differently, for reload tests).
 // Config: "delay_ms" (wait before answering), "log_requests" (log "handling <message>"
 // first, so tests can wait for a request to be in flight), "fail_construction", "fail_start" (throw
-// there), "throw_on" (throw when the message equals it), "hang_on" (never answer it).
+// there), "crash_construction" (abort the process there), "throw_on" (throw when the message
+// equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply).
 #include <plugd/plugin.hpp>
 
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -31,6 +33,7 @@ class echo final : public plugd::handler {
             ctx.log(plugd::log_level::info, "constructing");
             std::this_thread::sleep_for(std::chrono::milliseconds{ms});
         }
+        if (ctx.config().value("crash_construction", false)) std::abort();  // a plugin bug
         if (ctx.config().value("fail_construction", false)) {
             throw std::invalid_argument("fail_construction is set");
         }

@@ -287,4 +287,19 @@ std::filesystem::path test_plugin_dir() {
     return PLUGD_TEST_PLUGIN_DIR;
 }
 
+std::optional<milliseconds> line_client::wait_closed(milliseconds timeout) {
+    const auto start = clock::now();
+    const auto elapsed = [&] {
+        return std::chrono::duration_cast<milliseconds>(clock::now() - start);
+    };
+    while (clock::now() - start < timeout) {
+        if (::send(fd_, "x", 1, MSG_NOSIGNAL) < 0 && errno != EINTR && errno != EAGAIN) {
+            return elapsed();
+        }
+        pollfd p{fd_, 0, 0};  // POLLERR and POLLHUP are reported without asking
+        if (::poll(&p, 1, 20) > 0 && (p.revents & (POLLERR | POLLHUP))) return elapsed();
+    }
+    return std::nullopt;
+}
+
 }  // namespace plugd::test

@@ -86,6 +86,10 @@ class line_client {
     std::optional<std::string> read_to_eof(milliseconds timeout = 5s);
     /// Shuts down the sending side (the server sees EOF).
     void shutdown_send();
+    /// How long until the server has closed the connection for good, not just stopped
+    /// sending (a lingering close still reads): keeps sending a byte every 20 ms until a
+    /// send fails or the socket reports an error or hang-up. nullopt at the deadline.
+    std::optional<milliseconds> wait_closed(milliseconds timeout);
 
   private:
     bool fill(std::chrono::steady_clock::time_point deadline);

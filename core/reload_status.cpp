@@ -1,7 +1,5 @@
-// The pid file and the reload status file.
-#include "control_files.hpp"
-
-#include <unistd.h>
+// reload_status: written whole or not at all, read leniently.
+#include "reload_status.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -10,23 +8,6 @@
 #include <stdexcept>
 
 namespace plugd {
-
-void write_pid_file(const std::filesystem::path& file) {
-    std::ofstream out{file, std::ios::trunc};
-    out << ::getpid() << '\n';
-    if (!out.flush()) {
-        throw std::runtime_error("cannot write the pid file " + file.string() + ": " +
-                                 std::strerror(errno) +
-                                 "; set /pid_file to a path in a writable folder");
-    }
-}
-
-std::optional<pid_t> read_pid_file(const std::filesystem::path& file) {
-    std::ifstream in{file};
-    long pid = 0;
-    if (!(in >> pid) || pid <= 0) return std::nullopt;
-    return static_cast<pid_t>(pid);
-}
 
 std::int64_t unix_ms() noexcept {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -44,7 +25,8 @@ void write_reload_status(const std::filesystem::path& file, const reload_status&
         std::ofstream out{temporary, std::ios::trunc};
         out << status.attempt << ' ' << (status.ok ? "ok" : "failed") << ' ' << status.generation
             << ' ' << status.began_unix_ms << '\n'
-            << status.message << '\n';
+            << status.message << '\n'
+            << status.config.string() << '\n';
         if (!out.flush()) return;  // best effort: the log has the same line
     }
     std::error_code ignored;
@@ -59,6 +41,9 @@ std::optional<reload_status> read_reload_status(const std::filesystem::path& fil
     s.ok = outcome == "ok";
     in.ignore(1);
     std::getline(in, s.message);
+    std::string config;
+    std::getline(in, config);
+    s.config = config;
     return s;
 }
 

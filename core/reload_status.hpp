@@ -1,8 +1,6 @@
-// The files through which `plugd -s` reaches a running plugd: its pid file and the
-// outcome of its last reload.
+// reload_status: the file in which a running plugd records which configuration it serves
+// and the outcome of its last reload, for `plugd -s` (next to the pid file).
 #pragma once
-
-#include <sys/types.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -20,14 +18,13 @@ struct reload_status {
     /// When the attempt began (Unix time, ms). `plugd -s reload` waits for an attempt that
     /// began after its signal: one already running may have read the file before the edit.
     std::int64_t began_unix_ms = 0;
+    /// The configuration file the server serves (empty: the built-in default). `plugd -s`
+    /// compares it with its own -c, so it never signals a server of another configuration.
+    std::filesystem::path config;
 };
 
 /// The current Unix time in ms, as began_unix_ms records it.
 std::int64_t unix_ms() noexcept;
-
-/// Writes the pid of this process. Throws std::runtime_error saying what to fix.
-void write_pid_file(const std::filesystem::path& file);
-std::optional<pid_t> read_pid_file(const std::filesystem::path& file);
 
 /// Where the reload outcome is recorded: next to the pid file.
 std::filesystem::path reload_status_file(const std::filesystem::path& pid_file);
