@@ -74,6 +74,7 @@ bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_
 // so, as nginx's lingering close does, stop sending and discard input for a bounded time
 // (the watchdog's deadline) and amount.
 asio::awaitable<void> linger(connection& c, std::string& scratch) {
+    c.closing = true;
     boost::system::error_code ignored;
     c.socket.shutdown(tcp::socket::shutdown_send, ignored);
     std::size_t discarded = 0;
@@ -171,6 +172,8 @@ asio::awaitable<void> serve_lines(connection& c) {
                 in.resize(std::min(in.size() * 2, limits.max_request_bytes + 2));
             }
         }
+        c.partial = begin != end;
+        if (!c.partial) c.owner.idle(c.registration);
         auto [ec, n] = co_await c.socket.async_read_some(
             asio::buffer(in.data() + end, in.size() - end), as_tuple);
         if (ec == asio::error::eof)
@@ -239,6 +242,7 @@ void connection::abort(const char* reply) noexcept {
 }
 
 void connection::close_when_idle() noexcept {
+    closing = true;
     deadline = clock::time_point::min();
     watchdog_timer.cancel();
 }

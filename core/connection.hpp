@@ -37,6 +37,10 @@ struct connection {
 
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
+    /// Whether closing it now would cost its client nothing: between requests, with no
+    /// part of the next one received, and not already closing. Such a connection may be
+    /// closed to admit a new one at max_connections (nginx's "reusable connections").
+    bool reusable() const noexcept { return !busy && !partial && !closing && !abort_reply; }
     /// Cancels the request running now: the client gets `reply` (nothing if it is empty)
     /// and the connection closes. `reply` must be a string literal.
     void abort(const char* reply) noexcept;
@@ -53,6 +57,8 @@ struct connection {
     std::chrono::steady_clock::time_point deadline;
     bool busy = false;     ///< handling a request or writing its reply
     bool writing = false;  ///< in async_write
+    bool partial = false;  ///< waiting for the rest of a request it has begun to send
+    bool closing = false;  ///< asked to close, or lingering after a refusal
     // Timeouts without a clock read per request (clock_gettime is a visible share of a
     // pipelined request's cost): each request and each write bumps a counter, and the
     // shard's sweeper measures how long it has seen the same one still running.

@@ -81,6 +81,42 @@ void shard::leave(std::list<connection*>::iterator registration) noexcept {
     connections_.erase(registration);
 }
 
+void shard::idle(std::list<connection*>::iterator registration) noexcept {
+    connections_.splice(connections_.end(), connections_, registration);
+}
+
+bool shard::reclaim_idle(route& r) {
+    // From the front: the longest idle first. Busy connections are few next to idle ones
+    // in a flood, so the walk is short; it only happens at the limit.
+    for (connection* c : connections_) {
+        if (c->via.get() == &r && c->reusable()) {
+            c->close_when_idle();
+            ++r.reclaimed;
+            return true;
+        }
+    }
+    return false;
+}
+
+void shard::report_connection_limits() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_limit_report_ < std::chrono::seconds{5}) return;
+    bool reported = false;
+    for (auto& [name, r] : routes_) {
+        if (r->reclaimed == 0 && r->refused == 0) continue;
+        const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
+        log::warn("listener " + name + " (thread " + std::to_string(index_) +
+                  "): at max_connections (" + std::to_string(share) +
+                  " on this thread): closed " + std::to_string(r->reclaimed) +
+                  " idle connection(s) to admit new ones, refused " + std::to_string(r->refused) +
+                  " while every connection was in a request; raise /limits/max_connections if "
+                  "these clients are legitimate");
+        r->reclaimed = r->refused = 0;
+        reported = true;
+    }
+    if (reported) last_limit_report_ = now;
+}
+
 void shard::apply(shard_update update) {
     // Plugins first: routes below must only ever point at current versions.
     for (auto it = plugins_.begin(); it != plugins_.end();) {
@@ -132,6 +168,7 @@ asio::awaitable<void> shard::sweep() {
     while (!shutting_down_) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
+        report_connection_limits();
         for (connection* c : connections_) {
             if (c->abort_reply) continue;
             const auto& limits = c->limits();
@@ -180,9 +217,15 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
         // Each shard takes its share of the listener's limit, rounded up: counting per
         // shard keeps a shared counter off the accept path.
         const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
-        if (r->open_connections >= share || r->closing) {
-            // Over the limit: close at once, so the client learns immediately instead of
-            // waiting in the backlog.
+        // At the limit an idle connection makes room, as nginx reuses keep-alive ones: an
+        // idle flood must not lock every new client out until idle_timeout_ms. The one
+        // closed may still count until its coroutine ends; the limit is overshot by that
+        // few for that long.
+        const bool full = r->open_connections >= share && !reclaim_idle(*r);
+        if (full) ++r->refused;
+        if (full || r->closing) {
+            // Close at once, so the client learns immediately instead of waiting in the
+            // backlog.
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;

@@ -189,17 +189,52 @@ TEST_CASE("a reset in the middle of a long reply costs only that connection") {
     CHECK(s.process.count_log("error") == 0);
 }
 
-TEST_CASE("beyond max_connections new connections are closed at once, and accepted again later") {
-    served s{"{}", R"({ "max_connections": 2 })", 1};
+TEST_CASE("at max_connections a new client closes the longest-idle connection, not itself") {
+    served s{"{}", R"({ "max_connections": 3 })", 1};
+    std::vector<line_client> idle;
+    for (const char* name : {"oldest", "middle", "newest"}) {
+        idle.emplace_back(s.port);
+        idle.back().send(std::string{name} + "\n");
+        REQUIRE(idle.back().read_line() == "v1:" + std::string{name});
+    }
+    // "middle" becomes the most recently active: "oldest" has now been idle longest.
+    idle[1].send("again\n");
+    REQUIRE(idle[1].read_line() == "v1:again");
+    line_client late{s.port};
+    late.send("late\n");
+    CHECK(late.read_line() == "v1:late");
+    CHECK(idle[0].read_to_eof() == "");
+    for (std::size_t i : {1u, 2u}) {
+        idle[i].send("kept\n");
+        CHECK(idle[i].read_line() == "v1:kept");
+    }
+    CHECK(s.process.wait_for_log("at max_connections (3 on this thread): closed 1 idle "
+                                 "connection(s) to admit new ones, refused 0"));
+}
+
+TEST_CASE("an idle flood past max_connections does not lock new clients out") {
+    served s{"{}", R"({ "max_connections": 50 })", 1};
+    std::vector<line_client> flood;
+    for (int i = 0; i < 150; ++i) flood.emplace_back(s.port);  // connected, nothing sent
+    for (int i = 0; i < 20; ++i) {
+        line_client c{s.port};
+        c.send("new\n");
+        REQUIRE(c.read_line(1s) == "v1:new");
+    }
+}
+
+TEST_CASE("beyond max_connections with every connection in a request, new ones are refused") {
+    served s{R"({ "delay_ms": 3000, "log_requests": true })", R"({ "max_connections": 2 })", 1};
     line_client a{s.port}, b{s.port};
     a.send("a\n");
     b.send("b\n");
-    REQUIRE(a.read_line() == "v1:a");
-    REQUIRE(b.read_line() == "v1:b");
+    REQUIRE(s.process.wait_for_log("handling ", 10s, 2));
     line_client over{s.port};
     CHECK(over.read_to_eof(2s) == "");
-    { line_client gone = std::move(a); }
-    CHECK(serves_again(s.port, 5s));
+    // Neither request was cut short to make room.
+    CHECK(a.read_line() == "v1:a");
+    CHECK(b.read_line() == "v1:b");
+    CHECK(s.process.wait_for_log("closed 0 idle connection(s) to admit new ones, refused 1"));
 }
 
 TEST_CASE("running out of descriptors neither spins nor kills the acceptor") {
