@@ -49,6 +49,32 @@ std::optional<std::string_view> elf_section(std::string_view image, std::string_
         throw not_a_shared_library("corrupt ELF section name table");
     }
     const std::string_view name_table = image.substr(names.sh_offset, names.sh_size);
+    // A whole file, not only the parts we read: a library still being written (or cut
+    // short) has headers that promise more than the file holds. dlopen would map past its
+    // end and fault on first use, so it never gets that far.
+    const auto incomplete = [&](const std::string& part, std::uint64_t ends) {
+        return not_a_shared_library("incomplete ELF file: " + part + " ends at byte " +
+                                    std::to_string(ends) + ", but the file has " +
+                                    std::to_string(image.size()) +
+                                    " bytes; is it still being written?");
+    };
+    if (header.e_phentsize != sizeof(Elf64_Phdr) && header.e_phnum != 0) {
+        throw not_a_shared_library("corrupt ELF program header table");
+    }
+    for (std::uint64_t i = 0; i < header.e_phnum; ++i) {
+        const auto p = read_at<Elf64_Phdr>(image, header.e_phoff + i * sizeof(Elf64_Phdr),
+                                           "a program header");
+        if (p.p_offset > image.size() || image.size() - p.p_offset < p.p_filesz) {
+            throw incomplete("segment " + std::to_string(i), p.p_offset + p.p_filesz);
+        }
+    }
+    for (std::uint64_t i = 0; i < header.e_shnum; ++i) {
+        const auto s = section(i);
+        if (s.sh_type == SHT_NOBITS) continue;
+        if (s.sh_offset > image.size() || image.size() - s.sh_offset < s.sh_size) {
+            throw incomplete("section " + std::to_string(i), s.sh_offset + s.sh_size);
+        }
+    }
     for (std::uint64_t i = 0; i < header.e_shnum; ++i) {
         const auto s = section(i);
         if (s.sh_name >= name_table.size()) continue;

@@ -1,7 +1,9 @@
-// file_watch: inotify on the config's folder and the plugin folder, debounced.
+// file_watch: inotify on the watched files' folders and every folder above them, debounced
+// until the files are quiet.
 #include "file_watch.hpp"
 
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +12,27 @@
 #include "log.hpp"
 
 namespace plugd {
+namespace {
+
+// A file's own changes: written, replaced, created, deleted.
+constexpr std::uint32_t file_events =
+    IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB;
+// A folder on the path: one of its entries replaced, or the folder itself moved or deleted.
+constexpr std::uint32_t path_events =
+    IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
+
+// How long ago `file` was last modified; a missing file counts as quiet.
+std::chrono::milliseconds age(const std::filesystem::path& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return std::chrono::milliseconds::max();
+    const auto modified = std::chrono::system_clock::time_point{
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec})};
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() -
+                                                                 modified);
+}
+
+}  // namespace
 
 file_watch::file_watch(boost::asio::io_context& io, std::chrono::milliseconds debounce,
                        std::function<void()> on_change)
@@ -36,29 +59,47 @@ void file_watch::close() {
     stream_.close(ignored);
 }
 
-void file_watch::watch(const std::filesystem::path& config_file,
-                       const std::filesystem::path& plugin_dir) {
-    for (int w : watches_) ::inotify_rm_watch(fd_, w);
-    watches_.clear();
-    constexpr auto events = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE;
-    auto add = [&](const std::filesystem::path& dir) {
-        const int w = ::inotify_add_watch(fd_, dir.c_str(), events);
-        if (w < 0) {
-            log::warn("--watch: cannot watch " + dir.string() + ": " + std::strerror(errno));
-        } else {
-            watches_.push_back(w);
-        }
-        return w;
-    };
-    config_watch_ = -1;
-    config_name_.clear();
-    if (!config_file.empty()) {
-        config_name_ = config_file.filename();
-        config_watch_ = add(config_file.parent_path());
+void file_watch::watch(std::vector<std::filesystem::path> files) {
+    files_.clear();
+    for (auto& f : files) {
+        if (!f.empty()) files_.push_back(std::filesystem::absolute(f).lexically_normal());
     }
-    const int plugins = add(plugin_dir);
-    // One folder for both: inotify returns the same watch for it.
-    if (plugins == config_watch_) config_watch_ = plugins;
+    rewatch();
+}
+
+void file_watch::rewatch() {
+    for (const auto& [wd, folder] : folders_) ::inotify_rm_watch(fd_, wd);
+    folders_.clear();
+    // Collect what each folder is watched for first: inotify keeps one watch per inode,
+    // so a folder that is both a file's folder and on another file's path gets one mask.
+    std::map<std::filesystem::path, watched_folder> wanted;
+    for (const auto& file : files_) {
+        auto& own = wanted[file.parent_path()];
+        own.path = file.parent_path();
+        own.files.insert(file.filename());
+        for (auto child = file.parent_path(); child.has_relative_path(); child = child.parent_path()) {
+            auto& above = wanted[child.parent_path()];
+            above.path = child.parent_path();
+            above.on_path.insert(child.filename());
+        }
+    }
+    for (auto& [path, folder] : wanted) {
+        const std::uint32_t mask =
+            (folder.files.empty() ? 0 : file_events) | (folder.on_path.empty() ? 0 : path_events);
+        const int wd = ::inotify_add_watch(fd_, path.c_str(), mask | IN_MASK_ADD | IN_ONLYDIR);
+        if (wd < 0) {
+            // A folder of a watched file that does not exist yet is normal mid-deploy: the
+            // folder above it is watched and brings us back here when it appears.
+            if (errno != ENOENT && errno != ENOTDIR) {
+                log::warn("--watch: cannot watch " + path.string() + ": " + std::strerror(errno));
+            }
+            continue;
+        }
+        auto& merged = folders_[wd];  // two paths to one folder (a symlink) share a watch
+        merged.path = path;
+        merged.files.insert(folder.files.begin(), folder.files.end());
+        merged.on_path.insert(folder.on_path.begin(), folder.on_path.end());
+    }
 }
 
 void file_watch::read_events() {
@@ -67,6 +108,7 @@ void file_watch::read_events() {
         [this](const boost::system::error_code& ec) {
             if (ec) return;
             bool relevant = false;
+            bool path_changed = false;
             ssize_t n;
             while ((n = ::read(fd_, buffer_.data(), buffer_.size())) > 0) {
                 for (ssize_t at = 0; at < n;) {
@@ -74,19 +116,46 @@ void file_watch::read_events() {
                     std::memcpy(&e, buffer_.data() + at, sizeof e);
                     const std::string name = e.len ? buffer_.data() + at + sizeof e : "";
                     at += static_cast<ssize_t>(sizeof e + e.len);
-                    const bool is_config = e.wd == config_watch_ && name == config_name_;
-                    const bool is_plugin = name.size() > 3 && name.ends_with(".so");
-                    relevant = relevant || is_config || is_plugin;
+                    auto it = folders_.find(e.wd);
+                    if (it == folders_.end()) continue;  // a watch removed by rewatch()
+                    const auto& folder = it->second;
+                    if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+                        path_changed = true;
+                    } else if (folder.on_path.contains(name)) {
+                        path_changed = true;  // a folder on the way was replaced
+                    } else if (folder.files.contains(name)) {
+                        relevant = true;
+                    }
                 }
             }
-            if (relevant) {
-                quiet_.expires_after(debounce_);
-                quiet_.async_wait([this](const boost::system::error_code& e) {
-                    if (!e) on_change_();
-                });
-            }
+            if (path_changed) rewatch();
+            if (relevant || path_changed) changed();
             read_events();
         });
+}
+
+void file_watch::changed() {
+    quiet_.expires_after(debounce_);
+    quiet_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) when_quiet();
+    });
+}
+
+void file_watch::when_quiet() {
+    // Events say that a file changed, not that its writer is done: one that writes in
+    // pieces, closing the file after each, may pause between them. Wait until every
+    // watched file's last modification is a whole debounce interval old.
+    for (const auto& file : files_) {
+        const auto since = age(file);
+        if (since >= std::chrono::milliseconds{0} && since < debounce_) {
+            quiet_.expires_after(debounce_ - since);
+            quiet_.async_wait([this](const boost::system::error_code& e) {
+                if (!e) when_quiet();
+            });
+            return;
+        }
+    }
+    on_change_();
 }
 
 }  // namespace plugd

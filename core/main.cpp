@@ -10,6 +10,7 @@
 
 #include "config.hpp"
 #include "log.hpp"
+#include "plugin_seal.hpp"
 #include "plugin_version.hpp"
 #include "server.hpp"
 #include "signal_command.hpp"
@@ -19,7 +20,7 @@
 namespace {
 
 constexpr std::string_view usage =
-    "usage: plugd [-c FILE] [-t | -s reload|stop] [--watch] [--version] [--help]\n"
+    "usage: plugd [-c FILE] [-t | -s reload|stop] [--watch] [--seal FILE] [--version] [--help]\n"
     "\n"
     "  -c FILE     the configuration file (default: ./server.json if it exists, otherwise\n"
     "              the built-in default: greeting on 127.0.0.1:8888)\n"
@@ -30,6 +31,8 @@ constexpr std::string_view usage =
     "              new generation, 1 with the error\n"
     "  -s stop     make the running plugd drain and exit, and wait for it\n"
     "  --watch     reload by itself when the config file or a plugin file changes\n"
+    "  --seal FILE write a hash of a built plugin into it (plugd_add_plugin() does this\n"
+    "              after each link); plugd refuses a sealed file that no longer matches\n"
     "  --version   print the version and the plugin ABI fingerprint\n"
     "  --help      print this help\n"
     "\n"
@@ -69,6 +72,15 @@ int main(int argc, char** argv) {
             signal = argv[++i];
             if (*signal != "reload" && *signal != "stop") {
                 return fail_usage("-s takes reload or stop, not \"" + *signal + "\"");
+            }
+        } else if (arg == "--seal") {
+            if (i + 1 >= argc) return fail_usage("--seal needs a plugin FILE");
+            try {
+                std::cout << "plugd: " << plugd::seal_plugin_file(argv[++i]) << '\n';
+                return 0;
+            } catch (const std::exception& e) {
+                std::cerr << "plugd: " << e.what() << '\n';
+                return 1;
             }
         } else if (arg == "--watch") {
             watch = true;

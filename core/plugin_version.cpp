@@ -23,6 +23,7 @@
 #include "elf_section.hpp"
 #include "log.hpp"
 #include "plugin_context.hpp"
+#include "plugin_seal.hpp"
 
 namespace plugd {
 namespace {
@@ -88,9 +89,7 @@ std::string read_file(const plugin_spec& spec) {
 }
 
 std::uint64_t hash_of(std::string_view bytes) noexcept {
-    std::uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across runs and builds
-    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-    return h;
+    return fnv1a(bytes);  // stable across runs and builds
 }
 
 // Whether /proc/self/maps still lists the (unlinked) private copy.
@@ -141,6 +140,11 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     if (auto diff = abi_mismatch(found, core_abi_fingerprint())) {
         throw plugin_error(where(spec_) + ": built for another plugd ABI (" + *diff +
                            "); rebuild the plugin against this plugd's SDK");
+    }
+    if (auto why = seal_mismatch(image)) {
+        throw plugin_error(where(spec_) + ": refused: " + *why +
+                           "; deploy a plugin by writing the new file under another name and "
+                           "renaming it over the old one");
     }
 
     // glibc returns the already-loaded object when dlopen is given a path it has loaded,

@@ -126,7 +126,7 @@ class server {
                 log::info("--watch: a watched file changed: reloading");
                 schedule_reload();
             });
-            watch_->watch(options_.config_file, cfg_.plugin_dir);
+            watch_->watch(watched_files());
         }
         log::info("plugd " PLUGD_VERSION " serving generation 1 with " + std::to_string(threads_) +
                   " threads (pid " + std::to_string(::getpid()) + ")");
@@ -200,7 +200,7 @@ class server {
             unchanged("pid_file", cfg_.pid_file.string(), next.pid_file.string());
             const std::string summary = prepare_and_commit(cfg_, next);
             cfg_ = std::move(next);
-            if (watch_) watch_->watch(options_.config_file, cfg_.plugin_dir);
+            if (watch_) watch_->watch(watched_files());
             const std::string line = "reload: generation " + std::to_string(generation_) + " in " +
                                      std::to_string(elapsed_ms(started)) + " ms; " + summary;
             log::info(line);
@@ -356,6 +356,13 @@ class server {
         shutdown_deadline_.cancel();
         signals_.cancel();
         for (auto& d : draining_) d.deadline->cancel();
+    }
+
+    // --watch follows the config file and the plugin files it names, nothing else.
+    std::vector<std::filesystem::path> watched_files() const {
+        std::vector<std::filesystem::path> files{options_.config_file};
+        for (const auto& p : cfg_.plugins) files.push_back(p.file);
+        return files;
     }
 
     // What `plugd -s` reads: the outcome, and which configuration this server serves.

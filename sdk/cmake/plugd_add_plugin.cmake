@@ -5,6 +5,8 @@
 #   -fno-gnu-unique          Asio's inline statics would otherwise be STB_GNU_UNIQUE, which
 #                            glibc never unloads: every reload would leak a copy
 #   no "lib" prefix          server.json names it by its plain name ("file": "<name>")
+#   plugd --seal after link  writes a hash of the file into it, so plugd refuses a copy that
+#                            is half old, half new build (a file rewritten in place)
 # Set PLUGD_PLUGIN_OUTPUT_DIRECTORY to choose where the .so goes.
 function(plugd_add_plugin name)
     if(ARGC LESS 2)
@@ -17,6 +19,18 @@ function(plugd_add_plugin name)
         PREFIX ""
         CXX_VISIBILITY_PRESET hidden
         VISIBILITY_INLINES_HIDDEN ON)
+    # The installed plugd (plugd::plugd) or, inside plugd's own tree, the one being built.
+    if(TARGET plugd::plugd)
+        set(sealer plugd::plugd)
+    elseif(TARGET plugd)
+        set(sealer plugd)
+        add_dependencies(${name} plugd)
+    endif()
+    if(DEFINED sealer)
+        add_custom_command(TARGET ${name} POST_BUILD
+            COMMAND ${sealer} --seal $<TARGET_FILE:${name}>
+            VERBATIM)
+    endif()
     if(DEFINED PLUGD_PLUGIN_OUTPUT_DIRECTORY)
         set_target_properties(${name} PROPERTIES
             LIBRARY_OUTPUT_DIRECTORY "${PLUGD_PLUGIN_OUTPUT_DIRECTORY}")

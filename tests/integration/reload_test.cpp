@@ -1,7 +1,9 @@
 // Hot reload: SIGHUP swaps config and plugin code with no failed request or connection.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <sys/socket.h>
 #include <algorithm>
@@ -452,4 +454,48 @@ TEST_CASE("plugd --watch reloads by itself when a plugin file is replaced") {
     server.tmp.write("server.json", "{ broken");
     REQUIRE(server.process->wait_for_log("reload failed: "));
     CHECK(server.ask("w") == "v2:w");
+}
+
+TEST_CASE("plugd --watch follows a release that swaps the plugin folder, and changes inside it") {
+    reloadable server{R"({ "log_requests": false })", "{}", {"--watch"}};
+    const auto next = server.tmp.path() / "plugins.new";
+    std::filesystem::create_directory(next);
+    install_plugin(test_plugin_dir() / "echo_v2.so", next, "p.so");
+    std::filesystem::rename(server.plugins, server.tmp.path() / "plugins.old");
+    std::filesystem::rename(next, server.plugins);
+    REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 2 "), server.process->log());
+    CHECK(server.ask("w") == "v2:w");
+    server.use("echo");  // a later deploy into the folder that replaced the watched one
+    REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 3 "), server.process->log());
+    CHECK(server.ask("w") == "v1:w");
+}
+
+TEST_CASE("plugd --watch loads a plugin rewritten in place only once the whole new build is there") {
+    reloadable server{R"({ "log_requests": false })", "{}", {"--watch"}};
+    std::ifstream in{test_plugin_dir() / "echo_v2.so", std::ios::binary};
+    const std::string v2((std::istreambuf_iterator<char>(in)), {});
+    const auto target = server.plugins / "p.so";
+    // A slow copy over the old file: each piece written in place, the file closed after
+    // each. Every piece alone makes --watch reload; each such half-old, half-new file must
+    // be refused, never loaded.
+    const std::size_t piece = v2.size() / 3 + 1;
+    std::size_t refused = 0;
+    for (std::size_t at = 0; at < v2.size(); at += piece) {
+        const int fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        const std::size_t n = std::min(piece, v2.size() - at);
+        REQUIRE(::pwrite(fd, v2.data() + at, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n));
+        if (at + n == v2.size()) REQUIRE(::ftruncate(fd, static_cast<off_t>(v2.size())) == 0);
+        ::close(fd);
+        if (at + n < v2.size()) {
+            REQUIRE_MESSAGE(server.process->wait_for_log("reload failed: ", 10s, ++refused),
+                            server.process->log());
+            CHECK(server.ask("w") == "v1:w");
+        }
+    }
+    REQUIRE_MESSAGE(server.process->wait_for_log("reload: generation 2 "), server.process->log());
+    CHECK(server.ask("w") == "v2:w");
+    const auto log = server.process->log();
+    CHECK(log.find("does not match its seal") != std::string::npos);
+    CHECK(server.process->count_log("plugin p: loaded") == 2);  // generation 1, then the whole v2
 }

@@ -1,6 +1,8 @@
 // ABI fingerprints: read from the file without loading it, compared part by part.
 #include <doctest/doctest.h>
 
+#include <elf.h>
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,11 +14,13 @@
 #include <cxxabi.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <set>
 
 #include "abi_fingerprint.hpp"
 #include "elf_section.hpp"
+#include "plugin_seal.hpp"
 
 namespace {
 
@@ -88,6 +92,44 @@ TEST_CASE("a file that is not an ELF shared library is refused with the reason")
                     plugd::not_a_shared_library);
 }
 
+TEST_CASE("a library whose headers promise more than the file holds is refused as incomplete") {
+    const std::string image = read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so");
+    Elf64_Ehdr header;
+    std::memcpy(&header, image.data(), sizeof header);
+    const auto refusal = [](const std::string& bytes) -> std::string {
+        try {
+            plugd::elf_section(bytes, ".plugd_abi");
+        } catch (const plugd::not_a_shared_library& e) {
+            return e.what();
+        }
+        return "(accepted)";
+    };
+    SUBCASE("a section runs past the end") {
+        std::string cut = image;
+        Elf64_Shdr text;
+        REQUIRE(header.e_shstrndx != 1);  // not the name table: that one is checked first
+        const auto at = header.e_shoff + 1 * sizeof(Elf64_Shdr);
+        std::memcpy(&text, cut.data() + at, sizeof text);
+        text.sh_type = SHT_PROGBITS;
+        text.sh_size = cut.size();  // as if the rest were still to be written
+        std::memcpy(cut.data() + at, &text, sizeof text);
+        CHECK(refusal(cut).find("incomplete ELF file: section 1 ends at byte") == 0);
+    }
+    SUBCASE("a segment runs past the end") {
+        std::string cut = image;
+        Elf64_Phdr segment;
+        std::memcpy(&segment, cut.data() + header.e_phoff, sizeof segment);
+        segment.p_filesz = cut.size();
+        segment.p_offset = 1;
+        std::memcpy(cut.data() + header.e_phoff, &segment, sizeof segment);
+        CHECK(refusal(cut) == "incomplete ELF file: segment 0 ends at byte " +
+                                  std::to_string(cut.size() + 1) + ", but the file has " +
+                                  std::to_string(cut.size()) +
+                                  " bytes; is it still being written?");
+    }
+    CHECK(plugd::elf_section(image, ".plugd_abi").has_value());
+}
+
 TEST_CASE(
     "a plugin exports PLUGD_PLUGIN's two symbols and Boost's visible ones, nothing of its own") {
     for (const char* plugin :
@@ -106,4 +148,28 @@ TEST_CASE(
 TEST_CASE("a library without the section has no fingerprint") {
     const std::string image = read_file(PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so");
     CHECK_FALSE(plugd::elf_section(image, ".no_such_section").has_value());
+}
+
+TEST_CASE("a sealed plugin is accepted, pieces of two builds are refused, an unsealed one passes") {
+    const std::string v1 = read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so");
+    const std::string v2 = read_file(PLUGD_TEST_PLUGIN_DIR "/echo_v2.so");
+    CHECK_FALSE(plugd::seal_mismatch(v1).has_value());
+    CHECK_FALSE(plugd::seal_mismatch(v2).has_value());
+    // v2 written over v1 in place, stopped a third of the way: new head, old tail.
+    const std::size_t third = v2.size() / 3;
+    std::string spliced = v1;
+    spliced.resize(std::max(v1.size(), v2.size()));
+    spliced.replace(0, third, v2.substr(0, third));
+    const auto why = plugd::seal_mismatch(spliced);
+    REQUIRE(why.has_value());
+    CHECK(why->find("does not match its seal") != std::string::npos);
+    // The same for the other way round, and for a single flipped byte.
+    std::string tail = v2;
+    tail.replace(0, third, v1.substr(0, third));
+    CHECK(plugd::seal_mismatch(tail).has_value());
+    std::string flipped = v1;
+    flipped[flipped.size() / 2] ^= 1;
+    CHECK(plugd::seal_mismatch(flipped).has_value());
+    // Without a seal (not built by plugd_add_plugin) there is nothing to compare.
+    CHECK_FALSE(plugd::seal_mismatch(read_file(PLUGD_TEST_PLUGIN_DIR "/no_factory.so")).has_value());
 }

@@ -41,3 +41,9 @@
         ";boost=" PLUGD_STRINGIFY(BOOST_VERSION) ";stdlib=" PLUGD_ABI_STDLIB                 \
         ";json=" PLUGD_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." PLUGD_STRINGIFY(         \
             NLOHMANN_JSON_VERSION_MINOR) ";cxx=" PLUGD_STRINGIFY(__cplusplus)
+
+/// The `.plugd_seal` section every plugin reserves (see PLUGD_PLUGIN): unsealed as built;
+/// `plugd --seal`, which plugd_add_plugin() runs after linking, writes a hash of the whole
+/// file into it. The core refuses a sealed file whose bytes no longer match it.
+#define PLUGD_SEAL_SIZE 32
+#define PLUGD_UNSEALED "plugd-seal:unsealed"
