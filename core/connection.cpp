@@ -75,6 +75,7 @@ bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_
 // (the watchdog's deadline) and amount.
 asio::awaitable<void> linger(connection& c, std::string& scratch) {
     c.closing = true;
+    c.stop_idle();
     boost::system::error_code ignored;
     c.socket.shutdown(tcp::socket::shutdown_send, ignored);
     std::size_t discarded = 0;
@@ -110,7 +111,7 @@ asio::awaitable<void> serve_lines(connection& c) {
         bool more = false;  // complete requests still buffered: answer them before reading
         // A closing route (shutdown, listener removed by a reload) starts no new request:
         // its plugin version may already be gone once the current request has finished.
-        while (!c.via->closing) {
+        while (!c.via->closing && !c.closing) {
             auto frame = next_line({in.data() + begin, end - begin}, limits.max_request_bytes);
             if (frame.what == line_frame::kind::too_large) {
                 refuse = true;
@@ -147,17 +148,20 @@ asio::awaitable<void> serve_lines(connection& c) {
                 break;
             }
         }
-        if (refuse) out += "ERR request too large\n";
+        if (refuse) {
+            c.closing = true;  // nothing may evict it before the client has read why
+            out += "ERR request too large\n";
+        }
         if (!out.empty() && !co_await write_out(c, out)) co_return;
         c.busy = false;
-        if (answered) c.deadline = clock::now() + limits.idle_timeout;
+        if (answered && !c.closing) c.deadline = clock::now() + limits.idle_timeout;
         if (refuse) {
             c.deadline =
                 clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
             c.watchdog_timer.cancel();  // it sleeps until the old, later deadline: re-arm
             co_return co_await linger(c, in);
         }
-        if (c.via->closing || c.abort_reply) co_return;
+        if (c.via->closing || c.closing || c.abort_reply) co_return;
         if (more) continue;  // even after EOF: the client half-closed, it still reads
         if (eof) co_return;
 
@@ -172,10 +176,10 @@ asio::awaitable<void> serve_lines(connection& c) {
                 in.resize(std::min(in.size() * 2, limits.max_request_bytes + 2));
             }
         }
-        c.partial = begin != end;
-        if (!c.partial) c.owner.idle(c.registration);
+        if (begin == end) c.wait_idle();  // a partial request is never closed to make room
         auto [ec, n] = co_await c.socket.async_read_some(
             asio::buffer(in.data() + end, in.size() - end), as_tuple);
+        c.stop_idle();
         if (ec == asio::error::eof)
             eof = true;
         else if (ec)
@@ -187,7 +191,8 @@ asio::awaitable<void> serve_lines(connection& c) {
 asio::awaitable<void> serve_oneshot(connection& c) {
     std::string in(c.limits().max_request_bytes, '\0');
     auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(in), as_tuple);
-    if (ec || n == 0 || c.via->closing) co_return;
+    c.stop_idle();
+    if (ec || n == 0 || c.via->closing || c.closing) co_return;
     c.busy = true;
     std::string out;
     plugin_ref& plugin = begin_request(c);
@@ -222,6 +227,11 @@ asio::awaitable<void> watchdog(connection& c) {
 
 }  // namespace
 
+void connection::wait_idle() noexcept {
+    idle.unlink();
+    via->idle.push_back(idle);
+}
+
 connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
     : owner{s},
       via{std::move(r)},
@@ -229,7 +239,9 @@ connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
       peer{format_peer(socket)},
       watchdog_timer{socket.get_executor()},
       deadline{clock::now() + via->spec.limits.idle_timeout} {
+    idle.self = this;
     registration = owner.enter(this);
+    wait_idle();  // nothing received yet: the first to go when the listener is full
 }
 
 connection::~connection() {
@@ -243,6 +255,7 @@ void connection::abort(const char* reply) noexcept {
 
 void connection::close_when_idle() noexcept {
     closing = true;
+    stop_idle();
     deadline = clock::time_point::min();
     watchdog_timer.cancel();
 }

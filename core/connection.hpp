@@ -37,10 +37,12 @@ struct connection {
 
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
-    /// Whether closing it now would cost its client nothing: between requests, with no
-    /// part of the next one received, and not already closing. Such a connection may be
-    /// closed to admit a new one at max_connections (nginx's "reusable connections").
-    bool reusable() const noexcept { return !busy && !partial && !closing && !abort_reply; }
+    /// Waiting for a new request from now on (between requests, no byte of the next one
+    /// received): joins the back of its route's idle list, whose front is closed to admit a
+    /// new client at max_connections (nginx's "reusable connections").
+    void wait_idle() noexcept;
+    /// Bytes arrived (or the connection is closing): leaves the idle list.
+    void stop_idle() noexcept { idle.unlink(); }
     /// Cancels the request running now: the client gets `reply` (nothing if it is empty)
     /// and the connection closes. `reply` must be a string literal.
     void abort(const char* reply) noexcept;
@@ -57,8 +59,7 @@ struct connection {
     std::chrono::steady_clock::time_point deadline;
     bool busy = false;     ///< handling a request or writing its reply
     bool writing = false;  ///< in async_write
-    bool partial = false;  ///< waiting for the rest of a request it has begun to send
-    bool closing = false;  ///< asked to close, or lingering after a refusal
+    bool closing = false;  ///< asked to close, or refused a request: starts no new one
     // Timeouts without a clock read per request (clock_gettime is a visible share of a
     // pipelined request's cost): each request and each write bumps a counter, and the
     // shard's sweeper measures how long it has seen the same one still running.
@@ -66,6 +67,7 @@ struct connection {
     std::uint64_t writes = 0;
     stall_watch request_stall;
     stall_watch write_stall;
+    idle_entry idle;                    ///< in via->idle while waiting for a new request
     plugin_ref* active = nullptr;       ///< the version running the current request, if any
     const char* abort_reply = nullptr;  ///< set by abort(): the watchdog ends the request
     std::list<connection*>::iterator registration;

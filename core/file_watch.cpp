@@ -73,7 +73,18 @@ void file_watch::rewatch() {
     // Collect what each folder is watched for first: inotify keeps one watch per inode,
     // so a folder that is both a file's folder and on another file's path gets one mask.
     std::map<std::filesystem::path, watched_folder> wanted;
+    // Each file by the path the config gives and, when symbolic links are on the way, by
+    // the path they lead to now: an edit at the real location is seen, and so is a link
+    // swapped anywhere (a release's `current` link, a Kubernetes ConfigMap's `..data`),
+    // since rewatching follows the new target.
+    std::vector<std::filesystem::path> paths;
     for (const auto& file : files_) {
+        paths.push_back(file);
+        std::error_code ec;
+        const auto real = std::filesystem::weakly_canonical(file, ec);
+        if (!ec && real != file) paths.push_back(real);
+    }
+    for (const auto& file : paths) {
         auto& own = wanted[file.parent_path()];
         own.path = file.parent_path();
         own.files.insert(file.filename());
@@ -116,6 +127,12 @@ void file_watch::read_events() {
                     std::memcpy(&e, buffer_.data() + at, sizeof e);
                     const std::string name = e.len ? buffer_.data() + at + sizeof e : "";
                     at += static_cast<ssize_t>(sizeof e + e.len);
+                    if (e.mask & IN_Q_OVERFLOW) {
+                        // Events were lost (the queue filled while a reload ran): assume
+                        // anything changed, path included.
+                        path_changed = true;
+                        continue;
+                    }
                     auto it = folders_.find(e.wd);
                     if (it == folders_.end()) continue;  // a watch removed by rewatch()
                     const auto& folder = it->second;

@@ -21,7 +21,8 @@ namespace plugd {
 /// Files are watched by path, not by inode: a release that swaps a folder (`mv plugins
 /// plugins.old && mv plugins.new plugins`) or a symbolic link on the way is noticed, and
 /// the watches follow the path to the new folder. For that, every folder from a file up to
-/// the root is watched for its one entry on the path.
+/// the root is watched for its one entry on the path, along the path as given and along
+/// the path its symbolic links lead to now.
 class file_watch {
   public:
     file_watch(boost::asio::io_context& io, std::chrono::milliseconds debounce,

@@ -2,6 +2,7 @@
 // hash of the whole file as it is with the section still unsealed.
 #include "plugin_seal.hpp"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -29,11 +30,29 @@ std::string unsealed() {
     return text;
 }
 
-// The hash of `image` with the seal section at `at` read as unsealed.
+// The hash of what the dynamic loader maps (every PT_LOAD segment's bytes from the file),
+// with the seal section at `at` read as unsealed and the ELF header's section-table fields
+// read as zero. Sections that are not loaded (symbols, debug information) and the section
+// table are left out: `strip` and install tools remove or move them without changing the
+// code, and a sealed plugin must survive that.
 std::uint64_t sealed_hash(std::string_view image, std::size_t at) {
-    std::uint64_t h = fnv1a(image.substr(0, at));
-    h = fnv1a(unsealed(), h);
-    return fnv1a(image.substr(at + PLUGD_SEAL_SIZE), h);
+    std::string loaded{image};
+    std::memcpy(loaded.data() + at, unsealed().data(), PLUGD_SEAL_SIZE);
+    Elf64_Ehdr header;
+    std::memcpy(&header, loaded.data(), sizeof header);
+    header.e_shoff = 0;
+    header.e_shnum = 0;
+    header.e_shstrndx = 0;
+    std::memcpy(loaded.data(), &header, sizeof header);
+    // elf_section() has checked that the program headers and segments lie in the file.
+    std::uint64_t h = fnv1a({});
+    for (std::uint64_t i = 0; i < header.e_phnum; ++i) {
+        Elf64_Phdr segment;
+        std::memcpy(&segment, loaded.data() + header.e_phoff + i * sizeof segment, sizeof segment);
+        if (segment.p_type != PT_LOAD) continue;
+        h = fnv1a(std::string_view{loaded}.substr(segment.p_offset, segment.p_filesz), h);
+    }
+    return h;
 }
 
 std::string seal_text(std::uint64_t hash) {
@@ -66,8 +85,10 @@ std::optional<std::string> seal_mismatch(std::string_view image) {
     if (found == unsealed()) return std::nullopt;
     if (found == seal_text(sealed_hash(image, *at))) return std::nullopt;
     return std::string{
-        "the file does not match its seal: it changed after it was built, or is pieces of "
-        "two builds (a file rewritten in place while plugd read it)"};
+        "the file does not match its seal: its code or data changed after it was built, or it "
+        "is pieces of two builds (a file rewritten in place while plugd read it). Deploy a "
+        "plugin by writing the new file under another name and renaming it over the old one; "
+        "if a tool patched it on purpose after the build, seal it again with plugd --seal FILE"};
 }
 
 std::string seal_plugin_file(const std::filesystem::path& file) {

@@ -1,5 +1,6 @@
-// plugin_seal: a checksum a plugin carries over its own bytes, so a file that is half one
-// build and half another (rewritten in place while plugd read it) is refused before dlopen.
+// plugin_seal: a checksum a plugin carries over its own loadable bytes, so a file that is
+// half one build and half another (rewritten in place while plugd read it) is refused
+// before dlopen, while a stripped one still loads.
 #pragma once
 
 #include <cstdint>

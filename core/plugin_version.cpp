@@ -141,11 +141,7 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
         throw plugin_error(where(spec_) + ": built for another plugd ABI (" + *diff +
                            "); rebuild the plugin against this plugd's SDK");
     }
-    if (auto why = seal_mismatch(image)) {
-        throw plugin_error(where(spec_) + ": refused: " + *why +
-                           "; deploy a plugin by writing the new file under another name and "
-                           "renaming it over the old one");
-    }
+    if (auto why = seal_mismatch(image)) throw plugin_error(where(spec_) + ": refused: " + *why);
 
     // glibc returns the already-loaded object when dlopen is given a path it has loaded,
     // so a new build at the same path would run the old code. Each version is loaded from

@@ -103,6 +103,9 @@ class server {
         : cfg_{std::move(cfg)}, options_{options} {}
 
     int run() {
+        // First of all: a second plugd given the same pid file stops here, before it loads
+        // or binds anything.
+        pid_file_.emplace(cfg_.pid_file);
         raise_descriptor_limit();
         threads_ =
             cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -110,9 +113,6 @@ class server {
             shards_.push_back(std::make_unique<shard>(
                 i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
         }
-        // First of all: a second plugd given the same pid file stops here, before it loads
-        // or binds anything.
-        pid_file_.emplace(cfg_.pid_file);
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         prepare_and_commit(server_config{}, cfg_);
         record(true, "started generation 1", unix_ms());

@@ -81,21 +81,11 @@ void shard::leave(std::list<connection*>::iterator registration) noexcept {
     connections_.erase(registration);
 }
 
-void shard::idle(std::list<connection*>::iterator registration) noexcept {
-    connections_.splice(connections_.end(), connections_, registration);
-}
-
 bool shard::reclaim_idle(route& r) {
-    // From the front: the longest idle first. Busy connections are few next to idle ones
-    // in a flood, so the walk is short; it only happens at the limit.
-    for (connection* c : connections_) {
-        if (c->via.get() == &r && c->reusable()) {
-            c->close_when_idle();
-            ++r.reclaimed;
-            return true;
-        }
-    }
-    return false;
+    if (r.idle.empty()) return false;
+    r.idle.front().self->close_when_idle();  // unlinks it
+    ++r.reclaimed;
+    return true;
 }
 
 void shard::report_connection_limits() {

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -39,6 +40,14 @@ struct plugin_ref {
 
 struct connection;
 
+/// How a connection waiting for its next request (no byte of it received) sits in its
+/// route's idle list: linking and unlinking are a few pointer writes, no allocation, and
+/// it unlinks itself when the connection is destroyed.
+struct idle_entry
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+    connection* self = nullptr;
+};
+
 /// A shard's part of one listener: its acceptor and the plugin it routes to. Connections
 /// hold it by shared_ptr, so it outlives a listener removed by a reload until its last
 /// connection has closed.
@@ -52,6 +61,9 @@ struct route {
     // At max_connections since the sweeper last reported (it logs at most every 5 s):
     std::size_t reclaimed = 0;  ///< idle connections closed to admit new ones
     std::size_t refused = 0;    ///< new connections closed because none was idle
+    /// This shard's connections of this listener that wait for a new request, longest idle
+    /// first: at max_connections the front one makes room for a new client in O(1).
+    boost::intrusive::list<idle_entry, boost::intrusive::constant_time_size<false>> idle;
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).
@@ -96,10 +108,6 @@ class shard {
     void request_done(plugin_ref& p) noexcept;
     std::list<connection*>::iterator enter(connection* c);
     void leave(std::list<connection*>::iterator registration) noexcept;
-    /// The connection is between requests from now on: it moves to the back of the
-    /// connection list, which so stays ordered from longest idle to most recently active
-    /// (a splice: no allocation, no clock read).
-    void idle(std::list<connection*>::iterator registration) noexcept;
 
   private:
     void retire(std::unique_ptr<plugin_ref> p);
@@ -107,8 +115,8 @@ class shard {
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
     asio::awaitable<void> sweep();
     void report_connection_limits();
-    /// At `r`'s connection limit: closes its longest-idle reusable connection to make room
-    /// for a new one. False when every connection is in the middle of a request.
+    /// At `r`'s connection limit: closes its longest-idle connection to make room for a
+    /// new one. False when none is waiting for a new request.
     bool reclaim_idle(route& r);
     void close_route(route& r);
 

@@ -48,7 +48,20 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
 
 // The pid to signal: the holder of the pid file's lock, once it is shown to serve
 // `config_file`. Prints why not and returns nullopt otherwise.
-std::optional<pid_t> find_server(const std::filesystem::path& config_file,
+// Whether `pid` is a live process running a binary named plugd (a server from before pid
+// files were locked). Only a hint for the message: nothing is signalled either way.
+bool is_unlocking_plugd(pid_t pid) {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    return !ec && exe.filename() == "plugd";
+}
+
+// Signals the process a pidfd names: unlike kill(), never a later process with its pid.
+bool send(int process, int signo) {
+    return ::syscall(SYS_pidfd_send_signal, process, signo, nullptr, 0) == 0;
+}
+
+std::optional<pid_t> find_server(std::string_view action, const std::filesystem::path& config_file,
                                  const std::filesystem::path& pid_file) {
     const auto state = inspect_pid_file(pid_file);
     const std::string via = " (the /pid_file of " + describe_config(config_file) + ")";
@@ -61,6 +74,15 @@ std::optional<pid_t> find_server(const std::filesystem::path& config_file,
                          "server keeps its pid file until it restarts\n";
             return std::nullopt;
         case pid_file_state::kind::stale:
+            if (state.written && is_unlocking_plugd(*state.written)) {
+                std::cerr << "plugd: " << pid_file.string() << via << " names pid "
+                          << *state.written
+                          << ", a plugd that holds no lock on it: one older than this "
+                             "command, which -s cannot check. Nothing was signalled; stop it "
+                             "with kill -TERM "
+                          << *state.written << " and start this plugd\n";
+                return std::nullopt;
+            }
             std::cerr << "plugd: " << pid_file.string() << via << " is stale: "
                       << (state.written ? "it names pid " + std::to_string(*state.written) + ", but "
                                         : std::string{})
@@ -75,8 +97,10 @@ std::optional<pid_t> find_server(const std::filesystem::path& config_file,
         std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
                   << ", but its status file " << reload_status_file(pid_file).string()
                   << " is missing, so which configuration it serves is unknown; nothing was "
-                     "signalled (kill -HUP "
-                  << state.holder << " reloads it without this check)\n";
+                     "signalled (kill "
+                  << (action == "reload" ? "-HUP " : "-TERM ") << state.holder
+                  << (action == "reload" ? " reloads" : " stops")
+                  << " it without this check)\n";
         return std::nullopt;
     }
     if (!same_file(status->config, config_file)) {
@@ -102,12 +126,12 @@ int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
         return 1;
     }
     const std::int64_t signalled = unix_ms();
-    if (::kill(pid, SIGHUP) != 0) {
+    if (!send(process, SIGHUP)) {
         std::cerr << "plugd: cannot signal pid " << pid << " (from " << pid_file.string()
                   << "): " << std::strerror(errno) << '\n';
         return 1;
     }
-    for (;;) {
+    for (bool exited = false;;) {
         auto now = read_reload_status(status_file);
         if (now && now->attempt > before && now->began_unix_ms >= signalled) {
             if (now->ok) {
@@ -118,20 +142,23 @@ int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
                       << ": " << now->message << '\n';
             return 1;
         }
-        // Either the answer arrives, or the server dies: a crash writes no answer.
-        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
-        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
-            std::cerr << "plugd: no answer from pid " << pid
-                      << " before the timeout; see its log\n";
-            return 1;
-        }
-        if (p[1].revents != 0) {
+        if (exited) {
             std::cerr << "plugd: pid " << pid
                       << " exited during the reload without reporting an outcome (did it "
                          "crash? see its log); nothing serves this configuration now: start "
                          "plugd again\n";
             return 1;
         }
+        // Either the answer arrives, or the server dies: a crash writes no answer. An exit
+        // is reported only after one more look at the status file (it may have answered,
+        // then stopped).
+        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
+        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
+            std::cerr << "plugd: no answer from pid " << pid
+                      << " before the timeout; see its log\n";
+            return 1;
+        }
+        exited = p[1].revents != 0;
         char events[4096];
         while (::read(watch.fd, events, sizeof events) > 0) {
         }
@@ -139,7 +166,7 @@ int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
 }
 
 int stop(pid_t pid, int process, clock::time_point deadline) {
-    if (::kill(pid, SIGTERM) != 0) {
+    if (!send(process, SIGTERM)) {
         std::cerr << "plugd: cannot signal pid " << pid << ": " << std::strerror(errno) << '\n';
         return 1;
     }
@@ -156,7 +183,7 @@ int stop(pid_t pid, int process, clock::time_point deadline) {
 
 int send_signal_command(std::string_view action, const std::filesystem::path& config_file,
                         const std::filesystem::path& pid_file, std::chrono::milliseconds timeout) {
-    const auto pid = find_server(config_file, pid_file);
+    const auto pid = find_server(action, config_file, pid_file);
     if (!pid) return 1;
     // A pidfd names this process and no later one with the same pid, and becomes readable
     // when it exits: no polling of kill(pid, 0).
@@ -167,7 +194,8 @@ int send_signal_command(std::string_view action, const std::filesystem::path& co
         return 1;
     }
     // The holder may have exited between the check and pidfd_open, and its pid been
-    // reused: only a pidfd taken while it still holds the file names the right process.
+    // reused: only a pidfd taken while it still holds the file names the right process,
+    // and signals go through that pidfd.
     const auto again = inspect_pid_file(pid_file);
     if (again.what != pid_file_state::kind::held || again.holder != *pid) {
         std::cerr << "plugd: pid " << *pid << " exited just now; nothing was signalled\n";

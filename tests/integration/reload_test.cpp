@@ -307,9 +307,11 @@ TEST_CASE("a listener removed by one reload can be added back on its port by the
     REQUIRE(client.read_line() == "v1:a");
     server.write_config(R"({ "log_requests": false })");
     server.reload_ok(3);
-    // The server closes the removed listener's idle connection first: its side lingers
-    // in TIME_WAIT, which must not keep the port from being bound again.
+    // The server closes the removed listener's idle connection first; once the client
+    // closes too, the server's side lingers in TIME_WAIT, which must not keep the port
+    // from being bound again.
     CHECK(client.read_to_eof() == "");
+    { line_client gone = std::move(client); }
     server.write_config(R"({ "log_requests": false })", "{}",
                         R"({ "name": "extra", "port": )" + std::to_string(port) +
                             R"(, "plugin": "p" })");
@@ -483,12 +485,13 @@ TEST_CASE("plugd --watch loads a plugin rewritten in place only once the whole n
         std::ifstream f{target, std::ios::binary};
         return std::string((std::istreambuf_iterator<char>(f)), {});
     };
-    const std::size_t piece = v2.size() / 4 + 1;
+    // First the headers and build id alone, then up to the middle, then the rest.
+    const std::vector<std::size_t> ends{4096, v2.size() / 2, v2.size()};
     std::size_t refused = 0;
-    for (std::size_t at = 0; at < v2.size(); at += piece) {
+    for (std::size_t i = 0, at = 0; i < ends.size(); at = ends[i++]) {
         const int fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
         REQUIRE(fd >= 0);
-        const std::size_t n = std::min(piece, v2.size() - at);
+        const std::size_t n = ends[i] - at;
         REQUIRE(::pwrite(fd, v2.data() + at, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n));
         if (at + n == v2.size()) REQUIRE(::ftruncate(fd, static_cast<off_t>(v2.size())) == 0);
         ::close(fd);

@@ -13,6 +13,7 @@
 
 #include <cxxabi.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -155,21 +156,32 @@ TEST_CASE("a sealed plugin is accepted, pieces of two builds are refused, an uns
     const std::string v2 = read_file(PLUGD_TEST_PLUGIN_DIR "/echo_v2.so");
     CHECK_FALSE(plugd::seal_mismatch(v1).has_value());
     CHECK_FALSE(plugd::seal_mismatch(v2).has_value());
-    // v2 written over v1 in place, stopped a third of the way: new head, old tail.
-    const std::size_t third = v2.size() / 3;
+    // v2 written over v1 in place, stopped after the first page (its headers and build id):
+    // the rest, code and data included, is still v1's.
     std::string spliced = v1;
-    spliced.resize(std::max(v1.size(), v2.size()));
-    spliced.replace(0, third, v2.substr(0, third));
+    spliced.replace(0, 4096, v2.substr(0, 4096));
     const auto why = plugd::seal_mismatch(spliced);
     REQUIRE(why.has_value());
     CHECK(why->find("does not match its seal") != std::string::npos);
-    // The same for the other way round, and for a single flipped byte.
+    // The other way round: the old first page, the new rest.
     std::string tail = v2;
-    tail.replace(0, third, v1.substr(0, third));
+    tail.replace(0, 4096, v1.substr(0, 4096));
     CHECK(plugd::seal_mismatch(tail).has_value());
+    // One flipped bit in the code.
+    const auto text = plugd::elf_section(v1, ".text");
+    REQUIRE(text.has_value());
     std::string flipped = v1;
-    flipped[flipped.size() / 2] ^= 1;
+    flipped[static_cast<std::size_t>(text->data() - v1.data()) + text->size() / 2] ^= 1;
     CHECK(plugd::seal_mismatch(flipped).has_value());
     // Without a seal (not built by plugd_add_plugin) there is nothing to compare.
     CHECK_FALSE(plugd::seal_mismatch(read_file(PLUGD_TEST_PLUGIN_DIR "/no_factory.so")).has_value());
+}
+
+TEST_CASE("a sealed plugin still matches its seal after strip removes its symbols") {
+    const std::string stripped = std::string{PLUGD_TEST_PLUGIN_DIR} + "/echo.stripped.so";
+    REQUIRE(std::system(("strip -o " + stripped + " " PLUGD_TEST_PLUGIN_DIR "/echo.so").c_str()) == 0);
+    const std::string image = read_file(stripped);
+    std::remove(stripped.c_str());
+    CHECK(image.size() < read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so").size());
+    CHECK_FALSE(plugd::seal_mismatch(image).has_value());
 }

@@ -22,7 +22,7 @@
 #define PLUGD_PLUGIN(type)                                                                  \
     extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))          \
     const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                             \
-    extern "C" __attribute__((visibility("hidden"), used, section(".plugd_seal")))          \
+    extern "C" __attribute__((visibility("hidden"), used, retain, section(".plugd_seal")))  \
     const char plugd_seal[PLUGD_SEAL_SIZE] = PLUGD_UNSEALED;                                \
     extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler( \
         ::plugd::context& ctx) {                                                            \
