@@ -267,9 +267,12 @@ server_config parse_document(const json& doc, const validator& v,
     cfg.source = source;
     v.object_at(doc, "");
     v.only_keys(doc, "",
-                {"threads", "plugin_dir", "pid_file", "user", "plugins", "listeners", "limits"});
+                {"threads", "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user",
+                 "plugins", "listeners", "limits"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
+    cfg.offload_threads = static_cast<unsigned>(v.integer_or(doc, "", "offload_threads", 0, 1024, 0));
+    cfg.offload_queue = v.integer_or(doc, "", "offload_queue", 1, 1'000'000, cfg.offload_queue);
     const json* dir = v.find(doc, "plugin_dir");
     cfg.plugin_dir = dir ? resolve(base, v.string(*dir, "/plugin_dir")) : bundled_plugin_dir;
     const json* pid = v.find(doc, "pid_file");
@@ -296,7 +299,7 @@ server_config parse_document(const json& doc, const validator& v,
                           "'_', '-' and '.', not starting with '.'");
         }
         v.object_at(spec, p);
-        v.only_keys(spec, p, {"file", "config"});
+        v.only_keys(spec, p, {"file", "config", "shared_bytes", "state_file"});
         plugin_spec plugin;
         plugin.name = name;
         plugin.dir = cfg.plugin_dir;
@@ -304,7 +307,24 @@ server_config parse_document(const json& doc, const validator& v,
                                   v.string(v.require(spec, p, "file"), child(p, "file")));
         const json* config = v.find(spec, "config");
         plugin.config = config ? v.object_at(*config, child(p, "config")) : json::object();
+        plugin.shared_bytes =
+            v.integer_or(spec, p, "shared_bytes", 4096, std::uint64_t{1} << 40, plugin.shared_bytes);
+        if (const json* state = v.find(spec, "state_file")) {
+            plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
+        }
         cfg.plugins.push_back(std::move(plugin));
+    }
+
+    for (std::size_t i = 0; i < cfg.plugins.size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+            const auto& a = cfg.plugins[i];
+            const auto& b = cfg.plugins[j];
+            if (!a.state_file.empty() && a.state_file == b.state_file) {
+                v.fail(child(child("/plugins", a.name), "state_file"),
+                       "\"" + a.state_file.string() + "\" is also the state_file of /plugins/" +
+                           b.name + "; each instance needs its own");
+            }
+        }
     }
 
     const json& listeners = v.require(doc, "", "listeners");

@@ -42,6 +42,8 @@ struct plugin_spec {
     std::filesystem::path file;  ///< resolved: inside plugin_dir
     std::filesystem::path dir;   ///< the plugin_dir it must stay inside
     nlohmann::json config;       ///< handed to the plugin as-is; an empty object if absent
+    std::size_t shared_bytes = std::size_t{64} << 20;  ///< budget of the instance's shared state
+    std::filesystem::path state_file;  ///< resolved; empty: shared state is not persisted
     friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
 };
 
@@ -59,6 +61,8 @@ struct listener_spec {
 struct server_config {
     std::filesystem::path source;  ///< the file it came from; empty for the built-in default
     unsigned threads = 0;          ///< 0: one per core
+    unsigned offload_threads = 0;  ///< threads for context::offload; 0: one per core
+    std::size_t offload_queue = 1024;  ///< offloaded jobs that may wait for a thread
     std::filesystem::path plugin_dir;
     std::filesystem::path pid_file;
     std::string user;  ///< empty: keep the user plugd was started as

@@ -10,10 +10,10 @@
 
 #include "config.hpp"
 #include "log.hpp"
-#include "plugin_seal.hpp"
-#include "plugin_version.hpp"
+#include "plugins/plugin_seal.hpp"
+#include "plugins/plugin_version.hpp"
 #include "server.hpp"
-#include "signal_command.hpp"
+#include "control/signal_command.hpp"
 
 #include <plugd/version.hpp>
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "line_framing.hpp"
+#include "framing/line_framing.hpp"
 
 namespace {
 

@@ -141,7 +141,7 @@ TEST_CASE("--version prints the version and the ABI fingerprint") {
     const auto r = run_plugd({"--version"});
     CHECK(r.status == 0);
     CHECK(contains(r.output, "plugd 0."));
-    CHECK(contains(r.output, "plugin ABI: sdk=1;compiler="));
+    CHECK(contains(r.output, "plugin ABI: sdk=1.1;compiler="));
     CHECK(contains(r.output, ";boost=108100;"));
 }
 
@@ -150,4 +150,17 @@ TEST_CASE("an unknown argument prints the usage and fails") {
     CHECK(r.status == 2);
     CHECK(contains(r.output, "unknown argument \"--frobnicate\""));
     CHECK(contains(r.output, "usage: plugd"));
+}
+
+TEST_CASE("a plugin built against an older SDK minor loads, one built against a newer is refused") {
+    temp_dir tmp;
+    auto r = check(tmp, one_listener_config(test_plugin_dir(), "echo_sdk_previous_minor"));
+    CHECK_MESSAGE(r.status == 0, r.output);
+    r = check(tmp, one_listener_config(test_plugin_dir(), "echo_sdk_next_minor"));
+    CHECK(r.status == 1);
+    // wrong_abi-style proof that nothing ran: the message comes from the file alone.
+    CHECK_MESSAGE(contains(r.output, "built for another plugd ABI (sdk: plugin 1.2, plugd 1.1: the "
+                                     "plugin needs SDK 1.2 facilities this plugd lacks; upgrade "
+                                     "plugd to one with SDK 1.2 or newer)"),
+                  r.output);
 }

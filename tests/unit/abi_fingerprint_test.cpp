@@ -19,9 +19,9 @@
 #include <memory>
 #include <set>
 
-#include "abi_fingerprint.hpp"
-#include "elf_section.hpp"
-#include "plugin_seal.hpp"
+#include "plugins/abi_fingerprint.hpp"
+#include "plugins/elf_section.hpp"
+#include "plugins/plugin_seal.hpp"
 
 namespace {
 
@@ -79,6 +79,18 @@ TEST_CASE("mismatches in several parts, missing and extra parts are all reported
     CHECK(*diff ==
           "compiler: plugin gcc-13.1, plugd gcc-12.2; cxx: plugin (none), plugd 202002; "
           "sdk: plugin 2, plugd 1; extra: plugin 1, plugd (none)");
+}
+
+TEST_CASE("an older SDK minor is compatible, a newer one is named, another major is not") {
+    const std::string rest = ";compiler=gcc-12.2;cxx=202002";
+    CHECK_FALSE(plugd::abi_mismatch("sdk=1.0" + rest, "sdk=1.1" + rest));
+    CHECK_FALSE(plugd::abi_mismatch("sdk=1" + rest, "sdk=1.1" + rest));  // from before minors
+    CHECK_FALSE(plugd::abi_mismatch("sdk=1.1" + rest, "sdk=1.1" + rest));
+    CHECK(plugd::abi_mismatch("sdk=1.2" + rest, "sdk=1.1" + rest) ==
+          "sdk: plugin 1.2, plugd 1.1: the plugin needs SDK 1.2 facilities this plugd lacks; "
+          "upgrade plugd to one with SDK 1.2 or newer");
+    CHECK(plugd::abi_mismatch("sdk=2.0" + rest, "sdk=1.1" + rest) == "sdk: plugin 2.0, plugd 1.1");
+    CHECK(plugd::abi_mismatch("sdk=x" + rest, "sdk=1.1" + rest) == "sdk: plugin x, plugd 1.1");
 }
 
 TEST_CASE("a file that is not an ELF shared library is refused with the reason") {

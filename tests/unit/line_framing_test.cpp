@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "line_framing.hpp"
+#include "framing/line_framing.hpp"
 
 namespace {
 

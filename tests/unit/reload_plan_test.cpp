@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "config.hpp"
-#include "plugin_version.hpp"
-#include "reload_plan.hpp"
+#include "plugins/plugin_version.hpp"
+#include "reload/reload_plan.hpp"
 
 namespace {
 

@@ -1,10 +1,20 @@
-// plugd::context: what the core offers a plugin instance (its config, a logger, timers).
+// plugd::context: what the core offers a plugin instance: its config, a logger, timers,
+// state that survives reloads, background tasks and offloaded blocking work.
 #pragma once
 
 #include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include <nlohmann/json.hpp>
+#include <plugd/shared_map.hpp>
 #include <plugd/task.hpp>
 
 namespace plugd {
@@ -12,13 +22,25 @@ namespace plugd {
 /// Severity of a log line.
 enum class log_level { debug, info, warn, error };
 
+/// Thrown by `context::offload` when the offload queue is full (`offload_queue` in
+/// server.json). Let it propagate: the client gets `ERR busy` instead of `ERR internal
+/// error`, and the log says which plugin.
+class busy : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
 /// The services the core gives one plugin instance. Implemented in the core: a plugin only
 /// calls it. Every asynchronous facility lives here (not in the plugin) because an Asio I/O
-/// object created by plugin code registers plugin code into the core's event loop, which
-/// crashes the server once the plugin is unloaded.
+/// object or a thread created by plugin code can outlive the plugin's library, and the
+/// server crashes when it runs code that was unloaded. The core keeps a version loaded
+/// while anything started through its context still runs (requests, tasks, offloaded jobs).
 ///
-/// Lifetime: outlives the handler constructed from it; keep a reference, not a copy.
-/// Thread-safety: every member may be called concurrently from any worker thread.
+/// Lifetime: one per loaded version; outlives the handler constructed from it; keep a
+/// reference, not a copy. Thread-safety: every member may be called concurrently from any
+/// thread.
+///
+/// Growth: members are only ever appended (see `version.hpp`); each says since when.
 class context {
   public:
     /// This instance's `config` object from server.json (`/plugins/<name>/config`); an empty
@@ -32,14 +54,81 @@ class context {
     /// Writes one line to the server log, prefixed with the instance name. Does not throw.
     virtual void log(log_level level, std::string_view message) const noexcept = 0;
 
-    /// Suspends the calling coroutine for `duration` without holding a thread. Call it only
-    /// from within `handler::handle` (it runs on the worker thread of that connection).
-    /// Throws `boost::system::system_error` (operation_aborted) when the request is
-    /// cancelled, e.g. by a timeout or a reload drain that ran out of time: let it propagate.
+    /// Suspends the calling coroutine for `duration` without holding a thread. Call it from
+    /// `handle` or a background task; it resumes on the same worker thread. Throws
+    /// `boost::system::system_error` (operation_aborted) when the request or task is
+    /// cancelled (a timeout, a reload drain that ran out of time, a task's version being
+    /// replaced): let it propagate.
     virtual task<void> sleep_for(std::chrono::milliseconds duration) const = 0;
+
+    // ---- since SDK 1.1 ----
+
+    /// This instance's state that survives reloads: see `shared_map`. The same object for
+    /// every version of the instance; usable from the constructor on.
+    virtual shared_map& shared() const noexcept = 0;
+
+    /// Runs `work` in the background on a worker thread until it returns or this version
+    /// is replaced or the server stops: then its pending `sleep_for` (or other context
+    /// call) throws operation_aborted; let it propagate. `name` identifies it in the log
+    /// (its failure, or its refusal to stop when the drain timeout ends). Call it from
+    /// `start()` or `handle()` (not the constructor: throws std::logic_error). A task
+    /// spawned from `handle()` runs on that request's worker thread and outlives the
+    /// request. The core awaits every task before it calls this version's `stop()`.
+    /// @warning `work` must not capture the `request` or the `reply`: they die with the
+    /// request.
+    virtual void spawn(task<void> work, std::string_view name) const = 0;
+
+    /// Calls `work` every `interval` (the first call one interval from now), in the
+    /// background, as `spawn` does: one call at a time, the next interval counted from the
+    /// end of the previous call. An exception from `work` is logged with `name` and the
+    /// schedule goes on; cancellation ends it.
+    virtual void every(std::chrono::milliseconds interval, std::function<task<void>()> work,
+                       std::string_view name) const = 0;
+
+    /// Runs `job` (blocking work: a database call, a file read, a computation) on one of
+    /// the core's offload threads (`offload_threads` in server.json) and resumes the caller
+    /// on its own worker thread with the result, or rethrows the exception `job` threw.
+    /// The worker thread serves other clients meanwhile. Throws `plugd::busy` when
+    /// `offload_queue` jobs are already waiting. A cancelled caller (timeout, drain) stops
+    /// waiting at once and gets operation_aborted; `job` itself runs to completion, its
+    /// result is dropped, and the version stays loaded until it has returned.
+    /// Call it from `handle` or a background task.
+    /// @warning `job` runs on another thread, possibly after the request has ended: capture
+    /// by value, never the `request`, the `reply` or other references into the request.
+    template <typename F>
+    task<std::invoke_result_t<F&>> offload(F job) const;
 
   protected:
     ~context() = default;
+
+    /// What `offload` calls: runs `job` (which never throws) on an offload thread.
+    virtual task<void> run_offloaded(std::function<void()> job) const = 0;
 };
+
+template <typename F>
+task<std::invoke_result_t<F&>> context::offload(F job) const {
+    using result = std::invoke_result_t<F&>;
+    // Shared with the job: a caller that stops waiting must not leave it writing into
+    // the caller's destroyed coroutine frame.
+    struct outcome {
+        std::conditional_t<std::is_void_v<result>, bool, std::optional<result>> value{};
+        std::exception_ptr error;
+    };
+    auto state = std::make_shared<outcome>();
+    auto shared_job = std::make_shared<F>(std::move(job));  // std::function needs a copyable target
+    co_await run_offloaded([state, shared_job] {
+        try {
+            if constexpr (std::is_void_v<result>) {
+                (*shared_job)();
+            } else {
+                state->value.emplace((*shared_job)());
+            }
+        } catch (...) {
+            state->error = std::current_exception();
+        }
+    });
+    if (state->error) std::rethrow_exception(state->error);
+    if constexpr (!std::is_void_v<result>) co_return std::move(*state->value);
+}
 
 }  // namespace plugd

@@ -5,6 +5,7 @@
 #include <plugd/handler.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
+#include <plugd/shared_map.hpp>
 #include <plugd/task.hpp>
 #include <plugd/version.hpp>
 

@@ -4,10 +4,31 @@
 #include <boost/version.hpp>
 #include <nlohmann/json.hpp>
 
-/// SDK version. The major number changes whenever a plugin built against an older SDK
-/// could misbehave in a newer core (any change to a virtual interface in this folder).
+/// SDK version, `major.minor`. How the SDK grows without making anyone rebuild (the
+/// idea of redismodule.h's API versions and Envoy's ABI version, in C++ terms):
+///
+/// - **minor**: a facility is added. New virtual functions are only ever *appended* at the
+///   end of `plugd::context` (and of the interfaces it returns, such as `shared_map`),
+///   whose implementations live in the core alone: the slots an older plugin calls keep
+///   their places, so a plugin built against `1.0` loads and runs in a `1.1` core. A
+///   plugin built against a newer minor than the core could call a slot the core does
+///   not have; the core refuses it before loading it, naming the version it needs.
+/// - **major**: anything else in a virtual interface changes (a slot removed, reordered
+///   or changed, anything in `plugd::handler`, whose implementations live in plugins),
+///   or a type crossing the boundary changes layout. The core refuses plugins of another
+///   major.
+///
+/// History: 1.0 config, log, sleep_for. 1.1 shared (state across reloads), spawn and
+/// every (background tasks), offload (blocking work on core threads).
 #define PLUGD_SDK_VERSION_MAJOR 1
-#define PLUGD_SDK_VERSION_MINOR 0
+#define PLUGD_SDK_VERSION_MINOR 1
+
+// Test builds fake an older or newer minor to check the rule above; nothing else may.
+#ifdef PLUGD_FAKE_SDK_MINOR_FOR_TESTS
+#define PLUGD_ABI_SDK_MINOR PLUGD_FAKE_SDK_MINOR_FOR_TESTS
+#else
+#define PLUGD_ABI_SDK_MINOR PLUGD_SDK_VERSION_MINOR
+#endif
 
 #define PLUGD_STRINGIFY_IMPL(x) #x
 #define PLUGD_STRINGIFY(x) PLUGD_STRINGIFY_IMPL(x)
@@ -34,16 +55,18 @@
 /// The ABI fingerprint: every part that must match between a plugin and the core for the
 /// virtual interfaces, std::string, nlohmann::json and Boost.Asio awaitables to be shared.
 /// Format: `key=value` pairs separated by `;`. The core compares it part by part and names
-/// the part that differs. It is stored in the plugin's `.plugd_abi` ELF section so the core
-/// can read it from the file before loading the library.
-#define PLUGD_ABI_FINGERPRINT \
-    "sdk=" PLUGD_STRINGIFY(PLUGD_SDK_VERSION_MAJOR) ";compiler=" PLUGD_ABI_COMPILER          \
+/// the part that differs; `sdk` (`major.minor`) matches when the majors are equal and the
+/// plugin's minor is not above the core's. It is stored in the plugin's `.plugd_abi` ELF
+/// section so the core can read it from the file before loading the library.
+#define PLUGD_ABI_FINGERPRINT                                                            \
+    "sdk=" PLUGD_STRINGIFY(PLUGD_SDK_VERSION_MAJOR) "." PLUGD_STRINGIFY(                  \
+        PLUGD_ABI_SDK_MINOR) ";compiler=" PLUGD_ABI_COMPILER                                \
         ";boost=" PLUGD_STRINGIFY(BOOST_VERSION) ";stdlib=" PLUGD_ABI_STDLIB                 \
         ";json=" PLUGD_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." PLUGD_STRINGIFY(         \
             NLOHMANN_JSON_VERSION_MINOR) ";cxx=" PLUGD_STRINGIFY(__cplusplus)
 
 /// The `.plugd_seal` section every plugin reserves (see PLUGD_PLUGIN): unsealed as built;
-/// `plugd --seal`, which plugd_add_plugin() runs after linking, writes a hash of the whole
-/// file into it. The core refuses a sealed file whose bytes no longer match it.
+/// `plugd --seal`, which plugd_add_plugin() runs after linking, writes a hash of what the
+/// loader maps into it. The core refuses a sealed file whose code or data no longer match.
 #define PLUGD_SEAL_SIZE 32
 #define PLUGD_UNSEALED "plugd-seal:unsealed"

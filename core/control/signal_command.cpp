@@ -1,0 +1,209 @@
+// `plugd -s`: unlike nginx's fire-and-forget signal, checks whom it signals, then waits for
+// the outcome and prints it.
+#include "control/signal_command.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "control/pid_file.hpp"
+#include "control/reload_status.hpp"
+
+namespace plugd {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+int remaining_ms(clock::time_point deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    return left < 0 ? 0 : static_cast<int>(left);
+}
+
+// Closes a descriptor at scope exit.
+struct fd_guard {
+    int fd;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+std::string describe_config(const std::filesystem::path& config) {
+    return config.empty() ? std::string{"the built-in default configuration"} : config.string();
+}
+
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+    if (a.empty() || b.empty()) return a.empty() && b.empty();
+    std::error_code ec;
+    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
+}
+
+// The pid to signal: the holder of the pid file's lock, once it is shown to serve
+// `config_file`. Prints why not and returns nullopt otherwise.
+// Whether `pid` is a live process running a binary named plugd (a server from before pid
+// files were locked). Only a hint for the message: nothing is signalled either way.
+bool is_unlocking_plugd(pid_t pid) {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    return !ec && exe.filename() == "plugd";
+}
+
+// Signals the process a pidfd names: unlike kill(), never a later process with its pid.
+bool send(int process, int signo) {
+    return ::syscall(SYS_pidfd_send_signal, process, signo, nullptr, 0) == 0;
+}
+
+std::optional<pid_t> find_server(std::string_view action, const std::filesystem::path& config_file,
+                                 const std::filesystem::path& pid_file) {
+    const auto state = inspect_pid_file(pid_file);
+    const std::string via = " (the /pid_file of " + describe_config(config_file) + ")";
+    switch (state.what) {
+        case pid_file_state::kind::missing:
+            std::cerr << "plugd: no running plugd found: " << pid_file.string()
+                      << " does not exist" << via
+                      << ". Is plugd running with this configuration? If /pid_file was "
+                         "changed since it started, put the old value back: the running "
+                         "server keeps its pid file until it restarts\n";
+            return std::nullopt;
+        case pid_file_state::kind::stale:
+            if (state.written && is_unlocking_plugd(*state.written)) {
+                std::cerr << "plugd: " << pid_file.string() << via << " names pid "
+                          << *state.written
+                          << ", a plugd that holds no lock on it: one older than this "
+                             "command, which -s cannot check. Nothing was signalled; stop it "
+                             "with kill -TERM "
+                          << *state.written << " and start this plugd\n";
+                return std::nullopt;
+            }
+            std::cerr << "plugd: " << pid_file.string() << via << " is stale: "
+                      << (state.written ? "it names pid " + std::to_string(*state.written) + ", but "
+                                        : std::string{})
+                      << "no running plugd holds it (one that was killed leaves it behind); "
+                         "nothing was signalled. Start plugd; it takes the file over\n";
+            return std::nullopt;
+        case pid_file_state::kind::held:
+            break;
+    }
+    const auto status = read_reload_status(reload_status_file(pid_file));
+    if (!status) {
+        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
+                  << ", but its status file " << reload_status_file(pid_file).string()
+                  << " is missing, so which configuration it serves is unknown; nothing was "
+                     "signalled (kill "
+                  << (action == "reload" ? "-HUP " : "-TERM ") << state.holder
+                  << (action == "reload" ? " reloads" : " stops")
+                  << " it without this check)\n";
+        return std::nullopt;
+    }
+    if (!same_file(status->config, config_file)) {
+        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
+                  << " but serves " << describe_config(status->config) << ", not "
+                  << describe_config(config_file)
+                  << "; nothing was signalled. Give each configuration its own /pid_file\n";
+        return std::nullopt;
+    }
+    return state.holder;
+}
+
+int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
+           clock::time_point deadline) {
+    const auto status_file = reload_status_file(pid_file);
+    const auto before = read_reload_status(status_file).value_or(reload_status{}).attempt;
+    // Watch the folder before signalling, so the server's answer cannot slip past us.
+    fd_guard watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
+    if (watch.fd < 0 || ::inotify_add_watch(watch.fd, status_file.parent_path().c_str(),
+                                            IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+        std::cerr << "plugd: cannot watch " << status_file.parent_path() << ": "
+                  << std::strerror(errno) << '\n';
+        return 1;
+    }
+    const std::int64_t signalled = unix_ms();
+    if (!send(process, SIGHUP)) {
+        std::cerr << "plugd: cannot signal pid " << pid << " (from " << pid_file.string()
+                  << "): " << std::strerror(errno) << '\n';
+        return 1;
+    }
+    for (bool exited = false;;) {
+        auto now = read_reload_status(status_file);
+        if (now && now->attempt > before && now->began_unix_ms >= signalled) {
+            if (now->ok) {
+                std::cout << "plugd: " << now->message << '\n';
+                return 0;
+            }
+            std::cerr << "plugd: reload failed, still serving generation " << now->generation
+                      << ": " << now->message << '\n';
+            return 1;
+        }
+        if (exited) {
+            std::cerr << "plugd: pid " << pid
+                      << " exited during the reload without reporting an outcome (did it "
+                         "crash? see its log); nothing serves this configuration now: start "
+                         "plugd again\n";
+            return 1;
+        }
+        // Either the answer arrives, or the server dies: a crash writes no answer. An exit
+        // is reported only after one more look at the status file (it may have answered,
+        // then stopped).
+        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
+        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
+            std::cerr << "plugd: no answer from pid " << pid
+                      << " before the timeout; see its log\n";
+            return 1;
+        }
+        exited = p[1].revents != 0;
+        char events[4096];
+        while (::read(watch.fd, events, sizeof events) > 0) {
+        }
+    }
+}
+
+int stop(pid_t pid, int process, clock::time_point deadline) {
+    if (!send(process, SIGTERM)) {
+        std::cerr << "plugd: cannot signal pid " << pid << ": " << std::strerror(errno) << '\n';
+        return 1;
+    }
+    pollfd p{process, POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
+        std::cerr << "plugd: pid " << pid << " is still draining after the timeout\n";
+        return 1;
+    }
+    std::cout << "plugd: stopped (pid " << pid << ")\n";
+    return 0;
+}
+
+}  // namespace
+
+int send_signal_command(std::string_view action, const std::filesystem::path& config_file,
+                        const std::filesystem::path& pid_file, std::chrono::milliseconds timeout) {
+    const auto pid = find_server(action, config_file, pid_file);
+    if (!pid) return 1;
+    // A pidfd names this process and no later one with the same pid, and becomes readable
+    // when it exits: no polling of kill(pid, 0).
+    fd_guard process{static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0))};
+    if (process.fd < 0) {
+        std::cerr << "plugd: cannot reach pid " << *pid << " (holding " << pid_file.string()
+                  << "): " << std::strerror(errno) << '\n';
+        return 1;
+    }
+    // The holder may have exited between the check and pidfd_open, and its pid been
+    // reused: only a pidfd taken while it still holds the file names the right process,
+    // and signals go through that pidfd.
+    const auto again = inspect_pid_file(pid_file);
+    if (again.what != pid_file_state::kind::held || again.holder != *pid) {
+        std::cerr << "plugd: pid " << *pid << " exited just now; nothing was signalled\n";
+        return 1;
+    }
+    const auto deadline = clock::now() + timeout;
+    return action == "reload" ? reload(*pid, process.fd, pid_file, deadline)
+                              : stop(*pid, process.fd, deadline);
+}
+
+}  // namespace plugd

@@ -1,0 +1,25 @@
+// host: worker executors for tasks, and the process-wide facilities' state.
+#include "host/host.hpp"
+
+namespace plugd {
+namespace {
+
+// The event loop the calling thread runs, if it is a worker thread.
+thread_local boost::asio::io_context* this_worker = nullptr;
+
+}  // namespace
+
+host::host(const settings& s, std::function<void()> lease_released)
+    : lease_released_{std::move(lease_released)}, offload_{s.offload_threads, s.offload_queue} {}
+
+void host::enter_worker(boost::asio::io_context& io) noexcept {
+    this_worker = &io;
+}
+
+boost::asio::any_io_executor host::task_executor() {
+    if (this_worker) return this_worker->get_executor();
+    const unsigned i = next_worker_.fetch_add(1, std::memory_order_relaxed);
+    return workers_[i % workers_.size()]->get_executor();
+}
+
+}  // namespace plugd

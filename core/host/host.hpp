@@ -1,0 +1,61 @@
+// host: the facilities the core offers plugins, one set for the whole process.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "host/offload_pool.hpp"
+#include "host/shared_state.hpp"
+
+namespace plugd {
+
+/// Owned by the server, handed by the loader to every plugin version's context. Each
+/// facility has its own file in core/host/; what a facility needs per version (its tasks,
+/// its lease) lives in the version, what outlives versions (the offload threads, the
+/// state of each instance) lives here. Adding a facility: a file here, a member here if it
+/// has process-wide state, a virtual appended to plugd::context (SDK minor + 1), and its
+/// implementation in plugins/plugin_context.cpp.
+class host {
+  public:
+    struct settings {
+        unsigned offload_threads = 1;
+        std::size_t offload_queue = 1024;
+    };
+
+    /// `lease_released` runs, on any thread, whenever work of a version ends outside the
+    /// request path (an offloaded job, a task): the server then looks for versions to unload.
+    host(const settings& s, std::function<void()> lease_released);
+
+    offload_pool& offload() noexcept { return offload_; }
+    /// Control thread only.
+    shared_state& state() noexcept { return state_; }
+    const std::function<void()>& lease_released() const noexcept { return lease_released_; }
+
+    /// The worker threads' event loops, for tasks started off them (from start(), on the
+    /// control thread). Set once, before any plugin starts.
+    void set_workers(std::vector<boost::asio::io_context*> workers) { workers_ = std::move(workers); }
+    /// Where a task started now runs: the calling worker thread's event loop when called on
+    /// one (a task from a handler stays with its connection's thread), otherwise the next
+    /// worker in turn.
+    boost::asio::any_io_executor task_executor();
+    /// Worker threads call this once when they start, so task_executor() knows them.
+    static void enter_worker(boost::asio::io_context& io) noexcept;
+
+    /// Shutdown, after the workers have stopped: drops queued jobs, waits for running ones
+    /// until `deadline`. False when one was still running then.
+    bool stop(std::chrono::steady_clock::time_point deadline) { return offload_.stop(deadline); }
+
+  private:
+    std::function<void()> lease_released_;
+    offload_pool offload_;
+    shared_state state_;
+    std::vector<boost::asio::io_context*> workers_;
+    std::atomic<unsigned> next_worker_{0};  // off the request path: tasks are started rarely
+};
+
+}  // namespace plugd

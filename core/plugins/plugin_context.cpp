@@ -1,0 +1,68 @@
+// plugin_context: the SDK's context, each call handed to its facility in core/host/.
+#include "plugins/plugin_context.hpp"
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "host/host.hpp"
+#include "host/offload.hpp"
+#include "host/timers.hpp"
+#include "log.hpp"
+#include "plugins/plugin_version.hpp"
+
+namespace plugd {
+namespace {
+
+// The body of context::every: core code, so the timer between calls is the core's.
+task<void> repeat(std::chrono::milliseconds interval, std::function<task<void>()> work,
+                  std::string owner, std::string name) {
+    for (;;) {
+        co_await plugd::sleep_for(interval);  // cancellation ends the schedule here
+        try {
+            co_await work();
+        } catch (const boost::system::system_error& e) {
+            if (e.code() == boost::asio::error::operation_aborted) throw;
+            log::error(owner + ": periodic task " + name + " failed: " + e.what());
+        } catch (const std::exception& e) {
+            log::error(owner + ": periodic task " + name + " failed: " + e.what());
+        }
+    }
+}
+
+}  // namespace
+
+void plugin_context::log(log_level level, std::string_view message) const noexcept {
+    try {
+        log::write(level, "plugin " + name_ + ": " + std::string{message});
+    } catch (...) {
+        // Out of memory while building the line: dropping it is the only safe choice.
+    }
+}
+
+task<void> plugin_context::sleep_for(std::chrono::milliseconds duration) const {
+    return plugd::sleep_for(duration);
+}
+
+shared_map& plugin_context::shared() const noexcept {
+    return owner_.shared_state();
+}
+
+void plugin_context::spawn(task<void> work, std::string_view name) const {
+    owner_.tasks().spawn(owner_.host_of().task_executor(), std::move(work), std::string{name},
+                         owner_.lease("spawn"));
+}
+
+void plugin_context::every(std::chrono::milliseconds interval, std::function<task<void>()> work,
+                           std::string_view name) const {
+    if (interval.count() <= 0) {
+        throw std::invalid_argument("every(): the interval must be above zero");
+    }
+    spawn(repeat(interval, std::move(work), owner_.describe(), std::string{name}), name);
+}
+
+task<void> plugin_context::run_offloaded(std::function<void()> job) const {
+    return plugd::run_offloaded(owner_.host_of().offload(), std::move(job), owner_.lease("offload"),
+                                name_);
+}
+
+}  // namespace plugd

@@ -1,0 +1,276 @@
+// plugin_version: loading a plugin safely (fingerprint first, private copy) and unloading it.
+#include "plugins/plugin_version.hpp"
+
+#define BOOST_DLL_USE_STD_FS 1
+#include <boost/dll/library_info.hpp>
+#include <boost/dll/shared_library.hpp>
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <plugd/handler.hpp>
+
+#include "plugins/abi_fingerprint.hpp"
+#include "plugins/elf_section.hpp"
+#include "host/host.hpp"
+#include "host/shared_state.hpp"
+#include "log.hpp"
+#include "plugins/plugin_context.hpp"
+#include "plugins/plugin_seal.hpp"
+
+namespace plugd {
+namespace {
+
+constexpr const char* factory_symbol = "plugd_make_handler";
+constexpr const char* fingerprint_section = ".plugd_abi";
+
+std::string where(const plugin_spec& spec) {
+    return "plugin \"" + spec.name + "\" (" + spec.file.string() + ")";
+}
+
+// Anyone who can write a plugin file, or the folder it is in, can run code inside plugd.
+// Like sshd's StrictModes for keys, refuse such files instead of trusting them, and refuse
+// a symbolic link that leads out of plugin_dir.
+void check_trust(const plugin_spec& spec) {
+    std::error_code ec;
+    const auto dir = std::filesystem::canonical(spec.dir, ec);
+    if (ec) {
+        throw plugin_error(where(spec) + ": plugin_dir " + spec.dir.string() +
+                           " is not usable: " + ec.message() + "; check /plugin_dir");
+    }
+    const auto file = std::filesystem::canonical(spec.file, ec);
+    if (ec) return;  // missing: read_file says so, with the advice that fits
+    const auto inside = file.lexically_relative(dir);
+    if (inside.empty() || *inside.begin() == "..") {
+        throw plugin_error(where(spec) + ": resolves to " + file.string() +
+                           ", outside plugin_dir " + dir.string() +
+                           "; plugins load only from plugin_dir: copy the file there");
+    }
+    for (const auto& path : {file, file.parent_path()}) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) continue;
+        // Group write is fine for a user-private group (the owner's own primary group, the
+        // Debian default with umask 002): nobody else is in it.
+        const passwd* owner = ::getpwuid(st.st_uid);
+        const bool private_group = owner && owner->pw_gid == st.st_gid;
+        if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && !private_group)) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+            throw plugin_error(where(spec) + ": refused: " + path.string() +
+                               " is writable by other users (mode " + mode +
+                               "), who could make plugd run their code; fix it with: chmod go-w " +
+                               path.string());
+        }
+        if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+            throw plugin_error(
+                where(spec) + ": refused: " + path.string() + " belongs to uid " +
+                std::to_string(st.st_uid) +
+                ", neither root nor the user plugd runs as; chown it to one of them");
+        }
+    }
+}
+
+std::string read_file(const plugin_spec& spec) {
+    std::ifstream in{spec.file, std::ios::binary};
+    if (!in) {
+        throw plugin_error(where(spec) + ": cannot read the file: " + std::strerror(errno) +
+                           "; check /plugins/" + spec.name + "/file and /plugin_dir");
+    }
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return std::move(bytes).str();
+}
+
+std::uint64_t hash_of(std::string_view bytes) noexcept {
+    return fnv1a(bytes);  // stable across runs and builds
+}
+
+// Whether /proc/self/maps still lists the (unlinked) private copy.
+bool is_mapped(const std::filesystem::path& copy) {
+    std::ifstream maps{"/proc/self/maps"};
+    const std::string name = copy.string();
+    for (std::string line; std::getline(maps, line);) {
+        if (line.find(name) != std::string::npos) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+struct plugin_version::library {
+    boost::dll::shared_library dll;
+};
+
+std::uint64_t plugin_file_hash(const plugin_spec& spec) {
+    return hash_of(read_file(spec));
+}
+
+plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
+                               std::uint64_t generation, host& facilities)
+    : spec_{std::move(spec)},
+      generation_{generation},
+      host_{facilities},
+      tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)} {
+    check_trust(spec_);
+    const std::string image = read_file(spec_);
+    content_hash_ = hash_of(image);
+
+    // The fingerprint is checked on the bytes we are about to load, before dlopen: a
+    // plugin built against another SDK, compiler or Boost never gets to run a constructor.
+    std::optional<std::string_view> fingerprint;
+    try {
+        fingerprint = elf_section(image, fingerprint_section);
+    } catch (const not_a_shared_library& e) {
+        throw plugin_error(where(spec_) + ": not a shared library: " + e.what() + "; /plugins/" +
+                           spec_.name +
+                           "/file must name a plugin built with "
+                           "plugd_add_plugin()");
+    }
+    if (!fingerprint) {
+        throw plugin_error(where(spec_) +
+                           ": not a plugd plugin (it has no .plugd_abi section); export the "
+                           "handler with PLUGD_PLUGIN(type) and build it with plugd_add_plugin()");
+    }
+    std::string_view found = *fingerprint;
+    while (!found.empty() && found.back() == '\0') found.remove_suffix(1);
+    if (auto diff = abi_mismatch(found, core_abi_fingerprint())) {
+        throw plugin_error(where(spec_) + ": built for another plugd ABI (" + *diff +
+                           "); rebuild the plugin against this plugd's SDK");
+    }
+    if (auto why = seal_mismatch(image)) throw plugin_error(where(spec_) + ": refused: " + *why);
+
+    // glibc returns the already-loaded object when dlopen is given a path it has loaded,
+    // so a new build at the same path would run the old code. Each version is loaded from
+    // its own private copy instead; the copy is unlinked once mapped.
+    // Named per load, not per generation: a failed reload's copy may still be mapped (a
+    // library that cannot unload), and dlopen must never be handed a name it knows.
+    static std::atomic<std::uint64_t> loads{0};
+    private_copy_ = private_dir / (spec_.name + "." + std::to_string(generation_) + "." +
+                                   std::to_string(++loads) + ".so");
+    const auto& copy = private_copy_;
+    {
+        std::ofstream out{copy, std::ios::binary | std::ios::trunc};
+        out.write(image.data(), static_cast<std::streamsize>(image.size()));
+        if (!out.flush()) {
+            throw plugin_error(where(spec_) + ": cannot write the private copy " + copy.string() +
+                               ": " + std::strerror(errno));
+        }
+    }
+    struct unlink_copy {
+        const std::filesystem::path& p;
+        ~unlink_copy() {
+            std::error_code ignored;
+            std::filesystem::remove(p, ignored);
+        }
+    } cleanup{copy};
+
+    try {
+        boost::dll::library_info info{copy};
+        const auto symbols = info.symbols();
+        if (std::find(symbols.begin(), symbols.end(), factory_symbol) == symbols.end()) {
+            throw plugin_error(where(spec_) + ": does not export " + factory_symbol +
+                               "; add PLUGD_PLUGIN(your_handler_type) to one source file");
+        }
+    } catch (const plugin_error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": cannot read its symbol table: " + e.what());
+    }
+
+    library_ = std::make_unique<library>();
+    try {
+        library_->dll.load(copy,
+                           boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        const std::string why = e.what();
+        const bool noexec = why.find("failed to map segment") != std::string::npos;
+        throw plugin_error(where(spec_) + ": cannot load: " + why +
+                           (noexec ? "; plugd loads private copies from " + private_dir.string() +
+                                         ", which seems mounted noexec: set TMPDIR to a folder "
+                                         "where libraries may be mapped"
+                                   : "; a missing symbol usually means a library the plugin "
+                                     "needs is not linked or installed"));
+    }
+
+    try {
+        state_ = host_.state().map_for(spec_.name, spec_.shared_bytes, spec_.state_file);
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": its shared state cannot be loaded: " + e.what());
+    }
+    context_ = std::make_unique<plugin_context>(spec_.name, spec_.config, *this);
+    auto& make = library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol);
+    try {
+        handler_.reset(make(*context_));
+    } catch (const std::invalid_argument& e) {
+        throw plugin_error(where(spec_) + ": refused its config (/plugins/" + spec_.name +
+                           "/config): " + e.what());
+    } catch (const nlohmann::json::exception& e) {
+        // ctx.config().value("key", default) with a value of another type, and the like.
+        throw plugin_error(where(spec_) + ": refused its config (/plugins/" + spec_.name +
+                           "/config): " + e.what());
+    } catch (const std::exception& e) {
+        // Not the config's fault, as far as the plugin says: a database that cannot be
+        // opened, a file that is missing.
+        throw plugin_error(where(spec_) + ": its constructor failed: " + e.what());
+    } catch (...) {
+        throw plugin_error(where(spec_) + ": its constructor threw a non-standard exception");
+    }
+}
+
+plugin_version::~plugin_version() {
+    stop();
+    handler_.reset();  // plugin code: must run before the library goes away
+    context_.reset();
+    if (!library_) return;
+    library_.reset();
+    // glibc keeps a library mapped when it has STB_GNU_UNIQUE symbols or registered
+    // thread_local destructors. Nothing crashes, but every reload would leak a copy.
+    if (is_mapped(private_copy_)) {
+        log::warn(where(spec_) + " generation " + std::to_string(generation_) +
+                  ": still mapped after unloading. Build it with plugd_add_plugin() (which "
+                  "adds -fno-gnu-unique) and remove thread_local objects with destructors; "
+                  "until then each reload of it leaks one copy");
+    }
+}
+
+version_lease plugin_version::lease(const char* use) {
+    std::shared_ptr<plugin_version> self = weak_from_this().lock();
+    if (!self) {
+        throw std::logic_error(std::string{use} +
+                               "() cannot be called from the plugin's constructor; call it "
+                               "from start() or handle()");
+    }
+    return version_lease{std::move(self), host_.lease_released()};
+}
+
+std::string plugin_version::describe() const {
+    return "plugin " + spec_.name + " generation " + std::to_string(generation_);
+}
+
+void plugin_version::start() {
+    try {
+        handler_->start();
+        started_ = true;
+    } catch (const std::exception& e) {
+        throw plugin_error(where(spec_) + ": start() failed: " + e.what());
+    } catch (...) {
+        throw plugin_error(where(spec_) + ": start() threw a non-standard exception");
+    }
+}
+
+void plugin_version::stop() noexcept {
+    if (!started_) return;
+    started_ = false;
+    handler_->stop();
+}
+
+}  // namespace plugd

@@ -1,0 +1,85 @@
+// plugin_version: one loaded version of one plugin instance (library, context, handler).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "config.hpp"
+#include "host/task_group.hpp"
+#include "plugins/version_lease.hpp"
+
+namespace plugd {
+
+class handler;
+class host;
+class plugin_context;
+class shared_map_impl;
+
+/// A plugin that cannot be used. `what()` names the instance, the file and the cause.
+class plugin_error : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// One version of a plugin instance, from load to unload. Shared (through shared_ptr) by
+/// every worker thread that routes to it; the last owner destroys it once no request runs
+/// on it any more. Destruction order matters and is fixed: handler (plugin code), then
+/// context, then the library is unloaded (see the member order).
+class plugin_version : public std::enable_shared_from_this<plugin_version> {
+  public:
+    /// Loads `spec` from a private copy placed in `private_dir` (see load() in the .cpp for
+    /// why a copy). Reads the ABI fingerprint from the file first: no code of a plugin that
+    /// does not match runs. Its context reaches the facilities of `host`, which must
+    /// outlive it. Throws plugin_error.
+    plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
+                   std::uint64_t generation, host& facilities);
+    ~plugin_version();
+    plugin_version(const plugin_version&) = delete;
+    plugin_version& operator=(const plugin_version&) = delete;
+
+    plugd::handler& handler() const noexcept { return *handler_; }
+    const plugin_spec& spec() const noexcept { return spec_; }
+    std::uint64_t generation() const noexcept { return generation_; }
+    /// A hash of the library file's bytes as loaded: a reload compares it to notice new code.
+    std::uint64_t content_hash() const noexcept { return content_hash_; }
+
+    /// Calls the handler's start(); rethrows its exception as plugin_error.
+    void start();
+    /// Calls the handler's stop() if start() succeeded. Idempotent.
+    void stop() noexcept;
+
+    /// A claim that keeps this version loaded while work of it runs outside a request.
+    /// `use` names the facility for the error: there is no lease before construction has
+    /// finished (throws std::logic_error saying where to call `use` instead).
+    version_lease lease(const char* use);
+    /// Its background tasks (context::spawn, context::every).
+    task_group& tasks() noexcept { return tasks_; }
+    /// The instance's state that survives reloads (context::shared).
+    shared_map_impl& shared_state() noexcept { return *state_; }
+    host& host_of() noexcept { return host_; }
+    /// "plugin <name> generation <n>", for log lines.
+    std::string describe() const;
+
+  private:
+    struct library;  // Boost.DLL stays out of this header
+    plugin_spec spec_;
+    std::uint64_t generation_;
+    std::uint64_t content_hash_ = 0;
+    std::filesystem::path private_copy_;  ///< unlinked; still named in /proc/self/maps
+    host& host_;
+    std::unique_ptr<library> library_;
+    std::shared_ptr<shared_map_impl> state_;  ///< the instance's, shared with other versions
+    task_group tasks_;                        ///< empty by destruction: tasks hold leases
+    std::unique_ptr<plugin_context> context_;
+    std::unique_ptr<plugd::handler> handler_;
+    bool started_ = false;
+};
+
+/// Hash of a plugin file's bytes, as content_hash() computes it; throws plugin_error when
+/// the file cannot be read.
+std::uint64_t plugin_file_hash(const plugin_spec& spec);
+
+}  // namespace plugd

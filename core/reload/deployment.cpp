@@ -1,0 +1,195 @@
+// deployment: the reload transaction. See docs/architecture.md, "The life of a reload".
+#include "reload/deployment.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <set>
+
+#include "host/host.hpp"
+#include "log.hpp"
+#include "plugins/plugin_version.hpp"
+#include "plugins/private_dir.hpp"
+#include "reload/reload_plan.hpp"
+#include "serving/listener.hpp"
+#include "serving/shard.hpp"
+
+namespace plugd {
+namespace {
+
+using clock = std::chrono::steady_clock;
+namespace asio = boost::asio;
+
+long long elapsed_ms(clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since).count();
+}
+
+// Calls start() on each version; if one throws, stops those already started and rethrows.
+template <typename Map>
+void start_all(const Map& versions) {
+    std::vector<plugin_version*> started;
+    try {
+        for (const auto& [name, v] : versions) {
+            v->start();
+            started.push_back(v.get());
+        }
+    } catch (...) {
+        for (auto* v : started) v->stop();
+        throw;
+    }
+}
+
+}  // namespace
+
+deployment::deployment(asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
+                       host& facilities, const private_dir& dir)
+    : control_{control}, shards_{shards}, host_{facilities}, dir_{dir} {}
+
+deployment::~deployment() {
+    clear();
+}
+
+std::string deployment::apply(const server_config& running, const server_config& next) {
+    const auto plan = plan_reload(running, next, [this](const std::string& name) {
+        return plugins_.at(name)->content_hash();
+    });
+    const std::uint64_t generation = running.listeners.empty() ? 1 : generation_ + 1;
+
+    plugin_map loaded;
+    std::vector<std::vector<std::shared_ptr<route>>> bound;
+    try {
+        for (const auto& spec : plan.load) {
+            loaded[spec.name] =
+                std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
+        }
+        // Unchanged listeners keep their sockets; a moved one binds while the old still
+        // listens, so there is never a moment without a listening socket.
+        for (const auto& l : plan.add) bound.push_back(bind_listener(next, l, held_, shards_));
+        start_all(loaded);
+    } catch (...) {
+        // A version that started may have started tasks: it drains like any replaced one,
+        // so it is destroyed here, on the control thread, once they have ended.
+        for (auto& [name, version] : loaded) {
+            retire(std::move(version), next.limits.reload_drain_timeout);
+        }
+        unload_drained();
+        std::set<std::string> names;
+        for (const auto& p : running.plugins) names.insert(p.name);
+        host_.state().keep_only(names);  // no state for instances that never served
+        throw;
+    }
+
+    // Commit: from here on nothing can fail.
+    generation_ = generation;
+    plugin_map current;
+    std::set<std::string> names;
+    for (const auto& spec : next.plugins) {
+        auto it = loaded.find(spec.name);
+        current[spec.name] = it != loaded.end() ? it->second : plugins_.at(spec.name);
+        names.insert(spec.name);
+    }
+    for (auto& [name, version] : plugins_) {
+        auto it = current.find(name);
+        if (it == current.end() || it->second != version) {
+            retire(std::move(version), next.limits.reload_drain_timeout);
+        }
+    }
+    plugins_ = current;
+    host_.state().keep_only(names);  // a removed instance's state goes with it
+    // Logged before the shards own the acceptors: afterwards only their threads touch them.
+    for (const auto& [name, v] : loaded) {
+        log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
+                  std::to_string(generation) + ")");
+    }
+    std::erase_if(held_, [&](const listener_spec& h) {
+        return std::find(plan.remove.begin(), plan.remove.end(), h.name) != plan.remove.end();
+    });
+    for (std::size_t i = 0; i < plan.add.size(); ++i) {
+        const auto& l = plan.add[i];
+        const auto at = bound[i].front()->acceptor.local_endpoint();
+        log::info("listener " + l.name + ": listening on " + format_endpoint(at) + " (framing " +
+                  std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")");
+        held_.push_back(l);
+        held_.back().port = at.port();
+    }
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        shard_update u;
+        u.plugins = current;
+        for (auto& routes : bound) u.added.push_back(routes[i]);
+        u.kept = plan.keep_listeners;
+        u.removed = plan.remove;
+        asio::post(shards_[i]->io(), [s = shards_[i].get(), u = std::move(u)]() mutable {
+            s->apply(std::move(u));
+        });
+    }
+    std::vector<std::string> load_names, kept_listener_names, added_names;
+    for (const auto& s : plan.load) load_names.push_back(s.name);
+    for (const auto& l : plan.keep_listeners) kept_listener_names.push_back(l.name);
+    for (const auto& l : plan.add) added_names.push_back(l.name);
+    return "plugins loaded: " + join_names(load_names) + "; kept: " + join_names(plan.keep) +
+           "; unloaded: " + join_names(plan.unload) +
+           "; listeners added: " + join_names(added_names) +
+           "; removed: " + join_names(plan.remove) + "; kept: " + join_names(kept_listener_names);
+}
+
+void deployment::retire(std::shared_ptr<plugin_version> version,
+                        std::chrono::milliseconds timeout) {
+    version->tasks().cancel_all();
+    auto& d = draining_.emplace_back(draining_version{
+        std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
+    d.deadline->expires_after(timeout);
+    d.deadline->async_wait([this, weak = std::weak_ptr{d.version}](
+                               const boost::system::error_code& ec) {
+        auto version = weak.lock();
+        if (ec || !version) return;
+        log::warn(version->describe() +
+                  ": requests still running after reload_drain_timeout_ms; cancelling them");
+        if (const auto tasks = version->tasks().running(); !tasks.empty()) {
+            log::warn(version->describe() + ": background task(s) " + join_names(tasks) +
+                      " ignore cancellation; the version stays loaded until they end (a task "
+                      "must let the operation_aborted of sleep_for propagate)");
+        }
+        for (auto& s : shards_) {
+            // The reference travels with the request so the address cannot be reused by
+            // another version before the shard compares it; dropping it re-checks.
+            asio::post(s->io(), [this, s = s.get(), version]() mutable {
+                s->abort_requests_on(version.get(), "ERR reload drain timeout");
+                version.reset();
+                asio::post(control_, [this] { unload_drained(); });
+            });
+        }
+    });
+}
+
+void deployment::unload_drained() {
+    // Shards never take a new reference to a retired version, and only work already
+    // running in it can take a lease; so a use count of one (ours) means nothing can reach
+    // it any more.
+    for (auto it = draining_.begin(); it != draining_.end();) {
+        if (it->version.use_count() > 1) {
+            ++it;
+            continue;
+        }
+        const std::string what = it->version->describe();
+        const auto drained = elapsed_ms(it->since);
+        it->deadline->cancel();
+        it = draining_.erase(it);  // stops and unloads the version
+        log::info(what + ": unloaded after draining for " + std::to_string(drained) + " ms");
+    }
+}
+
+void deployment::cancel_tasks() {
+    for (auto& [name, v] : plugins_) v->tasks().cancel_all();
+    for (auto& d : draining_) d.version->tasks().cancel_all();
+}
+
+void deployment::cancel_timers() {
+    for (auto& d : draining_) d.deadline->cancel();
+}
+
+void deployment::clear() {
+    draining_.clear();
+    plugins_.clear();
+}
+
+}  // namespace plugd

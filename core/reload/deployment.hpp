@@ -1,0 +1,76 @@
+// deployment: what is serving (plugin versions, bound listeners) and the reload transaction
+// that changes it: prepare, commit, retire, unload.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace plugd {
+
+class host;
+class plugin_version;
+class private_dir;
+class shard;
+
+/// Owned by the server and touched only on the control thread. Start-up is a reload from
+/// an empty configuration, so both go through apply().
+class deployment {
+  public:
+    deployment(boost::asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
+               host& facilities, const private_dir& dir);
+    ~deployment();
+
+    /// Prepares everything `next` needs beyond `running` (loads changed plugins, binds new
+    /// listeners, calls start()), then commits: each shard gets its update, replaced
+    /// versions are retired. Throws config_error or plugin_error with nothing changed (what
+    /// was prepared is retired and unloaded). Returns what changed, for the log.
+    std::string apply(const server_config& running, const server_config& next);
+
+    /// Unloads retired versions that nothing uses any more: no shard routes to them and no
+    /// lease remains (see version_lease). Called whenever a shard or a lease lets go.
+    void unload_drained();
+
+    /// Shutdown: asks every version's background tasks to stop.
+    void cancel_tasks();
+    /// Shutdown: the drain deadlines no longer matter.
+    void cancel_timers();
+    /// Destroys every version (after the shards and the offload threads have stopped).
+    void clear();
+
+    std::uint64_t generation() const noexcept { return generation_; }
+
+  private:
+    using plugin_map = std::map<std::string, std::shared_ptr<plugin_version>>;
+    struct draining_version {
+        std::shared_ptr<plugin_version> version;
+        std::chrono::steady_clock::time_point since;
+        std::unique_ptr<boost::asio::steady_timer> deadline;
+    };
+
+    /// An old version drains: its tasks are cancelled at once, shards drop it as their last
+    /// request on it ends. Past `timeout` its remaining requests are cancelled and what
+    /// still holds it is logged, so old versions never pile up.
+    void retire(std::shared_ptr<plugin_version> version, std::chrono::milliseconds timeout);
+
+    boost::asio::io_context& control_;
+    std::vector<std::unique_ptr<shard>>& shards_;
+    host& host_;
+    const private_dir& dir_;
+    std::uint64_t generation_ = 0;
+    plugin_map plugins_;
+    /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
+    std::vector<listener_spec> held_;
+    std::list<draining_version> draining_;
+};
+
+}  // namespace plugd

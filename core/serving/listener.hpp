@@ -1,0 +1,27 @@
+// listener: binds one configured listener on every shard (SO_REUSEPORT, shard per core).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "serving/shard.hpp"
+
+namespace plugd {
+
+/// Binds `spec` once per shard, so the kernel spreads new connections across the shards
+/// and each accepts on its own thread. Returns one route per shard, in shard order, not yet
+/// accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
+/// config_error naming the listener, its JSON path and what to do; the advice for a port in
+/// use depends on whether one of `held` (this plugd's listeners now, with the ports they
+/// are bound to) has it.
+std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
+                                                  const listener_spec& spec,
+                                                  const std::vector<listener_spec>& held,
+                                                  std::vector<std::unique_ptr<shard>>& shards);
+
+/// "ip:port", IPv6 in brackets: how logs and requests show addresses.
+std::string format_endpoint(const tcp::endpoint& endpoint);
+
+}  // namespace plugd

@@ -1,0 +1,256 @@
+// shard: the accept loop and the shard-local routing of requests to plugin versions.
+#include "serving/shard.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <limits>
+
+#include "serving/connection.hpp"
+#include "host/host.hpp"
+#include "log.hpp"
+
+namespace plugd {
+namespace {
+
+// True at most once per 5 s for the whole process: every shard runs out of descriptors at
+// the same moment, and one line says it. Touched only on the accept error path.
+bool should_warn_accept_failure() noexcept {
+    static std::atomic<std::int64_t> last_ms{std::numeric_limits<std::int64_t>::min() / 2};
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t last = last_ms.load(std::memory_order_relaxed);
+    return now - last >= 5000 &&
+           last_ms.compare_exchange_strong(last, now, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+shard::shard(unsigned index, unsigned shards, std::function<void()> on_release)
+    : index_{index},
+      shards_{shards},
+      on_release_{std::move(on_release)},
+      work_{io_.get_executor()} {}
+
+shard::~shard() {
+    join();
+}
+
+void shard::start(std::function<void()> on_exit) {
+    thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
+        host::enter_worker(io_);
+        io_.run();
+        on_exit();
+    }};
+}
+
+void shard::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void shard::release(plugin_ref& p) noexcept {
+    p.version.reset();
+    on_release_();
+}
+
+void shard::retire(std::unique_ptr<plugin_ref> p) {
+    p->retired = true;
+    if (p->in_flight == 0) {
+        release(*p);
+    } else {
+        retiring_.push_back(std::move(p));
+    }
+}
+
+void shard::request_done(plugin_ref& p) noexcept {
+    if (--p.in_flight > 0 || !p.retired) return;
+    // The last request on a replaced version.
+    release(p);
+    std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
+}
+
+std::list<connection*>::iterator shard::enter(connection* c) {
+    ++c->via->open_connections;
+    return connections_.insert(connections_.end(), c);
+}
+
+void shard::leave(std::list<connection*>::iterator registration) noexcept {
+    --(*registration)->via->open_connections;
+    connections_.erase(registration);
+}
+
+bool shard::reclaim_idle(route& r) {
+    if (r.idle.empty()) return false;
+    r.idle.front().self->close_when_idle();  // unlinks it
+    ++r.reclaimed;
+    return true;
+}
+
+void shard::report_connection_limits() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_limit_report_ < std::chrono::seconds{5}) return;
+    bool reported = false;
+    for (auto& [name, r] : routes_) {
+        if (r->reclaimed == 0 && r->refused == 0) continue;
+        const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
+        log::warn("listener " + name + " (thread " + std::to_string(index_) +
+                  "): at max_connections (" + std::to_string(share) +
+                  " on this thread): closed " + std::to_string(r->reclaimed) +
+                  " idle connection(s) to admit new ones, refused " + std::to_string(r->refused) +
+                  " while every connection was in a request; raise /limits/max_connections if "
+                  "these clients are legitimate");
+        r->reclaimed = r->refused = 0;
+        reported = true;
+    }
+    if (reported) last_limit_report_ = now;
+}
+
+void shard::apply(shard_update update) {
+    // Plugins first: routes below must only ever point at current versions.
+    for (auto it = plugins_.begin(); it != plugins_.end();) {
+        auto next = update.plugins.find(it->first);
+        if (next == update.plugins.end() || next->second != it->second->version) {
+            retire(std::move(it->second));
+            it = plugins_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& [name, version] : update.plugins) {
+        auto& slot = plugins_[name];
+        if (!slot) slot = std::make_unique<plugin_ref>(plugin_ref{std::move(version), 0, false});
+    }
+    for (const auto& name : update.removed) {
+        auto it = routes_.find(name);
+        if (it == routes_.end()) continue;
+        close_route(*it->second);
+        routes_.erase(it);
+    }
+    for (const auto& spec : update.kept) {
+        auto& r = *routes_.at(spec.name);
+        r.spec.framing = spec.framing;  // used by connections accepted from now on
+        r.spec.plugin = spec.plugin;
+        r.spec.limits = spec.limits;  // read at each use: applies to open connections too
+    }
+    for (auto& r : update.added) {
+        routes_[r->spec.name] = r;
+        asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
+    }
+    // The sweeper looks for requests and writes past their limit; ticking at an eighth of
+    // the shortest timeout bounds how late it notices to an eighth.
+    auto shortest = std::chrono::milliseconds{8000};
+    for (auto& [name, r] : routes_) {
+        r->plugin = plugins_.at(r->spec.plugin).get();
+        shortest =
+            std::min({shortest, r->spec.limits.request_timeout, r->spec.limits.write_timeout});
+    }
+    sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
+    if (!sweeping_ && !routes_.empty()) {
+        sweeping_ = true;
+        asio::co_spawn(io_, sweep(), [](std::exception_ptr) {});
+    }
+}
+
+asio::awaitable<void> shard::sweep() {
+    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    while (!shutting_down_) {
+        sweeper_.expires_after(sweep_interval_);
+        co_await sweeper_.async_wait(as_tuple);
+        report_connection_limits();
+        for (connection* c : connections_) {
+            if (c->abort_reply) continue;
+            const auto& limits = c->limits();
+            if (c->active &&
+                c->request_stall.observe(c->requests, sweep_interval_) >= limits.request_timeout) {
+                log::warn("plugin " + c->active->version->spec().name + ": request from " +
+                          c->peer + " on listener " + c->via->spec.name +
+                          " exceeded request_timeout_ms (" +
+                          std::to_string(limits.request_timeout.count()) + "): cancelled");
+                c->abort("ERR timeout");
+            } else if (c->writing &&
+                       c->write_stall.observe(c->writes, sweep_interval_) >= limits.write_timeout) {
+                log::warn("listener " + c->via->spec.name + ": " + c->peer +
+                          " did not read its replies for write_timeout_ms (" +
+                          std::to_string(limits.write_timeout.count()) + "): closed");
+                c->abort("");
+            }
+        }
+    }
+}
+
+void shard::abort_requests_on(const plugin_version* version, const char* reply) {
+    for (connection* c : connections_) {
+        if (c->active && c->active->version.get() == version) c->abort(reply);
+    }
+}
+
+asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
+    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    for (;;) {
+        auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
+        if (ec == asio::error::operation_aborted || !r->acceptor.is_open()) co_return;
+        if (ec) {
+            // Out of descriptors (EMFILE/ENFILE) or memory. The connection stays in the
+            // backlog and the socket stays readable, so retrying at once would spin; pause,
+            // and say so once per interval rather than a hundred times a second.
+            if (should_warn_accept_failure()) {
+                log::warn("listener " + r->spec.name + ": cannot accept: " + ec.message() +
+                          " (retrying every 100 ms; raise the open file limit or lower "
+                          "max_connections)");
+            }
+            asio::steady_timer pause{io_, std::chrono::milliseconds{100}};
+            co_await pause.async_wait(as_tuple);
+            continue;
+        }
+        // Each shard takes its share of the listener's limit, rounded up: counting per
+        // shard keeps a shared counter off the accept path.
+        const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
+        // At the limit an idle connection makes room, as nginx reuses keep-alive ones: an
+        // idle flood must not lock every new client out until idle_timeout_ms. The one
+        // closed may still count until its coroutine ends; the limit is overshot by that
+        // few for that long.
+        const bool full = r->open_connections >= share && !reclaim_idle(*r);
+        if (full) ++r->refused;
+        if (full || r->closing) {
+            // Close at once, so the client learns immediately instead of waiting in the
+            // backlog.
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            continue;
+        }
+        asio::co_spawn(
+            io_, serve_connection(*this, r, std::move(socket)), [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log::error(std::string{"connection ended by an error: "} + ex.what());
+                }
+            });
+    }
+}
+
+void shard::close_route(route& r) {
+    r.closing = true;
+    r.plugin = nullptr;  // its version is retired and may go: nothing may start on it
+    boost::system::error_code ignored;
+    r.acceptor.close(ignored);
+    for (connection* c : connections_) {
+        if (c->via.get() == &r) c->close_when_idle();
+    }
+}
+
+void shard::begin_shutdown() {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    sweeper_.cancel();
+    for (auto& [name, r] : routes_) close_route(*r);
+    routes_.clear();
+    work_.reset();
+}
+
+}  // namespace plugd

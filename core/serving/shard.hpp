@@ -1,0 +1,142 @@
+// shard: one worker thread with its own io_context, acceptors, connections and routes.
+//
+// Everything in a shard is touched only by its own thread (the control thread hands work
+// over with asio::post), so the request path needs no lock and no shared atomic write.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.hpp"
+#include "plugins/plugin_version.hpp"
+
+namespace plugd {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+/// A shard's handle on one plugin version. Requests count themselves in and out of
+/// `in_flight` (a plain integer: only this shard's thread touches it). Once the version is
+/// replaced (`retired`) and idle, the shard drops its `version` reference and tells the
+/// control thread, which unloads the version when no shard holds it any more.
+struct plugin_ref {
+    std::shared_ptr<plugin_version> version;
+    std::uint64_t in_flight = 0;
+    bool retired = false;
+};
+
+struct connection;
+
+/// How a connection waiting for its next request (no byte of it received) sits in its
+/// route's idle list: linking and unlinking are a few pointer writes, no allocation, and
+/// it unlinks itself when the connection is destroyed.
+struct idle_entry
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+    connection* self = nullptr;
+};
+
+/// A shard's part of one listener: its acceptor and the plugin it routes to. Connections
+/// hold it by shared_ptr, so it outlives a listener removed by a reload until its last
+/// connection has closed.
+struct route {
+    route(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
+    listener_spec spec;  ///< `name` never changes; framing/plugin may, on reload
+    tcp::acceptor acceptor;
+    plugin_ref* plugin = nullptr;      ///< read at the start of each request
+    std::size_t open_connections = 0;  ///< on this shard
+    bool closing = false;              ///< no new requests: finish the current one, then close
+    // At max_connections since the sweeper last reported (it logs at most every 5 s):
+    std::size_t reclaimed = 0;  ///< idle connections closed to admit new ones
+    std::size_t refused = 0;    ///< new connections closed because none was idle
+    /// This shard's connections of this listener that wait for a new request, longest idle
+    /// first: at max_connections the front one makes room for a new client in O(1).
+    boost::intrusive::list<idle_entry, boost::intrusive::constant_time_size<false>> idle;
+};
+
+/// What one shard changes for one reload (or for start-up, where everything is new).
+/// Built on the control thread once every part is ready; applied on the shard's thread
+/// in one step, between two events, so no request sees half of it.
+struct shard_update {
+    std::map<std::string, std::shared_ptr<plugin_version>> plugins;  ///< the complete new set
+    std::vector<std::shared_ptr<route>> added;  ///< bound on this shard's io_context
+    std::vector<listener_spec> kept;            ///< kept sockets; framing/plugin may differ
+    std::vector<std::string> removed;           ///< listener names
+};
+
+class shard {
+  public:
+    /// `on_release` runs on this shard's thread each time it drops its reference to a
+    /// retired plugin version; the server uses it to unload versions on its own thread.
+    /// `shards` is how many there are: each takes its share of max_connections.
+    /// Routes arrive with the first apply().
+    shard(unsigned index, unsigned shards, std::function<void()> on_release);
+    ~shard();
+
+    unsigned index() const noexcept { return index_; }
+    asio::io_context& io() noexcept { return io_; }
+
+    /// Starts the worker thread. `on_exit` runs on that thread once the io_context has no
+    /// more work (after begin_shutdown and the last connection).
+    void start(std::function<void()> on_exit);
+    void join();
+
+    // The members below run on the shard's own thread (reach them with asio::post).
+
+    void apply(shard_update update);
+    /// Ends the requests still running on `version` (a retired one that would not drain
+    /// in time): each client gets `reply` as its answer and the connection closes.
+    void abort_requests_on(const plugin_version* version, const char* reply);
+    /// Stops accepting everywhere, closes idle connections, lets busy ones finish their
+    /// request, and lets the io_context run out of work.
+    void begin_shutdown();
+
+    // Used by connections.
+    /// Counts a request out of `p`; drops the reference to a retired version when idle.
+    void request_done(plugin_ref& p) noexcept;
+    std::list<connection*>::iterator enter(connection* c);
+    void leave(std::list<connection*>::iterator registration) noexcept;
+
+  private:
+    void retire(std::unique_ptr<plugin_ref> p);
+    void release(plugin_ref& p) noexcept;
+    asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
+    asio::awaitable<void> sweep();
+    void report_connection_limits();
+    /// At `r`'s connection limit: closes its longest-idle connection to make room for a
+    /// new one. False when none is waiting for a new request.
+    bool reclaim_idle(route& r);
+    void close_route(route& r);
+
+    unsigned index_;
+    unsigned shards_;
+    std::chrono::milliseconds sweep_interval_{1000};
+    bool sweeping_ = false;
+    std::chrono::steady_clock::time_point last_limit_report_{};
+    std::function<void()> on_release_;
+    bool shutting_down_ = false;
+    std::list<connection*> connections_;
+    // Member order is destruction order, reversed: routes and then the io_context (with
+    // any coroutine frames it still holds) go before the plugin versions they may call.
+    std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name
+    std::vector<std::unique_ptr<plugin_ref>> retiring_;
+    asio::io_context io_{1};  // run by one thread only
+    asio::executor_work_guard<asio::io_context::executor_type> work_;
+    std::thread thread_;
+    std::map<std::string, std::shared_ptr<route>> routes_;
+    asio::steady_timer sweeper_{io_};
+};
+
+}  // namespace plugd
