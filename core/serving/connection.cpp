@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include <plugd/context.hpp>
 #include <plugd/handler.hpp>
 
 #include "framing/line_framing.hpp"
@@ -44,6 +45,10 @@ const char* request_failed(const connection& c, const plugin_ref& plugin,
     if (c.abort_reply) return c.abort_reply;  // the throw is the cancellation we caused
     try {
         std::rethrow_exception(error);
+    } catch (const busy& e) {
+        log::warn(std::string{e.what()} + " (" + c.peer + " on listener " + c.via->spec.name +
+                  " got ERR busy; raise /offload_queue or /offload_threads if this persists)");
+        return "ERR busy";
     } catch (const std::exception& e) {
         log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
                    " on listener " + c.via->spec.name + ": " + e.what());

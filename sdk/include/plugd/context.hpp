@@ -92,11 +92,16 @@ class context {
     /// `offload_queue` jobs are already waiting. A cancelled caller (timeout, drain) stops
     /// waiting at once and gets operation_aborted; `job` itself runs to completion, its
     /// result is dropped, and the version stays loaded until it has returned.
-    /// Call it from `handle` or a background task.
+    /// Call it from `handle` or a background task. `job` is copied (a lambda that captures
+    /// nothing but plain values may also be written in place).
     /// @warning `job` runs on another thread, possibly after the request has ended: capture
     /// by value, never the `request`, the `reply` or other references into the request.
+    /// @warning GCC 12 (Debian 12's compiler) destroys a lambda written inside a `co_await`
+    /// expression twice; with captures that own memory (a string, a shared_ptr) that is a
+    /// double free. Name such a lambda first: `auto job = [key] { ... };
+    /// co_await ctx.offload(job);` A compile-time check refuses the other form.
     template <typename F>
-    task<std::invoke_result_t<F&>> offload(F job) const;
+    task<std::invoke_result_t<std::decay_t<F>&>> offload(F&& job) const;
 
   protected:
     ~context() = default;
@@ -106,8 +111,13 @@ class context {
 };
 
 template <typename F>
-task<std::invoke_result_t<F&>> context::offload(F job) const {
-    using result = std::invoke_result_t<F&>;
+task<std::invoke_result_t<std::decay_t<F>&>> context::offload(F&& job) const {
+    using job_type = std::decay_t<F>;
+    static_assert(std::is_lvalue_reference_v<F> || std::is_trivially_destructible_v<job_type>,
+                  "plugd::context::offload: name this lambda before the co_await (auto job = "
+                  "[...] { ... }; co_await ctx.offload(job);): GCC 12 destroys a lambda with "
+                  "owning captures written inside a co_await expression twice");
+    using result = std::invoke_result_t<job_type&>;
     // Shared with the job: a caller that stops waiting must not leave it writing into
     // the caller's destroyed coroutine frame.
     struct outcome {
@@ -115,8 +125,11 @@ task<std::invoke_result_t<F&>> context::offload(F job) const {
         std::exception_ptr error;
     };
     auto state = std::make_shared<outcome>();
-    auto shared_job = std::make_shared<F>(std::move(job));  // std::function needs a copyable target
-    co_await run_offloaded([state, shared_job] {
+    // std::function needs a copyable target; the job itself need not be.
+    auto shared_job = std::make_shared<job_type>(std::forward<F>(job));
+    // A named variable, not a temporary inside the co_await expression: GCC 12 destroys
+    // such a temporary twice (the closure's shared_ptrs were released one time too many).
+    std::function<void()> wrapped = [state, shared_job] {
         try {
             if constexpr (std::is_void_v<result>) {
                 (*shared_job)();
@@ -126,7 +139,8 @@ task<std::invoke_result_t<F&>> context::offload(F job) const {
         } catch (...) {
             state->error = std::current_exception();
         }
-    });
+    };
+    co_await run_offloaded(std::move(wrapped));
     if (state->error) std::rethrow_exception(state->error);
     if constexpr (!std::is_void_v<result>) co_return std::move(*state->value);
 }

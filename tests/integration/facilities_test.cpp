@@ -1,0 +1,256 @@
+// Host facilities: offload, background tasks and shared state, through the real plugd.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// A plugd serving the facilities test plugin from its own folder (so tests can replace
+// it), as "p" on listener main; `extra` adds to the top level of server.json.
+struct facility_server {
+    explicit facility_server(const std::string& plugin_config = "{}", const std::string& extra = "",
+                             const std::string& instance_extra = "",
+                             const std::string& limits = "{}")
+        : plugins{tmp.path() / "plugins"} {
+        std::filesystem::create_directory(plugins);
+        install_plugin(test_plugin_dir() / "facilities.so", plugins, "p.so");
+        write(plugin_config, extra, instance_extra, limits);
+        start();
+    }
+
+    void write(const std::string& plugin_config, const std::string& extra = "",
+               const std::string& instance_extra = "", const std::string& limits = "{}") {
+        std::string text = one_listener_config(plugins, "p", plugin_config, "line", limits);
+        if (!instance_extra.empty()) {
+            const auto at = text.find(R"("config": )");
+            text.insert(at, instance_extra + ", ");
+        }
+        if (!extra.empty()) text.replace(0, 1, "{ " + extra + ",");
+        cfg = tmp.write("server.json", text);
+    }
+
+    void start() {
+        process.emplace(std::vector<std::string>{"-c", cfg.string()});
+        port = process->port();
+        REQUIRE_MESSAGE(process->wait_for_log("serving generation 1"), process->log());
+    }
+
+    std::string ask(const std::string& message) {
+        line_client c{port};
+        c.send(message + "\n");
+        return c.read_line(10s).value_or("<no reply>");
+    }
+
+    void reload_ok(int generation) {
+        process->signal(SIGHUP);
+        REQUIRE_MESSAGE(
+            process->wait_for_log("reload: generation " + std::to_string(generation) + " "),
+            process->log());
+    }
+
+    temp_dir tmp;
+    std::filesystem::path plugins;
+    std::filesystem::path cfg;
+    std::optional<plugd_process> process;
+    std::uint16_t port = 0;
+};
+
+using clock = std::chrono::steady_clock;
+
+// Latencies of `n` one-line round trips on one connection, in ms, sorted.
+std::vector<double> probe(std::uint16_t port, int n) {
+    line_client c{port};
+    std::vector<double> ms;
+    for (int i = 0; i < n; ++i) {
+        const auto start = clock::now();
+        c.send("probe\n");
+        REQUIRE(c.read_line(30s) == "v1:probe");
+        ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - start).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms;
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+    return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(p * sorted.size()))];
+}
+
+}  // namespace
+
+TEST_CASE("an offloaded job runs on another thread and its result comes back") {
+    facility_server s;
+    CHECK(s.ask("block 10") == "f1:offloaded");
+    CHECK(s.ask("fail") == "ERR internal error");
+    CHECK(s.process->wait_for_log("plugin p failed a request from"));
+    CHECK(s.process->log().find("the job failed") != std::string::npos);
+}
+
+TEST_CASE("blocking work offloaded by 50 clients leaves other clients' latency alone") {
+    // Two worker threads; a second listener serves echo, which the probe measures.
+    temp_dir tmp;
+    const std::string config = R"({ "threads": 2, "offload_threads": 8, "plugin_dir": ")" +
+                               test_plugin_dir().string() + R"(", "plugins": {
+          "work": { "file": "facilities" }, "echo": { "file": "echo" } },
+        "listeners": [
+          { "name": "main", "port": 0, "plugin": "work" },
+          { "name": "probe", "port": 0, "plugin": "echo" } ] })";
+    plugd_process p{{"-c", tmp.write("server.json", config).string()}};
+    const auto work_port = p.port("main");
+    const auto probe_port = p.port("probe");
+    REQUIRE(p.wait_for_log("serving generation 1"));
+
+    const auto under_load = [&](const std::string& command, int probes) {
+        std::atomic<bool> stop{false};
+        std::atomic<int> done{0};
+        std::vector<std::thread> clients;
+        for (int i = 0; i < 50; ++i) {
+            clients.emplace_back([&] {
+                line_client c{work_port};
+                while (!stop) {
+                    c.send(command + "\n");
+                    if (!c.read_line(30s)) return;
+                    ++done;
+                }
+            });
+        }
+        // Measure once every client has had a job done (bounded: 50 jobs of 100 ms take
+        // 2.5 s even when they block both worker threads).
+        const auto deadline = clock::now() + 30s;
+        while (done < 50 && clock::now() < deadline) std::this_thread::sleep_for(10ms);
+        REQUIRE(done >= 50);
+        auto latencies = probe(probe_port, probes);
+        stop = true;
+        for (auto& t : clients) t.join();
+        return latencies;
+    };
+    const auto offloaded = under_load("block 100", 200);
+    const auto blocking = under_load("blockhere 100", 3);  // each waits seconds: few
+    MESSAGE("probe latency while 50 clients run 100 ms jobs: offloaded p50 "
+            << percentile(offloaded, 0.5) << " ms, p99 " << percentile(offloaded, 0.99)
+            << " ms, max " << offloaded.back() << " ms; blocking in handle() p50 "
+            << percentile(blocking, 0.5) << " ms, p99 " << percentile(blocking, 0.99) << " ms");
+    CHECK(percentile(offloaded, 0.99) < 5.0);
+    CHECK(percentile(blocking, 0.5) > 10 * percentile(offloaded, 0.5));
+}
+
+TEST_CASE("a full offload queue answers ERR busy and says which plugin") {
+    facility_server s{"{}", R"("offload_threads": 1, "offload_queue": 1)"};
+    line_client first{s.port}, second{s.port};
+    first.send("block 2000\n");  // takes the only thread
+    second.send("block 2000\n");  // takes the only queue place
+    std::vector<std::string> replies;
+    for (int i = 0; i < 20 && replies.empty(); ++i) {
+        line_client c{s.port};
+        c.send("block 1\n");
+        if (auto r = c.read_line(); r == "ERR busy") replies.push_back(*r);
+    }
+    CHECK(replies == std::vector<std::string>{"ERR busy"});
+    CHECK(s.process->wait_for_log("plugin instance p: the offload queue is full (1 jobs waiting"));
+}
+
+TEST_CASE("a request whose offloaded job outlives request_timeout_ms, then a reload, crashes nothing") {
+    facility_server s{"{}", "", "", R"({ "request_timeout_ms": 200 })"};
+    line_client c{s.port};
+    c.send("block 1500\n");
+    CHECK(c.read_line() == "ERR timeout");
+    // The job still runs in generation 1; the reload retires it and must wait for the job.
+    install_plugin(test_plugin_dir() / "facilities_v2.so", s.plugins, "p.so");
+    s.reload_ok(2);
+    CHECK(s.ask("get x") == "f2:NIL");
+    REQUIRE(s.process->wait_for_log("plugin p generation 1: unloaded after draining"));
+    CHECK(s.ask("block 1") == "f2:offloaded");
+}
+
+TEST_CASE("background tasks run, are cancelled when their version is replaced, and never crash a reload") {
+    facility_server s{R"({ "tick_ms": 20 })"};
+    // The every() task counts in shared state: it runs.
+    for (int i = 0; i < 500 && s.ask("ticks") == "f1:0"; ++i) {
+    }
+    CHECK(s.ask("ticks") != "f1:0");
+    CHECK(s.ask("linger 3600000") == "f1:spawned");  // a task that would sleep for an hour
+    install_plugin(test_plugin_dir() / "facilities_v2.so", s.plugins, "p.so");
+    s.reload_ok(2);
+    // The old version's tasks are cancelled at once, so it unloads without waiting an hour.
+    REQUIRE(s.process->wait_for_log("plugin p generation 1: unloaded after draining"));
+    CHECK(s.ask("get lingered") == "f2:NIL");
+    // The new version's ticker goes on counting in the same shared state.
+    const auto before = std::stoi(s.ask("ticks").substr(3));
+    int now = before;
+    for (int i = 0; i < 500 && now == before; ++i) now = std::stoi(s.ask("ticks").substr(3));
+    CHECK(now > before);
+}
+
+TEST_CASE("the new version starts before the old one stops, and both see the same shared state") {
+    facility_server s;
+    CHECK(s.ask("set k before") == "f1:OK");
+    install_plugin(test_plugin_dir() / "facilities_v2.so", s.plugins, "p.so");
+    s.reload_ok(2);
+    REQUIRE(s.process->wait_for_log("plugin p: stop f1"));
+    const auto log = s.process->log();
+    CHECK(log.find("plugin p: start f2") < log.find("plugin p: stop f1"));
+    CHECK(s.ask("get k") == "f2:before");
+}
+
+TEST_CASE("shared state is kept across 200 code reloads with offloaded jobs and tasks in flight") {
+    facility_server s{R"({ "tick_ms": 5 })"};
+    std::atomic<bool> stop{false};
+    std::atomic<int> failures{0};
+    std::atomic<int> served{0};
+    std::vector<std::thread> load;
+    for (int i = 0; i < 4; ++i) {
+        load.emplace_back([&, i] {
+            line_client c{s.port};
+            while (!stop) {
+                c.send(i % 2 ? "block 20\n" : "linger 50\n");
+                const auto r = c.read_line(10s);
+                if (!r || r->find(":") == std::string::npos || r->starts_with("ERR")) {
+                    ++failures;
+                    return;
+                }
+                ++served;
+            }
+        });
+    }
+    CHECK(s.ask("incr counter") == "f1:1");
+    for (int generation = 2; generation <= 201; ++generation) {
+        install_plugin(test_plugin_dir() / (generation % 2 ? "facilities.so" : "facilities_v2.so"),
+                       s.plugins, "p.so");
+        s.reload_ok(generation);
+    }
+    stop = true;
+    for (auto& t : load) t.join();
+    CHECK(failures == 0);
+    MESSAGE(served.load() << " requests served during 200 reloads");
+    CHECK(s.ask("incr counter") == "f1:2");
+    // Every old version unloads once its jobs and tasks are over: only the current one
+    // stays mapped (polled: the last ones unload as their last job returns).
+    std::size_t mapped = mapped_plugin_copies(s.process->pid());
+    for (const auto deadline = clock::now() + 10s; mapped > 1 && clock::now() < deadline;) {
+        std::this_thread::sleep_for(20ms);
+        mapped = mapped_plugin_copies(s.process->pid());
+    }
+    CHECK(mapped == 1);
+    CHECK(s.process->count_log("unloaded after draining") == 200);
+}
+
+TEST_CASE("state_file keeps shared state across a restart") {
+    facility_server s{"{}", "", R"("state_file": "p.state")"};
+    const std::string bytes{"a\0b", 3};  // values are bytes, NUL included
+    CHECK(s.ask("set k " + bytes) == "f1:OK");
+    CHECK(s.ask("incr n") == "f1:1");
+    s.process->signal(SIGTERM);
+    REQUIRE(s.process->wait_exit() == 0);
+    CHECK(s.process->log().find("plugin p: shared state saved to") != std::string::npos);
+    s.start();
+    CHECK(s.ask("incr n") == "f1:2");
+    CHECK(s.ask("get k") == "f1:" + bytes);
+}
