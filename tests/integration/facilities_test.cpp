@@ -143,10 +143,12 @@ TEST_CASE("blocking work offloaded by 50 clients leaves other clients' latency a
 }
 
 TEST_CASE("a full offload queue answers ERR busy and says which plugin") {
-    facility_server s{"{}", R"("offload_threads": 1, "offload_queue": 1)"};
+    facility_server s{R"({ "log_jobs": true })", R"("offload_threads": 1, "offload_queue": 1)"};
     line_client first{s.port}, second{s.port};
-    first.send("block 2000\n");  // takes the only thread
-    second.send("block 2000\n");  // takes the only queue place
+    first.send("block 2000\n");  // takes the only thread...
+    REQUIRE(s.process->wait_for_log("job running"));
+    second.send("block 2000\n");  // ...and this the only queue place (it queues right after
+    REQUIRE(s.process->wait_for_log("offloading 2000", 10s, 2));  // logging this)
     std::vector<std::string> replies;
     for (int i = 0; i < 20 && replies.empty(); ++i) {
         line_client c{s.port};

@@ -6,7 +6,8 @@
 //   "set <k> <v>", "get <k>", "incr <k>"   the instance's shared state
 //   "ticks"           how often the every() task started in start() has run
 //   "linger <ms>"     spawns a task that sleeps <ms>, then counts "lingered" in shared state
-// config: "tick_ms" (default 0: no periodic task).
+// config: "tick_ms" (default 0: no periodic task), "log_jobs" (log "offloading <ms>" before
+// an offload and "job running" when the job starts).
 // start() and stop() log "start <version>" and "stop <version>".
 #include <plugd/plugin.hpp>
 
@@ -29,7 +30,9 @@ std::chrono::milliseconds millis(std::string_view text) {
 class facilities final : public plugd::handler {
   public:
     explicit facilities(plugd::context& ctx)
-        : ctx_{ctx}, tick_{std::chrono::milliseconds{ctx.config().value("tick_ms", 0)}} {}
+        : ctx_{ctx},
+          tick_{std::chrono::milliseconds{ctx.config().value("tick_ms", 0)}},
+          log_jobs_{ctx.config().value("log_jobs", false)} {}
 
     void start() override {
         ctx_.log(plugd::log_level::info, "start " FACILITIES_VERSION);
@@ -49,7 +52,9 @@ class facilities final : public plugd::handler {
         out << FACILITIES_VERSION ":";
         if (m.starts_with("block ")) {
             const auto ms = millis(arg);
-            const auto id = co_await ctx_.offload([ms] {
+            if (log_jobs_) ctx_.log(plugd::log_level::info, "offloading " + std::string{arg});
+            const auto id = co_await ctx_.offload([this, ms] {
+                if (log_jobs_) ctx_.log(plugd::log_level::info, "job running");
                 std::this_thread::sleep_for(ms);
                 return std::this_thread::get_id();
             });
@@ -87,6 +92,7 @@ class facilities final : public plugd::handler {
 
     plugd::context& ctx_;
     std::chrono::milliseconds tick_;
+    bool log_jobs_;
 };
 
 }  // namespace
