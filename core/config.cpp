@@ -299,7 +299,7 @@ server_config parse_document(const json& doc, const validator& v,
                           "'_', '-' and '.', not starting with '.'");
         }
         v.object_at(spec, p);
-        v.only_keys(spec, p, {"file", "config", "shared_bytes", "state_file"});
+        v.only_keys(spec, p, {"file", "config", "shared_bytes", "state_file", "outbound"});
         plugin_spec plugin;
         plugin.name = name;
         plugin.dir = cfg.plugin_dir;
@@ -311,6 +311,19 @@ server_config parse_document(const json& doc, const validator& v,
             v.integer_or(spec, p, "shared_bytes", 4096, std::uint64_t{1} << 40, plugin.shared_bytes);
         if (const json* state = v.find(spec, "state_file")) {
             plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
+        }
+        if (const json* out = v.find(spec, "outbound")) {
+            const std::string op = child(p, "outbound");
+            v.object_at(*out, op);
+            v.only_keys(*out, op, {"connect_timeout_ms", "io_timeout_ms", "max_idle"});
+            using ms = std::chrono::milliseconds;
+            constexpr std::uint64_t hour_ms = 3600ull * 1000;
+            auto& o = plugin.outbound;
+            o.connect_timeout = ms{v.integer_or(*out, op, "connect_timeout_ms", 1, hour_ms,
+                                                static_cast<std::uint64_t>(o.connect_timeout.count()))};
+            o.io_timeout = ms{v.integer_or(*out, op, "io_timeout_ms", 1, hour_ms,
+                                           static_cast<std::uint64_t>(o.io_timeout.count()))};
+            o.max_idle = v.integer_or(*out, op, "max_idle", 0, 100'000, o.max_idle);
         }
         cfg.plugins.push_back(std::move(plugin));
     }

@@ -36,6 +36,14 @@ struct limits {
     friend bool operator==(const limits&, const limits&) = default;
 };
 
+/// `/plugins/<name>/outbound`: limits of the instance's outbound connections.
+struct outbound_settings {
+    std::chrono::milliseconds connect_timeout{1000};  ///< resolving and connecting
+    std::chrono::milliseconds io_timeout{5000};       ///< each read or write
+    std::size_t max_idle = 32;  ///< pooled per host:port and worker thread
+    friend bool operator==(const outbound_settings&, const outbound_settings&) = default;
+};
+
 /// `/plugins/<name>`: one plugin instance.
 struct plugin_spec {
     std::string name;            ///< the instance name (the key under `/plugins`)
@@ -44,6 +52,7 @@ struct plugin_spec {
     nlohmann::json config;       ///< handed to the plugin as-is; an empty object if absent
     std::size_t shared_bytes = std::size_t{64} << 20;  ///< budget of the instance's shared state
     std::filesystem::path state_file;  ///< resolved; empty: shared state is not persisted
+    outbound_settings outbound;
     friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
 };
 

@@ -89,6 +89,7 @@ class server {
             std::_Exit(0);
         }
         host_->state().save_all();
+        deployment_->close_outbound();  // their sockets belong to the shards' event loops
         shards_.clear();  // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();
         remove_pid_file();

@@ -44,7 +44,11 @@ class host {
     /// worker in turn.
     boost::asio::any_io_executor task_executor();
     /// Worker threads call this once when they start, so task_executor() knows them.
-    static void enter_worker(boost::asio::io_context& io) noexcept;
+    static void enter_worker(boost::asio::io_context& io, std::size_t index) noexcept;
+    /// The calling thread's worker index, or -1 when it is no worker thread.
+    static std::ptrdiff_t this_worker_index() noexcept;
+    std::size_t workers() const noexcept { return workers_.size(); }
+    boost::asio::io_context& worker(std::size_t index) const noexcept { return *workers_[index]; }
 
     /// Shutdown, after the workers have stopped: drops queued jobs, waits for running ones
     /// until `deadline`. False when one was still running then.

@@ -60,6 +60,12 @@ void plugin_context::every(std::chrono::milliseconds interval, std::function<tas
     spawn(repeat(interval, std::move(work), owner_.describe(), std::string{name}), name);
 }
 
+task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
+                                                     std::uint16_t port) const {
+    return owner_.outbound().connect(owner_.host_of(), std::string{host}, port,
+                                     owner_.lease("connect"));
+}
+
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {
     return plugd::run_offloaded(owner_.host_of().offload(), std::move(job), owner_.lease("offload"),
                                 name_);

@@ -27,6 +27,7 @@ class plugin_context final : public context {
     void spawn(task<void> work, std::string_view name) const override;
     void every(std::chrono::milliseconds interval, std::function<task<void>()> work,
                std::string_view name) const override;
+    task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port) const override;
 
   protected:
     task<void> run_offloaded(std::function<void()> job) const override;

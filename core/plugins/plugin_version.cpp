@@ -21,6 +21,8 @@
 
 #include "plugins/abi_fingerprint.hpp"
 #include "plugins/elf_section.hpp"
+#include <boost/asio/post.hpp>
+
 #include "host/host.hpp"
 #include "host/shared_state.hpp"
 #include "log.hpp"
@@ -119,7 +121,8 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     : spec_{std::move(spec)},
       generation_{generation},
       host_{facilities},
-      tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)} {
+      tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
+      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
     check_trust(spec_);
     const std::string image = read_file(spec_);
     content_hash_ = hash_of(image);
@@ -250,6 +253,15 @@ version_lease plugin_version::lease(const char* use) {
                                "from start() or handle()");
     }
     return version_lease{std::move(self), host_.lease_released()};
+}
+
+void plugin_version::close_outbound_pools() {
+    outbound_.stop_pooling();
+    for (std::size_t i = 0; i < host_.workers(); ++i) {
+        boost::asio::post(host_.worker(i), [this, i, lease = lease("close_outbound_pools")] {
+            outbound_.close_idle(i);
+        });
+    }
 }
 
 std::string plugin_version::describe() const {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "host/outbound.hpp"
 #include "host/task_group.hpp"
 #include "plugins/version_lease.hpp"
 
@@ -57,6 +58,11 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     version_lease lease(const char* use);
     /// Its background tasks (context::spawn, context::every).
     task_group& tasks() noexcept { return tasks_; }
+    /// Its outbound connections' pools (context::connect).
+    outbound_pools& outbound() noexcept { return outbound_; }
+    /// Retiring: stops pooling outbound connections and has every worker close its idle
+    /// ones (posted to each, holding a lease so the version waits for it).
+    void close_outbound_pools();
     /// The instance's state that survives reloads (context::shared).
     shared_map_impl& shared_state() noexcept { return *state_; }
     host& host_of() noexcept { return host_; }
@@ -73,6 +79,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::unique_ptr<library> library_;
     std::shared_ptr<shared_map_impl> state_;  ///< the instance's, shared with other versions
     task_group tasks_;                        ///< empty by destruction: tasks hold leases
+    outbound_pools outbound_;                 ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;
     bool started_ = false;

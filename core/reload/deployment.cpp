@@ -135,6 +135,7 @@ std::string deployment::apply(const server_config& running, const server_config&
 void deployment::retire(std::shared_ptr<plugin_version> version,
                         std::chrono::milliseconds timeout) {
     version->tasks().cancel_all();
+    version->close_outbound_pools();
     auto& d = draining_.emplace_back(draining_version{
         std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
     d.deadline->expires_after(timeout);
@@ -181,6 +182,11 @@ void deployment::unload_drained() {
 void deployment::cancel_tasks() {
     for (auto& [name, v] : plugins_) v->tasks().cancel_all();
     for (auto& d : draining_) d.version->tasks().cancel_all();
+}
+
+void deployment::close_outbound() {
+    for (auto& [name, v] : plugins_) v->outbound().close_all();
+    for (auto& d : draining_) d.version->outbound().close_all();
 }
 
 void deployment::cancel_timers() {

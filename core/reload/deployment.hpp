@@ -42,6 +42,8 @@ class deployment {
 
     /// Shutdown: asks every version's background tasks to stop.
     void cancel_tasks();
+    /// Shutdown, once the workers have stopped: closes the idle outbound connections.
+    void close_outbound();
     /// Shutdown: the drain deadlines no longer matter.
     void cancel_timers();
     /// Destroys every version (after the shards and the offload threads have stopped).

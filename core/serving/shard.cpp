@@ -42,7 +42,7 @@ shard::~shard() {
 
 void shard::start(std::function<void()> on_exit) {
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
-        host::enter_worker(io_);
+        host::enter_worker(io_, index_);
         io_.run();
         on_exit();
     }};

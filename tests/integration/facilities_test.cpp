@@ -1,7 +1,11 @@
 // Host facilities: offload, background tasks and shared state, through the real plugd.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -204,15 +208,18 @@ TEST_CASE("the new version starts before the old one stops, and both see the sam
 
 TEST_CASE("shared state is kept across 200 code reloads with offloaded jobs and tasks in flight") {
     facility_server s{R"({ "tick_ms": 5 })"};
+    const auto own_port = std::to_string(s.port);  // outbound connections back to itself
     std::atomic<bool> stop{false};
     std::atomic<int> failures{0};
     std::atomic<int> served{0};
+    const std::string commands[] = {"block 20\n", "linger 50\n",
+                                    "fetch " + own_port + " get counter\n", "block 5\n"};
     std::vector<std::thread> load;
     for (int i = 0; i < 4; ++i) {
         load.emplace_back([&, i] {
             line_client c{s.port};
             while (!stop) {
-                c.send(i % 2 ? "block 20\n" : "linger 50\n");
+                c.send(commands[i]);
                 const auto r = c.read_line(10s);
                 if (!r || r->find(":") == std::string::npos || r->starts_with("ERR")) {
                     ++failures;
@@ -255,4 +262,54 @@ TEST_CASE("state_file keeps shared state across a restart") {
     s.start();
     CHECK(s.ask("incr n") == "f1:2");
     CHECK(s.ask("get k") == "f1:" + bytes);
+}
+
+TEST_CASE("outbound connections are pooled per host and port, time out, and say where they failed") {
+    // "main" asks "back", a second listener of the same plugin, over outbound connections.
+    temp_dir tmp;
+    const std::string config = R"({ "threads": 1, "plugin_dir": ")" + test_plugin_dir().string() +
+                               R"(", "plugins": {
+          "p": { "file": "facilities", "outbound": { "io_timeout_ms": 300 } },
+          "slow": { "file": "echo", "config": { "hang_on": "hang" } } },
+        "listeners": [
+          { "name": "main", "port": 0, "plugin": "p" },
+          { "name": "back", "port": 0, "plugin": "p" },
+          { "name": "hangs", "port": 0, "plugin": "slow" } ] })";
+    plugd_process p{{"-c", tmp.write("server.json", config).string()}};
+    const auto main = p.port("main");
+    const auto back = std::to_string(p.port("back"));
+    const auto hangs = std::to_string(p.port("hangs"));
+    REQUIRE(p.wait_for_log("serving generation 1"));
+    const auto ask = [&](const std::string& line) {
+        line_client c{main};
+        c.send(line + "\n");
+        return c.read_line(10s).value_or("<no reply>");
+    };
+    // The same outbound connection answers twice: the peer's port is the same.
+    const auto first = ask("fetch " + back + " peer");
+    const auto second = ask("fetch " + back + " peer");
+    CHECK(first.rfind("f1:f1:127.0.0.1:", 0) == 0);
+    CHECK(first == second);
+    CHECK(ask("fetch " + back + " get nothing") == "f1:f1:NIL");
+
+    CHECK(ask("fetch " + hangs + " hang") == "ERR internal error");
+    CHECK(p.wait_for_log("outbound connection to 127.0.0.1:" + hangs +
+                         ": read timed out after io_timeout_ms (300 ms)"));
+    // A refused connection names the host and port.
+    std::uint16_t closed_port = 0;
+    {
+        // A port nothing listens on: bound (not listening), read back, freed.
+        sockaddr_in addr{};
+        socklen_t len = sizeof addr;
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        closed_port = ntohs(addr.sin_port);
+        ::close(fd);
+    }
+    CHECK(ask("fetch " + std::to_string(closed_port) + " x") == "ERR internal error");
+    CHECK(p.wait_for_log("outbound connection to 127.0.0.1:" + std::to_string(closed_port) +
+                         " (plugin p): connect: Connection refused"));
 }

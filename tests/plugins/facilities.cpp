@@ -6,6 +6,8 @@
 //   "set <k> <v>", "get <k>", "incr <k>"   the instance's shared state
 //   "ticks"           how often the every() task started in start() has run
 //   "linger <ms>"     spawns a task that sleeps <ms>, then counts "lingered" in shared state
+//   "fetch <port> <line>"  asks 127.0.0.1:<port> <line> over a pooled outbound connection
+//   "peer"            the client's address
 // config: "tick_ms" (default 0: no periodic task), "log_jobs" (log "offloading <ms>" before
 // an offload and "job running" when the job starts).
 // start() and stop() log "start <version>" and "stop <version>".
@@ -74,6 +76,20 @@ class facilities final : public plugd::handler {
             out << ctx_.shared().get(arg).value_or("NIL");
         } else if (m.starts_with("incr ")) {
             out << std::to_string(ctx_.shared().increment(arg));
+        } else if (m.starts_with("fetch ")) {
+            // "fetch <port> <line>": sends <line> to 127.0.0.1:<port> over a pooled
+            // outbound connection and answers the reply line.
+            const auto space = arg.find(' ');
+            int port = 0;
+            std::from_chars(arg.data(), arg.data() + space, port);
+            auto peer = co_await ctx_.connect("127.0.0.1", static_cast<std::uint16_t>(port));
+            co_await peer->write(std::string{arg.substr(space + 1)} + "\n");
+            std::string reply = co_await peer->read_until("\n");
+            peer->recycle();
+            reply.pop_back();
+            out << reply;
+        } else if (m == "peer") {
+            out << req.peer();
         } else if (m == "ticks") {
             out << ctx_.shared().get("ticks").value_or("0");
         } else if (m.starts_with("linger ")) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 #include <plugd/shared_map.hpp>
+#include <plugd/stream.hpp>
 #include <plugd/task.hpp>
 
 namespace plugd {
@@ -102,6 +104,17 @@ class context {
     /// co_await ctx.offload(job);` A compile-time check refuses the other form.
     template <typename F>
     task<std::invoke_result_t<std::decay_t<F>&>> offload(F&& job) const;
+
+    /// Opens a TCP connection to `host` (a name, resolved asynchronously, or a numeric
+    /// address) and `port`, or takes an idle one from this instance's pool (see
+    /// `stream::recycle`), and returns it. Its I/O runs on the caller's worker thread.
+    /// Limits come from `/plugins/<name>/outbound` in server.json: `connect_timeout_ms`
+    /// (default 1000), `io_timeout_ms` per read or write (default 5000), `max_idle` pooled
+    /// connections per host and port and worker thread (default 32). Throws
+    /// `boost::system::system_error` naming the host, the port and the failure. The pool
+    /// is closed when this version is replaced. Call it from `handle` or a background task.
+    virtual task<std::unique_ptr<stream>> connect(std::string_view host,
+                                                  std::uint16_t port) const = 0;
 
   protected:
     ~context() = default;

@@ -6,6 +6,7 @@
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
 #include <plugd/shared_map.hpp>
+#include <plugd/stream.hpp>
 #include <plugd/task.hpp>
 #include <plugd/version.hpp>
 

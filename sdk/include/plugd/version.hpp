@@ -19,7 +19,8 @@
 ///   major.
 ///
 /// History: 1.0 config, log, sleep_for. 1.1 shared (state across reloads), spawn and
-/// every (background tasks), offload (blocking work on core threads).
+/// every (background tasks), offload (blocking work on core threads), connect (outbound
+/// TCP with a pool).
 #define PLUGD_SDK_VERSION_MAJOR 1
 #define PLUGD_SDK_VERSION_MINOR 1
 

@@ -1,0 +1,274 @@
+// outbound: resolving, connecting and stream I/O with per-operation timeouts; the pool.
+#include "host/outbound.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+
+#include "host/host.hpp"
+
+namespace plugd {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+// A deadline for one operation: if `limit` passes first, `cancel` runs (it cancels the
+// socket's or resolver's pending operation, which then completes with operation_aborted).
+// One timer per stream, re-armed for each operation; an expiry that arrives after the
+// operation ended (or after the stream is gone) is recognised and ignored.
+class deadline {
+  public:
+    explicit deadline(const asio::any_io_executor& ex) : timer_{ex} {}
+
+    void arm(std::chrono::milliseconds limit, std::function<void()> cancel) {
+        expired_ = false;
+        timer_.expires_after(limit);
+        timer_.async_wait([this, alive = std::weak_ptr<int>{alive_}, armed = ++armed_,
+                           cancel = std::move(cancel)](const boost::system::error_code& ec) {
+            if (ec || alive.expired() || armed != armed_) return;
+            expired_ = true;
+            cancel();
+        });
+    }
+    void disarm() noexcept {
+        ++armed_;
+        timer_.cancel();
+    }
+    bool expired() const noexcept { return expired_; }
+
+  private:
+    asio::steady_timer timer_;
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+    std::uint64_t armed_ = 0;
+    bool expired_ = false;
+};
+
+// Throws for a failed operation: a timeout says which limit, anything else the error.
+[[noreturn]] void fail(const std::string& where, const char* operation,
+                       const boost::system::error_code& ec, const deadline& d,
+                       std::chrono::milliseconds limit, const char* limit_name) {
+    if (d.expired()) {
+        throw boost::system::system_error(asio::error::timed_out,
+                                          where + ": " + operation + " timed out after " +
+                                              limit_name + " (" + std::to_string(limit.count()) +
+                                              " ms)");
+    }
+    throw boost::system::system_error(ec, where + ": " + operation);
+}
+
+class stream_impl final : public stream {
+  public:
+    stream_impl(outbound_pools& pools, std::size_t worker, std::string key, tcp::socket socket,
+                version_lease lease)
+        : pools_{pools},
+          worker_{worker},
+          key_{std::move(key)},
+          socket_{std::move(socket)},
+          deadline_{socket_.get_executor()},
+          lease_{std::move(lease)} {}
+
+    ~stream_impl() override {
+        deadline_.disarm();
+        if (reusable_ && buffer_.empty() && socket_.is_open()) {
+            pools_.give_back(worker_, key_, std::move(socket_));
+        }
+    }
+
+    asio::awaitable<std::size_t> read_some(char* data, std::size_t size) override {
+        if (!buffer_.empty()) {
+            const std::size_t n = std::min(size, buffer_.size());
+            std::memcpy(data, buffer_.data(), n);
+            buffer_.erase(0, n);
+            co_return n;
+        }
+        co_return co_await receive(data, size);
+    }
+
+    asio::awaitable<std::string> read_until(std::string_view delimiter,
+                                            std::size_t max_bytes) override {
+        if (delimiter.empty()) throw std::invalid_argument("read_until: empty delimiter");
+        std::size_t searched = 0;
+        for (;;) {
+            if (const auto at = buffer_.find(delimiter, searched); at != std::string::npos) {
+                std::string line = buffer_.substr(0, at + delimiter.size());
+                buffer_.erase(0, at + delimiter.size());
+                co_return line;
+            }
+            if (buffer_.size() >= max_bytes) {
+                broken();
+                throw std::length_error(describe() + ": no delimiter in " +
+                                        std::to_string(max_bytes) + " bytes");
+            }
+            if (buffer_.size() >= delimiter.size()) searched = buffer_.size() - delimiter.size() + 1;
+            co_await fill();
+        }
+    }
+
+    asio::awaitable<std::string> read_exactly(std::size_t size) override {
+        while (buffer_.size() < size) co_await fill();
+        std::string bytes = buffer_.substr(0, size);
+        buffer_.erase(0, size);
+        co_return bytes;
+    }
+
+    asio::awaitable<void> write(std::string_view bytes) override {
+        check_open();
+        reusable_ = false;  // until the exchange is declared complete again
+        const auto limit = pools_.settings().io_timeout;
+        deadline_.arm(limit, [this] { cancel_socket(); });
+        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), as_tuple);
+        deadline_.disarm();
+        if (ec) {
+            broken();
+            fail(describe(), "write", ec, deadline_, limit, "io_timeout_ms");
+        }
+    }
+
+    void recycle() noexcept override { reusable_ = !failed_ && socket_.is_open(); }
+
+    void close() noexcept override {
+        reusable_ = false;
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+    }
+
+  private:
+    std::string describe() const { return "outbound connection to " + key_; }
+
+    void check_open() const {
+        if (!socket_.is_open()) throw std::logic_error(describe() + ": used after close()");
+    }
+
+    void cancel_socket() noexcept {
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);
+    }
+
+    // A failed operation leaves the protocol state unknown: never pooled.
+    void broken() noexcept {
+        failed_ = true;
+        reusable_ = false;
+    }
+
+    // What arrives, at most `size` bytes; 0 at end of stream.
+    asio::awaitable<std::size_t> receive(char* data, std::size_t size) {
+        check_open();
+        const auto limit = pools_.settings().io_timeout;
+        deadline_.arm(limit, [this] { cancel_socket(); });
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), as_tuple);
+        deadline_.disarm();
+        if (ec == asio::error::eof) {
+            broken();
+            co_return 0;
+        }
+        if (ec) {
+            broken();
+            fail(describe(), "read", ec, deadline_, limit, "io_timeout_ms");
+        }
+        co_return n;
+    }
+
+    // Appends what arrives to the buffer; throws when the peer has closed.
+    asio::awaitable<void> fill() {
+        char chunk[4096];
+        const std::size_t n = co_await receive(chunk, sizeof chunk);
+        if (n == 0) {
+            throw std::runtime_error(describe() + ": closed by the peer in the middle of a reply");
+        }
+        buffer_.append(chunk, n);
+    }
+
+    outbound_pools& pools_;
+    std::size_t worker_;
+    std::string key_;
+    tcp::socket socket_;
+    deadline deadline_;
+    std::string buffer_;  ///< read ahead of what the plugin has taken
+    version_lease lease_;
+    bool reusable_ = false;
+    bool failed_ = false;
+};
+
+}  // namespace
+
+outbound_pools::outbound_pools(std::size_t workers, outbound_settings settings, std::string owner)
+    : settings_{settings}, owner_{std::move(owner)}, pools_(workers) {}
+
+asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(host&,
+                                                                 std::string host_name,
+                                                                 std::uint16_t port,
+                                                                 version_lease lease) {
+    const auto index = host::this_worker_index();
+    if (index < 0) {
+        throw std::logic_error("connect() must be called from a handler or a background task");
+    }
+    const auto worker = static_cast<std::size_t>(index);
+    std::string key = host_name + ":" + std::to_string(port);
+    auto& idle = pools_[worker][key];
+    while (!idle.empty()) {
+        tcp::socket socket = std::move(idle.front());
+        idle.pop_front();
+        // A pooled connection the peer has closed meanwhile is readable (EOF): skip it.
+        boost::system::error_code ec;
+        socket.non_blocking(true, ec);
+        char probe;
+        const auto n = socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
+        if (n == 0 && ec == asio::error::would_block) {
+            socket.non_blocking(false, ec);
+            co_return std::make_unique<stream_impl>(*this, worker, std::move(key),
+                                                    std::move(socket), std::move(lease));
+        }
+    }
+
+    const auto ex = co_await asio::this_coro::executor;
+    const std::string where = "outbound connection to " + key + " (plugin " + owner_ + ")";
+    deadline d{ex};
+    tcp::resolver resolver{ex};
+    d.arm(settings_.connect_timeout, [&resolver] { resolver.cancel(); });
+    auto [rec, endpoints] = co_await resolver.async_resolve(host_name, std::to_string(port), as_tuple);
+    d.disarm();
+    if (rec) fail(where, "resolve", rec, d, settings_.connect_timeout, "connect_timeout_ms");
+    tcp::socket socket{ex};
+    d.arm(settings_.connect_timeout, [&socket] {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+    });
+    auto [cec, at] = co_await asio::async_connect(socket, endpoints, as_tuple);
+    d.disarm();
+    if (cec) fail(where, "connect", cec, d, settings_.connect_timeout, "connect_timeout_ms");
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay{true}, ignored);
+    co_return std::make_unique<stream_impl>(*this, worker, std::move(key), std::move(socket),
+                                            std::move(lease));
+}
+
+void outbound_pools::give_back(std::size_t worker, const std::string& key,
+                               tcp::socket socket) noexcept {
+    if (retired_.load(std::memory_order_acquire)) return;  // closed as `socket` goes
+    try {
+        auto& idle = pools_[worker][key];
+        if (idle.size() < settings_.max_idle) idle.push_back(std::move(socket));
+    } catch (...) {
+        // Out of memory: the connection is simply closed.
+    }
+}
+
+void outbound_pools::close_all() noexcept {
+    retired_.store(true, std::memory_order_release);
+    for (auto& p : pools_) p.clear();
+}
+
+}  // namespace plugd
