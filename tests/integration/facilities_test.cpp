@@ -313,3 +313,34 @@ TEST_CASE("outbound connections are pooled per host and port, time out, and say 
     CHECK(p.wait_for_log("outbound connection to 127.0.0.1:" + std::to_string(closed_port) +
                          " (plugin p): connect: Connection refused"));
 }
+
+TEST_CASE("a request whose outbound read outlives request_timeout_ms, then a reload, crashes nothing") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "facilities.so", plugins, "p.so");
+    install_plugin(test_plugin_dir() / "echo.so", plugins, "slow.so");
+    const auto write = [&] {
+        return tmp.write("server.json", R"({ "threads": 1, "plugin_dir": ")" + plugins.string() +
+                                            R"(", "plugins": {
+              "p": { "file": "p" },
+              "slow": { "file": "slow", "config": { "hang_on": "hang" } } },
+            "listeners": [
+              { "name": "main", "port": 0, "plugin": "p", "limits": { "request_timeout_ms": 200 } },
+              { "name": "hangs", "port": 0, "plugin": "slow" } ] })");
+    };
+    plugd_process p{{"-c", write().string()}};
+    const auto main = p.port("main");
+    const auto hangs = p.port("hangs");
+    REQUIRE(p.wait_for_log("serving generation 1"));
+    line_client c{main};
+    c.send("fetch " + std::to_string(hangs) + " hang\n");
+    CHECK(c.read_line() == "ERR timeout");
+    install_plugin(test_plugin_dir() / "facilities_v2.so", plugins, "p.so");
+    p.signal(SIGHUP);
+    REQUIRE(p.wait_for_log("reload: generation 2 "));
+    REQUIRE_MESSAGE(p.wait_for_log("plugin p generation 1: unloaded after draining"), p.log());
+    line_client after{main};
+    after.send("fetch " + std::to_string(main) + " peer\n");
+    CHECK(after.read_line().value_or("").rfind("f2:f2:127.0.0.1:", 0) == 0);
+}
