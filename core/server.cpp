@@ -76,6 +76,7 @@ class server {
             });
             watch_->watch(watched_files());
         }
+        sweep_shared_state();
         log::info("plugd " PLUGD_VERSION " serving generation 1 with " + std::to_string(threads_) +
                   " threads (pid " + std::to_string(::getpid()) + ")");
 
@@ -85,13 +86,14 @@ class server {
         if (!host_->stop(shutdown_deadline_.expiry())) {
             log::error("offloaded jobs still running after shutdown_timeout_ms: exiting "
                        "without unloading plugins (a job must not block forever)");
+            host_->state().save_all();
             remove_pid_file();
-            std::_Exit(0);
+            std::_Exit(1);
         }
-        host_->state().save_all();
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
         shards_.clear();  // io_contexts and their coroutine frames go before the plugins
-        deployment_->clear();
+        deployment_->clear();  // stop() of each version may still write shared state...
+        host_->state().save_all();  // ...so it is saved after
         remove_pid_file();
         log::info("plugd stopped");
         return 0;
@@ -167,6 +169,17 @@ class server {
         }
     }
 
+    // Entries whose time to live has passed are dropped when touched; this catches the
+    // rest, so a cache of expiring entries does not fill its budget with dead ones.
+    void sweep_shared_state() {
+        state_sweep_.expires_after(std::chrono::seconds{10});
+        state_sweep_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || shutting_down_) return;
+            host_->state().purge_expired();
+            sweep_shared_state();
+        });
+    }
+
     void unload_drained() {
         deployment_->unload_drained();
         if (shutting_down_) finish_if_done();
@@ -199,6 +212,7 @@ class server {
     void finish_if_done() {
         if (finished_shards_ < shards_.size()) return;
         shutdown_deadline_.cancel();
+        state_sweep_.cancel();
         signals_.cancel();
         deployment_->cancel_timers();
     }
@@ -236,6 +250,7 @@ class server {
     asio::io_context control_{1};
     control_signals signals_{control_};
     asio::steady_timer shutdown_deadline_{control_};
+    asio::steady_timer state_sweep_{control_};
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;

@@ -71,14 +71,14 @@ class deadline {
 
 class stream_impl final : public stream {
   public:
-    stream_impl(outbound_pools& pools, std::size_t worker, std::string key, tcp::socket socket,
-                version_lease lease)
+    // No lease of its own: a stream lives inside the handler or task that opened it (see
+    // plugd::stream), whose request or lease keeps the version loaded.
+    stream_impl(outbound_pools& pools, std::size_t worker, std::string key, tcp::socket socket)
         : pools_{pools},
           worker_{worker},
           key_{std::move(key)},
           socket_{std::move(socket)},
-          deadline_{socket_.get_executor()},
-          lease_{std::move(lease)} {}
+          deadline_{socket_.get_executor()} {}
 
     ~stream_impl() override {
         deadline_.disarm();
@@ -197,7 +197,6 @@ class stream_impl final : public stream {
     tcp::socket socket_;
     deadline deadline_;
     std::string buffer_;  ///< read ahead of what the plugin has taken
-    version_lease lease_;
     bool reusable_ = false;
     bool failed_ = false;
 };
@@ -207,10 +206,8 @@ class stream_impl final : public stream {
 outbound_pools::outbound_pools(std::size_t workers, outbound_settings settings, std::string owner)
     : settings_{settings}, owner_{std::move(owner)}, pools_(workers) {}
 
-asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(host&,
-                                                                 std::string host_name,
-                                                                 std::uint16_t port,
-                                                                 version_lease lease) {
+asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string host_name,
+                                                                 std::uint16_t port) {
     const auto index = host::this_worker_index();
     if (index < 0) {
         throw std::logic_error("connect() must be called from a handler or a background task");
@@ -229,7 +226,7 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(host&,
         if (n == 0 && ec == asio::error::would_block) {
             socket.non_blocking(false, ec);
             co_return std::make_unique<stream_impl>(*this, worker, std::move(key),
-                                                    std::move(socket), std::move(lease));
+                                                    std::move(socket));
         }
     }
 
@@ -251,8 +248,7 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(host&,
     if (cec) fail(where, "connect", cec, d, settings_.connect_timeout, "connect_timeout_ms");
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay{true}, ignored);
-    co_return std::make_unique<stream_impl>(*this, worker, std::move(key), std::move(socket),
-                                            std::move(lease));
+    co_return std::make_unique<stream_impl>(*this, worker, std::move(key), std::move(socket));
 }
 
 void outbound_pools::give_back(std::size_t worker, const std::string& key,

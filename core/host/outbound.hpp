@@ -16,23 +16,21 @@
 #include <plugd/stream.hpp>
 
 #include "config.hpp"
-#include "plugins/version_lease.hpp"
 
 namespace plugd {
-
-class host;
 
 /// One version's outbound connections. Idle connections wait in a pool per worker thread
 /// (a socket belongs to its thread's io_context) and per host and port; each worker's
 /// pool is touched only by that worker, so taking and returning a connection needs no
-/// lock. An open stream holds a lease on the version.
+/// lock and no shared atomic. A stream lives within the handler or task that opened it,
+/// whose own claim on the version covers it.
 class outbound_pools {
   public:
     outbound_pools(std::size_t workers, outbound_settings settings, std::string owner);
 
     /// Opens (or reuses) a connection from the calling worker thread.
-    boost::asio::awaitable<std::unique_ptr<stream>> connect(host& facilities, std::string host_name,
-                                                            std::uint16_t port, version_lease lease);
+    boost::asio::awaitable<std::unique_ptr<stream>> connect(std::string host_name,
+                                                            std::uint16_t port);
 
     /// The version is retired: no connection is pooled from now on.
     void stop_pooling() noexcept { retired_.store(true, std::memory_order_release); }

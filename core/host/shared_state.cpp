@@ -61,12 +61,52 @@ std::optional<std::string> shared_map_impl::get(std::string_view key) const {
     return it->second.value;
 }
 
+std::size_t shared_map_impl::purge(stripe& s, clock::time_point now) noexcept {
+    std::size_t freed = 0;
+    for (auto it = s.entries.begin(); it != s.entries.end();) {
+        if (it->second.expires > now) {
+            ++it;
+            continue;
+        }
+        freed += cost(it->first.size(), it->second.value.size());
+        it = s.entries.erase(it);
+    }
+    release(freed);
+    return freed;
+}
+
+void shared_map_impl::purge_expired() {
+    const auto now = clock::now();
+    for (auto& s : stripes_) {
+        std::lock_guard lock{s.mutex};
+        purge(s, now);
+    }
+}
+
 void shared_map_impl::put(stripe& s, std::string_view key, std::string value,
                           clock::time_point expires) {
     const auto it = s.entries.find(key);
     const std::size_t before = it == s.entries.end() ? 0 : cost(key.size(), it->second.value.size());
     const std::size_t after = cost(key.size(), value.size());
-    if (after > before) reserve(after - before);
+    if (after > before) {
+        try {
+            reserve(after - before);
+        } catch (const std::length_error&) {
+            // Full: entries whose time to live has passed make room first: this stripe's
+            // (its lock is held) and every other stripe's that is free right now (try_lock:
+            // waiting for one while holding ours could deadlock with a thread doing the
+            // same the other way round; the periodic sweep gets the rest).
+            const auto now = clock::now();
+            std::size_t freed = purge(s, now);
+            for (auto& other : stripes_) {
+                if (&other == &s || !other.mutex.try_lock()) continue;
+                freed += purge(other, now);
+                other.mutex.unlock();
+            }
+            if (freed == 0) throw;
+            return put(s, key, std::move(value), expires);
+        }
+    }
     try {
         if (it == s.entries.end()) {
             s.entries.emplace(std::string{key}, entry{std::move(value), expires});
@@ -201,17 +241,23 @@ std::shared_ptr<shared_map_impl> shared_state::map_for(const std::string& name,
                                                        std::size_t byte_budget,
                                                        const std::filesystem::path& state_file) {
     auto& slot = maps_[name];
-    if (slot.map) {
-        // A reload keeps the entries, whatever else changed; a new state file is where the
-        // next graceful stop writes them.
-        slot.map->set_budget(byte_budget);
-        slot.state_file = state_file;
-        return slot.map;
-    }
+    if (slot.map) return slot.map;  // a reload: settings change at its commit (configure)
     auto map = std::make_shared<shared_map_impl>(name, byte_budget);
     if (!state_file.empty()) map->load(state_file);
     slot = {map, state_file};
     return map;
+}
+
+void shared_state::configure(const std::string& name, std::size_t byte_budget,
+                             const std::filesystem::path& state_file) {
+    auto it = maps_.find(name);
+    if (it == maps_.end()) return;
+    it->second.map->set_budget(byte_budget);
+    it->second.state_file = state_file;
+}
+
+void shared_state::purge_expired() {
+    for (auto& [name, slot] : maps_) slot.map->purge_expired();
 }
 
 void shared_state::keep_only(const std::set<std::string>& names) {

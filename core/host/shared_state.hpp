@@ -36,6 +36,9 @@ class shared_map_impl final : public shared_map {
     void set_budget(std::size_t bytes) noexcept { budget_.store(bytes, std::memory_order_relaxed); }
     std::size_t bytes_used() const noexcept { return used_.load(std::memory_order_relaxed); }
 
+    /// Removes every entry whose time to live has passed (the periodic sweep).
+    void purge_expired();
+
     /// Writes every live entry to `file` (write, then rename). Throws std::runtime_error.
     void save(const std::filesystem::path& file) const;
     /// Reads what save() wrote; entries whose time to live has passed are skipped. A
@@ -63,6 +66,8 @@ class shared_map_impl final : public shared_map {
     stripe& stripe_of(std::string_view key) const noexcept;
     void reserve(std::size_t bytes) const;
     void release(std::size_t bytes) const noexcept;
+    // Removes the expired entries of `s` (its lock held); returns the bytes freed.
+    std::size_t purge(stripe& s, clock::time_point now) noexcept;
     // Inserts or replaces under the stripe's lock; reserves the growth first.
     void put(stripe& s, std::string_view key, std::string value, clock::time_point expires);
 
@@ -77,10 +82,15 @@ class shared_map_impl final : public shared_map {
 class shared_state {
   public:
     /// The map of instance `name`, created empty (or from `state_file` when one is given
-    /// and exists) on first use; later calls (reloads) keep its entries and update its
-    /// budget and state file. Throws std::runtime_error when the state file is unusable.
+    /// and exists) on first use; later calls (reloads, while preparing) return it as it
+    /// is. Throws std::runtime_error when the state file is unusable.
     std::shared_ptr<shared_map_impl> map_for(const std::string& name, std::size_t byte_budget,
                                              const std::filesystem::path& state_file);
+    /// A reload's commit: the instance's new budget and state file.
+    void configure(const std::string& name, std::size_t byte_budget,
+                   const std::filesystem::path& state_file);
+    /// Removes expired entries from every map (called periodically).
+    void purge_expired();
     /// Drops the maps of instances no longer configured (versions still draining keep
     /// theirs until they are unloaded).
     void keep_only(const std::set<std::string>& names);

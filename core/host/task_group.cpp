@@ -12,41 +12,55 @@ namespace plugd {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// Runs a plugin's task to its end inside core code: its exception (whose type and
+// destructor may be the plugin's) is logged and destroyed here, while the task's lease
+// still holds the plugin loaded, and co_spawn completes without one.
+asio::awaitable<void> guarded(asio::awaitable<void> work, const std::string& owner,
+                              const std::string& name) {
+    try {
+        co_await std::move(work);
+    } catch (const boost::system::system_error& s) {
+        if (s.code() != asio::error::operation_aborted) {
+            log::error(owner + ": task " + name + " failed: " + s.what());
+        }
+    } catch (const std::exception& x) {
+        log::error(owner + ": task " + name + " failed: " + x.what());
+    } catch (...) {
+        log::error(owner + ": task " + name + " threw a non-standard exception");
+    }
+}
+
+}  // namespace
+
 void task_group::spawn(asio::any_io_executor ex, asio::awaitable<void> work, std::string name,
                        version_lease lease) {
     auto e = std::make_shared<entry>();
     e->name = std::move(name);
     e->executor = ex;
-    bool cancelled = false;
     {
         std::lock_guard lock{mutex_};
         tasks_.push_back(e);
-        cancelled = cancelled_;
     }
     // Started from the task's own thread, so its cancellation signal is only ever used there.
-    asio::post(ex, [this, e, cancelled, work = std::move(work), lease = std::move(lease)]() mutable {
-        auto done = [this, e, lease = std::move(lease)](std::exception_ptr error) mutable {
-            if (error) {
-                try {
-                    std::rethrow_exception(error);
-                } catch (const boost::system::system_error& s) {
-                    if (s.code() != asio::error::operation_aborted) {
-                        log::error(owner_ + ": task " + e->name + " failed: " + s.what());
-                    }
-                } catch (const std::exception& x) {
-                    log::error(owner_ + ": task " + e->name + " failed: " + x.what());
-                } catch (...) {
-                    log::error(owner_ + ": task " + e->name + " threw a non-standard exception");
-                }
-            }
+    asio::post(ex, [this, e, work = std::move(work), lease = std::move(lease)]() mutable {
+        auto done = [this, e, lease = std::move(lease)](std::exception_ptr) mutable {
             {
                 std::lock_guard lock{mutex_};
                 tasks_.remove(e);
             }
             lease.release();  // last: the version may be unloaded from here on
         };
-        asio::co_spawn(e->executor, std::move(work),
+        asio::co_spawn(e->executor, guarded(std::move(work), owner_, e->name),
                        asio::bind_cancellation_slot(e->signal.slot(), std::move(done)));
+        // A cancel_all() between the registration above and now posted its emit before
+        // the slot existed: look again, now that it does.
+        bool cancelled = false;
+        {
+            std::lock_guard lock{mutex_};
+            cancelled = cancelled_;
+        }
         if (cancelled) e->signal.emit(asio::cancellation_type::terminal);
     });
 }

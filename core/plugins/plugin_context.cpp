@@ -25,6 +25,8 @@ task<void> repeat(std::chrono::milliseconds interval, std::function<task<void>()
             log::error(owner + ": periodic task " + name + " failed: " + e.what());
         } catch (const std::exception& e) {
             log::error(owner + ": periodic task " + name + " failed: " + e.what());
+        } catch (...) {
+            log::error(owner + ": periodic task " + name + " threw a non-standard exception");
         }
     }
 }
@@ -48,8 +50,9 @@ shared_map& plugin_context::shared() const noexcept {
 }
 
 void plugin_context::spawn(task<void> work, std::string_view name) const {
+    auto lease = owner_.lease("spawn");  // first: refuses a call from the constructor
     owner_.tasks().spawn(owner_.host_of().task_executor(), std::move(work), std::string{name},
-                         owner_.lease("spawn"));
+                         std::move(lease));
 }
 
 void plugin_context::every(std::chrono::milliseconds interval, std::function<task<void>()> work,
@@ -62,8 +65,7 @@ void plugin_context::every(std::chrono::milliseconds interval, std::function<tas
 
 task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
                                                      std::uint16_t port) const {
-    return owner_.outbound().connect(owner_.host_of(), std::string{host}, port,
-                                     owner_.lease("connect"));
+    return owner_.outbound().connect(std::string{host}, port);
 }
 
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 
 #include "host/host.hpp"
@@ -24,19 +25,11 @@ long long elapsed_ms(clock::time_point since) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since).count();
 }
 
-// Calls start() on each version; if one throws, stops those already started and rethrows.
+// Calls start() on each version. If one throws, those already started are not stopped
+// here: the caller retires them, and each one's stop() runs once its tasks have ended.
 template <typename Map>
 void start_all(const Map& versions) {
-    std::vector<plugin_version*> started;
-    try {
-        for (const auto& [name, v] : versions) {
-            v->start();
-            started.push_back(v.get());
-        }
-    } catch (...) {
-        for (auto* v : started) v->stop();
-        throw;
-    }
+    for (const auto& [name, v] : versions) v->start();
 }
 
 }  // namespace
@@ -96,6 +89,9 @@ std::string deployment::apply(const server_config& running, const server_config&
     }
     plugins_ = current;
     host_.state().keep_only(names);  // a removed instance's state goes with it
+    for (const auto& spec : next.plugins) {
+        host_.state().configure(spec.name, spec.shared_bytes, spec.state_file);
+    }
     // Logged before the shards own the acceptors: afterwards only their threads touch them.
     for (const auto& [name, v] : loaded) {
         log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
@@ -171,6 +167,9 @@ void deployment::unload_drained() {
             ++it;
             continue;
         }
+        // Pairs with the release of each reference dropped on another thread (a shard, a
+        // lease): what that thread did to the version happened before it is destroyed.
+        std::atomic_thread_fence(std::memory_order_acquire);
         const std::string what = it->version->describe();
         const auto drained = elapsed_ms(it->since);
         it->deadline->cancel();

@@ -178,10 +178,17 @@ TEST_CASE("a request whose offloaded job outlives request_timeout_ms, then a rel
 
 TEST_CASE("background tasks run, are cancelled when their version is replaced, and never crash a reload") {
     facility_server s{R"({ "tick_ms": 20 })"};
-    // The every() task counts in shared state: it runs.
-    for (int i = 0; i < 500 && s.ask("ticks") == "f1:0"; ++i) {
-    }
-    CHECK(s.ask("ticks") != "f1:0");
+    // The every() task counts in shared state: it runs (polled, with a deadline).
+    const auto ticks = [&] { return std::stoi(s.ask("ticks").substr(3)); };
+    const auto ticks_above = [&](int above) {
+        int now = ticks();
+        for (const auto deadline = clock::now() + 5s; now <= above && clock::now() < deadline;) {
+            std::this_thread::sleep_for(10ms);
+            now = ticks();
+        }
+        return now;
+    };
+    CHECK(ticks_above(0) > 0);
     CHECK(s.ask("linger 3600000") == "f1:spawned");  // a task that would sleep for an hour
     install_plugin(test_plugin_dir() / "facilities_v2.so", s.plugins, "p.so");
     s.reload_ok(2);
@@ -189,10 +196,8 @@ TEST_CASE("background tasks run, are cancelled when their version is replaced, a
     REQUIRE(s.process->wait_for_log("plugin p generation 1: unloaded after draining"));
     CHECK(s.ask("get lingered") == "f2:NIL");
     // The new version's ticker goes on counting in the same shared state.
-    const auto before = std::stoi(s.ask("ticks").substr(3));
-    int now = before;
-    for (int i = 0; i < 500 && now == before; ++i) now = std::stoi(s.ask("ticks").substr(3));
-    CHECK(now > before);
+    const int before = ticks();
+    CHECK(ticks_above(before) > before);
 }
 
 TEST_CASE("the new version starts before the old one stops, and both see the same shared state") {
@@ -241,14 +246,10 @@ TEST_CASE("shared state is kept across 200 code reloads with offloaded jobs and 
     MESSAGE(served.load() << " requests served during 200 reloads");
     CHECK(s.ask("incr counter") == "f1:2");
     // Every old version unloads once its jobs and tasks are over: only the current one
-    // stays mapped (polled: the last ones unload as their last job returns).
-    std::size_t mapped = mapped_plugin_copies(s.process->pid());
-    for (const auto deadline = clock::now() + 10s; mapped > 1 && clock::now() < deadline;) {
-        std::this_thread::sleep_for(20ms);
-        mapped = mapped_plugin_copies(s.process->pid());
-    }
-    CHECK(mapped == 1);
-    CHECK(s.process->count_log("unloaded after draining") == 200);
+    // stays mapped.
+    REQUIRE_MESSAGE(s.process->wait_for_log("unloaded after draining", 20s, 200),
+                    s.process->count_log("unloaded after draining"));
+    CHECK(mapped_plugin_copies(s.process->pid()) == 1);
 }
 
 TEST_CASE("state_file keeps shared state across a restart") {

@@ -24,6 +24,11 @@ namespace plugd {
 /// Severity of a log line.
 enum class log_level { debug, info, warn, error };
 
+namespace detail {
+template <typename R>
+struct offload_outcome;
+}  // namespace detail
+
 /// Thrown by `context::offload` when the offload queue is full (`offload_queue` in
 /// server.json). Let it propagate: the client gets `ERR busy` instead of `ERR internal
 /// error`, and the log says which plugin.
@@ -94,8 +99,9 @@ class context {
     /// `offload_queue` jobs are already waiting. A cancelled caller (timeout, drain) stops
     /// waiting at once and gets operation_aborted; `job` itself runs to completion, its
     /// result is dropped, and the version stays loaded until it has returned.
-    /// Call it from `handle` or a background task. `job` is copied (a lambda that captures
-    /// nothing but plain values may also be written in place).
+    /// Call it from `handle` or a background task. `job` is copied before `offload` returns
+    /// (a lambda that captures nothing but plain values may also be written in place); a
+    /// job that cannot be copied can be held through a `std::shared_ptr`.
     /// @warning `job` runs on another thread, possibly after the request has ended: capture
     /// by value, never the `request`, the `reply` or other references into the request.
     /// @warning GCC 12 (Debian 12's compiler) destroys a lambda written inside a `co_await`
@@ -107,7 +113,11 @@ class context {
 
     /// Opens a TCP connection to `host` (a name, resolved asynchronously, or a numeric
     /// address) and `port`, or takes an idle one from this instance's pool (see
-    /// `stream::recycle`), and returns it. Its I/O runs on the caller's worker thread.
+    /// `stream::recycle`), and returns it. Its I/O runs on the caller's worker thread; it
+    /// must not outlive the `handle` call or task that opened it (keep it in the coroutine,
+    /// not in the handler). `connect_timeout_ms` bounds connecting; resolving a name runs
+    /// the system resolver, which a timeout cannot interrupt: use numeric addresses where
+    /// a slow DNS server must not delay requests.
     /// Limits come from `/plugins/<name>/outbound` in server.json: `connect_timeout_ms`
     /// (default 1000), `io_timeout_ms` per read or write (default 5000), `max_idle` pooled
     /// connections per host and port and worker thread (default 32). Throws
@@ -121,8 +131,28 @@ class context {
 
     /// What `offload` calls: runs `job` (which never throws) on an offload thread.
     virtual task<void> run_offloaded(std::function<void()> job) const = 0;
+
+    // New virtual members go here, after run_offloaded (reopen `public:` for them): the
+    // slots of every earlier member must keep their places (see version.hpp).
+
+  private:
+    template <typename R>
+    task<R> finish_offload(std::function<void()> wrapped,
+                           std::shared_ptr<detail::offload_outcome<R>> state) const;
 };
 
+namespace detail {
+/// What an offloaded job leaves for its caller; shared with the job, so a caller that
+/// stopped waiting never leaves the job writing into a destroyed coroutine frame.
+template <typename R>
+struct offload_outcome {
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    std::exception_ptr error;
+};
+}  // namespace detail
+
+// Not a coroutine: the job is copied before offload() returns, so the task it returns owns
+// everything it needs even when awaited later.
 template <typename F>
 task<std::invoke_result_t<std::decay_t<F>&>> context::offload(F&& job) const {
     using job_type = std::decay_t<F>;
@@ -131,17 +161,9 @@ task<std::invoke_result_t<std::decay_t<F>&>> context::offload(F&& job) const {
                   "[...] { ... }; co_await ctx.offload(job);): GCC 12 destroys a lambda with "
                   "owning captures written inside a co_await expression twice");
     using result = std::invoke_result_t<job_type&>;
-    // Shared with the job: a caller that stops waiting must not leave it writing into
-    // the caller's destroyed coroutine frame.
-    struct outcome {
-        std::conditional_t<std::is_void_v<result>, bool, std::optional<result>> value{};
-        std::exception_ptr error;
-    };
-    auto state = std::make_shared<outcome>();
-    // std::function needs a copyable target; the job itself need not be.
+    auto state = std::make_shared<detail::offload_outcome<result>>();
+    // std::function needs a copyable target: the job is held through a shared_ptr.
     auto shared_job = std::make_shared<job_type>(std::forward<F>(job));
-    // A named variable, not a temporary inside the co_await expression: GCC 12 destroys
-    // such a temporary twice (the closure's shared_ptrs were released one time too many).
     std::function<void()> wrapped = [state, shared_job] {
         try {
             if constexpr (std::is_void_v<result>) {
@@ -153,9 +175,15 @@ task<std::invoke_result_t<std::decay_t<F>&>> context::offload(F&& job) const {
             state->error = std::current_exception();
         }
     };
+    return finish_offload<result>(std::move(wrapped), std::move(state));
+}
+
+template <typename R>
+task<R> context::finish_offload(std::function<void()> wrapped,
+                                std::shared_ptr<detail::offload_outcome<R>> state) const {
     co_await run_offloaded(std::move(wrapped));
     if (state->error) std::rethrow_exception(state->error);
-    if constexpr (!std::is_void_v<result>) co_return std::move(*state->value);
+    if constexpr (!std::is_void_v<R>) co_return std::move(*state->value);
 }
 
 }  // namespace plugd

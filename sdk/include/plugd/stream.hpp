@@ -18,7 +18,10 @@ namespace plugd {
 /// request or task ends the pending operation with operation_aborted and the connection
 /// is closed, never reused.
 ///
-/// Lifetime: destroying the stream closes the connection, unless recycle() was called:
+/// Lifetime: keep a stream inside the `handle` call or background task that opened it (a
+/// local of the coroutine, not a member of the handler): it must not outlive that work,
+/// which keeps the plugin version loaded. Destroying the stream closes the connection,
+/// unless recycle() was called:
 /// then the connection returns to the instance's pool for the next connect() to the same
 /// host and port (on the same worker thread). Since SDK 1.1; members only ever appended.
 class stream {
