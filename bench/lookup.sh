@@ -3,7 +3,7 @@
 # asking a real redis-server, next to greeting (no query), under the same load, in one run.
 #
 # Usage: bench/lookup.sh [BUILD_DIR]   (default: the build tree next to bench/; builds nothing)
-# Needs, in BUILD_DIR: bin/plugd, lib/plugd/greeting.so, bin/plugd_bench_load and
+# Needs, in BUILD_DIR: bin/plugd, lib/plugd/greeting.so, bin/plugd-bench and
 # tests/examples/redis-lookup/redis_lookup.so (./dev test builds them), and redis-server.
 # Tunable through the environment: BENCH_SECONDS (per run, default 3), BENCH_ROUNDS (3),
 # BENCH_CONNECTIONS (256), BENCH_SERVER_THREADS (1), BENCH_LOAD_THREADS (1), BENCH_MAX_IDLE
@@ -20,7 +20,7 @@ load_threads=${BENCH_LOAD_THREADS:-1}
 # request beyond it opens (and closes) its own connection to Redis.
 max_idle=${BENCH_MAX_IDLE:-$connections}
 
-for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_load \
+for f in bin/plugd lib/plugd/greeting.so bin/plugd-bench \
     tests/examples/redis-lookup/redis_lookup.so; do
     if [[ ! -f $build/$f ]]; then
         echo "lookup.sh: $build/$f is missing; run ./dev test first" >&2
@@ -94,8 +94,8 @@ echo "greeting vs redis-lookup (a Redis GET per request over pooled connections,
 for ((round = 1; round <= rounds; round++)); do
     for name in greeting lookup; do
         port=${name}_port
-        out=$("$build/bin/plugd_bench_load" --port "${!port}" --connections "$connections" \
-            --seconds "$seconds" --threads "$load_threads" --expect 'Hello, world' 2>&1) || {
+        out=$("$build/bin/plugd-bench" --port "${!port}" --connections "$connections" \
+            --duration "$seconds" --warmup 0 --threads "$load_threads" --expect 'Hello, world' 2>&1) || {
             echo "lookup.sh: the load run against $name failed: $out" >&2
             exit 1
         }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # reload.sh: how long a plugin reload takes to reach clients, and what it costs the requests
-# in flight: plugd serves greeting under plugd_bench_load while plugd_bench_reload_probe
+# in flight: plugd serves greeting under plugd-bench while plugd_bench_reload_probe
 # changes greeting's prefix and sends SIGHUP, again and again. The same load first runs
 # without reloads: on a shared machine the scheduler alone makes a tail of several ms, and
 # only the difference is the reloads' cost.
 #
 # Usage: bench/reload.sh [BUILD_DIR]    (default: the build tree next to bench/; builds nothing)
-# Needs, in BUILD_DIR: bin/plugd, lib/plugd/greeting.so, bin/plugd_bench_load and
+# Needs, in BUILD_DIR: bin/plugd, lib/plugd/greeting.so, bin/plugd-bench and
 # bin/plugd_bench_reload_probe. Tunable through the environment: BENCH_RELOADS (default 20),
 # BENCH_RELOAD_INTERVAL_MS (between reloads, 100), BENCH_RELOAD_TIMEOUT_MS (for one reload to
 # answer, 5000), BENCH_CONNECTIONS (load connections, 50), BENCH_PIPELINE (1), BENCH_SECONDS
@@ -27,10 +27,10 @@ pipeline=${BENCH_PIPELINE:-1}
 # steady state rather than one still accepting the load's connections.
 warmup_s=0.5
 
-for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_load bin/plugd_bench_reload_probe; do
+for f in bin/plugd lib/plugd/greeting.so bin/plugd-bench bin/plugd_bench_reload_probe; do
     if [[ ! -f $build/$f ]]; then
         echo "reload.sh: $build/$f is missing; build it first:" >&2
-        echo "  cmake --build $build -j2 --target plugd greeting plugd_bench_load" \
+        echo "  cmake --build $build -j2 --target plugd greeting plugd-bench" \
             "plugd_bench_reload_probe   (configured with -DPLUGD_BUILD_BENCH=ON)" >&2
         exit 1
     fi
@@ -99,8 +99,8 @@ load_seconds=${BENCH_SECONDS:-$(awk -v n="$reloads" -v i="$interval_ms" -v w="$w
 load() {
     local out=$1
     shift
-    "$build/bin/plugd_bench_load" --port "$port" --connections "$connections" \
-        --seconds "$load_seconds" --pipeline "$pipeline" "$@" >"$out" 2>&1 &
+    "$build/bin/plugd-bench" --port "$port" --connections "$connections" \
+        --duration "$load_seconds" --warmup 0 --pipeline "$pipeline" "$@" >"$out" 2>&1 &
     load=$!
     pids+=("$load")
 }

@@ -3,7 +3,7 @@
 #
 # Usage: bench/run.sh [BUILD_DIR]    (default: the build tree next to bench/; builds nothing)
 # Needs, in BUILD_DIR: bin/plugd, lib/plugd/greeting.so, bin/plugd_bench_baseline and
-# bin/plugd_bench_load. Tunable through the environment: BENCH_SECONDS (per run, default 3),
+# bin/plugd-bench. Tunable through the environment: BENCH_SECONDS (per run, default 3),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (50), BENCH_SERVER_THREADS (1), BENCH_LOAD_THREADS (1).
 # One thread each by default: server and load share the machine's cores, and two threads
 # apiece on two cores would measure the scheduler rather than the servers.
@@ -16,11 +16,11 @@ connections=${BENCH_CONNECTIONS:-50}
 server_threads=${BENCH_SERVER_THREADS:-1}
 load_threads=${BENCH_LOAD_THREADS:-1}
 
-for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_baseline bin/plugd_bench_load; do
+for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_baseline bin/plugd-bench; do
     if [[ ! -f $build/$f ]]; then
         echo "run.sh: $build/$f is missing; build it first:" >&2
         echo "  cmake --build $build -j2 --target plugd greeting plugd_bench_baseline" \
-            "plugd_bench_load   (configured with -DPLUGD_BUILD_BENCH=ON)" >&2
+            "plugd-bench   (configured with -DPLUGD_BUILD_BENCH=ON)" >&2
         exit 1
     fi
 done
@@ -63,8 +63,8 @@ start_server() {
 # its requests/s to $tmp/NAME.PIPELINE.
 load() {
     local name=$1 port=$2 pipeline=$3 out
-    if ! out=$("$build/bin/plugd_bench_load" --port "$port" --connections "$connections" \
-        --seconds "$seconds" --pipeline "$pipeline" --threads "$load_threads" \
+    if ! out=$("$build/bin/plugd-bench" --port "$port" --connections "$connections" \
+        --duration "$seconds" --warmup 0 --pipeline "$pipeline" --threads "$load_threads" \
         --expect 'Hello, world' 2>&1); then
         echo "run.sh: the load run against $name failed:" >&2
         echo "$out" >&2

@@ -69,16 +69,12 @@ struct serving {
 TEST_CASE("a restart right after a stop or a crash with clients connected binds the same port") {
     temp_dir tmp;
     const std::string config = one_listener_config(test_plugin_dir(), "echo");
-    std::uint16_t port = 0;
+    const std::uint16_t port = unused_fixed_port();
     for (const int signo : {SIGTERM, SIGKILL}) {
         CAPTURE(signo);
-        // The first run picks a free port; later runs insist on it.
-        plugd_process p{{"-c", tmp.write("server.json", port ? on_port(config, port) : config)
-                                   .string()}};
-        const auto bound = p.port();
+        plugd_process p{{"-c", tmp.write("server.json", on_port(config, port)).string()}};
+        CHECK(p.port() == port);
         REQUIRE_MESSAGE(p.wait_for_log("serving generation 1"), p.log());
-        if (port) CHECK(bound == port);
-        port = bound;
         line_client idle{port};
         idle.send("hello\n");
         REQUIRE(idle.read_line() == "v1:hello");

@@ -298,10 +298,12 @@ TEST_CASE(
 
 TEST_CASE("a listener removed by one reload can be added back on its port by the next") {
     reloadable server;
+    const auto port = unused_fixed_port();
     server.write_config(R"({ "log_requests": false })", "{}",
-                        R"({ "name": "extra", "port": 0, "plugin": "p" })");
+                        R"({ "name": "extra", "port": )" + std::to_string(port) +
+                            R"(, "plugin": "p" })");
     server.reload_ok(2);
-    const auto port = server.process->port("extra");
+    REQUIRE(server.process->port("extra") == port);
     line_client client{port};
     client.send("a\n");
     REQUIRE(client.read_line() == "v1:a");

@@ -57,7 +57,10 @@ std::filesystem::path temp_dir::write(const std::string& name, const std::string
     return p;
 }
 
-plugd_process::plugd_process(std::vector<std::string> args) {
+plugd_process::plugd_process(std::vector<std::string> args)
+    : plugd_process{PLUGD_BINARY, std::move(args)} {}
+
+plugd_process::plugd_process(std::string binary, std::vector<std::string> args) {
     int pipe_fds[2];
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) fail("pipe2");
     posix_spawn_file_actions_t actions;
@@ -65,17 +68,17 @@ plugd_process::plugd_process(std::vector<std::string> args) {
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    args.insert(args.begin(), PLUGD_BINARY);
+    args.insert(args.begin(), binary);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, PLUGD_BINARY, &actions, nullptr, argv.data(), environ);
+    const int rc = ::posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     ::close(pipe_fds[1]);
     if (rc != 0) {
         ::close(pipe_fds[0]);
         errno = rc;
-        fail("posix_spawn " PLUGD_BINARY);
+        fail("posix_spawn " + binary);
     }
     pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
     if (pidfd_ < 0) fail("pidfd_open");
@@ -163,7 +166,11 @@ std::optional<int> plugd_process::wait_exit(milliseconds timeout) {
 }
 
 run_result run_plugd(std::vector<std::string> args, milliseconds timeout) {
-    plugd_process p{std::move(args)};
+    return run_program(PLUGD_BINARY, std::move(args), timeout);
+}
+
+run_result run_program(std::string binary, std::vector<std::string> args, milliseconds timeout) {
+    plugd_process p{std::move(binary), std::move(args)};
     const auto status = p.wait_exit(timeout);
     return {status.value_or(-1), p.log()};
 }
@@ -246,6 +253,24 @@ void install_plugin(const std::filesystem::path& from, const std::filesystem::pa
     const auto staged = dir / (name + ".staged");
     std::filesystem::copy_file(from, staged, std::filesystem::copy_options::overwrite_existing);
     std::filesystem::rename(staged, dir / name);
+}
+
+std::uint16_t unused_fixed_port() {
+    // Debian's ip_local_port_range starts at 32768; below it, ports are only ever bound on
+    // purpose. A pseudo-random start spreads parallel tests apart.
+    static std::uint32_t next = static_cast<std::uint32_t>(::getpid()) * 7919u;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        const auto port = static_cast<std::uint16_t>(20000 + (next++ * 7919u) % 12000);
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        ::close(fd);
+        if (free) return port;
+    }
+    throw std::runtime_error("no unused loopback port between 20000 and 32000");
 }
 
 std::size_t rss_kib(pid_t pid) {

@@ -35,6 +35,8 @@ class temp_dir {
 class plugd_process {
   public:
     explicit plugd_process(std::vector<std::string> args);
+    /// Another program of the build (plugd-bench), with the same capture and clean-up.
+    plugd_process(std::string binary, std::vector<std::string> args);
     ~plugd_process();
 
     pid_t pid() const { return pid_; }
@@ -69,6 +71,9 @@ struct run_result {
     std::string output;
 };
 run_result run_plugd(std::vector<std::string> args, milliseconds timeout = 20s);
+/// The same for another program of the build.
+run_result run_program(std::string binary, std::vector<std::string> args,
+                       milliseconds timeout = 20s);
 
 /// A blocking TCP client with deadlines on every read.
 class line_client {
@@ -102,6 +107,11 @@ class line_client {
 /// it over the old one (a plugin file is never rewritten in place while loaded).
 void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
                     const std::string& name);
+
+/// A loopback port nothing is bound to, below the kernel's ephemeral range: tests that
+/// stop a server and start another on the same port use it, so no client connection of a
+/// test running in parallel (those take ephemeral ports) can take it in between.
+std::uint16_t unused_fixed_port();
 
 /// Resident set size of `pid` in KiB, from /proc/<pid>/status.
 std::size_t rss_kib(pid_t pid);

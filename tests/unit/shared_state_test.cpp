@@ -125,12 +125,13 @@ TEST_CASE("a full map makes room from entries whose time to live has passed") {
     plugd::shared_map_impl m{"kv", 1000};
     m.set("a", std::string(400, 'x'), 1ms);
     m.set("b", std::string(400, 'x'), 1ms);
-    const auto start = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - start < 2ms) std::this_thread::yield();
+    const auto set = std::chrono::steady_clock::now();  // both expire before set + 1 ms
+    while (std::chrono::steady_clock::now() - set < 3ms) std::this_thread::yield();
     m.set("c", std::string(500, 'x'));  // fits only once the expired ones are gone
     CHECK(m.get("c").has_value());
+    const auto d_set = std::chrono::steady_clock::now();
     m.set("d", std::string(100, 'x'), 1ms);
-    while (std::chrono::steady_clock::now() - start < 4ms) std::this_thread::yield();
+    while (std::chrono::steady_clock::now() - d_set < 3ms) std::this_thread::yield();
     m.purge_expired();
     CHECK(m.size() == 1);
     CHECK(m.bytes_used() == 1 + 500 + 64);

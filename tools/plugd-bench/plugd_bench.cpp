@@ -1,0 +1,454 @@
+// plugd-bench: a load generator for plugd deployments (and any line, one-shot or HTTP
+// server), in the spirit of redis-benchmark and wrk. Every reply is checked byte for byte.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <list>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "latency_histogram.hpp"
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+using plugd::bench::latency_histogram;
+
+namespace {
+
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
+
+  --host H             server address (default 127.0.0.1)
+  --port P             server port (required)
+  --mode M             line (a request per line, keep-alive), oneshot (one request per
+                       connection, the reply is everything until the server closes) or
+                       http (HTTP/1.1 GET /<message>, keep-alive); default line
+  --connections N      concurrent connections (default 50)
+  --pipeline N         requests sent at once per connection before reading the replies
+                       (line and http; default 1)
+  --duration S         measured seconds (default 5)
+  --warmup S           seconds of load before measuring (default 1)
+  --threads N          client threads (default 1)
+  --message TEXT       each request's message (default "world")
+  --size N             a message of N bytes instead ('x' repeated)
+  --expect TEXT        the exact reply (default "Hello, <message>"; for http, the body)
+  --expect-prefix T    accept any reply that starts with T and ends with the message
+                       (for a run during which the reply changes, such as a reload)
+  --churn              close and reconnect after every batch (connection set-up measured)
+  --held N             also hold N connections busy with --held-message requests, one at a
+                       time each (slow requests the measured load shares the server with)
+  --held-message TEXT  the held connections' request (default "hold")
+  --timeout S          a batch without its replies after S seconds is an error (default 10)
+  --json               print the result as one JSON object instead of key=value text
+
+Latency is per batch: from writing it to its last reply. Exits 0 when every reply
+matched, 1 when any failed or differed, 2 on bad usage.
+)";
+
+enum class mode_kind { line, oneshot, http };
+
+struct options {
+    std::string host = "127.0.0.1";
+    unsigned short port = 0;
+    mode_kind mode = mode_kind::line;
+    unsigned connections = 50;
+    unsigned pipeline = 1;
+    double duration = 5;
+    double warmup = 1;
+    unsigned threads = 1;
+    std::string message = "world";
+    std::optional<std::string> expect;
+    std::optional<std::string> expect_prefix;
+    bool churn = false;
+    unsigned held = 0;
+    std::string held_message = "hold";
+    double timeout = 10;
+    bool json = false;
+
+    std::string expected() const { return expect ? *expect : "Hello, " + message; }
+    bool accepts(std::string_view reply) const {
+        if (!expect_prefix) return reply == expected();
+        return reply.size() >= expect_prefix->size() + message.size() &&
+               reply.starts_with(*expect_prefix) && reply.ends_with(message);
+    }
+};
+
+// What one thread counted; merged after the run, so the load shares nothing across threads.
+struct tally {
+    std::uint64_t requests = 0, errors = 0, mismatches = 0, held_requests = 0;
+    latency_histogram latency;
+    std::string first_error;
+    std::string first_mismatch;
+    void error(std::string what) {
+        if (errors++ == 0) first_error = std::move(what);
+    }
+};
+
+std::string percent_encoded(std::string_view text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", c);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+// The bytes of one request.
+std::string request_bytes(const options& o, std::string_view message) {
+    switch (o.mode) {
+        case mode_kind::http:
+            return "GET /" + percent_encoded(message) + " HTTP/1.1\r\nHost: " + o.host + "\r\n\r\n";
+        case mode_kind::line:
+        case mode_kind::oneshot:
+            break;
+    }
+    return std::string{message} + "\n";
+}
+
+// One complete reply at the start of `in`: its size and its payload (the line, or the
+// HTTP body), nullopt while incomplete. Throws std::runtime_error for a malformed reply.
+std::optional<std::pair<std::size_t, std::string_view>> next_reply(const options& o,
+                                                                  std::string_view in) {
+    if (o.mode == mode_kind::line) {
+        const auto nl = in.find('\n');
+        if (nl == std::string_view::npos) return std::nullopt;
+        auto line = in.substr(0, nl);
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        return std::pair{nl + 1, line};
+    }
+    // HTTP/1.1 with Content-Length (what a request without a body gets from plugd, nginx
+    // and Node); a chunked reply is refused rather than misread.
+    const auto end = in.find("\r\n\r\n");
+    if (end == std::string_view::npos) return std::nullopt;
+    const auto head = in.substr(0, end);
+    if (!head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200")) {
+        throw std::runtime_error("HTTP status is not 200: " + std::string{head.substr(0, head.find('\r'))});
+    }
+    std::size_t length = 0;
+    bool found = false;
+    for (std::size_t at = head.find("\r\n"); at != std::string_view::npos;) {
+        const auto next = head.find("\r\n", at + 2);
+        const auto field = head.substr(at + 2, next == std::string_view::npos ? head.npos : next - at - 2);
+        const auto colon = field.find(':');
+        std::string name{field.substr(0, colon)};
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (name == "content-length") {
+            length = std::stoul(std::string{field.substr(colon + 1)});
+            found = true;
+        }
+        at = next;
+    }
+    if (!found) throw std::runtime_error("HTTP reply without Content-Length");
+    if (in.size() < end + 4 + length) return std::nullopt;
+    return std::pair{end + 4 + length, in.substr(end + 4, length)};
+}
+
+// A timer that closes the socket when a batch takes longer than --timeout. An expiry that
+// arrives after its batch ended (the handler was already queued) is recognised and ignored.
+struct batch_deadline {
+    asio::steady_timer timer;
+    std::uint64_t armed = 0;
+    bool expired = false;
+    void arm(tcp::socket& s, double seconds) {
+        expired = false;
+        timer.expires_after(std::chrono::duration_cast<clock_type::duration>(
+            std::chrono::duration<double>{seconds}));
+        timer.async_wait([this, &s, batch = ++armed](const boost::system::error_code& ec) {
+            if (ec || batch != armed) return;
+            expired = true;
+            boost::system::error_code ignored;
+            s.close(ignored);
+        });
+    }
+    void disarm() {
+        ++armed;
+        timer.cancel();
+    }
+};
+
+// One connection's life: batches until `stop`; records those that start after `measure`.
+asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoints,
+                            clock_type::time_point measure, clock_type::time_point stop,
+                            tally& t, bool held) {
+    const auto ex = co_await asio::this_coro::executor;
+    const std::string message = held ? o.held_message : o.message;
+    const unsigned pipeline = held || o.mode == mode_kind::oneshot ? 1 : o.pipeline;
+    std::string batch;
+    for (unsigned i = 0; i < pipeline; ++i) batch += request_bytes(o, message);
+    std::string in;
+    tcp::socket s{ex};
+    batch_deadline deadline{asio::steady_timer{ex}};
+    const bool reconnect = o.churn || o.mode == mode_kind::oneshot;
+    while (clock_type::now() < stop) {
+        const auto sent = clock_type::now();
+        deadline.arm(s, o.timeout);
+        const auto failed = [&](const std::string& what) {
+            deadline.disarm();
+            t.error(deadline.expired ? "a batch got no complete reply within --timeout" : what);
+        };
+        if (!s.is_open()) {
+            auto [cec, at] = co_await asio::async_connect(s, endpoints, as_tuple);
+            if (cec) {
+                failed("connect: " + cec.message());
+                co_return;
+            }
+            boost::system::error_code ignored;
+            s.set_option(tcp::no_delay{true}, ignored);
+        }
+        // A batch is at most a few kilobytes: it fits the socket buffer, so writing it
+        // whole before reading cannot deadlock against a server that answers as it reads.
+        auto [wec, w] = co_await asio::async_write(s, asio::buffer(batch), as_tuple);
+        if (wec) {
+            failed("write: " + wec.message());
+            co_return;
+        }
+        unsigned replies = 0;
+        char chunk[16384];
+        while (replies < pipeline) {
+            auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), as_tuple);
+            in.append(chunk, n);
+            if (o.mode == mode_kind::oneshot) {
+                if (ec == asio::error::eof) {
+                    // Everything until the close is the reply (its newline included).
+                    std::string_view reply = in;
+                    if (reply.ends_with('\n')) reply.remove_suffix(1);
+                    if (!o.accepts(reply) && t.mismatches++ == 0) t.first_mismatch = reply;
+                    in.clear();
+                    ++replies;
+                    break;
+                }
+                if (ec) break;
+                continue;
+            }
+            if (ec) break;
+            try {
+                std::size_t used = 0;
+                while (replies < pipeline) {
+                    const auto r = next_reply(o, std::string_view{in}.substr(used));
+                    if (!r) break;
+                    if (!held && !o.accepts(r->second) && t.mismatches++ == 0) {
+                        t.first_mismatch = r->second;
+                    }
+                    used += r->first;
+                    ++replies;
+                }
+                in.erase(0, used);
+            } catch (const std::exception& e) {
+                failed(e.what());
+                co_return;
+            }
+            if (in.size() > (std::size_t{1} << 24)) {
+                failed("16 MiB without a complete reply");
+                co_return;
+            }
+        }
+        deadline.disarm();
+        if (replies < pipeline) {
+            failed("the server closed or reset the connection with replies missing");
+            co_return;
+        }
+        if (held) {
+            ++t.held_requests;
+        } else if (sent >= measure) {
+            t.requests += pipeline;
+            t.latency.record(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - sent)
+                    .count()));
+        }
+        if (reconnect) {
+            boost::system::error_code ignored;
+            s.close(ignored);
+            in.clear();
+        }
+    }
+    if (!in.empty() && t.mismatches++ == 0) t.first_mismatch = "(a reply nobody asked for)";
+}
+
+options parse(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--churn") {
+            o.churn = true;
+            continue;
+        }
+        if (arg == "--json") {
+            o.json = true;
+            continue;
+        }
+        if (arg == "--help") throw std::invalid_argument("");
+        static constexpr std::string_view with_value[] = {
+            "--host",    "--port",    "--mode",          "--connections",  "--pipeline",
+            "--duration", "--warmup", "--threads",       "--message",      "--size",
+            "--expect",  "--expect-prefix", "--held",    "--held-message", "--timeout"};
+        if (std::find(std::begin(with_value), std::end(with_value), arg) == std::end(with_value)) {
+            throw std::invalid_argument("unknown argument \"" + std::string{arg} + "\"");
+        }
+        if (i + 1 >= argc) throw std::invalid_argument(std::string{arg} + " needs a value");
+        const std::string value = argv[++i];
+        const auto number = [&] {
+            std::size_t used = 0;
+            const unsigned long n = std::stoul(value, &used);
+            if (used != value.size()) throw std::invalid_argument(std::string{arg} + ": not a number");
+            return static_cast<unsigned>(n);
+        };
+        const auto seconds = [&] {
+            std::size_t used = 0;
+            const double d = std::stod(value, &used);
+            if (used != value.size() || d < 0) throw std::invalid_argument(std::string{arg} + ": not a duration in seconds");
+            return d;
+        };
+        if (arg == "--host") o.host = value;
+        else if (arg == "--port") o.port = static_cast<unsigned short>(number());
+        else if (arg == "--mode") {
+            if (value == "line") o.mode = mode_kind::line;
+            else if (value == "oneshot") o.mode = mode_kind::oneshot;
+            else if (value == "http") o.mode = mode_kind::http;
+            else throw std::invalid_argument("--mode takes line, oneshot or http, not \"" + value + "\"");
+        } else if (arg == "--connections") o.connections = number();
+        else if (arg == "--pipeline") o.pipeline = number();
+        else if (arg == "--duration") o.duration = seconds();
+        else if (arg == "--warmup") o.warmup = seconds();
+        else if (arg == "--threads") o.threads = number();
+        else if (arg == "--message") o.message = value;
+        else if (arg == "--size") o.message = std::string(number(), 'x');
+        else if (arg == "--expect") o.expect = value;
+        else if (arg == "--expect-prefix") o.expect_prefix = value;
+        else if (arg == "--held") o.held = number();
+        else if (arg == "--held-message") o.held_message = value;
+        else o.timeout = seconds();  // --timeout, the last of with_value
+    }
+    if (o.port == 0) throw std::invalid_argument("--port is required");
+    if (o.connections == 0 || o.pipeline == 0 || o.threads == 0 || !(o.duration > 0)) {
+        throw std::invalid_argument("--connections, --pipeline, --threads and --duration must be above 0");
+    }
+    if (o.expect && o.expect_prefix) {
+        throw std::invalid_argument("--expect and --expect-prefix exclude each other");
+    }
+    if (o.mode == mode_kind::line && (o.message.find('\n') != std::string::npos)) {
+        throw std::invalid_argument("a line-mode message cannot hold a newline");
+    }
+    return o;
+}
+
+std::string json_string(std::string_view text) {
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\u%04x", c);
+            out += hex;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    try {
+        o = parse(argc, argv);
+    } catch (const std::exception& e) {
+        if (*e.what()) std::cerr << "plugd-bench: " << e.what() << "\n\n";
+        std::cerr << usage;
+        return 2;
+    }
+    std::list<asio::io_context> ios;  // a list: an io_context cannot move
+    for (unsigned i = 0; i < o.threads; ++i) ios.emplace_back(1);
+    tcp::resolver::results_type endpoints;
+    try {
+        tcp::resolver resolver{ios.front()};
+        endpoints = resolver.resolve(o.host, std::to_string(o.port));
+    } catch (const std::exception& e) {
+        std::cerr << "plugd-bench: cannot resolve " << o.host << ": " << e.what() << "\n";
+        return 1;
+    }
+    std::vector<tally> tallies(o.threads);
+    const auto to_duration = [](double s) {
+        return std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>{s});
+    };
+    const auto start = clock_type::now();
+    const auto measure = start + to_duration(o.warmup);
+    const auto stop = measure + to_duration(o.duration);
+    auto io = ios.begin();
+    for (unsigned c = 0; c < o.connections + o.held; ++c) {
+        auto& t = tallies[c % o.threads];
+        asio::co_spawn(*io, drive(o, endpoints, measure, stop, t, c >= o.connections),
+                       [&t](std::exception_ptr e) {
+                           if (e) t.error("an unexpected exception in the client");
+                       });
+        if (++io == ios.end()) io = ios.begin();
+    }
+    std::vector<std::thread> workers;
+    for (auto& i : ios) workers.emplace_back([&i] { i.run(); });
+    for (auto& w : workers) w.join();
+    const std::chrono::duration<double> measured = clock_type::now() - measure;
+
+    tally all;
+    for (auto& t : tallies) {
+        all.requests += t.requests;
+        all.errors += t.errors;
+        all.mismatches += t.mismatches;
+        all.held_requests += t.held_requests;
+        all.latency.merge(t.latency);
+        if (all.first_error.empty()) all.first_error = t.first_error;
+        if (all.first_mismatch.empty()) all.first_mismatch = t.first_mismatch;
+    }
+    const auto rate = static_cast<std::uint64_t>(static_cast<double>(all.requests) /
+                                                 std::max(measured.count(), 1e-9));
+    const auto& h = all.latency;
+    if (o.json) {
+        std::cout << "{\"requests_per_second\": " << rate << ", \"requests\": " << all.requests
+                  << ", \"errors\": " << all.errors << ", \"mismatches\": " << all.mismatches
+                  << ", \"held_requests\": " << all.held_requests
+                  << ", \"latency_us\": {\"p50\": " << h.percentile(0.5)
+                  << ", \"p99\": " << h.percentile(0.99) << ", \"p99.9\": " << h.percentile(0.999)
+                  << ", \"max\": " << h.max() << "}, \"connections\": " << o.connections
+                  << ", \"pipeline\": " << o.pipeline << ", \"seconds\": " << measured.count()
+                  << ", \"first_error\": " << json_string(all.first_error)
+                  << ", \"first_mismatch\": " << json_string(all.first_mismatch) << "}\n";
+    } else {
+        // One line of key=value: what bench/*.sh parse.
+        std::cout << "requests/s=" << rate << " requests=" << all.requests
+                  << " errors=" << all.errors << " mismatches=" << all.mismatches
+                  << " p50_us=" << h.percentile(0.5) << " p99_us=" << h.percentile(0.99)
+                  << " p999_us=" << h.percentile(0.999) << " max_us=" << h.max();
+        if (o.held) std::cout << " held_requests=" << all.held_requests;
+        std::cout << std::endl;
+    }
+    if (all.errors > 0) std::cerr << "plugd-bench: " << all.errors << " error(s), first: " << all.first_error << "\n";
+    if (all.mismatches > 0) {
+        std::cerr << "plugd-bench: expected \""
+                  << (o.expect_prefix ? *o.expect_prefix + "..." + o.message : o.expected())
+                  << "\", got e.g. \"" << all.first_mismatch << "\"\n";
+    }
+    return all.errors == 0 && all.mismatches == 0 ? 0 : 1;
+}
