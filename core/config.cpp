@@ -271,7 +271,8 @@ server_config parse_document(const json& doc, const validator& v,
                  "plugins", "listeners", "limits"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
-    cfg.offload_threads = static_cast<unsigned>(v.integer_or(doc, "", "offload_threads", 0, 1024, 0));
+    cfg.offload_threads =
+        static_cast<unsigned>(v.integer_or(doc, "", "offload_threads", 0, 1024, 0));
     cfg.offload_queue = v.integer_or(doc, "", "offload_queue", 1, 1'000'000, cfg.offload_queue);
     const json* dir = v.find(doc, "plugin_dir");
     cfg.plugin_dir = dir ? resolve(base, v.string(*dir, "/plugin_dir")) : bundled_plugin_dir;
@@ -307,8 +308,8 @@ server_config parse_document(const json& doc, const validator& v,
                                   v.string(v.require(spec, p, "file"), child(p, "file")));
         const json* config = v.find(spec, "config");
         plugin.config = config ? v.object_at(*config, child(p, "config")) : json::object();
-        plugin.shared_bytes =
-            v.integer_or(spec, p, "shared_bytes", 4096, std::uint64_t{1} << 40, plugin.shared_bytes);
+        plugin.shared_bytes = v.integer_or(spec, p, "shared_bytes", 4096, std::uint64_t{1} << 40,
+                                           plugin.shared_bytes);
         if (const json* state = v.find(spec, "state_file")) {
             plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
         }
@@ -319,8 +320,9 @@ server_config parse_document(const json& doc, const validator& v,
             using ms = std::chrono::milliseconds;
             constexpr std::uint64_t hour_ms = 3600ull * 1000;
             auto& o = plugin.outbound;
-            o.connect_timeout = ms{v.integer_or(*out, op, "connect_timeout_ms", 1, hour_ms,
-                                                static_cast<std::uint64_t>(o.connect_timeout.count()))};
+            o.connect_timeout =
+                ms{v.integer_or(*out, op, "connect_timeout_ms", 1, hour_ms,
+                                static_cast<std::uint64_t>(o.connect_timeout.count()))};
             o.io_timeout = ms{v.integer_or(*out, op, "io_timeout_ms", 1, hour_ms,
                                            static_cast<std::uint64_t>(o.io_timeout.count()))};
             o.max_idle = v.integer_or(*out, op, "max_idle", 0, 100'000, o.max_idle);

@@ -40,7 +40,7 @@ struct limits {
 struct outbound_settings {
     std::chrono::milliseconds connect_timeout{1000};  ///< resolving and connecting
     std::chrono::milliseconds io_timeout{5000};       ///< each read or write
-    std::size_t max_idle = 32;  ///< pooled per host:port and worker thread
+    std::size_t max_idle = 32;                        ///< pooled per host:port and worker thread
     friend bool operator==(const outbound_settings&, const outbound_settings&) = default;
 };
 
@@ -68,9 +68,9 @@ struct listener_spec {
 };
 
 struct server_config {
-    std::filesystem::path source;  ///< the file it came from; empty for the built-in default
-    unsigned threads = 0;          ///< 0: one per core
-    unsigned offload_threads = 0;  ///< threads for context::offload; 0: one per core
+    std::filesystem::path source;      ///< the file it came from; empty for the built-in default
+    unsigned threads = 0;              ///< 0: one per core
+    unsigned offload_threads = 0;      ///< threads for context::offload; 0: one per core
     std::size_t offload_queue = 1024;  ///< offloaded jobs that may wait for a thread
     std::filesystem::path plugin_dir;
     std::filesystem::path pid_file;

@@ -9,11 +9,11 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "control/signal_command.hpp"
 #include "log.hpp"
 #include "plugins/plugin_seal.hpp"
 #include "plugins/plugin_version.hpp"
 #include "server.hpp"
-#include "control/signal_command.hpp"
 
 #include <plugd/version.hpp>
 
@@ -102,9 +102,8 @@ int main(int argc, char** argv) {
     if (signal) {
         const auto pid_file = config_file ? plugd::pid_file_of(*config_file)
                                           : std::filesystem::current_path() / "plugd.pid";
-        const auto config = config_file
-                                ? std::filesystem::absolute(*config_file).lexically_normal()
-                                : std::filesystem::path{};
+        const auto config = config_file ? std::filesystem::absolute(*config_file).lexically_normal()
+                                        : std::filesystem::path{};
         return plugd::send_signal_command(*signal, config, pid_file, std::chrono::seconds{60});
     }
     try {

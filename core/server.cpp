@@ -84,15 +84,16 @@ class server {
         for (auto& s : shards_) s->join();
         // Offloaded jobs post their completions to the shards' event loops: stop them first.
         if (!host_->stop(shutdown_deadline_.expiry())) {
-            log::error("offloaded jobs still running after shutdown_timeout_ms: exiting "
-                       "without unloading plugins (a job must not block forever)");
+            log::error(
+                "offloaded jobs still running after shutdown_timeout_ms: exiting "
+                "without unloading plugins (a job must not block forever)");
             host_->state().save_all();
             remove_pid_file();
             std::_Exit(1);
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
-        shards_.clear();  // io_contexts and their coroutine frames go before the plugins
-        deployment_->clear();  // stop() of each version may still write shared state...
+        shards_.clear();            // io_contexts and their coroutine frames go before the plugins
+        deployment_->clear();       // stop() of each version may still write shared state...
         host_->state().save_all();  // ...so it is saved after
         remove_pid_file();
         log::info("plugd stopped");

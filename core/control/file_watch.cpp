@@ -27,7 +27,8 @@ std::chrono::milliseconds age(const std::filesystem::path& file) {
     if (::stat(file.c_str(), &st) != 0) return std::chrono::milliseconds::max();
     const auto modified = std::chrono::system_clock::time_point{
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec})};
+            std::chrono::seconds{st.st_mtim.tv_sec} +
+            std::chrono::nanoseconds{st.st_mtim.tv_nsec})};
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() -
                                                                  modified);
 }
@@ -88,7 +89,8 @@ void file_watch::rewatch() {
         auto& own = wanted[file.parent_path()];
         own.path = file.parent_path();
         own.files.insert(file.filename());
-        for (auto child = file.parent_path(); child.has_relative_path(); child = child.parent_path()) {
+        for (auto child = file.parent_path(); child.has_relative_path();
+             child = child.parent_path()) {
             auto& above = wanted[child.parent_path()];
             above.path = child.parent_path();
             above.on_path.insert(child.filename());
@@ -114,41 +116,42 @@ void file_watch::rewatch() {
 }
 
 void file_watch::read_events() {
-    stream_.async_wait(
-        boost::asio::posix::stream_descriptor::wait_read,
-        [this](const boost::system::error_code& ec) {
-            if (ec) return;
-            bool relevant = false;
-            bool path_changed = false;
-            ssize_t n;
-            while ((n = ::read(fd_, buffer_.data(), buffer_.size())) > 0) {
-                for (ssize_t at = 0; at < n;) {
-                    inotify_event e;
-                    std::memcpy(&e, buffer_.data() + at, sizeof e);
-                    const std::string name = e.len ? buffer_.data() + at + sizeof e : "";
-                    at += static_cast<ssize_t>(sizeof e + e.len);
-                    if (e.mask & IN_Q_OVERFLOW) {
-                        // Events were lost (the queue filled while a reload ran): assume
-                        // anything changed, path included.
-                        path_changed = true;
-                        continue;
-                    }
-                    auto it = folders_.find(e.wd);
-                    if (it == folders_.end()) continue;  // a watch removed by rewatch()
-                    const auto& folder = it->second;
-                    if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
-                        path_changed = true;
-                    } else if (folder.on_path.contains(name)) {
-                        path_changed = true;  // a folder on the way was replaced
-                    } else if (folder.files.contains(name)) {
-                        relevant = true;
-                    }
-                }
-            }
-            if (path_changed) rewatch();
-            if (relevant || path_changed) changed();
-            read_events();
-        });
+    stream_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [this](const boost::system::error_code& ec) {
+                           if (ec) return;
+                           bool relevant = false;
+                           bool path_changed = false;
+                           ssize_t n;
+                           while ((n = ::read(fd_, buffer_.data(), buffer_.size())) > 0) {
+                               for (ssize_t at = 0; at < n;) {
+                                   inotify_event e;
+                                   std::memcpy(&e, buffer_.data() + at, sizeof e);
+                                   const std::string name =
+                                       e.len ? buffer_.data() + at + sizeof e : "";
+                                   at += static_cast<ssize_t>(sizeof e + e.len);
+                                   if (e.mask & IN_Q_OVERFLOW) {
+                                       // Events were lost (the queue filled while a reload ran):
+                                       // assume anything changed, path included.
+                                       path_changed = true;
+                                       continue;
+                                   }
+                                   auto it = folders_.find(e.wd);
+                                   if (it == folders_.end())
+                                       continue;  // a watch removed by rewatch()
+                                   const auto& folder = it->second;
+                                   if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+                                       path_changed = true;
+                                   } else if (folder.on_path.contains(name)) {
+                                       path_changed = true;  // a folder on the way was replaced
+                                   } else if (folder.files.contains(name)) {
+                                       relevant = true;
+                                   }
+                               }
+                           }
+                           if (path_changed) rewatch();
+                           if (relevant || path_changed) changed();
+                           read_events();
+                       });
 }
 
 void file_watch::changed() {

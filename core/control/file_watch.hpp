@@ -39,8 +39,8 @@ class file_watch {
     /// What one inotify watch (one folder) stands for.
     struct watched_folder {
         std::filesystem::path path;
-        std::set<std::string> files;     ///< watched files in it, by name
-        std::set<std::string> on_path;   ///< entries leading down to a watched file's folder
+        std::set<std::string> files;    ///< watched files in it, by name
+        std::set<std::string> on_path;  ///< entries leading down to a watched file's folder
     };
 
     void rewatch();

@@ -68,7 +68,8 @@ pid_file::pid_file(std::filesystem::path path) : path_{std::move(path)} {
                             "); each server needs its own /pid_file: give this configuration "
                             "another one, or stop that plugd first (plugd -s stop)");
         }
-        struct stat opened {}, named {};
+        struct stat opened {
+        }, named{};
         if (::fstat(fd, &opened) != 0 || ::stat(path_.c_str(), &named) != 0 ||
             opened.st_ino != named.st_ino || opened.st_dev != named.st_dev) {
             ::close(fd);
@@ -85,8 +86,9 @@ pid_file::pid_file(std::filesystem::path path) : path_{std::move(path)} {
         fd_ = fd;
         return;
     }
-    fail(path_, "replaced again and again while plugd tried to lock it; is another program "
-                "rewriting it?");
+    fail(path_,
+         "replaced again and again while plugd tried to lock it; is another program "
+         "rewriting it?");
 }
 
 pid_file::~pid_file() {

@@ -41,8 +41,8 @@ struct pid_file_state {
         stale,    ///< a file no process holds a lock on: signal nothing
         held,     ///< held by `holder`, a live process
     } what = kind::missing;
-    pid_t holder = 0;                ///< the lock holder, as the kernel reports it
-    std::optional<pid_t> written;    ///< the pid the file's text names, if it names one
+    pid_t holder = 0;              ///< the lock holder, as the kernel reports it
+    std::optional<pid_t> written;  ///< the pid the file's text names, if it names one
 };
 
 /// Inspects `path` without taking or disturbing any lock (F_GETLK).

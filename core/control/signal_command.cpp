@@ -67,8 +67,8 @@ std::optional<pid_t> find_server(std::string_view action, const std::filesystem:
     const std::string via = " (the /pid_file of " + describe_config(config_file) + ")";
     switch (state.what) {
         case pid_file_state::kind::missing:
-            std::cerr << "plugd: no running plugd found: " << pid_file.string()
-                      << " does not exist" << via
+            std::cerr << "plugd: no running plugd found: " << pid_file.string() << " does not exist"
+                      << via
                       << ". Is plugd running with this configuration? If /pid_file was "
                          "changed since it started, put the old value back: the running "
                          "server keeps its pid file until it restarts\n";
@@ -84,8 +84,9 @@ std::optional<pid_t> find_server(std::string_view action, const std::filesystem:
                 return std::nullopt;
             }
             std::cerr << "plugd: " << pid_file.string() << via << " is stale: "
-                      << (state.written ? "it names pid " + std::to_string(*state.written) + ", but "
-                                        : std::string{})
+                      << (state.written
+                              ? "it names pid " + std::to_string(*state.written) + ", but "
+                              : std::string{})
                       << "no running plugd holds it (one that was killed leaves it behind); "
                          "nothing was signalled. Start plugd; it takes the file over\n";
             return std::nullopt;
@@ -99,8 +100,7 @@ std::optional<pid_t> find_server(std::string_view action, const std::filesystem:
                   << " is missing, so which configuration it serves is unknown; nothing was "
                      "signalled (kill "
                   << (action == "reload" ? "-HUP " : "-TERM ") << state.holder
-                  << (action == "reload" ? " reloads" : " stops")
-                  << " it without this check)\n";
+                  << (action == "reload" ? " reloads" : " stops") << " it without this check)\n";
         return std::nullopt;
     }
     if (!same_file(status->config, config_file)) {

@@ -38,7 +38,9 @@ class host {
 
     /// The worker threads' event loops, for tasks started off them (from start(), on the
     /// control thread). Set once, before any plugin starts.
-    void set_workers(std::vector<boost::asio::io_context*> workers) { workers_ = std::move(workers); }
+    void set_workers(std::vector<boost::asio::io_context*> workers) {
+        workers_ = std::move(workers);
+    }
     /// Where a task started now runs: the calling worker thread's event loop when called on
     /// one (a task from a handler stays with its connection's thread), otherwise the next
     /// worker in turn.

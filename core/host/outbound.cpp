@@ -61,10 +61,9 @@ class deadline {
                        const boost::system::error_code& ec, const deadline& d,
                        std::chrono::milliseconds limit, const char* limit_name) {
     if (d.expired()) {
-        throw boost::system::system_error(asio::error::timed_out,
-                                          where + ": " + operation + " timed out after " +
-                                              limit_name + " (" + std::to_string(limit.count()) +
-                                              " ms)");
+        throw boost::system::system_error(
+            asio::error::timed_out, where + ": " + operation + " timed out after " + limit_name +
+                                        " (" + std::to_string(limit.count()) + " ms)");
     }
     throw boost::system::system_error(ec, where + ": " + operation);
 }
@@ -112,7 +111,8 @@ class stream_impl final : public stream {
                 throw std::length_error(describe() + ": no delimiter in " +
                                         std::to_string(max_bytes) + " bytes");
             }
-            if (buffer_.size() >= delimiter.size()) searched = buffer_.size() - delimiter.size() + 1;
+            if (buffer_.size() >= delimiter.size())
+                searched = buffer_.size() - delimiter.size() + 1;
             co_await fill();
         }
     }
@@ -235,7 +235,8 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
     deadline d{ex};
     tcp::resolver resolver{ex};
     d.arm(settings_.connect_timeout, [&resolver] { resolver.cancel(); });
-    auto [rec, endpoints] = co_await resolver.async_resolve(host_name, std::to_string(port), as_tuple);
+    auto [rec, endpoints] =
+        co_await resolver.async_resolve(host_name, std::to_string(port), as_tuple);
     d.disarm();
     if (rec) fail(where, "resolve", rec, d, settings_.connect_timeout, "connect_timeout_ms");
     tcp::socket socket{ex};

@@ -34,9 +34,8 @@ void shared_map_impl::reserve(std::size_t bytes) const {
     for (;;) {
         const std::size_t budget = budget_.load(std::memory_order_relaxed);
         if (used > budget || budget - used < bytes) {
-            throw std::length_error("shared state of plugin instance \"" + owner_ +
-                                    "\" is full (" + std::to_string(used) + " of " +
-                                    std::to_string(budget) +
+            throw std::length_error("shared state of plugin instance \"" + owner_ + "\" is full (" +
+                                    std::to_string(used) + " of " + std::to_string(budget) +
                                     " bytes in use): raise /plugins/" + owner_ +
                                     "/shared_bytes, or erase entries or give them a ttl");
         }
@@ -86,7 +85,8 @@ void shared_map_impl::purge_expired() {
 void shared_map_impl::put(stripe& s, std::string_view key, std::string value,
                           clock::time_point expires) {
     const auto it = s.entries.find(key);
-    const std::size_t before = it == s.entries.end() ? 0 : cost(key.size(), it->second.value.size());
+    const std::size_t before =
+        it == s.entries.end() ? 0 : cost(key.size(), it->second.value.size());
     const std::size_t after = cost(key.size(), value.size());
     if (after > before) {
         try {

@@ -62,8 +62,8 @@ std::optional<std::string_view> elf_section(std::string_view image, std::string_
         throw not_a_shared_library("corrupt ELF program header table");
     }
     for (std::uint64_t i = 0; i < header.e_phnum; ++i) {
-        const auto p = read_at<Elf64_Phdr>(image, header.e_phoff + i * sizeof(Elf64_Phdr),
-                                           "a program header");
+        const auto p =
+            read_at<Elf64_Phdr>(image, header.e_phoff + i * sizeof(Elf64_Phdr), "a program header");
         if (p.p_offset > image.size() || image.size() - p.p_offset < p.p_filesz) {
             throw incomplete("segment " + std::to_string(i), p.p_offset + p.p_filesz);
         }

@@ -64,7 +64,7 @@ void plugin_context::every(std::chrono::milliseconds interval, std::function<tas
 }
 
 task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
-                                                     std::uint16_t port) const {
+                                                      std::uint16_t port) const {
     return owner_.outbound().connect(std::string{host}, port);
 }
 

@@ -117,8 +117,8 @@ std::string seal_plugin_file(const std::filesystem::path& file) {
     const int error = errno;
     if (fd >= 0) ::close(fd);
     if (!written) {
-        throw std::runtime_error(file.string() + ": cannot write the seal: " +
-                                 std::strerror(error));
+        throw std::runtime_error(file.string() +
+                                 ": cannot write the seal: " + std::strerror(error));
     }
     return file.string() + ": sealed";
 }

@@ -19,9 +19,9 @@
 
 #include <plugd/handler.hpp>
 
+#include <boost/asio/post.hpp>
 #include "plugins/abi_fingerprint.hpp"
 #include "plugins/elf_section.hpp"
-#include <boost/asio/post.hpp>
 
 #include "host/host.hpp"
 #include "host/shared_state.hpp"

@@ -114,9 +114,8 @@ std::string deployment::apply(const server_config& running, const server_config&
         for (auto& routes : bound) u.added.push_back(routes[i]);
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
-        asio::post(shards_[i]->io(), [s = shards_[i].get(), u = std::move(u)]() mutable {
-            s->apply(std::move(u));
-        });
+        asio::post(shards_[i]->io(),
+                   [s = shards_[i].get(), u = std::move(u)]() mutable { s->apply(std::move(u)); });
     }
     std::vector<std::string> load_names, kept_listener_names, added_names;
     for (const auto& s : plan.load) load_names.push_back(s.name);
@@ -135,27 +134,27 @@ void deployment::retire(std::shared_ptr<plugin_version> version,
     auto& d = draining_.emplace_back(draining_version{
         std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
     d.deadline->expires_after(timeout);
-    d.deadline->async_wait([this, weak = std::weak_ptr{d.version}](
-                               const boost::system::error_code& ec) {
-        auto version = weak.lock();
-        if (ec || !version) return;
-        log::warn(version->describe() +
-                  ": requests still running after reload_drain_timeout_ms; cancelling them");
-        if (const auto tasks = version->tasks().running(); !tasks.empty()) {
-            log::warn(version->describe() + ": background task(s) " + join_names(tasks) +
-                      " ignore cancellation; the version stays loaded until they end (a task "
-                      "must let the operation_aborted of sleep_for propagate)");
-        }
-        for (auto& s : shards_) {
-            // The reference travels with the request so the address cannot be reused by
-            // another version before the shard compares it; dropping it re-checks.
-            asio::post(s->io(), [this, s = s.get(), version]() mutable {
-                s->abort_requests_on(version.get(), "ERR reload drain timeout");
-                version.reset();
-                asio::post(control_, [this] { unload_drained(); });
-            });
-        }
-    });
+    d.deadline->async_wait(
+        [this, weak = std::weak_ptr{d.version}](const boost::system::error_code& ec) {
+            auto version = weak.lock();
+            if (ec || !version) return;
+            log::warn(version->describe() +
+                      ": requests still running after reload_drain_timeout_ms; cancelling them");
+            if (const auto tasks = version->tasks().running(); !tasks.empty()) {
+                log::warn(version->describe() + ": background task(s) " + join_names(tasks) +
+                          " ignore cancellation; the version stays loaded until they end (a task "
+                          "must let the operation_aborted of sleep_for propagate)");
+            }
+            for (auto& s : shards_) {
+                // The reference travels with the request so the address cannot be reused by
+                // another version before the shard compares it; dropping it re-checks.
+                asio::post(s->io(), [this, s = s.get(), version]() mutable {
+                    s->abort_requests_on(version.get(), "ERR reload drain timeout");
+                    version.reset();
+                    asio::post(control_, [this] { unload_drained(); });
+                });
+            }
+        });
 }
 
 void deployment::unload_drained() {

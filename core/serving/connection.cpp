@@ -13,8 +13,8 @@
 #include <plugd/handler.hpp>
 
 #include "framing/line_framing.hpp"
-#include "serving/listener.hpp"
 #include "log.hpp"
+#include "serving/listener.hpp"
 
 namespace plugd {
 namespace {

@@ -22,16 +22,16 @@ bool is_wildcard(const std::string& address) {
 // The listener of this plugd that holds the port `spec` wants, if any.
 const listener_spec* held_by(const std::vector<listener_spec>& held, const listener_spec& spec) {
     for (const auto& l : held) {
-        if (l.port == spec.port && (l.address == spec.address || is_wildcard(l.address) ||
-                                    is_wildcard(spec.address))) {
+        if (l.port == spec.port &&
+            (l.address == spec.address || is_wildcard(l.address) || is_wildcard(spec.address))) {
             return &l;
         }
     }
     return nullptr;
 }
 
-std::string bind_advice(const boost::system::error_code& ec,
-                        const std::vector<listener_spec>& held, const listener_spec& spec) {
+std::string bind_advice(const boost::system::error_code& ec, const std::vector<listener_spec>& held,
+                        const listener_spec& spec) {
     if (ec == asio::error::address_in_use) {
         if (const auto* own = held_by(held, spec)) {
             return "; this plugd's own listener \"" + own->name +

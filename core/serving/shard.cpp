@@ -9,9 +9,9 @@
 #include <atomic>
 #include <limits>
 
-#include "serving/connection.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
+#include "serving/connection.hpp"
 
 namespace plugd {
 namespace {
@@ -98,9 +98,9 @@ void shard::report_connection_limits() {
         if (r->reclaimed == 0 && r->refused == 0) continue;
         const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
         log::warn("listener " + name + " (thread " + std::to_string(index_) +
-                  "): at max_connections (" + std::to_string(share) +
-                  " on this thread): closed " + std::to_string(r->reclaimed) +
-                  " idle connection(s) to admit new ones, refused " + std::to_string(r->refused) +
+                  "): at max_connections (" + std::to_string(share) + " on this thread): closed " +
+                  std::to_string(r->reclaimed) + " idle connection(s) to admit new ones, refused " +
+                  std::to_string(r->refused) +
                   " while every connection was in a request; raise /limits/max_connections if "
                   "these clients are legitimate");
         r->reclaimed = r->refused = 0;

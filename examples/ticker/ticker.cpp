@@ -16,10 +16,13 @@ class ticker final : public plugd::handler {
     // The task belongs to this version: the core cancels it when the version is replaced
     // or the server stops, and waits for it before stop().
     void start() override {
-        ctx_.every(interval_, [this]() -> plugd::task<void> {
-            ctx_.shared().increment("ticks");
-            co_return;
-        }, "tick");
+        ctx_.every(
+            interval_,
+            [this]() -> plugd::task<void> {
+                ctx_.shared().increment("ticks");
+                co_return;
+            },
+            "tick");
     }
 
     plugd::task<void> handle(plugd::request, plugd::reply& out) override {

@@ -81,9 +81,9 @@ TEST_CASE("kv data survives 50 code reloads under load, and a restart through st
     for (int generation = 2; generation <= 51; ++generation) {
         s.use(generation % 2 ? "kv" : "kv2");
         s.process->signal(SIGHUP);
-        REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation " +
-                                                std::to_string(generation) + " in"),
-                        s.process->log());
+        REQUIRE_MESSAGE(
+            s.process->wait_for_log("reload: generation " + std::to_string(generation) + " in"),
+            s.process->log());
     }
     stop = true;
     for (auto& t : load) t.join();

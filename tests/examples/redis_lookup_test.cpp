@@ -44,10 +44,18 @@ std::uint16_t free_port() {
 class redis_server {
   public:
     redis_server(const char* binary, const std::filesystem::path& dir) : port_{free_port()} {
-        std::vector<std::string> args{binary,         "--port",       std::to_string(port_),
-                                      "--bind",       "127.0.0.1",    "--save",
-                                      "",             "--appendonly", "no",
-                                      "--dir",        dir.string(),   "--logfile",
+        std::vector<std::string> args{binary,
+                                      "--port",
+                                      std::to_string(port_),
+                                      "--bind",
+                                      "127.0.0.1",
+                                      "--save",
+                                      "",
+                                      "--appendonly",
+                                      "no",
+                                      "--dir",
+                                      dir.string(),
+                                      "--logfile",
                                       (dir / "redis.log").string()};
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
@@ -106,11 +114,11 @@ TEST_CASE("redis-lookup answers Redis values over pooled outbound connections") 
     REQUIRE(redis.command("SET empty \"\"") == "+OK");
     const long before = redis.connections_received();
     const auto dir = std::filesystem::path{PLUGD_EXAMPLES_BUILD_DIR} / "redis-lookup";
-    plugd_process p{{"-c", tmp.write("server.json",
-                                     one_listener_config(dir, "redis_lookup",
-                                                         R"({ "port": )" +
-                                                             std::to_string(redis.port()) + " }"))
-                               .string()}};
+    plugd_process p{
+        {"-c", tmp.write("server.json",
+                         one_listener_config(dir, "redis_lookup",
+                                             R"({ "port": )" + std::to_string(redis.port()) + " }"))
+                   .string()}};
     const auto port = p.port();
     REQUIRE(p.wait_for_log("serving generation 1"));
     line_client c{port};

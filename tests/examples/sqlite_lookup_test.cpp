@@ -37,7 +37,8 @@ std::string config_for(const std::filesystem::path& database) {
 TEST_CASE("sqlite-lookup answers values from the database, NIL for a missing key") {
     temp_dir tmp;
     make_database(tmp.path() / "lookup.db");
-    plugd_process p{{"-c", tmp.write("server.json", config_for(tmp.path() / "lookup.db")).string()}};
+    plugd_process p{
+        {"-c", tmp.write("server.json", config_for(tmp.path() / "lookup.db")).string()}};
     const auto port = p.port();
     REQUIRE(p.wait_for_log("serving generation 1"));
     line_client c{port};

@@ -41,9 +41,9 @@ TEST_CASE("ticker counts in the background, across reloads, and stops without a 
     const auto built = std::filesystem::path{PLUGD_EXAMPLES_BUILD_DIR} / "ticker" / "ticker.so";
     install_plugin(built, plugins, "ticker.so");
     const auto write = [&](int interval) {
-        return tmp.write("server.json",
-                         one_listener_config(plugins, "ticker",
-                                             R"({ "interval_ms": )" + std::to_string(interval) + " }"));
+        return tmp.write("server.json", one_listener_config(plugins, "ticker",
+                                                            R"({ "interval_ms": )" +
+                                                                std::to_string(interval) + " }"));
     };
     plugd_process p{{"-c", write(20).string()}};
     const auto port = p.port();

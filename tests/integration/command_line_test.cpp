@@ -131,7 +131,8 @@ TEST_CASE("a config nested deeper than 64 levels is refused by -t, not a crash")
     CHECK(contains(r.output, "nesting deeper than 64 levels"));
 
     const std::string deep_config = std::string(1'000'000, '[') + std::string(1'000'000, ']');
-    r = check(tmp, one_listener_config(test_plugin_dir(), "echo", R"({ "x": )" + deep_config + " }"));
+    r = check(tmp,
+              one_listener_config(test_plugin_dir(), "echo", R"({ "x": )" + deep_config + " }"));
     CHECK(r.status == 1);
     CHECK(contains(r.output, "server.json: /plugins/p/config/x/0/0/0/"));
     CHECK(contains(r.output, "nesting deeper than 64 levels"));
@@ -159,8 +160,9 @@ TEST_CASE("a plugin built against an older SDK minor loads, one built against a 
     r = check(tmp, one_listener_config(test_plugin_dir(), "echo_sdk_next_minor"));
     CHECK(r.status == 1);
     // wrong_abi-style proof that nothing ran: the message comes from the file alone.
-    CHECK_MESSAGE(contains(r.output, "built for another plugd ABI (sdk: plugin 1.2, plugd 1.1: the "
-                                     "plugin needs SDK 1.2 facilities this plugd lacks; upgrade "
-                                     "plugd to one with SDK 1.2 or newer)"),
+    CHECK_MESSAGE(contains(r.output,
+                           "built for another plugd ABI (sdk: plugin 1.2, plugd 1.1: the "
+                           "plugin needs SDK 1.2 facilities this plugd lacks; upgrade "
+                           "plugd to one with SDK 1.2 or newer)"),
                   r.output);
 }

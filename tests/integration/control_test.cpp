@@ -96,11 +96,11 @@ TEST_CASE("-s refuses a stale pid file naming an unrelated live process, and sig
     for (const char* action : {"reload", "stop"}) {
         const auto r = run_plugd({"-s", action, "-c", cfg.string()});
         CHECK(r.status == 1);
-        CHECK_MESSAGE(contains(r.output, (tmp.path() / "plugd.pid").string() + " (the /pid_file of " +
-                                             cfg.string() + ") is stale: it names pid " +
-                                             std::to_string(other.pid()) +
-                                             ", but no running plugd holds it"),
-                      r.output);
+        CHECK_MESSAGE(
+            contains(r.output, (tmp.path() / "plugd.pid").string() + " (the /pid_file of " +
+                                   cfg.string() + ") is stale: it names pid " +
+                                   std::to_string(other.pid()) + ", but no running plugd holds it"),
+            r.output);
         CHECK(contains(r.output, "nothing was signalled"));
         CHECK_FALSE(contains(r.output, "stopped"));
         CHECK(other.alive());
@@ -137,11 +137,11 @@ TEST_CASE("a second plugd with the same pid file refuses to start, naming the pi
     for (const char* action : {"reload", "stop"}) {
         const auto s = run_plugd({"-s", action, "-c", b.string()});
         CHECK(s.status == 1);
-        CHECK_MESSAGE(contains(s.output, "pid " + std::to_string(a.process->pid()) +
-                                             " holds " + (a.tmp.path() / "plugd.pid").string() +
-                                             " but serves " + a.cfg.string() + ", not " +
-                                             b.string()),
-                      s.output);
+        CHECK_MESSAGE(
+            contains(s.output, "pid " + std::to_string(a.process->pid()) + " holds " +
+                                   (a.tmp.path() / "plugd.pid").string() + " but serves " +
+                                   a.cfg.string() + ", not " + b.string()),
+            s.output);
     }
     CHECK(a.process->count_log("reload") == 0);
     line_client c{a.port};
@@ -162,8 +162,7 @@ TEST_CASE("pid_file cannot change by reload, and -s says what to do when it was 
 
     const auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
     CHECK(r.status == 1);
-    CHECK_MESSAGE(contains(r.output, (s.tmp.path() / "elsewhere.pid").string() +
-                                         " does not exist"),
+    CHECK_MESSAGE(contains(r.output, (s.tmp.path() / "elsewhere.pid").string() + " does not exist"),
                   r.output);
     CHECK(contains(r.output, "If /pid_file was changed since it started, put the old value back"));
 }

@@ -163,7 +163,8 @@ TEST_CASE("a full offload queue answers ERR busy and says which plugin") {
     CHECK(s.process->wait_for_log("plugin instance p: the offload queue is full (1 jobs waiting"));
 }
 
-TEST_CASE("a request whose offloaded job outlives request_timeout_ms, then a reload, crashes nothing") {
+TEST_CASE(
+    "a request whose offloaded job outlives request_timeout_ms, then a reload, crashes nothing") {
     facility_server s{"{}", "", "", R"({ "request_timeout_ms": 200 })"};
     line_client c{s.port};
     c.send("block 1500\n");
@@ -176,7 +177,9 @@ TEST_CASE("a request whose offloaded job outlives request_timeout_ms, then a rel
     CHECK(s.ask("block 1") == "f2:offloaded");
 }
 
-TEST_CASE("background tasks run, are cancelled when their version is replaced, and never crash a reload") {
+TEST_CASE(
+    "background tasks run, are cancelled when their version is replaced, and never crash a "
+    "reload") {
     facility_server s{R"({ "tick_ms": 20 })"};
     // The every() task counts in shared state: it runs (polled, with a deadline).
     const auto ticks = [&] { return std::stoi(s.ask("ticks").substr(3)); };
@@ -265,7 +268,8 @@ TEST_CASE("state_file keeps shared state across a restart") {
     CHECK(s.ask("get k") == "f1:" + bytes);
 }
 
-TEST_CASE("outbound connections are pooled per host and port, time out, and say where they failed") {
+TEST_CASE(
+    "outbound connections are pooled per host and port, time out, and say where they failed") {
     // "main" asks "back", a second listener of the same plugin, over outbound connections.
     temp_dir tmp;
     const std::string config = R"({ "threads": 1, "plugin_dir": ")" + test_plugin_dir().string() +
@@ -315,7 +319,8 @@ TEST_CASE("outbound connections are pooled per host and port, time out, and say 
                          " (plugin p): connect: Connection refused"));
 }
 
-TEST_CASE("a request whose outbound read outlives request_timeout_ms, then a reload, crashes nothing") {
+TEST_CASE(
+    "a request whose outbound read outlives request_timeout_ms, then a reload, crashes nothing") {
     temp_dir tmp;
     const auto plugins = tmp.path() / "plugins";
     std::filesystem::create_directory(plugins);

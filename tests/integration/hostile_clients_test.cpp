@@ -208,8 +208,9 @@ TEST_CASE("at max_connections a new client closes the longest-idle connection, n
         idle[i].send("kept\n");
         CHECK(idle[i].read_line() == "v1:kept");
     }
-    CHECK(s.process.wait_for_log("at max_connections (3 on this thread): closed 1 idle "
-                                 "connection(s) to admit new ones, refused 0"));
+    CHECK(
+        s.process.wait_for_log("at max_connections (3 on this thread): closed 1 idle "
+                               "connection(s) to admit new ones, refused 0"));
 }
 
 TEST_CASE("an idle flood past max_connections does not lock new clients out") {

@@ -72,7 +72,8 @@ TEST_CASE("plugd-bench fails on a differing reply, a missing server and bad usag
     auto r = bench({"--port", std::to_string(s.line), "--duration", "0.2", "--warmup", "0",
                     "--expect", "Bonjour, world"});
     CHECK(r.status == 1);
-    CHECK(r.output.find("expected \"Bonjour, world\", got e.g. \"Hello, world\"") != std::string::npos);
+    CHECK(r.output.find("expected \"Bonjour, world\", got e.g. \"Hello, world\"") !=
+          std::string::npos);
 
     s.process->signal(SIGTERM);
     REQUIRE(s.process->wait_exit() == 0);

@@ -299,9 +299,9 @@ TEST_CASE(
 TEST_CASE("a listener removed by one reload can be added back on its port by the next") {
     reloadable server;
     const auto port = unused_fixed_port();
-    server.write_config(R"({ "log_requests": false })", "{}",
-                        R"({ "name": "extra", "port": )" + std::to_string(port) +
-                            R"(, "plugin": "p" })");
+    server.write_config(
+        R"({ "log_requests": false })", "{}",
+        R"({ "name": "extra", "port": )" + std::to_string(port) + R"(, "plugin": "p" })");
     server.reload_ok(2);
     REQUIRE(server.process->port("extra") == port);
     line_client client{port};
@@ -314,9 +314,9 @@ TEST_CASE("a listener removed by one reload can be added back on its port by the
     // from being bound again.
     CHECK(client.read_to_eof() == "");
     { line_client gone = std::move(client); }
-    server.write_config(R"({ "log_requests": false })", "{}",
-                        R"({ "name": "extra", "port": )" + std::to_string(port) +
-                            R"(, "plugin": "p" })");
+    server.write_config(
+        R"({ "log_requests": false })", "{}",
+        R"({ "name": "extra", "port": )" + std::to_string(port) + R"(, "plugin": "p" })");
     server.reload_ok(4);
     line_client again{port};
     again.send("b\n");
@@ -333,7 +333,8 @@ TEST_CASE("moving a port to another listener name in one reload says how to do i
                         R"({ "name": "b", "port": )" + port + R"(, "plugin": "p" })");
     server.reload_fails(1);
     const auto log = server.process->log();
-    CHECK(log.find("cannot bind 127.0.0.1:" + port + ": Address already in use; this plugd's own "
+    CHECK(log.find("cannot bind 127.0.0.1:" + port +
+                   ": Address already in use; this plugd's own "
                    "listener \"a\" holds it until this reload has succeeded") != std::string::npos);
     CHECK(log.find("another process already listens there") == std::string::npos);
 }
@@ -474,7 +475,8 @@ TEST_CASE("plugd --watch follows a release that swaps the plugin folder, and cha
     CHECK(server.ask("w") == "v1:w");
 }
 
-TEST_CASE("plugd --watch loads a plugin rewritten in place only once the whole new build is there") {
+TEST_CASE(
+    "plugd --watch loads a plugin rewritten in place only once the whole new build is there") {
     reloadable server{R"({ "log_requests": false })", "{}", {"--watch"}};
     std::ifstream in{test_plugin_dir() / "echo_v2.so", std::ios::binary};
     const std::string v2((std::istreambuf_iterator<char>(in)), {});

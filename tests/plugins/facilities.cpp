@@ -39,10 +39,13 @@ class facilities final : public plugd::handler {
     void start() override {
         ctx_.log(plugd::log_level::info, "start " FACILITIES_VERSION);
         if (tick_.count() > 0) {
-            ctx_.every(tick_, [this]() -> plugd::task<void> {
-                ctx_.shared().increment("ticks");
-                co_return;
-            }, "ticker");
+            ctx_.every(
+                tick_,
+                [this]() -> plugd::task<void> {
+                    ctx_.shared().increment("ticks");
+                    co_return;
+                },
+                "ticker");
         }
     }
 
@@ -66,7 +69,9 @@ class facilities final : public plugd::handler {
             out << "blocked here";
         } else if (m == "fail") {
             // Named: it owns a string (see context::offload).
-            auto job = [why = std::string{"the job failed"}]() -> int { throw std::runtime_error(why); };
+            auto job = [why = std::string{"the job failed"}]() -> int {
+                throw std::runtime_error(why);
+            };
             co_await ctx_.offload(job);
         } else if (m.starts_with("set ")) {
             const auto space = arg.find(' ');

@@ -186,12 +186,14 @@ TEST_CASE("a sealed plugin is accepted, pieces of two builds are refused, an uns
     flipped[static_cast<std::size_t>(text->data() - v1.data()) + text->size() / 2] ^= 1;
     CHECK(plugd::seal_mismatch(flipped).has_value());
     // Without a seal (not built by plugd_add_plugin) there is nothing to compare.
-    CHECK_FALSE(plugd::seal_mismatch(read_file(PLUGD_TEST_PLUGIN_DIR "/no_factory.so")).has_value());
+    CHECK_FALSE(
+        plugd::seal_mismatch(read_file(PLUGD_TEST_PLUGIN_DIR "/no_factory.so")).has_value());
 }
 
 TEST_CASE("a sealed plugin still matches its seal after strip removes its symbols") {
     const std::string stripped = std::string{PLUGD_TEST_PLUGIN_DIR} + "/echo.stripped.so";
-    REQUIRE(std::system(("strip -o " + stripped + " " PLUGD_TEST_PLUGIN_DIR "/echo.so").c_str()) == 0);
+    REQUIRE(std::system(("strip -o " + stripped + " " PLUGD_TEST_PLUGIN_DIR "/echo.so").c_str()) ==
+            0);
     const std::string image = read_file(stripped);
     std::remove(stripped.c_str());
     CHECK(image.size() < read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so").size());

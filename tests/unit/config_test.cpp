@@ -227,17 +227,20 @@ TEST_CASE("nesting is bounded at 64 levels, plugin configs included, with the JS
         return std::string(depth, '[') + std::string(depth, ']');
     };
     CHECK(error_of(R"({ "plugins": )" + nested(100'000) + " }") ==
-          "/etc/plugd/server.json: /plugins" + [] {
-              std::string p;
-              for (int i = 0; i < 63; ++i) p += "/0";
-              return p;
-          }() + ": nesting deeper than 64 levels; flatten this value (no server.json or plugin "
-                "config needs more)");
+          "/etc/plugd/server.json: /plugins" +
+              [] {
+                  std::string p;
+                  for (int i = 0; i < 63; ++i) p += "/0";
+                  return p;
+              }() +
+              ": nesting deeper than 64 levels; flatten this value (no server.json or plugin "
+              "config needs more)");
     // 64 levels in all (the document itself, /plugins, /plugins/greeting, /config, 60 arrays)
     // are fine; one more is not.
     const auto with_config = [&](std::size_t depth) {
         return R"({ "plugins": { "greeting": { "file": "greeting", "config": { "x": )" +
-               nested(depth) + R"( } } }, "listeners": [ { "name": "main", "port": 1, "plugin": "greeting" } ] })";
+               nested(depth) +
+               R"( } } }, "listeners": [ { "name": "main", "port": 1, "plugin": "greeting" } ] })";
     };
     CHECK(parse(with_config(60)).plugins.front().config.dump().size() == 126);
     CHECK(error_of(with_config(61)).find("/plugins/greeting/config/x/0/") != std::string::npos);

@@ -55,7 +55,8 @@ TEST_CASE("increment counts from zero, keeps the time to live and refuses non-in
     CHECK(m.get("big") == "9223372036854775807");  // unchanged
 }
 
-TEST_CASE("the byte budget refuses growth with a message naming the instance and the key to raise") {
+TEST_CASE(
+    "the byte budget refuses growth with a message naming the instance and the key to raise") {
     plugd::shared_map_impl m{"kv", 1000};
     m.set("a", std::string(500, 'x'));
     try {
@@ -84,8 +85,8 @@ TEST_CASE("concurrent increments from several threads lose nothing") {
 }
 
 TEST_CASE("a snapshot round trip keeps bytes and times to live, and a corrupt file is refused") {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("plugd-state-" + std::to_string(::getpid()));
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("plugd-state-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     const auto file = dir / "kv.state";
     {

@@ -130,7 +130,7 @@ std::string request_bytes(const options& o, std::string_view message) {
 // One complete reply at the start of `in`: its size and its payload (the line, or the
 // HTTP body), nullopt while incomplete. Throws std::runtime_error for a malformed reply.
 std::optional<std::pair<std::size_t, std::string_view>> next_reply(const options& o,
-                                                                  std::string_view in) {
+                                                                   std::string_view in) {
     if (o.mode == mode_kind::line) {
         const auto nl = in.find('\n');
         if (nl == std::string_view::npos) return std::nullopt;
@@ -144,13 +144,15 @@ std::optional<std::pair<std::size_t, std::string_view>> next_reply(const options
     if (end == std::string_view::npos) return std::nullopt;
     const auto head = in.substr(0, end);
     if (!head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200")) {
-        throw std::runtime_error("HTTP status is not 200: " + std::string{head.substr(0, head.find('\r'))});
+        throw std::runtime_error("HTTP status is not 200: " +
+                                 std::string{head.substr(0, head.find('\r'))});
     }
     std::size_t length = 0;
     bool found = false;
     for (std::size_t at = head.find("\r\n"); at != std::string_view::npos;) {
         const auto next = head.find("\r\n", at + 2);
-        const auto field = head.substr(at + 2, next == std::string_view::npos ? head.npos : next - at - 2);
+        const auto field =
+            head.substr(at + 2, next == std::string_view::npos ? head.npos : next - at - 2);
         const auto colon = field.find(':');
         std::string name{field.substr(0, colon)};
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -190,8 +192,8 @@ struct batch_deadline {
 
 // One connection's life: batches until `stop`; records those that start after `measure`.
 asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoints,
-                            clock_type::time_point measure, clock_type::time_point stop,
-                            tally& t, bool held) {
+                            clock_type::time_point measure, clock_type::time_point stop, tally& t,
+                            bool held) {
     const auto ex = co_await asio::this_coro::executor;
     const std::string message = held ? o.held_message : o.message;
     const unsigned pipeline = held || o.mode == mode_kind::oneshot ? 1 : o.pipeline;
@@ -300,9 +302,9 @@ options parse(int argc, char** argv) {
         }
         if (arg == "--help") throw std::invalid_argument("");
         static constexpr std::string_view with_value[] = {
-            "--host",    "--port",    "--mode",          "--connections",  "--pipeline",
-            "--duration", "--warmup", "--threads",       "--message",      "--size",
-            "--expect",  "--expect-prefix", "--held",    "--held-message", "--timeout"};
+            "--host",     "--port",          "--mode",    "--connections",  "--pipeline",
+            "--duration", "--warmup",        "--threads", "--message",      "--size",
+            "--expect",   "--expect-prefix", "--held",    "--held-message", "--timeout"};
         if (std::find(std::begin(with_value), std::end(with_value), arg) == std::end(with_value)) {
             throw std::invalid_argument("unknown argument \"" + std::string{arg} + "\"");
         }
@@ -311,38 +313,60 @@ options parse(int argc, char** argv) {
         const auto number = [&] {
             std::size_t used = 0;
             const unsigned long n = std::stoul(value, &used);
-            if (used != value.size()) throw std::invalid_argument(std::string{arg} + ": not a number");
+            if (used != value.size())
+                throw std::invalid_argument(std::string{arg} + ": not a number");
             return static_cast<unsigned>(n);
         };
         const auto seconds = [&] {
             std::size_t used = 0;
             const double d = std::stod(value, &used);
-            if (used != value.size() || d < 0) throw std::invalid_argument(std::string{arg} + ": not a duration in seconds");
+            if (used != value.size() || d < 0)
+                throw std::invalid_argument(std::string{arg} + ": not a duration in seconds");
             return d;
         };
-        if (arg == "--host") o.host = value;
-        else if (arg == "--port") o.port = static_cast<unsigned short>(number());
+        if (arg == "--host")
+            o.host = value;
+        else if (arg == "--port")
+            o.port = static_cast<unsigned short>(number());
         else if (arg == "--mode") {
-            if (value == "line") o.mode = mode_kind::line;
-            else if (value == "oneshot") o.mode = mode_kind::oneshot;
-            else if (value == "http") o.mode = mode_kind::http;
-            else throw std::invalid_argument("--mode takes line, oneshot or http, not \"" + value + "\"");
-        } else if (arg == "--connections") o.connections = number();
-        else if (arg == "--pipeline") o.pipeline = number();
-        else if (arg == "--duration") o.duration = seconds();
-        else if (arg == "--warmup") o.warmup = seconds();
-        else if (arg == "--threads") o.threads = number();
-        else if (arg == "--message") o.message = value;
-        else if (arg == "--size") o.message = std::string(number(), 'x');
-        else if (arg == "--expect") o.expect = value;
-        else if (arg == "--expect-prefix") o.expect_prefix = value;
-        else if (arg == "--held") o.held = number();
-        else if (arg == "--held-message") o.held_message = value;
-        else o.timeout = seconds();  // --timeout, the last of with_value
+            if (value == "line")
+                o.mode = mode_kind::line;
+            else if (value == "oneshot")
+                o.mode = mode_kind::oneshot;
+            else if (value == "http")
+                o.mode = mode_kind::http;
+            else
+                throw std::invalid_argument("--mode takes line, oneshot or http, not \"" + value +
+                                            "\"");
+        } else if (arg == "--connections")
+            o.connections = number();
+        else if (arg == "--pipeline")
+            o.pipeline = number();
+        else if (arg == "--duration")
+            o.duration = seconds();
+        else if (arg == "--warmup")
+            o.warmup = seconds();
+        else if (arg == "--threads")
+            o.threads = number();
+        else if (arg == "--message")
+            o.message = value;
+        else if (arg == "--size")
+            o.message = std::string(number(), 'x');
+        else if (arg == "--expect")
+            o.expect = value;
+        else if (arg == "--expect-prefix")
+            o.expect_prefix = value;
+        else if (arg == "--held")
+            o.held = number();
+        else if (arg == "--held-message")
+            o.held_message = value;
+        else
+            o.timeout = seconds();  // --timeout, the last of with_value
     }
     if (o.port == 0) throw std::invalid_argument("--port is required");
     if (o.connections == 0 || o.pipeline == 0 || o.threads == 0 || !(o.duration > 0)) {
-        throw std::invalid_argument("--connections, --pipeline, --threads and --duration must be above 0");
+        throw std::invalid_argument(
+            "--connections, --pipeline, --threads and --duration must be above 0");
     }
     if (o.expect && o.expect_prefix) {
         throw std::invalid_argument("--expect and --expect-prefix exclude each other");
@@ -444,7 +468,9 @@ int main(int argc, char** argv) {
         if (o.held) std::cout << " held_requests=" << all.held_requests;
         std::cout << std::endl;
     }
-    if (all.errors > 0) std::cerr << "plugd-bench: " << all.errors << " error(s), first: " << all.first_error << "\n";
+    if (all.errors > 0)
+        std::cerr << "plugd-bench: " << all.errors << " error(s), first: " << all.first_error
+                  << "\n";
     if (all.mismatches > 0) {
         std::cerr << "plugd-bench: expected \""
                   << (o.expect_prefix ? *o.expect_prefix + "..." + o.message : o.expected())

@@ -17,10 +17,10 @@
 /// fingerprint, in the `.plugd_abi` section where the core reads it before loading the
 /// file, and the factory the core calls. It also reserves the `.plugd_seal` section (not
 /// exported), which plugd_add_plugin() fills after linking so that a file that is half old
-/// and half new build is refused instead of loaded. (Boost's headers add a few vague-linkage symbols
-/// that Boost marks visible on purpose, such as the type_info of boost::system::system_error
-/// and Asio's per-thread call stack: they let exceptions and Asio's coroutine frame cache
-/// work across the boundary, and bind to the core's own copies.)
+/// and half new build is refused instead of loaded. (Boost's headers add a few vague-linkage
+/// symbols that Boost marks visible on purpose, such as the type_info of
+/// boost::system::system_error and Asio's per-thread call stack: they let exceptions and Asio's
+/// coroutine frame cache work across the boundary, and bind to the core's own copies.)
 #define PLUGD_PLUGIN(type)                                                                  \
     extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))          \
     const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                             \

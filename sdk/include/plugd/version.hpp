@@ -59,7 +59,7 @@
 /// the part that differs; `sdk` (`major.minor`) matches when the majors are equal and the
 /// plugin's minor is not above the core's. It is stored in the plugin's `.plugd_abi` ELF
 /// section so the core can read it from the file before loading the library.
-#define PLUGD_ABI_FINGERPRINT                                                            \
+#define PLUGD_ABI_FINGERPRINT \
     "sdk=" PLUGD_STRINGIFY(PLUGD_SDK_VERSION_MAJOR) "." PLUGD_STRINGIFY(                  \
         PLUGD_ABI_SDK_MINOR) ";compiler=" PLUGD_ABI_COMPILER                                \
         ";boost=" PLUGD_STRINGIFY(BOOST_VERSION) ";stdlib=" PLUGD_ABI_STDLIB                 \
