@@ -12,27 +12,20 @@ namespace plugd {
 
 namespace asio = boost::asio;
 
-namespace {
-
-// Runs a plugin's task to its end inside core code: its exception (whose type and
-// destructor may be the plugin's) is logged and destroyed here, while the task's lease
-// still holds the plugin loaded, and co_spawn completes without one.
-asio::awaitable<void> guarded(asio::awaitable<void> work, const std::string& owner,
-                              const std::string& name) {
+asio::awaitable<void> logging_failures(asio::awaitable<void> work, std::string owner,
+                                       std::string what) {
     try {
         co_await std::move(work);
     } catch (const boost::system::system_error& s) {
         if (s.code() != asio::error::operation_aborted) {
-            log::error(owner + ": task " + name + " failed: " + s.what());
+            log::error(owner + ": " + what + " failed: " + s.what());
         }
     } catch (const std::exception& x) {
-        log::error(owner + ": task " + name + " failed: " + x.what());
+        log::error(owner + ": " + what + " failed: " + x.what());
     } catch (...) {
-        log::error(owner + ": task " + name + " threw a non-standard exception");
+        log::error(owner + ": " + what + " threw a non-standard exception");
     }
 }
-
-}  // namespace
 
 void task_group::spawn(asio::any_io_executor ex, asio::awaitable<void> work, std::string name,
                        version_lease lease) {
@@ -52,7 +45,7 @@ void task_group::spawn(asio::any_io_executor ex, asio::awaitable<void> work, std
             }
             lease.release();  // last: the version may be unloaded from here on
         };
-        asio::co_spawn(e->executor, guarded(std::move(work), owner_, e->name),
+        asio::co_spawn(e->executor, logging_failures(std::move(work), owner_, "task " + e->name),
                        asio::bind_cancellation_slot(e->signal.slot(), std::move(done)));
         // A cancel_all() between the registration above and now posted its emit before
         // the slot existed: look again, now that it does.

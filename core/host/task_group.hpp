@@ -15,6 +15,12 @@
 
 namespace plugd {
 
+/// Awaits `work` and logs its failure as "<owner>: <what> failed: <why>" (a cancellation
+/// is no failure); never throws. A plugin's exception, whose type and destructor may be
+/// the plugin's, so ends in core code while the caller still holds the plugin loaded.
+boost::asio::awaitable<void> logging_failures(boost::asio::awaitable<void> work, std::string owner,
+                                              std::string what);
+
 /// Tasks run as coroutines on the worker threads' io_contexts, each holding a lease on its
 /// version. When the version is replaced (or the server stops), cancel_all() delivers a
 /// terminal cancellation to each on its own thread: the task's pending `sleep_for` (or any

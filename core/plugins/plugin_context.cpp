@@ -1,11 +1,9 @@
 // plugin_context: the SDK's context, each call handed to its facility in core/host/.
 #include "plugins/plugin_context.hpp"
 
-#include <boost/asio/this_coro.hpp>
-#include <boost/system/system_error.hpp>
-
 #include "host/host.hpp"
 #include "host/offload.hpp"
+#include "host/task_group.hpp"
 #include "host/timers.hpp"
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
@@ -13,21 +11,14 @@
 namespace plugd {
 namespace {
 
-// The body of context::every: core code, so the timer between calls is the core's.
+// The body of context::every: core code, so the timer between calls is the core's. A
+// failed call is logged and the schedule goes on; once cancelled, the next sleep_for
+// throws and ends it.
 task<void> repeat(std::chrono::milliseconds interval, std::function<task<void>()> work,
                   std::string owner, std::string name) {
     for (;;) {
-        co_await plugd::sleep_for(interval);  // cancellation ends the schedule here
-        try {
-            co_await work();
-        } catch (const boost::system::system_error& e) {
-            if (e.code() == boost::asio::error::operation_aborted) throw;
-            log::error(owner + ": periodic task " + name + " failed: " + e.what());
-        } catch (const std::exception& e) {
-            log::error(owner + ": periodic task " + name + " failed: " + e.what());
-        } catch (...) {
-            log::error(owner + ": periodic task " + name + " threw a non-standard exception");
-        }
+        co_await plugd::sleep_for(interval);
+        co_await logging_failures(work(), owner, "periodic task " + name);
     }
 }
 

@@ -32,11 +32,7 @@ struct kv_server {
         text.insert(text.find(R"("config": )"), R"("state_file": "kv.state", )");
         cfg = tmp.write("server.json", text);
     }
-    std::string ask(const std::string& line) {
-        line_client c{port};
-        c.send(line + "\n");
-        return c.read_line().value_or("<no reply>");
-    }
+    std::string ask(const std::string& line) { return plugd::test::ask(port, line); }
     temp_dir tmp;
     std::filesystem::path plugins;
     std::filesystem::path cfg;

@@ -48,11 +48,7 @@ struct facility_server {
         REQUIRE_MESSAGE(process->wait_for_log("serving generation 1"), process->log());
     }
 
-    std::string ask(const std::string& message) {
-        line_client c{port};
-        c.send(message + "\n");
-        return c.read_line(10s).value_or("<no reply>");
-    }
+    std::string ask(const std::string& message) { return plugd::test::ask(port, message, 10s); }
 
     void reload_ok(int generation) {
         process->signal(SIGHUP);
@@ -285,11 +281,7 @@ TEST_CASE(
     const auto back = std::to_string(p.port("back"));
     const auto hangs = std::to_string(p.port("hangs"));
     REQUIRE(p.wait_for_log("serving generation 1"));
-    const auto ask = [&](const std::string& line) {
-        line_client c{main};
-        c.send(line + "\n");
-        return c.read_line(10s).value_or("<no reply>");
-    };
+    const auto ask = [&](const std::string& line) { return plugd::test::ask(main, line, 10s); };
     // The same outbound connection answers twice: the peer's port is the same.
     const auto first = ask("fetch " + back + " peer");
     const auto second = ask("fetch " + back + " peer");

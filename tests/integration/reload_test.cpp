@@ -62,11 +62,7 @@ struct reloadable {
         REQUIRE_MESSAGE(process->wait_for_log("reload failed: ", 10s, nth), process->log());
     }
 
-    std::string ask(const std::string& message) {
-        line_client c{port};
-        c.send(message + "\n");
-        return c.read_line().value_or("<no reply>");
-    }
+    std::string ask(const std::string& message) { return plugd::test::ask(port, message); }
 
     temp_dir tmp;
     std::filesystem::path plugins;

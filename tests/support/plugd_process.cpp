@@ -248,6 +248,12 @@ void line_client::shutdown_send() {
     ::shutdown(fd_, SHUT_WR);
 }
 
+std::string ask(std::uint16_t port, const std::string& line, milliseconds timeout) {
+    line_client c{port};
+    c.send(line + "\n");
+    return c.read_line(timeout).value_or("<no reply>");
+}
+
 void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
                     const std::string& name) {
     const auto staged = dir / (name + ".staged");

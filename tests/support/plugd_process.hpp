@@ -103,6 +103,10 @@ class line_client {
     bool eof_ = false;
 };
 
+/// Sends `line` on a new connection to `port` and returns the reply line, or
+/// "<no reply>" when none came within `timeout`.
+std::string ask(std::uint16_t port, const std::string& line, milliseconds timeout = 5s);
+
 /// Copies `from` to `dir/name` the way a deployment should: write a new file, then rename
 /// it over the old one (a plugin file is never rewritten in place while loaded).
 void install_plugin(const std::filesystem::path& from, const std::filesystem::path& dir,
