@@ -86,14 +86,10 @@ void file_watch::rewatch() {
         if (!ec && real != file) paths.push_back(real);
     }
     for (const auto& file : paths) {
-        auto& own = wanted[file.parent_path()];
-        own.path = file.parent_path();
-        own.files.insert(file.filename());
+        wanted[file.parent_path()].files.insert(file.filename());
         for (auto child = file.parent_path(); child.has_relative_path();
              child = child.parent_path()) {
-            auto& above = wanted[child.parent_path()];
-            above.path = child.parent_path();
-            above.on_path.insert(child.filename());
+            wanted[child.parent_path()].on_path.insert(child.filename());
         }
     }
     for (auto& [path, folder] : wanted) {
@@ -109,7 +105,6 @@ void file_watch::rewatch() {
             continue;
         }
         auto& merged = folders_[wd];  // two paths to one folder (a symlink) share a watch
-        merged.path = path;
         merged.files.insert(folder.files.begin(), folder.files.end());
         merged.on_path.insert(folder.on_path.begin(), folder.on_path.end());
     }
@@ -155,7 +150,11 @@ void file_watch::read_events() {
 }
 
 void file_watch::changed() {
-    quiet_.expires_after(debounce_);
+    wait_quiet(debounce_);
+}
+
+void file_watch::wait_quiet(std::chrono::milliseconds quiet) {
+    quiet_.expires_after(quiet);
     quiet_.async_wait([this](const boost::system::error_code& e) {
         if (!e) when_quiet();
     });
@@ -168,10 +167,7 @@ void file_watch::when_quiet() {
     for (const auto& file : files_) {
         const auto since = age(file);
         if (since >= std::chrono::milliseconds{0} && since < debounce_) {
-            quiet_.expires_after(debounce_ - since);
-            quiet_.async_wait([this](const boost::system::error_code& e) {
-                if (!e) when_quiet();
-            });
+            wait_quiet(debounce_ - since);
             return;
         }
     }

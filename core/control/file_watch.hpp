@@ -38,7 +38,6 @@ class file_watch {
   private:
     /// What one inotify watch (one folder) stands for.
     struct watched_folder {
-        std::filesystem::path path;
         std::set<std::string> files;    ///< watched files in it, by name
         std::set<std::string> on_path;  ///< entries leading down to a watched file's folder
     };
@@ -46,6 +45,7 @@ class file_watch {
     void rewatch();
     void read_events();
     void changed();
+    void wait_quiet(std::chrono::milliseconds quiet);
     void when_quiet();
 
     int fd_;
