@@ -46,8 +46,6 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
     return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
 
-// The pid to signal: the holder of the pid file's lock, once it is shown to serve
-// `config_file`. Prints why not and returns nullopt otherwise.
 // Whether `pid` is a live process running a binary named plugd (a server from before pid
 // files were locked). Only a hint for the message: nothing is signalled either way.
 bool is_unlocking_plugd(pid_t pid) {
@@ -61,6 +59,8 @@ bool send(int process, int signo) {
     return ::syscall(SYS_pidfd_send_signal, process, signo, nullptr, 0) == 0;
 }
 
+// The pid to signal: the holder of the pid file's lock, once it is shown to serve
+// `config_file`. Prints why not and returns nullopt otherwise.
 std::optional<pid_t> find_server(std::string_view action, const std::filesystem::path& config_file,
                                  const std::filesystem::path& pid_file) {
     const auto state = inspect_pid_file(pid_file);
