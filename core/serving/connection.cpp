@@ -2,12 +2,14 @@
 #include "serving/connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <cstring>
+#include <utility>
 
 #include <plugd/context.hpp>
 #include <plugd/handler.hpp>
@@ -19,8 +21,6 @@
 namespace plugd {
 namespace {
 
-using namespace asio::experimental::awaitable_operators;
-using clock = std::chrono::steady_clock;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 std::string format_peer(const tcp::socket& s) {
@@ -35,7 +35,7 @@ plugin_ref& begin_request(connection& c) noexcept {
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
     c.active = &plugin;
-    ++c.requests;
+    c.enter(connection::phase_kind::handling);
     return plugin;
 }
 
@@ -60,8 +60,8 @@ const char* request_failed(const connection& c, const plugin_ref& plugin,
 }
 
 // A request ends: replaces what the handler wrote since `mark` by the error line, if any,
-// and releases the version. True when the request was aborted by the watchdog, whose
-// cancellation the caller must then clear so the error line can still be written.
+// and releases the version. True when the request was aborted, whose cancellation the
+// caller must then clear so the error line can still be written.
 bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_t mark,
                  const char* failure) {
     if (c.abort_reply) failure = c.abort_reply;
@@ -77,36 +77,72 @@ bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_
 // After refusing a request, the client may still be sending it. Closing a socket with
 // unread input sends a reset, which can destroy our error reply before the client reads it;
 // so, as nginx's lingering close does, stop sending and discard input for a bounded time
-// (the watchdog's deadline) and amount.
-asio::awaitable<void> linger(connection& c, std::string& scratch) {
+// (the sweeper ends it) and amount. Discarded bytes may share the scratch buffer with
+// every other lingering connection: nobody reads them.
+asio::awaitable<void> linger(connection& c) {
     c.closing = true;
-    c.stop_idle();
+    c.enter(connection::phase_kind::lingering);
     boost::system::error_code ignored;
     c.socket.shutdown(tcp::socket::shutdown_send, ignored);
+    const auto scratch = c.owner.scratch();
     std::size_t discarded = 0;
     while (discarded < (std::size_t{1} << 24)) {
-        auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(scratch), as_tuple);
+        auto [ec, n] = co_await c.socket.async_read_some(
+            asio::buffer(scratch.data(), scratch.size()), as_tuple);
         if (ec) co_return;
         discarded += n;
     }
 }
 
-// Writes `out` and clears it; false when the connection is gone. The shard's sweeper
-// closes a connection whose client stops reading for write_timeout_ms.
-asio::awaitable<bool> write_out(connection& c, std::string& out) {
-    ++c.writes;
-    c.writing = true;
-    auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
-    c.writing = false;
-    out.clear();
-    co_return !ec;
+}  // namespace
+
+connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
+    : owner{s}, via{std::move(r)}, socket{std::move(sock)}, peer{format_peer(socket)} {
+    in_shard.self = idle.self = this;
+    owner.enter(*this);
 }
 
-asio::awaitable<void> serve_lines(connection& c) {
-    // Start small and grow to the limit only for clients that send long lines: ten
-    // thousand idle connections must not cost ten thousand maximum-size buffers.
-    std::string in(std::min<std::size_t>(4096, c.limits().max_request_bytes + 2), '\0');
-    std::size_t begin = 0, end = 0;
+connection::~connection() {
+    input.release(owner.buffers());
+    owner.leave(*this);
+}
+
+void connection::wait_idle() noexcept {
+    idle.unlink();
+    via->idle.push_back(idle);
+}
+
+void connection::abort(const char* reply) noexcept {
+    abort_reply = reply;
+    cancel.emit(asio::cancellation_type::terminal);
+}
+
+void connection::park() noexcept {
+    park_requested = true;
+    boost::system::error_code ignored;
+    socket.cancel(ignored);
+}
+
+void connection::close_when_idle() noexcept {
+    closing = true;
+    idle.unlink();
+    if (in_read_wait || phase == phase_kind::lingering) {
+        boost::system::error_code ignored;
+        socket.cancel(ignored);
+    }
+}
+
+namespace {
+
+// One loop for both framings: `line` answers every complete line and reads on; `oneshot`
+// takes the first read as its one request and closes after the reply. The handler is
+// awaited here rather than in a helper coroutine, and reading is inline too: a coroutine
+// frame less per request is a visible share of a pipelined request's cost.
+// True when the connection parked (it waits for bytes without a coroutine), false when it
+// is to close.
+asio::awaitable<bool> serve(connection& c) {
+    const bool oneshot = c.via->spec.framing == framing_kind::oneshot;
+    buffer_pool& pool = c.owner.buffers();
     std::string out;
     bool eof = false;
     for (;;) {
@@ -116,20 +152,21 @@ asio::awaitable<void> serve_lines(connection& c) {
         bool more = false;  // complete requests still buffered: answer them before reading
         // A closing route (shutdown, listener removed by a reload) starts no new request:
         // its plugin version may already be gone once the current request has finished.
-        while (!c.via->closing && !c.closing) {
-            auto frame = next_line({in.data() + begin, end - begin}, limits.max_request_bytes);
-            if (frame.what == line_frame::kind::too_large) {
-                refuse = true;
-                break;
+        while (!c.via->closing && !c.closing && !c.input.empty()) {
+            line_frame frame{line_frame::kind::request, c.input.view(), c.input.size()};
+            if (!oneshot) {
+                frame = next_line(c.input.view(), limits.max_request_bytes);
+                if (frame.what == line_frame::kind::too_large) {
+                    refuse = true;
+                    break;
+                }
+                if (frame.what == line_frame::kind::incomplete) {
+                    // At end of input, what is left is a last request without its '\n'.
+                    if (!eof) break;
+                    frame = {line_frame::kind::request, c.input.view(), c.input.size()};
+                }
             }
-            if (frame.what == line_frame::kind::incomplete) {
-                // At end of input, what is left is a last request without its '\n'.
-                if (!eof || begin == end) break;
-                frame = {line_frame::kind::request, {in.data() + begin, end - begin}, end - begin};
-            }
-            c.busy = true;
-            // The handler is awaited here rather than in a helper coroutine: one coroutine
-            // frame less per request is a visible share of a pipelined request's cost.
+            if (out.empty()) out = pool.take_string();  // a reply string that has grown before
             plugin_ref& plugin = begin_request(c);
             const std::size_t mark = out.size();
             const char* failure = nullptr;
@@ -142,10 +179,10 @@ asio::awaitable<void> serve_lines(connection& c) {
             }
             if (end_request(c, plugin, out, mark, failure))
                 co_await asio::this_coro::reset_cancellation_state();
-            out += '\n';
-            begin += frame.consumed;
+            if (!oneshot) out += '\n';
+            c.input.consume(frame.consumed);
             answered = true;
-            if (c.abort_reply) break;
+            if (oneshot || c.abort_reply) break;
             // Pipelined requests from a client that does not read would otherwise grow
             // `out` without bound: stop at the cap and write first.
             if (out.size() >= limits.max_output_bytes) {
@@ -153,129 +190,129 @@ asio::awaitable<void> serve_lines(connection& c) {
                 break;
             }
         }
+        c.input.release_if_empty(pool);  // nothing left to handle: hold no buffer
         if (refuse) {
             c.closing = true;  // nothing may evict it before the client has read why
             out += "ERR request too large\n";
         }
-        if (!out.empty() && !co_await write_out(c, out)) co_return;
-        c.busy = false;
-        if (answered && !c.closing) c.deadline = clock::now() + limits.idle_timeout;
+        if (!out.empty()) {
+            c.enter(connection::phase_kind::writing);
+            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+            if (ec) co_return false;
+            out.clear();
+        }
         if (refuse) {
-            c.deadline =
-                clock::now() + std::min(limits.idle_timeout, std::chrono::milliseconds{2000});
-            c.watchdog_timer.cancel();  // it sleeps until the old, later deadline: re-arm
-            co_return co_await linger(c, in);
+            co_await linger(c);
+            co_return false;
         }
-        if (c.via->closing || c.closing || c.abort_reply) co_return;
+        if (oneshot && answered) co_return false;
+        if (c.via->closing || c.closing || c.abort_reply) co_return false;
         if (more) continue;  // even after EOF: the client half-closed, it still reads
-        if (eof) co_return;
+        if (eof) co_return false;
+        pool.give_string(std::move(out));  // between requests: hold no reply storage
+        if (answered) c.enter(connection::phase_kind::waiting);
 
-        if (begin == end) {
-            begin = end = 0;
-        } else if (end == in.size()) {
-            if (begin > 0) {
-                std::memmove(in.data(), in.data() + begin, end - begin);
-                end -= begin;
-                begin = 0;
-            } else {
-                in.resize(std::min(in.size() * 2, limits.max_request_bytes + 2));
+        // Reads what has arrived into the shard's scratch buffer and keeps it in c.input;
+        // if nothing has, waits for readability, holding no buffer while it waits.
+        const auto scratch = c.owner.scratch();
+        std::size_t allowance =
+            oneshot ? limits.max_request_bytes : limits.max_request_bytes + 2 - c.input.size();
+        bool got = false;
+        while (allowance > 0) {
+            boost::system::error_code ec;
+            const std::size_t chunk = std::min(scratch.size(), allowance);
+            const std::size_t n = c.socket.read_some(asio::buffer(scratch.data(), chunk), ec);
+            if (ec == asio::error::would_block) {
+                if (got) break;
+                // A connection with no byte of a request may be closed to make room.
+                if (c.input.empty()) c.wait_idle();
+                c.in_read_wait = true;
+                auto [wait_ec] = co_await c.socket.async_wait(tcp::socket::wait_read, as_tuple);
+                c.in_read_wait = false;
+                c.idle.unlink();
+                if (c.closing || c.via->closing) co_return false;
+                if (std::exchange(c.park_requested, false) &&
+                    wait_ec == asio::error::operation_aborted)
+                    co_return true;  // bytes that came first keep it here
+                if (wait_ec) co_return false;
+                continue;
             }
+            if (ec == asio::error::eof) {
+                eof = true;
+                break;
+            }
+            if (ec) co_return false;
+            c.input.append(pool, scratch.data(), n);
+            got = true;
+            allowance -= n;
+            if (n < chunk) break;  // all that has arrived: spare the read that would say so
         }
-        if (begin == end) c.wait_idle();  // a partial request is never closed to make room
-        auto [ec, n] = co_await c.socket.async_read_some(
-            asio::buffer(in.data() + end, in.size() - end), as_tuple);
-        c.stop_idle();
-        if (ec == asio::error::eof)
-            eof = true;
-        else if (ec)
-            co_return;
-        end += n;
-    }
-}
-
-asio::awaitable<void> serve_oneshot(connection& c) {
-    std::string in(c.limits().max_request_bytes, '\0');
-    auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(in), as_tuple);
-    c.stop_idle();
-    if (ec || n == 0 || c.via->closing || c.closing) co_return;
-    c.busy = true;
-    std::string out;
-    plugin_ref& plugin = begin_request(c);
-    const char* failure = nullptr;
-    try {
-        reply answer{out};
-        co_await plugin.version->handler().handle(request{{in.data(), n}, c.peer, c.via->spec.name},
-                                                  answer);
-    } catch (...) {
-        failure = request_failed(c, plugin, std::current_exception());
-    }
-    if (end_request(c, plugin, out, 0, failure))
-        co_await asio::this_coro::reset_cancellation_state();
-    co_await write_out(c, out);
-    c.busy = false;
-}
-
-// Ends when the connection has been idle past its deadline, was asked to close while
-// idle, or was aborted; the || in serve_connection then cancels the reader.
-asio::awaitable<void> watchdog(connection& c) {
-    for (;;) {
-        const auto now = clock::now();
-        if (c.abort_reply || (!c.busy && now >= c.deadline)) co_return;
-        c.watchdog_timer.expires_at(c.busy ? now + c.limits().idle_timeout : c.deadline);
-        auto [ec] = co_await c.watchdog_timer.async_wait(as_tuple);
-        if (ec) {
-            auto state = co_await asio::this_coro::cancellation_state;
-            if (state.cancelled() != asio::cancellation_type::none) co_return;
-        }
+        if (oneshot && c.input.empty()) co_return false;
     }
 }
 
 }  // namespace
 
-void connection::wait_idle() noexcept {
-    idle.unlink();
-    via->idle.push_back(idle);
-}
-
-connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
-    : owner{s},
-      via{std::move(r)},
-      socket{std::move(sock)},
-      peer{format_peer(socket)},
-      watchdog_timer{socket.get_executor()},
-      deadline{clock::now() + via->spec.limits.idle_timeout} {
-    idle.self = this;
-    registration = owner.enter(this);
-    wait_idle();  // nothing received yet: the first to go when the listener is full
-}
-
-connection::~connection() {
-    owner.leave(registration);
-}
-
-void connection::abort(const char* reply) noexcept {
-    abort_reply = reply;
-    watchdog_timer.cancel();
-}
-
-void connection::close_when_idle() noexcept {
-    closing = true;
-    stop_idle();
-    deadline = clock::time_point::min();
-    watchdog_timer.cancel();
-}
-
-asio::awaitable<void> serve_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock) {
+void connection::start() noexcept {
     boost::system::error_code ignored;
-    sock.set_option(tcp::no_delay{true}, ignored);
-    connection c{s, std::move(r), std::move(sock)};
-    if (c.via->spec.framing == framing_kind::line) {
-        co_await (serve_lines(c) || watchdog(c));
-    } else {
-        co_await (serve_oneshot(c) || watchdog(c));
+    socket.set_option(tcp::no_delay{true}, ignored);
+    // Reads are attempted at once and waited for only when nothing has arrived.
+    socket.non_blocking(true, ignored);
+    await_request();
+}
+
+void connection::await_request() noexcept {
+    // Readiness is edge-triggered: bytes that came while nothing waited for them (during
+    // the last request, or before accept) raise no new event, so look before waiting.
+    char probe;
+    boost::system::error_code ec;
+    socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
+    if (ec != asio::error::would_block) {
+        resume();  // bytes, end of input or an error: the coroutine reads which
+        return;
     }
-    c.socket.shutdown(tcp::socket::shutdown_both, ignored);
-    c.socket.close(ignored);
+    // Nothing received yet, or between requests: the first to go when the listener is full.
+    if (input.empty()) wait_idle();
+    in_read_wait = parked = true;
+    socket.async_wait(tcp::socket::wait_read, [this](const boost::system::error_code& error) {
+        in_read_wait = parked = false;
+        idle.unlink();
+        if (error || closing || via->closing) {
+            finish();
+        } else {
+            resume();
+        }
+    });
+}
+
+void connection::resume() noexcept {
+    // The cancellation signal is the coroutine's: abort() reaches whatever it awaits.
+    asio::co_spawn(
+        owner.io(), serve(*this),
+        asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error, bool parking) {
+            if (error) {
+                try {
+                    std::rethrow_exception(error);
+                } catch (const std::exception& e) {
+                    log::error("listener " + via->spec.name + ": connection from " + peer +
+                               " ended by an error: " + e.what());
+                }
+            } else if (parking) {
+                cancel.slot().clear();  // a parked connection holds none of it
+                await_request();
+                return;
+            }
+            finish();
+        }));
+}
+
+void connection::finish() noexcept {
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    // Not here: the coroutine machinery that called us may still use the signal's slot
+    // until this handler returns.
+    asio::post(owner.io(), [this] { delete this; });
 }
 
 }  // namespace plugd

@@ -1,20 +1,29 @@
 // connection: one accepted client, served by one coroutine on its shard's thread.
+//
+// What a connection costs is what plugd's memory scales with, so it holds little: no read
+// buffer while it waits for a request (it waits for readability, reads into the shard's
+// scratch buffer and keeps only an unhandled request's bytes), no timer (the shard's
+// sweeper enforces every timeout), and at most one coroutine. A connection quiet for a
+// sweep is "parked": its coroutine ends and a plain callback waits for its next bytes, as
+// nginx's keep-alive state does; a new connection starts parked. Busy connections keep
+// their coroutine, so a steady stream of requests allocates nothing.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 
 #include <chrono>
-#include <list>
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "serving/buffer_pool.hpp"
 #include "serving/shard.hpp"
 
 namespace plugd {
 
-/// How long the sweeper has seen the same operation (by its sequence number) in progress:
-/// a lower bound of its age, within one sweep interval.
+/// How long the sweeper has seen the same phase (by its sequence number) last: a lower
+/// bound of its age, within one sweep interval.
 struct stall_watch {
     std::chrono::milliseconds observe(std::uint64_t sequence, std::chrono::milliseconds interval) {
         if (sequence != seen_) {
@@ -32,49 +41,70 @@ struct stall_watch {
 };
 
 struct connection {
+    /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
+    /// once it has closed.
     connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
     ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
 
-    /// Ends the connection as soon as it is between requests (now, if it is idle).
-    void close_when_idle() noexcept;
     /// Waiting for a new request from now on (between requests, no byte of the next one
     /// received): joins the back of its route's idle list, whose front is closed to admit a
     /// new client at max_connections (nginx's "reusable connections").
     void wait_idle() noexcept;
-    /// Bytes arrived (or the connection is closing): leaves the idle list.
-    void stop_idle() noexcept { idle.unlink(); }
-    /// Cancels the request running now: the client gets `reply` (nothing if it is empty)
-    /// and the connection closes. `reply` must be a string literal.
+    /// Serves requests until the client leaves, the connection times out or the listener
+    /// closes. Never throws.
+    void start() noexcept;
+    /// Asks a connection waiting for bytes in its coroutine to park (see above).
+    void park() noexcept;
+    /// Waits for the next bytes without a coroutine (parked), or resumes at once if some
+    /// have arrived.
+    void await_request() noexcept;
+    /// Runs the coroutine that serves requests until the connection parks or ends.
+    void resume() noexcept;
+    /// Closes the socket; the connection is deleted from a handler of its own.
+    void finish() noexcept;
+    /// Ends the connection as soon as it is between requests (now, if it is idle).
+    void close_when_idle() noexcept;
+    /// Cancels the request (or the reply's write) running now: the client gets `reply`
+    /// (nothing if it is empty) and the connection closes. `reply` must be a string literal.
     void abort(const char* reply) noexcept;
     /// This connection's limits; read at each use, so a reload's new limits apply at once.
     const struct limits& limits() const noexcept { return via->spec.limits; }
+
+    /// What the connection is doing, for the sweeper's timeouts.
+    enum class phase_kind : std::uint8_t {
+        waiting,    ///< for a complete request (idle_timeout_ms)
+        handling,   ///< a request (request_timeout_ms)
+        writing,    ///< a reply (write_timeout_ms)
+        lingering,  ///< discarding input after refusing a request (a few seconds at most)
+    };
+    /// Enters a phase. The sequence number lets the sweeper time phases without a clock
+    /// read per request (clock_gettime was a visible share of a pipelined request's cost).
+    void enter(phase_kind p) noexcept {
+        phase = p;
+        ++phase_sequence;
+    }
 
     shard& owner;
     std::shared_ptr<route> via;
     tcp::socket socket;
     std::string peer;  ///< "ip:port", formatted once
-    asio::steady_timer watchdog_timer;
-    /// Idle deadline: a complete request must arrive before it. Moved forward after each
-    /// reply by a plain store; the watchdog re-arms only when its timer fires.
-    std::chrono::steady_clock::time_point deadline;
-    bool busy = false;     ///< handling a request or writing its reply
-    bool writing = false;  ///< in async_write
+    /// Bound to the connection's coroutine: emitting it cancels what the coroutine awaits,
+    /// however deep in a handler.
+    boost::asio::cancellation_signal cancel;
+    request_bytes input;
+    phase_kind phase = phase_kind::waiting;
+    bool in_read_wait = false;  ///< waiting until readable: close_when_idle and park wake it
+    bool parked = false;        ///< waiting without a coroutine
+    bool park_requested = false;
     bool closing = false;  ///< asked to close, or refused a request: starts no new one
-    // Timeouts without a clock read per request (clock_gettime is a visible share of a
-    // pipelined request's cost): each request and each write bumps a counter, and the
-    // shard's sweeper measures how long it has seen the same one still running.
-    std::uint64_t requests = 0;
-    std::uint64_t writes = 0;
-    stall_watch request_stall;
-    stall_watch write_stall;
-    idle_entry idle;                    ///< in via->idle while waiting for a new request
+    std::uint64_t phase_sequence = 0;
+    stall_watch phase_age;
     plugin_ref* active = nullptr;       ///< the version running the current request, if any
-    const char* abort_reply = nullptr;  ///< set by abort(): the watchdog ends the request
-    std::list<connection*>::iterator registration;
+    const char* abort_reply = nullptr;  ///< set by abort(): the request's reply
+    connection_link in_shard;           ///< in the shard's list of its connections
+    connection_link idle;  ///< in via->idle while waiting, no byte of a request received
 };
-
-/// Serves one accepted socket until the client leaves, the connection idles out, or the
-/// server closes the listener. Never throws.
-asio::awaitable<void> serve_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
 
 }  // namespace plugd

@@ -73,14 +73,17 @@ void shard::request_done(plugin_ref& p) noexcept {
     std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
 }
 
-std::list<connection*>::iterator shard::enter(connection* c) {
-    ++c->via->open_connections;
-    return connections_.insert(connections_.end(), c);
+void shard::enter(connection& c) noexcept {
+    ++c.via->open_connections;
+    connections_.push_back(c.in_shard);
 }
 
-void shard::leave(std::list<connection*>::iterator registration) noexcept {
-    --(*registration)->via->open_connections;
-    connections_.erase(registration);
+void shard::leave(connection& c) noexcept {
+    --c.via->open_connections;
+    c.in_shard.unlink();
+    // The sweeper runs on through a shutdown while connections remain (it ends lingering
+    // ones); the last one lets it, and so the io_context, stop.
+    if (shutting_down_ && connections_.empty()) sweeper_.cancel();
 }
 
 bool shard::reclaim_idle(route& r) {
@@ -140,13 +143,13 @@ void shard::apply(shard_update update) {
         routes_[r->spec.name] = r;
         asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
     }
-    // The sweeper looks for requests and writes past their limit; ticking at an eighth of
-    // the shortest timeout bounds how late it notices to an eighth.
+    // The sweeper enforces every connection's timeouts; ticking at an eighth of the
+    // shortest bounds how late it notices to an eighth.
     auto shortest = std::chrono::milliseconds{8000};
     for (auto& [name, r] : routes_) {
         r->plugin = plugins_.at(r->spec.plugin).get();
-        shortest =
-            std::min({shortest, r->spec.limits.request_timeout, r->spec.limits.write_timeout});
+        const auto& l = r->spec.limits;
+        shortest = std::min({shortest, l.idle_timeout, l.request_timeout, l.write_timeout});
     }
     sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
     if (!sweeping_ && !routes_.empty()) {
@@ -156,35 +159,54 @@ void shard::apply(shard_update update) {
 }
 
 asio::awaitable<void> shard::sweep() {
+    using phase = connection::phase_kind;
     const auto as_tuple = asio::as_tuple(asio::use_awaitable);
-    while (!shutting_down_) {
+    while (!shutting_down_ || !connections_.empty()) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
         report_connection_limits();
-        for (connection* c : connections_) {
-            if (c->abort_reply) continue;
-            const auto& limits = c->limits();
-            if (c->active &&
-                c->request_stall.observe(c->requests, sweep_interval_) >= limits.request_timeout) {
-                log::warn("plugin " + c->active->version->spec().name + ": request from " +
-                          c->peer + " on listener " + c->via->spec.name +
-                          " exceeded request_timeout_ms (" +
-                          std::to_string(limits.request_timeout.count()) + "): cancelled");
-                c->abort("ERR timeout");
-            } else if (c->writing &&
-                       c->write_stall.observe(c->writes, sweep_interval_) >= limits.write_timeout) {
-                log::warn("listener " + c->via->spec.name + ": " + c->peer +
-                          " did not read its replies for write_timeout_ms (" +
-                          std::to_string(limits.write_timeout.count()) + "): closed");
-                c->abort("");
+        for (connection_link& link : connections_) {
+            connection& c = *link.self;
+            if (c.abort_reply) continue;
+            const auto& limits = c.limits();
+            const auto age = c.phase_age.observe(c.phase_sequence, sweep_interval_);
+            switch (c.phase) {
+                case phase::handling:
+                    if (age < limits.request_timeout) break;
+                    log::warn("plugin " + c.active->version->spec().name + ": request from " +
+                              c.peer + " on listener " + c.via->spec.name +
+                              " exceeded request_timeout_ms (" +
+                              std::to_string(limits.request_timeout.count()) + "): cancelled");
+                    c.abort("ERR timeout");
+                    break;
+                case phase::writing:
+                    if (age < limits.write_timeout) break;
+                    log::warn("listener " + c.via->spec.name + ": " + c.peer +
+                              " did not read its replies for write_timeout_ms (" +
+                              std::to_string(limits.write_timeout.count()) + "): closed");
+                    c.abort("");
+                    break;
+                case phase::waiting:
+                    // No complete request in time; a trickle of bytes does not count.
+                    if (age >= limits.idle_timeout) {
+                        c.close_when_idle();
+                    } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked) {
+                        c.park();  // quiet for a sweep: give its coroutine back
+                    }
+                    break;
+                case phase::lingering:
+                    if (age >= std::min(limits.idle_timeout, std::chrono::milliseconds{2000}))
+                        c.close_when_idle();
+                    break;
             }
         }
     }
 }
 
 void shard::abort_requests_on(const plugin_version* version, const char* reply) {
-    for (connection* c : connections_) {
-        if (c->active && c->active->version.get() == version) c->abort(reply);
+    for (connection_link& link : connections_) {
+        connection& c = *link.self;
+        if (c.active && c.active->version.get() == version) c.abort(reply);
     }
 }
 
@@ -222,15 +244,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(
-            io_, serve_connection(*this, r, std::move(socket)), [](std::exception_ptr e) {
-                if (!e) return;
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    log::error(std::string{"connection ended by an error: "} + ex.what());
-                }
-            });
+        (new connection{*this, r, std::move(socket)})->start();  // deletes itself at the end
     }
 }
 
@@ -239,15 +253,15 @@ void shard::close_route(route& r) {
     r.plugin = nullptr;  // its version is retired and may go: nothing may start on it
     boost::system::error_code ignored;
     r.acceptor.close(ignored);
-    for (connection* c : connections_) {
-        if (c->via.get() == &r) c->close_when_idle();
+    for (connection_link& link : connections_) {
+        if (link.self->via.get() == &r) link.self->close_when_idle();
     }
 }
 
 void shard::begin_shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
-    sweeper_.cancel();
+    if (connections_.empty()) sweeper_.cancel();
     for (auto& [name, r] : routes_) close_route(*r);
     routes_.clear();
     work_.reset();

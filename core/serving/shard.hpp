@@ -13,15 +13,16 @@
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "config.hpp"
 #include "plugins/plugin_version.hpp"
+#include "serving/buffer_pool.hpp"
 
 namespace plugd {
 
@@ -40,13 +41,15 @@ struct plugin_ref {
 
 struct connection;
 
-/// How a connection waiting for its next request (no byte of it received) sits in its
-/// route's idle list: linking and unlinking are a few pointer writes, no allocation, and
-/// it unlinks itself when the connection is destroyed.
-struct idle_entry
+/// How a connection sits in one of its shard's intrusive lists (all of them, and its route's
+/// idle ones): linking and unlinking are a few pointer writes, no allocation, and it unlinks
+/// itself when the connection is destroyed.
+struct connection_link
     : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
     connection* self = nullptr;
 };
+using connection_list =
+    boost::intrusive::list<connection_link, boost::intrusive::constant_time_size<false>>;
 
 /// A shard's part of one listener: its acceptor and the plugin it routes to. Connections
 /// hold it by shared_ptr, so it outlives a listener removed by a reload until its last
@@ -63,7 +66,7 @@ struct route {
     std::size_t refused = 0;    ///< new connections closed because none was idle
     /// This shard's connections of this listener that wait for a new request, longest idle
     /// first: at max_connections the front one makes room for a new client in O(1).
-    boost::intrusive::list<idle_entry, boost::intrusive::constant_time_size<false>> idle;
+    connection_list idle;
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).
@@ -106,8 +109,13 @@ class shard {
     // Used by connections.
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void request_done(plugin_ref& p) noexcept;
-    std::list<connection*>::iterator enter(connection* c);
-    void leave(std::list<connection*>::iterator registration) noexcept;
+    void enter(connection& c) noexcept;
+    void leave(connection& c) noexcept;
+    /// Spare request buffers and reply strings of this shard's connections.
+    buffer_pool& buffers() noexcept { return buffers_; }
+    /// Where connections read what has arrived before keeping what they need of it. Each
+    /// use ends before the next suspension, so one buffer serves every connection.
+    std::span<char> scratch() noexcept { return {scratch_.get(), scratch_bytes}; }
 
   private:
     void retire(std::unique_ptr<plugin_ref> p);
@@ -127,11 +135,15 @@ class shard {
     std::chrono::steady_clock::time_point last_limit_report_{};
     std::function<void()> on_release_;
     bool shutting_down_ = false;
-    std::list<connection*> connections_;
+    connection_list connections_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name
     std::vector<std::unique_ptr<plugin_ref>> retiring_;
+    // Outlive the io_context: a connection gives its buffers back as it is destroyed.
+    buffer_pool buffers_;
+    static constexpr std::size_t scratch_bytes = 64 * 1024;
+    std::unique_ptr<char[]> scratch_{new char[scratch_bytes]};
     asio::io_context io_{1};  // run by one thread only
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     std::thread thread_;

@@ -3,18 +3,24 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <list>
 #include <optional>
 #include <sstream>
@@ -55,10 +61,17 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
   --held N             also hold N connections busy with --held-message requests, one at a
                        time each (slow requests the measured load shares the server with)
   --held-message TEXT  the held connections' request (default "hold")
+  --idle N             also open N connections that send nothing, kept open to the end
+                       (what idle keep-alive clients cost the server)
+  --server-pid PID     the server runs on this machine as PID: also report its CPU time
+                       per request (user+system, from /proc) and its resident memory per
+                       connection (growth from before connecting to the end of the run,
+                       divided by every connection opened: measured, held and idle)
   --timeout S          a batch without its replies after S seconds is an error (default 10)
   --json               print the result as one JSON object instead of key=value text
 
-Latency is per batch: from writing it to its last reply. Exits 0 when every reply
+--connections may be 0 when --held or --idle opens connections. Latency is per batch:
+from writing it to its last reply. Exits 0 when every reply
 matched, 1 when any failed or differed, 2 on bad usage.
 )";
 
@@ -79,6 +92,8 @@ struct options {
     bool churn = false;
     unsigned held = 0;
     std::string held_message = "hold";
+    unsigned idle = 0;
+    int server_pid = 0;
     double timeout = 10;
     bool json = false;
 
@@ -288,6 +303,75 @@ asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoi
     if (!in.empty() && t.mismatches++ == 0) t.first_mismatch = "(a reply nobody asked for)";
 }
 
+// A connection that sends nothing, open until `release` is cancelled or expires: an idle
+// keep-alive client, for what the server spends on one.
+asio::awaitable<void> hold_idle(tcp::resolver::results_type endpoints, asio::steady_timer& release,
+                                tally& t) {
+    tcp::socket s{co_await asio::this_coro::executor};
+    auto [ec, at] = co_await asio::async_connect(s, endpoints, as_tuple);
+    if (ec) {
+        t.error("connect: " + ec.message());
+        co_return;
+    }
+    co_await release.async_wait(as_tuple);
+}
+
+// The server process's CPU time and resident memory, from /proc (a server on this machine).
+struct process_sample {
+    double cpu_seconds = 0;
+    std::uint64_t rss_kib = 0;
+};
+
+std::optional<process_sample> sample_process(int pid) {
+    std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string text{std::istreambuf_iterator<char>{stat}, {}};
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    const auto paren = text.rfind(')');
+    if (paren == std::string::npos) return std::nullopt;
+    std::istringstream fields{text.substr(paren + 1)};
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    // After ')': state is field 3; utime and stime are fields 14 and 15.
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    process_sample s;
+    s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("VmRSS:")) {
+            s.rss_kib = std::stoull(line.substr(6));
+            return s;
+        }
+    }
+    return std::nullopt;
+}
+
+// Takes the server's samples at the start and the end of the measured time, then lets the
+// idle connections go (so they count in the last sample).
+asio::awaitable<void> sample_server(const options& o, clock_type::time_point measure,
+                                    clock_type::time_point stop, asio::steady_timer& release,
+                                    std::optional<process_sample>& at_measure,
+                                    std::optional<process_sample>& at_stop) {
+    asio::steady_timer timer{co_await asio::this_coro::executor, measure};
+    co_await timer.async_wait(as_tuple);
+    if (o.server_pid) at_measure = sample_process(o.server_pid);
+    timer.expires_at(stop);
+    co_await timer.async_wait(as_tuple);
+    if (o.server_pid) at_stop = sample_process(o.server_pid);
+    release.cancel();
+}
+
+// Many connections need many descriptors: take what the hard limit allows.
+void raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 options parse(int argc, char** argv) {
     options o;
     for (int i = 1; i < argc; ++i) {
@@ -302,9 +386,10 @@ options parse(int argc, char** argv) {
         }
         if (arg == "--help") throw std::invalid_argument("");
         static constexpr std::string_view with_value[] = {
-            "--host",     "--port",          "--mode",    "--connections",  "--pipeline",
-            "--duration", "--warmup",        "--threads", "--message",      "--size",
-            "--expect",   "--expect-prefix", "--held",    "--held-message", "--timeout"};
+            "--host",       "--port",          "--mode",    "--connections",  "--pipeline",
+            "--duration",   "--warmup",        "--threads", "--message",      "--size",
+            "--expect",     "--expect-prefix", "--held",    "--held-message", "--idle",
+            "--server-pid", "--timeout"};
         if (std::find(std::begin(with_value), std::end(with_value), arg) == std::end(with_value)) {
             throw std::invalid_argument("unknown argument \"" + std::string{arg} + "\"");
         }
@@ -360,13 +445,19 @@ options parse(int argc, char** argv) {
             o.held = number();
         else if (arg == "--held-message")
             o.held_message = value;
+        else if (arg == "--idle")
+            o.idle = number();
+        else if (arg == "--server-pid")
+            o.server_pid = static_cast<int>(number());
         else
             o.timeout = seconds();  // --timeout, the last of with_value
     }
     if (o.port == 0) throw std::invalid_argument("--port is required");
-    if (o.connections == 0 || o.pipeline == 0 || o.threads == 0 || !(o.duration > 0)) {
-        throw std::invalid_argument(
-            "--connections, --pipeline, --threads and --duration must be above 0");
+    if (o.pipeline == 0 || o.threads == 0 || !(o.duration > 0)) {
+        throw std::invalid_argument("--pipeline, --threads and --duration must be above 0");
+    }
+    if (o.connections + o.held + o.idle == 0) {
+        throw std::invalid_argument("--connections, --held or --idle must open a connection");
     }
     if (o.expect && o.expect_prefix) {
         throw std::invalid_argument("--expect and --expect-prefix exclude each other");
@@ -415,6 +506,13 @@ int main(int argc, char** argv) {
         std::cerr << "plugd-bench: cannot resolve " << o.host << ": " << e.what() << "\n";
         return 1;
     }
+    raise_descriptor_limit();
+    std::optional<process_sample> before, at_measure, at_stop;
+    if (o.server_pid && !(before = sample_process(o.server_pid))) {
+        std::cerr << "plugd-bench: cannot read /proc/" << o.server_pid
+                  << "/stat and /status: is the server running on this machine as that pid?\n";
+        return 1;
+    }
     std::vector<tally> tallies(o.threads);
     const auto to_duration = [](double s) {
         return std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>{s});
@@ -431,10 +529,22 @@ int main(int argc, char** argv) {
                        });
         if (++io == ios.end()) io = ios.begin();
     }
+    // Idle connections and the sampler share the first thread: the sampler releases them.
+    asio::steady_timer release{ios.front(), clock_type::time_point::max()};
+    for (unsigned c = 0; c < o.idle; ++c) {
+        asio::co_spawn(ios.front(), hold_idle(endpoints, release, tallies.front()),
+                       [&t = tallies.front()](std::exception_ptr e) {
+                           if (e) t.error("an unexpected exception in the client");
+                       });
+    }
+    asio::co_spawn(ios.front(), sample_server(o, measure, stop, release, at_measure, at_stop),
+                   asio::detached);
     std::vector<std::thread> workers;
     for (auto& i : ios) workers.emplace_back([&i] { i.run(); });
     for (auto& w : workers) w.join();
-    const std::chrono::duration<double> measured = clock_type::now() - measure;
+    // Batches counted are those started in the measured window: divide by the window, not by
+    // the time until the last of them ended (a 1 s request would stretch it by a second).
+    const std::chrono::duration<double> measured = std::min(clock_type::now(), stop) - measure;
 
     tally all;
     for (auto& t : tallies) {
@@ -449,6 +559,24 @@ int main(int argc, char** argv) {
     const auto rate = static_cast<std::uint64_t>(static_cast<double>(all.requests) /
                                                  std::max(measured.count(), 1e-9));
     const auto& h = all.latency;
+    // The server's figures, when --server-pid was given and /proc answered at every sample.
+    std::optional<double> cpu_us_per_request;
+    std::optional<std::uint64_t> rss_kib, rss_per_connection;
+    if (at_measure && at_stop) {
+        if (all.requests > 0) {
+            cpu_us_per_request = (at_stop->cpu_seconds - at_measure->cpu_seconds) * 1e6 /
+                                 static_cast<double>(all.requests);
+        }
+        rss_kib = at_stop->rss_kib;
+        const std::uint64_t opened = std::uint64_t{o.connections} + o.held + o.idle;
+        rss_per_connection = at_stop->rss_kib > before->rss_kib
+                                 ? (at_stop->rss_kib - before->rss_kib) * 1024 / opened
+                                 : 0;
+    } else if (o.server_pid) {
+        std::cerr << "plugd-bench: the server (pid " << o.server_pid
+                  << ") was gone before the run ended: no server figures\n";
+        all.error("the server exited during the run");
+    }
     if (o.json) {
         std::cout << "{\"requests_per_second\": " << rate << ", \"requests\": " << all.requests
                   << ", \"errors\": " << all.errors << ", \"mismatches\": " << all.mismatches
@@ -456,8 +584,15 @@ int main(int argc, char** argv) {
                   << ", \"latency_us\": {\"p50\": " << h.percentile(0.5)
                   << ", \"p99\": " << h.percentile(0.99) << ", \"p99.9\": " << h.percentile(0.999)
                   << ", \"max\": " << h.max() << "}, \"connections\": " << o.connections
-                  << ", \"pipeline\": " << o.pipeline << ", \"seconds\": " << measured.count()
-                  << ", \"first_error\": " << json_string(all.first_error)
+                  << ", \"pipeline\": " << o.pipeline << ", \"held\": " << o.held
+                  << ", \"idle\": " << o.idle << ", \"seconds\": " << measured.count();
+        if (cpu_us_per_request)
+            std::cout << ", \"server_cpu_us_per_request\": " << *cpu_us_per_request;
+        if (rss_kib) {
+            std::cout << ", \"server_rss_kib\": " << *rss_kib
+                      << ", \"server_rss_per_connection_bytes\": " << *rss_per_connection;
+        }
+        std::cout << ", \"first_error\": " << json_string(all.first_error)
                   << ", \"first_mismatch\": " << json_string(all.first_mismatch) << "}\n";
     } else {
         // One line of key=value: what bench/*.sh parse.
@@ -466,6 +601,11 @@ int main(int argc, char** argv) {
                   << " p50_us=" << h.percentile(0.5) << " p99_us=" << h.percentile(0.99)
                   << " p999_us=" << h.percentile(0.999) << " max_us=" << h.max();
         if (o.held) std::cout << " held_requests=" << all.held_requests;
+        if (cpu_us_per_request) std::cout << " server_cpu_us_per_request=" << *cpu_us_per_request;
+        if (rss_kib) {
+            std::cout << " server_rss_kib=" << *rss_kib
+                      << " server_rss_per_connection_bytes=" << *rss_per_connection;
+        }
         std::cout << std::endl;
     }
     if (all.errors > 0)
