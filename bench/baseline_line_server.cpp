@@ -6,11 +6,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <list>
@@ -20,6 +22,10 @@
 namespace asio = boost::asio;
 using asio::ip::tcp;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+// --delay-ms: each request first waits this long on a timer (the "slow database query" of
+// the held-connections scenario; plugd's greeting does the same with its delay_ms).
+std::chrono::milliseconds delay{0};
 
 // Reads straight into one buffer and answers every complete line of a read in one write, as
 // plugd does, so pipelined requests cost one read and one write per batch in both servers.
@@ -38,6 +44,10 @@ asio::awaitable<void> serve(tcp::socket s) {
             const std::size_t nl = static_cast<const char*>(found) - in.data();
             std::string_view line{in.data() + begin, nl - begin};
             if (line.ends_with('\r')) line.remove_suffix(1);  // plugd accepts "\r\n" too
+            if (delay.count() > 0) {
+                asio::steady_timer timer{s.get_executor(), delay};
+                co_await timer.async_wait(as_tuple);
+            }
             out.append("Hello, ").append(line) += '\n';
             begin = nl + 1;
         }
@@ -68,8 +78,10 @@ int main(int argc, char** argv) {
             port = static_cast<unsigned short>(std::stoul(argv[i + 1]));
         } else if (i + 1 < argc && arg == "--threads") {
             threads = std::max(1ul, std::stoul(argv[i + 1]));
+        } else if (i + 1 < argc && arg == "--delay-ms") {
+            delay = std::chrono::milliseconds{std::stoul(argv[i + 1])};
         } else {
-            std::cerr << "usage: plugd_bench_baseline [--port P] [--threads N]\n";
+            std::cerr << "usage: plugd_bench_baseline [--port P] [--threads N] [--delay-ms MS]\n";
             return 2;
         }
     }

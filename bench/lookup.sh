@@ -33,19 +33,11 @@ if [[ -z $redis ]]; then
     exit 1
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/plugd-bench.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+script=lookup.sh
+source "$(dirname "$0")/lib.sh"
 
 # Redis on a free port: ask the kernel for one, then hand it to redis-server.
-redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis_port=$(free_port)
 "$redis" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
     --logfile "$tmp/redis.log" &
 pids+=($!)
@@ -100,11 +92,9 @@ for ((round = 1; round <= rounds; round++)); do
             exit 1
         }
         printf '  %-9s %s\n' "$name" "$out"
-        rate=${out#*requests/s=}
-        echo "${rate%% *}" >>"$tmp/$name"
+        field "$out" requests/s >>"$tmp/$name"
     done
 done
-median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 g=$(median "$tmp/greeting")
 l=$(median "$tmp/lookup")
 echo

@@ -36,17 +36,8 @@ for f in bin/plugd lib/plugd/greeting.so bin/plugd-bench bin/plugd_bench_reload_
     fi
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/plugd-reload.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-# Turn signals into an exit, so the EXIT trap stops plugd and the load.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+script=reload.sh
+source "$(dirname "$0")/lib.sh"
 
 # wait_for_log PATTERN WHAT: polls plugd's log until a line matches the extended regex
 # PATTERN; gives up, with the log, when plugd dies or 10 s pass.
@@ -70,7 +61,7 @@ stats() {
 }
 
 # The probe fills in @PREFIX@ for every reload; the first generation answers "Hello, world".
-# threads 1: plugd, the load and the probe share the machine's cores (see run.sh).
+# threads 1: plugd, the load and the probe share the machine's cores (see compare.sh).
 cat >"$tmp/server.json.in" <<EOF
 {
   "threads": 1,

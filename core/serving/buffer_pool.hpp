@@ -39,10 +39,10 @@ class buffer_pool {
     /// Keeps `s`'s heap storage for the next reply; a string without any is dropped.
     void give_string(std::string&& s) noexcept;
 
-    static constexpr std::size_t smallest_block = 256;
+    static constexpr std::size_t smallest_block = 64;
 
   private:
-    static constexpr std::size_t classes = 32;  // 256 B · 2^k, far past any request limit
+    static constexpr std::size_t classes = 40;  // 64 B · 2^k, far past any request limit
     /// Spare memory kept per size class (at least a few blocks of the largest ones): enough
     /// to serve bursts without malloc, not so much that a past burst stays resident.
     static constexpr std::size_t kept_bytes_per_class = 256 * 1024;

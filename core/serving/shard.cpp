@@ -38,6 +38,10 @@ shard::shard(unsigned index, unsigned shards, std::function<void()> on_release)
 
 shard::~shard() {
     join();
+    // Left only when a shutdown abandoned requests (shutdown_timeout_ms) and stopped the
+    // io_context: delete them while it still exists (their sockets belong to it). The
+    // coroutine frames that refer to them are destroyed with it and do not touch them.
+    while (!connections_.empty()) delete connections_.front().self;
 }
 
 void shard::start(std::function<void()> on_exit) {

@@ -2,7 +2,15 @@
 // every reply, and fails when a reply differs or the server is not there.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +48,65 @@ run_result bench(std::vector<std::string> args) {
 nlohmann::json json_of(const run_result& r) {
     return nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
 }
+
+// A canned HTTP/1.1 server on a loopback port: every request head gets `reply` (a whole
+// response), pipelined ones included. Stops, and joins its threads, when destroyed.
+class canned_http_server {
+  public:
+    explicit canned_http_server(std::string reply) : reply_{std::move(reply)} {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+        REQUIRE(::listen(listener_, 64) == 0);
+        REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port = ntohs(addr.sin_port);
+        threads_.emplace_back([this] { accept_loop(); });
+    }
+    ~canned_http_server() {
+        stop_ = true;
+        for (auto& t : threads_) t.join();  // every loop below polls stop_ every 50 ms
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+
+  private:
+    static bool readable(int fd) {
+        pollfd p{fd, POLLIN, 0};
+        return ::poll(&p, 1, 50) == 1;
+    }
+    void accept_loop() {
+        while (!stop_) {
+            if (!readable(listener_)) continue;
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd >= 0) threads_.emplace_back([this, fd] { serve(fd); });
+        }
+    }
+    void serve(int fd) {
+        std::string in;
+        char chunk[4096];
+        while (!stop_) {
+            if (!readable(fd)) continue;
+            const auto n = ::read(fd, chunk, sizeof chunk);
+            if (n <= 0) break;
+            in.append(chunk, static_cast<std::size_t>(n));
+            std::string out;
+            for (auto end = in.find("\r\n\r\n"); end != std::string::npos;
+                 end = in.find("\r\n\r\n")) {
+                out += reply_;
+                in.erase(0, end + 4);
+            }
+            if (!out.empty() && ::write(fd, out.data(), out.size()) != ssize_t(out.size())) break;
+        }
+        ::close(fd);
+    }
+    std::string reply_;
+    int listener_ = -1;
+    std::atomic<bool> stop_{false};
+    std::vector<std::thread> threads_;  // only accept_loop adds, before the destructor joins
+};
 
 }  // namespace
 
@@ -97,4 +164,48 @@ TEST_CASE("plugd-bench holds slow connections beside the measured load, and chur
                "--warmup", "0", "--churn", "--json"});
     REQUIRE_MESSAGE(r.status == 0, r.output);
     CHECK(json_of(r)["requests"].get<long>() > 0);
+}
+
+TEST_CASE("plugd-bench --mode http checks every reply's status and body") {
+    {
+        canned_http_server ok{"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello, world"};
+        auto r = bench({"--port", std::to_string(ok.port), "--mode", "http", "--connections", "2",
+                        "--pipeline", "4", "--duration", "0.3", "--warmup", "0", "--json"});
+        REQUIRE_MESSAGE(r.status == 0, r.output);
+        CHECK(json_of(r)["requests"].get<long>() > 0);
+        CHECK(json_of(r)["requests"].get<long>() % 4 == 0);
+    }
+    {
+        canned_http_server wrong{"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nHello, moon"};
+        auto r = bench({"--port", std::to_string(wrong.port), "--mode", "http", "--duration", "0.2",
+                        "--warmup", "0"});
+        CHECK(r.status == 1);
+        CHECK(r.output.find("expected \"Hello, world\", got e.g. \"Hello, moon\"") !=
+              std::string::npos);
+    }
+    {
+        canned_http_server missing{"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"};
+        auto r = bench({"--port", std::to_string(missing.port), "--mode", "http", "--duration",
+                        "0.2", "--warmup", "0"});
+        CHECK(r.status == 1);
+        CHECK(r.output.find("HTTP status is not 200: HTTP/1.1 404 Not Found") != std::string::npos);
+    }
+}
+
+TEST_CASE(
+    "plugd-bench --server-pid reports the server's CPU per request and memory per connection") {
+    greeting_server s;
+    auto r = bench({"--port", std::to_string(s.line), "--connections", "4", "--idle", "200",
+                    "--duration", "0.5", "--warmup", "0.3", "--server-pid",
+                    std::to_string(s.process->pid()), "--json"});
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto j = json_of(r);
+    CHECK(j["idle"] == 200);
+    CHECK(j["server_cpu_us_per_request"].get<double>() > 0);
+    CHECK(j["server_rss_kib"].get<long>() > 0);
+    CHECK(j.contains("server_rss_per_connection_bytes"));
+    r = bench({"--port", std::to_string(s.line), "--duration", "0.2", "--warmup", "0",
+               "--server-pid", "999999999"});
+    CHECK(r.status == 1);
+    CHECK(r.output.find("cannot read /proc/999999999/stat") != std::string::npos);
 }

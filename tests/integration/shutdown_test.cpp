@@ -43,7 +43,9 @@ TEST_CASE("shutdown_timeout_ms bounds the drain of a request that does not finis
     REQUIRE(p.wait_for_log("handling forever"));
     const auto start = std::chrono::steady_clock::now();
     p.signal(SIGTERM);
-    CHECK(p.wait_exit(5s) == 0);
+    const auto status = p.wait_exit(5s);
+    INFO(p.log());
+    CHECK(status == 0);
     const auto took = std::chrono::steady_clock::now() - start;
     CHECK(took >= 300ms);
     CHECK(took < 2s);  // the configured 300 ms, not the 5 s default

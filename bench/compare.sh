@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# compare.sh: one scenario against plugd and the reference servers, side by side: alternating
+# rounds, a fresh server for every run, each measured by plugd-bench with --server-pid (so
+# CPU per request and RSS per connection come from /proc the same way for every server).
+#
+# Usage: bench/compare.sh SCENARIO [BUILD_DIR]   (default: the build tree next to bench/;
+#        builds nothing: `cmake --build build -j2` after configuring with -DPLUGD_BUILD_BENCH=ON)
+#
+# Scenarios (the line ones answer "Hello, <message>" per line):
+#   keepalive  256 keep-alive connections, one request in flight each
+#   pipelined  64 connections, 16 requests in flight each
+#   held       10,000 connections, each request held 1 s on a timer (greeting's delay_ms)
+#   idle       8,000 idle keep-alive connections (connected, nothing sent) beside 1 busy one
+#   churn      64 clients opening a connection per request
+#   reload     plugd alone: 256 connections, with and without a reload every 2 s
+#   http       HTTP/1.1 keep-alive, 256 connections: nginx and Node's `http` (plugd has no
+#              http framing yet); through wrk too when it is installed
+#
+# Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
+# coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
+# python3, and python3-uvloop), node (bench/reference/node_server.js), nginx. A server whose
+# runtime is missing is skipped with a note. Every server gets one thread: on a 2-core
+# machine the load generator needs the other core.
+#
+# Environment: BENCH_ROUNDS (3), BENCH_SECONDS (per run; default by scenario), BENCH_SERVERS
+# (a space-separated subset, e.g. "plugd asio").
+# Prints every run, then a markdown table: medians, and plugd's ratio to each server.
+set -euo pipefail
+script=compare.sh
+
+scenario=${1:-}
+build=$(cd "${2:-$(dirname "$0")/../build}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${BENCH_ROUNDS:-3}
+
+for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_baseline bin/plugd-bench; do
+    if [[ ! -f $build/$f ]]; then
+        echo "$script: $build/$f is missing; build it first:" >&2
+        echo "  ./dev test   (or: cmake -S . -B build -DPLUGD_BUILD_BENCH=ON && cmake --build build -j2)" >&2
+        exit 1
+    fi
+done
+
+source "$here/lib.sh"
+
+delay=0
+warmup=1
+seconds=${BENCH_SECONDS:-3}
+mode=line
+servers="plugd asio asyncio uvloop node"
+case $scenario in
+    keepalive) load=(--connections 256) what="256 keep-alive connections, one request in flight each" ;;
+    pipelined) load=(--connections 64 --pipeline 16) what="64 connections x 16 pipelined requests" ;;
+    held)
+        delay=1000 warmup=3 seconds=${BENCH_SECONDS:-5}
+        load=(--connections 10000 --timeout 30)
+        what="10,000 connections, each request held 1 s"
+        ;;
+    idle)
+        warmup=2 seconds=${BENCH_SECONDS:-2}
+        load=(--connections 1 --idle 8000)
+        what="8,000 idle keep-alive connections beside 1 busy one"
+        ;;
+    churn) load=(--connections 64 --churn) what="64 clients, a new connection per request" ;;
+    reload)
+        seconds=${BENCH_SECONDS:-10}
+        load=(--connections 256) servers="plugd plugd+reloads"
+        what="256 keep-alive connections, plugd with and without a reload every 2 s"
+        ;;
+    http)
+        mode=http servers="nginx node-http"
+        load=(--mode http --connections 256) what="HTTP/1.1 keep-alive, 256 connections"
+        ;;
+    *)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+esac
+servers=${BENCH_SERVERS:-$servers}
+
+python=/usr/bin/python3 # Debian's, whose python3-uvloop the uvloop server needs
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+# missing SERVER: why SERVER cannot run here, or nothing.
+missing() {
+    case $1 in
+        asyncio) [[ -x $python ]] || echo "no $python (apt-get install python3)" ;;
+        uvloop) "$python" -c 'import uvloop' 2>/dev/null || echo "no uvloop (apt-get install python3-uvloop)" ;;
+        node | node-http) command -v node >/dev/null || echo "no node (apt-get install nodejs)" ;;
+        nginx) [[ -x $nginx ]] || echo "no nginx (apt-get install nginx)" ;;
+    esac
+}
+
+plugd_config() { # GENERATION: greeting with the scenario's delay; a new generation each reload
+    cat >"$tmp/server.json" <<JSON
+{
+  "threads": 1,
+  "plugin_dir": "$build/lib/plugd",
+  "plugins": { "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" } ],
+  "limits": { "max_connections": 20000 }
+}
+JSON
+}
+
+# start NAME: starts one server for one run; sets $pid and $port.
+start() {
+    local listening='s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p'
+    case $1 in
+        plugd | plugd+reloads)
+            plugd_config 1
+            start_server "$1" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
+                "$build/bin/plugd" -c "$tmp/server.json"
+            ;;
+        asio) start_server asio "$listening" "$build/bin/plugd_bench_baseline" --delay-ms "$delay" ;;
+        asyncio) start_server asyncio "$listening" "$python" "$here/reference/asyncio_server.py" \
+            --delay-ms "$delay" ;;
+        uvloop) start_server uvloop "$listening" "$python" "$here/reference/asyncio_server.py" \
+            --uvloop --delay-ms "$delay" ;;
+        node) start_server node "$listening" node "$here/reference/node_server.js" --delay-ms "$delay" ;;
+        node-http) start_server node-http "$listening" node "$here/reference/node_server.js" --http ;;
+        nginx)
+            local p
+            p=$(free_port)
+            cat >"$tmp/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log stderr error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp;
+  uwsgi_temp_path $tmp; scgi_temp_path $tmp;
+  server {
+    listen 127.0.0.1:$p backlog=4096;
+    location ~ ^/(.*)\$ { default_type text/plain; return 200 "Hello, \$1"; }
+  }
+}
+CONF
+            # nginx says nothing when it listens: announce the port once it accepts.
+            start_server nginx "$listening" bash -c "\"$nginx\" -c \"$tmp/nginx.conf\" -p \"$tmp\" &
+                for _ in \$(seq 200); do
+                    if { exec 3<>/dev/tcp/127.0.0.1/$p; } 2>/dev/null; then
+                        exec 3>&-; echo 'listening on 127.0.0.1:$p'; break; fi
+                    sleep 0.05
+                done; wait"
+            ;;
+    esac
+}
+
+# reloads PID: rewrites server.json with a new generation and sends SIGHUP every 2 s.
+reloads() {
+    local generation=1
+    while sleep 2; do
+        generation=$((generation + 1))
+        plugd_config "$generation"
+        kill -HUP "$1" || return 0
+    done
+}
+
+# run NAME: one run against a fresh server; appends its figures to $tmp/NAME.*.
+run() {
+    local name=$1 out reloader=
+    start "$name"
+    local server_pid=$pid
+    # nginx runs as a child of the announcing shell: measure nginx itself.
+    [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
+    [[ $name == plugd+reloads ]] && { reloads "$server_pid" & reloader=$!; }
+    if ! out=$("$build/bin/plugd-bench" --port "$port" --mode "$mode" --server-pid "$server_pid" \
+        --duration "$seconds" --warmup "$warmup" "${load[@]}" 2>&1); then
+        echo "$script: the run against $name failed:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    [[ -n $reloader ]] && { kill "$reloader" 2>/dev/null || true; wait "$reloader" 2>/dev/null || true; }
+    printf '  %-14s %s\n' "$name" "$out"
+    if [[ $name == plugd+reloads ]]; then
+        local ok failed
+        ok=$(grep -c "serving generation" "$tmp/$name.log" || true)
+        failed=$(grep -ci "reload failed\|refused" "$tmp/$name.log" || true)
+        echo "                 $((ok - 1)) reloads done, $failed failed"
+        if ((ok < 2 || failed > 0)); then
+            echo "$script: plugd did not reload as asked; its log:" >&2
+            cat "$tmp/$name.log" >&2
+            exit 1
+        fi
+    fi
+    stop_server "$pid"
+    field "$out" requests/s >>"$tmp/$name.rate"
+    field "$out" server_cpu_us_per_request >>"$tmp/$name.cpu"
+    field "$out" server_rss_per_connection_bytes >>"$tmp/$name.rss"
+}
+
+ran=()
+for name in $servers; do
+    why=$(missing "$name")
+    if [[ -n $why ]]; then
+        echo "skipping $name: $why"
+    else
+        ran+=("$name")
+    fi
+done
+echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
+    "1 server thread, 1 load thread, $(nproc) cores"
+# Alternating spreads slow drifts (thermal, other processes) over every server alike.
+for ((round = 1; round <= rounds; round++)); do
+    echo "round $round:"
+    for name in "${ran[@]}"; do run "$name"; done
+done
+
+# The table: medians of the runs; ratios are plugd's (or the first server's) over each.
+first=${ran[0]}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+echo
+echo "| server | req/s (min-max) | server CPU µs/request | RSS bytes/connection | $first req/s ÷ this | $first CPU ÷ this |"
+echo "|---|---|---|---|---|---|"
+for name in "${ran[@]}"; do
+    rate=$(median "$tmp/$name.rate") cpu=$(median "$tmp/$name.cpu") rss=$(median "$tmp/$name.rss")
+    echo "| $name | $rate ($(spread "$tmp/$name.rate")) | $(awk -v c="$cpu" 'BEGIN { if (c == "-") print c; else printf "%.2f", c }') | $rss |" \
+        "$(ratio "$(median "$tmp/$first.rate")" "$rate") | $(ratio "$(median "$tmp/$first.cpu")" "$cpu") |"
+done
+
+if [[ $scenario == http ]] && command -v wrk >/dev/null; then
+    echo
+    echo "wrk (1 thread, 256 connections, ${seconds} s), one run each:"
+    for name in "${ran[@]}"; do
+        start "$name"
+        printf '  %-10s %s\n' "$name" "$(wrk -t1 -c256 -d"${seconds}s" "http://127.0.0.1:$port/world" |
+            grep -E 'Requests/sec|Non-2xx|errors' | tr -s ' ' | paste -sd ' ')"
+        stop_server "$pid"
+    done
+fi

@@ -1,0 +1,70 @@
+# lib.sh: what the bench scripts share: a scratch folder, servers started in the background
+# and stopped on exit, and medians. Source it after setting `script` (the caller's name).
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/plugd-bench.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+# Turn signals into an exit, so the EXIT trap stops the servers.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_server NAME SED_SCRIPT COMMAND...: starts COMMAND in the background, its output in
+# $tmp/NAME.log, and sets $pid and $port once SED_SCRIPT finds the port in that log. Polls
+# rather than sleeps: fast when the server is, and it notices one that died on start-up.
+start_server() {
+    local name=$1 pattern=$2
+    shift 2
+    "$@" >"$tmp/$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    local deadline=$((SECONDS + 10))
+    port=
+    while [[ -z $port ]]; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            echo "$script: $name did not start listening; its log:" >&2
+            cat "$tmp/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.05
+        port=$(sed -n "$pattern" "$tmp/$name.log" | head -n 1)
+    done
+}
+
+# stop_server PID: stops one server started by start_server and waits for it.
+stop_server() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local kept=()
+    for p in "${pids[@]}"; do [[ $p == "$1" ]] || kept+=("$p"); done
+    pids=("${kept[@]}")
+}
+
+# free_port: a port nothing listens on now, for servers that cannot report the one they got.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# median FILE: the median of the numbers in FILE, one a line ("-" when there are none).
+median() {
+    sort -g "$1" | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        print m }'
+}
+
+# spread FILE: "min-max" of the numbers in FILE: how much the machine disturbed the runs.
+spread() {
+    sort -g "$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%s-%s", lo, hi }'
+}
+
+# field LINE KEY: the value of KEY=value in one of plugd-bench's result lines.
+field() {
+    local rest=${1#*"$2"=}
+    [[ $rest == "$1" ]] && return 0
+    echo "${rest%% *}"
+}

@@ -1,0 +1,77 @@
+// What a connection costs the server: the figure plugd's memory scales with. A guard, so
+// the cost cannot silently grow back (bench/compare.sh idle measures it against other
+// servers; this only holds the line).
+#include <doctest/doctest.h>
+
+#include <sys/resource.h>
+
+#include <string>
+#include <vector>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// Sanitizers give every allocation redzones and keep freed memory in quarantine: the
+// server's resident memory says nothing about plugd's then.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+
+// Raises this process's descriptor limit toward `wanted`; returns how many it may open.
+rlim_t descriptors_for(rlim_t wanted) {
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < wanted) {
+        limit.rlim_cur = std::min(wanted, limit.rlim_max);
+        setrlimit(RLIMIT_NOFILE, &limit);
+        getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    return limit.rlim_cur;
+}
+
+}  // namespace
+
+TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of resident memory") {
+    if (sanitized) {
+        MESSAGE("skipped: a sanitizer build's memory use is not plugd's");
+        return;
+    }
+    // A few thousand: enough that the figure is stable (pages, not bytes, are counted).
+    const rlim_t wanted = 3000;
+    const rlim_t available = descriptors_for(wanted + 64);
+    if (available < 1064) {
+        MESSAGE("skipped: only " << available << " file descriptors; raise ulimit -n");
+        return;
+    }
+    const std::size_t count = std::min<rlim_t>(wanted, available - 64);
+    temp_dir tmp;
+    // One thread: connections are accepted in the order they arrived, so when the last one
+    // is answered every one before it has been accepted.
+    const auto cfg = tmp.write(
+        "server.json", R"({ "threads": 1, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
+        "plugins": { "greeting": { "file": "greeting" } },
+        "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" } ] })");
+    plugd_process p{{"-c", cfg.string()}};
+    const auto port = p.port();
+    REQUIRE(ask(port, "warm") == "Hello, warm");  // the first request's one-time costs
+    const std::size_t before = rss_kib(p.pid());
+    std::vector<line_client> idle;
+    idle.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) idle.emplace_back(port);
+    line_client last{port};
+    last.send("last\n");
+    REQUIRE(last.read_line(30s) == "Hello, last");
+    const std::size_t after = rss_kib(p.pid());
+    const double per_connection = (after > before ? after - before : 0) * 1024.0 / (count + 1);
+    MESSAGE(count << " idle connections: " << per_connection << " bytes each");
+    // The target is 1 KiB (measured about 830 bytes); the margin absorbs allocator noise.
+    CHECK(per_connection <= 1280);
+    // And they are still served, not merely held.
+    idle.front().send("first\n");
+    CHECK(idle.front().read_line() == "Hello, first");
+}
