@@ -296,6 +296,9 @@ void connection::resume() noexcept {
                 } catch (const std::exception& e) {
                     log::error("listener " + via->spec.name + ": connection from " + peer +
                                " ended by an error: " + e.what());
+                } catch (...) {
+                    log::error("listener " + via->spec.name + ": connection from " + peer +
+                               " ended by a non-standard exception");
                 }
             } else if (parking) {
                 cancel.slot().clear();  // a parked connection holds none of it

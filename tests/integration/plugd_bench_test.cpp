@@ -50,7 +50,8 @@ nlohmann::json json_of(const run_result& r) {
 }
 
 // A canned HTTP/1.1 server on a loopback port: every request head gets `reply` (a whole
-// response), pipelined ones included. Stops, and joins its threads, when destroyed.
+// response), pipelined ones included. One thread polls every socket, so no thread starts or
+// ends while the test forks plugd-bench. Stops, and joins it, when destroyed.
 class canned_http_server {
   public:
     explicit canned_http_server(std::string reply) : reply_{std::move(reply)} {
@@ -63,49 +64,61 @@ class canned_http_server {
         REQUIRE(::listen(listener_, 64) == 0);
         REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
         port = ntohs(addr.sin_port);
-        threads_.emplace_back([this] { accept_loop(); });
+        thread_ = std::thread{[this] { serve(); }};
     }
     ~canned_http_server() {
         stop_ = true;
-        for (auto& t : threads_) t.join();  // every loop below polls stop_ every 50 ms
+        thread_.join();  // serve() looks at stop_ every 50 ms
         ::close(listener_);
     }
     std::uint16_t port = 0;
 
   private:
-    static bool readable(int fd) {
-        pollfd p{fd, POLLIN, 0};
-        return ::poll(&p, 1, 50) == 1;
-    }
-    void accept_loop() {
-        while (!stop_) {
-            if (!readable(listener_)) continue;
-            const int fd = ::accept(listener_, nullptr, nullptr);
-            if (fd >= 0) threads_.emplace_back([this, fd] { serve(fd); });
-        }
-    }
-    void serve(int fd) {
+    struct client {
+        int fd;
         std::string in;
-        char chunk[4096];
+    };
+    void serve() {
+        std::vector<client> clients;
         while (!stop_) {
-            if (!readable(fd)) continue;
-            const auto n = ::read(fd, chunk, sizeof chunk);
-            if (n <= 0) break;
-            in.append(chunk, static_cast<std::size_t>(n));
-            std::string out;
-            for (auto end = in.find("\r\n\r\n"); end != std::string::npos;
-                 end = in.find("\r\n\r\n")) {
-                out += reply_;
-                in.erase(0, end + 4);
+            std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+            for (const auto& c : clients) fds.push_back({c.fd, POLLIN, 0});
+            if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+            if (fds[0].revents & POLLIN) {
+                const int fd = ::accept(listener_, nullptr, nullptr);
+                if (fd >= 0) clients.push_back({fd, {}});
             }
-            if (!out.empty() && ::write(fd, out.data(), out.size()) != ssize_t(out.size())) break;
+            for (std::size_t i = 1; i < fds.size(); ++i) {
+                if (!fds[i].revents) continue;
+                auto& c = clients[i - 1];
+                if (!answer(c)) {
+                    ::close(c.fd);
+                    c.fd = -1;
+                }
+            }
+            std::erase_if(clients, [](const client& c) { return c.fd < 0; });
         }
-        ::close(fd);
+        for (const auto& c : clients) ::close(c.fd);
+    }
+    // Reads what came and answers every complete request head; false once the client left.
+    bool answer(client& c) {
+        char chunk[4096];
+        const auto n = ::read(c.fd, chunk, sizeof chunk);
+        if (n <= 0) return false;
+        c.in.append(chunk, static_cast<std::size_t>(n));
+        std::string out;
+        for (auto end = c.in.find("\r\n\r\n"); end != std::string::npos;
+             end = c.in.find("\r\n\r\n")) {
+            out += reply_;
+            c.in.erase(0, end + 4);
+        }
+        return out.empty() ||
+               ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) == ssize_t(out.size());
     }
     std::string reply_;
     int listener_ = -1;
     std::atomic<bool> stop_{false};
-    std::vector<std::thread> threads_;  // only accept_loop adds, before the destructor joins
+    std::thread thread_;
 };
 
 }  // namespace
