@@ -13,8 +13,8 @@
 #   idle       8,000 idle keep-alive connections (connected, nothing sent) beside 1 busy one
 #   churn      64 clients opening a connection per request
 #   reload     plugd alone: 256 connections, with and without a reload every 2 s
-#   http       HTTP/1.1 keep-alive, 256 connections: nginx and Node's `http` (plugd has no
-#              http framing yet); through wrk too when it is installed
+#   http       HTTP/1.1 keep-alive, 256 connections: plugd's http framing, nginx and Node's
+#              `http`; through wrk too when it is installed
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
@@ -68,7 +68,7 @@ case $scenario in
         what="256 keep-alive connections, plugd with and without a reload every 2 s"
         ;;
     http)
-        mode=http servers="nginx node-http"
+        mode=http servers="plugd nginx node-http"
         load=(--mode http --connections 256) what="HTTP/1.1 keep-alive, 256 connections"
         ;;
     *)
@@ -96,7 +96,7 @@ plugd_config() { # GENERATION: greeting with the scenario's delay; a new generat
   "threads": 1,
   "plugin_dir": "$build/lib/plugd",
   "plugins": { "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
-  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" } ],
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", "plugin": "greeting" } ],
   "limits": { "max_connections": 20000 }
 }
 JSON

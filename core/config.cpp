@@ -373,9 +373,12 @@ server_config parse_document(const json& doc, const validator& v,
                 l.framing = framing_kind::line;
             else if (f == "oneshot")
                 l.framing = framing_kind::oneshot;
+            else if (f == "http")
+                l.framing = framing_kind::http;
             else
-                v.fail(child(p, "framing"),
-                       "\"" + f + "\" is not a framing; expected \"line\" or \"oneshot\"");
+                v.fail(child(p, "framing"), "\"" + f +
+                                                "\" is not a framing; expected \"line\", "
+                                                "\"oneshot\" or \"http\"");
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
         const json* own_limits = v.find(spec, "limits");
@@ -406,7 +409,15 @@ server_config parse_document(const json& doc, const validator& v,
 }  // namespace
 
 std::string_view to_string(framing_kind kind) noexcept {
-    return kind == framing_kind::line ? "line" : "oneshot";
+    switch (kind) {
+        case framing_kind::oneshot:
+            return "oneshot";
+        case framing_kind::http:
+            return "http";
+        case framing_kind::line:
+            break;
+    }
+    return "line";
 }
 
 const plugin_spec* server_config::find_plugin(std::string_view name) const noexcept {

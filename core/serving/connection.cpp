@@ -14,6 +14,7 @@
 #include <plugd/context.hpp>
 #include <plugd/handler.hpp>
 
+#include "framing/http_framing.hpp"
 #include "framing/line_framing.hpp"
 #include "log.hpp"
 #include "serving/listener.hpp"
@@ -134,55 +135,137 @@ void connection::close_when_idle() noexcept {
 
 namespace {
 
-// One loop for both framings: `line` answers every complete line and reads on; `oneshot`
-// takes the first read as its one request and closes after the reply. The handler is
+// What the framing found at the start of a connection's unhandled bytes.
+struct framed {
+    enum class kind { none, request, refused } what = kind::none;
+    std::string_view message;  ///< what the handler gets
+    std::size_t consumed = 0;
+    bool keep_alive = true;      ///< http: the client keeps the connection after this one
+    bool http10 = false;         ///< http: answer as 1.0
+    bool send_continue = false;  ///< http: none yet, and the client waits for 100 Continue
+    int status = 0;              ///< refused http: the status to answer
+    const char* reason = "";     ///< refused: why
+};
+
+// Per-coroutine strings the http framing reuses: a chunked body joined, a decoded target.
+struct http_scratch {
+    std::string chunked, decoded;
+};
+
+framed next_request(connection& c, framing_kind framing, bool eof, http_scratch& http) {
+    framed f;
+    const std::string_view input = c.input.view();
+    const std::size_t max = c.limits().max_request_bytes;
+    switch (framing) {
+        case framing_kind::oneshot:
+            return {framed::kind::request, input, input.size()};
+        case framing_kind::http: {
+            const http_frame h = next_http_request(input, max, http.chunked);
+            if (h.what == http_frame::kind::error) {
+                f.what = framed::kind::refused;
+                f.status = h.status;
+                f.reason = h.reason;
+            } else if (h.what == http_frame::kind::incomplete) {
+                f.send_continue = h.wants_continue;
+            } else {
+                f.what = framed::kind::request;
+                f.message = http_message(h, http.decoded);
+                f.consumed = h.consumed;
+                f.keep_alive = h.keep_alive;
+                f.http10 = h.http10;
+            }
+            return f;
+        }
+        case framing_kind::line:
+            break;
+    }
+    const line_frame l = next_line(input, max);
+    if (l.what == line_frame::kind::too_large) {
+        f.what = framed::kind::refused;
+        f.reason = "ERR request too large";
+    } else if (l.what == line_frame::kind::request) {
+        f = {framed::kind::request, l.message, l.consumed};
+    } else if (eof) {
+        // At end of input, what is left is a last request without its '\n'.
+        f = {framed::kind::request, input, input.size()};
+    }
+    return f;
+}
+
+// The status an http client gets for a request that ended with `failure` (nullptr: none).
+int http_status(const char* failure) noexcept {
+    if (!failure) return 200;
+    const std::string_view f = failure;
+    if (f == "ERR timeout") return 504;  // the handler outlived request_timeout_ms
+    if (f == "ERR internal error") return 500;
+    return 503;  // busy, or a reload's drain timeout: the service, not the request
+}
+
+// One loop for every framing: `line` answers every complete line and reads on; `http`
+// answers every complete request (its reply becomes a text/plain body) and reads on while
+// the client keeps the connection; `oneshot` takes the first read as its one request and
+// closes after the reply. The handler is
 // awaited here rather than in a helper coroutine, and reading is inline too: a coroutine
 // frame less per request is a visible share of a pipelined request's cost.
 // True when the connection parked (it waits for bytes without a coroutine), false when it
 // is to close.
 asio::awaitable<bool> serve(connection& c) {
-    const bool oneshot = c.via->spec.framing == framing_kind::oneshot;
+    const framing_kind framing = c.via->spec.framing;
+    const bool oneshot = framing == framing_kind::oneshot;
+    const bool http = framing == framing_kind::http;
     buffer_pool& pool = c.owner.buffers();
     std::string out;
+    std::string body;  // http: the handler's reply, before its head goes in front of it
+    http_scratch scratch;
     bool eof = false;
+    bool continue_sent = false;  // http: 100 Continue went out for the request being read
     for (;;) {
         const auto& limits = c.limits();
-        bool refuse = false;
+        framed refusal;
         bool answered = false;
         bool more = false;  // complete requests still buffered: answer them before reading
         // A closing route (shutdown, listener removed by a reload) starts no new request:
         // its plugin version may already be gone once the current request has finished.
         while (!c.via->closing && !c.closing && !c.input.empty()) {
-            line_frame frame{line_frame::kind::request, c.input.view(), c.input.size()};
-            if (!oneshot) {
-                frame = next_line(c.input.view(), limits.max_request_bytes);
-                if (frame.what == line_frame::kind::too_large) {
-                    refuse = true;
-                    break;
+            const framed next = next_request(c, framing, eof, scratch);
+            if (next.what == framed::kind::refused) {
+                refusal = next;
+                break;
+            }
+            if (next.what == framed::kind::none) {
+                if (next.send_continue && !continue_sent) {
+                    out += "HTTP/1.1 100 Continue\r\n\r\n";
+                    continue_sent = true;
                 }
-                if (frame.what == line_frame::kind::incomplete) {
-                    // At end of input, what is left is a last request without its '\n'.
-                    if (!eof) break;
-                    frame = {line_frame::kind::request, c.input.view(), c.input.size()};
-                }
+                break;
             }
             if (out.empty()) out = pool.take_string();  // a reply string that has grown before
+            std::string& sink = http ? body : out;
+            if (http) body.clear();
             plugin_ref& plugin = begin_request(c);
-            const std::size_t mark = out.size();
+            const std::size_t mark = sink.size();
             const char* failure = nullptr;
             try {
-                reply answer{out};
+                reply answer{sink};
                 co_await plugin.version->handler().handle(
-                    request{frame.message, c.peer, c.via->spec.name}, answer);
+                    request{next.message, c.peer, c.via->spec.name}, answer);
             } catch (...) {
                 failure = request_failed(c, plugin, std::current_exception());
             }
-            if (end_request(c, plugin, out, mark, failure))
+            if (c.abort_reply) failure = c.abort_reply;
+            if (end_request(c, plugin, sink, mark, failure))
                 co_await asio::this_coro::reset_cancellation_state();
-            if (!oneshot) out += '\n';
-            c.input.consume(frame.consumed);
+            c.input.consume(next.consumed);
             answered = true;
-            if (oneshot || c.abort_reply) break;
+            continue_sent = false;
+            if (http) {
+                const bool close = !next.keep_alive || c.abort_reply;
+                append_http_response(out, http_status(failure), body, close, next.http10);
+                if (close) c.closing = true;
+            } else if (!oneshot) {
+                out += '\n';
+            }
+            if (oneshot || c.abort_reply || c.closing) break;
             // Pipelined requests from a client that does not read would otherwise grow
             // `out` without bound: stop at the cap and write first.
             if (out.size() >= limits.max_output_bytes) {
@@ -190,10 +273,15 @@ asio::awaitable<bool> serve(connection& c) {
                 break;
             }
         }
+        const bool refuse = refusal.what == framed::kind::refused;
         c.input.release_if_empty(pool);  // nothing left to handle: hold no buffer
         if (refuse) {
             c.closing = true;  // nothing may evict it before the client has read why
-            out += "ERR request too large\n";
+            if (http) {
+                append_http_response(out, refusal.status, refusal.reason, true, false);
+            } else {
+                (out += refusal.reason) += '\n';
+            }
         }
         if (!out.empty()) {
             c.enter(connection::phase_kind::writing);

@@ -244,6 +244,16 @@ std::optional<std::string> line_client::read_to_eof(milliseconds timeout) {
     return std::exchange(buffered_, {});
 }
 
+std::optional<std::string> line_client::read_exactly(std::size_t n, milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    while (buffered_.size() < n) {
+        if (!fill(deadline)) return std::nullopt;
+    }
+    std::string bytes = buffered_.substr(0, n);
+    buffered_.erase(0, n);
+    return bytes;
+}
+
 void line_client::shutdown_send() {
     ::shutdown(fd_, SHUT_WR);
 }

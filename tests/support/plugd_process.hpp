@@ -89,6 +89,8 @@ class line_client {
     std::optional<std::string> read_line(milliseconds timeout = 5s);
     /// Reads until the server closes; what arrived before (nullopt at the deadline).
     std::optional<std::string> read_to_eof(milliseconds timeout = 5s);
+    /// Reads exactly `n` bytes; nullopt on EOF, error or deadline.
+    std::optional<std::string> read_exactly(std::size_t n, milliseconds timeout = 5s);
     /// Shuts down the sending side (the server sees EOF).
     void shutdown_send();
     /// How long until the server has closed the connection for good, not just stopped

@@ -149,11 +149,14 @@ TEST_CASE("addresses must be numeric IPv4 or IPv6") {
     CHECK(cfg.listeners[0].address == "::1");
 }
 
-TEST_CASE("framing must be line or oneshot") {
-    CHECK(error_of(with_listener(
-                       R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"))
-              .find("/listeners/0/framing: \"http\" is not a framing; expected \"line\" or "
-                    "\"oneshot\"") != std::string::npos);
+TEST_CASE("framing must be line, oneshot or http") {
+    CHECK(error_of(
+              with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "h2" })"))
+              .find("/listeners/0/framing: \"h2\" is not a framing; expected \"line\", "
+                    "\"oneshot\" or \"http\"") != std::string::npos);
+    auto cfg = parse(
+        with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"));
+    CHECK(cfg.listeners[0].framing == plugd::framing_kind::http);
 }
 
 TEST_CASE("limits are checked for range") {

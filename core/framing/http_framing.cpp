@@ -1,0 +1,198 @@
+// HTTP/1.1 framing over Beast's basic_parser: the parser reports what it finds through
+// virtual functions, which keep views into the caller's bytes; nothing is allocated.
+#include "framing/http_framing.hpp"
+
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+
+namespace plugd {
+namespace {
+
+namespace http = boost::beast::http;
+using boost::beast::string_view;
+using boost::system::error_code;
+
+std::string_view std_view(string_view s) noexcept {
+    return {s.data(), s.size()};
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+        if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
+}
+
+class request_parser final : public http::basic_parser<true> {
+  public:
+    explicit request_parser(std::string& chunked) : chunked_{chunked} { chunked_.clear(); }
+
+    std::string_view method, target, body;
+    int version = 11;
+    bool expect_continue = false;
+    bool in_chunks = false;
+
+  private:
+    void on_request_impl(http::verb, string_view method_text, string_view target_text, int v,
+                         error_code&) override {
+        method = std_view(method_text);
+        target = std_view(target_text);
+        version = v;
+    }
+    void on_response_impl(int, string_view, int, error_code&) override {}
+    void on_field_impl(http::field name, string_view, string_view value, error_code&) override {
+        if (name == http::field::expect && iequals(std_view(value), "100-continue"))
+            expect_continue = true;
+    }
+    void on_header_impl(error_code&) override {}
+    void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+    std::size_t on_body_impl(string_view piece, error_code&) override {
+        // One buffer holds the whole request, so a Content-Length body is one piece; a
+        // second one would only come from an input split we never make.
+        if (body.empty()) {
+            body = std_view(piece);
+        } else {
+            body = {body.data(), body.size() + piece.size()};
+        }
+        return piece.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {
+        in_chunks = true;
+    }
+    std::size_t on_chunk_body_impl(std::uint64_t, string_view piece, error_code&) override {
+        chunked_.append(piece.data(), piece.size());
+        return piece.size();
+    }
+    void on_finish_impl(error_code&) override {
+        if (in_chunks) body = chunked_;
+    }
+
+    std::string& chunked_;
+};
+
+http_frame failed(int status, const char* reason) {
+    http_frame f;
+    f.what = http_frame::kind::error;
+    f.status = status;
+    f.reason = reason;
+    return f;
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+http_frame next_http_request(std::string_view input, std::size_t max_request_bytes,
+                             std::string& chunked_body) {
+    request_parser p{chunked_body};
+    p.eager(true);
+    p.header_limit(
+        static_cast<std::uint32_t>(std::min<std::size_t>(max_request_bytes, UINT32_MAX)));
+    p.body_limit(max_request_bytes);
+    std::size_t used = 0;
+    error_code ec;
+    while (!p.is_done()) {
+        const std::size_t n =
+            p.put(boost::asio::const_buffer{input.data() + used, input.size() - used}, ec);
+        used += n;
+        if (ec == http::error::need_more || (!ec && n == 0)) {
+            // Everything buffered and still not a whole request: the reader stops at the
+            // limit, so more bytes than that mean a request too large to accept.
+            if (input.size() >= max_request_bytes + 2) {
+                return p.is_header_done() ? failed(413, "request body too large")
+                                          : failed(431, "request header too large");
+            }
+            http_frame f;
+            f.wants_continue = p.is_header_done() && p.expect_continue;
+            return f;
+        }
+        if (ec == http::error::header_limit) return failed(431, "request header too large");
+        if (ec == http::error::body_limit) return failed(413, "request body too large");
+        if (ec) return failed(400, "malformed request");
+    }
+    if (used > max_request_bytes) return failed(413, "request too large");
+    http_frame f;
+    f.what = http_frame::kind::request;
+    f.consumed = used;
+    f.method = p.method;
+    f.target = p.target;
+    f.body = p.body;
+    f.keep_alive = p.keep_alive();
+    f.http10 = p.version < 11;
+    return f;
+}
+
+std::string_view http_message(const http_frame& frame, std::string& decoded) {
+    if (!frame.body.empty()) return frame.body;
+    std::string_view t = frame.target;
+    if (t.starts_with('/')) t.remove_prefix(1);
+    if (t.find('%') == std::string_view::npos) return t;
+    decoded.clear();
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        if (t[i] == '%' && i + 2 < t.size() && hex_value(t[i + 1]) >= 0 &&
+            hex_value(t[i + 2]) >= 0) {
+            decoded += static_cast<char>(hex_value(t[i + 1]) * 16 + hex_value(t[i + 2]));
+            i += 2;
+        } else {
+            decoded += t[i];
+        }
+    }
+    return decoded;
+}
+
+std::string_view http_reason(int status) noexcept {
+    switch (status) {
+        case 100:
+            return "Continue";
+        case 200:
+            return "OK";
+        case 400:
+            return "Bad Request";
+        case 408:
+            return "Request Timeout";
+        case 413:
+            return "Content Too Large";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 500:
+            return "Internal Server Error";
+        case 503:
+            return "Service Unavailable";
+        case 504:
+            return "Gateway Timeout";
+        default:
+            return "Unknown";
+    }
+}
+
+void append_http_response(std::string& out, int status, std::string_view body, bool close,
+                          bool http10) {
+    char digits[24];
+    const auto append_number = [&](auto n) {
+        out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+    };
+    out += http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    append_number(status);
+    out += ' ';
+    out += http_reason(status);
+    out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+    append_number(body.size());
+    out += close ? "\r\nConnection: close\r\n\r\n"
+                 : (http10 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n");
+    out += body;
+}
+
+}  // namespace plugd

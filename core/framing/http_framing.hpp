@@ -1,0 +1,51 @@
+// HTTP/1.1 framing: finds the next complete request in buffered bytes (Boost.Beast's
+// parser), and writes responses. No state between calls: a connection holds no parser
+// while it waits, and the request's views point into the bytes it already keeps.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace plugd {
+
+/// What the bytes buffered so far hold.
+struct http_frame {
+    enum class kind {
+        incomplete,  ///< no whole request yet; read more (maybe after `100 Continue`)
+        request,     ///< a whole request; drop `consumed` bytes after answering it
+        error,       ///< answer `status` with `reason` as the body, then close
+    };
+    kind what = kind::incomplete;
+    std::size_t consumed = 0;  ///< bytes of input the request took
+    std::string_view method;
+    std::string_view target;  ///< as sent, e.g. "/world?x=1"
+    /// The body: a view into the input, or into `chunked_body` when the body came in
+    /// chunks (its pieces then had to be joined).
+    std::string_view body;
+    bool keep_alive = false;  ///< HTTP/1.1 unless `Connection: close`; 1.0 only if asked
+    bool http10 = false;      ///< answer as HTTP/1.0 would be understood
+    /// The head is complete and asks `Expect: 100-continue` while the body is not there.
+    bool wants_continue = false;
+    int status = 0;  ///< for kind::error: 400, 413 or 431
+    const char* reason = "";
+};
+
+/// Parses the start of `input` as one request of at most `max_request_bytes` bytes, head
+/// and body together. `chunked_body` receives a chunked body (the caller reuses it).
+http_frame next_http_request(std::string_view input, std::size_t max_request_bytes,
+                             std::string& chunked_body);
+
+/// What a plugin written for line framing sees as its message: the body when there is
+/// one, otherwise the target without its leading '/', URL-decoded into `decoded`.
+std::string_view http_message(const http_frame& frame, std::string& decoded);
+
+/// Appends a whole response to `out`: status line, `Content-Type: text/plain`,
+/// `Content-Length`, `Connection: close` when `close`, then `body`.
+void append_http_response(std::string& out, int status, std::string_view body, bool close,
+                          bool http10);
+
+/// The reason phrase plugd sends with `status`.
+std::string_view http_reason(int status) noexcept;
+
+}  // namespace plugd

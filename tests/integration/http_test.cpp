@@ -1,0 +1,251 @@
+// HTTP framing: the real plugd over loopback speaking HTTP/1.1 and 1.0, to plugins written
+// for line framing (their message is the body, or the target without its '/').
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+struct http_response {
+    std::string version;  ///< "HTTP/1.1"
+    int status = 0;
+    std::map<std::string, std::string> headers;  ///< names in lower case
+    std::string body;
+};
+
+std::string lower(std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+}
+
+// One response (head and Content-Length body) from `c`; nullopt if none came whole.
+std::optional<http_response> read_response(line_client& c, milliseconds timeout = 5s) {
+    const auto strip = [](std::string s) {
+        if (!s.empty() && s.back() == '\r') s.pop_back();
+        return s;
+    };
+    auto status = c.read_line(timeout);
+    if (!status) return std::nullopt;
+    http_response r;
+    const auto line = strip(*status);
+    r.version = line.substr(0, line.find(' '));
+    r.status = std::stoi(line.substr(line.find(' ') + 1, 3));
+    for (;;) {
+        auto field = c.read_line(timeout);
+        if (!field) return std::nullopt;
+        const auto f = strip(*field);
+        if (f.empty()) break;
+        const auto colon = f.find(':');
+        r.headers[lower(f.substr(0, colon))] = f.substr(f.find_first_not_of(' ', colon + 1));
+    }
+    const auto length = r.headers.find("content-length");
+    if (length != r.headers.end()) {
+        auto body = c.read_exactly(std::stoul(length->second), timeout);
+        if (!body) return std::nullopt;
+        r.body = *body;
+    }
+    return r;
+}
+
+// A running plugd with one http listener routed to `file`.
+struct served {
+    served(const std::string& file, const std::string& config = "{}",
+           const std::string& limits = "{}", const std::filesystem::path& dir = test_plugin_dir())
+        : cfg{tmp.write("server.json", one_listener_config(dir, file, config, "http", limits))},
+          process{{"-c", cfg.string()}},
+          port{process.port()} {}
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    plugd_process process;
+    std::uint16_t port;
+};
+
+const std::string get_world = "GET /world HTTP/1.1\r\nHost: x\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("http: greeting answers GET /world and a POSTed body with Hello, world") {
+    served s{"greeting", "{}", "{}", bundled_plugin_dir()};
+    line_client c{s.port};
+    c.send(get_world);
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->headers["content-type"] == "text/plain");
+    CHECK(r->body == "Hello, world");
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nworld");
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "Hello, world");
+    c.send("GET /hello%20there%21 HTTP/1.1\r\nHost: x\r\n\r\n");  // URL-decoded
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "Hello, hello there!");
+}
+
+TEST_CASE("http: pipelined requests on one keep-alive connection are answered in order") {
+    served s{"echo"};
+    line_client c{s.port};
+    std::string batch;
+    for (int i = 0; i < 5; ++i)
+        batch += "GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    c.send(batch);
+    for (int i = 0; i < 5; ++i) {
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == "v1:r" + std::to_string(i));
+        CHECK(r->headers.count("connection") == 0);  // kept open
+    }
+    c.send(get_world);  // still open
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "v1:world");
+}
+
+TEST_CASE("http: a chunked request body reaches the handler joined, and a split request waits") {
+    served s{"echo"};
+    line_client c{s.port};
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n");
+    c.send("5\r\npedia\r\n0\r\n\r\n");
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "v1:wikipedia");
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+    c.send("world");
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "v1:helloworld");
+}
+
+TEST_CASE("http: Connection close and HTTP/1.0 close after the response, 1.0 keep-alive stays") {
+    served s{"echo"};
+    {
+        line_client c{s.port};
+        c.send(
+            "GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->body == "v1:bye");
+        CHECK(r->headers["connection"] == "close");
+        CHECK(c.read_to_eof() == "");  // the pipelined request after it is not answered
+    }
+    {
+        line_client c{s.port};
+        c.send("GET /old HTTP/1.0\r\n\r\n");
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->version == "HTTP/1.0");
+        CHECK(r->body == "v1:old");
+        CHECK(c.read_to_eof() == "");
+    }
+    {
+        line_client c{s.port};
+        c.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->headers["connection"] == "keep-alive");
+        c.send("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->body == "v1:b");
+    }
+}
+
+TEST_CASE("http: Expect 100-continue gets 100 Continue before the body is sent") {
+    served s{"echo"};
+    line_client c{s.port};
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    auto interim = read_response(c);
+    REQUIRE(interim);
+    CHECK(interim->status == 100);
+    c.send("body");
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "v1:body");
+}
+
+TEST_CASE("http: oversized headers get 431, an oversized body 413, garbage 400, and each closes") {
+    served s{"echo", "{}", R"({ "max_request_bytes": 1024 })"};
+    const auto refused = [&](const std::string& bytes) {
+        line_client c{s.port};
+        c.send(bytes);
+        auto r = read_response(c);
+        if (!r) return 0;
+        CHECK(r->headers["connection"] == "close");
+        CHECK(c.read_to_eof(5s).has_value());
+        return r->status;
+    };
+    CHECK(refused("GET / HTTP/1.1\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n") == 431);
+    CHECK(refused("POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + std::string(100, 'b')) ==
+          413);
+    CHECK(refused("this is not http\r\n\r\n") == 400);
+    CHECK(s.process.count_log("error") == 0);
+    line_client c{s.port};  // and the server serves on
+    c.send(get_world);
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "v1:world");
+}
+
+TEST_CASE("http: a handler that throws gets 500 and the connection stays, a timeout gets 504") {
+    served s{"echo", R"({ "throw_on": "boom", "hang_on": "stuck" })",
+             R"({ "request_timeout_ms": 300 })"};
+    line_client c{s.port};
+    c.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 500);
+    c.send(get_world);
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    c.send("GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n");
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 504);
+    CHECK(r->headers["connection"] == "close");
+    CHECK(c.read_to_eof() == "");
+}
+
+TEST_CASE("http: the same plugin file serves a line listener and an http listener at once") {
+    temp_dir tmp;
+    const auto cfg = tmp.write(
+        "server.json", R"({ "threads": 1, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
+        "plugins": { "greeting": { "file": "greeting" } },
+        "listeners": [
+          { "name": "line", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
+          { "name": "web", "address": "127.0.0.1", "port": 0, "framing": "http", "plugin": "greeting" } ] })");
+    plugd_process p{{"-c", cfg.string()}};
+    CHECK(ask(p.port("line"), "world") == "Hello, world");
+    line_client c{p.port("web")};
+    c.send(get_world);
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "Hello, world");
+    CHECK(p.wait_for_log("listener web: listening on 127.0.0.1:"));
+    CHECK(p.log().find("(framing http, plugin greeting)") != std::string::npos);
+}
+
+TEST_CASE("http: curl gets Hello, world from greeting") {
+    if (!std::filesystem::exists("/usr/bin/curl")) {
+        MESSAGE("skipped: curl is not installed (apt-get install curl)");
+        return;
+    }
+    served s{"greeting", "{}", "{}", bundled_plugin_dir()};
+    const std::string url = "http://127.0.0.1:" + std::to_string(s.port) + "/world";
+    auto r = run_program("/usr/bin/curl", {"-s", "--max-time", "5", url});
+    CHECK(r.status == 0);
+    CHECK(r.output == "Hello, world");
+    r = run_program("/usr/bin/curl", {"-s", "--max-time", "5", "-d", "world",
+                                      "http://127.0.0.1:" + std::to_string(s.port) + "/"});
+    CHECK(r.output == "Hello, world");
+}
