@@ -23,15 +23,18 @@ cat >"$tmp/server.json" <<JSON
   "threads": 1,
   "plugin_dir": "$build/lib/plugd",
   "plugins": { "greeting": { "file": "greeting" } },
-  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" } ]
+  "listeners": [
+    { "name": "line", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
+    { "name": "http", "address": "127.0.0.1", "port": 0, "framing": "http", "plugin": "greeting" } ]
 }
 JSON
 
-# count NAME SECONDS LOAD...: allocation calls and requests of one plugd life under heaptrack.
+# count NAME LISTENER SECONDS LOAD...: allocation calls and requests of one plugd life under
+# heaptrack, the load going to LISTENER.
 count() {
-    local name=$1 seconds=$2 out
-    shift 2
-    start_server "$name" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
+    local name=$1 listener=$2 seconds=$3 out
+    shift 3
+    start_server "$name" "s/.*listener $listener: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p" \
         heaptrack -o "$tmp/$name" "$build/bin/plugd" -c "$tmp/server.json"
     local heaptrack_pid=$pid
     out=$("$build/bin/plugd-bench" --port "$port" --duration "$seconds" --warmup 0 "$@")
@@ -44,13 +47,14 @@ count() {
 }
 
 run=0
-for load in "--connections 64 --pipeline 16" "--connections 64"; do
+for load in "line --connections 64 --pipeline 16" "line --connections 64" \
+    "http --mode http --connections 64 --pipeline 16" "http --mode http --connections 64"; do
     run=$((run + 1))
-    # shellcheck disable=SC2086 # $load is a list of arguments
-    count "short$run" 1 $load
+    # shellcheck disable=SC2086 # $load is a listener, then a list of arguments
+    count "short$run" ${load%% *} 1 ${load#* }
     short_requests=$requests short_calls=$calls
     # shellcheck disable=SC2086
-    count "long$run" 3 $load
+    count "long$run" ${load%% *} 3 ${load#* }
     echo "$load: $((calls - short_calls)) allocation calls for $((requests - short_requests))" \
         "more requests: $(awk -v c=$((calls - short_calls)) -v r=$((requests - short_requests)) \
             'BEGIN { printf "%.4f", c / r }') per request"

@@ -124,6 +124,17 @@ void connection::park() noexcept {
     socket.cancel(ignored);
 }
 
+void connection::refuse_slow_request() noexcept {
+    std::string response;
+    append_http_response(response, 408, "request not received in time", true, false);
+    boost::system::error_code ignored;
+    socket.write_some(asio::buffer(response), ignored);  // non-blocking: never waits
+    log::warn("listener " + via->spec.name + ": " + peer +
+              " did not send a whole request within request_timeout_ms (" +
+              std::to_string(limits().request_timeout.count()) + "): answered 408, closed");
+    close_when_idle();
+}
+
 void connection::close_when_idle() noexcept {
     closing = true;
     idle.unlink();
@@ -298,7 +309,10 @@ asio::awaitable<bool> serve(connection& c) {
         if (more) continue;  // even after EOF: the client half-closed, it still reads
         if (eof) co_return false;
         pool.give_string(std::move(out));  // between requests: hold no reply storage
-        if (answered) c.enter(connection::phase_kind::waiting);
+        if (answered) {
+            c.enter(http && !c.input.empty() ? connection::phase_kind::receiving
+                                             : connection::phase_kind::waiting);
+        }
 
         // Reads what has arrived into the shard's scratch buffer and keeps it in c.input;
         // if nothing has, waits for readability, holding no buffer while it waits.
@@ -330,6 +344,8 @@ asio::awaitable<bool> serve(connection& c) {
                 break;
             }
             if (ec) co_return false;
+            // An HTTP request's first bytes: from now on it must arrive whole in time.
+            if (http && c.input.empty()) c.enter(connection::phase_kind::receiving);
             c.input.append(pool, scratch.data(), n);
             got = true;
             allowance -= n;

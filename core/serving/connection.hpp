@@ -64,6 +64,9 @@ struct connection {
     void resume() noexcept;
     /// Closes the socket; the connection is deleted from a handler of its own.
     void finish() noexcept;
+    /// An HTTP request that did not arrive whole within request_timeout_ms: answers 408
+    /// if the socket takes it at once (it is a few bytes), then closes.
+    void refuse_slow_request() noexcept;
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
     /// Cancels the request (or the reply's write) running now: the client gets `reply`
@@ -75,6 +78,7 @@ struct connection {
     /// What the connection is doing, for the sweeper's timeouts.
     enum class phase_kind : std::uint8_t {
         waiting,    ///< for a complete request (idle_timeout_ms)
+        receiving,  ///< http: the rest of a request begun (request_timeout_ms, then 408)
         handling,   ///< a request (request_timeout_ms)
         writing,    ///< a reply (write_timeout_ms)
         lingering,  ///< discarding input after refusing a request (a few seconds at most)

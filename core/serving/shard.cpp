@@ -191,8 +191,11 @@ asio::awaitable<void> shard::sweep() {
                     c.abort("");
                     break;
                 case phase::waiting:
+                case phase::receiving:
                     // No complete request in time; a trickle of bytes does not count.
-                    if (age >= limits.idle_timeout) {
+                    if (c.phase == phase::receiving && age >= limits.request_timeout) {
+                        c.refuse_slow_request();
+                    } else if (age >= limits.idle_timeout) {
                         c.close_when_idle();
                     } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked) {
                         c.park();  // quiet for a sweep: give its coroutine back

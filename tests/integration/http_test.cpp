@@ -249,3 +249,21 @@ TEST_CASE("http: curl gets Hello, world from greeting") {
                                       "http://127.0.0.1:" + std::to_string(s.port) + "/"});
     CHECK(r.output == "Hello, world");
 }
+
+TEST_CASE("http: a request that does not arrive whole within request_timeout_ms gets 408") {
+    served s{"echo", "{}", R"({ "request_timeout_ms": 300, "idle_timeout_ms": 60000 })"};
+    line_client idle{s.port};  // no byte sent: idle_timeout_ms applies, not this
+    line_client slow{s.port};
+    slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n");  // the head never ends
+    auto r = read_response(slow);
+    REQUIRE(r);
+    CHECK(r->status == 408);
+    CHECK(r->headers["connection"] == "close");
+    CHECK(slow.read_to_eof() == "");
+    CHECK(s.process.wait_for_log("did not send a whole request within request_timeout_ms (300)"));
+    CHECK_FALSE(idle.read_to_eof(500ms).has_value());  // still open: nothing to read, no EOF
+    idle.send(get_world);
+    r = read_response(idle);
+    REQUIRE(r);
+    CHECK(r->body == "v1:world");
+}
