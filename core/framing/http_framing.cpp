@@ -130,6 +130,7 @@ http_frame next_http_request(std::string_view input, std::size_t max_request_byt
     f.method = p.method;
     f.target = p.target;
     f.body = p.body;
+    f.head = input.substr(0, input.find("\r\n\r\n"));
     f.keep_alive = p.keep_alive();
     f.http10 = p.version < 11;
     return f;
@@ -179,7 +180,7 @@ std::string_view http_reason(int status) noexcept {
 }
 
 void append_http_response(std::string& out, int status, std::string_view body, bool close,
-                          bool http10) {
+                          bool http10, std::string_view fields) {
     char digits[24];
     const auto append_number = [&](auto n) {
         out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
@@ -188,11 +189,24 @@ void append_http_response(std::string& out, int status, std::string_view body, b
     append_number(status);
     out += ' ';
     out += http_reason(status);
-    out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
-    append_number(body.size());
-    out += close ? "\r\nConnection: close\r\n\r\n"
-                 : (http10 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n");
-    out += body;
+    out += "\r\n";
+    out += fields;
+    bool typed = false;
+    for (std::size_t at = 0; at < fields.size() && !typed;) {
+        typed = iequals(fields.substr(at, 13), "content-type:");
+        const auto eol = fields.find('\n', at);
+        at = eol == std::string_view::npos ? fields.size() : eol + 1;
+    }
+    const bool bodiless = status < 200 || status == 204 || status == 304;
+    if (!typed && !bodiless) out += "Content-Type: text/plain\r\n";
+    if (!bodiless) {
+        out += "Content-Length: ";
+        append_number(body.size());
+        out += "\r\n";
+    }
+    out +=
+        close ? "Connection: close\r\n\r\n" : (http10 ? "Connection: keep-alive\r\n\r\n" : "\r\n");
+    if (!bodiless) out += body;
 }
 
 }  // namespace plugd

@@ -23,6 +23,7 @@ struct http_frame {
     /// The body: a view into the input, or into `chunked_body` when the body came in
     /// chunks (its pieces then had to be joined).
     std::string_view body;
+    std::string_view head;    ///< the request line and header fields, without the blank line
     bool keep_alive = false;  ///< HTTP/1.1 unless `Connection: close`; 1.0 only if asked
     bool http10 = false;      ///< answer as HTTP/1.0 would be understood
     /// The head is complete and asks `Expect: 100-continue` while the body is not there.
@@ -40,10 +41,12 @@ http_frame next_http_request(std::string_view input, std::size_t max_request_byt
 /// one, otherwise the target without its leading '/', URL-decoded into `decoded`.
 std::string_view http_message(const http_frame& frame, std::string& decoded);
 
-/// Appends a whole response to `out`: status line, `Content-Type: text/plain`,
-/// `Content-Length`, `Connection: close` when `close`, then `body`.
+/// Appends a whole response to `out`: status line, `fields` ("Name: value\r\n" lines),
+/// `Content-Type: text/plain` unless `fields` has one, `Content-Length`, `Connection: close`
+/// when `close` (or `keep-alive` for an HTTP/1.0 client that keeps it), then `body`. A
+/// status without a body (1xx, 204, 304) gets neither length nor body.
 void append_http_response(std::string& out, int status, std::string_view body, bool close,
-                          bool http10);
+                          bool http10, std::string_view fields = {});
 
 /// The reason phrase plugd sends with `status`.
 std::string_view http_reason(int status) noexcept;

@@ -156,6 +156,7 @@ struct framed {
     bool send_continue = false;  ///< http: none yet, and the client waits for 100 Continue
     int status = 0;              ///< refused http: the status to answer
     const char* reason = "";     ///< refused: why
+    http_request_view http;      ///< http: the rest of what the handler can see
 };
 
 // Per-coroutine strings the http framing reuses: a chunked body joined, a decoded target.
@@ -181,6 +182,7 @@ framed next_request(connection& c, framing_kind framing, bool eof, http_scratch&
             } else {
                 f.what = framed::kind::request;
                 f.message = http_message(h, http.decoded);
+                f.http = {h.method, h.target, h.body, h.head};
                 f.consumed = h.consumed;
                 f.keep_alive = h.keep_alive;
                 f.http10 = h.http10;
@@ -226,7 +228,8 @@ asio::awaitable<bool> serve(connection& c) {
     const bool http = framing == framing_kind::http;
     buffer_pool& pool = c.owner.buffers();
     std::string out;
-    std::string body;  // http: the handler's reply, before its head goes in front of it
+    std::string body;    // http: the handler's reply, before its head goes in front of it
+    std::string fields;  // http: the header fields the handler set
     http_scratch scratch;
     bool eof = false;
     bool continue_sent = false;  // http: 100 Continue went out for the request being read
@@ -252,14 +255,19 @@ asio::awaitable<bool> serve(connection& c) {
             }
             if (out.empty()) out = pool.take_string();  // a reply string that has grown before
             std::string& sink = http ? body : out;
-            if (http) body.clear();
+            http_reply_head head{200, &fields};
+            if (http) {
+                body.clear();
+                fields.clear();
+            }
             plugin_ref& plugin = begin_request(c);
             const std::size_t mark = sink.size();
             const char* failure = nullptr;
             try {
-                reply answer{sink};
+                reply answer{sink, http ? &head : nullptr};
                 co_await plugin.version->handler().handle(
-                    request{next.message, c.peer, c.via->spec.name}, answer);
+                    request{next.message, c.peer, c.via->spec.name, http ? &next.http : nullptr},
+                    answer);
             } catch (...) {
                 failure = request_failed(c, plugin, std::current_exception());
             }
@@ -271,7 +279,11 @@ asio::awaitable<bool> serve(connection& c) {
             continue_sent = false;
             if (http) {
                 const bool close = !next.keep_alive || c.abort_reply;
-                append_http_response(out, http_status(failure), body, close, next.http10);
+                if (failure) {
+                    append_http_response(out, http_status(failure), body, close, next.http10);
+                } else {
+                    append_http_response(out, head.status, body, close, next.http10, fields);
+                }
                 if (close) c.closing = true;
             } else if (!oneshot) {
                 out += '\n';

@@ -267,3 +267,27 @@ TEST_CASE("http: a request that does not arrive whole within request_timeout_ms 
     REQUIRE(r);
     CHECK(r->body == "v1:world");
 }
+
+TEST_CASE("http: a plugin sees method, target, headers and body, and sets status and headers") {
+    served s{"echo"};
+    line_client c{s.port};
+    c.send(
+        "PUT /items/7?full=1 HTTP/1.1\r\nHost: x\r\nx-echo-status:  201 \r\n"
+        "Content-Length: 3\r\n\r\nabc");
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 201);
+    CHECK(r->headers["x-echo"] == "PUT /items/7?full=1");
+    CHECK(r->headers["content-type"] == "application/octet-stream");
+    CHECK(r->body == "body=abc;v1:abc");
+    // 204 carries no body and no length; the connection goes on.
+    c.send("GET /x HTTP/1.1\r\nHost: x\r\nX-Echo-Status: 204\r\n\r\n");
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 204);
+    CHECK(r->headers.count("content-length") == 0);
+    c.send(get_world);
+    r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->body == "v1:world");
+}

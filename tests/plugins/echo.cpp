@@ -3,7 +3,9 @@
 // Config: "delay_ms" (wait before answering), "log_requests" (log "handling <message>"
 // first, so tests can wait for a request to be in flight), "fail_construction", "fail_start" (throw
 // there), "crash_construction" (abort the process there), "throw_on" (throw when the message
-// equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply).
+// equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply). Over
+// HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and
+// target) and Content-Type: application/octet-stream, and its body shown first.
 #include <plugd/plugin.hpp>
 
 #include <cstdlib>
@@ -52,6 +54,13 @@ class echo final : public plugd::handler {
             for (;;) co_await ctx_.sleep_for(std::chrono::hours{1});
         }
         if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);
+        // HTTP requests may ask for a status and see what the SDK shows of them.
+        if (const auto status = req.header("X-Echo-Status"); !status.empty()) {
+            out.status(std::stoi(std::string{status}));
+            out.header("X-Echo", std::string{req.method()} + " " + std::string{req.target()});
+            out.header("Content-Type", "application/octet-stream");
+            out << "body=" << req.body() << ";";
+        }
         out << ECHO_VERSION ":" << req.message() << pad_;
     }
 

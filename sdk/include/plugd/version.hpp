@@ -10,7 +10,10 @@
 /// - **minor**: a facility is added. New virtual functions are only ever *appended* at the
 ///   end of `plugd::context` (and of the interfaces it returns, such as `shared_map`),
 ///   whose implementations live in the core alone: the slots an older plugin calls keep
-///   their places, so a plugin built against `1.0` loads and runs in a `1.1` core. A
+///   their places, so a plugin built against `1.0` loads and runs in a `1.1` core. Data
+///   members may be appended at the end of `request` and `reply` (which stay trivially
+///   copyable and are read only through inline accessors): an older plugin reads the
+///   prefix it knows. A
 ///   plugin built against a newer minor than the core could call a slot the core does
 ///   not have; the core refuses it before loading it, naming the version it needs.
 /// - **major**: anything else in a virtual interface changes (a slot removed, reordered
@@ -20,9 +23,10 @@
 ///
 /// History: 1.0 config, log, sleep_for. 1.1 shared (state across reloads), spawn and
 /// every (background tasks), offload (blocking work on core threads), connect (outbound
-/// TCP with a pool).
+/// TCP with a pool). 1.2 HTTP: `request` method, target, body and header; `reply` status
+/// and header.
 #define PLUGD_SDK_VERSION_MAJOR 1
-#define PLUGD_SDK_VERSION_MINOR 1
+#define PLUGD_SDK_VERSION_MINOR 2
 
 // Test builds fake an older or newer minor to check the rule above; nothing else may.
 #ifdef PLUGD_FAKE_SDK_MINOR_FOR_TESTS
