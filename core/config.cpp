@@ -268,7 +268,7 @@ server_config parse_document(const json& doc, const validator& v,
     v.object_at(doc, "");
     v.only_keys(doc, "",
                 {"threads", "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user",
-                 "plugins", "listeners", "limits"});
+                 "plugins", "listeners", "limits", "log"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
@@ -287,6 +287,32 @@ server_config parse_document(const json& doc, const validator& v,
     }
     if (const json* limits = v.find(doc, "limits")) {
         cfg.limits = parse_limits(v, *limits, "/limits", cfg.limits, true);
+    }
+    if (const json* log = v.find(doc, "log")) {
+        v.object_at(*log, "/log");
+        v.only_keys(*log, "/log", {"level", "format"});
+        if (const json* level = v.find(*log, "level")) {
+            const std::string l = v.string(*level, "/log/level");
+            if (l == "debug")
+                cfg.log.level = log_level::debug;
+            else if (l == "info")
+                cfg.log.level = log_level::info;
+            else if (l == "warn")
+                cfg.log.level = log_level::warn;
+            else if (l == "error")
+                cfg.log.level = log_level::error;
+            else
+                v.fail("/log/level", "\"" + l +
+                                         "\" is not a level; expected \"debug\", \"info\", "
+                                         "\"warn\" or \"error\"");
+        }
+        if (const json* format = v.find(*log, "format")) {
+            const std::string f = v.string(*format, "/log/format");
+            if (f != "text" && f != "json")
+                v.fail("/log/format",
+                       "\"" + f + "\" is not a log format; expected \"text\" or \"json\"");
+            cfg.log.json = f == "json";
+        }
     }
 
     const json& plugins = v.require(doc, "", "plugins");
@@ -349,7 +375,8 @@ server_config parse_document(const json& doc, const validator& v,
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         const std::string p = child("/listeners", i);
         const json& spec = v.object_at(listeners[i], p);
-        v.only_keys(spec, p, {"name", "address", "port", "framing", "plugin", "limits"});
+        v.only_keys(spec, p,
+                    {"name", "address", "port", "framing", "plugin", "limits", "access_log"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -381,6 +408,11 @@ server_config parse_document(const json& doc, const validator& v,
                                                 "\"oneshot\" or \"http\"");
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
+        if (const json* access = v.find(spec, "access_log")) {
+            if (!access->is_boolean())
+                v.fail(child(p, "access_log"), "expected true or false, got " + describe(*access));
+            l.access_log = access->get<bool>();
+        }
         const json* own_limits = v.find(spec, "limits");
         l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)
                               : cfg.limits;

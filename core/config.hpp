@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <plugd/context.hpp>
+
 namespace plugd {
 
 /// How a listener turns bytes into requests.
@@ -21,6 +23,13 @@ enum class framing_kind {
 };
 
 std::string_view to_string(framing_kind kind) noexcept;
+
+/// `log` in server.json: what the server log keeps and how it writes it.
+struct log_settings {
+    plugd::log_level level = plugd::log_level::info;
+    bool json = false;  ///< one JSON object per line instead of text
+    friend bool operator==(const log_settings&, const log_settings&) = default;
+};
 
 /// `limits` in server.json (and `/listeners/N/limits`, which overrides the per-connection
 /// ones for that listener). Every value is validated to be usable.
@@ -63,8 +72,9 @@ struct listener_spec {
     std::string address;     ///< a numeric IPv4 or IPv6 address
     std::uint16_t port = 0;  ///< 0: an ephemeral port chosen at bind time
     framing_kind framing = framing_kind::line;
-    std::string plugin;    ///< an instance name in `plugins`
-    struct limits limits;  ///< the server's limits with this listener's overrides applied
+    std::string plugin;       ///< an instance name in `plugins`
+    struct limits limits;     ///< the server's limits with this listener's overrides applied
+    bool access_log = false;  ///< a log line per request
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 
@@ -79,6 +89,7 @@ struct server_config {
     std::vector<plugin_spec> plugins;
     std::vector<listener_spec> listeners;
     struct limits limits;
+    log_settings log;
 
     const plugin_spec* find_plugin(std::string_view name) const noexcept;
 };

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -12,7 +13,26 @@
 namespace plugd::log {
 namespace {
 
-level g_threshold = level::info;
+// Read by every thread that logs, set by the control thread at start and at each reload.
+std::atomic<level> g_threshold{level::info};
+std::atomic<bool> g_json{false};
+
+// Appends `text` as the inside of a JSON string.
+void append_json_escaped(std::string& out, std::string_view text) {
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\u%04x", c);
+            out += hex;
+        } else {
+            out += ch;
+        }
+    }
+}
 
 const char* name_of(level l) noexcept {
     switch (l) {
@@ -31,11 +51,15 @@ const char* name_of(level l) noexcept {
 }  // namespace
 
 void set_threshold(level threshold) noexcept {
-    g_threshold = threshold;
+    g_threshold.store(threshold, std::memory_order_relaxed);
 }
 
-void write(level severity, std::string_view message) noexcept {
-    if (severity < g_threshold) return;
+void set_json(bool json) noexcept {
+    g_json.store(json, std::memory_order_relaxed);
+}
+
+void write(level severity, std::string_view message, std::initializer_list<field> fields) noexcept {
+    if (severity < g_threshold.load(std::memory_order_relaxed)) return;
     try {
         const auto now = std::chrono::system_clock::now();
         const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
@@ -44,16 +68,34 @@ void write(level severity, std::string_view message) noexcept {
             1000;
         std::tm utc{};
         gmtime_r(&seconds, &utc);
-        std::array<char, 64> stamp{};
+        std::array<char, 32> stamp{};
         const int n =
-            std::snprintf(stamp.data(), stamp.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s ",
+            std::snprintf(stamp.data(), stamp.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                           utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                          utc.tm_sec, static_cast<int>(millis), name_of(severity));
+                          utc.tm_sec, static_cast<int>(millis));
+        const std::string_view time{stamp.data(), static_cast<std::size_t>(n)};
         std::string line;
-        line.reserve(static_cast<std::size_t>(n) + message.size() + 1);
-        line.append(stamp.data(), static_cast<std::size_t>(n));
-        line.append(message);
-        line.push_back('\n');
+        line.reserve(64 + message.size());
+        if (g_json.load(std::memory_order_relaxed)) {
+            line.append(R"({"time":")").append(time).append(R"(","level":")");
+            line.append(name_of(severity)).append(R"(","message":")");
+            append_json_escaped(line, message);
+            line += '"';
+            for (const auto& f : fields) {
+                line += ",\"";
+                append_json_escaped(line, f.key);
+                line += "\":\"";
+                append_json_escaped(line, f.value);
+                line += '"';
+            }
+            line += "}\n";
+        } else {
+            char level_column[8];
+            std::snprintf(level_column, sizeof level_column, "%-5s", name_of(severity));
+            line.append(time).append(" ").append(level_column).append(" ").append(message);
+            for (const auto& f : fields) line.append(" ").append(f.key).append("=").append(f.value);
+            line += '\n';
+        }
         const char* p = line.data();
         std::size_t left = line.size();
         while (left > 0) {

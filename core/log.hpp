@@ -1,6 +1,8 @@
-// The server log: one line per event on stderr, with a UTC timestamp and a level.
+// The server log: one line per event on stderr, with a UTC timestamp and a level, as text
+// or as one JSON object per line (server.json `/log`).
 #pragma once
 
+#include <initializer_list>
 #include <string_view>
 
 #include <plugd/context.hpp>
@@ -9,24 +11,33 @@ namespace plugd::log {
 
 using level = plugd::log_level;
 
-/// Lines below this level are dropped. Set once at start-up, before threads start.
+/// Lines below this level are dropped. May change while threads log (a reload).
 void set_threshold(level threshold) noexcept;
+/// JSON lines ({"time", "level", "message", and each field}) instead of text.
+void set_json(bool json) noexcept;
+
+/// A named value that goes with a line: ` key=value` in text, a member in JSON.
+struct field {
+    std::string_view key;
+    std::string_view value;
+};
 
 /// Writes one whole line with a single write(2), so lines from several threads never
 /// interleave. Never throws; a failed write is ignored (there is nowhere left to report it).
-void write(level severity, std::string_view message) noexcept;
+void write(level severity, std::string_view message,
+           std::initializer_list<field> fields = {}) noexcept;
 
-inline void debug(std::string_view m) noexcept {
-    write(level::debug, m);
+inline void debug(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
+    write(level::debug, m, fields);
 }
-inline void info(std::string_view m) noexcept {
-    write(level::info, m);
+inline void info(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
+    write(level::info, m, fields);
 }
-inline void warn(std::string_view m) noexcept {
-    write(level::warn, m);
+inline void warn(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
+    write(level::warn, m, fields);
 }
-inline void error(std::string_view m) noexcept {
-    write(level::error, m);
+inline void error(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
+    write(level::error, m, fields);
 }
 
 }  // namespace plugd::log

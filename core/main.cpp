@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
                       << cfg.plugins.size() << " plugin instance(s) load\n";
             return 0;
         }
+        plugd::log::set_threshold(cfg.log.level);
+        plugd::log::set_json(cfg.log.json);
         plugd::log::info("configuration: " + name);
         return plugd::serve(std::move(cfg), options);
     } catch (const std::exception& e) {

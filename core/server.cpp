@@ -157,6 +157,8 @@ class server {
             unchanged("pid_file", cfg_.pid_file.string(), next.pid_file.string());
             const std::string summary = deployment_->apply(cfg_, next);
             cfg_ = std::move(next);
+            log::set_threshold(cfg_.log.level);
+            log::set_json(cfg_.log.json);
             if (watch_) watch_->watch(watched_files());
             const std::string line = "reload: generation " +
                                      std::to_string(deployment_->generation()) + " in " +

@@ -248,3 +248,23 @@ TEST_CASE("nesting is bounded at 64 levels, plugin configs included, with the JS
     CHECK(parse(with_config(60)).plugins.front().config.dump().size() == 126);
     CHECK(error_of(with_config(61)).find("/plugins/greeting/config/x/0/") != std::string::npos);
 }
+
+TEST_CASE("log takes a level and a format, and a listener an access_log switch") {
+    auto cfg = parse(
+        R"({ "log": { "level": "debug", "format": "json" }, )" +
+        with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "access_log": true })")
+            .substr(1));
+    CHECK(cfg.log.level == plugd::log_level::debug);
+    CHECK(cfg.log.json);
+    CHECK(cfg.listeners[0].access_log);
+    CHECK(error_of(R"({ "log": { "level": "loud" }, )" +
+                   with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting" })").substr(1))
+              .find("/log/level: \"loud\" is not a level; expected \"debug\", \"info\", "
+                    "\"warn\" or \"error\"") != std::string::npos);
+    CHECK(error_of(R"({ "log": { "format": "xml" }, )" +
+                   with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting" })").substr(1))
+              .find("/log/format: \"xml\" is not a log format") != std::string::npos);
+    CHECK(error_of(with_listener(
+                       R"({ "name": "m", "port": 1, "plugin": "greeting", "access_log": "yes" })"))
+              .find("/listeners/0/access_log: expected true or false") != std::string::npos);
+}
