@@ -305,7 +305,9 @@ asio::awaitable<bool> serve(connection& c) {
                 log_access(c, plugin_name, outcome, next.consumed, sink.size() - mark, started);
             }
             if (http) {
-                const bool close = !next.keep_alive || c.abort_reply;
+                // Closing (a stop, or its listener removed by a reload): say so, so a
+                // keep-alive client leaves cleanly instead of meeting a closed socket.
+                const bool close = !next.keep_alive || c.abort_reply || c.closing || c.via->closing;
                 append_http_response(out, status, body, close, next.http10,
                                      failure ? std::string_view{} : std::string_view{fields});
                 if (close) c.closing = true;

@@ -2,6 +2,8 @@
 // for line framing (their message is the body, or the target without its '/').
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -290,4 +292,19 @@ TEST_CASE("http: a plugin sees method, target, headers and body, and sets status
     r = read_response(c);
     REQUIRE(r);
     CHECK(r->body == "v1:world");
+}
+
+TEST_CASE("http: a request in flight at SIGTERM is answered with Connection close") {
+    served s{"echo", R"({ "delay_ms": 300, "log_requests": true })"};
+    line_client c{s.port};
+    c.send("GET /last HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(s.process.wait_for_log("handling last"));
+    s.process.signal(SIGTERM);
+    auto r = read_response(c);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "v1:last");
+    CHECK(r->headers["connection"] == "close");  // the client knows not to send another
+    CHECK(c.read_to_eof() == "");
+    CHECK(s.process.wait_exit() == 0);
 }
