@@ -160,11 +160,11 @@ struct framed {
 };
 
 // Per-coroutine strings the http framing reuses: a chunked body joined, a decoded target.
-struct http_scratch {
+struct http_strings {
     std::string chunked, decoded;
 };
 
-framed next_request(connection& c, framing_kind framing, bool eof, http_scratch& http) {
+framed next_request(connection& c, framing_kind framing, bool eof, http_strings& http) {
     framed f;
     const std::string_view input = c.input.view();
     const std::size_t max = c.limits().max_request_bytes;
@@ -233,20 +233,19 @@ int http_status(const char* failure) noexcept {
 // One loop for every framing: `line` answers every complete line and reads on; `http`
 // answers every complete request (its reply becomes a text/plain body) and reads on while
 // the client keeps the connection; `oneshot` takes the first read as its one request and
-// closes after the reply. The handler is
-// awaited here rather than in a helper coroutine, and reading is inline too: a coroutine
-// frame less per request is a visible share of a pipelined request's cost.
-// True when the connection parked (it waits for bytes without a coroutine), false when it
-// is to close.
+// closes after the reply. The handler is awaited here rather than in a helper coroutine,
+// and reading is inline too: a coroutine frame less per request is a visible share of a
+// pipelined request's cost. True when the connection parked (it waits for bytes without a
+// coroutine), false when it is to close.
 asio::awaitable<bool> serve(connection& c) {
     const framing_kind framing = c.via->spec.framing;
     const bool oneshot = framing == framing_kind::oneshot;
     const bool http = framing == framing_kind::http;
     buffer_pool& pool = c.owner.buffers();
     std::string out;
-    std::string body;    // http: the handler's reply, before its head goes in front of it
-    std::string fields;  // http: the header fields the handler set
-    http_scratch scratch;
+    std::string body;     // http: the handler's reply, before its head goes in front of it
+    std::string fields;   // http: the header fields the handler set
+    http_strings reused;  // http: a chunked body joined, a target decoded
     bool eof = false;
     bool continue_sent = false;  // http: 100 Continue went out for the request being read
     for (;;) {
@@ -257,7 +256,7 @@ asio::awaitable<bool> serve(connection& c) {
         // A closing route (shutdown, listener removed by a reload) starts no new request:
         // its plugin version may already be gone once the current request has finished.
         while (!c.via->closing && !c.closing && !c.input.empty()) {
-            const framed next = next_request(c, framing, eof, scratch);
+            const framed next = next_request(c, framing, eof, reused);
             if (next.what == framed::kind::refused) {
                 refusal = next;
                 break;
