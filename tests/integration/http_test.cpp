@@ -57,16 +57,10 @@ std::optional<http_response> read_response(line_client& c, milliseconds timeout 
 }
 
 // A running plugd with one http listener routed to `file`.
-struct served {
+struct served : one_listener_server {
     served(const std::string& file, const std::string& config = "{}",
            const std::string& limits = "{}", const std::filesystem::path& dir = test_plugin_dir())
-        : cfg{tmp.write("server.json", one_listener_config(dir, file, config, "http", limits))},
-          process{{"-c", cfg.string()}},
-          port{process.port()} {}
-    temp_dir tmp;
-    std::filesystem::path cfg;
-    plugd_process process;
-    std::uint16_t port;
+        : one_listener_server{file, config, "http", limits, dir} {}
 };
 
 const std::string get_world = "GET /world HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -13,19 +13,7 @@ using namespace plugd::test;
 
 namespace {
 
-// A running plugd with one listener routed to `file` (test plugins unless `dir` says).
-struct served {
-    served(const std::string& file, const std::string& config = "{}",
-           const std::string& framing = "line", const std::string& limits = "{}",
-           const std::filesystem::path& dir = test_plugin_dir())
-        : cfg{tmp.write("server.json", one_listener_config(dir, file, config, framing, limits))},
-          process{{"-c", cfg.string()}},
-          port{process.port()} {}
-    temp_dir tmp;
-    std::filesystem::path cfg;
-    plugd_process process;
-    std::uint16_t port;
-};
+using served = one_listener_server;
 
 }  // namespace
 

@@ -136,4 +136,18 @@ std::string one_listener_config(const std::filesystem::path& plugin_dir,
 std::filesystem::path bundled_plugin_dir();
 std::filesystem::path test_plugin_dir();
 
+/// A running plugd with one listener routed to `file` (test plugins unless `dir` says).
+struct one_listener_server {
+    one_listener_server(const std::string& file, const std::string& config = "{}",
+                        const std::string& framing = "line", const std::string& limits = "{}",
+                        const std::filesystem::path& dir = test_plugin_dir())
+        : cfg{tmp.write("server.json", one_listener_config(dir, file, config, framing, limits))},
+          process{{"-c", cfg.string()}},
+          port{process.port()} {}
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    plugd_process process;
+    std::uint16_t port;
+};
+
 }  // namespace plugd::test
