@@ -202,6 +202,15 @@ bool is_numeric_address(const std::string& s) {
     return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+bool is_loopback_address(const std::string& s) {
+    in_addr v4;
+    if (inet_pton(AF_INET, s.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    in6_addr v6;
+    if (inet_pton(AF_INET6, s.c_str(), &v6) != 1) return false;
+    static const unsigned char loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(v6.s6_addr, loopback, 16) == 0;
+}
+
 std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
     std::filesystem::path path{p};
     return path.is_absolute() ? path : (base / path).lexically_normal();
@@ -233,7 +242,7 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
         v.only_keys(obj, p,
                     {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
                      "request_timeout_ms", "write_timeout_ms", "shutdown_timeout_ms",
-                     "reload_drain_timeout_ms"});
+                     "shutdown_delay_ms", "reload_drain_timeout_ms"});
     } else {
         v.only_keys(obj, p,
                     {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
@@ -255,6 +264,8 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     l.write_timeout = millis("write_timeout_ms", l.write_timeout);
     l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
     l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
+    l.shutdown_delay = ms{v.integer_or(obj, p, "shutdown_delay_ms", 0, day_ms,
+                                       static_cast<std::uint64_t>(l.shutdown_delay.count()))};
     return l;
 }
 
@@ -268,7 +279,7 @@ server_config parse_document(const json& doc, const validator& v,
     v.object_at(doc, "");
     v.only_keys(doc, "",
                 {"threads", "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user",
-                 "plugins", "listeners", "limits", "log"});
+                 "plugins", "listeners", "limits", "log", "admin"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
@@ -313,6 +324,34 @@ server_config parse_document(const json& doc, const validator& v,
                        "\"" + f + "\" is not a log format; expected \"text\" or \"json\"");
             cfg.log.json = f == "json";
         }
+    }
+
+    if (const json* admin = v.find(doc, "admin")) {
+        v.object_at(*admin, "/admin");
+        v.only_keys(*admin, "/admin", {"address", "port", "allow_remote"});
+        admin_settings a;
+        const json* address = v.find(*admin, "address");
+        a.address = address ? v.string(*address, "/admin/address") : a.address;
+        if (!is_numeric_address(a.address)) {
+            v.fail("/admin/address", "\"" + a.address +
+                                         "\" is not a numeric IPv4 or IPv6 address (for "
+                                         "example \"127.0.0.1\" or \"::1\")");
+        }
+        a.port = static_cast<std::uint16_t>(
+            v.integer(v.require(*admin, "/admin", "port"), "/admin/port", 0, 65535));
+        if (const json* remote = v.find(*admin, "allow_remote")) {
+            if (!remote->is_boolean())
+                v.fail("/admin/allow_remote", "expected true or false, got " + describe(*remote));
+            a.allow_remote = remote->get<bool>();
+        }
+        if (!a.allow_remote && !is_loopback_address(a.address)) {
+            v.fail("/admin/address",
+                   "\"" + a.address +
+                       "\" is not a loopback address: the admin endpoint can reload the server "
+                       "and has no authentication; use \"127.0.0.1\" or \"::1\", or set "
+                       "/admin/allow_remote to true and restrict access with a firewall");
+        }
+        cfg.admin = a;
     }
 
     const json& plugins = v.require(doc, "", "plugins");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,6 +43,10 @@ struct limits {
     std::chrono::milliseconds write_timeout{30000};    ///< client not reading: close
     // Server-wide only:
     std::chrono::milliseconds shutdown_timeout{5000};
+    /// On a stop, how long /healthz answers 503 (and HTTP replies say `Connection: close`)
+    /// while everything still serves, before the listeners close: time for load balancers
+    /// to move new traffic away. 0: close at once.
+    std::chrono::milliseconds shutdown_delay{0};
     std::chrono::milliseconds reload_drain_timeout{30000};
     friend bool operator==(const limits&, const limits&) = default;
 };
@@ -78,6 +83,14 @@ struct listener_spec {
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 
+/// `admin` in server.json: the HTTP endpoint for health checks, status, metrics and reloads.
+struct admin_settings {
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 0;     ///< 0: an ephemeral port, logged at start
+    bool allow_remote = false;  ///< a non-loopback address is refused unless set
+    friend bool operator==(const admin_settings&, const admin_settings&) = default;
+};
+
 struct server_config {
     std::filesystem::path source;      ///< the file it came from; empty for the built-in default
     unsigned threads = 0;              ///< 0: one per core
@@ -90,6 +103,7 @@ struct server_config {
     std::vector<listener_spec> listeners;
     struct limits limits;
     log_settings log;
+    std::optional<admin_settings> admin;  ///< none: no admin endpoint
 
     const plugin_spec* find_plugin(std::string_view name) const noexcept;
 };

@@ -7,14 +7,18 @@
 // docs/architecture.md, "The life of a reload".
 #include "server.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <unistd.h>
 
 #include <optional>
 #include <thread>
 
+#include "admin/admin_endpoint.hpp"
+#include "admin/admin_report.hpp"
 #include "control/control_signals.hpp"
 #include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
@@ -40,7 +44,12 @@ unsigned or_cores(unsigned n) {
     return n != 0 ? n : std::max(1u, std::thread::hardware_concurrency());
 }
 
-class server {
+// Runs on `s`'s thread; awaited from the control thread.
+asio::awaitable<shard_snapshot> snapshot_of(const shard& s) {
+    co_return s.snapshot();
+}
+
+class server final : public admin_backend {
   public:
     server(server_config cfg, const server_options& options)
         : cfg_{std::move(cfg)}, options_{options} {}
@@ -63,6 +72,11 @@ class server {
         deployment_.emplace(control_, shards_, *host_, dir_);
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
+        if (cfg_.admin) {
+            admin_.emplace(control_, cfg_, *this);
+            log::info("admin endpoint: listening on " + admin_->where() +
+                      " (GET /healthz, /status, /metrics; POST /reload)");
+        }
         record(true, "started generation 1", unix_ms());
         drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
@@ -106,7 +120,7 @@ class server {
             if (signo == SIGHUP) {
                 schedule_reload();
             } else {
-                begin_shutdown(signo);
+                stop_requested(signo);
             }
             wait_for_signal();
         });
@@ -119,18 +133,25 @@ class server {
         reload_queued_ = true;
         asio::post(control_, [this] {
             reload_queued_ = false;
-            reload();
+            run_reload();
         });
     }
 
-    void reload() {
+    struct reload_outcome {
+        bool ok;
+        std::string message;
+        long long duration_ms;
+    };
+
+    reload_outcome run_reload() {
         ++attempt_;
         const auto started = clock::now();
         const std::int64_t began = unix_ms();
         if (shutting_down_) {
             log::warn("reload requested during shutdown: ignored");
             record(false, "shutting down", began);
-            return;
+            ++reloads_failed_;
+            return {false, "shutting down", 0};
         }
         try {
             server_config next =
@@ -155,6 +176,13 @@ class server {
             // The pid file is how `plugd -s` finds this server: moving it would leave a
             // command reading the old config's pid_file with nobody to find.
             unchanged("pid_file", cfg_.pid_file.string(), next.pid_file.string());
+            // The endpoint a reload may come through, and what it counts, stay as started.
+            auto admin_text = [](const server_config& c) {
+                return c.admin ? c.admin->address + ":" + std::to_string(c.admin->port) +
+                                     (c.admin->allow_remote ? " (remote)" : "")
+                               : std::string{"none"};
+            };
+            unchanged("admin", admin_text(cfg_), admin_text(next));
             const std::string summary = deployment_->apply(cfg_, next);
             cfg_ = std::move(next);
             log::set_threshold(cfg_.log.level);
@@ -165,11 +193,73 @@ class server {
                                      std::to_string(elapsed_ms(started)) + " ms; " + summary;
             log::info(line);
             record(true, line, began);
+            ++reloads_ok_;
+            return {true, line, elapsed_ms(started)};
         } catch (const std::exception& e) {
             log::error(std::string{"reload failed: "} + e.what() + "; still serving generation " +
                        std::to_string(deployment_->generation()) + ", unchanged");
             record(false, e.what(), began);
+            ++reloads_failed_;
+            return {false, e.what(), elapsed_ms(started)};
         }
+    }
+
+    // The admin endpoint's questions, answered on the control thread.
+    answer health() override {
+        if (shutting_down_)
+            return {503, R"({"state":"stopping"})"
+                         "\n"};
+        if (draining_)
+            return {503, R"({"state":"draining"})"
+                         "\n"};
+        return {200, R"({"state":"serving"})"
+                     "\n"};
+    }
+
+    asio::awaitable<answer> status() override {
+        auto report = co_await gather();
+        if (!report)
+            co_return answer{503, R"({"state":"stopping"})"
+                                  "\n"};
+        co_return answer{200, status_json(*report)};
+    }
+
+    asio::awaitable<answer> metrics() override {
+        auto report = co_await gather();
+        if (!report) co_return answer{503, "stopping\n", "text/plain"};
+        co_return answer{200, metrics_text(*report), "text/plain; version=0.0.4"};
+    }
+
+    answer reload() override {
+        const reload_outcome r = run_reload();
+        nlohmann::json body{{"ok", r.ok},
+                            {"generation", deployment_->generation()},
+                            {"duration_ms", r.duration_ms}};
+        body[r.ok ? "message" : "error"] = r.message;
+        // 409: the request was fine, the state of the files it reloads was not.
+        return {r.ok ? 200 : 409, body.dump() + "\n"};
+    }
+
+    // Asks each shard for its counters in turn. Nothing once the shards are stopping: an
+    // event loop that has run out of work would never answer.
+    asio::awaitable<std::optional<server_report>> gather() {
+        if (shutting_down_) co_return std::nullopt;
+        server_report r;
+        r.generation = deployment_->generation();
+        r.started_unix_ms = started_unix_ms_;
+        r.now_unix_ms = unix_ms();
+        r.state = draining_ ? "draining" : "serving";
+        r.reloads_ok = reloads_ok_;
+        r.reloads_failed = reloads_failed_;
+        r.listeners = deployment_->listeners();
+        for (const auto& [name, v] : deployment_->plugins()) r.serving.push_back(v);
+        r.draining = deployment_->draining();
+        for (auto& s : shards_) {
+            r.shards.push_back(
+                co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
+            if (shutting_down_) co_return std::nullopt;  // began while we waited
+        }
+        co_return r;
     }
 
     // Entries whose time to live has passed are dropped when touched; this catches the
@@ -188,10 +278,33 @@ class server {
         if (shutting_down_) finish_if_done();
     }
 
-    void begin_shutdown(int signo) {
+    // A stop with shutdown_delay_ms first drains: everything still serves, /healthz says
+    // 503 and HTTP replies say `Connection: close`, so balancers and keep-alive clients move
+    // away before a single socket closes. A second signal skips the rest of the delay.
+    void stop_requested(int signo) {
+        const char* name = signo == SIGINT ? "SIGINT" : "SIGTERM";
+        if (shutting_down_) return;
+        if (draining_ || cfg_.limits.shutdown_delay.count() == 0) {
+            begin_shutdown(name);
+            return;
+        }
+        draining_ = true;
+        log::info(std::string{"received "} + name + ": draining for shutdown_delay_ms (" +
+                  std::to_string(cfg_.limits.shutdown_delay.count()) +
+                  " ms): /healthz answers 503 and HTTP replies close their connections; "
+                  "still serving meanwhile");
+        for (auto& s : shards_) asio::post(s->io(), [s = s.get()] { s->begin_drain(); });
+        drain_delay_.expires_after(cfg_.limits.shutdown_delay);
+        drain_delay_.async_wait([this, name](const boost::system::error_code& ec) {
+            if (!ec) begin_shutdown(name);
+        });
+    }
+
+    void begin_shutdown(const char* signal_name) {
         if (shutting_down_) return;
         shutting_down_ = true;
-        log::info(std::string{"received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
+        drain_delay_.cancel();
+        log::info(std::string{"received "} + signal_name +
                   ": no longer accepting; letting requests in flight finish (at most " +
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
         if (watch_) watch_->close();
@@ -217,6 +330,7 @@ class server {
         shutdown_deadline_.cancel();
         state_sweep_.cancel();
         signals_.cancel();
+        if (admin_) admin_->close();
         deployment_->cancel_timers();
     }
 
@@ -250,15 +364,20 @@ class server {
     std::uint64_t attempt_ = 0;
     bool reload_queued_ = false;
     bool shutting_down_ = false;
+    bool draining_ = false;  ///< shutdown_delay_ms runs
+    std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    std::int64_t started_unix_ms_ = unix_ms();
     asio::io_context control_{1};
     control_signals signals_{control_};
     asio::steady_timer shutdown_deadline_{control_};
     asio::steady_timer state_sweep_{control_};
+    asio::steady_timer drain_delay_{control_};
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
+    std::optional<admin_endpoint> admin_;  ///< first to close: it may call everything above
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
@@ -155,28 +156,12 @@ std::string_view http_message(const http_frame& frame, std::string& decoded) {
 }
 
 std::string_view http_reason(int status) noexcept {
-    switch (status) {
-        case 100:
-            return "Continue";
-        case 200:
-            return "OK";
-        case 400:
-            return "Bad Request";
-        case 408:
-            return "Request Timeout";
-        case 413:
-            return "Content Too Large";
-        case 431:
-            return "Request Header Fields Too Large";
-        case 500:
-            return "Internal Server Error";
-        case 503:
-            return "Service Unavailable";
-        case 504:
-            return "Gateway Timeout";
-        default:
-            return "Unknown";
-    }
+    namespace http = boost::beast::http;
+    if (status == 413) return "Content Too Large";  // RFC 9110's name; Beast has the old one
+    const auto known = http::int_to_status(static_cast<unsigned>(status));
+    if (known == http::status::unknown) return "Unknown";
+    const auto reason = http::obsolete_reason(known);
+    return {reason.data(), reason.size()};
 }
 
 void append_http_response(std::string& out, int status, std::string_view body, bool close,

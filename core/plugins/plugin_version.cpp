@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -149,6 +150,10 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
         throw plugin_error(where(spec_) + ": built for another plugd ABI (" + *diff +
                            "); rebuild the plugin against this plugd's SDK");
     }
+    abi_fingerprint_ = found;
+    loaded_at_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
     if (auto why = seal_mismatch(image)) throw plugin_error(where(spec_) + ": refused: " + *why);
 
     // glibc returns the already-loaded object when dlopen is given a path it has loaded,

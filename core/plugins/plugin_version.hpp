@@ -46,6 +46,10 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::uint64_t generation() const noexcept { return generation_; }
     /// A hash of the library file's bytes as loaded: a reload compares it to notice new code.
     std::uint64_t content_hash() const noexcept { return content_hash_; }
+    /// The ABI fingerprint the plugin was built with (its `.plugd_abi` section).
+    const std::string& abi_fingerprint() const noexcept { return abi_fingerprint_; }
+    /// When it was loaded, in milliseconds since the Unix epoch.
+    std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
 
     /// Calls the handler's start(); rethrows its exception as plugin_error.
     void start();
@@ -74,6 +78,8 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     plugin_spec spec_;
     std::uint64_t generation_;
     std::uint64_t content_hash_ = 0;
+    std::string abi_fingerprint_;
+    std::int64_t loaded_at_unix_ms_ = 0;
     std::filesystem::path private_copy_;  ///< unlinked; still named in /proc/self/maps
     host& host_;
     std::unique_ptr<library> library_;

@@ -114,6 +114,7 @@ std::string deployment::apply(const server_config& running, const server_config&
         for (auto& routes : bound) u.added.push_back(routes[i]);
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
+        u.count_traffic = next.admin.has_value();
         asio::post(shards_[i]->io(),
                    [s = shards_[i].get(), u = std::move(u)]() mutable { s->apply(std::move(u)); });
     }
@@ -125,6 +126,12 @@ std::string deployment::apply(const server_config& running, const server_config&
            "; unloaded: " + join_names(plan.unload) +
            "; listeners added: " + join_names(added_names) +
            "; removed: " + join_names(plan.remove) + "; kept: " + join_names(kept_listener_names);
+}
+
+std::vector<std::shared_ptr<plugin_version>> deployment::draining() const {
+    std::vector<std::shared_ptr<plugin_version>> versions;
+    for (const auto& d : draining_) versions.push_back(d.version);
+    return versions;
 }
 
 void deployment::retire(std::shared_ptr<plugin_version> version,
@@ -149,7 +156,7 @@ void deployment::retire(std::shared_ptr<plugin_version> version,
                 // The reference travels with the request so the address cannot be reused by
                 // another version before the shard compares it; dropping it re-checks.
                 asio::post(s->io(), [this, s = s.get(), version]() mutable {
-                    s->abort_requests_on(version.get(), "ERR reload drain timeout");
+                    s->abort_requests_on(version.get());
                     version.reset();
                     asio::post(control_, [this] { unload_drained(); });
                 });

@@ -50,6 +50,14 @@ class deployment {
     void clear();
 
     std::uint64_t generation() const noexcept { return generation_; }
+    /// The versions serving now, by instance name.
+    const std::map<std::string, std::shared_ptr<plugin_version>>& plugins() const noexcept {
+        return plugins_;
+    }
+    /// Replaced versions not yet unloaded: requests or leases still hold them.
+    std::vector<std::shared_ptr<plugin_version>> draining() const;
+    /// The listeners bound now, with their real ports.
+    const std::vector<listener_spec>& listeners() const noexcept { return held_; }
 
   private:
     using plugin_map = std::map<std::string, std::shared_ptr<plugin_version>>;

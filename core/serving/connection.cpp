@@ -40,16 +40,16 @@ plugin_ref& begin_request(connection& c) noexcept {
     return plugin;
 }
 
-// The handler threw `error`: logs it with the plugin's name and returns the client's line.
-const char* request_failed(const connection& c, const plugin_ref& plugin,
-                           std::exception_ptr error) {
-    if (c.abort_reply) return c.abort_reply;  // the throw is the cancellation we caused
+// The handler threw `error`: logs it with the plugin's name and returns how it failed.
+const request_failure* request_failed(const connection& c, const plugin_ref& plugin,
+                                      std::exception_ptr error) {
+    if (c.aborted) return c.aborted;  // the throw is the cancellation we caused
     try {
         std::rethrow_exception(error);
     } catch (const busy& e) {
         log::warn(std::string{e.what()} + " (" + c.peer + " on listener " + c.via->spec.name +
                   " got ERR busy; raise /offload_queue or /offload_threads if this persists)");
-        return "ERR busy";
+        return &failure::busy;
     } catch (const std::exception& e) {
         log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
                    " on listener " + c.via->spec.name + ": " + e.what());
@@ -57,22 +57,22 @@ const char* request_failed(const connection& c, const plugin_ref& plugin,
         log::error("plugin " + plugin.version->spec().name +
                    " threw a non-standard exception for " + c.peer);
     }
-    return "ERR internal error";
+    return &failure::exception;
 }
 
 // A request ends: replaces what the handler wrote since `mark` by the error line, if any,
 // and releases the version. True when the request was aborted, whose cancellation the
 // caller must then clear so the error line can still be written.
 bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_t mark,
-                 const char* failure) {
-    if (c.abort_reply) failure = c.abort_reply;
-    if (failure) {
+                 const request_failure* failed) {
+    if (c.aborted) failed = c.aborted;
+    if (failed) {
         out.resize(mark);
-        out += failure;
+        out += failed->line;
     }
     c.active = nullptr;
     c.owner.request_done(plugin);
-    return c.abort_reply != nullptr;
+    return c.aborted != nullptr;
 }
 
 // After refusing a request, the client may still be sending it. Closing a socket with
@@ -113,8 +113,8 @@ void connection::wait_idle() noexcept {
     via->idle.push_back(idle);
 }
 
-void connection::abort(const char* reply) noexcept {
-    abort_reply = reply;
+void connection::abort(const request_failure& why) noexcept {
+    aborted = &why;
     cancel.emit(asio::cancellation_type::terminal);
 }
 
@@ -128,7 +128,11 @@ void connection::refuse_slow_request() noexcept {
     std::string response;
     append_http_response(response, 408, "request not received in time", true, false);
     boost::system::error_code ignored;
-    socket.write_some(asio::buffer(response), ignored);  // non-blocking: never waits
+    const std::size_t sent = socket.write_some(asio::buffer(response), ignored);  // never waits
+    if (auto* traffic = via->traffic) {
+        ++traffic->slow_requests;
+        traffic->bytes_out += sent;
+    }
     log::warn("listener " + via->spec.name + ": " + peer +
               " did not send a whole request within request_timeout_ms (" +
               std::to_string(limits().request_timeout.count()) + "): answered 408, closed");
@@ -221,15 +225,6 @@ void log_access(const connection& c, const std::string& plugin, std::string_view
                          {"duration_us", std::to_string(us)}});
 }
 
-// The status an http client gets for a request that ended with `failure` (nullptr: none).
-int http_status(const char* failure) noexcept {
-    if (!failure) return 200;
-    const std::string_view f = failure;
-    if (f == "ERR timeout") return 504;  // the handler outlived request_timeout_ms
-    if (f == "ERR internal error") return 500;
-    return 503;  // busy, or a reload's drain timeout: the service, not the request
-}
-
 // One loop for every framing: `line` answers every complete line and reads on; `http`
 // answers every complete request (its reply becomes a text/plain body) and reads on while
 // the client keeps the connection; `oneshot` takes the first read as its one request and
@@ -275,45 +270,53 @@ asio::awaitable<bool> serve(connection& c) {
                 body.clear();
                 fields.clear();
             }
-            // The access log's clock read and copied name cost nothing when it is off.
+            // The access log's and the metrics' clock reads and the copied name cost nothing
+            // when they are off.
             const bool access = c.via->spec.access_log;
-            const auto started =
-                access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+            request_stats* counted = c.via->requests;  // the plugin's now, even after a reload
+            const auto started = access || counted ? std::chrono::steady_clock::now()
+                                                   : std::chrono::steady_clock::time_point{};
             plugin_ref& plugin = begin_request(c);
             const std::string plugin_name = access ? plugin.version->spec().name : std::string{};
             const std::size_t mark = sink.size();
-            const char* failure = nullptr;
+            const request_failure* failed = nullptr;
             try {
                 reply answer{sink, http ? &head : nullptr};
                 co_await plugin.version->handler().handle(
                     request{next.message, c.peer, c.via->spec.name, http ? &next.http : nullptr},
                     answer);
             } catch (...) {
-                failure = request_failed(c, plugin, std::current_exception());
+                failed = request_failed(c, plugin, std::current_exception());
             }
-            if (c.abort_reply) failure = c.abort_reply;
-            if (end_request(c, plugin, sink, mark, failure))
+            if (c.aborted) failed = c.aborted;
+            if (end_request(c, plugin, sink, mark, failed))
                 co_await asio::this_coro::reset_cancellation_state();
             c.input.consume(next.consumed);
             answered = true;
             continue_sent = false;
-            const int status = failure ? http_status(failure) : head.status;
+            const int status = failed ? failed->status : head.status;
+            if (counted) {
+                counted->record(std::chrono::steady_clock::now() - started);
+                if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
+            }
             if (access) {
                 const std::string outcome =
-                    http ? std::to_string(status) : (failure ? failure : "ok");
+                    http ? std::to_string(status) : (failed ? failed->line : "ok");
                 log_access(c, plugin_name, outcome, next.consumed, sink.size() - mark, started);
             }
             if (http) {
-                // Closing (a stop, or its listener removed by a reload): say so, so a
-                // keep-alive client leaves cleanly instead of meeting a closed socket.
-                const bool close = !next.keep_alive || c.abort_reply || c.closing || c.via->closing;
+                // Closing (a stop, or its listener removed by a reload) or about to (a
+                // drain): say so, so a keep-alive client leaves cleanly between requests
+                // instead of meeting a closed socket.
+                const bool close = !next.keep_alive || c.aborted || c.closing || c.via->closing ||
+                                   c.owner.draining();
                 append_http_response(out, status, body, close, next.http10,
-                                     failure ? std::string_view{} : std::string_view{fields});
+                                     failed ? std::string_view{} : std::string_view{fields});
                 if (close) c.closing = true;
             } else if (!oneshot) {
                 out += '\n';
             }
-            if (oneshot || c.abort_reply || c.closing) break;
+            if (oneshot || c.aborted || c.closing) break;
             // Pipelined requests from a client that does not read would otherwise grow
             // `out` without bound: stop at the cap and write first.
             if (out.size() >= limits.max_output_bytes) {
@@ -323,7 +326,9 @@ asio::awaitable<bool> serve(connection& c) {
         }
         const bool refuse = refusal.what == framed::kind::refused;
         c.input.release_if_empty(pool);  // nothing left to handle: hold no buffer
+        listener_stats* traffic = c.via->traffic;
         if (refuse) {
+            if (traffic) ++traffic->bad_requests;
             c.closing = true;  // nothing may evict it before the client has read why
             if (http) {
                 append_http_response(out, refusal.status, refusal.reason, true, false);
@@ -334,6 +339,7 @@ asio::awaitable<bool> serve(connection& c) {
         if (!out.empty()) {
             c.enter(connection::phase_kind::writing);
             auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+            if (traffic) traffic->bytes_out += n;
             if (ec) co_return false;
             out.clear();
         }
@@ -342,7 +348,7 @@ asio::awaitable<bool> serve(connection& c) {
             co_return false;
         }
         if (oneshot && answered) co_return false;
-        if (c.via->closing || c.closing || c.abort_reply) co_return false;
+        if (c.via->closing || c.closing || c.aborted) co_return false;
         if (more) continue;  // even after EOF: the client half-closed, it still reads
         if (eof) co_return false;
         pool.give_string(std::move(out));  // between requests: hold no reply storage
@@ -383,6 +389,7 @@ asio::awaitable<bool> serve(connection& c) {
             if (ec) co_return false;
             // An HTTP request's first bytes: from now on it must arrive whole in time.
             if (http && c.input.empty()) c.enter(connection::phase_kind::receiving);
+            if (auto* t = c.via->traffic) t->bytes_in += n;
             c.input.append(pool, scratch.data(), n);
             got = true;
             allowance -= n;

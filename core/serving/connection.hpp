@@ -19,8 +19,30 @@
 
 #include "serving/buffer_pool.hpp"
 #include "serving/shard.hpp"
+#include "serving/traffic_stats.hpp"
 
 namespace plugd {
+
+/// How a request ended without the handler's reply: what /metrics counts it as, the line
+/// a line or oneshot client gets instead (empty: none, the connection just closes) and the
+/// status an HTTP client gets.
+struct request_failure {
+    request_error kind;
+    const char* line;
+    int status;
+};
+
+namespace failure {
+inline constexpr request_failure exception{request_error::exception, "ERR internal error", 500};
+/// The handler outlived request_timeout_ms: the gateway's kind of timeout, as a proxy
+/// whose upstream did not answer in time reports it.
+inline constexpr request_failure timeout{request_error::timeout, "ERR timeout", 504};
+/// The service, not the request: retrying elsewhere or later may succeed.
+inline constexpr request_failure busy{request_error::busy, "ERR busy", 503};
+inline constexpr request_failure drain_timeout{request_error::aborted, "ERR reload drain timeout",
+                                               503};
+inline constexpr request_failure write_timeout{request_error::write_timeout, "", 0};
+}  // namespace failure
 
 /// How long the sweeper has seen the same phase (by its sequence number) last: a lower
 /// bound of its age, within one sweep interval.
@@ -69,9 +91,9 @@ struct connection {
     void refuse_slow_request() noexcept;
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
-    /// Cancels the request (or the reply's write) running now: the client gets `reply`
-    /// (nothing if it is empty) and the connection closes. `reply` must be a string literal.
-    void abort(const char* reply) noexcept;
+    /// Cancels the request (or the reply's write) running now: the client gets `why`'s
+    /// reply (nothing if its line is empty) and the connection closes.
+    void abort(const request_failure& why) noexcept;
     /// This connection's limits; read at each use, so a reload's new limits apply at once.
     const struct limits& limits() const noexcept { return via->spec.limits; }
 
@@ -105,9 +127,9 @@ struct connection {
     bool closing = false;  ///< asked to close, or refused a request: starts no new one
     std::uint64_t phase_sequence = 0;
     stall_watch phase_age;
-    plugin_ref* active = nullptr;       ///< the version running the current request, if any
-    const char* abort_reply = nullptr;  ///< set by abort(): the request's reply
-    connection_link in_shard;           ///< in the shard's list of its connections
+    plugin_ref* active = nullptr;              ///< the version running the current request, if any
+    const request_failure* aborted = nullptr;  ///< set by abort(): the request's outcome
+    connection_link in_shard;                  ///< in the shard's list of its connections
     connection_link idle;  ///< in via->idle while waiting, no byte of a request received
 };
 

@@ -156,6 +156,10 @@ void shard::apply(shard_update update) {
         shortest = std::min({shortest, l.idle_timeout, l.request_timeout, l.write_timeout});
     }
     sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
+    for (auto& [name, r] : routes_) {
+        r->traffic = update.count_traffic ? &listener_stats_[name] : nullptr;
+        r->requests = update.count_traffic ? &request_stats_[{name, r->spec.plugin}] : nullptr;
+    }
     if (!sweeping_ && !routes_.empty()) {
         sweeping_ = true;
         asio::co_spawn(io_, sweep(), [](std::exception_ptr) {});
@@ -171,7 +175,7 @@ asio::awaitable<void> shard::sweep() {
         report_connection_limits();
         for (connection_link& link : connections_) {
             connection& c = *link.self;
-            if (c.abort_reply) continue;
+            if (c.aborted) continue;
             const auto& limits = c.limits();
             const auto age = c.phase_age.observe(c.phase_sequence, sweep_interval_);
             switch (c.phase) {
@@ -181,14 +185,16 @@ asio::awaitable<void> shard::sweep() {
                               c.peer + " on listener " + c.via->spec.name +
                               " exceeded request_timeout_ms (" +
                               std::to_string(limits.request_timeout.count()) + "): cancelled");
-                    c.abort("ERR timeout");
+                    c.abort(failure::timeout);
                     break;
                 case phase::writing:
                     if (age < limits.write_timeout) break;
                     log::warn("listener " + c.via->spec.name + ": " + c.peer +
                               " did not read its replies for write_timeout_ms (" +
                               std::to_string(limits.write_timeout.count()) + "): closed");
-                    c.abort("");
+                    c.abort(failure::write_timeout);
+                    if (auto* counted = c.via->requests)
+                        ++counted->errors[static_cast<std::size_t>(request_error::write_timeout)];
                     break;
                 case phase::waiting:
                 case phase::receiving:
@@ -196,6 +202,7 @@ asio::awaitable<void> shard::sweep() {
                     if (c.phase == phase::receiving && age >= limits.request_timeout) {
                         c.refuse_slow_request();
                     } else if (age >= limits.idle_timeout) {
+                        if (auto* counted = c.via->traffic) ++counted->idle_timeouts;
                         c.close_when_idle();
                     } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked) {
                         c.park();  // quiet for a sweep: give its coroutine back
@@ -210,10 +217,10 @@ asio::awaitable<void> shard::sweep() {
     }
 }
 
-void shard::abort_requests_on(const plugin_version* version, const char* reply) {
+void shard::abort_requests_on(const plugin_version* version) {
     for (connection_link& link : connections_) {
         connection& c = *link.self;
-        if (c.active && c.active->version.get() == version) c.abort(reply);
+        if (c.active && c.active->version.get() == version) c.abort(failure::drain_timeout);
     }
 }
 
@@ -244,6 +251,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
         // few for that long.
         const bool full = r->open_connections >= share && !reclaim_idle(*r);
         if (full) ++r->refused;
+        if (auto* counted = r->traffic) ++(full ? counted->refused : counted->accepted);
         if (full || r->closing) {
             // Close at once, so the client learns immediately instead of waiting in the
             // backlog.
@@ -263,6 +271,25 @@ void shard::close_route(route& r) {
     for (connection_link& link : connections_) {
         if (link.self->via.get() == &r) link.self->close_when_idle();
     }
+}
+
+shard_snapshot shard::snapshot() const {
+    shard_snapshot s;
+    for (const auto& [name, stats] : listener_stats_) {
+        auto r = routes_.find(name);
+        s.listeners.push_back({name, stats, r != routes_.end() ? r->second->open_connections : 0});
+    }
+    for (const auto& [key, stats] : request_stats_) {
+        s.requests.push_back({key.first, key.second, stats});
+    }
+    for (const auto& [name, p] : plugins_) {
+        s.versions.push_back({name, p->version->generation(), p->in_flight, false});
+    }
+    for (const auto& p : retiring_) {
+        s.versions.push_back(
+            {p->version->spec().name, p->version->generation(), p->in_flight, true});
+    }
+    return s;
 }
 
 void shard::begin_shutdown() {

@@ -23,6 +23,7 @@
 #include "config.hpp"
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
+#include "serving/traffic_stats.hpp"
 
 namespace plugd {
 
@@ -67,6 +68,9 @@ struct route {
     /// This shard's connections of this listener that wait for a new request, longest idle
     /// first: at max_connections the front one makes room for a new client in O(1).
     connection_list idle;
+    // Where this shard counts for /metrics; null when nothing reads them (no admin endpoint).
+    listener_stats* traffic = nullptr;
+    request_stats* requests = nullptr;  ///< of this listener with its plugin instance now
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).
@@ -77,6 +81,7 @@ struct shard_update {
     std::vector<std::shared_ptr<route>> added;  ///< bound on this shard's io_context
     std::vector<listener_spec> kept;            ///< kept sockets; framing/plugin may differ
     std::vector<std::string> removed;           ///< listener names
+    bool count_traffic = false;                 ///< keep traffic_stats (for /metrics)
 };
 
 class shard {
@@ -100,11 +105,17 @@ class shard {
 
     void apply(shard_update update);
     /// Ends the requests still running on `version` (a retired one that would not drain
-    /// in time): each client gets `reply` as its answer and the connection closes.
-    void abort_requests_on(const plugin_version* version, const char* reply);
+    /// in time): each client gets "ERR reload drain timeout" (503) and the connection closes.
+    void abort_requests_on(const plugin_version* version);
     /// Stops accepting everywhere, closes idle connections, lets busy ones finish their
     /// request, and lets the io_context run out of work.
     void begin_shutdown();
+    /// Shutting down soon (shutdown_delay_ms): HTTP replies say `Connection: close`, so
+    /// keep-alive clients leave between requests while the listeners still accept.
+    void begin_drain() noexcept { draining_ = true; }
+    bool draining() const noexcept { return draining_; }
+    /// A copy of this shard's counters and gauges.
+    shard_snapshot snapshot() const;
 
     // Used by connections.
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
@@ -135,7 +146,12 @@ class shard {
     std::chrono::steady_clock::time_point last_limit_report_{};
     std::function<void()> on_release_;
     bool shutting_down_ = false;
+    bool draining_ = false;
     connection_list connections_;
+    // Never erased: a counter must not go back to zero while the process lives. Map nodes
+    // do not move, so routes point at them.
+    std::map<std::string, listener_stats> listener_stats_;
+    std::map<std::pair<std::string, std::string>, request_stats> request_stats_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name

@@ -15,47 +15,6 @@ using namespace plugd::test;
 
 namespace {
 
-struct http_response {
-    std::string version;  ///< "HTTP/1.1"
-    int status = 0;
-    std::map<std::string, std::string> headers;  ///< names in lower case
-    std::string body;
-};
-
-std::string lower(std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return s;
-}
-
-// One response (head and Content-Length body) from `c`; nullopt if none came whole.
-std::optional<http_response> read_response(line_client& c, milliseconds timeout = 5s) {
-    const auto strip = [](std::string s) {
-        if (!s.empty() && s.back() == '\r') s.pop_back();
-        return s;
-    };
-    auto status = c.read_line(timeout);
-    if (!status) return std::nullopt;
-    http_response r;
-    const auto line = strip(*status);
-    r.version = line.substr(0, line.find(' '));
-    r.status = std::stoi(line.substr(line.find(' ') + 1, 3));
-    for (;;) {
-        auto field = c.read_line(timeout);
-        if (!field) return std::nullopt;
-        const auto f = strip(*field);
-        if (f.empty()) break;
-        const auto colon = f.find(':');
-        r.headers[lower(f.substr(0, colon))] = f.substr(f.find_first_not_of(' ', colon + 1));
-    }
-    const auto length = r.headers.find("content-length");
-    if (length != r.headers.end()) {
-        auto body = c.read_exactly(std::stoul(length->second), timeout);
-        if (!body) return std::nullopt;
-        r.body = *body;
-    }
-    return r;
-}
-
 // A running plugd with one http listener routed to `file`.
 struct served : one_listener_server {
     served(const std::string& file, const std::string& config = "{}",

@@ -137,9 +137,17 @@ std::string plugd_process::log() {
 }
 
 std::uint16_t plugd_process::port(const std::string& name, milliseconds timeout) {
-    const std::string marker = "listener " + name + ": listening on ";
+    return port_after("listener " + name + ": listening on ", "listener " + name, timeout);
+}
+
+std::uint16_t plugd_process::admin_port(milliseconds timeout) {
+    return port_after("admin endpoint: listening on ", "its admin endpoint", timeout);
+}
+
+std::uint16_t plugd_process::port_after(const std::string& marker, const std::string& what,
+                                        milliseconds timeout) {
     if (!wait_for_log(marker, timeout)) {
-        throw std::runtime_error("plugd never reported listener " + name + "; its log:\n" + log());
+        throw std::runtime_error("plugd never reported " + what + "; its log:\n" + log());
     }
     const std::string text = log();
     const auto at = text.find(marker);
@@ -256,6 +264,47 @@ std::optional<std::string> line_client::read_exactly(std::size_t n, milliseconds
 
 void line_client::shutdown_send() {
     ::shutdown(fd_, SHUT_WR);
+}
+
+std::optional<http_response> read_response(line_client& c, milliseconds timeout) {
+    const auto strip = [](std::string s) {
+        if (!s.empty() && s.back() == '\r') s.pop_back();
+        return s;
+    };
+    const auto lower = [](std::string s) {
+        for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return s;
+    };
+    auto status = c.read_line(timeout);
+    if (!status) return std::nullopt;
+    http_response r;
+    const auto line = strip(*status);
+    r.version = line.substr(0, line.find(' '));
+    r.status = std::stoi(line.substr(line.find(' ') + 1, 3));
+    for (;;) {
+        auto field = c.read_line(timeout);
+        if (!field) return std::nullopt;
+        const auto f = strip(*field);
+        if (f.empty()) break;
+        const auto colon = f.find(':');
+        r.headers[lower(f.substr(0, colon))] = f.substr(f.find_first_not_of(' ', colon + 1));
+    }
+    const auto length = r.headers.find("content-length");
+    if (length != r.headers.end()) {
+        auto body = c.read_exactly(std::stoul(length->second), timeout);
+        if (!body) return std::nullopt;
+        r.body = *body;
+    }
+    return r;
+}
+
+std::optional<http_response> http_request(std::uint16_t port, const std::string& method,
+                                          const std::string& target, const std::string& body,
+                                          milliseconds timeout) {
+    line_client c{port};
+    c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    return read_response(c, timeout);
 }
 
 std::string ask(std::uint16_t port, const std::string& line, milliseconds timeout) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,11 +50,15 @@ class plugd_process {
     std::string log();
     /// The port listener `name` reports in its "listening on" line (waits for it).
     std::uint16_t port(const std::string& name = "main", milliseconds timeout = 10s);
+    /// The admin endpoint's port, from its "listening on" line (waits for it).
+    std::uint16_t admin_port(milliseconds timeout = 10s);
     void signal(int signo);
     /// Waits for exit; the exit status, or nullopt at the deadline (or if killed by a signal).
     std::optional<int> wait_exit(milliseconds timeout = 10s);
 
   private:
+    std::uint16_t port_after(const std::string& marker, const std::string& what,
+                             milliseconds timeout);
     void read_stderr(int fd);
     pid_t pid_ = -1;
     int pidfd_ = -1;  ///< readable once the process has exited: no polling loop
@@ -104,6 +109,22 @@ class line_client {
     std::string buffered_;
     bool eof_ = false;
 };
+
+struct http_response {
+    std::string version;  ///< "HTTP/1.1"
+    int status = 0;
+    std::map<std::string, std::string> headers;  ///< names in lower case
+    std::string body;
+};
+
+/// One response (head and Content-Length body) from `c`; nullopt if none came whole.
+std::optional<http_response> read_response(line_client& c, milliseconds timeout = 5s);
+
+/// `method target` on a new connection to `port` (with `body`, and `Connection: close`);
+/// nullopt if no whole response came.
+std::optional<http_response> http_request(std::uint16_t port, const std::string& method,
+                                          const std::string& target, const std::string& body = "",
+                                          milliseconds timeout = 5s);
 
 /// Sends `line` on a new connection to `port` and returns the reply line, or
 /// "<no reply>" when none came within `timeout`.

@@ -49,6 +49,42 @@ TEST_CASE("a minimal config gets the documented defaults") {
     CHECK(cfg.limits.max_request_bytes == 65536);
     CHECK(cfg.limits.idle_timeout.count() == 60000);
     CHECK(cfg.limits.shutdown_timeout.count() == 5000);
+    CHECK(cfg.limits.shutdown_delay.count() == 0);
+    CHECK_FALSE(cfg.admin);
+}
+
+TEST_CASE("the admin endpoint is loopback unless allow_remote says otherwise") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], )";
+    auto cfg = parse("{ " + plugins + listener + R"("admin": { "port": 9901 } })");
+    REQUIRE(cfg.admin);
+    CHECK(cfg.admin->address == "127.0.0.1");
+    CHECK(cfg.admin->port == 9901);
+    CHECK(parse("{ " + plugins + listener + R"("admin": { "address": "::1", "port": 0 } })").admin);
+
+    const auto remote = error_of("{ " + plugins + listener +
+                                 R"("admin": { "address": "0.0.0.0", "port": 9901 } })");
+    CHECK(remote.find("/admin/address") != std::string::npos);
+    CHECK(remote.find("allow_remote") != std::string::npos);
+    cfg = parse("{ " + plugins + listener +
+                R"("admin": { "address": "0.0.0.0", "port": 9901, "allow_remote": true } })");
+    CHECK(cfg.admin->allow_remote);
+    CHECK(error_of("{ " + plugins + listener + R"("admin": { "address": "127.0.0.1" } })")
+              .find("/admin/port: missing") != std::string::npos);
+    CHECK(error_of("{ " + plugins + listener + R"("admin": { "port": 1, "auth": "x" } })")
+              .find("/admin/auth: unknown key") != std::string::npos);
+}
+
+TEST_CASE("shutdown_delay_ms may be 0 and is server-wide only") {
+    auto cfg = parse("{ " + plugins +
+                     R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ],
+                     "limits": { "shutdown_delay_ms": 2500 } })");
+    CHECK(cfg.limits.shutdown_delay.count() == 2500);
+    CHECK(
+        error_of(
+            with_listener(
+                R"({ "name": "m", "port": 1, "plugin": "greeting", "limits": { "shutdown_delay_ms": 5 } })"))
+            .find("/listeners/0/limits/shutdown_delay_ms: unknown key") != std::string::npos);
 }
 
 TEST_CASE("relative paths resolve against the config file's folder") {

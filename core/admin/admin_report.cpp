@@ -1,0 +1,246 @@
+// admin_report: /status as JSON and /metrics as Prometheus text, from a server_report.
+#include "admin/admin_report.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "plugins/plugin_version.hpp"
+
+namespace plugd {
+namespace {
+
+using json = nlohmann::json;
+
+std::string hex(std::uint64_t v) {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(v));
+    return text;
+}
+
+json version_json(const plugin_version& v, const server_report& r, bool draining) {
+    std::uint64_t in_flight = 0;
+    for (const auto& s : r.shards) {
+        for (const auto& part : s.versions) {
+            if (part.plugin == v.spec().name && part.generation == v.generation() &&
+                part.retired == draining)
+                in_flight += part.in_flight;
+        }
+    }
+    return {{"generation", v.generation()},
+            {"file", v.spec().file.string()},
+            {"sha", hex(v.content_hash())},
+            {"abi", v.abi_fingerprint()},
+            {"loaded_at_unix_ms", v.loaded_at_unix_ms()},
+            {"in_flight", in_flight}};
+}
+
+// Sums every shard's part of the same listener (or listener and plugin).
+template <class Part, class Key, class Stats>
+std::map<Key, Stats> sum(const std::vector<shard_snapshot>& shards,
+                         std::vector<Part> shard_snapshot::*parts, Key (*key)(const Part&),
+                         Stats Part::*stats) {
+    std::map<Key, Stats> total;
+    for (const auto& s : shards) {
+        for (const auto& p : s.*parts) total[key(p)] += p.*stats;
+    }
+    return total;
+}
+
+std::string listener_key(const shard_snapshot::listener_part& p) {
+    return p.name;
+}
+std::pair<std::string, std::string> request_key(const shard_snapshot::request_part& p) {
+    return {p.listener, p.plugin};
+}
+
+// Builds the exposition text: each metric's HELP and TYPE once, then its samples.
+class exposition {
+  public:
+    void family(const char* name, const char* type, const char* help) {
+        ((((text_ += "# HELP ") += name) += ' ') += help) += '\n';
+        ((((text_ += "# TYPE ") += name) += ' ') += type) += '\n';
+    }
+    void sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+        line(name, labels, std::to_string(value));
+    }
+    void sample(std::string_view name, std::string_view labels, double value) {
+        char number[32];
+        std::snprintf(number, sizeof number, "%.6f", value);
+        line(name, labels, number);
+    }
+    std::string take() { return std::move(text_); }
+
+  private:
+    void line(std::string_view name, std::string_view labels, std::string_view value) {
+        text_ += name;
+        if (!labels.empty()) ((text_ += '{') += labels) += '}';
+        ((text_ += ' ') += value) += '\n';
+    }
+    std::string text_;
+};
+
+// Names are plain (letters, digits, '_', '-', '.'), so label values need no escaping.
+std::string label(std::string_view key, std::string_view value) {
+    std::string out{key};
+    ((out += "=\"") += value) += '"';
+    return out;
+}
+
+}  // namespace
+
+std::string status_json(const server_report& r) {
+    std::map<std::string, std::uint64_t> open;
+    for (const auto& s : r.shards) {
+        for (const auto& l : s.listeners) open[l.name] += l.open_connections;
+    }
+    json listeners = json::array();
+    for (const auto& l : r.listeners) {
+        listeners.push_back({{"name", l.name},
+                             {"address", l.address},
+                             {"port", l.port},
+                             {"framing", to_string(l.framing)},
+                             {"plugin", l.plugin},
+                             {"open_connections", open[l.name]}});
+    }
+    json plugins = json::object();
+    for (const auto& v : r.serving) {
+        json entry = version_json(*v, r, false);
+        entry["draining"] = json::array();
+        plugins[v->spec().name] = std::move(entry);
+    }
+    for (const auto& v : r.draining) {
+        auto it = plugins.find(v->spec().name);
+        if (it == plugins.end()) {
+            // An instance a reload removed: only its draining versions remain.
+            it = plugins.emplace(v->spec().name, json{{"draining", json::array()}}).first;
+        }
+        (*it)["draining"].push_back(version_json(*v, r, true));
+    }
+    const json status{{"version", PLUGD_VERSION},
+                      {"pid", ::getpid()},
+                      {"state", r.state},
+                      {"generation", r.generation},
+                      {"started_at_unix_ms", r.started_unix_ms},
+                      {"uptime_seconds", (r.now_unix_ms - r.started_unix_ms) / 1000},
+                      {"reloads", {{"ok", r.reloads_ok}, {"failed", r.reloads_failed}}},
+                      {"listeners", std::move(listeners)},
+                      {"plugins", std::move(plugins)}};
+    return status.dump(2) + "\n";
+}
+
+std::string metrics_text(const server_report& r) {
+    exposition m;
+    m.family("plugd_info", "gauge", "Always 1; the version label says which plugd runs.");
+    m.sample("plugd_info", label("version", PLUGD_VERSION), std::uint64_t{1});
+    m.family("plugd_start_time_seconds", "gauge", "When this plugd started, Unix time.");
+    m.sample("plugd_start_time_seconds", "", static_cast<double>(r.started_unix_ms) / 1000);
+    m.family("plugd_generation", "gauge", "The configuration generation serving now.");
+    m.sample("plugd_generation", "", r.generation);
+    m.family("plugd_draining", "gauge", "1 while a stop's shutdown_delay_ms runs.");
+    m.sample("plugd_draining", "", std::uint64_t{r.state != "serving"});
+    m.family("plugd_reloads_total", "counter", "Reloads by outcome (start-up not counted).");
+    m.sample("plugd_reloads_total", label("outcome", "ok"), r.reloads_ok);
+    m.sample("plugd_reloads_total", label("outcome", "failed"), r.reloads_failed);
+
+    const auto listeners = sum(r.shards, &shard_snapshot::listeners, &listener_key,
+                               &shard_snapshot::listener_part::stats);
+    std::map<std::string, std::uint64_t> open;
+    for (const auto& s : r.shards) {
+        for (const auto& l : s.listeners) open[l.name] += l.open_connections;
+    }
+    struct listener_counter {
+        const char* name;
+        const char* type;
+        const char* help;
+        std::uint64_t listener_stats::*field;
+    };
+    static constexpr listener_counter counters[] = {
+        {"plugd_connections_accepted_total", "counter", "Connections accepted.",
+         &listener_stats::accepted},
+        {"plugd_connections_refused_total", "counter",
+         "Connections closed at once: at max_connections with none idle.",
+         &listener_stats::refused},
+        {"plugd_bad_requests_total", "counter",
+         "Requests refused as malformed or too large (400, 413, 431, ERR request too large).",
+         &listener_stats::bad_requests},
+        {"plugd_slow_requests_total", "counter",
+         "HTTP requests not received whole within request_timeout_ms (408).",
+         &listener_stats::slow_requests},
+        {"plugd_idle_timeouts_total", "counter",
+         "Connections closed after idle_timeout_ms without a request.",
+         &listener_stats::idle_timeouts},
+        {"plugd_received_bytes_total", "counter", "Bytes read from clients.",
+         &listener_stats::bytes_in},
+        {"plugd_sent_bytes_total", "counter", "Bytes written to clients.",
+         &listener_stats::bytes_out},
+    };
+    m.family("plugd_connections_open", "gauge", "Connections open now.");
+    for (const auto& [name, stats] : listeners) {
+        m.sample("plugd_connections_open", label("listener", name), open[name]);
+    }
+    for (const auto& c : counters) {
+        m.family(c.name, c.type, c.help);
+        for (const auto& [name, stats] : listeners) {
+            m.sample(c.name, label("listener", name), stats.*c.field);
+        }
+    }
+
+    const auto requests = sum(r.shards, &shard_snapshot::requests, &request_key,
+                              &shard_snapshot::request_part::stats);
+    m.family("plugd_requests_total", "counter", "Requests handled, by listener and plugin.");
+    for (const auto& [key, stats] : requests) {
+        m.sample("plugd_requests_total",
+                 label("listener", key.first) + "," + label("plugin", key.second), stats.requests);
+    }
+    m.family("plugd_request_errors_total", "counter",
+             "Requests that did not end with the handler's reply, by kind.");
+    for (const auto& [key, stats] : requests) {
+        const std::string labels = label("listener", key.first) + "," + label("plugin", key.second);
+        for (std::size_t k = 0; k < stats.errors.size(); ++k) {
+            m.sample("plugd_request_errors_total",
+                     labels + "," + label("kind", to_string(static_cast<request_error>(k))),
+                     stats.errors[k]);
+        }
+    }
+    m.family("plugd_request_duration_seconds", "histogram",
+             "Time from a whole request received to its reply ready (the handler's time).");
+    for (const auto& [key, stats] : requests) {
+        const std::string labels = label("listener", key.first) + "," + label("plugin", key.second);
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < stats.latency.size(); ++b) {
+            cumulative += stats.latency[b];
+            char bound[32] = "+Inf";
+            if (b < latency_bounds_us.size())
+                std::snprintf(bound, sizeof bound, "%g", latency_bounds_us[b] / 1e6);
+            m.sample("plugd_request_duration_seconds_bucket", labels + "," + label("le", bound),
+                     cumulative);
+        }
+        m.sample("plugd_request_duration_seconds_sum", labels,
+                 static_cast<double>(stats.latency_sum_us) / 1e6);
+        m.sample("plugd_request_duration_seconds_count", labels, stats.requests);
+    }
+
+    std::map<std::tuple<std::string, std::uint64_t>, std::uint64_t> in_flight;
+    for (const auto& s : r.shards) {
+        for (const auto& v : s.versions) in_flight[{v.plugin, v.generation}] += v.in_flight;
+    }
+    m.family("plugd_requests_in_flight", "gauge",
+             "Requests running now, by plugin instance and the generation of its version.");
+    for (const auto& [key, n] : in_flight) {
+        m.sample("plugd_requests_in_flight",
+                 label("plugin", std::get<0>(key)) + "," +
+                     label("generation", std::to_string(std::get<1>(key))),
+                 n);
+    }
+    m.family("plugd_plugin_versions_draining", "gauge",
+             "Replaced plugin versions still loaded (requests or leases hold them).");
+    m.sample("plugd_plugin_versions_draining", "", std::uint64_t{r.draining.size()});
+    return m.take();
+}
+
+}  // namespace plugd

@@ -1,0 +1,43 @@
+// traffic_stats: the names /metrics gives errors, and summing shards' counters.
+#include "serving/traffic_stats.hpp"
+
+namespace plugd {
+
+const char* to_string(request_error e) noexcept {
+    switch (e) {
+        case request_error::exception:
+            return "exception";
+        case request_error::timeout:
+            return "timeout";
+        case request_error::busy:
+            return "busy";
+        case request_error::aborted:
+            return "drain_timeout";
+        case request_error::write_timeout:
+            return "write_timeout";
+        case request_error::count:
+            break;
+    }
+    return "unknown";
+}
+
+request_stats& request_stats::operator+=(const request_stats& o) noexcept {
+    requests += o.requests;
+    for (std::size_t i = 0; i < errors.size(); ++i) errors[i] += o.errors[i];
+    for (std::size_t i = 0; i < latency.size(); ++i) latency[i] += o.latency[i];
+    latency_sum_us += o.latency_sum_us;
+    return *this;
+}
+
+listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
+    accepted += o.accepted;
+    refused += o.refused;
+    bad_requests += o.bad_requests;
+    slow_requests += o.slow_requests;
+    idle_timeouts += o.idle_timeouts;
+    bytes_in += o.bytes_in;
+    bytes_out += o.bytes_out;
+    return *this;
+}
+
+}  // namespace plugd

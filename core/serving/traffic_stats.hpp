@@ -1,0 +1,89 @@
+// traffic_stats: what a shard counts for the admin endpoint's /metrics.
+//
+// Plain integers, written and read only by the shard's own thread: a scrape asks each
+// shard for a copy (posted to its event loop) and sums them. So the request path pays a
+// few increments on memory no other thread writes: no lock, no atomic, no shared line.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace plugd {
+
+/// Why a request did not end with the handler's own reply.
+enum class request_error : std::uint8_t {
+    exception,      ///< the handler threw (500 / "ERR internal error")
+    timeout,        ///< request_timeout_ms cancelled the handler (504 / "ERR timeout")
+    busy,           ///< the offload queue was full (503 / "ERR busy")
+    aborted,        ///< a reload's drain timeout cancelled it (503 / "ERR reloading")
+    write_timeout,  ///< the client did not read the reply within write_timeout_ms
+    count
+};
+
+/// The name /metrics gives `e` (its `kind` label).
+const char* to_string(request_error e) noexcept;
+
+/// Upper bounds of the request latency histogram's buckets, in microseconds (the last,
+/// +Inf, is implicit): from 100 µs, where a plain keep-alive request lands, to 10 s.
+inline constexpr std::array<std::uint32_t, 14> latency_bounds_us{
+    100,   250,   500,    1000,   2500,    5000,    10000,
+    25000, 50000, 100000, 250000, 1000000, 2500000, 10000000};
+
+/// Requests of one listener served by one plugin instance, on one shard.
+struct request_stats {
+    std::uint64_t requests = 0;
+    std::array<std::uint64_t, static_cast<std::size_t>(request_error::count)> errors{};
+    std::array<std::uint64_t, latency_bounds_us.size() + 1> latency{};  ///< not cumulative
+    std::uint64_t latency_sum_us = 0;
+
+    void record(std::chrono::steady_clock::duration took) noexcept {
+        const auto us = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+        std::size_t bucket = 0;
+        while (bucket < latency_bounds_us.size() && us > latency_bounds_us[bucket]) ++bucket;
+        ++requests;
+        ++latency[bucket];
+        latency_sum_us += us;
+    }
+    request_stats& operator+=(const request_stats& o) noexcept;
+};
+
+/// Connections and bytes of one listener, on one shard.
+struct listener_stats {
+    std::uint64_t accepted = 0;
+    std::uint64_t refused = 0;  ///< closed at once: at max_connections with none idle
+    std::uint64_t bad_requests =
+        0;  ///< malformed or too large: 400, 413, 431, "ERR request too large"
+    std::uint64_t slow_requests = 0;  ///< not received within request_timeout_ms: 408
+    std::uint64_t idle_timeouts = 0;  ///< closed after idle_timeout_ms without a request
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    listener_stats& operator+=(const listener_stats& o) noexcept;
+};
+
+/// One shard's copy of its counters and gauges, taken on its thread.
+struct shard_snapshot {
+    struct listener_part {
+        std::string name;
+        listener_stats stats;
+        std::uint64_t open_connections = 0;
+    };
+    struct request_part {
+        std::string listener, plugin;
+        request_stats stats;
+    };
+    struct version_part {
+        std::string plugin;
+        std::uint64_t generation = 0;
+        std::uint64_t in_flight = 0;
+        bool retired = false;
+    };
+    std::vector<listener_part> listeners;
+    std::vector<request_part> requests;
+    std::vector<version_part> versions;
+};
+
+}  // namespace plugd

@@ -1,0 +1,252 @@
+// The admin endpoint: health, status, Prometheus metrics, reloads over HTTP, and the
+// drain that a stop with shutdown_delay_ms announces through it.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::string config(const std::string& greeting_config = "{}", const std::string& limits = "{}") {
+    return R"({ "threads": 2, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
+        "plugins": { "greeting": { "file": "greeting", "config": )" +
+           greeting_config + R"( } },
+        "listeners": [
+            { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
+            { "name": "web", "address": "127.0.0.1", "port": 0, "framing": "http",
+              "plugin": "greeting" } ],
+        "limits": )" +
+           limits + R"(,
+        "admin": { "address": "127.0.0.1", "port": 0 } })";
+}
+
+struct admin_server {
+    explicit admin_server(const std::string& text = config())
+        : cfg{tmp.write("server.json", text)},
+          process{{"-c", cfg.string()}},
+          line{process.port("main")},
+          web{process.port("web")},
+          admin{process.admin_port()} {}
+
+    json status() {
+        auto r = http_request(admin, "GET", "/status");
+        REQUIRE(r);
+        REQUIRE(r->status == 200);
+        return json::parse(r->body);
+    }
+
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    plugd_process process;
+    std::uint16_t line, web, admin;
+};
+
+// Parses Prometheus text exposition: every line is a comment or `name{labels} value`.
+// Returns the samples by their full name with labels; throws on a line that is neither.
+std::map<std::string, double> parse_metrics(const std::string& text) {
+    static const std::regex sample{
+        R"(([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})?) (\S+))"};
+    static const std::regex comment{R"(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+)"};
+    std::map<std::string, double> samples;
+    std::istringstream lines{text};
+    for (std::string l; std::getline(lines, l);) {
+        std::smatch m;
+        if (std::regex_match(l, comment)) continue;
+        if (!std::regex_match(l, m, sample)) throw std::runtime_error("not Prometheus text: " + l);
+        samples[m[1].str()] = std::stod(m[4].str());
+    }
+    return samples;
+}
+
+std::map<std::string, double> scrape(std::uint16_t admin) {
+    auto r = http_request(admin, "GET", "/metrics");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    CHECK(r->headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    return parse_metrics(r->body);
+}
+
+// Polls /status until `done` holds for it (an operator's way to watch); bounded.
+bool status_until(admin_server& s, const std::function<bool(const json&)>& done) {
+    for (int i = 0; i < 200; ++i) {
+        if (done(s.status())) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("admin: /healthz is 200 while serving, /status names listeners and plugins") {
+    admin_server s;
+    auto health = http_request(s.admin, "GET", "/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    CHECK(json::parse(health->body)["state"] == "serving");
+
+    line_client held{s.line};  // counted among open connections
+    CHECK(ask(s.line, "x") == "Hello, x");
+    REQUIRE(
+        status_until(s, [](const json& j) { return j["listeners"][0]["open_connections"] == 1; }));
+    const json j = s.status();
+    CHECK(j["version"].is_string());
+    CHECK(j["pid"] == s.process.pid());
+    CHECK(j["generation"] == 1);
+    CHECK(j["state"] == "serving");
+    CHECK(j["uptime_seconds"].is_number());
+    REQUIRE(j["listeners"].size() == 2);
+    CHECK(j["listeners"][0]["name"] == "main");
+    CHECK(j["listeners"][0]["address"] == "127.0.0.1");
+    CHECK(j["listeners"][0]["port"] == s.line);
+    CHECK(j["listeners"][0]["framing"] == "line");
+    CHECK(j["listeners"][0]["plugin"] == "greeting");
+    CHECK(j["listeners"][1]["framing"] == "http");
+    CHECK(j["listeners"][1]["port"] == s.web);
+    const json& g = j["plugins"]["greeting"];
+    CHECK(g["generation"] == 1);
+    CHECK(g["file"].get<std::string>().ends_with("greeting.so"));
+    CHECK(g["sha"].get<std::string>().size() == 16);
+    CHECK(g["abi"].get<std::string>().starts_with("sdk="));
+    CHECK(g["loaded_at_unix_ms"].get<std::int64_t>() > 0);
+    CHECK(g["draining"].empty());
+
+    auto missing = http_request(s.admin, "GET", "/nothing");
+    REQUIRE(missing);
+    CHECK(missing->status == 404);
+    auto wrong = http_request(s.admin, "GET", "/reload");
+    REQUIRE(wrong);
+    CHECK(wrong->status == 405);
+}
+
+TEST_CASE("admin: /metrics is Prometheus text whose counters move with traffic") {
+    admin_server s;
+    const auto before = scrape(s.admin);
+    const std::string main = R"({listener="main",plugin="greeting"})";
+    const std::string web = R"({listener="web",plugin="greeting"})";
+    REQUIRE(before.count("plugd_requests_total" + main));
+    CHECK(before.at("plugd_generation") == 1);
+
+    line_client c{s.line};
+    for (int i = 0; i < 5; ++i) {
+        c.send("n" + std::to_string(i) + "\n");
+        REQUIRE(c.read_line() == "Hello, n" + std::to_string(i));
+    }
+    for (int i = 0; i < 3; ++i) {
+        auto r = http_request(s.web, "GET", "/w");
+        REQUIRE(r);
+        CHECK(r->body == "Hello, w");
+    }
+    auto bad = http_request(s.web, "BAD REQUEST", "x");  // a malformed request line: 400
+    REQUIRE(bad);
+    CHECK(bad->status == 400);
+
+    const auto after = scrape(s.admin);
+    auto moved = [&](const std::string& name) { return after.at(name) - before.at(name); };
+    CHECK(moved("plugd_requests_total" + main) == 5);
+    CHECK(moved("plugd_requests_total" + web) == 3);
+    CHECK(moved("plugd_request_duration_seconds_count" + main) == 5);
+    CHECK(
+        after.at(
+            R"(plugd_request_duration_seconds_bucket{listener="main",plugin="greeting",le="+Inf"})") ==
+        after.at("plugd_request_duration_seconds_count" + main));
+    CHECK(moved(R"(plugd_connections_accepted_total{listener="web"})") == 4);
+    CHECK(moved(R"(plugd_bad_requests_total{listener="web"})") == 1);
+    CHECK(moved(R"(plugd_received_bytes_total{listener="main"})") == 15);  // "nI\n" five times
+    CHECK(moved(R"(plugd_sent_bytes_total{listener="main"})") == 5 * 10);  // "Hello, nI\n"
+    CHECK(after.at(R"(plugd_connections_open{listener="main"})") == 1);
+    CHECK(
+        after.at(
+            R"(plugd_request_errors_total{listener="main",plugin="greeting",kind="exception"})") ==
+        0);
+}
+
+TEST_CASE("admin: POST /reload answers 200 with the new generation, or 409 with the error") {
+    admin_server s;
+    s.tmp.write("server.json", config(R"({ "prefix": "Hi, " })"));
+    auto ok = http_request(s.admin, "POST", "/reload");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+    const json body = json::parse(ok->body);
+    CHECK(body["ok"] == true);
+    CHECK(body["generation"] == 2);
+    CHECK(ask(s.line, "you") == "Hi, you");
+
+    s.tmp.write("server.json", config(R"({ "prefix": "Hi, ", "delay_ms": -1 })"));
+    auto refused = http_request(s.admin, "POST", "/reload");
+    REQUIRE(refused);
+    CHECK(refused->status == 409);
+    const json why = json::parse(refused->body);
+    CHECK(why["ok"] == false);
+    CHECK(why["generation"] == 2);
+    CHECK(why["error"].get<std::string>().find("delay_ms must be 0 or more") != std::string::npos);
+    CHECK(ask(s.line, "still") == "Hi, still");
+
+    const auto m = scrape(s.admin);
+    CHECK(m.at(R"(plugd_reloads_total{outcome="ok"})") == 1);
+    CHECK(m.at(R"(plugd_reloads_total{outcome="failed"})") == 1);
+    CHECK(m.at("plugd_generation") == 2);
+}
+
+TEST_CASE("admin: /status shows a replaced version draining with its request in flight") {
+    admin_server s{config(R"({ "delay_ms": 1000 })")};
+    line_client slow{s.line};
+    slow.send("old\n");
+    REQUIRE(
+        status_until(s, [](const json& j) { return j["plugins"]["greeting"]["in_flight"] == 1; }));
+    s.tmp.write("server.json", config(R"({ "prefix": "New, " })"));
+    auto r = http_request(s.admin, "POST", "/reload");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    const json j = s.status();
+    const json& g = j["plugins"]["greeting"];
+    CHECK(g["generation"] == 2);
+    CHECK(g["in_flight"] == 0);
+    REQUIRE(g["draining"].size() == 1);
+    CHECK(g["draining"][0]["generation"] == 1);
+    CHECK(g["draining"][0]["in_flight"] == 1);
+    CHECK(slow.read_line() == "Hello, old");  // finished on the version it started on
+    CHECK(status_until(s,
+                       [](const json& j) { return j["plugins"]["greeting"]["draining"].empty(); }));
+}
+
+TEST_CASE(
+    "admin: a stop with shutdown_delay_ms drains first: 503, Connection: close, still serving") {
+    admin_server s{config("{}", R"({ "shutdown_delay_ms": 1000 })")};
+    line_client keep_alive{s.web};
+    keep_alive.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto first = read_response(keep_alive);
+    REQUIRE(first);
+    CHECK(first->headers.count("connection") == 0);
+
+    const auto stop = std::chrono::steady_clock::now();
+    s.process.signal(SIGTERM);
+    REQUIRE(s.process.wait_for_log("draining for shutdown_delay_ms"));
+    auto health = http_request(s.admin, "GET", "/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["state"] == "draining");
+    keep_alive.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto last = read_response(keep_alive);
+    REQUIRE(last);
+    CHECK(last->body == "Hello, b");
+    CHECK(last->headers["connection"] == "close");
+    CHECK(keep_alive.read_to_eof() == "");
+    CHECK(ask(s.line, "still") == "Hello, still");  // new connections are still served
+
+    CHECK(s.process.wait_exit() == 0);
+    CHECK(std::chrono::steady_clock::now() - stop >= 1000ms);
+    const std::string log = s.process.log();
+    CHECK(log.find("no longer accepting") > log.find("draining for shutdown_delay_ms"));
+}
