@@ -1,0 +1,251 @@
+// deploy/ for real: HAProxy (deploy/haproxy.cfg) in front of three plugd instances
+// (deploy/server.json), continuous line and HTTP traffic through it, a rollout
+// (deploy/rollout) of a new greeting prefix, then one instance stopped gracefully.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <array>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+const std::filesystem::path deploy = std::filesystem::path{PLUGD_SOURCE_DIR} / "deploy";
+const char* const haproxy = "/usr/sbin/haproxy";
+
+std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in{p};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// Replaces every `from` in `text`; fails the test when there is none, so a deploy/ file
+// that changed under the test cannot make it test something else.
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+    const auto first = text.find(from);
+    REQUIRE_MESSAGE(first != std::string::npos, "deploy/ file no longer has " << from);
+    for (auto at = first; at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+    return text;
+}
+
+struct instance_ports {
+    std::uint16_t line = unused_fixed_port(), http = unused_fixed_port(),
+                  admin = unused_fixed_port();
+    std::string admin_endpoint() const { return "127.0.0.1:" + std::to_string(admin); }
+};
+
+// deploy/server.json (instance 1 of the fleet) made instance `i` on free ports.
+std::string instance_config(const instance_ports& p, const std::filesystem::path& dir,
+                            const std::string& prefix) {
+    std::string text = read_file(deploy / "server.json");
+    text = replace(text, "8881", std::to_string(p.line));
+    text = replace(text, "8891", std::to_string(p.http));
+    text = replace(text, "9901", std::to_string(p.admin));
+    text = replace(text, "/usr/local/lib/plugd", bundled_plugin_dir().string());
+    text = replace(text, "/run/plugd-1/plugd.pid", (dir / "plugd.pid").string());
+    return replace(text, "\"Hello, \"", "\"" + prefix + "\"");
+}
+
+struct fleet {
+    explicit fleet(std::size_t n) : ports(n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto dir = tmp.path() / ("plugd" + std::to_string(i + 1));
+            std::filesystem::create_directories(dir);
+            configs.push_back(dir / "server.json");
+            write(i, "Hello, ");
+            instances.push_back(std::make_unique<plugd_process>(
+                std::vector<std::string>{"-c", configs[i].string()}));
+        }
+        for (auto& p : instances)
+            REQUIRE_MESSAGE(p->wait_for_log("serving generation 1"), p->log());
+    }
+    void write(std::size_t i, const std::string& prefix) {
+        std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), prefix);
+    }
+    std::vector<std::string> endpoints() const {
+        std::vector<std::string> e;
+        for (const auto& p : ports) e.push_back(p.admin_endpoint());
+        return e;
+    }
+    nlohmann::json status(std::size_t i) {
+        auto r = http_request(ports[i].admin, "GET", "/status");
+        REQUIRE(r);
+        return nlohmann::json::parse(r->body);
+    }
+
+    temp_dir tmp;
+    std::vector<instance_ports> ports;
+    std::vector<std::filesystem::path> configs;
+    std::vector<std::unique_ptr<plugd_process>> instances;
+};
+
+// One client through HAProxy: a persistent connection, re-opened when the server side
+// ends it. A line request that meets a connection closed between requests (EOF and not
+// a byte of reply) was never handed to a handler: plugd closes only between requests.
+// The client sends it again on a new connection, as a line client must (docs/operations.md).
+struct client {
+    std::uint16_t port;
+    bool http;
+    std::string name;
+    std::unique_ptr<line_client> c = std::make_unique<line_client>(port);
+    bool sent = false;
+
+    void send(const std::string& message) {
+        const std::string bytes =
+            http ? "GET /" + message + " HTTP/1.1\r\nHost: fleet\r\n\r\n" : message + "\n";
+        try {
+            c->send(bytes);
+        } catch (const std::exception&) {
+            c = std::make_unique<line_client>(port);
+            c->send(bytes);
+        }
+    }
+    // The reply's text, or nullopt if none came.
+    std::optional<std::string> receive() {
+        if (http) {
+            auto r = read_response(*c);
+            if (!r || r->status != 200) return std::nullopt;
+            if (r->headers["connection"] == "close") c = std::make_unique<line_client>(port);
+            return r->body;
+        }
+        return c->read_line();
+    }
+};
+
+struct traffic {
+    std::vector<client> clients;
+    std::size_t requests = 0, failures = 0, resent = 0, old_prefix_after_rollout = 0;
+    std::size_t round = 0;
+    std::string first_failure;
+
+    // Every client sends one request, then every client reads its reply: as many requests
+    // in flight as clients, from one thread.
+    void run_round(bool rollout_done) {
+        ++round;
+        for (auto& cl : clients) cl.send(cl.name + "r" + std::to_string(round));
+        for (auto& cl : clients) {
+            const std::string message = cl.name + "r" + std::to_string(round);
+            auto reply = cl.receive();
+            if (!reply && !cl.http) {
+                ++resent;  // EOF between requests: a new connection, the same request
+                cl.c = std::make_unique<line_client>(cl.port);
+                cl.send(message);
+                reply = cl.receive();
+            }
+            ++requests;
+            const bool old_ok = reply == "Hello, " + message;
+            const bool new_ok = reply == "Howdy, " + message;
+            if (!old_ok && !new_ok) {
+                if (failures++ == 0)
+                    first_failure = cl.name + ": " + message + " -> " + reply.value_or("<none>");
+            } else if (rollout_done && old_ok) {
+                ++old_prefix_after_rollout;
+            }
+        }
+    }
+};
+
+}  // namespace
+
+TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request") {
+    if (!std::filesystem::exists(haproxy)) {
+        MESSAGE("skipped: haproxy is not installed (apt-get install haproxy)");
+        return;
+    }
+    fleet f{3};
+    const std::uint16_t line_front = unused_fixed_port(), http_front = unused_fixed_port();
+    std::string cfg = read_file(deploy / "haproxy.cfg");
+    cfg = replace(cfg, "127.0.0.1:7000", "127.0.0.1:" + std::to_string(line_front));
+    cfg = replace(cfg, "127.0.0.1:7080", "127.0.0.1:" + std::to_string(http_front));
+    for (std::size_t i = 0; i < 3; ++i) {
+        const std::string n = std::to_string(i + 1);
+        cfg = replace(cfg, "127.0.0.1:888" + n, "127.0.0.1:" + std::to_string(f.ports[i].line));
+        cfg = replace(cfg, "127.0.0.1:889" + n, "127.0.0.1:" + std::to_string(f.ports[i].http));
+        cfg = replace(cfg, "port 990" + n, "port " + std::to_string(f.ports[i].admin));
+    }
+    plugd_process balancer{haproxy, {"-f", f.tmp.write("haproxy.cfg", cfg).string(), "-db"}};
+    // Ready when both frontends answer (HAProxy logs nothing on start in -db mode).
+    bool ready = false;
+    for (int i = 0; i < 100 && !ready; ++i) {
+        try {
+            ready = ask(line_front, "up") == "Hello, up" &&
+                    http_request(http_front, "GET", "/up").value_or(http_response{}).body ==
+                        "Hello, up";
+        } catch (const std::exception&) {
+            std::this_thread::sleep_for(20ms);  // not bound yet: nothing to wait on but time
+        }
+    }
+    REQUIRE_MESSAGE(ready, balancer.log());
+
+    traffic t;
+    for (int i = 0; i < 8; ++i) t.clients.push_back({line_front, false, "l" + std::to_string(i)});
+    for (int i = 0; i < 8; ++i) t.clients.push_back({http_front, true, "h" + std::to_string(i)});
+    for (int i = 0; i < 50; ++i) t.run_round(false);
+
+    // The new prefix is staged on every instance; the rollout reloads them one by one.
+    for (std::size_t i = 0; i < 3; ++i) f.write(i, "Howdy, ");
+    std::vector<std::string> args{(deploy / "rollout").string()};
+    for (const auto& e : f.endpoints()) args.push_back(e);
+    plugd_process rollout{"/bin/sh", args};
+    std::optional<int> rolled;
+    for (int i = 0; i < 20000 && !(rolled = rollout.wait_exit(0ms)); ++i) t.run_round(false);
+    REQUIRE_MESSAGE(rolled == 0, rollout.log());
+    CHECK(rollout.log().find("all 3 instances reloaded") != std::string::npos);
+    for (std::size_t i = 0; i < 3; ++i) {
+        const auto s = f.status(i);
+        CHECK(s["generation"] == 2);
+        CHECK(s["state"] == "serving");
+    }
+    for (int i = 0; i < 50; ++i) t.run_round(true);
+
+    // A graceful stop: /healthz says 503 for shutdown_delay_ms, HAProxy moves traffic away.
+    auto& leaving = *f.instances[2];
+    leaving.signal(SIGTERM);
+    std::optional<int> stopped;
+    for (int i = 0; i < 20000 && !(stopped = leaving.wait_exit(0ms)); ++i) t.run_round(true);
+    CHECK(stopped == 0);
+    for (int i = 0; i < 50; ++i) t.run_round(true);
+
+    MESSAGE("fleet: " << t.requests << " requests, " << t.failures << " failed, " << t.resent
+                      << " line requests sent again after a connection closed between requests");
+    CHECK_MESSAGE(t.failures == 0, t.first_failure);
+    CHECK(t.old_prefix_after_rollout == 0);
+    CHECK(t.requests > 16 * 150);
+    CHECK(leaving.log().find("draining for shutdown_delay_ms") != std::string::npos);
+}
+
+TEST_CASE("fleet: a rollout stops at the first instance that refuses, the rest untouched") {
+    if (!std::filesystem::exists("/usr/bin/curl")) {
+        MESSAGE("skipped: curl is not installed (apt-get install curl)");
+        return;
+    }
+    fleet f{3};
+    f.write(0, "Howdy, ");
+    std::ofstream{f.configs[1]} << "{ \"plugins\": ";  // a broken config on the second
+    f.write(2, "Howdy, ");
+    std::vector<std::string> args{(deploy / "rollout").string()};
+    for (const auto& e : f.endpoints()) args.push_back(e);
+    const auto r = run_program("/bin/sh", args);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("stopped at " + f.ports[1].admin_endpoint() +
+                                ": reload refused (HTTP 409)") != std::string::npos,
+                  r.output);
+    CHECK_MESSAGE(r.output.find(f.configs[1].string()) != std::string::npos, r.output);
+    CHECK(f.status(0)["generation"] == 2);
+    CHECK(f.status(1)["generation"] == 1);
+    CHECK(f.status(2)["generation"] == 1);  // never asked
+    CHECK(ask(f.ports[2].line, "x") == "Hello, x");
+}
