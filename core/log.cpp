@@ -93,7 +93,9 @@ void write(level severity, std::string_view message, std::initializer_list<field
             char level_column[8];
             std::snprintf(level_column, sizeof level_column, "%-5s", name_of(severity));
             line.append(time).append(" ").append(level_column).append(" ").append(message);
-            for (const auto& f : fields) line.append(" ").append(f.key).append("=").append(f.value);
+            for (const auto& f : fields) {
+                if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
+            }
             line += '\n';
         }
         const char* p = line.data();

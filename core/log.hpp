@@ -20,7 +20,14 @@ void set_json(bool json) noexcept;
 struct field {
     std::string_view key;
     std::string_view value;
+    bool in_text = true;  ///< false: the text line's message already says it (see tag())
 };
+
+/// A field for JSON lines only, where a log pipeline filters on it (plugin, listener,
+/// peer, generation): the text line's message already names it in words.
+constexpr field tag(std::string_view key, std::string_view value) noexcept {
+    return {key, value, false};
+}
 
 /// Writes one whole line with a single write(2), so lines from several threads never
 /// interleave. Never throws; a failed write is ignored (there is nowhere left to report it).

@@ -191,13 +191,16 @@ class server final : public admin_backend {
             const std::string line = "reload: generation " +
                                      std::to_string(deployment_->generation()) + " in " +
                                      std::to_string(elapsed_ms(started)) + " ms; " + summary;
-            log::info(line);
+            const std::string generation = std::to_string(deployment_->generation());
+            log::info(line, {log::tag("generation", generation)});
             record(true, line, began);
             ++reloads_ok_;
             return {true, line, elapsed_ms(started)};
         } catch (const std::exception& e) {
+            const std::string generation = std::to_string(deployment_->generation());
             log::error(std::string{"reload failed: "} + e.what() + "; still serving generation " +
-                       std::to_string(deployment_->generation()) + ", unchanged");
+                           generation + ", unchanged",
+                       {log::tag("generation", generation)});
             record(false, e.what(), began);
             ++reloads_failed_;
             return {false, e.what(), elapsed_ms(started)};

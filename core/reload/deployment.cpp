@@ -94,8 +94,10 @@ std::string deployment::apply(const server_config& running, const server_config&
     }
     // Logged before the shards own the acceptors: afterwards only their threads touch them.
     for (const auto& [name, v] : loaded) {
-        log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " +
-                  std::to_string(generation) + ")");
+        const std::string g = std::to_string(generation);
+        log::info(
+            "plugin " + name + ": loaded " + v->spec().file.string() + " (generation " + g + ")",
+            {log::tag("plugin", name), log::tag("generation", g)});
     }
     std::erase_if(held_, [&](const listener_spec& h) {
         return std::find(plan.remove.begin(), plan.remove.end(), h.name) != plan.remove.end();
@@ -104,7 +106,8 @@ std::string deployment::apply(const server_config& running, const server_config&
         const auto& l = plan.add[i];
         const auto at = bound[i].front()->acceptor.local_endpoint();
         log::info("listener " + l.name + ": listening on " + format_endpoint(at) + " (framing " +
-                  std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")");
+                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")",
+                  {log::tag("listener", l.name), log::tag("plugin", l.plugin)});
         held_.push_back(l);
         held_.back().port = at.port();
     }
@@ -146,7 +149,9 @@ void deployment::retire(std::shared_ptr<plugin_version> version,
             auto version = weak.lock();
             if (ec || !version) return;
             log::warn(version->describe() +
-                      ": requests still running after reload_drain_timeout_ms; cancelling them");
+                          ": requests still running after reload_drain_timeout_ms; cancelling them",
+                      {log::tag("plugin", version->spec().name),
+                       log::tag("generation", std::to_string(version->generation()))});
             if (const auto tasks = version->tasks().running(); !tasks.empty()) {
                 log::warn(version->describe() + ": background task(s) " + join_names(tasks) +
                           " ignore cancellation; the version stays loaded until they end (a task "
@@ -177,10 +182,13 @@ void deployment::unload_drained() {
         // lease): what that thread did to the version happened before it is destroyed.
         std::atomic_thread_fence(std::memory_order_acquire);
         const std::string what = it->version->describe();
+        const std::string name = it->version->spec().name;
+        const std::string generation = std::to_string(it->version->generation());
         const auto drained = elapsed_ms(it->since);
         it->deadline->cancel();
         it = draining_.erase(it);  // stops and unloads the version
-        log::info(what + ": unloaded after draining for " + std::to_string(drained) + " ms");
+        log::info(what + ": unloaded after draining for " + std::to_string(drained) + " ms",
+                  {log::tag("plugin", name), log::tag("generation", generation)});
     }
 }
 

@@ -48,14 +48,20 @@ const request_failure* request_failed(const connection& c, const plugin_ref& plu
         std::rethrow_exception(error);
     } catch (const busy& e) {
         log::warn(std::string{e.what()} + " (" + c.peer + " on listener " + c.via->spec.name +
-                  " got ERR busy; raise /offload_queue or /offload_threads if this persists)");
+                      " got ERR busy; raise /offload_queue or /offload_threads if this persists)",
+                  {log::tag("plugin", plugin.version->spec().name),
+                   log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
         return &failure::busy;
     } catch (const std::exception& e) {
         log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
-                   " on listener " + c.via->spec.name + ": " + e.what());
+                       " on listener " + c.via->spec.name + ": " + e.what(),
+                   {log::tag("plugin", plugin.version->spec().name),
+                    log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
     } catch (...) {
         log::error("plugin " + plugin.version->spec().name +
-                   " threw a non-standard exception for " + c.peer);
+                       " threw a non-standard exception for " + c.peer,
+                   {log::tag("plugin", plugin.version->spec().name),
+                    log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
     }
     return &failure::exception;
 }
@@ -134,8 +140,9 @@ void connection::refuse_slow_request() noexcept {
         traffic->bytes_out += sent;
     }
     log::warn("listener " + via->spec.name + ": " + peer +
-              " did not send a whole request within request_timeout_ms (" +
-              std::to_string(limits().request_timeout.count()) + "): answered 408, closed");
+                  " did not send a whole request within request_timeout_ms (" +
+                  std::to_string(limits().request_timeout.count()) + "): answered 408, closed",
+              {log::tag("listener", via->spec.name), log::tag("peer", peer)});
     close_when_idle();
 }
 
@@ -443,7 +450,8 @@ void connection::resume() noexcept {
                     std::rethrow_exception(error);
                 } catch (const std::exception& e) {
                     log::error("listener " + via->spec.name + ": connection from " + peer +
-                               " ended by an error: " + e.what());
+                                   " ended by an error: " + e.what(),
+                               {log::tag("listener", via->spec.name), log::tag("peer", peer)});
                 } catch (...) {
                     log::error("listener " + via->spec.name + ": connection from " + peer +
                                " ended by a non-standard exception");

@@ -182,16 +182,19 @@ asio::awaitable<void> shard::sweep() {
                 case phase::handling:
                     if (age < limits.request_timeout) break;
                     log::warn("plugin " + c.active->version->spec().name + ": request from " +
-                              c.peer + " on listener " + c.via->spec.name +
-                              " exceeded request_timeout_ms (" +
-                              std::to_string(limits.request_timeout.count()) + "): cancelled");
+                                  c.peer + " on listener " + c.via->spec.name +
+                                  " exceeded request_timeout_ms (" +
+                                  std::to_string(limits.request_timeout.count()) + "): cancelled",
+                              {log::tag("plugin", c.active->version->spec().name),
+                               log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::timeout);
                     break;
                 case phase::writing:
                     if (age < limits.write_timeout) break;
                     log::warn("listener " + c.via->spec.name + ": " + c.peer +
-                              " did not read its replies for write_timeout_ms (" +
-                              std::to_string(limits.write_timeout.count()) + "): closed");
+                                  " did not read its replies for write_timeout_ms (" +
+                                  std::to_string(limits.write_timeout.count()) + "): closed",
+                              {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::write_timeout);
                     if (auto* counted = c.via->requests)
                         ++counted->errors[static_cast<std::size_t>(request_error::write_timeout)];

@@ -89,3 +89,51 @@ TEST_CASE("a reload changes the log level and format: warn drops access lines, j
     CHECK(get("three") == "HTTP/1.1 200 OK\r");
     CHECK(p.wait_for_log(R"("message":"access","listener":"main")"));
 }
+
+TEST_CASE(
+    "json log lines carry plugin, listener, peer and generation as fields, text lines do not "
+    "repeat them") {
+    temp_dir tmp;
+    auto text = one_listener_config(test_plugin_dir(), "facilities");
+    text.insert(text.rfind('}'), R"(, "log": { "format": "json" } )");
+    const auto cfg = tmp.write("server.json", text);
+    plugd_process p{{"-c", cfg.string()}};
+    const auto port = p.port();
+    CHECK(ask(port, "fail") == "ERR internal error");
+    REQUIRE(p.wait_for_log("failed a request from"));
+    p.signal(SIGHUP);
+    REQUIRE(p.wait_for_log("reload: generation 2"));
+    bool saw_failure = false, saw_reload = false, saw_loaded = false;
+    std::istringstream lines{p.log()};
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line);
+        const std::string message = j["message"];
+        if (message.find("failed a request from") != std::string::npos) {
+            saw_failure = true;
+            CHECK(j["plugin"] == "p");
+            CHECK(j["listener"] == "main");
+            CHECK(j["peer"].get<std::string>().starts_with("127.0.0.1:"));
+        } else if (message.starts_with("reload: generation 2")) {
+            saw_reload = true;
+            CHECK(j["generation"] == "2");
+        } else if (message.starts_with("plugin p: loaded")) {
+            saw_loaded = true;
+            CHECK(j["plugin"] == "p");
+            CHECK(j["generation"] == "1");
+        }
+    }
+    CHECK(saw_failure);
+    CHECK(saw_reload);
+    CHECK(saw_loaded);
+
+    // The same line in text: the message names them once, no key=value repeats them.
+    tmp.write("server.json", one_listener_config(test_plugin_dir(), "facilities"));
+    p.signal(SIGHUP);
+    REQUIRE(p.wait_for_log("reload: generation 3"));
+    CHECK(ask(port, "fail") == "ERR internal error");
+    REQUIRE(p.wait_for_log("failed a request from", 10s, 2));
+    const std::string log = p.log();
+    const auto last = log.substr(log.rfind("failed a request from"));
+    CHECK(last.substr(0, last.find('\n')).find("plugin=") == std::string::npos);
+}
