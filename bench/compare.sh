@@ -13,6 +13,8 @@
 #   idle       8,000 idle keep-alive connections (connected, nothing sent) beside 1 busy one
 #   churn      64 clients opening a connection per request
 #   reload     plugd alone: 256 connections, with and without a reload every 2 s
+#   admin      plugd alone: 256 connections, without an admin endpoint and with one
+#              (metrics kept) scraped every second
 #   http       HTTP/1.1 keep-alive, 256 connections: plugd's http framing, nginx and Node's
 #              `http`; through wrk too when it is installed
 #
@@ -67,6 +69,10 @@ case $scenario in
         load=(--connections 256) servers="plugd plugd+reloads"
         what="256 keep-alive connections, plugd with and without a reload every 2 s"
         ;;
+    admin)
+        load=(--connections 256) servers="plugd plugd+admin"
+        what="256 keep-alive connections, plugd without and with the admin endpoint scraped every 1 s"
+        ;;
     http)
         mode=http servers="plugd nginx node-http"
         load=(--mode http --connections 256) what="HTTP/1.1 keep-alive, 256 connections"
@@ -90,10 +96,13 @@ missing() {
     esac
 }
 
-plugd_config() { # GENERATION: greeting with the scenario's delay; a new generation each reload
+plugd_config() { # GENERATION [ADMIN]: greeting with the scenario's delay; a new generation
+    # each reload; ADMIN adds an admin endpoint on an ephemeral port
+    local admin=
+    [[ -n ${2:-} ]] && admin='"admin": { "port": 0 },'
     cat >"$tmp/server.json" <<JSON
 {
-  "threads": 1,
+  "threads": 1, $admin
   "plugin_dir": "$build/lib/plugd",
   "plugins": { "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
   "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", "plugin": "greeting" } ],
@@ -106,8 +115,8 @@ JSON
 start() {
     local listening='s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p'
     case $1 in
-        plugd | plugd+reloads)
-            plugd_config 1
+        plugd | plugd+reloads | plugd+admin)
+            plugd_config 1 "$([[ $1 == plugd+admin ]] && echo admin)"
             start_server "$1" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
                 "$build/bin/plugd" -c "$tmp/server.json"
             ;;
@@ -160,6 +169,13 @@ reloads() {
     done
 }
 
+# scrapes PORT: GET /metrics every second, as Prometheus would (more often than it usually does).
+scrapes() {
+    while sleep 1; do
+        curl -sf -o /dev/null "http://127.0.0.1:$1/metrics" || return 0
+    done
+}
+
 # run NAME: one run against a fresh server; appends its figures to $tmp/NAME.*.
 run() {
     local name=$1 out reloader=
@@ -168,6 +184,13 @@ run() {
     # nginx runs as a child of the announcing shell: measure nginx itself.
     [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
     [[ $name == plugd+reloads ]] && { reloads "$server_pid" & reloader=$!; }
+    if [[ $name == plugd+admin ]]; then
+        local admin_port
+        admin_port=$(sed -n 's/.*admin endpoint: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' \
+            "$tmp/$name.log")
+        scrapes "$admin_port" &
+        reloader=$!
+    fi
     if ! out=$("$build/bin/plugd-bench" --port "$port" --mode "$mode" --server-pid "$server_pid" \
         --duration "$seconds" --warmup "$warmup" "${load[@]}" 2>&1); then
         echo "$script: the run against $name failed:" >&2
@@ -222,13 +245,47 @@ for name in "${ran[@]}"; do
         "$(ratio "$(median "$tmp/$first.rate")" "$rate") | $(ratio "$(median "$tmp/$first.cpu")" "$cpu") |"
 done
 
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 if [[ $scenario == http ]] && command -v wrk >/dev/null; then
+    # wrk, the load generator HTTP servers are usually measured with: the same alternating
+    # rounds, server CPU per request from /proc, and a run with any error or non-2xx fails.
     echo
-    echo "wrk (1 thread, 256 connections, ${seconds} s), one run each:"
+    echo "wrk: 1 thread, 256 connections, GET /world; $rounds rounds of ${seconds} s:"
+    hz=$(getconf CLK_TCK)
+    for ((round = 1; round <= rounds; round++)); do
+        for name in "${ran[@]}"; do
+            start "$name"
+            server_pid=$pid
+            [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
+            wrk -t1 -c256 -d1s "http://127.0.0.1:$port/world" >/dev/null # warm-up
+            before=$(cpu_ticks "$server_pid")
+            out=$(wrk -t1 -c256 -d"${seconds}s" "http://127.0.0.1:$port/world")
+            after=$(cpu_ticks "$server_pid")
+            stop_server "$pid"
+            if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+                echo "$script: wrk saw errors against $name:" >&2
+                echo "$out" >&2
+                exit 1
+            fi
+            requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+            rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+            cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" \
+                'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+            printf '  %-10s requests/s=%s server_cpu_us_per_request=%s\n' "$name" "$rate" "$cpu"
+            echo "$rate" >>"$tmp/$name.wrk-rate"
+            echo "$cpu" >>"$tmp/$name.wrk-cpu"
+        done
+    done
+    echo
+    echo "| server (wrk) | req/s (min-max) | server CPU µs/request | $first req/s ÷ this | $first CPU ÷ this |"
+    echo "|---|---|---|---|---|"
     for name in "${ran[@]}"; do
-        start "$name"
-        printf '  %-10s %s\n' "$name" "$(wrk -t1 -c256 -d"${seconds}s" "http://127.0.0.1:$port/world" |
-            grep -E 'Requests/sec|Non-2xx|errors' | tr -s ' ' | paste -sd ' ')"
-        stop_server "$pid"
+        rate=$(median "$tmp/$name.wrk-rate") cpu=$(median "$tmp/$name.wrk-cpu")
+        echo "| $name | $rate ($(spread "$tmp/$name.wrk-rate")) | $cpu |" \
+            "$(ratio "$(median "$tmp/$first.wrk-rate")" "$rate") | $(ratio "$(median "$tmp/$first.wrk-cpu")" "$cpu") |"
     done
 fi

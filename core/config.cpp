@@ -242,7 +242,7 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
         v.only_keys(obj, p,
                     {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
                      "request_timeout_ms", "write_timeout_ms", "shutdown_timeout_ms",
-                     "shutdown_delay_ms", "reload_drain_timeout_ms"});
+                     "shutdown_delay_ms", "reload_drain_timeout_ms", "stall_warn_ms"});
     } else {
         v.only_keys(obj, p,
                     {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
@@ -264,6 +264,7 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     l.write_timeout = millis("write_timeout_ms", l.write_timeout);
     l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
     l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
+    l.stall_warn = millis("stall_warn_ms", l.stall_warn);
     l.shutdown_delay = ms{v.integer_or(obj, p, "shutdown_delay_ms", 0, day_ms,
                                        static_cast<std::uint64_t>(l.shutdown_delay.count()))};
     return l;

@@ -47,6 +47,9 @@ struct limits {
     /// while everything still serves, before the listeners close: time for load balancers
     /// to move new traffic away. 0: close at once.
     std::chrono::milliseconds shutdown_delay{0};
+    /// A worker thread whose event loop has not come back for this long is reported as
+    /// stalled, naming the plugin running there.
+    std::chrono::milliseconds stall_warn{200};
     std::chrono::milliseconds reload_drain_timeout{30000};
     friend bool operator==(const limits&, const limits&) = default;
 };

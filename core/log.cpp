@@ -58,6 +58,14 @@ void set_json(bool json) noexcept {
     g_json.store(json, std::memory_order_relaxed);
 }
 
+level threshold() noexcept {
+    return g_threshold.load(std::memory_order_relaxed);
+}
+
+bool json_enabled() noexcept {
+    return g_json.load(std::memory_order_relaxed);
+}
+
 void write(level severity, std::string_view message, std::initializer_list<field> fields) noexcept {
     if (severity < g_threshold.load(std::memory_order_relaxed)) return;
     try {

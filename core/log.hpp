@@ -13,8 +13,11 @@ using level = plugd::log_level;
 
 /// Lines below this level are dropped. May change while threads log (a reload).
 void set_threshold(level threshold) noexcept;
+level threshold() noexcept;
 /// JSON lines ({"time", "level", "message", and each field}) instead of text.
 void set_json(bool json) noexcept;
+/// Whether lines are JSON now (async-signal-safe: a crash report writes in the same format).
+bool json_enabled() noexcept;
 
 /// A named value that goes with a line: ` key=value` in text, a member in JSON.
 struct field {

@@ -13,6 +13,7 @@
 #include "log.hpp"
 #include "plugins/plugin_seal.hpp"
 #include "plugins/plugin_version.hpp"
+#include "plugins/trial_load.hpp"
 #include "server.hpp"
 
 #include <plugd/version.hpp>
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
                 std::cerr << "plugd: " << e.what() << '\n';
                 return 1;
             }
+        } else if (arg == "--trial-load") {
+            // Internal: the child a reload runs a new plugin version in first.
+            if (i + 1 >= argc) return fail_usage("--trial-load needs a plugin spec");
+            plugd::run_trial_load(argv[++i]);
         } else if (arg == "--watch") {
             watch = true;
         } else if (arg == "--version" || arg == "-v") {

@@ -24,6 +24,8 @@
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
+#include "faults/crash_report.hpp"
+#include "faults/stall_monitor.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
@@ -60,6 +62,7 @@ class server final : public admin_backend {
         pid_file_.emplace(cfg_.pid_file);
         raise_descriptor_limit();
         threads_ = or_cores(cfg_.threads);
+        stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
         std::vector<asio::io_context*> workers;
@@ -80,7 +83,7 @@ class server final : public admin_backend {
         record(true, "started generation 1", unix_ms());
         drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
-            s->start([this] { asio::post(control_, [this] { shard_finished(); }); });
+            s->start(*stalls_, [this] { asio::post(control_, [this] { shard_finished(); }); });
         }
         wait_for_signal();
         if (options_.watch) {
@@ -187,6 +190,7 @@ class server final : public admin_backend {
             cfg_ = std::move(next);
             log::set_threshold(cfg_.log.level);
             log::set_json(cfg_.log.json);
+            stalls_->set_warn_after(cfg_.limits.stall_warn);
             if (watch_) watch_->watch(watched_files());
             const std::string line = "reload: generation " +
                                      std::to_string(deployment_->generation()) + " in " +
@@ -254,6 +258,7 @@ class server final : public admin_backend {
         r.state = draining_ ? "draining" : "serving";
         r.reloads_ok = reloads_ok_;
         r.reloads_failed = reloads_failed_;
+        r.stalls = stalls_->stalls();
         r.listeners = deployment_->listeners();
         for (const auto& [name, v] : deployment_->plugins()) r.serving.push_back(v);
         r.draining = deployment_->draining();
@@ -378,6 +383,7 @@ class server final : public admin_backend {
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;
+    std::optional<stall_monitor> stalls_;  ///< outlives the shards, which beat for it
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
     std::optional<admin_endpoint> admin_;  ///< first to close: it may call everything above
@@ -395,6 +401,7 @@ void check_plugins(const server_config& cfg) {
 
 int serve(server_config cfg, const server_options& options) {
     block_control_signals();  // before the first shard thread starts, so none receives them
+    install_crash_report();
     server s{std::move(cfg), options};
     return s.run();
 }

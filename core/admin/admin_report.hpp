@@ -21,6 +21,7 @@ struct server_report {
     std::string state;  ///< "serving", "draining" or "stopping"
     std::uint64_t reloads_ok = 0;
     std::uint64_t reloads_failed = 0;
+    std::uint64_t stalls = 0;
     std::vector<listener_spec> listeners;  ///< with the ports they are bound to
     std::vector<std::shared_ptr<plugin_version>> serving;
     std::vector<std::shared_ptr<plugin_version>> draining;

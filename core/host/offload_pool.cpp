@@ -1,6 +1,8 @@
 // offload_pool: threads, a bounded queue, and a shutdown that never waits forever.
 #include "host/offload_pool.hpp"
 
+#include "faults/crash_report.hpp"
+
 namespace plugd {
 
 offload_pool::offload_pool(unsigned threads, std::size_t queue_limit) : limit_{queue_limit} {
@@ -22,6 +24,7 @@ bool offload_pool::submit(std::function<void()>& job) {
 }
 
 void offload_pool::work() {
+    prepare_thread_for_crash_report();  // plugin code runs here too
     std::unique_lock lock{mutex_};
     for (;;) {
         wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -1,6 +1,7 @@
 // plugin_context: the SDK's context, each call handed to its facility in core/host/.
 #include "plugins/plugin_context.hpp"
 
+#include "faults/running_code.hpp"
 #include "host/host.hpp"
 #include "host/offload.hpp"
 #include "host/task_group.hpp"
@@ -60,8 +61,15 @@ task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
 }
 
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {
-    return plugd::run_offloaded(owner_.host_of().offload(), std::move(job), owner_.lease("offload"),
-                                name_);
+    // On the offload thread, a crash or stall report names this plugin (the lease keeps
+    // the name alive while the job runs).
+    const running_code runs{owner_.spec().name.c_str(), owner_.generation(), nullptr, nullptr};
+    auto named = [job = std::move(job), runs] {
+        running_scope scope{runs};
+        job();
+    };
+    return plugd::run_offloaded(owner_.host_of().offload(), std::move(named),
+                                owner_.lease("offload"), name_);
 }
 
 }  // namespace plugd

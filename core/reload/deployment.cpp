@@ -11,6 +11,7 @@
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
+#include "plugins/trial_load.hpp"
 #include "reload/reload_plan.hpp"
 #include "serving/listener.hpp"
 #include "serving/shard.hpp"
@@ -20,6 +21,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 namespace asio = boost::asio;
+
+// How long a new version's trial load (constructor and start() in a child process) may
+// take. Generous: a constructor may open files or connect; one that takes longer belongs
+// in a background task.
+constexpr std::chrono::milliseconds trial_load_timeout{30000};
 
 long long elapsed_ms(clock::time_point since) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since).count();
@@ -52,6 +58,8 @@ std::string deployment::apply(const server_config& running, const server_config&
     std::vector<std::vector<std::shared_ptr<route>>> bound;
     try {
         for (const auto& spec : plan.load) {
+            // A crash in the constructor or start() ends the child, not the server.
+            trial_load(spec, trial_load_timeout);
             loaded[spec.name] =
                 std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
         }

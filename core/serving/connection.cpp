@@ -14,6 +14,7 @@
 #include <plugd/context.hpp>
 #include <plugd/handler.hpp>
 
+#include "faults/running_code.hpp"
 #include "framing/http_framing.hpp"
 #include "framing/line_framing.hpp"
 #include "log.hpp"
@@ -37,6 +38,9 @@ plugin_ref& begin_request(connection& c) noexcept {
     ++plugin.in_flight;
     c.active = &plugin;
     c.enter(connection::phase_kind::handling);
+    // What a stall or crash report names; alive while the request runs.
+    this_thread_runs() = {plugin.version->spec().name.c_str(), plugin.version->generation(),
+                          c.via->spec.name.c_str(), c.peer.c_str()};
     return plugin;
 }
 
@@ -77,6 +81,7 @@ bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_
         out += failed->line;
     }
     c.active = nullptr;
+    this_thread_runs() = {};
     c.owner.request_done(plugin);
     return c.aborted != nullptr;
 }
@@ -175,13 +180,22 @@ struct http_strings {
     std::string chunked, decoded;
 };
 
+// A plain request of `consumed` bytes whose message is `message`.
+framed plain_request(std::string_view message, std::size_t consumed) noexcept {
+    framed f;
+    f.what = framed::kind::request;
+    f.message = message;
+    f.consumed = consumed;
+    return f;
+}
+
 framed next_request(connection& c, framing_kind framing, bool eof, http_strings& http) {
     framed f;
     const std::string_view input = c.input.view();
     const std::size_t max = c.limits().max_request_bytes;
     switch (framing) {
         case framing_kind::oneshot:
-            return {framed::kind::request, input, input.size()};
+            return plain_request(input, input.size());
         case framing_kind::http: {
             const http_frame h = next_http_request(input, max, http.chunked);
             if (h.what == http_frame::kind::error) {
@@ -208,10 +222,10 @@ framed next_request(connection& c, framing_kind framing, bool eof, http_strings&
         f.what = framed::kind::refused;
         f.reason = "ERR request too large";
     } else if (l.what == line_frame::kind::request) {
-        f = {framed::kind::request, l.message, l.consumed};
+        f = plain_request(l.message, l.consumed);
     } else if (eof) {
         // At end of input, what is left is a last request without its '\n'.
-        f = {framed::kind::request, input, input.size()};
+        f = plain_request(input, input.size());
     }
     return f;
 }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <limits>
 
+#include "faults/crash_report.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
 #include "serving/connection.hpp"
@@ -44,12 +45,26 @@ shard::~shard() {
     while (!connections_.empty()) delete connections_.front().self;
 }
 
-void shard::start(std::function<void()> on_exit) {
+void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
+    stalls_ = &stalls;
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
         host::enter_worker(io_, index_);
+        prepare_thread_for_crash_report();
+        stalls_->enter(index_);
+        asio::co_spawn(io_, heartbeat(), [](std::exception_ptr) {});
         io_.run();
         on_exit();
     }};
+}
+
+// The stall monitor's evidence that this thread's event loop keeps coming back.
+asio::awaitable<void> shard::heartbeat() {
+    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    while (!shutting_down_) {
+        stalls_->beat(index_);
+        heartbeat_.expires_after(stalls_->beat_interval());
+        co_await heartbeat_.async_wait(as_tuple);
+    }
 }
 
 void shard::join() {
@@ -298,6 +313,9 @@ shard_snapshot shard::snapshot() const {
 void shard::begin_shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
+    // No heartbeat from here on: the io_context must be able to run out of work.
+    if (stalls_) stalls_->leave(index_);
+    heartbeat_.cancel();
     if (connections_.empty()) sweeper_.cancel();
     for (auto& [name, r] : routes_) close_route(*r);
     routes_.clear();

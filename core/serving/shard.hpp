@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "faults/stall_monitor.hpp"
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
 #include "serving/traffic_stats.hpp"
@@ -96,9 +97,10 @@ class shard {
     unsigned index() const noexcept { return index_; }
     asio::io_context& io() noexcept { return io_; }
 
-    /// Starts the worker thread. `on_exit` runs on that thread once the io_context has no
-    /// more work (after begin_shutdown and the last connection).
-    void start(std::function<void()> on_exit);
+    /// Starts the worker thread, which beats for `stalls` while it serves. `on_exit` runs
+    /// on that thread once the io_context has no more work (after begin_shutdown and the
+    /// last connection).
+    void start(stall_monitor& stalls, std::function<void()> on_exit);
     void join();
 
     // The members below run on the shard's own thread (reach them with asio::post).
@@ -133,6 +135,7 @@ class shard {
     void release(plugin_ref& p) noexcept;
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
     asio::awaitable<void> sweep();
+    asio::awaitable<void> heartbeat();
     void report_connection_limits();
     /// At `r`'s connection limit: closes its longest-idle connection to make room for a
     /// new one. False when none is waiting for a new request.
@@ -165,6 +168,8 @@ class shard {
     std::thread thread_;
     std::map<std::string, std::shared_ptr<route>> routes_;
     asio::steady_timer sweeper_{io_};
+    stall_monitor* stalls_ = nullptr;
+    asio::steady_timer heartbeat_{io_};
 };
 
 }  // namespace plugd

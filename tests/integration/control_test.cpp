@@ -169,15 +169,32 @@ TEST_CASE("pid_file cannot change by reload, and -s says what to do when it was 
 
 TEST_CASE("-s reload reports a server that dies during the reload as soon as it is gone") {
     serving s;
+    // A slow constructor keeps the reload running while the server is killed under it.
+    s.tmp.write("server.json",
+                one_listener_config(test_plugin_dir(), "echo", R"({ "construct_ms": 3000 })"));
+    plugd_process reload{PLUGD_BINARY, {"-s", "reload", "-c", s.cfg.string()}};
+    REQUIRE(s.process->wait_for_log("plugin p: constructing"));
+    ::kill(s.process->pid(), SIGKILL);
+    // -s's own deadline is 60 s: only noticing the exit answers within this one.
+    REQUIRE(reload.wait_exit(20s) == 1);
+    CHECK_MESSAGE(
+        contains(reload.log(), "pid " + std::to_string(s.process->pid()) +
+                                   " exited during the reload without reporting an outcome"),
+        reload.log());
+}
+
+TEST_CASE("a plugin that crashes in its constructor costs a refused reload, not the server") {
+    serving s;
     s.tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo",
                                                    R"({ "crash_construction": true })"));
-    // run_plugd's deadline (20 s) is well below -s's own (60 s): only noticing the exit
-    // answers in time.
     const auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()}, 20s);
     CHECK(r.status == 1);
-    CHECK_MESSAGE(contains(r.output, "pid " + std::to_string(s.process->pid()) +
-                                         " exited during the reload without reporting an outcome"),
-                  r.output);
+    CHECK_MESSAGE(
+        contains(r.output, "crashed with SIGABRT while loading and starting in a trial process"),
+        r.output);
+    line_client c{s.port};
+    c.send("alive\n");
+    CHECK(c.read_line() == "v1:alive");
 }
 
 TEST_CASE("a config nested 100,000 deep sent by -s reload is refused, and the server serves on") {

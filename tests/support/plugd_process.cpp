@@ -173,6 +173,11 @@ std::optional<int> plugd_process::wait_exit(milliseconds timeout) {
     return status_;
 }
 
+std::optional<int> plugd_process::killed_by() const {
+    if (!status_ || *status_ < 128) return std::nullopt;
+    return *status_ - 128;
+}
+
 run_result run_plugd(std::vector<std::string> args, milliseconds timeout) {
     return run_program(PLUGD_BINARY, std::move(args), timeout);
 }

@@ -55,6 +55,8 @@ class plugd_process {
     void signal(int signo);
     /// Waits for exit; the exit status, or nullopt at the deadline (or if killed by a signal).
     std::optional<int> wait_exit(milliseconds timeout = 10s);
+    /// After wait_exit: the signal that ended the process, or nullopt if it exited.
+    std::optional<int> killed_by() const;
 
   private:
     std::uint16_t port_after(const std::string& marker, const std::string& what,

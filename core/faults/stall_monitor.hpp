@@ -1,0 +1,59 @@
+// stall_monitor: notices a worker thread whose event loop has not come back for longer
+// than stall_warn_ms, as Seastar's reactor stall detector does, and says what it runs.
+//
+// Each worker's event loop stamps a heartbeat (a relaxed store to memory only it writes)
+// from a timer; a monitor thread, outside the workers, compares the stamps with the
+// clock. For a stalled worker it sends that thread a signal whose handler copies what
+// this_thread_runs() says and a backtrace (the request it describes is alive: it is what
+// blocks the thread); the monitor logs it, and the total when the worker comes back.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace plugd {
+
+class stall_monitor {
+  public:
+    /// Watches `workers` worker threads, each of which calls enter() once.
+    stall_monitor(std::size_t workers, std::chrono::milliseconds warn_after);
+    ~stall_monitor();
+    stall_monitor(const stall_monitor&) = delete;
+    stall_monitor& operator=(const stall_monitor&) = delete;
+
+    /// On worker thread `index`, first thing: makes the thread known (for the signal).
+    void enter(std::size_t index) noexcept;
+    /// On worker thread `index`, from its event loop: it came back. Lock-free.
+    void beat(std::size_t index) noexcept;
+    /// Worker `index` stops beating (it shuts down): no longer watched.
+    void leave(std::size_t index) noexcept;
+    /// How often a worker should beat: a quarter of the threshold, 10 ms to 1 s.
+    std::chrono::milliseconds beat_interval() const noexcept;
+    /// A reload may change stall_warn_ms.
+    void set_warn_after(std::chrono::milliseconds warn_after) noexcept;
+    /// Stalls noticed so far (for /metrics).
+    std::uint64_t stalls() const noexcept { return stalls_.load(std::memory_order_relaxed); }
+
+    struct worker;  ///< one watched thread (defined in the .cpp; its signal handler uses it)
+
+  private:
+    void run();
+    void report_start(std::size_t index, worker& w, std::int64_t age_ms);
+    void report_end(std::size_t index, worker& w, std::int64_t total_ms);
+
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::atomic<std::int64_t> warn_after_ms_;
+    std::atomic<std::uint64_t> stalls_{0};
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace plugd

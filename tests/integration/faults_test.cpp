@@ -1,0 +1,122 @@
+// Faulty plugins: a stall is reported naming the plugin, a crash's last words name it,
+// and a plugin that crashes while loading is refused by a trial load instead of ending
+// the server.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <string>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// A plugd with one listener routed to the `faulty` test plugin, and `limits` as given.
+struct faulty_server {
+    explicit faulty_server(const std::string& config = "{}", const std::string& limits = "{}")
+        : cfg{tmp.write("server.json",
+                        one_listener_config(test_plugin_dir(), "faulty", config, "line", limits))},
+          process{{"-c", cfg.string()}},
+          port{process.port()} {}
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    plugd_process process;
+    std::uint16_t port;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "faults: a handler that blocks its thread for 1 s is reported once, with the plugin and the "
+    "total") {
+    faulty_server s{"{}", R"({ "stall_warn_ms": 200 })"};
+    line_client c{s.port};
+    c.send("block 1000\n");
+    CHECK(c.read_line(10s) == "faulty:block 1000");
+    REQUIRE_MESSAGE(s.process.wait_for_log("stall ended: worker thread"), s.process.log());
+    const std::string log = s.process.log();
+    CHECK(s.process.count_log("has not returned to its event loop") == 1);
+    const auto start = log.find("has not returned to its event loop");
+    const auto start_line = log.substr(start, log.find('\n', start) - start);
+    CHECK_MESSAGE(start_line.find("in plugin p generation 1") != std::string::npos, start_line);
+    CHECK(start_line.find("request from 127.0.0.1:") != std::string::npos);
+    CHECK(start_line.find("on listener main") != std::string::npos);
+    const auto end = log.find("stall ended: worker thread");
+    const auto end_line = log.substr(end, log.find('\n', end) - end);
+    const auto ms_at = end_line.find("was stalled for ") + 16;
+    const int total = std::stoi(end_line.substr(ms_at));
+    CHECK(total >= 950);
+    CHECK(total < 3000);
+    CHECK(end_line.find("in plugin p generation 1") != std::string::npos);
+}
+
+TEST_CASE("faults: a handler that awaits sleep_for 1 s stalls nothing") {
+    faulty_server s{"{}", R"({ "stall_warn_ms": 200 })"};
+    line_client c{s.port};
+    c.send("sleep 1000\n");
+    CHECK(c.read_line(10s) == "faulty:sleep 1000");
+    // A later, known line: everything the monitor would have logged came before it.
+    c.send("block 400\n");
+    CHECK(c.read_line(10s) == "faulty:block 400");
+    REQUIRE(s.process.wait_for_log("stall ended: worker thread"));
+    CHECK(s.process.count_log("has not returned to its event loop") == 1);
+}
+
+TEST_CASE(
+    "faults: a crashing handler's last log line names the plugin, the client and the signal") {
+    faulty_server s;
+    line_client c{s.port};
+    c.send("crash\n");
+    s.process.wait_exit(10s);
+    CHECK(s.process.killed_by() == SIGSEGV);  // the report does not change how it dies
+    REQUIRE(s.process.wait_for_log("crash: SIGSEGV"));
+    const std::string log = s.process.log();
+    const auto at = log.find("crash: SIGSEGV");
+    const auto line = log.substr(at, log.find('\n', at) - at);
+    CHECK_MESSAGE(line.find("in plugin p generation 1") != std::string::npos, line);
+    CHECK(line.find("request from 127.0.0.1:") != std::string::npos);
+    CHECK(line.find("on listener main") != std::string::npos);
+    CHECK(log.find("backtrace follows", at) != std::string::npos);
+}
+
+TEST_CASE("faults: abort() in a handler is reported the same way") {
+    faulty_server s;
+    line_client c{s.port};
+    c.send("abort\n");
+    s.process.wait_exit(10s);
+    CHECK(s.process.killed_by() == SIGABRT);
+    REQUIRE(s.process.wait_for_log("crash: SIGABRT"));
+    CHECK(s.process.log().find("crash: SIGABRT in plugin p generation 1") != std::string::npos);
+}
+
+TEST_CASE(
+    "faults: a plugin that crashes in its constructor is refused by a trial load, the server "
+    "serves on") {
+    faulty_server s;
+    s.tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty",
+                                                   R"({ "crash_construction": true })"));
+    const auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("plugin \"p\"") != std::string::npos, r.output);
+    CHECK(r.output.find("crashed with SIGSEGV while loading and starting in a trial process") !=
+          std::string::npos);
+    CHECK(ask(s.port, "still") == "faulty:still");
+    // The child's own report names the plugin it was trying.
+    CHECK(s.process.wait_for_log("crash: SIGSEGV at address 0x0000000000000000 in plugin p"));
+}
+
+TEST_CASE("faults: a plugin that crashes in its constructor at start-up is refused, naming it") {
+    temp_dir tmp;
+    const auto cfg = tmp.write(
+        "server.json",
+        one_listener_config(test_plugin_dir(), "faulty", R"({ "crash_construction": true })"));
+    plugd_process p{{"-c", cfg.string()}};
+    CHECK(p.wait_exit() == 1);
+    CHECK_MESSAGE(
+        p.log().find("crashed with SIGSEGV while loading and starting in a trial process") !=
+            std::string::npos,
+        p.log());
+}

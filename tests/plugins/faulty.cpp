@@ -1,0 +1,52 @@
+// faulty: a plugin with the bugs a fault-isolation test needs, each on request.
+//   "crash"      dereferences a null pointer (SIGSEGV)
+//   "abort"      calls std::abort() (SIGABRT)
+//   "block MS"   blocks its worker thread for MS milliseconds (std::this_thread::sleep_for)
+//   "sleep MS"   waits MS milliseconds the right way (co_await ctx.sleep_for)
+//   anything else is answered "faulty:<message>"
+// Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request".
+#include <plugd/plugin.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace {
+
+// The empty asm hides the pointer's value from the optimizer, which would otherwise
+// delete (or trap) a store it can prove is to null: a real SIGSEGV at address 0.
+void crash() {
+    volatile int* nowhere = nullptr;
+    asm volatile("" : "+r"(nowhere));
+    *nowhere = 1;
+}
+
+class faulty final : public plugd::handler {
+  public:
+    explicit faulty(plugd::context& ctx)
+        : ctx_{ctx}, crash_always_{ctx.config().value("crash_on_every_request", false)} {
+        if (ctx.config().value("crash_construction", false)) crash();
+    }
+
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        const std::string m{req.message()};
+        if (crash_always_ || m == "crash") crash();
+        if (m == "abort") std::abort();
+        if (m.starts_with("block ")) {
+            std::this_thread::sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
+        } else if (m.starts_with("sleep ")) {
+            co_await ctx_.sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
+        }
+        out << "faulty:" << m;
+    }
+
+  private:
+    plugd::context& ctx_;
+    bool crash_always_;
+};
+
+}  // namespace
+
+PLUGD_PLUGIN(faulty)
