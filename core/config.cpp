@@ -415,8 +415,9 @@ server_config parse_document(const json& doc, const validator& v,
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         const std::string p = child("/listeners", i);
         const json& spec = v.object_at(listeners[i], p);
-        v.only_keys(spec, p,
-                    {"name", "address", "port", "framing", "plugin", "limits", "access_log"});
+        v.only_keys(
+            spec, p,
+            {"name", "address", "port", "framing", "plugin", "limits", "access_log", "reuse_port"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -452,6 +453,11 @@ server_config parse_document(const json& doc, const validator& v,
             if (!access->is_boolean())
                 v.fail(child(p, "access_log"), "expected true or false, got " + describe(*access));
             l.access_log = access->get<bool>();
+        }
+        if (const json* reuse = v.find(spec, "reuse_port")) {
+            if (!reuse->is_boolean())
+                v.fail(child(p, "reuse_port"), "expected true or false, got " + describe(*reuse));
+            l.reuse_port = reuse->get<bool>();
         }
         const json* own_limits = v.find(spec, "limits");
         l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)

@@ -83,6 +83,9 @@ struct listener_spec {
     std::string plugin;       ///< an instance name in `plugins`
     struct limits limits;     ///< the server's limits with this listener's overrides applied
     bool access_log = false;  ///< a log line per request
+    /// Other processes may listen on the same port (SO_REUSEPORT across processes); off:
+    /// a port in use is an error.
+    bool reuse_port = false;
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 

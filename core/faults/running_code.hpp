@@ -16,10 +16,10 @@ struct running_code {
     const char* peer = nullptr;
 };
 
-/// This thread's: set when a request starts (or resumes on this thread), cleared when it
-/// ends. A handler that suspends lets another request start: the record then names the
-/// request that started or resumed last, which is the one running when the thread is
-/// stuck or crashes in code that has not suspended since.
+/// This thread's: set when a request starts, cleared when it ends (and around an
+/// offloaded job on an offload thread). A handler that suspends lets another request
+/// start: the record then names the request that started last, which is the one running
+/// unless another request began while the running one was suspended.
 running_code& this_thread_runs() noexcept;
 
 /// Sets this thread's record for its lifetime and restores the previous one after.

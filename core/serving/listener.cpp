@@ -40,7 +40,9 @@ std::string bind_advice(const boost::system::error_code& ec, const std::vector<l
                    own->name + "\" (or rename \"" + own->name + "\" itself), then add it";
         }
         return "; another process already listens there (see `ss -ltnp 'sport = :" +
-               std::to_string(spec.port) + "'`), or choose another port";
+               std::to_string(spec.port) +
+               "'`): choose another port, or, to share it with another plugd on purpose, set "
+               "\"reuse_port\": true on this listener in both";
     }
     if (ec == asio::error::access_denied) {
         return "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher port";
@@ -66,9 +68,10 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                            bind_advice(ec, held, spec));
     };
     boost::system::error_code ec;
-    if (spec.port != 0) {
+    if (spec.port != 0 && !spec.reuse_port) {
         // SO_REUSEPORT would let us share the port with another running plugd without an
-        // error; a probe bind without it makes "address in use" fail loudly instead.
+        // error; a probe bind without it makes "address in use" fail loudly instead
+        // (unless the listener asks to share it: reuse_port).
         // SO_REUSEADDR it does need, as every socket plugd binds: without it, connections
         // of a previous plugd lingering in TIME_WAIT (after a stop, a crash or a removed
         // listener) block the port for a minute, while a socket that really listens there

@@ -208,3 +208,43 @@ TEST_CASE("a config nested 100,000 deep sent by -s reload is refused, and the se
     c.send("alive\n");
     CHECK(c.read_line() == "v1:alive");
 }
+
+TEST_CASE("two plugd share a port with reuse_port: both serve, and one stopping leaves the other") {
+    const auto port = unused_fixed_port();
+    auto config = [&](const std::string& prefix) {
+        return R"({ "threads": 1, "plugin_dir": ")" + bundled_plugin_dir().string() +
+               R"(", "plugins": { "g": { "file": "greeting", "config": { "prefix": ")" + prefix +
+               R"(" } } }, "listeners": [ { "name": "main", "port": )" + std::to_string(port) +
+               R"(, "plugin": "g", "reuse_port": true } ] })";
+    };
+    temp_dir a_dir, b_dir;
+    plugd_process a{{"-c", a_dir.write("server.json", config("A:")).string()}};
+    REQUIRE(a.wait_for_log("serving generation 1"));
+    plugd_process b{{"-c", b_dir.write("server.json", config("B:")).string()}};
+    REQUIRE_MESSAGE(b.wait_for_log("serving generation 1"), b.log());
+    // The kernel hashes each new connection to one of the two: 64 reach both but for a
+    // chance of 2^-63.
+    int from_a = 0, from_b = 0;
+    for (int i = 0; i < 64; ++i) {
+        const auto reply = ask(port, "x");
+        from_a += reply == "A:x";
+        from_b += reply == "B:x";
+    }
+    CHECK(from_a + from_b == 64);
+    CHECK(from_a > 0);
+    CHECK(from_b > 0);
+    a.signal(SIGTERM);
+    REQUIRE(a.wait_exit() == 0);
+    for (int i = 0; i < 16; ++i) CHECK(ask(port, "y") == "B:y");
+}
+
+TEST_CASE(
+    "without reuse_port, a second plugd on a port in use is refused, saying how to share it") {
+    serving s;
+    temp_dir other;
+    std::string text = one_listener_config(test_plugin_dir(), "echo");
+    text.replace(text.find("\"port\": 0"), 9, "\"port\": " + std::to_string(s.port));
+    plugd_process second{{"-c", other.write("server.json", text).string()}};
+    CHECK(second.wait_exit() == 1);
+    CHECK_MESSAGE(contains(second.log(), "\"reuse_port\": true"), second.log());
+}
