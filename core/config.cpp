@@ -278,13 +278,20 @@ server_config parse_document(const json& doc, const validator& v,
     server_config cfg;
     cfg.source = source;
     v.object_at(doc, "");
-    v.only_keys(doc, "",
-                {"threads", "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user",
-                 "plugins", "listeners", "limits", "log", "admin"});
+    v.only_keys(
+        doc, "",
+        {"threads", "workers", "supervise", "offload_threads", "offload_queue", "plugin_dir",
+         "pid_file", "user", "plugins", "listeners", "limits", "log", "admin"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
         static_cast<unsigned>(v.integer_or(doc, "", "offload_threads", 0, 1024, 0));
+    cfg.workers = static_cast<unsigned>(v.integer_or(doc, "", "workers", 1, 256, 1));
+    if (const json* supervise = v.find(doc, "supervise")) {
+        if (!supervise->is_boolean())
+            v.fail("/supervise", "expected true or false, got " + describe(*supervise));
+        cfg.supervise = supervise->get<bool>();
+    }
     cfg.offload_queue = v.integer_or(doc, "", "offload_queue", 1, 1'000'000, cfg.offload_queue);
     const json* dir = v.find(doc, "plugin_dir");
     cfg.plugin_dir = dir ? resolve(base, v.string(*dir, "/plugin_dir")) : bundled_plugin_dir;
@@ -353,6 +360,11 @@ server_config parse_document(const json& doc, const validator& v,
                        "/admin/allow_remote to true and restrict access with a firewall");
         }
         cfg.admin = a;
+        if (cfg.workers > 1 || cfg.supervise) {
+            v.fail("/admin",
+                   "the admin endpoint is not available with supervised workers yet "
+                   "(/workers above 1 or /supervise); remove one of them");
+        }
     }
 
     const json& plugins = v.require(doc, "", "plugins");

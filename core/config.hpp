@@ -101,6 +101,8 @@ struct server_config {
     std::filesystem::path source;      ///< the file it came from; empty for the built-in default
     unsigned threads = 0;              ///< 0: one per core
     unsigned offload_threads = 0;      ///< threads for context::offload; 0: one per core
+    unsigned workers = 1;              ///< worker processes; 2 or more: a supervising master
+    bool supervise = false;            ///< a master even with one worker
     std::size_t offload_queue = 1024;  ///< offloaded jobs that may wait for a thread
     std::filesystem::path plugin_dir;
     std::filesystem::path pid_file;

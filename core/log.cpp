@@ -16,6 +16,8 @@ namespace {
 // Read by every thread that logs, set by the control thread at start and at each reload.
 std::atomic<level> g_threshold{level::info};
 std::atomic<bool> g_json{false};
+// Set once, before other threads log; read-only afterwards.
+std::string g_process_tag;
 
 // Appends `text` as the inside of a JSON string.
 void append_json_escaped(std::string& out, std::string_view text) {
@@ -62,6 +64,10 @@ level threshold() noexcept {
     return g_threshold.load(std::memory_order_relaxed);
 }
 
+void set_process_tag(std::string tag) {
+    g_process_tag = std::move(tag);
+}
+
 bool json_enabled() noexcept {
     return g_json.load(std::memory_order_relaxed);
 }
@@ -89,6 +95,11 @@ void write(level severity, std::string_view message, std::initializer_list<field
             line.append(name_of(severity)).append(R"(","message":")");
             append_json_escaped(line, message);
             line += '"';
+            if (!g_process_tag.empty()) {
+                line += R"(,"process":")";
+                append_json_escaped(line, g_process_tag);
+                line += '"';
+            }
             for (const auto& f : fields) {
                 line += ",\"";
                 append_json_escaped(line, f.key);
@@ -100,7 +111,9 @@ void write(level severity, std::string_view message, std::initializer_list<field
         } else {
             char level_column[8];
             std::snprintf(level_column, sizeof level_column, "%-5s", name_of(severity));
-            line.append(time).append(" ").append(level_column).append(" ").append(message);
+            line.append(time).append(" ").append(level_column).append(" ");
+            if (!g_process_tag.empty()) line.append("[").append(g_process_tag).append("] ");
+            line.append(message);
             for (const auto& f : fields) {
                 if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
             }

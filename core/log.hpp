@@ -3,6 +3,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 #include <string_view>
 
 #include <plugd/context.hpp>
@@ -16,6 +17,9 @@ void set_threshold(level threshold) noexcept;
 level threshold() noexcept;
 /// JSON lines ({"time", "level", "message", and each field}) instead of text.
 void set_json(bool json) noexcept;
+/// Names this process in every line (a worker's "worker 1": a `[worker 1]` prefix in text,
+/// a `process` member in JSON). Call before any other thread logs.
+void set_process_tag(std::string tag);
 /// Whether lines are JSON now (async-signal-safe: a crash report writes in the same format).
 bool json_enabled() noexcept;
 

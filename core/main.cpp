@@ -15,6 +15,7 @@
 #include "plugins/plugin_version.hpp"
 #include "plugins/trial_load.hpp"
 #include "server.hpp"
+#include "supervision/supervisor.hpp"
 
 #include <plugd/version.hpp>
 
@@ -103,6 +104,9 @@ int main(int argc, char** argv) {
     plugd::server_options options;
     options.bundled_plugin_dir = bundled_plugin_dir();
     options.watch = watch;
+    options.worker = plugd::this_process_worker();
+    if (options.worker)
+        plugd::log::set_process_tag("worker " + std::to_string(options.worker->index));
     if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
     if (signal) {
         const auto pid_file = config_file ? plugd::pid_file_of(*config_file)
@@ -129,6 +133,11 @@ int main(int argc, char** argv) {
         plugd::log::set_threshold(cfg.log.level);
         plugd::log::set_json(cfg.log.json);
         plugd::log::info("configuration: " + name);
+        if ((cfg.workers > 1 || cfg.supervise) && !options.worker) {
+            if (watch)
+                throw plugd::config_error("--watch is not available with supervised workers");
+            return plugd::supervise(std::move(cfg), options);
+        }
         return plugd::serve(std::move(cfg), options);
     } catch (const std::exception& e) {
         if (test_only) {

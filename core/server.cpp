@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <optional>
@@ -58,8 +59,8 @@ class server final : public admin_backend {
 
     int run() {
         // First of all: a second plugd given the same pid file stops here, before it loads
-        // or binds anything.
-        pid_file_.emplace(cfg_.pid_file);
+        // or binds anything. (A worker's master holds it.)
+        if (!options_.worker) pid_file_.emplace(cfg_.pid_file);
         raise_descriptor_limit();
         threads_ = or_cores(cfg_.threads);
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
@@ -72,7 +73,10 @@ class server final : public admin_backend {
             workers.push_back(&shards_.back()->io());
         }
         host_->set_workers(std::move(workers));
-        deployment_.emplace(control_, shards_, *host_, dir_);
+        deployment_.emplace(
+            control_, shards_, *host_, dir_,
+            options_.worker ? options_.worker->first_generation : 1,
+            options_.worker ? options_.worker->listeners : std::map<std::string, int>{});
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
         if (cfg_.admin) {
@@ -80,7 +84,7 @@ class server final : public admin_backend {
             log::info("admin endpoint: listening on " + admin_->where() +
                       " (GET /healthz, /status, /metrics; POST /reload)");
         }
-        record(true, "started generation 1", unix_ms());
+        record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
         drop_privileges(cfg_, dir_);
         for (auto& s : shards_) {
             s->start(*stalls_, [this] { asio::post(control_, [this] { shard_finished(); }); });
@@ -94,7 +98,8 @@ class server final : public admin_backend {
             watch_->watch(watched_files());
         }
         sweep_shared_state();
-        log::info("plugd " PLUGD_VERSION " serving generation 1 with " + std::to_string(threads_) +
+        log::info("plugd " PLUGD_VERSION " serving generation " +
+                  std::to_string(deployment_->generation()) + " with " + std::to_string(threads_) +
                   " threads (pid " + std::to_string(::getpid()) + ")");
 
         control_.run();
@@ -324,6 +329,7 @@ class server final : public admin_backend {
             log::warn(
                 "shutdown_timeout_ms reached with requests still running: abandoning "
                 "them (raise /limits/shutdown_timeout_ms to let them finish)");
+            abandoned_ = true;
             for (auto& s : shards_) s->io().stop();
         });
     }
@@ -340,6 +346,9 @@ class server final : public admin_backend {
         signals_.cancel();
         if (admin_) admin_->close();
         deployment_->cancel_timers();
+        // A scrape waiting for a shard that was stopped with work left would wait forever
+        // and keep this loop alive: after abandoning requests, abandon it too.
+        if (abandoned_) control_.stop();
     }
 
     // --watch follows the config file and the plugin files it names, nothing else.
@@ -351,12 +360,14 @@ class server final : public admin_backend {
 
     // What `plugd -s` reads: the outcome, and which configuration this server serves.
     void record(bool ok, std::string message, std::int64_t began) {
-        write_reload_status(reload_status_file(pid_file_->path()),
-                            {attempt_, ok, deployment_->generation(), std::move(message), began,
-                             options_.config_file});
+        write_reload_status(
+            options_.worker ? options_.worker->status_file : reload_status_file(pid_file_->path()),
+            {attempt_, ok, deployment_->generation(), std::move(message), began,
+             options_.config_file});
     }
 
     void remove_pid_file() {
+        if (!pid_file_) return;  // a worker's: the master's to remove
         std::error_code ignored;
         std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
         pid_file_.reset();  // removes the pid file, then releases the lock
@@ -372,7 +383,8 @@ class server final : public admin_backend {
     std::uint64_t attempt_ = 0;
     bool reload_queued_ = false;
     bool shutting_down_ = false;
-    bool draining_ = false;  ///< shutdown_delay_ms runs
+    bool draining_ = false;   ///< shutdown_delay_ms runs
+    bool abandoned_ = false;  ///< shutdown_timeout_ms stopped the shards with work left
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     std::int64_t started_unix_ms_ = unix_ms();
     asio::io_context control_{1};
@@ -402,6 +414,10 @@ void check_plugins(const server_config& cfg) {
 int serve(server_config cfg, const server_options& options) {
     block_control_signals();  // before the first shard thread starts, so none receives them
     install_crash_report();
+    if (options.worker) {
+        // A worker outlives no master: if the master goes, so does it (drained).
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    }
     server s{std::move(cfg), options};
     return s.run();
 }

@@ -3,8 +3,10 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "config.hpp"
+#include "supervision/worker_environment.hpp"
 
 namespace plugd {
 
@@ -13,6 +15,10 @@ struct server_options {
     std::filesystem::path bundled_plugin_dir;  ///< plugin_dir when server.json names none
     std::filesystem::path config_file;         ///< empty: the built-in default config
     bool watch = false;                        ///< reload when the config or a plugin changes
+    /// Set in a worker process a supervising master started: it holds no pid file,
+    /// records its reload outcomes where the master reads them, and accepts on the
+    /// listening sockets it inherited.
+    std::optional<worker_environment> worker;
 };
 
 /// Loads every plugin instance of `cfg` (constructors run; start() does not) and unloads

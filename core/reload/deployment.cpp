@@ -41,8 +41,14 @@ void start_all(const Map& versions) {
 }  // namespace
 
 deployment::deployment(asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
-                       host& facilities, const private_dir& dir)
-    : control_{control}, shards_{shards}, host_{facilities}, dir_{dir} {}
+                       host& facilities, const private_dir& dir, std::uint64_t first_generation,
+                       std::map<std::string, int> inherited)
+    : control_{control},
+      shards_{shards},
+      host_{facilities},
+      dir_{dir},
+      first_generation_{first_generation},
+      inherited_{std::move(inherited)} {}
 
 deployment::~deployment() {
     clear();
@@ -52,7 +58,8 @@ std::string deployment::apply(const server_config& running, const server_config&
     const auto plan = plan_reload(running, next, [this](const std::string& name) {
         return plugins_.at(name)->content_hash();
     });
-    const std::uint64_t generation = running.listeners.empty() ? 1 : generation_ + 1;
+    const std::uint64_t generation =
+        running.listeners.empty() ? first_generation_ : generation_ + 1;
 
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<route>>> bound;
@@ -65,7 +72,11 @@ std::string deployment::apply(const server_config& running, const server_config&
         }
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.
-        for (const auto& l : plan.add) bound.push_back(bind_listener(next, l, held_, shards_));
+        for (const auto& l : plan.add) {
+            const auto it = inherited_.find(l.name);
+            bound.push_back(
+                bind_listener(next, l, held_, shards_, it != inherited_.end() ? it->second : -1));
+        }
         start_all(loaded);
     } catch (...) {
         // A version that started may have started tasks: it drains like any replaced one,

@@ -26,8 +26,12 @@ class shard;
 /// an empty configuration, so both go through apply().
 class deployment {
   public:
+    /// `first_generation`: the number start-up gets (a respawned worker continues its
+    /// master's count). `inherited`: listening sockets by listener name, handed down by a
+    /// supervising master, which listeners of those names accept on instead of binding.
     deployment(boost::asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
-               host& facilities, const private_dir& dir);
+               host& facilities, const private_dir& dir, std::uint64_t first_generation = 1,
+               std::map<std::string, int> inherited = {});
     ~deployment();
 
     /// Prepares everything `next` needs beyond `running` (loads changed plugins, binds new
@@ -76,6 +80,8 @@ class deployment {
     std::vector<std::unique_ptr<shard>>& shards_;
     host& host_;
     const private_dir& dir_;
+    std::uint64_t first_generation_;
+    std::map<std::string, int> inherited_;
     std::uint64_t generation_ = 0;
     plugin_map plugins_;
     /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).

@@ -3,7 +3,12 @@
 
 #include <boost/asio/socket_base.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace plugd {
 namespace {
@@ -17,6 +22,42 @@ std::string listener_path(const server_config& cfg, const listener_spec& l) {
 
 bool is_wildcard(const std::string& address) {
     return asio::ip::make_address(address).is_unspecified();
+}
+
+// Whether the inherited socket `fd` listens where `wanted` says (port 0: anywhere): a
+// listener moved by a reload binds anew rather than keep the master's old socket.
+bool inherited_matches(int fd, const tcp::endpoint& wanted) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+    tcp::endpoint at;
+    std::memcpy(at.data(), &ss, std::min<std::size_t>(len, sizeof ss));
+    at.resize(len);
+    return at.address() == wanted.address() && (wanted.port() == 0 || at.port() == wanted.port());
+}
+
+// Each shard accepts on its own duplicate of the inherited socket: the same accept queue.
+std::vector<std::shared_ptr<route>> adopt(int fd, const listener_spec& spec,
+                                          std::vector<std::unique_ptr<shard>>& shards) {
+    std::vector<std::shared_ptr<route>> routes;
+    for (auto& s : shards) {
+        auto r = std::make_shared<route>(s->io(), spec);
+        const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        boost::system::error_code ec;
+        if (own >= 0) {
+            sockaddr_storage ss{};
+            socklen_t len = sizeof ss;
+            ::getsockname(own, reinterpret_cast<sockaddr*>(&ss), &len);
+            r->acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), own, ec);
+        }
+        if (own < 0 || ec) {
+            throw config_error("listener \"" + spec.name +
+                               "\": cannot use the listening socket inherited from the master: " +
+                               (own < 0 ? std::string{std::strerror(errno)} : ec.message()));
+        }
+        routes.push_back(std::move(r));
+    }
+    return routes;
 }
 
 // The listener of this plugd that holds the port `spec` wants, if any.
@@ -58,8 +99,11 @@ std::string bind_advice(const boost::system::error_code& ec, const std::vector<l
 std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   const listener_spec& spec,
                                                   const std::vector<listener_spec>& held,
-                                                  std::vector<std::unique_ptr<shard>>& shards) {
+                                                  std::vector<std::unique_ptr<shard>>& shards,
+                                                  int inherited) {
     const tcp::endpoint wanted{asio::ip::make_address(spec.address), spec.port};
+    if (inherited >= 0 && inherited_matches(inherited, wanted))
+        return adopt(inherited, spec, shards);
     const std::string where = "listener \"" + spec.name + "\" (" + cfg.source.string() + ": " +
                               listener_path(cfg, spec) + ")";
     auto fail = [&](const char* step, const boost::system::error_code& ec) {

@@ -3,6 +3,7 @@
 //   "abort"      calls std::abort() (SIGABRT)
 //   "block MS"   blocks its worker thread for MS milliseconds (std::this_thread::sleep_for)
 //   "sleep MS"   waits MS milliseconds the right way (co_await ctx.sleep_for)
+//   "pid"        answers "faulty:pid=<the serving process's pid>"
 //   anything else is answered "faulty:<message>"
 // Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request".
 #include <plugd/plugin.hpp>
@@ -12,6 +13,8 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+
+#include <unistd.h>
 
 namespace {
 
@@ -34,6 +37,10 @@ class faulty final : public plugd::handler {
         const std::string m{req.message()};
         if (crash_always_ || m == "crash") crash();
         if (m == "abort") std::abort();
+        if (m == "pid") {
+            out << "faulty:pid=" << std::to_string(::getpid());
+            co_return;
+        }
         if (m.starts_with("block ")) {
             std::this_thread::sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
         } else if (m.starts_with("sleep ")) {

@@ -1,0 +1,439 @@
+// supervisor: the master process: sockets, workers, respawns, combined reloads, the stop.
+#include "supervision/supervisor.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/control_signals.hpp"
+#include "control/pid_file.hpp"
+#include "control/process_setup.hpp"
+#include "control/reload_status.hpp"
+#include "log.hpp"
+#include "serving/listener.hpp"
+#include "supervision/worker_environment.hpp"
+
+extern char** environ;
+
+namespace plugd {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::string exit_text(int status) {
+    if (WIFSIGNALED(status)) {
+        const char* name = ::sigabbrev_np(WTERMSIG(status));
+        return std::string{"died of "} + (name ? std::string{"SIG"} + name : "a signal");
+    }
+    return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+// One listening socket of the master, shared by every worker (one accept queue).
+int bind_shared(const server_config& cfg, const listener_spec& l) {
+    const tcp::endpoint at{asio::ip::make_address(l.address), l.port};
+    const int fd = ::socket(at.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int on = 1;
+    auto fail = [&](const char* step) {
+        const std::string why = std::strerror(errno);
+        if (fd >= 0) ::close(fd);
+        throw config_error("listener \"" + l.name + "\" (" + cfg.source.string() + "): cannot " +
+                           step + " " + l.address + ":" + std::to_string(l.port) + ": " + why +
+                           "; choose another port, or stop what listens there");
+    };
+    if (fd < 0) fail("open a socket for");
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (::bind(fd, at.data(), static_cast<socklen_t>(at.size())) != 0) fail("bind");
+    if (::listen(fd, SOMAXCONN) != 0) fail("listen on");
+    return fd;
+}
+
+std::uint16_t bound_port(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(ss).sin6_port
+                                          : reinterpret_cast<sockaddr_in&>(ss).sin_port);
+}
+
+class supervisor {
+  public:
+    supervisor(server_config cfg, const server_options& options)
+        : cfg_{std::move(cfg)}, options_{options} {}
+
+    int run() {
+        pid_file_.emplace(cfg_.pid_file);
+        raise_descriptor_limit();
+        for (const auto& l : cfg_.listeners) {
+            const int fd = bind_shared(cfg_, l);
+            sockets_[l.name] = {fd, l.address, bound_port(fd)};
+            log::info("listener " + l.name + ": listening on " + l.address + ":" +
+                      std::to_string(bound_port(fd)) + " (framing " +
+                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + "), shared by " +
+                      std::to_string(cfg_.workers) + " worker processes");
+        }
+        record(true, "started generation 1", unix_ms());
+        for (unsigned i = 0; i < cfg_.workers; ++i) {
+            workers_.push_back(std::make_unique<worker>(io_));
+            spawn(i);
+        }
+        wait_for_signal();
+        log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
+                  " worker processes (master pid " + std::to_string(::getpid()) + ")");
+        io_.run();
+        for (auto& [name, s] : sockets_) ::close(s.fd);
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            std::error_code ignored;
+            std::filesystem::remove(status_file(i), ignored);
+        }
+        std::error_code ignored;
+        std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
+        pid_file_.reset();
+        log::info("plugd stopped");
+        return 0;
+    }
+
+  private:
+    struct shared_socket {
+        int fd;
+        std::string address;
+        std::uint16_t port;
+    };
+    struct worker {
+        explicit worker(asio::io_context& io) : exited{io}, respawn{io} {}
+        pid_t pid = -1;
+        std::optional<asio::posix::stream_descriptor> exited;  ///< its pidfd
+        asio::steady_timer respawn;
+        milliseconds backoff{0};
+        unsigned restarts = 0;
+        std::uint64_t attempt_before_reload = 0;
+    };
+
+    std::filesystem::path status_file(unsigned i) const {
+        return pid_file_->path().string() + ".worker-" + std::to_string(i);
+    }
+
+    void spawn(unsigned i) {
+        worker& w = *workers_[i];
+        worker_environment env{i, generation_, status_file(i), {}};
+        for (const auto& [name, s] : sockets_) env.listeners[name] = s.fd;
+        std::error_code ignored;
+        std::filesystem::remove(env.status_file, ignored);
+
+        std::vector<std::string> variables;
+        for (char** e = environ; *e; ++e) {
+            if (!std::string_view{*e}.starts_with(std::string{worker_variable} + "="))
+                variables.emplace_back(*e);
+        }
+        variables.push_back(std::string{worker_variable} + "=" + encode(env));
+        std::vector<char*> envp;
+        for (auto& v : variables) envp.push_back(v.data());
+        envp.push_back(nullptr);
+        std::string self = "/proc/self/exe", c = "-c", file = options_.config_file.string();
+        std::vector<char*> argv{self.data()};
+        if (!options_.config_file.empty()) {
+            argv.push_back(c.data());
+            argv.push_back(file.data());
+        }
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        // The worker starts with SIGHUP, SIGINT and SIGTERM blocked (a mask survives exec):
+        // one sent before it reads them from its signalfd waits instead of killing it.
+        posix_spawnattr_t attributes;
+        posix_spawnattr_init(&attributes);
+        sigset_t blocked;
+        sigemptyset(&blocked);
+        for (const int signo : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&blocked, signo);
+        posix_spawnattr_setsigmask(&attributes, &blocked);
+        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+        // dup2 onto itself clears close-on-exec: the worker inherits exactly these.
+        for (const auto& [name, s] : sockets_)
+            posix_spawn_file_actions_adddup2(&actions, s.fd, s.fd);
+        const int rc =
+            ::posix_spawn(&w.pid, self.c_str(), &actions, &attributes, argv.data(), envp.data());
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attributes);
+        if (rc != 0) {
+            log::error("master: cannot start worker " + std::to_string(i) + ": " +
+                       std::strerror(rc) + "; trying again in 1 s");
+            w.pid = -1;
+            schedule_respawn(i, milliseconds{1000});
+            return;
+        }
+        const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, w.pid, 0));
+        w.exited.emplace(io_, pidfd);
+        w.exited->async_wait(asio::posix::stream_descriptor::wait_read,
+                             [this, i](const boost::system::error_code& ec) {
+                                 if (!ec) on_exit(i);
+                             });
+    }
+
+    void schedule_respawn(unsigned i, milliseconds delay) {
+        worker& w = *workers_[i];
+        w.respawn.expires_after(delay);
+        w.respawn.async_wait([this, i](const boost::system::error_code& ec) {
+            if (!ec && !stopping_) spawn(i);
+        });
+    }
+
+    void on_exit(unsigned i) {
+        worker& w = *workers_[i];
+        int status = 0;
+        while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        w.exited.reset();  // closes the pidfd
+        const pid_t pid = std::exchange(w.pid, -1);
+        if (stopping_) {
+            if (std::none_of(workers_.begin(), workers_.end(),
+                             [](const auto& x) { return x->pid > 0; }))
+                finish();
+            return;
+        }
+        // A worker that had started (it recorded generation 1 or later) is replaced at
+        // once; one that died while starting is retried with a growing pause, so a
+        // configuration that cannot start does not spin.
+        const bool had_started = read_reload_status(status_file(i)).has_value();
+        w.backoff = had_started
+                        ? milliseconds{0}
+                        : std::min(milliseconds{5000}, std::max(milliseconds{100}, w.backoff * 2));
+        ++w.restarts;
+        ++restarts_;
+        log::warn(
+            "master: worker " + std::to_string(i) + " (pid " + std::to_string(pid) + ") " +
+                exit_text(status) +
+                (WIFSIGNALED(status) ? " (its crash report above names the plugin)" : "") +
+                "; its connections are lost, the others serve on; starting it again" +
+                (w.backoff.count() ? " in " + std::to_string(w.backoff.count()) + " ms" : "") +
+                " (restart " + std::to_string(w.restarts) + ")",
+            {log::tag("worker", std::to_string(i)), log::tag("pid", std::to_string(pid))});
+        if (reloading_) note_reload_progress();
+        schedule_respawn(i, w.backoff);
+    }
+
+    void wait_for_signal() {
+        signals_.async_wait([this](int signo) {
+            if (signo == SIGHUP) {
+                if (reloading_) {
+                    reload_pending_ = true;
+                } else {
+                    reload();
+                }
+            } else {
+                stop(signo);
+            }
+            if (!done_) wait_for_signal();
+        });
+    }
+
+    // Checks the new configuration, then has every worker reload it in place (each the
+    // all-or-nothing, zero-failed-requests reload of a single plugd) and combines their
+    // outcomes into one.
+    void reload() {
+        ++attempt_;
+        began_ = unix_ms();
+        if (stopping_) {
+            record(false, "shutting down", began_);
+            return;
+        }
+        try {
+            server_config next =
+                options_.config_file.empty()
+                    ? default_config(options_.bundled_plugin_dir)
+                    : load_config(options_.config_file, options_.bundled_plugin_dir);
+            if (next.workers != cfg_.workers || next.supervise != cfg_.supervise ||
+                next.pid_file != cfg_.pid_file) {
+                throw config_error(next.source.string() +
+                                   ": /workers, /supervise and /pid_file cannot change while "
+                                   "running; restart plugd to change them, or put the old "
+                                   "values back");
+            }
+            next_ = std::move(next);
+        } catch (const std::exception& e) {
+            log::error(std::string{"reload failed: "} + e.what() +
+                       "; every worker still serves generation " + std::to_string(generation_) +
+                       ", unchanged");
+            record(false, e.what(), began_);
+            return;
+        }
+        reloading_ = true;
+        reload_deadline_ = clock::now() + std::chrono::seconds{60};
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            worker& w = *workers_[i];
+            const auto before = read_reload_status(status_file(i));
+            w.attempt_before_reload = before ? before->attempt : 0;
+            if (w.pid > 0) ::kill(w.pid, SIGHUP);
+        }
+        poll_reload();
+    }
+
+    void poll_reload() {
+        reload_poll_.expires_after(milliseconds{10});
+        reload_poll_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec) note_reload_progress();
+        });
+    }
+
+    // Every worker has recorded an outcome newer than the signal (or died, or the time is
+    // up): one combined outcome.
+    void note_reload_progress() {
+        std::vector<std::string> failures;
+        std::string summary;
+        std::uint64_t generation = generation_;
+        bool waiting = false;
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            const worker& w = *workers_[i];
+            const auto s = read_reload_status(status_file(i));
+            if (w.pid <= 0) {
+                failures.push_back("worker " + std::to_string(i) + " died during the reload");
+            } else if (!s || s->attempt <= w.attempt_before_reload) {
+                waiting = true;
+                if (clock::now() >= reload_deadline_)
+                    failures.push_back("worker " + std::to_string(i) +
+                                       " did not report an outcome within 60 s");
+            } else if (!s->ok) {
+                failures.push_back("worker " + std::to_string(i) + " (pid " +
+                                   std::to_string(w.pid) + "): " + s->message);
+            } else {
+                generation = std::max(generation, s->generation);
+                if (summary.empty()) summary = s->message;
+            }
+        }
+        if (waiting && clock::now() < reload_deadline_) {
+            poll_reload();
+            return;
+        }
+        reload_poll_.cancel();
+        reloading_ = false;
+        if (failures.empty()) {
+            generation_ = generation;
+            // Listeners the new configuration removed: no worker accepts there any more.
+            for (auto it = sockets_.begin(); it != sockets_.end();) {
+                const auto* kept = find_listener(*next_, it->first);
+                if (!kept || kept->address != it->second.address ||
+                    (kept->port != 0 && kept->port != it->second.port)) {
+                    ::close(it->second.fd);
+                    it = sockets_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            cfg_ = std::move(*next_);
+            const std::string line = "reload: all " + std::to_string(workers_.size()) +
+                                     " workers on generation " + std::to_string(generation_) +
+                                     "; worker 0: " + summary;
+            log::info(line);
+            record(true, line, began_);
+        } else {
+            std::string why;
+            for (const auto& f : failures) why += (why.empty() ? "" : "; ") + f;
+            log::error("reload failed: " + why);
+            record(false, why, began_);
+        }
+        next_.reset();
+        if (std::exchange(reload_pending_, false)) reload();
+    }
+
+    static const listener_spec* find_listener(const server_config& c, const std::string& name) {
+        for (const auto& l : c.listeners) {
+            if (l.name == name) return &l;
+        }
+        return nullptr;
+    }
+
+    void stop(int signo) {
+        if (stopping_) {
+            // A second signal: tell the workers again (each skips the rest of its drain).
+            for (auto& w : workers_) {
+                if (w->pid > 0) ::kill(w->pid, SIGTERM);
+            }
+            return;
+        }
+        stopping_ = true;
+        log::info(std::string{"master: received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
+                  ": stopping every worker (each drains as a single plugd does)");
+        bool any = false;
+        for (auto& w : workers_) {
+            w->respawn.cancel();
+            if (w->pid > 0) {
+                ::kill(w->pid, SIGTERM);
+                any = true;
+            }
+        }
+        if (!any) {
+            finish();
+            return;
+        }
+        const auto limit =
+            cfg_.limits.shutdown_delay + cfg_.limits.shutdown_timeout + std::chrono::seconds{5};
+        stop_deadline_.expires_after(limit);
+        stop_deadline_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec) return;
+            log::warn("master: workers still running past their shutdown limits: killing them");
+            for (auto& w : workers_) {
+                if (w->pid > 0) ::kill(w->pid, SIGKILL);
+            }
+        });
+    }
+
+    void finish() {
+        done_ = true;
+        stop_deadline_.cancel();
+        reload_poll_.cancel();
+        signals_.cancel();
+    }
+
+    // What `plugd -s` reads: the master's combined outcomes.
+    void record(bool ok, std::string message, std::int64_t began) {
+        write_reload_status(
+            reload_status_file(pid_file_->path()),
+            {attempt_, ok, generation_, std::move(message), began, options_.config_file});
+    }
+
+    server_config cfg_;
+    server_options options_;
+    std::optional<pid_file> pid_file_;
+    std::map<std::string, shared_socket> sockets_;
+    asio::io_context io_{1};
+    control_signals signals_{io_};
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::uint64_t generation_ = 1;
+    std::uint64_t attempt_ = 0;
+    std::uint64_t restarts_ = 0;
+    std::int64_t began_ = 0;
+    bool reloading_ = false;
+    bool reload_pending_ = false;
+    bool stopping_ = false;
+    bool done_ = false;
+    std::optional<server_config> next_;
+    clock::time_point reload_deadline_;
+    asio::steady_timer reload_poll_{io_};
+    asio::steady_timer stop_deadline_{io_};
+};
+
+}  // namespace
+
+int supervise(server_config cfg, const server_options& options) {
+    block_control_signals();
+    supervisor s{std::move(cfg), options};
+    return s.run();
+}
+
+}  // namespace plugd

@@ -1,0 +1,63 @@
+// worker_environment: encoding and decoding PLUGD_WORKER.
+#include "supervision/worker_environment.hpp"
+
+#include <fcntl.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string_view>
+
+namespace plugd {
+
+std::string encode(const worker_environment& w) {
+    std::string text = "index=" + std::to_string(w.index) +
+                       ";generation=" + std::to_string(w.first_generation) +
+                       ";status=" + w.status_file.string() + ";listen=";
+    bool first = true;
+    for (const auto& [name, fd] : w.listeners) {
+        if (!first) text += ',';
+        first = false;
+        text += name + "@" + std::to_string(fd);
+    }
+    return text;
+}
+
+std::optional<worker_environment> this_process_worker() {
+    const char* value = std::getenv(worker_variable);
+    if (!value) return std::nullopt;
+    worker_environment w;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+        const auto end = rest.find(';');
+        const std::string_view item = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        const auto eq = item.find('=');
+        if (eq == std::string_view::npos) throw std::runtime_error("malformed PLUGD_WORKER");
+        const std::string_view key = item.substr(0, eq);
+        const std::string value_text{item.substr(eq + 1)};
+        if (key == "index") {
+            w.index = static_cast<unsigned>(std::stoul(value_text));
+        } else if (key == "generation") {
+            w.first_generation = std::stoull(value_text);
+        } else if (key == "status") {
+            w.status_file = value_text;
+        } else if (key == "listen") {
+            std::string_view l = value_text;
+            while (!l.empty()) {
+                const auto comma = l.find(',');
+                const std::string_view entry = l.substr(0, comma);
+                l = comma == std::string_view::npos ? std::string_view{} : l.substr(comma + 1);
+                const auto at = entry.rfind('@');
+                if (at == std::string_view::npos)
+                    throw std::runtime_error("malformed PLUGD_WORKER");
+                w.listeners[std::string{entry.substr(0, at)}] =
+                    std::stoi(std::string{entry.substr(at + 1)});
+            }
+        }
+    }
+    // Kept for this process's own listeners, never handed on to a process it starts.
+    for (const auto& [name, fd] : w.listeners) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return w;
+}
+
+}  // namespace plugd

@@ -1,0 +1,151 @@
+// Supervised workers: a master process owns the sockets and runs worker processes; a
+// worker's crash loses only its own connections, and a new worker takes its place.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <set>
+#include <string>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+std::string config(const std::filesystem::path& dir, const std::string& file,
+                   const std::string& plugin_config, const std::string& top) {
+    return R"({ "threads": 1, )" + top + R"(, "plugin_dir": ")" + dir.string() +
+           R"(", "plugins": { "p": { "file": ")" + file + R"(", "config": )" + plugin_config +
+           R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "p" } ] })";
+}
+
+struct supervised {
+    explicit supervised(const std::string& top, const std::string& file = "faulty",
+                        const std::filesystem::path& dir = test_plugin_dir(),
+                        const std::string& plugin_config = "{}")
+        : cfg{tmp.write("server.json", config(dir, file, plugin_config, top))},
+          process{{"-c", cfg.string()}},
+          port{process.port()} {}
+
+    // The pid of the worker a new connection reaches (faulty answers "pid").
+    int pid_of(line_client& c) {
+        c.send("pid\n");
+        const auto reply = c.read_line();
+        REQUIRE(reply);
+        REQUIRE(reply->starts_with("faulty:pid="));
+        return std::stoi(reply->substr(11));
+    }
+
+    std::size_t master_descriptors() const {
+        std::size_t n = 0;
+        for ([[maybe_unused]] const auto& e :
+             std::filesystem::directory_iterator{"/proc/" + std::to_string(process.pid()) + "/fd"})
+            ++n;
+        return n;
+    }
+
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    plugd_process process;
+    std::uint16_t port;
+};
+
+bool under_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return true;
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE(
+    "workers: a crash loses only that worker's connections, and a new worker takes its place") {
+    supervised s{R"("workers": 2)"};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    // Connections until both workers hold some (one accept queue, two processes).
+    std::vector<line_client> clients;
+    std::vector<int> owners;
+    std::set<int> pids;
+    for (int i = 0; i < 64 && (pids.size() < 2 || clients.size() < 8); ++i) {
+        clients.emplace_back(s.port);
+        owners.push_back(s.pid_of(clients.back()));
+        pids.insert(owners.back());
+    }
+    REQUIRE(pids.size() == 2);
+    const int victim = owners[0];
+
+    const auto crashed_at = std::chrono::steady_clock::now();
+    clients[0].send("crash\n");
+    CHECK_FALSE(clients[0].read_line());  // the one request in flight there: lost
+    REQUIRE(s.process.wait_for_log("died of SIGSEGV"));
+    // New connections are answered throughout: the master kept the listening socket.
+    for (int i = 0; i < 20; ++i) CHECK(ask(s.port, "new") == "faulty:new");
+    // A new worker serves.
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 3));
+    const auto replaced = std::chrono::steady_clock::now() - crashed_at;
+    if (!under_sanitizer()) CHECK(replaced < 500ms);
+    MESSAGE("a new worker served " << std::chrono::duration_cast<milliseconds>(replaced).count()
+                                   << " ms after the crash");
+
+    // Every connection of the other worker still answers; the crashed one's are closed.
+    std::size_t answered = 0, lost = 0;
+    for (std::size_t i = 1; i < clients.size(); ++i) {
+        if (owners[i] == victim) {
+            CHECK_FALSE(clients[i].read_line(2s));
+            ++lost;
+        } else {
+            clients[i].send("still\n");
+            CHECK(clients[i].read_line() == "faulty:still");
+            ++answered;
+        }
+    }
+    CHECK(answered > 0);
+    const std::string log = s.process.log();
+    CHECK(log.find("crash: SIGSEGV at address 0x0000000000000000 in plugin p generation 1") !=
+          std::string::npos);
+    CHECK(log.find("(pid " + std::to_string(victim) + ") died of SIGSEGV") != std::string::npos);
+    MESSAGE("failed requests: 1 (the crashing one); connections lost with it: " << lost + 1);
+}
+
+TEST_CASE(
+    "workers: -s reload reloads every worker in place with one outcome, -s stop stops them all") {
+    supervised s{R"("workers": 2)", "greeting", bundled_plugin_dir()};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    s.tmp.write("server.json", config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Hi, " })",
+                                      R"("workers": 2)"));
+    auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("reload: all 2 workers on generation 2") != std::string::npos);
+    for (int i = 0; i < 16; ++i) CHECK(ask(s.port, "x") == "Hi, x");
+
+    s.tmp.write("server.json", config(bundled_plugin_dir(), "greeting", R"({ "delay_ms": -1 })",
+                                      R"("workers": 2)"));
+    r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("delay_ms must be 0 or more") != std::string::npos, r.output);
+    CHECK(ask(s.port, "y") == "Hi, y");
+
+    r = run_plugd({"-s", "stop", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(s.process.wait_exit() == 0);
+    CHECK_FALSE(std::filesystem::exists(s.tmp.path() / "plugd.pid"));
+}
+
+TEST_CASE("workers: a hundred respawns leak no descriptor in the master") {
+    supervised s{R"("supervise": true)"};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 1));
+    const auto before = s.master_descriptors();
+    for (std::size_t i = 1; i <= 100; ++i) {
+        line_client c{s.port};
+        c.send("crash\n");
+        CHECK_FALSE(c.read_line());
+        REQUIRE_MESSAGE(s.process.wait_for_log("serving generation 1", 30s, i + 1),
+                        "respawn " << i);
+    }
+    CHECK(s.master_descriptors() == before);
+    CHECK(ask(s.port, "alive") == "faulty:alive");
+}
