@@ -278,15 +278,19 @@ server_config parse_document(const json& doc, const validator& v,
     server_config cfg;
     cfg.source = source;
     v.object_at(doc, "");
-    v.only_keys(
-        doc, "",
-        {"threads", "workers", "supervise", "offload_threads", "offload_queue", "plugin_dir",
-         "pid_file", "user", "plugins", "listeners", "limits", "log", "admin"});
+    v.only_keys(doc, "",
+                {"threads", "workers", "supervise", "rollback_after_crashes", "rollback_window_ms",
+                 "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user", "plugins",
+                 "listeners", "limits", "log", "admin"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
         static_cast<unsigned>(v.integer_or(doc, "", "offload_threads", 0, 1024, 0));
     cfg.workers = static_cast<unsigned>(v.integer_or(doc, "", "workers", 1, 256, 1));
+    cfg.rollback_after_crashes =
+        static_cast<unsigned>(v.integer_or(doc, "", "rollback_after_crashes", 0, 1000, 3));
+    cfg.rollback_window = std::chrono::milliseconds{
+        v.integer_or(doc, "", "rollback_window_ms", 1, 24ull * 3600 * 1000, 60000)};
     if (const json* supervise = v.find(doc, "supervise")) {
         if (!supervise->is_boolean())
             v.fail("/supervise", "expected true or false, got " + describe(*supervise));

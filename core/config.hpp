@@ -98,11 +98,15 @@ struct admin_settings {
 };
 
 struct server_config {
-    std::filesystem::path source;      ///< the file it came from; empty for the built-in default
-    unsigned threads = 0;              ///< 0: one per core
-    unsigned offload_threads = 0;      ///< threads for context::offload; 0: one per core
-    unsigned workers = 1;              ///< worker processes; 2 or more: a supervising master
-    bool supervise = false;            ///< a master even with one worker
+    std::filesystem::path source;  ///< the file it came from; empty for the built-in default
+    unsigned threads = 0;          ///< 0: one per core
+    unsigned offload_threads = 0;  ///< threads for context::offload; 0: one per core
+    unsigned workers = 1;          ///< worker processes; 2 or more: a supervising master
+    bool supervise = false;        ///< a master even with one worker
+    /// Supervised: this many worker crashes within rollback_window of a reload roll every
+    /// worker back to the last generation that ran without crashing; 0: never.
+    unsigned rollback_after_crashes = 3;
+    std::chrono::milliseconds rollback_window{60000};
     std::size_t offload_queue = 1024;  ///< offloaded jobs that may wait for a thread
     std::filesystem::path plugin_dir;
     std::filesystem::path pid_file;

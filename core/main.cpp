@@ -10,6 +10,7 @@
 
 #include "config.hpp"
 #include "control/signal_command.hpp"
+#include "faults/crash_report.hpp"
 #include "log.hpp"
 #include "plugins/plugin_seal.hpp"
 #include "plugins/plugin_version.hpp"
@@ -105,8 +106,11 @@ int main(int argc, char** argv) {
     options.bundled_plugin_dir = bundled_plugin_dir();
     options.watch = watch;
     options.worker = plugd::this_process_worker();
-    if (options.worker)
+    if (options.worker) {
         plugd::log::set_process_tag("worker " + std::to_string(options.worker->index));
+        // A crash report tells the master which plugin this worker died in.
+        plugd::set_crash_note_file(options.worker->status_file.string() + ".crash");
+    }
     if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
     if (signal) {
         const auto pid_file = config_file ? plugd::pid_file_of(*config_file)

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -20,6 +21,10 @@ namespace plugd {
 namespace {
 
 constexpr int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+// Where the handler leaves a note for the master; empty: nowhere. Written before threads
+// start, read only by the handler.
+char crash_note_file[4096];
 
 // A fixed-size line built without allocating.
 struct line_buffer {
@@ -193,10 +198,24 @@ void write_report(int signo, const siginfo_t* info) noexcept {
     }
 }
 
+// The master's note: which plugin, in a file it reads once the worker is gone.
+void write_note() noexcept {
+    if (!crash_note_file[0]) return;
+    const int fd = ::open(crash_note_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    const running_code& runs = this_thread_runs();
+    line_buffer note;
+    note << (runs.plugin ? runs.plugin : "") << '\t';
+    note.number(runs.generation) << '\n';
+    note.write_to(fd);
+    ::close(fd);
+}
+
 void on_fatal_signal(int signo, siginfo_t* info, void*) {
     // SA_RESETHAND has restored the default action: a crash inside the report ends the
     // process rather than recursing.
     const int saved_errno = errno;
+    write_note();
     write_report(signo, info);
     errno = saved_errno;
     ::raise(signo);  // dies of the same signal; for a fault, returning would too
@@ -204,7 +223,17 @@ void on_fatal_signal(int signo, siginfo_t* info, void*) {
 
 }  // namespace
 
+void set_crash_note_file(const std::string& file) {
+    const std::size_t n = std::min(file.size(), sizeof crash_note_file - 1);
+    std::memcpy(crash_note_file, file.data(), n);
+    crash_note_file[n] = '\0';
+}
+
 void prepare_thread_for_crash_report() noexcept {
+    // A thread that has one keeps it: a sanitizer runtime gives every thread its own and
+    // unmaps it when the thread ends, which must find its own still there.
+    stack_t current{};
+    if (::sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;
     // Leaked on purpose: a thread's alternate stack must outlive every signal it can get,
     // and threads end only when the process does (64 KiB per thread).
     constexpr std::size_t size = 64 * 1024;

@@ -2,6 +2,8 @@
 // core) was running on the crashing thread, for which client, and a backtrace.
 #pragma once
 
+#include <string>
+
 namespace plugd {
 
 /// Installs the handler for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT, process-wide, and
@@ -10,6 +12,10 @@ namespace plugd {
 /// lets the process die of the same signal (exit status, core dump and systemd's
 /// Restart=on-failure as without it).
 void install_crash_report();
+
+/// Also writes "<plugin>\t<generation>\n" (or "\t0\n" for the core) to `file` on a crash:
+/// how a supervising master learns which plugin a worker died in. Call before threads.
+void set_crash_note_file(const std::string& file);
 
 /// An alternate stack for the calling thread, so a crash by stack overflow is reported
 /// too. Every thread that runs plugin code calls it once (worker and offload threads).

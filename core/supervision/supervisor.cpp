@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +28,7 @@
 #include "control/reload_status.hpp"
 #include "log.hpp"
 #include "serving/listener.hpp"
+#include "supervision/generation_store.hpp"
 #include "supervision/worker_environment.hpp"
 
 extern char** environ;
@@ -89,6 +92,11 @@ class supervisor {
                       std::string{to_string(l.framing)} + ", plugin " + l.plugin + "), shared by " +
                       std::to_string(cfg_.workers) + " worker processes");
         }
+        // Workers read the master's copy of the configuration, pointing at its copies of the
+        // plugin files: a rollback can go back to them after the originals have changed.
+        store_.emplace(pid_file_->path().string() + ".generations");
+        store_->keep(1, cfg_);
+        store_->make_current(1);
         record(true, "started generation 1", unix_ms());
         for (unsigned i = 0; i < cfg_.workers; ++i) {
             workers_.push_back(std::make_unique<worker>(io_));
@@ -102,9 +110,11 @@ class supervisor {
         for (unsigned i = 0; i < workers_.size(); ++i) {
             std::error_code ignored;
             std::filesystem::remove(status_file(i), ignored);
+            std::filesystem::remove(crash_note(i), ignored);
         }
         std::error_code ignored;
         std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
+        store_.reset();
         pid_file_.reset();
         log::info("plugd stopped");
         return 0;
@@ -124,10 +134,15 @@ class supervisor {
         milliseconds backoff{0};
         unsigned restarts = 0;
         std::uint64_t attempt_before_reload = 0;
+        pid_t signalled = -1;  ///< the process the last reload signal went to
     };
 
     std::filesystem::path status_file(unsigned i) const {
         return pid_file_->path().string() + ".worker-" + std::to_string(i);
+    }
+    // Where a crashing worker's handler notes the plugin it died in (see crash_report).
+    std::filesystem::path crash_note(unsigned i) const {
+        return status_file(i).string() + ".crash";
     }
 
     void spawn(unsigned i) {
@@ -146,13 +161,9 @@ class supervisor {
         std::vector<char*> envp;
         for (auto& v : variables) envp.push_back(v.data());
         envp.push_back(nullptr);
-        std::string self = "/proc/self/exe", c = "-c", file = options_.config_file.string();
-        std::vector<char*> argv{self.data()};
-        if (!options_.config_file.empty()) {
-            argv.push_back(c.data());
-            argv.push_back(file.data());
-        }
-        argv.push_back(nullptr);
+        std::string self = "/proc/self/exe", c = "-c", file = store_->current_config().string();
+        std::vector<char*> argv{self.data(), c.data(), file.data(), nullptr};
+        std::filesystem::remove(crash_note(i), ignored);
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         // The worker starts with SIGHUP, SIGINT and SIGTERM blocked (a mask survives exec):
@@ -224,8 +235,55 @@ class supervisor {
                 (w.backoff.count() ? " in " + std::to_string(w.backoff.count()) + " ms" : "") +
                 " (restart " + std::to_string(w.restarts) + ")",
             {log::tag("worker", std::to_string(i)), log::tag("pid", std::to_string(pid))});
+        if (WIFSIGNALED(status)) count_crash(i);
         if (reloading_) note_reload_progress();
         schedule_respawn(i, w.backoff);
+    }
+
+    // Crashes soon after a reload are the new generation's: enough of them within the
+    // window roll every worker back to the last generation that ran without crashing.
+    void count_crash(unsigned i) {
+        std::string plugin = "(the core)";
+        {
+            std::ifstream note{crash_note(i)};
+            std::string name;
+            if (std::getline(note, name, '\t') && !name.empty()) plugin = name;
+        }
+        if (!on_trial_ || cfg_.rollback_after_crashes == 0) return;
+        const auto now = clock::now();
+        if (now - trial_since_ > cfg_.rollback_window) return;
+        crashes_.push_back(plugin);
+        if (crashes_.size() < cfg_.rollback_after_crashes) return;
+        std::map<std::string, std::size_t> by_plugin;
+        for (const auto& p : crashes_) ++by_plugin[p];
+        const auto worst =
+            std::max_element(by_plugin.begin(), by_plugin.end(),
+                             [](const auto& a, const auto& b) { return a.second < b.second; });
+        rollback_note_ = "rolled back to generation " + std::to_string(stable_) + " after " +
+                         std::to_string(crashes_.size()) + " crashes of plugin " + worst->first;
+        log::error(
+            "master: " + rollback_note_ + " within " +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::seconds>(now - trial_since_).count()) +
+                " s of the reload to generation " + std::to_string(generation_) +
+                " (rollback_after_crashes " + std::to_string(cfg_.rollback_after_crashes) +
+                "); every worker goes back to its configuration and plugin files; fix "
+                "the plugin and reload",
+            {log::tag("plugin", worst->first)});
+        on_trial_ = false;
+        crashes_.clear();
+        trial_timer_.cancel();
+        if (reloading_) {
+            rollback_pending_ = true;  // once the reload running now has its outcome
+        } else {
+            start_rollback();
+        }
+    }
+
+    void start_rollback() {
+        rolling_back_ = true;
+        store_->make_current(stable_);
+        signal_workers();
     }
 
     void wait_for_signal() {
@@ -265,6 +323,9 @@ class supervisor {
                                    "running; restart plugd to change them, or put the old "
                                    "values back");
             }
+            pending_key_ = generation_ + 1;
+            store_->keep(pending_key_, next);
+            store_->make_current(pending_key_);
             next_ = std::move(next);
         } catch (const std::exception& e) {
             log::error(std::string{"reload failed: "} + e.what() +
@@ -273,12 +334,19 @@ class supervisor {
             record(false, e.what(), began_);
             return;
         }
+        signal_workers();
+    }
+
+    // Every live worker reloads the current copy in place; the outcomes come back through
+    // their status files.
+    void signal_workers() {
         reloading_ = true;
         reload_deadline_ = clock::now() + std::chrono::seconds{60};
         for (unsigned i = 0; i < workers_.size(); ++i) {
             worker& w = *workers_[i];
             const auto before = read_reload_status(status_file(i));
             w.attempt_before_reload = before ? before->attempt : 0;
+            w.signalled = w.pid;
             if (w.pid > 0) ::kill(w.pid, SIGHUP);
         }
         poll_reload();
@@ -301,9 +369,11 @@ class supervisor {
         for (unsigned i = 0; i < workers_.size(); ++i) {
             const worker& w = *workers_[i];
             const auto s = read_reload_status(status_file(i));
-            if (w.pid <= 0) {
-                failures.push_back("worker " + std::to_string(i) + " died during the reload");
-            } else if (!s || s->attempt <= w.attempt_before_reload) {
+            if (w.pid <= 0 || w.pid != w.signalled) {
+                // Not running, or started since the signal: it starts on the current copy.
+                continue;
+            }
+            if (!s || s->attempt <= w.attempt_before_reload) {
                 waiting = true;
                 if (clock::now() >= reload_deadline_)
                     failures.push_back("worker " + std::to_string(i) +
@@ -322,6 +392,20 @@ class supervisor {
         }
         reload_poll_.cancel();
         reloading_ = false;
+        if (std::exchange(rolling_back_, false)) {
+            generation_ = std::max(generation, generation_ + 1);
+            stable_now_ = stable_;
+            log::info("master: rollback done: every worker serves generation " +
+                      std::to_string(generation_) + " with generation " + std::to_string(stable_) +
+                      "'s configuration and plugins" +
+                      (failures.empty() ? "" : " (" + failures.front() + ")"));
+            if (std::exchange(reload_pending_, false)) reload();
+            return;
+        }
+        if (!failures.empty()) {
+            store_->make_current(stable_now_);  // what serves; respawned workers read it
+            store_->forget_all_but(stable_, stable_now_);
+        }
         if (failures.empty()) {
             generation_ = generation;
             // Listeners the new configuration removed: no worker accepts there any more.
@@ -336,18 +420,30 @@ class supervisor {
                 }
             }
             cfg_ = std::move(*next_);
-            const std::string line = "reload: all " + std::to_string(workers_.size()) +
-                                     " workers on generation " + std::to_string(generation_) +
-                                     "; worker 0: " + summary;
+            // The new generation is on trial: crashes within the window roll it back.
+            if (!on_trial_) stable_ = stable_now_;
+            stable_now_ = pending_key_;
+            store_->forget_all_but(stable_, stable_now_);
+            start_trial();
+            std::string line = "reload: all " + std::to_string(workers_.size()) +
+                               " workers on generation " + std::to_string(generation_) +
+                               "; worker 0: " + summary;
             log::info(line);
+            if (!rollback_note_.empty())
+                line = std::exchange(rollback_note_, {}) + "; then " + line;
             record(true, line, began_);
         } else {
             std::string why;
             for (const auto& f : failures) why += (why.empty() ? "" : "; ") + f;
             log::error("reload failed: " + why);
+            if (!rollback_note_.empty()) why = std::exchange(rollback_note_, {}) + "; then " + why;
             record(false, why, began_);
         }
         next_.reset();
+        if (std::exchange(rollback_pending_, false)) {
+            start_rollback();
+            return;
+        }
         if (std::exchange(reload_pending_, false)) reload();
     }
 
@@ -356,6 +452,20 @@ class supervisor {
             if (l.name == name) return &l;
         }
         return nullptr;
+    }
+
+    void start_trial() {
+        on_trial_ = true;
+        trial_since_ = clock::now();
+        crashes_.clear();
+        trial_timer_.expires_after(cfg_.rollback_window);
+        trial_timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || !on_trial_) return;
+            // It ran the whole window without a crash loop: it is the one to go back to.
+            on_trial_ = false;
+            stable_ = stable_now_;
+            store_->forget_all_but(stable_, stable_);
+        });
     }
 
     void stop(int signo) {
@@ -395,6 +505,7 @@ class supervisor {
 
     void finish() {
         done_ = true;
+        trial_timer_.cancel();
         stop_deadline_.cancel();
         reload_poll_.cancel();
         signals_.cancel();
@@ -423,6 +534,18 @@ class supervisor {
     bool stopping_ = false;
     bool done_ = false;
     std::optional<server_config> next_;
+    std::optional<generation_store> store_;
+    // Kept generations are named by the generation number they were reloaded as.
+    std::uint64_t stable_ = 1;       ///< the one a rollback goes back to
+    std::uint64_t stable_now_ = 1;   ///< the one serving now
+    std::uint64_t pending_key_ = 0;  ///< the one a reload in progress installs
+    bool on_trial_ = false;          ///< crashes now count towards a rollback
+    bool rolling_back_ = false;
+    bool rollback_pending_ = false;
+    clock::time_point trial_since_;
+    std::vector<std::string> crashes_;  ///< plugins the workers crashed in, this trial
+    std::string rollback_note_;         ///< for the next reload's outcome
+    asio::steady_timer trial_timer_{io_};
     clock::time_point reload_deadline_;
     asio::steady_timer reload_poll_{io_};
     asio::steady_timer stop_deadline_{io_};

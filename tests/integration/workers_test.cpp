@@ -149,3 +149,35 @@ TEST_CASE("workers: a hundred respawns leak no descriptor in the master") {
     CHECK(s.master_descriptors() == before);
     CHECK(ask(s.port, "alive") == "faulty:alive");
 }
+
+TEST_CASE(
+    "workers: a version that crashes after a reload is rolled back, and the next reload says so") {
+    supervised s{R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 60000)"};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    const std::string top =
+        R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 60000)";
+    s.tmp.write("server.json",
+                config(test_plugin_dir(), "faulty", R"({ "crash_on_every_request": true })", top));
+    auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    // Each request crashes the worker it reaches, until the third crash rolls back.
+    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
+        line_client c{s.port};
+        c.send("x\n");
+        CHECK_FALSE(c.read_line());
+        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
+    }
+    REQUIRE_MESSAGE(
+        s.process.wait_for_log("rolled back to generation 1 after 3 crashes of plugin p"),
+        s.process.log());
+    REQUIRE(s.process.wait_for_log("master: rollback done"));
+    for (int i = 0; i < 16; ++i) CHECK(ask(s.port, "again") == "faulty:again");
+
+    // The next reload (here with a fixed config) reports the rollback, and proceeds.
+    s.tmp.write("server.json", config(test_plugin_dir(), "faulty", R"({ "answer": 1 })", top));
+    r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("rolled back to generation 1 after 3 crashes of plugin p") !=
+          std::string::npos);
+    CHECK(ask(s.port, "fixed") == "faulty:fixed");
+}

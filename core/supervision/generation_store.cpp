@@ -1,0 +1,112 @@
+// generation_store: copies on disk; plugin files stored by a hash of their bytes.
+#include "supervision/generation_store.hpp"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "plugins/plugin_version.hpp"
+
+namespace plugd {
+namespace {
+
+std::string read_all(const std::filesystem::path& p) {
+    std::ifstream in{p, std::ios::binary};
+    if (!in) throw config_error(p.string() + ": cannot read it to keep a copy for rollback");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// A stored copy's folder: the hash the loader compares versions by, so identical builds
+// share one copy.
+std::string content_name(const plugin_spec& p) {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx",
+                  static_cast<unsigned long long>(plugin_file_hash(p)));
+    return text;
+}
+
+void write_all(const std::filesystem::path& p, const std::string& bytes) {
+    const auto partial = p.string() + ".partial";
+    {
+        std::ofstream out{partial, std::ios::binary | std::ios::trunc};
+        out << bytes;
+        if (!out.flush()) throw config_error(partial + ": cannot write a copy for rollback");
+    }
+    std::filesystem::rename(partial, p);
+}
+
+}  // namespace
+
+generation_store::generation_store(std::filesystem::path dir) : dir_{std::move(dir)} {
+    std::filesystem::remove_all(dir_);  // a previous master's, left by a crash
+    std::filesystem::create_directories(dir_ / "plugins");
+    ::chmod(dir_.c_str(), 0755);  // readable by the workers, also after they drop to "user"
+}
+
+generation_store::~generation_store() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+}
+
+void generation_store::keep(std::uint64_t g, const server_config& cfg) {
+    auto doc = nlohmann::json::parse(read_all(cfg.source));
+    doc["plugin_dir"] = (dir_ / "plugins").string();
+    doc["pid_file"] = cfg.pid_file.string();
+    for (const auto& p : cfg.plugins) {
+        const std::string bytes = read_all(p.file);
+        const std::string name = content_name(p);
+        const auto folder = dir_ / "plugins" / name;
+        const auto copy = folder / p.file.filename();
+        if (!std::filesystem::exists(copy)) {
+            std::filesystem::create_directories(folder);
+            write_all(copy, bytes);
+        }
+        auto& entry = doc["plugins"][p.name];
+        entry["file"] = (std::filesystem::path{name} / p.file.filename()).string();
+        if (!p.state_file.empty()) entry["state_file"] = p.state_file.string();
+    }
+    const auto file = dir_ / ("generation-" + std::to_string(g) + ".json");
+    write_all(file, doc.dump(2));
+    kept_[g] = file;
+}
+
+void generation_store::make_current(std::uint64_t g) {
+    write_all(current_config(), read_all(kept_.at(g)));
+}
+
+void generation_store::forget_all_but(std::uint64_t keep_a, std::uint64_t keep_b) {
+    for (auto it = kept_.begin(); it != kept_.end();) {
+        if (it->first == keep_a || it->first == keep_b) {
+            ++it;
+            continue;
+        }
+        std::error_code ignored;
+        std::filesystem::remove(it->second, ignored);
+        it = kept_.erase(it);
+    }
+    // Plugin copies no kept generation names any more.
+    std::map<std::string, bool> used;
+    for (const auto& [g, file] : kept_) {
+        const auto doc = nlohmann::json::parse(read_all(file));
+        for (const auto& [name, p] : doc["plugins"].items())
+            used[p["file"].get<std::string>()] = true;
+    }
+    for (const auto& folder : std::filesystem::directory_iterator{dir_ / "plugins"}) {
+        for (const auto& f : std::filesystem::directory_iterator{folder.path()}) {
+            const auto rel = (folder.path().filename() / f.path().filename()).string();
+            if (!used.count(rel)) {
+                std::error_code ignored;
+                std::filesystem::remove_all(folder.path(), ignored);
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace plugd
