@@ -264,7 +264,9 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     l.write_timeout = millis("write_timeout_ms", l.write_timeout);
     l.shutdown_timeout = millis("shutdown_timeout_ms", l.shutdown_timeout);
     l.reload_drain_timeout = millis("reload_drain_timeout_ms", l.reload_drain_timeout);
-    l.stall_warn = millis("stall_warn_ms", l.stall_warn);
+    // At least 20 ms: the heartbeat it is measured by comes at most every 10 ms.
+    l.stall_warn = ms{v.integer_or(obj, p, "stall_warn_ms", 20, day_ms,
+                                   static_cast<std::uint64_t>(l.stall_warn.count()))};
     l.shutdown_delay = ms{v.integer_or(obj, p, "shutdown_delay_ms", 0, day_ms,
                                        static_cast<std::uint64_t>(l.shutdown_delay.count()))};
     return l;

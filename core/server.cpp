@@ -233,13 +233,24 @@ class server final : public admin_backend {
         if (!report)
             co_return answer{503, R"({"state":"stopping"})"
                                   "\n"};
-        co_return answer{200, status_json(*report)};
+        answer a{200, status_json(*report)};
+        release(report);
+        co_return a;
     }
 
     asio::awaitable<answer> metrics() override {
         auto report = co_await gather();
         if (!report) co_return answer{503, "stopping\n", "text/plain"};
-        co_return answer{200, metrics_text(*report), "text/plain; version=0.0.4"};
+        answer a{200, metrics_text(*report), "text/plain; version=0.0.4"};
+        release(report);
+        co_return a;
+    }
+
+    // A report holds plugin versions: a replaced one whose last other holder let go while
+    // the report was being gathered is unloaded now rather than at its drain timeout.
+    void release(std::optional<server_report>& report) {
+        report.reset();
+        unload_drained();
     }
 
     answer reload() override {

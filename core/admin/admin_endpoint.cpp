@@ -38,10 +38,22 @@ admin_backend::answer wrong_method(const char* allowed) {
 
 }  // namespace
 
-struct admin_endpoint::client {
+struct admin_endpoint::client : std::enable_shared_from_this<client> {
     explicit client(tcp::socket s) : socket{std::move(s)}, deadline{socket.get_executor()} {}
     tcp::socket socket;
     asio::steady_timer deadline;
+
+    // Closes the socket if the next read or write is not done in time (a client that
+    // stops reading would otherwise hold one of the few admin connections forever).
+    void arm() {
+        deadline.expires_after(admin_idle_timeout);
+        deadline.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
+            auto c = self.lock();
+            if (ec || !c) return;
+            boost::system::error_code ignored;
+            c->socket.close(ignored);
+        });
+    }
 };
 
 admin_endpoint::admin_endpoint(asio::io_context& control, const server_config& cfg,
@@ -80,8 +92,8 @@ void admin_endpoint::close() {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     for (auto& c : clients_) {
-        c.socket.close(ignored);
-        c.deadline.cancel();
+        c->socket.close(ignored);
+        c->deadline.cancel();
     }
 }
 
@@ -91,27 +103,25 @@ asio::awaitable<void> admin_endpoint::accept_loop() {
         if (closed_ || ec == asio::error::operation_aborted) co_return;
         if (ec) continue;  // out of descriptors: the next accept may succeed
         if (clients_.size() >= max_admin_clients) continue;  // closes it
-        auto it = clients_.emplace(clients_.end(), std::move(socket));
+        auto it = clients_.insert(clients_.end(), std::make_shared<client>(std::move(socket)));
         asio::co_spawn(control_, serve(*it), [this, it](std::exception_ptr) {
             boost::system::error_code ignored;
-            it->socket.close(ignored);
+            (*it)->socket.close(ignored);
+            (*it)->deadline.cancel();
             clients_.erase(it);
         });
     }
 }
 
-asio::awaitable<void> admin_endpoint::serve(client& c) {
+asio::awaitable<void> admin_endpoint::serve(std::shared_ptr<client> self) {
+    client& c = *self;
     std::string input, chunked, out;
     for (;;) {
         http_frame request;
         for (;;) {
             request = next_http_request(input, max_admin_request_bytes, chunked);
             if (request.what != http_frame::kind::incomplete) break;
-            c.deadline.expires_after(admin_idle_timeout);
-            c.deadline.async_wait([s = &c.socket](const boost::system::error_code& ec) {
-                boost::system::error_code ignored;
-                if (!ec) s->close(ignored);
-            });
+            c.arm();
             char chunk[4096];
             auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(chunk), as_tuple);
             c.deadline.cancel();
@@ -121,6 +131,7 @@ asio::awaitable<void> admin_endpoint::serve(client& c) {
         out.clear();
         if (request.what == http_frame::kind::error) {
             append_http_response(out, request.status, request.reason, true, false);
+            c.arm();
             co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
             co_return;
         }
@@ -128,7 +139,9 @@ asio::awaitable<void> admin_endpoint::serve(client& c) {
         const bool close = !request.keep_alive || closed_;
         append_http_response(out, a.status, a.body, close, request.http10,
                              "Content-Type: " + a.content_type + "\r\n");
+        c.arm();
         auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+        c.deadline.cancel();
         if (ec || close) co_return;
         input.erase(0, request.consumed);
     }

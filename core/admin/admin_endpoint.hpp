@@ -53,14 +53,14 @@ class admin_endpoint {
   private:
     struct client;
     boost::asio::awaitable<void> accept_loop();
-    boost::asio::awaitable<void> serve(client& c);
+    boost::asio::awaitable<void> serve(std::shared_ptr<client> c);
     boost::asio::awaitable<admin_backend::answer> route(std::string_view method,
                                                         std::string_view target);
 
     boost::asio::io_context& control_;
     admin_backend& backend_;
     boost::asio::ip::tcp::acceptor acceptor_;
-    std::list<client> clients_;
+    std::list<std::shared_ptr<client>> clients_;
     bool closed_ = false;
 };
 

@@ -67,6 +67,11 @@ namespace {
 thread_local stall_monitor::worker* this_worker = nullptr;
 
 void on_sample_signal(int) {
+    const int saved_errno = errno;
+    struct restore {
+        int e;
+        ~restore() { errno = e; }
+    } keep{saved_errno};
     stall_monitor::worker* w = this_worker;
     if (!w || w->sample_state.load(std::memory_order_acquire) != stall_monitor::worker::asked)
         return;

@@ -54,8 +54,13 @@ void trial_load(const plugin_spec& spec, std::chrono::milliseconds timeout) {
     char* argv[] = {self.data(), flag.data(), text.data(), nullptr};
     const std::string where = "plugin \"" + spec.name + "\" (" + spec.file.string() + ")";
     pid_t pid = -1;
-    if (const int rc = ::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, environ);
-        rc != 0) {
+    // Only stdin, stdout and stderr: the child must not hold the server's sockets open.
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    const int rc = ::posix_spawn(&pid, self.c_str(), &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
         throw plugin_error(where + ": cannot start its trial load: " + std::strerror(rc));
     }
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));

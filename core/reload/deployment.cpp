@@ -3,6 +3,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <set>
@@ -74,8 +76,12 @@ std::string deployment::apply(const server_config& running, const server_config&
         // listens, so there is never a moment without a listening socket.
         for (const auto& l : plan.add) {
             const auto it = inherited_.find(l.name);
-            bound.push_back(
-                bind_listener(next, l, held_, shards_, it != inherited_.end() ? it->second : -1));
+            // A worker's other workers bind a listener a reload adds at the same moment:
+            // it is shared on purpose, like reuse_port.
+            listener_spec spec = l;
+            if (!inherited_.empty()) spec.reuse_port = true;
+            bound.push_back(bind_listener(next, spec, held_, shards_,
+                                          it != inherited_.end() ? it->second : -1));
         }
         start_all(loaded);
     } catch (...) {
@@ -117,6 +123,14 @@ std::string deployment::apply(const server_config& running, const server_config&
         log::info(
             "plugin " + name + ": loaded " + v->spec().file.string() + " (generation " + g + ")",
             {log::tag("plugin", name), log::tag("generation", g)});
+    }
+    // An inherited socket of a listener this reload removed or moved: this worker's copy
+    // must go too, or the socket would keep queueing connections nobody accepts.
+    for (const auto& name : plan.remove) {
+        if (auto it = inherited_.find(name); it != inherited_.end()) {
+            ::close(it->second);
+            inherited_.erase(it);
+        }
     }
     std::erase_if(held_, [&](const listener_spec& h) {
         return std::find(plan.remove.begin(), plan.remove.end(), h.name) != plan.remove.end();

@@ -50,6 +50,7 @@ std::vector<std::shared_ptr<route>> adopt(int fd, const listener_spec& spec,
             ::getsockname(own, reinterpret_cast<sockaddr*>(&ss), &len);
             r->acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), own, ec);
         }
+        if (own >= 0 && ec) ::close(own);
         if (own < 0 || ec) {
             throw config_error("listener \"" + spec.name +
                                "\": cannot use the listening socket inherited from the master: " +

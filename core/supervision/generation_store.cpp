@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -97,15 +98,17 @@ void generation_store::forget_all_but(std::uint64_t keep_a, std::uint64_t keep_b
         for (const auto& [name, p] : doc["plugins"].items())
             used[p["file"].get<std::string>()] = true;
     }
+    std::vector<std::filesystem::path> unused;
     for (const auto& folder : std::filesystem::directory_iterator{dir_ / "plugins"}) {
         for (const auto& f : std::filesystem::directory_iterator{folder.path()}) {
             const auto rel = (folder.path().filename() / f.path().filename()).string();
-            if (!used.count(rel)) {
-                std::error_code ignored;
-                std::filesystem::remove_all(folder.path(), ignored);
-                break;
-            }
+            if (!used.count(rel)) unused.push_back(f.path());
         }
+    }
+    for (const auto& f : unused) {
+        std::error_code ignored;
+        std::filesystem::remove(f, ignored);
+        std::filesystem::remove(f.parent_path(), ignored);  // only if now empty
     }
 }
 

@@ -174,7 +174,10 @@ class supervisor {
         sigemptyset(&blocked);
         for (const int signo : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&blocked, signo);
         posix_spawnattr_setsigmask(&attributes, &blocked);
-        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+        // Its own process group: a terminal's Ctrl-C reaches the master alone, which tells
+        // each worker once (a second signal would cut a worker's drain short).
+        posix_spawnattr_setpgroup(&attributes, 0);
+        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
         // dup2 onto itself clears close-on-exec: the worker inherits exactly these.
         for (const auto& [name, s] : sockets_)
             posix_spawn_file_actions_adddup2(&actions, s.fd, s.fd);
@@ -190,6 +193,17 @@ class supervisor {
             return;
         }
         const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, w.pid, 0));
+        if (pidfd < 0) {
+            // Without a pidfd its exit could not be noticed: do not leave it unwatched.
+            log::error("master: cannot watch worker " + std::to_string(i) + " (pidfd_open: " +
+                       std::strerror(errno) + "); stopping it and trying again in 1 s");
+            ::kill(w.pid, SIGKILL);
+            while (::waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+            w.pid = -1;
+            schedule_respawn(i, milliseconds{1000});
+            return;
+        }
         w.exited.emplace(io_, pidfd);
         w.exited->async_wait(asio::posix::stream_descriptor::wait_read,
                              [this, i](const boost::system::error_code& ec) {
@@ -280,9 +294,14 @@ class supervisor {
         }
     }
 
-    void start_rollback() {
+    void start_rollback() { revert_to(stable_); }
+
+    // Every worker reloads kept generation `key` in place (a rollback, or undoing a reload
+    // that some workers took and others refused).
+    void revert_to(std::uint64_t key) {
         rolling_back_ = true;
-        store_->make_current(stable_);
+        revert_target_ = key;
+        store_->make_current(key);
         signal_workers();
     }
 
@@ -362,6 +381,7 @@ class supervisor {
     // Every worker has recorded an outcome newer than the signal (or died, or the time is
     // up): one combined outcome.
     void note_reload_progress() {
+        if (!reloading_) return;  // a poll that was already due when the reload ended
         std::vector<std::string> failures;
         std::string summary;
         std::uint64_t generation = generation_;
@@ -394,11 +414,15 @@ class supervisor {
         reloading_ = false;
         if (std::exchange(rolling_back_, false)) {
             generation_ = std::max(generation, generation_ + 1);
-            stable_now_ = stable_;
+            stable_now_ = revert_target_;
             log::info("master: rollback done: every worker serves generation " +
-                      std::to_string(generation_) + " with generation " + std::to_string(stable_) +
-                      "'s configuration and plugins" +
+                      std::to_string(generation_) + " with generation " +
+                      std::to_string(revert_target_) + "'s configuration and plugins" +
                       (failures.empty() ? "" : " (" + failures.front() + ")"));
+            if (std::exchange(rollback_pending_, false)) {
+                start_rollback();
+                return;
+            }
             if (std::exchange(reload_pending_, false)) reload();
             return;
         }
@@ -421,7 +445,8 @@ class supervisor {
             }
             cfg_ = std::move(*next_);
             // The new generation is on trial: crashes within the window roll it back.
-            if (!on_trial_) stable_ = stable_now_;
+            // A rollback decided during this reload still goes back to stable_.
+            if (!on_trial_ && !rollback_pending_) stable_ = stable_now_;
             stable_now_ = pending_key_;
             store_->forget_all_but(stable_, stable_now_);
             start_trial();
@@ -438,6 +463,15 @@ class supervisor {
             log::error("reload failed: " + why);
             if (!rollback_note_.empty()) why = std::exchange(rollback_note_, {}) + "; then " + why;
             record(false, why, began_);
+            if (!summary.empty()) {
+                // Some workers took it: all must serve one generation, the previous one.
+                log::warn(
+                    "master: the workers that took the new generation go back to the "
+                    "previous one, so that every worker serves the same");
+                next_.reset();
+                revert_to(stable_now_);
+                return;
+            }
         }
         next_.reset();
         if (std::exchange(rollback_pending_, false)) {
@@ -464,7 +498,8 @@ class supervisor {
             // It ran the whole window without a crash loop: it is the one to go back to.
             on_trial_ = false;
             stable_ = stable_now_;
-            store_->forget_all_but(stable_, stable_);
+            // A reload under way still needs its own copy.
+            store_->forget_all_but(stable_, reloading_ ? pending_key_ : stable_);
         });
     }
 
@@ -542,6 +577,7 @@ class supervisor {
     bool on_trial_ = false;          ///< crashes now count towards a rollback
     bool rolling_back_ = false;
     bool rollback_pending_ = false;
+    std::uint64_t revert_target_ = 1;  ///< what the reload back (rolling_back_) installs
     clock::time_point trial_since_;
     std::vector<std::string> crashes_;  ///< plugins the workers crashed in, this trial
     std::string rollback_note_;         ///< for the next reload's outcome
