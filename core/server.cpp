@@ -177,6 +177,10 @@ class server final : public admin_backend {
             };
             unchanged("user", cfg_.user, next.user);
             unchanged("threads", std::to_string(cfg_.threads), std::to_string(next.threads));
+            // One process or a master with workers is decided at start.
+            unchanged("workers", std::to_string(cfg_.workers), std::to_string(next.workers));
+            unchanged("supervise", cfg_.supervise ? "true" : "false",
+                      next.supervise ? "true" : "false");
             unchanged("offload_threads", std::to_string(cfg_.offload_threads),
                       std::to_string(next.offload_threads));
             unchanged("offload_queue", std::to_string(cfg_.offload_queue),
