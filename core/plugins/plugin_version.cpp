@@ -228,7 +228,9 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
     } catch (const std::exception& e) {
         // Not the config's fault, as far as the plugin says: a database that cannot be
         // opened, a file that is missing.
-        throw plugin_error(where(spec_) + ": its constructor failed: " + e.what());
+        throw plugin_error(where(spec_) + ": failed to start: " + e.what() +
+                           " (thrown by its constructor; if the config is what is wrong, "
+                           "throw std::invalid_argument naming the key)");
     } catch (...) {
         throw plugin_error(where(spec_) + ": its constructor threw a non-standard exception");
     }

@@ -67,8 +67,14 @@ std::string deployment::apply(const server_config& running, const server_config&
     std::vector<std::vector<std::shared_ptr<route>>> bound;
     try {
         for (const auto& spec : plan.load) {
-            // A crash in the constructor or start() ends the child, not the server.
-            trial_load(spec, trial_load_timeout);
+            // A crash in the constructor or start() ends the child, not the server. The
+            // same bytes with the same config passed before: no need to try them again
+            // (a deploy that goes back and forth between two builds pays once each).
+            auto tried = std::make_pair(plugin_file_hash(spec), spec.config.dump());
+            if (!trial_passed_.count(tried)) {
+                trial_load(spec, trial_load_timeout);
+                trial_passed_.insert(std::move(tried));
+            }
             loaded[spec.name] =
                 std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
         }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +88,8 @@ class deployment {
     /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
     std::vector<listener_spec> held_;
     std::list<draining_version> draining_;
+    /// (file hash, config) of versions whose trial load passed.
+    std::set<std::pair<std::uint64_t, std::string>> trial_passed_;
 };
 
 }  // namespace plugd

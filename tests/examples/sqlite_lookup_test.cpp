@@ -53,7 +53,7 @@ TEST_CASE("sqlite-lookup refuses a database it cannot open, saying so") {
     const auto r = run_plugd(
         {"-t", "-c", tmp.write("server.json", config_for(tmp.path() / "absent.db")).string()});
     CHECK(r.status == 1);
-    CHECK_MESSAGE(r.output.find("its constructor failed: cannot open database " +
+    CHECK_MESSAGE(r.output.find("failed to start: cannot open database " +
                                 (tmp.path() / "absent.db").string()) != std::string::npos,
                   r.output);
 }
