@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <list>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 

@@ -22,15 +22,25 @@ std::string encode(const worker_environment& w) {
     return text;
 }
 
+namespace {
+
+// The next `separator`-delimited piece of `rest`, which loses it.
+std::string_view next_piece(std::string_view& rest, char separator) {
+    const auto end = rest.find(separator);
+    const std::string_view piece = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+    return piece;
+}
+
+}  // namespace
+
 std::optional<worker_environment> this_process_worker() {
     const char* value = std::getenv(worker_variable);
     if (!value) return std::nullopt;
     worker_environment w;
     std::string_view rest = value;
     while (!rest.empty()) {
-        const auto end = rest.find(';');
-        const std::string_view item = rest.substr(0, end);
-        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        const std::string_view item = next_piece(rest, ';');
         const auto eq = item.find('=');
         if (eq == std::string_view::npos) throw std::runtime_error("malformed PLUGD_WORKER");
         const std::string_view key = item.substr(0, eq);
@@ -44,9 +54,7 @@ std::optional<worker_environment> this_process_worker() {
         } else if (key == "listen") {
             std::string_view l = value_text;
             while (!l.empty()) {
-                const auto comma = l.find(',');
-                const std::string_view entry = l.substr(0, comma);
-                l = comma == std::string_view::npos ? std::string_view{} : l.substr(comma + 1);
+                const std::string_view entry = next_piece(l, ',');
                 const auto at = entry.rfind('@');
                 if (at == std::string_view::npos)
                     throw std::runtime_error("malformed PLUGD_WORKER");

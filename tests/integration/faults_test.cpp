@@ -15,16 +15,9 @@ using namespace plugd::test;
 namespace {
 
 // A plugd with one listener routed to the `faulty` test plugin, and `limits` as given.
-struct faulty_server {
+struct faulty_server : one_listener_server {
     explicit faulty_server(const std::string& config = "{}", const std::string& limits = "{}")
-        : cfg{tmp.write("server.json",
-                        one_listener_config(test_plugin_dir(), "faulty", config, "line", limits))},
-          process{{"-c", cfg.string()}},
-          port{process.port()} {}
-    temp_dir tmp;
-    std::filesystem::path cfg;
-    plugd_process process;
-    std::uint16_t port;
+        : one_listener_server{"faulty", config, "line", limits} {}
 };
 
 }  // namespace
