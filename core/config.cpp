@@ -468,10 +468,12 @@ server_config parse_document(const json& doc, const validator& v,
                 l.framing = framing_kind::oneshot;
             else if (f == "http")
                 l.framing = framing_kind::http;
+            else if (f == "raw")
+                l.framing = framing_kind::raw;
             else
                 v.fail(child(p, "framing"), "\"" + f +
                                                 "\" is not a framing; expected \"line\", "
-                                                "\"oneshot\" or \"http\"");
+                                                "\"oneshot\", \"http\" or \"raw\"");
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
         if (const json* access = v.find(spec, "access_log")) {
@@ -517,6 +519,8 @@ std::string_view to_string(framing_kind kind) noexcept {
             return "oneshot";
         case framing_kind::http:
             return "http";
+        case framing_kind::raw:
+            return "raw";
         case framing_kind::line:
             break;
     }

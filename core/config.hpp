@@ -21,6 +21,7 @@ enum class framing_kind {
     line,     ///< one request per `\n`-terminated line; keep-alive, pipelined, ordered replies
     oneshot,  ///< one read is one request; the reply is written as-is and the connection closed
     http,     ///< HTTP/1.1 (and 1.0): keep-alive, pipelined; the reply is a text/plain body
+    raw,      ///< the plugin's own protocol: handler::serve gets the whole connection
 };
 
 std::string_view to_string(framing_kind kind) noexcept;

@@ -16,6 +16,7 @@ namespace {
 // Read by every thread that logs, set by the control thread at start and at each reload.
 std::atomic<level> g_threshold{level::info};
 std::atomic<bool> g_json{false};
+std::atomic<sink> g_sink{nullptr};
 // Set once, before other threads log; read-only afterwards.
 std::string g_process_tag;
 
@@ -72,9 +73,21 @@ bool json_enabled() noexcept {
     return g_json.load(std::memory_order_relaxed);
 }
 
+void set_sink(sink destination) noexcept {
+    g_sink.store(destination, std::memory_order_release);
+}
+
 void write(level severity, std::string_view message, std::initializer_list<field> fields) noexcept {
     if (severity < g_threshold.load(std::memory_order_relaxed)) return;
     try {
+        if (const sink destination = g_sink.load(std::memory_order_acquire)) {
+            std::string line{message};
+            for (const auto& f : fields) {
+                if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
+            }
+            destination(severity, line);
+            return;
+        }
         const auto now = std::chrono::system_clock::now();
         const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
         const auto millis =

@@ -23,6 +23,12 @@ void set_process_tag(std::string tag);
 /// Whether lines are JSON now (async-signal-safe: a crash report writes in the same format).
 bool json_enabled() noexcept;
 
+/// Where lines go instead of stderr: the plugin test harness keeps them for the test to
+/// read. Called from any thread with the line's severity and message (text fields appended,
+/// no timestamp). nullptr: stderr again.
+using sink = void (*)(level severity, std::string_view message);
+void set_sink(sink destination) noexcept;
+
 /// A named value that goes with a line: ` key=value` in text, a member in JSON.
 struct field {
     std::string_view key;

@@ -17,6 +17,7 @@
 #include "plugins/trial_load.hpp"
 #include "server.hpp"
 #include "supervision/supervisor.hpp"
+#include "tooling/new_plugin.hpp"
 
 #include <plugd/version.hpp>
 
@@ -24,6 +25,7 @@ namespace {
 
 constexpr std::string_view usage =
     "usage: plugd [-c FILE] [-t | -s reload|stop] [--watch] [--seal FILE] [--version] [--help]\n"
+    "       plugd new-plugin NAME [DIR]\n"
     "\n"
     "  -c FILE     the configuration file (default: ./server.json if it exists, otherwise\n"
     "              the built-in default: greeting on 127.0.0.1:8888)\n"
@@ -38,6 +40,9 @@ constexpr std::string_view usage =
     "              after each link); plugd refuses a sealed file that no longer matches\n"
     "  --version   print the version and the plugin ABI fingerprint\n"
     "  --help      print this help\n"
+    "  new-plugin NAME [DIR]\n"
+    "              write a new plugin project (handler, test, CMakeLists.txt, server.json,\n"
+    "              README) into DIR (default: ./NAME), which must not exist yet\n"
     "\n"
     "Signals: SIGHUP reloads; SIGINT/SIGTERM stop accepting, finish requests in flight,\n"
     "exit 0.\n";
@@ -51,6 +56,20 @@ std::filesystem::path bundled_plugin_dir() {
     return (exe.parent_path() / ".." / "lib" / "plugd").lexically_normal();
 }
 
+// The prefix plugd is installed in (bin/plugd, lib/cmake/plugd), or empty when it runs
+// from a build tree, which find_package(plugd) cannot use.
+std::filesystem::path install_prefix() {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return {};
+    const auto prefix = exe.parent_path().parent_path();
+    for (const char* lib : {"lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"}) {
+        if (std::filesystem::exists(prefix / lib / "cmake" / "plugd" / "plugdConfig.cmake", ec))
+            return prefix;
+    }
+    return {};
+}
+
 int fail_usage(const std::string& why) {
     std::cerr << "plugd: " << why << "\n\n" << usage;
     return 2;
@@ -59,6 +78,17 @@ int fail_usage(const std::string& why) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::string_view{argv[1]} == "new-plugin") {
+        if (argc < 3 || argc > 4) return fail_usage("new-plugin takes NAME and optionally DIR");
+        try {
+            plugd::write_new_plugin(argv[2], argc == 4 ? argv[3] : argv[2], install_prefix(),
+                                    std::cout);
+            return 0;
+        } catch (const std::exception& e) {
+            std::cerr << "plugd: new-plugin: " << e.what() << '\n';
+            return 1;
+        }
+    }
     std::optional<std::filesystem::path> config_file;
     bool test_only = false;
     bool watch = false;

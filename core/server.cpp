@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -421,8 +422,12 @@ class server final : public admin_backend {
 void check_plugins(const server_config& cfg) {
     private_dir dir;
     host facilities{host::settings{1, 1}, [] {}};
+    std::map<std::string, std::shared_ptr<plugin_version>> loaded;
     for (const auto& spec : cfg.plugins) {
-        auto version = std::make_shared<plugin_version>(spec, dir.path(), 1, facilities);
+        loaded[spec.name] = std::make_shared<plugin_version>(spec, dir.path(), 1, facilities);
+    }
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+        check_can_serve(cfg.listeners[i], i, *loaded.at(cfg.listeners[i].plugin));
     }
 }
 

@@ -1,6 +1,8 @@
 // host: worker executors for tasks, and the process-wide facilities' state.
 #include "host/host.hpp"
 
+#include "host/timers.hpp"
+
 namespace plugd {
 namespace {
 
@@ -20,6 +22,11 @@ void host::enter_worker(boost::asio::io_context& io, std::size_t index) noexcept
 
 std::ptrdiff_t host::this_worker_index() noexcept {
     return this_worker_number;
+}
+
+boost::asio::awaitable<void> host::sleep_for(std::chrono::milliseconds duration) {
+    if (manual_clock_) return manual_clock_->sleep_for(duration);
+    return plugd::sleep_for(duration);
 }
 
 boost::asio::any_io_executor host::task_executor() {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <vector>
 
+#include "host/manual_clock.hpp"
 #include "host/offload_pool.hpp"
 #include "host/shared_state.hpp"
 
@@ -52,6 +53,11 @@ class host {
     std::size_t workers() const noexcept { return workers_.size(); }
     boost::asio::io_context& worker(std::size_t index) const noexcept { return *workers_[index]; }
 
+    /// context::sleep_for and every's pause: real time, or `clock`'s once installed (the
+    /// test harness's manual clock; set before any plugin loads, outlives the host).
+    boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds duration);
+    void use_manual_clock(manual_clock& clock) noexcept { manual_clock_ = &clock; }
+
     /// Shutdown, after the workers have stopped: drops queued jobs, waits for running ones
     /// until `deadline`. False when one was still running then.
     bool stop(std::chrono::steady_clock::time_point deadline) { return offload_.stop(deadline); }
@@ -61,6 +67,7 @@ class host {
     offload_pool offload_;
     shared_state state_;
     std::vector<boost::asio::io_context*> workers_;
+    manual_clock* manual_clock_ = nullptr;
     std::atomic<unsigned> next_worker_{0};  // off the request path: tasks are started rarely
 };
 

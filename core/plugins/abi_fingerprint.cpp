@@ -58,6 +58,14 @@ std::string_view core_abi_fingerprint() noexcept {
     return PLUGD_ABI_FINGERPRINT;
 }
 
+unsigned long sdk_minor_of(std::string_view fingerprint) {
+    const auto parts = parts_of(fingerprint);
+    const auto it = parts.find("sdk");
+    if (it == parts.end()) return 0;
+    const auto version = sdk_version(it->second);
+    return version ? version->second : 0;
+}
+
 std::optional<std::string> abi_mismatch(std::string_view plugin, std::string_view core) {
     if (plugin == core) return std::nullopt;
     const auto mine = parts_of(core);

@@ -16,4 +16,7 @@ std::string_view core_abi_fingerprint() noexcept;
 /// 108100`, and for a newer SDK minor, which version the plugin needs.
 std::optional<std::string> abi_mismatch(std::string_view plugin, std::string_view core);
 
+/// The SDK minor a fingerprint records (0 when it records none): what the core may call.
+unsigned long sdk_minor_of(std::string_view fingerprint);
+
 }  // namespace plugd

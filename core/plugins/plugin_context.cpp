@@ -5,7 +5,6 @@
 #include "host/host.hpp"
 #include "host/offload.hpp"
 #include "host/task_group.hpp"
-#include "host/timers.hpp"
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
 
@@ -15,10 +14,10 @@ namespace {
 // The body of context::every: core code, so the timer between calls is the core's. A
 // failed call is logged and the schedule goes on; once cancelled, the next sleep_for
 // throws and ends it.
-task<void> repeat(std::chrono::milliseconds interval, std::function<task<void>()> work,
-                  std::string owner, std::string name) {
+task<void> repeat(host& facilities, std::chrono::milliseconds interval,
+                  std::function<task<void>()> work, std::string owner, std::string name) {
     for (;;) {
-        co_await plugd::sleep_for(interval);
+        co_await facilities.sleep_for(interval);
         co_await logging_failures(work(), owner, "periodic task " + name);
     }
 }
@@ -34,7 +33,7 @@ void plugin_context::log(log_level level, std::string_view message) const noexce
 }
 
 task<void> plugin_context::sleep_for(std::chrono::milliseconds duration) const {
-    return plugd::sleep_for(duration);
+    return owner_.host_of().sleep_for(duration);
 }
 
 shared_map& plugin_context::shared() const noexcept {
@@ -52,7 +51,8 @@ void plugin_context::every(std::chrono::milliseconds interval, std::function<tas
     if (interval.count() <= 0) {
         throw std::invalid_argument("every(): the interval must be above zero");
     }
-    spawn(repeat(interval, std::move(work), owner_.describe(), std::string{name}), name);
+    spawn(repeat(owner_.host_of(), interval, std::move(work), owner_.describe(), std::string{name}),
+          name);
 }
 
 task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,

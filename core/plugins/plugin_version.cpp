@@ -113,6 +113,15 @@ struct plugin_version::library {
     boost::dll::shared_library dll;
 };
 
+void check_can_serve(const listener_spec& l, std::size_t index, const plugin_version& version) {
+    if (l.framing != framing_kind::raw || sdk_minor_of(version.abi_fingerprint()) >= 3) return;
+    throw plugin_error("listener \"" + l.name + "\" (/listeners/" + std::to_string(index) +
+                       "/framing is \"raw\"): plugin \"" + l.plugin + "\" (" +
+                       version.spec().file.string() +
+                       ") was built against an SDK older than 1.3, which cannot serve whole "
+                       "connections; rebuild it against this plugd's SDK");
+}
+
 std::uint64_t plugin_file_hash(const plugin_spec& spec) {
     return hash_of(read_file(spec));
 }
@@ -209,13 +218,30 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
                                      "needs is not linked or installed"));
     }
 
+    construct(library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol));
+}
+
+plugin_version::plugin_version(plugin_spec spec, handler_factory make, std::uint64_t generation,
+                               host& facilities)
+    : spec_{std::move(spec)},
+      generation_{generation},
+      abi_fingerprint_{core_abi_fingerprint()},
+      host_{facilities},
+      tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
+      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
+    loaded_at_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+    construct(make);
+}
+
+void plugin_version::construct(handler_factory make) {
     try {
         state_ = host_.state().map_for(spec_.name, spec_.shared_bytes, spec_.state_file);
     } catch (const std::exception& e) {
         throw plugin_error(where(spec_) + ": its shared state cannot be loaded: " + e.what());
     }
     context_ = std::make_unique<plugin_context>(spec_.name, spec_.config, *this);
-    auto& make = library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol);
     try {
         handler_.reset(make(*context_));
     } catch (const std::invalid_argument& e) {

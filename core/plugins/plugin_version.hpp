@@ -37,6 +37,11 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// outlive it. Throws plugin_error.
     plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
                    std::uint64_t generation, host& facilities);
+    /// A handler compiled into this program (the test harness's plugin_host::of<T>()):
+    /// nothing to load or unload; construction as for a loaded one.
+    using handler_factory = plugd::handler* (*)(plugd::context&);
+    plugin_version(plugin_spec spec, handler_factory make, std::uint64_t generation,
+                   host& facilities);
     ~plugin_version();
     plugin_version(const plugin_version&) = delete;
     plugin_version& operator=(const plugin_version&) = delete;
@@ -74,6 +79,10 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::string describe() const;
 
   private:
+    // Gets the instance's shared state, makes the context and calls `make`, turning its
+    // exceptions into plugin_error.
+    void construct(handler_factory make);
+
     struct library;  // Boost.DLL stays out of this header
     plugin_spec spec_;
     std::uint64_t generation_;
@@ -90,6 +99,12 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::unique_ptr<plugd::handler> handler_;
     bool started_ = false;
 };
+
+/// Throws plugin_error when `version` cannot serve `listener` (server.json's
+/// `/listeners/<index>`): a `raw` listener calls handler::serve, a slot that plugins built
+/// before SDK 1.3 lack.
+void check_can_serve(const listener_spec& listener, std::size_t index,
+                     const plugin_version& version);
 
 /// Hash of a plugin file's bytes, as content_hash() computes it; throws plugin_error when
 /// the file cannot be read.

@@ -52,6 +52,14 @@ deployment::deployment(asio::io_context& control, std::vector<std::unique_ptr<sh
       first_generation_{first_generation},
       inherited_{std::move(inherited)} {}
 
+void deployment::check_raw_listeners(const server_config& next, const plugin_map& loaded) const {
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+        const auto& l = next.listeners[i];
+        const auto it = loaded.find(l.plugin);
+        check_can_serve(l, i, it != loaded.end() ? *it->second : *plugins_.at(l.plugin));
+    }
+}
+
 deployment::~deployment() {
     clear();
 }
@@ -78,6 +86,7 @@ std::string deployment::apply(const server_config& running, const server_config&
             loaded[spec.name] =
                 std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
         }
+        check_raw_listeners(next, loaded);
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.
         for (const auto& l : plan.add) {

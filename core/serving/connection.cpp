@@ -19,6 +19,7 @@
 #include "framing/line_framing.hpp"
 #include "log.hpp"
 #include "serving/listener.hpp"
+#include "serving/raw_stream.hpp"
 
 namespace plugd {
 namespace {
@@ -33,11 +34,11 @@ std::string format_peer(const tcp::socket& s) {
 
 // A request starts: it is served by the route's plugin version current now, so a reload
 // swaps the version between requests, also on connections that stay open.
-plugin_ref& begin_request(connection& c) noexcept {
+plugin_ref& begin_request(client_connection& c) noexcept {
     plugin_ref& plugin = *c.via->plugin;
     ++plugin.in_flight;
     c.active = &plugin;
-    c.enter(connection::phase_kind::handling);
+    c.enter(client_connection::phase_kind::handling);
     // What a stall or crash report names; alive while the request runs.
     this_thread_runs() = {plugin.version->spec().name.c_str(), plugin.version->generation(),
                           c.via->spec.name.c_str(), c.peer.c_str()};
@@ -45,7 +46,7 @@ plugin_ref& begin_request(connection& c) noexcept {
 }
 
 // The handler threw `error`: logs it with the plugin's name and returns how it failed.
-const request_failure* request_failed(const connection& c, const plugin_ref& plugin,
+const request_failure* request_failed(const client_connection& c, const plugin_ref& plugin,
                                       std::exception_ptr error) {
     if (c.aborted) return c.aborted;  // the throw is the cancellation we caused
     try {
@@ -73,7 +74,7 @@ const request_failure* request_failed(const connection& c, const plugin_ref& plu
 // A request ends: replaces what the handler wrote since `mark` by the error line, if any,
 // and releases the version. True when the request was aborted, whose cancellation the
 // caller must then clear so the error line can still be written.
-bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_t mark,
+bool end_request(client_connection& c, plugin_ref& plugin, std::string& out, std::size_t mark,
                  const request_failure* failed) {
     if (c.aborted) failed = c.aborted;
     if (failed) {
@@ -91,9 +92,9 @@ bool end_request(connection& c, plugin_ref& plugin, std::string& out, std::size_
 // so, as nginx's lingering close does, stop sending and discard input for a bounded time
 // (the sweeper ends it) and amount. Discarded bytes may share the scratch buffer with
 // every other lingering connection: nobody reads them.
-asio::awaitable<void> linger(connection& c) {
+asio::awaitable<void> linger(client_connection& c) {
     c.closing = true;
-    c.enter(connection::phase_kind::lingering);
+    c.enter(client_connection::phase_kind::lingering);
     boost::system::error_code ignored;
     c.socket.shutdown(tcp::socket::shutdown_send, ignored);
     const auto scratch = c.owner.scratch();
@@ -108,34 +109,34 @@ asio::awaitable<void> linger(connection& c) {
 
 }  // namespace
 
-connection::connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
+client_connection::client_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
     : owner{s}, via{std::move(r)}, socket{std::move(sock)}, peer{format_peer(socket)} {
     in_shard.self = idle.self = this;
     owner.enter(*this);
 }
 
-connection::~connection() {
+client_connection::~client_connection() {
     input.release(owner.buffers());
     owner.leave(*this);
 }
 
-void connection::wait_idle() noexcept {
+void client_connection::wait_idle() noexcept {
     idle.unlink();
     via->idle.push_back(idle);
 }
 
-void connection::abort(const request_failure& why) noexcept {
+void client_connection::abort(const request_failure& why) noexcept {
     aborted = &why;
     cancel.emit(asio::cancellation_type::terminal);
 }
 
-void connection::park() noexcept {
+void client_connection::park() noexcept {
     park_requested = true;
     boost::system::error_code ignored;
     socket.cancel(ignored);
 }
 
-void connection::refuse_slow_request() noexcept {
+void client_connection::refuse_slow_request() noexcept {
     std::string response;
     append_http_response(response, 408, "request not received in time", true, false);
     boost::system::error_code ignored;
@@ -151,7 +152,7 @@ void connection::refuse_slow_request() noexcept {
     close_when_idle();
 }
 
-void connection::close_when_idle() noexcept {
+void client_connection::close_when_idle() noexcept {
     closing = true;
     idle.unlink();
     if (in_read_wait || phase == phase_kind::lingering) {
@@ -189,7 +190,7 @@ framed plain_request(std::string_view message, std::size_t consumed) noexcept {
     return f;
 }
 
-framed next_request(connection& c, framing_kind framing, bool eof, http_strings& http) {
+framed next_request(client_connection& c, framing_kind framing, bool eof, http_strings& http) {
     framed f;
     const std::string_view input = c.input.view();
     const std::size_t max = c.limits().max_request_bytes;
@@ -215,6 +216,7 @@ framed next_request(connection& c, framing_kind framing, bool eof, http_strings&
             return f;
         }
         case framing_kind::line:
+        case framing_kind::raw:  // never framed: see serve_whole
             break;
     }
     const line_frame l = next_line(input, max);
@@ -231,7 +233,7 @@ framed next_request(connection& c, framing_kind framing, bool eof, http_strings&
 }
 
 // One line of a listener's access log: who asked which plugin, and how it ended.
-void log_access(const connection& c, const std::string& plugin, std::string_view outcome,
+void log_access(const client_connection& c, const std::string& plugin, std::string_view outcome,
                 std::size_t bytes_in, std::size_t bytes_out,
                 std::chrono::steady_clock::time_point started) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -246,6 +248,37 @@ void log_access(const connection& c, const std::string& plugin, std::string_view
                          {"duration_us", std::to_string(us)}});
 }
 
+// A `raw` listener: the plugin serves the whole connection. It is one request from the
+// core's point of view: it holds the version it started on until it ends (a reload's drain
+// waits for it, up to reload_drain_timeout_ms), and its phases are timed as a request's.
+asio::awaitable<void> serve_whole(client_connection& c) {
+    if (c.via->closing || c.closing) co_return;
+    request_stats* counted = c.via->requests;
+    const bool access = c.via->spec.access_log;
+    const auto started = access || counted ? std::chrono::steady_clock::now()
+                                           : std::chrono::steady_clock::time_point{};
+    plugin_ref& plugin = begin_request(c);
+    const std::string plugin_name = access ? plugin.version->spec().name : std::string{};
+    raw_stream stream{c};
+    const request_failure* failed = nullptr;
+    try {
+        co_await plugin.version->handler().serve(stream);
+    } catch (...) {
+        failed = request_failed(c, plugin, std::current_exception());
+    }
+    std::string unused;  // a raw connection gets no error line: its protocol is the plugin's
+    if (c.aborted) failed = c.aborted;
+    end_request(c, plugin, unused, 0, nullptr);
+    if (counted) {
+        counted->record(std::chrono::steady_clock::now() - started);
+        if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
+    }
+    if (access) {
+        log_access(c, plugin_name, failed ? (*failed->line ? failed->line : "closed") : "ok",
+                   stream.bytes_in(), stream.bytes_out(), started);
+    }
+}
+
 // One loop for every framing: `line` answers every complete line and reads on; `http`
 // answers every complete request (its reply becomes a text/plain body) and reads on while
 // the client keeps the connection; `oneshot` takes the first read as its one request and
@@ -253,8 +286,12 @@ void log_access(const connection& c, const std::string& plugin, std::string_view
 // and reading is inline too: a coroutine frame less per request is a visible share of a
 // pipelined request's cost. True when the connection parked (it waits for bytes without a
 // coroutine), false when it is to close.
-asio::awaitable<bool> serve(connection& c) {
+asio::awaitable<bool> serve(client_connection& c) {
     const framing_kind framing = c.via->spec.framing;
+    if (framing == framing_kind::raw) {
+        co_await serve_whole(c);
+        co_return false;
+    }
     const bool oneshot = framing == framing_kind::oneshot;
     const bool http = framing == framing_kind::http;
     buffer_pool& pool = c.owner.buffers();
@@ -358,7 +395,7 @@ asio::awaitable<bool> serve(connection& c) {
             }
         }
         if (!out.empty()) {
-            c.enter(connection::phase_kind::writing);
+            c.enter(client_connection::phase_kind::writing);
             auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
             if (traffic) traffic->bytes_out += n;
             if (ec) co_return false;
@@ -374,8 +411,8 @@ asio::awaitable<bool> serve(connection& c) {
         if (eof) co_return false;
         pool.give_string(std::move(out));  // between requests: hold no reply storage
         if (answered) {
-            c.enter(http && !c.input.empty() ? connection::phase_kind::receiving
-                                             : connection::phase_kind::waiting);
+            c.enter(http && !c.input.empty() ? client_connection::phase_kind::receiving
+                                             : client_connection::phase_kind::waiting);
         }
 
         // Reads what has arrived into the shard's scratch buffer and keeps it in c.input;
@@ -409,7 +446,7 @@ asio::awaitable<bool> serve(connection& c) {
             }
             if (ec) co_return false;
             // An HTTP request's first bytes: from now on it must arrive whole in time.
-            if (http && c.input.empty()) c.enter(connection::phase_kind::receiving);
+            if (http && c.input.empty()) c.enter(client_connection::phase_kind::receiving);
             if (auto* t = c.via->traffic) t->bytes_in += n;
             c.input.append(pool, scratch.data(), n);
             got = true;
@@ -422,7 +459,7 @@ asio::awaitable<bool> serve(connection& c) {
 
 }  // namespace
 
-void connection::start() noexcept {
+void client_connection::start() noexcept {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay{true}, ignored);
     // Reads are attempted at once and waited for only when nothing has arrived.
@@ -430,7 +467,7 @@ void connection::start() noexcept {
     await_request();
 }
 
-void connection::await_request() noexcept {
+void client_connection::await_request() noexcept {
     // Readiness is edge-triggered: bytes that came while nothing waited for them (during
     // the last request, or before accept) raise no new event, so look before waiting.
     char probe;
@@ -454,7 +491,7 @@ void connection::await_request() noexcept {
     });
 }
 
-void connection::resume() noexcept {
+void client_connection::resume() noexcept {
     // The cancellation signal is the coroutine's: abort() reaches whatever it awaits.
     asio::co_spawn(
         owner.io(), serve(*this),
@@ -479,7 +516,7 @@ void connection::resume() noexcept {
         }));
 }
 
-void connection::finish() noexcept {
+void client_connection::finish() noexcept {
     boost::system::error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     socket.close(ignored);

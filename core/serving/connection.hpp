@@ -62,13 +62,13 @@ struct stall_watch {
     std::chrono::milliseconds stalled_{0};
 };
 
-struct connection {
+struct client_connection {
     /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
     /// once it has closed.
-    connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
-    ~connection();
-    connection(const connection&) = delete;
-    connection& operator=(const connection&) = delete;
+    client_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
+    ~client_connection();
+    client_connection(const client_connection&) = delete;
+    client_connection& operator=(const client_connection&) = delete;
 
     /// Waiting for a new request from now on (between requests, no byte of the next one
     /// received): joins the back of its route's idle list, whose front is closed to admit a

@@ -92,12 +92,12 @@ void shard::request_done(plugin_ref& p) noexcept {
     std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
 }
 
-void shard::enter(connection& c) noexcept {
+void shard::enter(client_connection& c) noexcept {
     ++c.via->open_connections;
     connections_.push_back(c.in_shard);
 }
 
-void shard::leave(connection& c) noexcept {
+void shard::leave(client_connection& c) noexcept {
     --c.via->open_connections;
     c.in_shard.unlink();
     // The sweeper runs on through a shutdown while connections remain (it ends lingering
@@ -182,14 +182,14 @@ void shard::apply(shard_update update) {
 }
 
 asio::awaitable<void> shard::sweep() {
-    using phase = connection::phase_kind;
+    using phase = client_connection::phase_kind;
     const auto as_tuple = asio::as_tuple(asio::use_awaitable);
     while (!shutting_down_ || !connections_.empty()) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
         report_connection_limits();
         for (connection_link& link : connections_) {
-            connection& c = *link.self;
+            client_connection& c = *link.self;
             if (c.aborted) continue;
             const auto& limits = c.limits();
             const auto age = c.phase_age.observe(c.phase_sequence, sweep_interval_);
@@ -222,7 +222,8 @@ asio::awaitable<void> shard::sweep() {
                     } else if (age >= limits.idle_timeout) {
                         if (auto* counted = c.via->traffic) ++counted->idle_timeouts;
                         c.close_when_idle();
-                    } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked) {
+                    } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked &&
+                               c.via->spec.framing != framing_kind::raw) {
                         c.park();  // quiet for a sweep: give its coroutine back
                     }
                     break;
@@ -237,7 +238,7 @@ asio::awaitable<void> shard::sweep() {
 
 void shard::abort_requests_on(const plugin_version* version) {
     for (connection_link& link : connections_) {
-        connection& c = *link.self;
+        client_connection& c = *link.self;
         if (c.active && c.active->version.get() == version) c.abort(failure::drain_timeout);
     }
 }
@@ -277,7 +278,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             socket.close(ignored);
             continue;
         }
-        (new connection{*this, r, std::move(socket)})->start();  // deletes itself at the end
+        (new client_connection{*this, r, std::move(socket)})->start();  // deletes itself at the end
     }
 }
 

@@ -41,14 +41,14 @@ struct plugin_ref {
     bool retired = false;
 };
 
-struct connection;
+struct client_connection;
 
 /// How a connection sits in one of its shard's intrusive lists (all of them, and its route's
 /// idle ones): linking and unlinking are a few pointer writes, no allocation, and it unlinks
 /// itself when the connection is destroyed.
 struct connection_link
     : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
-    connection* self = nullptr;
+    client_connection* self = nullptr;
 };
 using connection_list =
     boost::intrusive::list<connection_link, boost::intrusive::constant_time_size<false>>;
@@ -122,8 +122,8 @@ class shard {
     // Used by connections.
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void request_done(plugin_ref& p) noexcept;
-    void enter(connection& c) noexcept;
-    void leave(connection& c) noexcept;
+    void enter(client_connection& c) noexcept;
+    void leave(client_connection& c) noexcept;
     /// Spare request buffers and reply strings of this shard's connections.
     buffer_pool& buffers() noexcept { return buffers_; }
     /// Where connections read what has arrived before keeping what they need of it. Each

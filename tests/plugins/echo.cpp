@@ -5,7 +5,8 @@
 // there), "crash_construction" (abort the process there), "throw_on" (throw when the message
 // equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply). Over
 // HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and
-// target) and Content-Type: application/octet-stream, and its body shown first.
+// target) and Content-Type: application/octet-stream, and its body shown first. On a raw
+// listener, serve() answers each line as handle() would, until the client closes.
 #include <plugd/plugin.hpp>
 
 #include <cstdlib>
@@ -62,6 +63,16 @@ class echo final : public plugd::handler {
             out << "body=" << req.body() << ";";
         }
         out << ECHO_VERSION ":" << req.message() << pad_;
+    }
+
+    plugd::task<void> serve(plugd::connection& conn) override {
+        // An empty line back means the client closed between lines.
+        for (std::string line; !(line = co_await conn.read_until("\n")).empty();) {
+            line.pop_back();
+            if (line == throw_on_) throw std::runtime_error("asked to throw");
+            if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);
+            co_await conn.write(ECHO_VERSION ":" + line + pad_ + "\n");
+        }
     }
 
   private:

@@ -185,14 +185,17 @@ TEST_CASE("addresses must be numeric IPv4 or IPv6") {
     CHECK(cfg.listeners[0].address == "::1");
 }
 
-TEST_CASE("framing must be line, oneshot or http") {
+TEST_CASE("framing must be line, oneshot, http or raw") {
     CHECK(error_of(
               with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "h2" })"))
               .find("/listeners/0/framing: \"h2\" is not a framing; expected \"line\", "
-                    "\"oneshot\" or \"http\"") != std::string::npos);
+                    "\"oneshot\", \"http\" or \"raw\"") != std::string::npos);
     auto cfg = parse(
         with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "http" })"));
     CHECK(cfg.listeners[0].framing == plugd::framing_kind::http);
+    cfg = parse(
+        with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting", "framing": "raw" })"));
+    CHECK(cfg.listeners[0].framing == plugd::framing_kind::raw);
 }
 
 TEST_CASE("limits are checked for range") {

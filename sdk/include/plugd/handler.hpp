@@ -1,6 +1,9 @@
 // plugd::handler: the interface a plugin implements.
 #pragma once
 
+#include <stdexcept>
+
+#include <plugd/connection.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
 #include <plugd/task.hpp>
@@ -29,12 +32,35 @@ class handler {
     /// or this version replaced by a reload). Must not throw.
     virtual void stop() noexcept {}
 
-    /// Answers one request by appending to `out`.
+    /// Answers one request by appending to `out` (on `line`, `oneshot` and `http`
+    /// listeners). The default refuses: a plugin written only for `raw` listeners need not
+    /// override it.
     /// @warning Called concurrently from multiple worker threads: shared state needs
     /// synchronisation. Each call runs on the thread of its connection and may `co_await`.
     /// An exception ends only this request: the client gets `ERR internal error`, the
     /// message is logged with the instance name.
-    virtual task<void> handle(request req, reply& out) = 0;
+    virtual task<void> handle(request, reply&) {
+        throw std::logic_error(
+            "this plugin serves whole connections only: use it on a listener with \"framing\": "
+            "\"raw\"");
+        co_return;
+    }
+
+    // ---- since SDK 1.3 (appended: the members above keep their places) ----
+
+    /// Serves one whole connection on a `raw` listener: reads and writes `conn` in the
+    /// plugin's own protocol until the client leaves (a read returns 0), then returns. The
+    /// connection keeps the version it started on until then, across reloads, bounded by
+    /// `reload_drain_timeout_ms` (then its pending call throws operation_aborted). An
+    /// exception closes only this connection and is logged with the instance name. The
+    /// default refuses, for plugins written for the other framings.
+    /// @warning Called concurrently for many connections, as `handle` is.
+    virtual task<void> serve(connection&) {
+        throw std::logic_error(
+            "this plugin does not serve whole connections: override plugd::handler::serve, or "
+            "use a line, oneshot or http listener");
+        co_return;
+    }
 };
 
 }  // namespace plugd

@@ -1,6 +1,7 @@
 // The one header a plugin includes: the whole plugd SDK and the PLUGD_PLUGIN export macro.
 #pragma once
 
+#include <plugd/connection.hpp>
 #include <plugd/context.hpp>
 #include <plugd/handler.hpp>
 #include <plugd/reply.hpp>

@@ -13,20 +13,23 @@
 ///   their places, so a plugin built against `1.0` loads and runs in a `1.1` core. Data
 ///   members may be appended at the end of `request` and `reply` (which stay trivially
 ///   copyable and are read only through inline accessors): an older plugin reads the
-///   prefix it knows. A
-///   plugin built against a newer minor than the core could call a slot the core does
-///   not have; the core refuses it before loading it, naming the version it needs.
+///   prefix it knows. A virtual appended at the end of `plugd::handler`, whose
+///   implementations live in plugins, is a minor too, because the core calls it only on
+///   plugins built against that minor or later (1.3's `serve`: a `raw` listener refuses an
+///   older plugin, naming the version it needs). A plugin built against a newer minor
+///   than the core could call a slot the core does not have; the core refuses it before
+///   loading it, naming the version it needs.
 /// - **major**: anything else in a virtual interface changes (a slot removed, reordered
-///   or changed, anything in `plugd::handler`, whose implementations live in plugins),
-///   or a type crossing the boundary changes layout. The core refuses plugins of another
-///   major.
+///   or changed), or a type crossing the boundary changes layout. The core refuses plugins of
+///   another major.
 ///
 /// History: 1.0 config, log, sleep_for. 1.1 shared (state across reloads), spawn and
 /// every (background tasks), offload (blocking work on core threads), connect (outbound
 /// TCP with a pool). 1.2 HTTP: `request` method, target, body and header; `reply` status
-/// and header.
+/// and header. 1.3 whole connections: `handler::serve` and `connection` (framing `raw`),
+/// default bodies for `handle` and `serve`; the harness `<plugd/testing.hpp>`.
 #define PLUGD_SDK_VERSION_MAJOR 1
-#define PLUGD_SDK_VERSION_MINOR 2
+#define PLUGD_SDK_VERSION_MINOR 3
 
 // Test builds fake an older or newer minor to check the rule above; nothing else may.
 #ifdef PLUGD_FAKE_SDK_MINOR_FOR_TESTS

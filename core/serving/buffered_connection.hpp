@@ -1,0 +1,32 @@
+// buffered_connection: read_some, read_until and read_exactly over one buffer, for every
+// plugd::connection the core implements.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <plugd/connection.hpp>
+
+namespace plugd {
+
+/// The reading half of a plugd::connection, in terms of fill(): bytes read past what a call
+/// returns stay buffered for the next one. Used by the `raw` listeners' raw_stream and by
+/// the test harness's in-process connections.
+class buffered_connection : public plugd::connection {
+  public:
+    task<std::size_t> read_some(char* data, std::size_t size) override;
+    task<std::string> read_until(std::string_view delimiter, std::size_t max_bytes) override;
+    task<std::string> read_exactly(std::size_t size) override;
+
+  protected:
+    /// Appends what arrives next to `buffer`; false when the peer closed (or the connection
+    /// is closing), after which reads return what is buffered, then 0.
+    virtual task<bool> fill(std::string& buffer) = 0;
+    /// The most read_until and read_exactly may gather (max_request_bytes).
+    virtual std::size_t max_read_bytes() const noexcept = 0;
+
+  private:
+    std::string buffered_;
+};
+
+}  // namespace plugd

@@ -1,0 +1,92 @@
+// raw_stream: the socket of a `raw` connection, read and written under its listener's limits.
+#include "serving/raw_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <stdexcept>
+
+#include "serving/connection.hpp"
+
+namespace plugd {
+namespace {
+
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+using phase = client_connection::phase_kind;
+
+}  // namespace
+
+void raw_stream::check_open() const {
+    if (closed_) {
+        throw std::runtime_error("connection from " + c_.peer +
+                                 " used after close(); its serve() should return");
+    }
+}
+
+task<bool> raw_stream::fill(std::string& buffer) {
+    check_open();
+    const auto scratch = c_.owner.scratch();
+    for (;;) {
+        // The server stops, the listener was removed, or the client was idle too long:
+        // the plugin sees the end of input and returns.
+        if (c_.closing || c_.via->closing) co_return false;
+        c_.enter(phase::waiting);
+        boost::system::error_code ec;
+        const std::size_t n = c_.socket.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
+        if (!ec) {
+            c_.enter(phase::handling);
+            if (auto* t = c_.via->traffic) t->bytes_in += n;
+            bytes_in_ += n;
+            buffer.append(scratch.data(), n);
+            co_return true;
+        }
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+            c_.enter(phase::handling);
+            co_return false;
+        }
+        if (ec != asio::error::would_block) {
+            throw boost::system::system_error(ec, "reading from " + c_.peer);
+        }
+        c_.in_read_wait = true;
+        auto [wait_ec] = co_await c_.socket.async_wait(tcp::socket::wait_read, as_tuple);
+        c_.in_read_wait = false;
+        c_.idle.unlink();
+        if (wait_ec && !(c_.closing || c_.via->closing)) {
+            // Cancelled: a timeout or a drain that ran out (abort() says which).
+            throw boost::system::system_error(wait_ec, "reading from " + c_.peer);
+        }
+    }
+}
+
+std::size_t raw_stream::max_read_bytes() const noexcept {
+    return c_.limits().max_request_bytes;
+}
+
+task<void> raw_stream::write(std::string_view bytes) {
+    check_open();
+    c_.enter(phase::writing);
+    auto [ec, n] = co_await asio::async_write(c_.socket, asio::buffer(bytes), as_tuple);
+    if (auto* t = c_.via->traffic) t->bytes_out += n;
+    bytes_out_ += n;
+    c_.enter(phase::handling);
+    if (ec) throw boost::system::system_error(ec, "writing to " + c_.peer);
+}
+
+void raw_stream::close() noexcept {
+    closed_ = true;
+    c_.closing = true;
+    boost::system::error_code ignored;
+    c_.socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+std::string_view raw_stream::peer() const noexcept {
+    return c_.peer;
+}
+
+std::string_view raw_stream::listener() const noexcept {
+    return c_.via->spec.name;
+}
+
+}  // namespace plugd

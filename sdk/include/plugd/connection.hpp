@@ -1,0 +1,37 @@
+// plugd::connection: a whole client connection, handed to a plugin on a `raw` listener.
+#pragma once
+
+#include <string_view>
+
+#include <plugd/stream.hpp>
+
+namespace plugd {
+
+/// The client's connection on a listener with `"framing": "raw"`: the plugin speaks its own
+/// protocol over it (see handler::serve). The socket, its buffer and its timers are the
+/// core's, and the listener's limits hold on every call:
+///
+/// - when the client closes, `read_some` returns 0, and `read_until` and `read_exactly`
+///   return an empty string if no byte of the next message had arrived (they throw
+///   std::runtime_error when it closed in the middle of one), so a loop reads:
+///   `for (std::string m; !(m = co_await conn.read_until("\r\n")).empty();) { ... }`
+/// - a read waits at most `idle_timeout_ms`; then, or when the server stops or the listener
+///   is removed, it ends as if the client had closed;
+/// - `read_until` and `read_exactly` refuse more than `max_request_bytes` with
+///   std::length_error;
+/// - a write that the client does not read within `write_timeout_ms`, and work between two
+///   calls longer than `request_timeout_ms`, cancel the connection: the pending call throws
+///   `boost::system::system_error` (operation_aborted); let it propagate.
+///
+/// `recycle()` does nothing here; `close()` closes the connection at once.
+/// Not thread-safe: use it only from the `serve` call that received it, on its thread.
+/// Since SDK 1.3; members are only ever appended.
+class connection : public stream {
+  public:
+    /// The client's address as `ip:port` (IPv6 as `[ip]:port`).
+    virtual std::string_view peer() const noexcept = 0;
+    /// The name of the listener (server.json `/listeners/N/name`) that accepted it.
+    virtual std::string_view listener() const noexcept = 0;
+};
+
+}  // namespace plugd

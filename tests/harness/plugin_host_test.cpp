@@ -1,0 +1,301 @@
+// The plugin test harness (<plugd/testing.hpp>) tested as a plugin author uses it: a built
+// plugin file and handler classes compiled in, called without a server or a socket.
+#include <doctest/doctest.h>
+
+#include <plugd/testing.hpp>
+
+#include <boost/system/system_error.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using namespace std::chrono_literals;
+using plugd::testing::options;
+using plugd::testing::plugin_host;
+
+namespace {
+
+std::filesystem::path test_plugin(const char* name) {
+    return std::filesystem::path{PLUGD_TEST_PLUGIN_DIR} / (std::string{name} + ".so");
+}
+
+bool contains(const std::string& text, std::string_view part) {
+    return text.find(part) != std::string::npos;
+}
+
+// Notes, across calls on several threads, how many calls were in handle() at once and on
+// which threads they ran.
+struct overlap {
+    static inline std::mutex mutex;
+    static inline int now = 0, most = 0;
+    static inline std::set<std::thread::id> threads;
+};
+
+class overlapping final : public plugd::handler {
+  public:
+    explicit overlapping(plugd::context& ctx) : ctx_{ctx} {}
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        {
+            std::lock_guard lock{overlap::mutex};
+            overlap::most = std::max(overlap::most, ++overlap::now);
+            overlap::threads.insert(std::this_thread::get_id());
+        }
+        co_await ctx_.sleep_for(50ms);
+        {
+            std::lock_guard lock{overlap::mutex};
+            --overlap::now;
+        }
+        out << req.message();
+    }
+
+  private:
+    plugd::context& ctx_;
+};
+
+// Sleeps as long as the message says (in seconds), and says whether it was cancelled.
+class sleeper final : public plugd::handler {
+  public:
+    explicit sleeper(plugd::context& ctx) : ctx_{ctx} {
+        if (ctx.config().contains("refuse")) throw std::invalid_argument("refuse: as asked");
+        if (ctx.config().contains("fail")) throw std::runtime_error("cannot open the database");
+    }
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        try {
+            co_await ctx_.sleep_for(std::chrono::seconds{std::stoi(std::string{req.message()})});
+        } catch (const boost::system::system_error&) {
+            ctx_.shared().increment("cancelled");
+            throw;
+        }
+        out << "slept " << req.message();
+    }
+
+  private:
+    plugd::context& ctx_;
+};
+
+// An HTTP answer with a status and a header.
+class teapot final : public plugd::handler {
+  public:
+    explicit teapot(plugd::context&) {}
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        out.status(418);
+        out.header("X-Method", req.method());
+        out << req.message() << " " << req.header("x-kind");
+        co_return;
+    }
+};
+
+// A whole-connection plugin: answers each line upper-cased.
+class shouter final : public plugd::handler {
+  public:
+    explicit shouter(plugd::context&) {}
+    plugd::task<void> serve(plugd::connection& conn) override {
+        char chunk[256];
+        for (;;) {
+            const std::size_t n = co_await conn.read_some(chunk, sizeof chunk);
+            if (n == 0) co_return;
+            std::string out{chunk, n};
+            for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            co_await conn.write(out);
+        }
+    }
+};
+
+// A one-connection line server on 127.0.0.1 answering "echo:<line>", for connect().
+class line_server {
+  public:
+    line_server() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 4) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        thread_ = std::thread{[this] {
+            const int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) return;
+            std::string line;
+            char ch;
+            while (::read(c, &ch, 1) == 1) {
+                if (ch != '\n') {
+                    line += ch;
+                    continue;
+                }
+                const std::string reply = "echo:" + line + "\n";
+                if (::write(c, reply.data(), reply.size()) < 0) break;
+                line.clear();
+            }
+            ::close(c);
+        }};
+    }
+    ~line_server() {
+        ::shutdown(fd_, SHUT_RDWR);
+        ::close(fd_);
+        thread_.join();
+    }
+    int port = 0;
+
+  private:
+    int fd_ = -1;
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("harness: a built plugin answers calls, and its shared state can be seeded and read") {
+    plugin_host host{test_plugin("facilities")};
+    CHECK(host.call("peer") == "f1:127.0.0.1:40000");
+    host.shared().set("k", "seeded");
+    CHECK(host.call("get k") == "f1:seeded");
+    CHECK(host.call("set k v") == "f1:OK");
+    CHECK(host.shared().get("k") == "v");
+    // The offloaded job's exception reaches the caller, as the handler lets it through.
+    CHECK_THROWS_WITH_AS(host.call("fail"), "the job failed", std::runtime_error);
+    CHECK(host.call("block 10") == "f1:offloaded");
+}
+
+TEST_CASE("harness: call_concurrently runs the calls at once, on every worker thread") {
+    plugin_host host = plugin_host::of<overlapping>({.threads = 3});
+    std::vector<std::string> messages;
+    for (int i = 0; i < 12; ++i) messages.push_back("m" + std::to_string(i));
+    CHECK(host.call_concurrently(messages) == messages);  // in the messages' order
+    std::lock_guard lock{overlap::mutex};
+    CHECK(overlap::most >= 3);
+    CHECK(overlap::threads.size() == 3);
+    CHECK(overlap::now == 0);
+}
+
+TEST_CASE("harness: concurrent increments of the shared state lose none") {
+    plugin_host host{test_plugin("facilities")};
+    const std::vector<std::string> messages(200, "incr n");
+    const auto replies = host.call_concurrently(messages);
+    std::set<std::string> distinct(replies.begin(), replies.end());
+    CHECK(distinct.size() == 200);
+    CHECK(host.shared().get("n") == "200");
+}
+
+TEST_CASE(
+    "harness: a reload keeps the shared state, and a call in flight finishes on the old version") {
+    plugin_host host{test_plugin("facilities")};
+    CHECK(host.call("set k kept") == "f1:OK");
+    auto in_flight = host.start("block 300");
+    host.reload(test_plugin("facilities_v2"), nlohmann::json::object());
+    CHECK(host.call("get k") == "f2:kept");  // the new version, the same state
+    CHECK(host.draining_versions() == 1);    // the old one still runs the call
+    CHECK(in_flight.get() == "f1:offloaded");
+    for (int i = 0; i < 200 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(host.draining_versions() == 0);
+    const auto log = host.log_lines();
+    CHECK(std::find(log.begin(), log.end(), "info plugin test: stop f1") != log.end());
+}
+
+TEST_CASE("harness: a reload the new version refuses keeps the old one, with plugd's message") {
+    plugin_host host = plugin_host::of<sleeper>();
+    CHECK_THROWS_WITH_AS(host.reload({{"refuse", true}}),
+                         doctest::Contains("refused its config (/plugins/test/config): refuse: as "
+                                           "asked"),
+                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(host.reload({{"fail", true}}),
+                         doctest::Contains("failed to start: cannot open the database"),
+                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(plugin_host{test_plugin("wrong_abi")},
+                         doctest::Contains("built for another plugd ABI"), std::runtime_error);
+    options fast;
+    fast.manual_clock = true;
+    plugin_host still{plugin_host::of<sleeper>(fast)};
+    auto call = still.start("0");
+    CHECK(call.get() == "slept 0");
+}
+
+TEST_CASE("harness: cancelling a call in the middle ends its wait, as a timeout does") {
+    plugin_host host = plugin_host::of<sleeper>();
+    auto call = host.start("3600");
+    call.cancel();
+    try {
+        call.get();
+        FAIL("a cancelled call returned");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == boost::asio::error::operation_aborted);
+    }
+    CHECK(host.shared().get("cancelled") == "1");
+}
+
+TEST_CASE("harness: an offloaded job outlives its cancelled caller and keeps the version") {
+    plugin_host host{test_plugin("facilities")};
+    {
+        auto call = host.start("block 300");
+        call.cancel();
+        CHECK_THROWS_AS(call.get(), boost::system::system_error);
+    }  // a call that threw holds its version until it is destroyed
+    host.reload(nlohmann::json::object());
+    CHECK(host.draining_versions() == 1);  // the job still runs on an offload thread
+    for (int i = 0; i < 200 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(host.draining_versions() == 0);
+}
+
+TEST_CASE("harness: on a manual clock, sleeps and periodic tasks wait for advance()") {
+    options manual;
+    manual.manual_clock = true;
+    manual.config = {{"tick_ms", 100}};
+    plugin_host host{test_plugin("facilities"), manual};
+    host.advance(1000ms);
+    CHECK(host.call("ticks") == "f1:10");
+
+    plugin_host slow = plugin_host::of<sleeper>({.manual_clock = true});
+    auto call = slow.start("3600");
+    slow.advance(3599s);
+    CHECK_FALSE(call.ready());
+    slow.advance(1s);
+    CHECK(call.get() == "slept 3600");
+    CHECK_THROWS_AS(plugin_host::of<sleeper>().advance(1s), std::logic_error);
+}
+
+TEST_CASE("harness: a call that does not return in wait_limit throws instead of hanging") {
+    plugin_host host = plugin_host::of<sleeper>({.manual_clock = true, .wait_limit = 100ms});
+    CHECK_THROWS_WITH_AS(host.call("60"), doctest::Contains("advance() the clock"),
+                         std::runtime_error);
+    host.advance(60s);  // lets it end, so the host can stop
+}
+
+TEST_CASE("harness: outbound connections reach a real local server") {
+    line_server server;
+    plugin_host host{test_plugin("facilities")};
+    CHECK(host.call("fetch " + std::to_string(server.port) + " hi") == "f1:echo:hi");
+    CHECK(host.call("fetch " + std::to_string(server.port) + " again") == "f1:echo:again");
+}
+
+TEST_CASE(
+    "harness: call_http gives the handler plugd's HTTP request and returns status and fields") {
+    plugin_host host = plugin_host::of<teapot>();
+    const auto r = host.call_http("GET", "/hello%20there", {}, {{"X-Kind", "earl grey"}});
+    CHECK(r.status == 418);
+    CHECK(r.body == "hello there earl grey");
+    CHECK(r.fields == "X-Method: GET\r\n");
+    CHECK(host.call_http("POST", "/", "the body").body == "the body ");
+}
+
+TEST_CASE("harness: a whole-connection plugin is served through connect()") {
+    plugin_host host = plugin_host::of<shouter>();
+    auto client = host.connect();
+    client.write("hello\n");
+    CHECK(client.read_until("\n") == "HELLO\n");
+    client.write("again\n");
+    CHECK(client.read_exactly(6) == "AGAIN\n");
+    client.close();
+    // A line plugin on a raw connection: serve()'s default refuses, and close() says so.
+    plugin_host lines{test_plugin("facilities")};
+    auto refused = lines.connect();
+    CHECK_THROWS_WITH_AS(refused.close(), doctest::Contains("override plugd::handler::serve"),
+                         std::logic_error);
+}

@@ -1,0 +1,135 @@
+// Whole-connection plugins (framing raw): handler::serve gets the connection, under the
+// listener's limits, and keeps its version across reloads until it closes.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <filesystem>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// plugd serving a copy of echo (p.so) on one raw listener, replaced by tests as a
+// deployment would.
+struct raw_server {
+    explicit raw_server(const std::string& limits = "{}") : plugins{tmp.path() / "plugins"} {
+        std::filesystem::create_directory(plugins);
+        install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
+        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", "raw", limits));
+        process.emplace(std::vector<std::string>{"-c", cfg.string()});
+        port = process->port();
+        REQUIRE(process->wait_for_log("serving generation 1"));
+    }
+    temp_dir tmp;
+    std::filesystem::path plugins;
+    std::filesystem::path cfg;
+    std::optional<plugd_process> process;
+    std::uint16_t port = 0;
+};
+
+}  // namespace
+
+TEST_CASE("a raw listener hands the whole connection to serve(), pipelined lines and split ones") {
+    raw_server s;
+    line_client c{s.port};
+    c.send("a\nb\nsplit");
+    CHECK(c.read_line() == "v1:a");
+    CHECK(c.read_line() == "v1:b");
+    c.send(" line\n");
+    CHECK(c.read_line() == "v1:split line");
+    c.shutdown_send();  // serve() sees the end between lines and returns: the server closes
+    CHECK(c.read_to_eof() == "");
+    line_client again{s.port};
+    again.send("c\n");
+    CHECK(again.read_line() == "v1:c");
+}
+
+TEST_CASE("a raw connection keeps its version across a reload until it closes") {
+    raw_server s;
+    line_client old_connection{s.port};
+    old_connection.send("before\n");
+    CHECK(old_connection.read_line() == "v1:before");
+    install_plugin(test_plugin_dir() / "echo_v2.so", s.plugins, "p.so");
+    s.process->signal(SIGHUP);
+    REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
+    line_client new_connection{s.port};
+    new_connection.send("new\n");
+    CHECK(new_connection.read_line() == "v2:new");
+    old_connection.send("still\n");
+    CHECK(old_connection.read_line() == "v1:still");  // the version it started on
+    CHECK(s.process->count_log("unloaded after draining") == 0);
+    old_connection.shutdown_send();
+    CHECK(old_connection.read_to_eof() == "");
+    CHECK_MESSAGE(s.process->wait_for_log("generation 1: unloaded after draining"),
+                  s.process->log());
+}
+
+TEST_CASE("idle_timeout_ms ends a quiet raw connection as the end of input, without an error") {
+    raw_server s{R"({ "idle_timeout_ms": 300 })"};
+    line_client c{s.port};
+    c.send("x\n");
+    CHECK(c.read_line() == "v1:x");
+    const auto quiet_since = std::chrono::steady_clock::now();
+    CHECK(c.read_to_eof(5s) == "");  // closed by the server, nothing written
+    CHECK(std::chrono::steady_clock::now() - quiet_since >= 250ms);
+    line_client after{s.port};  // the server goes on
+    after.send("y\n");
+    CHECK(after.read_line() == "v1:y");
+    CHECK(s.process->count_log("failed a request") == 0);
+}
+
+TEST_CASE(
+    "a raw connection that outlives reload_drain_timeout_ms is closed, and its version goes") {
+    raw_server s{R"({ "reload_drain_timeout_ms": 300 })"};
+    line_client c{s.port};
+    c.send("x\n");
+    CHECK(c.read_line() == "v1:x");
+    install_plugin(test_plugin_dir() / "echo_v2.so", s.plugins, "p.so");
+    s.process->signal(SIGHUP);
+    REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
+    CHECK(c.wait_closed(5s));
+    CHECK_MESSAGE(s.process->wait_for_log("generation 1: unloaded"), s.process->log());
+}
+
+TEST_CASE("serve() throwing closes only that connection and is logged with the plugin") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json",
+                  one_listener_config(test_plugin_dir(), "echo", R"({"throw_on": "boom"})", "raw"));
+    plugd_process p{{"-c", cfg.string()}};
+    line_client c{p.port()};
+    c.send("boom\n");
+    CHECK(c.wait_closed(5s));
+    CHECK_MESSAGE(p.wait_for_log("plugin p failed a request from"), p.log());
+    CHECK(ask(p.port(), "fine") == "v1:fine");
+}
+
+TEST_CASE("a line plugin on a raw listener: each connection is refused, and the log says why") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json", one_listener_config(test_plugin_dir(), "facilities", "{}", "raw"));
+    plugd_process p{{"-c", cfg.string()}};
+    line_client c{p.port()};
+    CHECK(c.wait_closed(5s));
+    CHECK_MESSAGE(p.wait_for_log("does not serve whole connections: override "
+                                 "plugd::handler::serve"),
+                  p.log());
+}
+
+TEST_CASE("a plugin built before SDK 1.3 is refused on a raw listener, saying how to fix it") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json",
+                  one_listener_config(test_plugin_dir(), "echo_sdk_previous_minor", "{}", "raw"));
+    const auto r = run_plugd({"-t", "-c", cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("listener \"main\" (/listeners/0/framing is \"raw\"): plugin "
+                                "\"p\" (" +
+                                (test_plugin_dir() / "echo_sdk_previous_minor.so").string() +
+                                ") was built against an SDK older than 1.3") != std::string::npos,
+                  r.output);
+    CHECK(r.output.find("rebuild it against this plugd's SDK") != std::string::npos);
+}
