@@ -74,6 +74,11 @@ std::chrono::milliseconds manual_clock::now() const {
     return now_;
 }
 
+void manual_clock::forget_sleepers() {
+    std::lock_guard lock{mutex_};
+    sleepers_.clear();
+}
+
 std::size_t manual_clock::sleepers() const {
     std::lock_guard lock{mutex_};
     return sleepers_.size();

@@ -29,6 +29,9 @@ class manual_clock {
 
     /// Time since the clock was made.
     std::chrono::milliseconds now() const;
+    /// Drops every sleeper without waking it: before the event loops their timers use are
+    /// destroyed (the harness's end).
+    void forget_sleepers();
     /// How many coroutines wait on it now.
     std::size_t sleepers() const;
 

@@ -110,7 +110,11 @@ asio::awaitable<void> linger(client_connection& c) {
 }  // namespace
 
 client_connection::client_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock)
-    : owner{s}, via{std::move(r)}, socket{std::move(sock)}, peer{format_peer(socket)} {
+    : owner{s},
+      via{std::move(r)},
+      socket{std::move(sock)},
+      peer{format_peer(socket)},
+      framing{via->spec.framing} {
     in_shard.self = idle.self = this;
     owner.enter(*this);
 }
@@ -271,7 +275,9 @@ asio::awaitable<void> serve_whole(client_connection& c) {
     end_request(c, plugin, unused, 0, nullptr);
     if (counted) {
         counted->record(std::chrono::steady_clock::now() - started);
-        if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
+        // The sweeper counted a write timeout already.
+        if (failed && failed != &failure::write_timeout)
+            ++counted->errors[static_cast<std::size_t>(failed->kind)];
     }
     if (access) {
         log_access(c, plugin_name, failed ? (*failed->line ? failed->line : "closed") : "ok",
@@ -287,7 +293,7 @@ asio::awaitable<void> serve_whole(client_connection& c) {
 // pipelined request's cost. True when the connection parked (it waits for bytes without a
 // coroutine), false when it is to close.
 asio::awaitable<bool> serve(client_connection& c) {
-    const framing_kind framing = c.via->spec.framing;
+    const framing_kind framing = c.framing;
     if (framing == framing_kind::raw) {
         co_await serve_whole(c);
         co_return false;
@@ -464,6 +470,10 @@ void client_connection::start() noexcept {
     socket.set_option(tcp::no_delay{true}, ignored);
     // Reads are attempted at once and waited for only when nothing has arrived.
     socket.non_blocking(true, ignored);
+    if (framing == framing_kind::raw) {
+        resume();  // the plugin may speak first (a banner, a handshake)
+        return;
+    }
     await_request();
 }
 

@@ -121,6 +121,9 @@ struct client_connection {
     boost::asio::cancellation_signal cancel;
     request_bytes input;
     phase_kind phase = phase_kind::waiting;
+    /// The listener's framing when this connection was accepted: a reload that changes it
+    /// applies to new connections only (a client keeps the protocol it started with).
+    framing_kind framing;
     bool in_read_wait = false;  ///< waiting until readable: close_when_idle and park wake it
     bool parked = false;        ///< waiting without a coroutine
     bool park_requested = false;

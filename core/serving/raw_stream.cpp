@@ -31,7 +31,10 @@ task<bool> raw_stream::fill(std::string& buffer) {
     for (;;) {
         // The server stops, the listener was removed, or the client was idle too long:
         // the plugin sees the end of input and returns.
-        if (c_.closing || c_.via->closing) co_return false;
+        if (c_.closing || c_.via->closing) {
+            c_.enter(phase::handling);  // what the plugin does next is timed as work
+            co_return false;
+        }
         c_.enter(phase::waiting);
         boost::system::error_code ec;
         const std::size_t n = c_.socket.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
@@ -49,6 +52,9 @@ task<bool> raw_stream::fill(std::string& buffer) {
         if (ec != asio::error::would_block) {
             throw boost::system::system_error(ec, "reading from " + c_.peer);
         }
+        // Between messages it may be closed to admit a new client at max_connections, as
+        // an idle keep-alive connection is (the plugin then reads the end of input).
+        if (buffer.empty()) c_.wait_idle();
         c_.in_read_wait = true;
         auto [wait_ec] = co_await c_.socket.async_wait(tcp::socket::wait_read, as_tuple);
         c_.in_read_wait = false;

@@ -223,7 +223,7 @@ asio::awaitable<void> shard::sweep() {
                         if (auto* counted = c.via->traffic) ++counted->idle_timeouts;
                         c.close_when_idle();
                     } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked &&
-                               c.via->spec.framing != framing_kind::raw) {
+                               c.framing != framing_kind::raw) {
                         c.park();  // quiet for a sweep: give its coroutine back
                     }
                     break;

@@ -21,6 +21,7 @@
 #include "framing/http_framing.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
+#include "plugins/abi_fingerprint.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
 #include "testing/raw_pair.hpp"
@@ -35,6 +36,7 @@ namespace {
 struct captured_log {
     std::mutex mutex;
     std::vector<std::string> lines;
+    int hosts = 0;                ///< live hosts: the sink is installed while there are any
     std::atomic<int> echoing{0};  ///< hosts that echo every line to stderr
 };
 
@@ -186,10 +188,12 @@ struct plugin_host::impl {
     std::condition_variable released_cv;
     std::uint64_t released = 0;  ///< bumped whenever a lease ends
 
+    // Declared in this order so that the event loops (and the coroutine frames they still
+    // hold) go before the host and the clock they refer to.
     manual_clock clock;
+    std::unique_ptr<host> facilities;
     std::vector<std::unique_ptr<asio::io_context>> ios;
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-    std::unique_ptr<host> facilities;
     std::vector<std::thread> threads;
     private_dir copies;
     std::uint64_t generation = 0;
@@ -208,7 +212,11 @@ struct plugin_host::impl {
             std::lock_guard lock{log.mutex};
             first_log_line = log.lines.size();
         }
-        log::set_sink(&keep_line);
+        {
+            auto& log = captured();
+            std::lock_guard lock{log.mutex};
+            if (log.hosts++ == 0) log::set_sink(&keep_line);
+        }
         if (opts.echo_log) ++captured().echoing;
         facilities = std::make_unique<host>(
             host::settings{std::max(1u, opts.offload_threads), opts.offload_queue}, [this] {
@@ -255,8 +263,12 @@ struct plugin_host::impl {
         guards.clear();
         for (auto& io : ios) io->stop();
         for (auto& t : threads) t.join();
+        clock.forget_sleepers();  // their timers belong to the event loops going now
         facilities->stop(std::chrono::steady_clock::now() + opts.wait_limit);
         if (opts.echo_log) --captured().echoing;
+        auto& log = captured();
+        std::lock_guard lock{log.mutex};
+        if (--log.hosts == 0) log::set_sink(nullptr);  // the process's stderr again
     }
 
     plugin_spec spec_for(const nlohmann::json& config) const {
@@ -367,8 +379,12 @@ struct plugin_host::impl {
     void launch(const std::shared_ptr<pending_call::state>& s) {
         std::erase_if(calls, [](const auto& weak) { return weak.expired(); });
         calls.push_back(s);
+        // The state owns the signal whose slot co_spawn uses until this handler returns:
+        // its last reference goes in a later handler, as a connection's does.
         asio::co_spawn(*s->io, run_call(s),
-                       asio::bind_cancellation_slot(s->cancel.slot(), [s](std::exception_ptr) {}));
+                       asio::bind_cancellation_slot(s->cancel.slot(), [s](std::exception_ptr) {
+                           asio::post(*s->io, [s] {});
+                       }));
     }
 };
 
@@ -450,6 +466,11 @@ std::vector<std::string> plugin_host::call_concurrently(const std::vector<std::s
 
 raw_client plugin_host::connect() {
     impl_->wait_drained(false);
+    if (sdk_minor_of(impl_->current->abi_fingerprint()) < 3) {
+        throw std::runtime_error("plugd::testing: connect(): plugin " + impl_->file.string() +
+                                 " was built against an SDK older than 1.3, which cannot serve "
+                                 "whole connections; rebuild it against this plugd's SDK");
+    }
     auto s = std::make_shared<raw_client::state>();
     s->version = impl_->current;
     s->wait_limit = impl_->opts.wait_limit;

@@ -32,11 +32,13 @@ class paired_connection final : public buffered_connection {
         : socket_{io, asio::local::stream_protocol{}, fd}, listener_{std::move(listener)} {}
 
     task<void> write(std::string_view bytes) override {
+        check_open();
         auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), as_tuple);
         if (ec) throw boost::system::system_error(ec, "writing to the test client");
     }
     void recycle() noexcept override {}
     void close() noexcept override {
+        closed_ = true;
         boost::system::error_code ignored;
         socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     }
@@ -45,6 +47,7 @@ class paired_connection final : public buffered_connection {
 
   protected:
     task<bool> fill(std::string& buffer) override {
+        check_open();
         std::array<char, 16384> chunk;
         auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), as_tuple);
         if (ec == asio::error::eof || ec == asio::error::connection_reset) co_return false;
@@ -55,8 +58,15 @@ class paired_connection final : public buffered_connection {
     std::size_t max_read_bytes() const noexcept override { return 65536; }  // the default
 
   private:
+    // As plugd's raw_stream: a connection used after close() throws.
+    void check_open() const {
+        if (closed_)
+            throw std::runtime_error("connection used after close(); serve() should return");
+    }
+
     asio::local::stream_protocol::socket socket_;
     std::string listener_;
+    bool closed_ = false;
 };
 
 int wait_for(int fd, short events, std::chrono::milliseconds limit) {
@@ -97,7 +107,8 @@ void raw_pair::client_write(std::string_view bytes, std::chrono::milliseconds li
             throw std::runtime_error("plugd::testing: the plugin read nothing for " +
                                      std::to_string(limit.count()) + " ms (wait_limit)");
         }
-        const ssize_t n = ::send(client_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        const ssize_t n =
+            ::send(client_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
             throw std::runtime_error(std::string{"plugd::testing: write: "} + std::strerror(errno) +

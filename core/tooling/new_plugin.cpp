@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 
 namespace plugd {
@@ -23,6 +24,50 @@ std::string substitute(std::string text, const std::string& key, const std::stri
     for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at + value.size()))
         text.replace(at, key.size(), value);
     return text;
+}
+
+// Names the generated code or build cannot take: C++ keywords and the names it uses
+// (class @name@ inside code that says std:: and plugd::), the symbols PLUGD_PLUGIN
+// defines, and CMake's reserved target names.
+const char* reserved_because(const std::string& name) {
+    static const std::set<std::string> keywords{"alignas",       "alignof",     "and",
+                                                "and_eq",        "asm",         "auto",
+                                                "bitand",        "bitor",       "bool",
+                                                "break",         "case",        "catch",
+                                                "char",          "char8_t",     "char16_t",
+                                                "char32_t",      "class",       "compl",
+                                                "concept",       "const",       "consteval",
+                                                "constexpr",     "constinit",   "const_cast",
+                                                "continue",      "co_await",    "co_return",
+                                                "co_yield",      "decltype",    "default",
+                                                "delete",        "do",          "double",
+                                                "dynamic_cast",  "else",        "enum",
+                                                "explicit",      "export",      "extern",
+                                                "false",         "float",       "for",
+                                                "friend",        "goto",        "if",
+                                                "inline",        "int",         "long",
+                                                "mutable",       "namespace",   "new",
+                                                "noexcept",      "not",         "not_eq",
+                                                "nullptr",       "operator",    "or",
+                                                "or_eq",         "private",     "protected",
+                                                "public",        "register",    "reinterpret_cast",
+                                                "requires",      "return",      "short",
+                                                "signed",        "sizeof",      "static",
+                                                "static_assert", "static_cast", "struct",
+                                                "switch",        "template",    "this",
+                                                "thread_local",  "throw",       "true",
+                                                "try",           "typedef",     "typeid",
+                                                "typename",      "union",       "unsigned",
+                                                "using",         "virtual",     "void",
+                                                "volatile",      "wchar_t",     "while",
+                                                "xor",           "xor_eq",      "std",
+                                                "plugd",         "main"};
+    static const std::set<std::string> targets{"all",  "clean",   "help",       "install",
+                                               "test", "package", "edit_cache", "rebuild_cache"};
+    if (keywords.count(name)) return "a C++ keyword or a name the generated code uses";
+    if (name.starts_with("plugd_")) return "plugd_ names are the SDK's";
+    if (targets.count(name)) return "a target name CMake reserves";
+    return nullptr;
 }
 
 bool valid_name(const std::string& name) {
@@ -178,14 +223,21 @@ void write_new_plugin(const std::string& name, const std::filesystem::path& dir,
             "letter (it becomes the C++ class, the file " +
             name + ".so and the instance name)");
     }
+    if (const char* why = reserved_because(name)) {
+        throw std::runtime_error("\"" + name + "\" cannot name a plugin: it is " + why +
+                                 "; choose another name");
+    }
     std::error_code ec;
     if (fs::exists(fs::symlink_status(dir, ec))) {
         throw std::runtime_error(dir.string() +
                                  " already exists; plugd new-plugin never overwrites anything: "
                                  "name a folder that does not exist yet");
     }
-    const fs::path target = fs::absolute(dir).lexically_normal();
-    const fs::path staging = target.parent_path() / ("." + target.filename().string() + ".new");
+    fs::path target = fs::absolute(dir).lexically_normal();
+    if (target.filename().empty()) target = target.parent_path();  // "DIR/" as typed
+    std::string hidden = target.filename().string();  // built in place: GCC 12 warns on a + chain
+    hidden.insert(0, ".").append(".new");
+    const fs::path staging = target.parent_path() / hidden;
     fs::create_directories(target.parent_path(), ec);
     if (!fs::create_directory(staging, ec)) {
         throw std::runtime_error("cannot create " + staging.string() + ": " +

@@ -189,12 +189,12 @@ TEST_CASE(
     "harness: a reload keeps the shared state, and a call in flight finishes on the old version") {
     plugin_host host{test_plugin("facilities")};
     CHECK(host.call("set k kept") == "f1:OK");
-    auto in_flight = host.start("block 300");
+    auto in_flight = host.start("block 2000");  // longer than a reload takes, even under TSan
     host.reload(test_plugin("facilities_v2"), nlohmann::json::object());
     CHECK(host.call("get k") == "f2:kept");  // the new version, the same state
     CHECK(host.draining_versions() == 1);    // the old one still runs the call
     CHECK(in_flight.get() == "f1:offloaded");
-    for (int i = 0; i < 200 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
+    for (int i = 0; i < 2000 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
     CHECK(host.draining_versions() == 0);
     const auto log = host.log_lines();
     CHECK(std::find(log.begin(), log.end(), "info plugin test: stop f1") != log.end());
@@ -234,13 +234,13 @@ TEST_CASE("harness: cancelling a call in the middle ends its wait, as a timeout 
 TEST_CASE("harness: an offloaded job outlives its cancelled caller and keeps the version") {
     plugin_host host{test_plugin("facilities")};
     {
-        auto call = host.start("block 300");
+        auto call = host.start("block 2000");
         call.cancel();
         CHECK_THROWS_AS(call.get(), boost::system::system_error);
     }  // a call that threw holds its version until it is destroyed
     host.reload(nlohmann::json::object());
     CHECK(host.draining_versions() == 1);  // the job still runs on an offload thread
-    for (int i = 0; i < 200 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
+    for (int i = 0; i < 2000 && host.draining_versions() > 0; ++i) std::this_thread::sleep_for(5ms);
     CHECK(host.draining_versions() == 0);
 }
 
@@ -293,6 +293,9 @@ TEST_CASE("harness: a whole-connection plugin is served through connect()") {
     client.write("again\n");
     CHECK(client.read_exactly(6) == "AGAIN\n");
     client.close();
+    // A plugin built before SDK 1.3 has no serve() to call: refused up front.
+    plugin_host older{test_plugin("echo_sdk_previous_minor")};
+    CHECK_THROWS_WITH_AS(older.connect(), doctest::Contains("older than 1.3"), std::runtime_error);
     // A line plugin on a raw connection: serve()'s default refuses, and close() says so.
     plugin_host lines{test_plugin("facilities")};
     auto refused = lines.connect();

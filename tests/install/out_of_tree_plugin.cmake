@@ -39,6 +39,15 @@ execute_process(COMMAND "${plugd}" new-plugin scaffold "${WORK_DIR}/scaffold"
 if(rc EQUAL 0 OR NOT out MATCHES "already exists; plugd new-plugin never overwrites")
     message(FATAL_ERROR "new-plugin over an existing folder: ${rc} ${out}")
 endif()
+execute_process(COMMAND "${plugd}" new-plugin class "${WORK_DIR}/class"
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(rc EQUAL 0 OR NOT out MATCHES "a C\\+\\+ keyword" OR EXISTS "${WORK_DIR}/class")
+    message(FATAL_ERROR "new-plugin with a reserved name: ${rc} ${out}")
+endif()
+run("${plugd}" new-plugin other "${WORK_DIR}/other/")  # a folder as shell completion types it
+if(NOT EXISTS "${WORK_DIR}/other/other.cpp")
+    message(FATAL_ERROR "new-plugin NAME DIR/ wrote no project into DIR")
+endif()
 run(${CMAKE_COMMAND} -S "${WORK_DIR}/scaffold" -B "${WORK_DIR}/scaffold/build"
     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/scaffold/build")

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "plugd_process.hpp"
 
@@ -15,13 +16,21 @@ namespace {
 // plugd serving a copy of echo (p.so) on one raw listener, replaced by tests as a
 // deployment would.
 struct raw_server {
-    explicit raw_server(const std::string& limits = "{}") : plugins{tmp.path() / "plugins"} {
+    explicit raw_server(const std::string& limits = "{}", const std::string& framing = "raw")
+        : plugins{tmp.path() / "plugins"} {
         std::filesystem::create_directory(plugins);
         install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
-        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", "raw", limits));
+        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", framing, limits));
         process.emplace(std::vector<std::string>{"-c", cfg.string()});
         port = process->port();
         REQUIRE(process->wait_for_log("serving generation 1"));
+    }
+    // A new build of the plugin, and the listener's framing changed to `framing`.
+    void reload_to_v2(const std::string& framing, const std::string& limits = "{}") {
+        install_plugin(test_plugin_dir() / "echo_v2.so", plugins, "p.so");
+        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", framing, limits));
+        process->signal(SIGHUP);
+        REQUIRE_MESSAGE(process->wait_for_log("reload: generation 2 "), process->log());
     }
     temp_dir tmp;
     std::filesystem::path plugins;
@@ -132,4 +141,49 @@ TEST_CASE("a plugin built before SDK 1.3 is refused on a raw listener, saying ho
                                 ") was built against an SDK older than 1.3") != std::string::npos,
                   r.output);
     CHECK(r.output.find("rebuild it against this plugd's SDK") != std::string::npos);
+}
+
+TEST_CASE("serve() starts at accept, so the plugin may speak first") {
+    temp_dir tmp;
+    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo",
+                                                                  R"({"banner": "hello"})", "raw"));
+    plugd_process p{{"-c", cfg.string()}};
+    line_client c{p.port()};
+    CHECK(c.read_line() == "hello");  // nothing sent
+    c.send("x\n");
+    CHECK(c.read_line() == "v1:x");
+}
+
+TEST_CASE("a reload that changes a listener's framing leaves open connections on theirs") {
+    SUBCASE("raw to line: the raw session goes on, on its version, through the sweeps") {
+        // write_timeout_ms makes the sweeper tick every 100 ms.
+        const std::string limits = R"({ "write_timeout_ms": 800 })";
+        raw_server s{limits};
+        line_client session{s.port};
+        session.send("a\n");
+        CHECK(session.read_line() == "v1:a");
+        s.reload_to_v2("line", limits);
+        // Several sweeps pass: a line connection this quiet would be parked; a raw one must not.
+        std::this_thread::sleep_for(500ms);
+        session.send("b\n");
+        CHECK(session.read_line() == "v1:b");
+        CHECK(ask(s.port, "c") == "v2:c");  // a new connection: line, new version
+        CHECK(s.process->count_log("failed a request") == 0);
+    }
+    SUBCASE("http to raw: a keep-alive HTTP client still speaks HTTP") {
+        raw_server s{"{}", "http"};
+        line_client client{s.port};
+        client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto r = read_response(client);
+        REQUIRE(r);
+        CHECK(r->body == "v1:a");
+        s.reload_to_v2("raw");
+        client.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        r = read_response(client);
+        REQUIRE(r);
+        CHECK(r->body == "v2:b");
+        line_client raw{s.port};  // a new connection is served whole
+        raw.send("c\n");
+        CHECK(raw.read_line() == "v2:c");
+    }
 }

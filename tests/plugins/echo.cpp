@@ -6,7 +6,8 @@
 // equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply). Over
 // HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and
 // target) and Content-Type: application/octet-stream, and its body shown first. On a raw
-// listener, serve() answers each line as handle() would, until the client closes.
+// listener, serve() answers each line as handle() would, until the client closes, after
+// sending "banner" (config) first if given.
 #include <plugd/plugin.hpp>
 
 #include <cstdlib>
@@ -31,7 +32,8 @@ class echo final : public plugd::handler {
           pad_(ctx.config().value("pad", std::size_t{0}), '.'),
           fail_start_{ctx.config().value("fail_start", false)},
           throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
-          hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})} {
+          hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})},
+          banner_{ctx.config().value("banner", std::string{})} {
         if (const int ms = ctx.config().value("construct_ms", 0); ms > 0) {
             ctx.log(plugd::log_level::info, "constructing");
             std::this_thread::sleep_for(std::chrono::milliseconds{ms});
@@ -66,6 +68,7 @@ class echo final : public plugd::handler {
     }
 
     plugd::task<void> serve(plugd::connection& conn) override {
+        if (!banner_.empty()) co_await conn.write(banner_ + "\n");  // the server speaks first
         // An empty line back means the client closed between lines.
         for (std::string line; !(line = co_await conn.read_until("\n")).empty();) {
             line.pop_back();
@@ -83,6 +86,7 @@ class echo final : public plugd::handler {
     bool fail_start_;
     std::string throw_on_;
     std::string hang_on_;
+    std::string banner_;
 };
 
 }  // namespace echo_test

@@ -16,7 +16,8 @@ namespace plugd {
 ///   std::runtime_error when it closed in the middle of one), so a loop reads:
 ///   `for (std::string m; !(m = co_await conn.read_until("\r\n")).empty();) { ... }`
 /// - a read waits at most `idle_timeout_ms`; then, or when the server stops or the listener
-///   is removed, it ends as if the client had closed;
+///   is removed, it ends as if the client had closed; so may a read that waits with
+///   nothing buffered when the listener is at `max_connections` and needs room;
 /// - `read_until` and `read_exactly` refuse more than `max_request_bytes` with
 ///   std::length_error;
 /// - a write that the client does not read within `write_timeout_ms`, and work between two

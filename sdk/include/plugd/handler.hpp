@@ -48,8 +48,9 @@ class handler {
 
     // ---- since SDK 1.3 (appended: the members above keep their places) ----
 
-    /// Serves one whole connection on a `raw` listener: reads and writes `conn` in the
-    /// plugin's own protocol until the client leaves (a read returns 0), then returns. The
+    /// Serves one whole connection on a `raw` listener, called as soon as it is accepted
+    /// (the plugin may speak first): reads and writes `conn` in the plugin's own protocol
+    /// until the client leaves (a read returns 0), then returns. The
     /// connection keeps the version it started on until then, across reloads, bounded by
     /// `reload_drain_timeout_ms` (then its pending call throws operation_aborted). An
     /// exception closes only this connection and is logged with the instance name. The

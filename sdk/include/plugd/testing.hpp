@@ -1,13 +1,15 @@
 // plugd::testing: run a plugin in the test's own process and call it, without a server or
 // a socket. Link the CMake target plugd::testing. Since SDK 1.3.
 //
-//     plugd::testing::plugin_host host{"build/hello.so", {.config = {{"greeting", "Hi"}}}};
+//     plugd::testing::plugin_host host{PLUGIN_FILE, {.config = {{"greeting", "Hi"}}}};
 //     CHECK(host.call("world") == "Hi, world!");
 //
 // The host runs the plugin on the core's own facilities (timers, offload threads, shared
 // state, background tasks, outbound connections), on worker threads of its own, exactly as
-// plugd does. Nothing here asserts: a call returns the reply or throws what the handler
-// threw, so it works with doctest, Catch2, GoogleTest or a plain main().
+// plugd does. PLUGIN_FILE is the built plugin's path (CMake: a compile definition with
+// $<TARGET_FILE:plugin>, as `plugd new-plugin` writes it). Nothing here asserts: a call returns the
+// reply or throws what the handler threw, so it works with doctest, Catch2, GoogleTest or a plain
+// main().
 #pragma once
 
 #include <chrono>
@@ -76,7 +78,8 @@ class pending_call {
     std::string get();
     /// Cancels the call as plugd does when a request times out or a reload's drain runs
     /// out: a terminal cancellation delivered on the call's thread after everything already
-    /// queued there, so a handler that awaits something is cancelled in that wait.
+    /// queued there, so a handler that awaits something is cancelled in that wait. Only
+    /// while its host exists.
     void cancel();
 
   private:
@@ -170,7 +173,8 @@ class plugin_host {
 
     /// With options::manual_clock: moves time forward, waking every sleep_for due on the
     /// way (in order of their deadlines) and letting each woken coroutine run to its next
-    /// wait. Throws std::logic_error with a real clock.
+    /// wait on the worker threads (work it hands to an offload thread or a socket is not
+    /// waited for). Throws std::logic_error with a real clock.
     void advance(std::chrono::milliseconds duration);
 
     /// The instance's shared state (what ctx.shared() returns), to seed or inspect it.
