@@ -235,8 +235,9 @@ void write_new_plugin(const std::string& name, const std::filesystem::path& dir,
     }
     fs::path target = fs::absolute(dir).lexically_normal();
     if (target.filename().empty()) target = target.parent_path();  // "DIR/" as typed
-    std::string hidden = target.filename().string();  // built in place: GCC 12 warns on a + chain
-    hidden.insert(0, ".").append(".new");
+    fs::path hidden{"."};
+    hidden += target.filename();
+    hidden += ".new";
     const fs::path staging = target.parent_path() / hidden;
     fs::create_directories(target.parent_path(), ec);
     if (!fs::create_directory(staging, ec)) {
