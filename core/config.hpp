@@ -17,7 +17,7 @@
 namespace plugd {
 
 /// How a listener turns bytes into requests.
-enum class framing_kind {
+enum class framing_kind : std::uint8_t {  // a byte: every connection keeps one
     line,     ///< one request per `\n`-terminated line; keep-alive, pipelined, ordered replies
     oneshot,  ///< one read is one request; the reply is written as-is and the connection closed
     http,     ///< HTTP/1.1 (and 1.0): keep-alive, pipelined; the reply is a text/plain body

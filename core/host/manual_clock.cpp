@@ -26,8 +26,7 @@ boost::asio::awaitable<void> manual_clock::sleep_for(std::chrono::milliseconds d
     std::shared_ptr<sleeper> me;
     {
         std::lock_guard lock{mutex_};
-        me = std::make_shared<sleeper>(co_await boost::asio::this_coro::executor,
-                                       now_ + std::max(duration, std::chrono::milliseconds{0}));
+        me = std::make_shared<sleeper>(co_await boost::asio::this_coro::executor, now_ + duration);
         sleepers_.push_back(me);
     }
     auto [ec] = co_await me->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
