@@ -9,7 +9,7 @@ namespace plugd {
 
 task<std::size_t> buffered_connection::read_some(char* data, std::size_t size) {
     if (size == 0) co_return 0;
-    if (buffered_.empty() && !co_await fill(buffered_)) co_return 0;
+    if (buffered_.empty() && !co_await fill(buffered_, false)) co_return 0;
     const std::size_t n = std::min(size, buffered_.size());
     std::memcpy(data, buffered_.data(), n);
     buffered_.erase(0, n);
@@ -26,6 +26,7 @@ task<std::string> buffered_connection::read_until(std::string_view delimiter,
         if (at != std::string::npos && at + delimiter.size() <= limit) {
             std::string line = buffered_.substr(0, at + delimiter.size());
             buffered_.erase(0, line.size());
+            message_complete();
             co_return line;
         }
         if (at != std::string::npos || buffered_.size() >= limit) {
@@ -36,7 +37,7 @@ task<std::string> buffered_connection::read_until(std::string_view delimiter,
         // The delimiter may straddle what is buffered and what comes next.
         searched =
             buffered_.size() >= delimiter.size() ? buffered_.size() - delimiter.size() + 1 : 0;
-        if (!co_await fill(buffered_)) {
+        if (!co_await fill(buffered_, !buffered_.empty())) {
             if (buffered_.empty()) co_return std::string{};  // closed between messages
             throw std::runtime_error("connection from " + std::string{peer()} +
                                      " closed in the middle of a message (before the "
@@ -52,7 +53,7 @@ task<std::string> buffered_connection::read_exactly(std::size_t size) {
                                 std::to_string(max_read_bytes()) + ")");
     }
     while (buffered_.size() < size) {
-        if (!co_await fill(buffered_)) {
+        if (!co_await fill(buffered_, !buffered_.empty())) {
             if (buffered_.empty()) co_return std::string{};  // closed between messages
             throw std::runtime_error("connection from " + std::string{peer()} + " closed after " +
                                      std::to_string(buffered_.size()) + " of " +
@@ -61,6 +62,7 @@ task<std::string> buffered_connection::read_exactly(std::size_t size) {
     }
     std::string bytes = buffered_.substr(0, size);
     buffered_.erase(0, size);
+    message_complete();
     co_return bytes;
 }
 

@@ -20,8 +20,12 @@ class buffered_connection : public plugd::connection {
 
   protected:
     /// Appends what arrives next to `buffer`; false when the peer closed (or the connection
-    /// is closing), after which reads return what is buffered, then 0.
-    virtual task<bool> fill(std::string& buffer) = 0;
+    /// is closing), after which reads return what is buffered, then 0. `mid_message`: a
+    /// read_until or read_exactly has bytes of its message already, so the wait is for the
+    /// rest of it (raw_stream bounds that by request_timeout_ms, not by each read).
+    virtual task<bool> fill(std::string& buffer, bool mid_message) = 0;
+    /// A read_until or read_exactly has its whole message.
+    virtual void message_complete() noexcept {}
     /// The most read_until and read_exactly may gather (max_request_bytes).
     virtual std::size_t max_read_bytes() const noexcept = 0;
 

@@ -25,7 +25,7 @@ void raw_stream::check_open() const {
     }
 }
 
-task<bool> raw_stream::fill(std::string& buffer) {
+task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
     check_open();
     const auto scratch = c_.owner.scratch();
     for (;;) {
@@ -35,11 +35,17 @@ task<bool> raw_stream::fill(std::string& buffer) {
             c_.enter(phase::handling);  // what the plugin does next is timed as work
             co_return false;
         }
-        c_.enter(phase::waiting);
+        // The rest of a message is timed from its first wait, across reads (entering the
+        // phase again would restart its clock); a new one from each wait.
+        if (!mid_message) {
+            c_.enter(phase::waiting);
+        } else if (c_.phase != phase::receiving) {
+            c_.enter(phase::receiving);
+        }
         boost::system::error_code ec;
         const std::size_t n = c_.socket.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
         if (!ec) {
-            c_.enter(phase::handling);
+            if (!mid_message) c_.enter(phase::handling);
             if (auto* t = c_.via->traffic) t->bytes_in += n;
             bytes_in_ += n;
             buffer.append(scratch.data(), n);
@@ -64,6 +70,10 @@ task<bool> raw_stream::fill(std::string& buffer) {
             throw boost::system::system_error(wait_ec, "reading from " + c_.peer);
         }
     }
+}
+
+void raw_stream::message_complete() noexcept {
+    c_.enter(phase::handling);
 }
 
 std::size_t raw_stream::max_read_bytes() const noexcept {

@@ -218,7 +218,17 @@ asio::awaitable<void> shard::sweep() {
                 case phase::receiving:
                     // No complete request in time; a trickle of bytes does not count.
                     if (c.phase == phase::receiving && age >= limits.request_timeout) {
-                        c.refuse_slow_request();
+                        if (c.framing == framing_kind::raw) {
+                            log::warn(
+                                "listener " + c.via->spec.name + ": " + c.peer +
+                                    " did not send the rest of a message within "
+                                    "request_timeout_ms (" +
+                                    std::to_string(limits.request_timeout.count()) + "): closed",
+                                {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+                            c.abort(failure::timeout);
+                        } else {
+                            c.refuse_slow_request();
+                        }
                     } else if (age >= limits.idle_timeout) {
                         if (auto* counted = c.via->traffic) ++counted->idle_timeouts;
                         c.close_when_idle();

@@ -46,7 +46,7 @@ class paired_connection final : public buffered_connection {
     std::string_view listener() const noexcept override { return listener_; }
 
   protected:
-    task<bool> fill(std::string& buffer) override {
+    task<bool> fill(std::string& buffer, bool) override {
         check_open();
         std::array<char, 16384> chunk;
         auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), as_tuple);

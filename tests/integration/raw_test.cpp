@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <thread>
@@ -101,6 +102,25 @@ TEST_CASE(
     REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
     CHECK(c.wait_closed(5s));
     CHECK_MESSAGE(s.process->wait_for_log("generation 1: unloaded"), s.process->log());
+}
+
+TEST_CASE("a message trickled to read_until must arrive whole within request_timeout_ms") {
+    raw_server s{R"({ "request_timeout_ms": 400 })"};
+    line_client c{s.port};
+    c.send("x\n");
+    CHECK(c.read_line() == "v1:x");  // a whole line in time is answered
+    // Then a byte every 100 ms, never the line's end: each read is quick, the message is not.
+    const auto began = std::chrono::steady_clock::now();
+    bool closed = false;
+    for (int i = 0; i < 50 && !closed; ++i) {
+        closed = ::send(c.fd(), "y", 1, MSG_NOSIGNAL) < 0;
+        std::this_thread::sleep_for(100ms);  // the client's pace, not a synchronisation
+    }
+    CHECK(closed);
+    CHECK(std::chrono::steady_clock::now() - began < 3s);
+    CHECK_MESSAGE(s.process->wait_for_log("did not send the rest of a message within "
+                                          "request_timeout_ms (400): closed"),
+                  s.process->log());
 }
 
 TEST_CASE("serve() throwing closes only that connection and is logged with the plugin") {

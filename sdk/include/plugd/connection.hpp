@@ -19,7 +19,8 @@ namespace plugd {
 ///   is removed, it ends as if the client had closed; so may a read that waits with
 ///   nothing buffered when the listener is at `max_connections` and needs room;
 /// - `read_until` and `read_exactly` refuse more than `max_request_bytes` with
-///   std::length_error;
+///   std::length_error, and once a message's first bytes are in, its rest must arrive
+///   within `request_timeout_ms` (a client trickling a byte now and then is closed);
 /// - a write that the client does not read within `write_timeout_ms`, and work between two
 ///   calls longer than `request_timeout_ms`, cancel the connection: the pending call throws
 ///   `boost::system::system_error` (operation_aborted); let it propagate.
