@@ -211,10 +211,6 @@ struct plugin_host::impl {
             auto& log = captured();
             std::lock_guard lock{log.mutex};
             first_log_line = log.lines.size();
-        }
-        {
-            auto& log = captured();
-            std::lock_guard lock{log.mutex};
             if (log.hosts++ == 0) log::set_sink(&keep_line);
         }
         if (opts.echo_log) ++captured().echoing;
@@ -295,6 +291,9 @@ struct plugin_host::impl {
                                                         *facilities);
             v->start();
         } catch (const plugin_error& e) {
+            // A start() that failed may have started tasks: they drain like a replaced
+            // version's, and the version is unloaded here once they have ended.
+            if (v) retire(std::move(v));
             throw std::runtime_error(e.what());
         }
         ++generation;

@@ -211,6 +211,9 @@ TEST_CASE("harness: a reload the new version refuses keeps the old one, with plu
                          std::runtime_error);
     CHECK_THROWS_WITH_AS(plugin_host{test_plugin("wrong_abi")},
                          doctest::Contains("built for another plugd ABI"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(plugin_host(test_plugin("echo"), {.config = {{"fail_start", true}}}),
+                         doctest::Contains("start() failed: fail_start is set"),
+                         std::runtime_error);
     options fast;
     fast.manual_clock = true;
     plugin_host still{plugin_host::of<sleeper>(fast)};
