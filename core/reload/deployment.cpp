@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <set>
+#include <thread>
 
 #include "host/host.hpp"
 #include "log.hpp"
@@ -52,6 +53,15 @@ deployment::deployment(asio::io_context& control, std::vector<std::unique_ptr<sh
       first_generation_{first_generation},
       inherited_{std::move(inherited)} {}
 
+void deployment::wait_for_shard_updates() const {
+    // A reload already blocks the control thread (reading files, the trial load); this
+    // wait is for shards to run one posted handler each: a millisecond or so.
+    const auto deadline = clock::now() + std::chrono::seconds{2};
+    while (shard_updates_->load(std::memory_order_acquire) > 0 && clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+}
+
 void deployment::check_raw_listeners(const server_config& next, const plugin_map& loaded) const {
     for (std::size_t i = 0; i < next.listeners.size(); ++i) {
         const auto& l = next.listeners[i];
@@ -87,6 +97,7 @@ std::string deployment::apply(const server_config& running, const server_config&
                 std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
         }
         check_raw_listeners(next, loaded);
+        if (!plan.add.empty()) wait_for_shard_updates();
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.
         for (const auto& l : plan.add) {
@@ -166,8 +177,12 @@ std::string deployment::apply(const server_config& running, const server_config&
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
         u.count_traffic = next.admin.has_value();
+        shard_updates_->fetch_add(1, std::memory_order_relaxed);
         asio::post(shards_[i]->io(),
-                   [s = shards_[i].get(), u = std::move(u)]() mutable { s->apply(std::move(u)); });
+                   [s = shards_[i].get(), u = std::move(u), pending = shard_updates_]() mutable {
+                       s->apply(std::move(u));
+                       pending->fetch_sub(1, std::memory_order_release);
+                   });
     }
     std::vector<std::string> load_names, kept_listener_names, added_names;
     for (const auto& s : plan.load) load_names.push_back(s.name);

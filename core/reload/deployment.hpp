@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -79,6 +80,10 @@ class deployment {
     /// Throws plugin_error when a `raw` listener of `next` routes to a plugin built before
     /// SDK 1.3 (versions in `loaded`, else the running ones).
     void check_raw_listeners(const server_config& next, const plugin_map& loaded) const;
+    /// Waits (at most 2 s) until every shard has applied the updates posted to it: a
+    /// listener the previous reload removed is closed by each shard as it applies that
+    /// update, and a reload that adds it back must not bind its port before.
+    void wait_for_shard_updates() const;
 
     boost::asio::io_context& control_;
     std::vector<std::unique_ptr<shard>>& shards_;
@@ -93,6 +98,9 @@ class deployment {
     std::list<draining_version> draining_;
     /// (file hash, config) of versions whose trial load passed.
     std::set<std::pair<std::uint64_t, std::string>> trial_passed_;
+    /// Updates posted to shards and not applied yet (decremented on the shards' threads).
+    std::shared_ptr<std::atomic<std::size_t>> shard_updates_ =
+        std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 }  // namespace plugd
