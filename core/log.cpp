@@ -21,6 +21,13 @@ std::atomic<sink> g_sink{nullptr};
 std::string g_process_tag;
 
 // Appends `text` as the inside of a JSON string.
+// A text line's fields: " key=value" each, except those its message already says.
+void append_text_fields(std::string& line, std::initializer_list<field> fields) {
+    for (const auto& f : fields) {
+        if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
+    }
+}
+
 void append_json_escaped(std::string& out, std::string_view text) {
     for (const char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
@@ -82,9 +89,7 @@ void write(level severity, std::string_view message, std::initializer_list<field
     try {
         if (const sink destination = g_sink.load(std::memory_order_acquire)) {
             std::string line{message};
-            for (const auto& f : fields) {
-                if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
-            }
+            append_text_fields(line, fields);
             destination(severity, line);
             return;
         }
@@ -127,9 +132,7 @@ void write(level severity, std::string_view message, std::initializer_list<field
             line.append(time).append(" ").append(level_column).append(" ");
             if (!g_process_tag.empty()) line.append("[").append(g_process_tag).append("] ");
             line.append(message);
-            for (const auto& f : fields) {
-                if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
-            }
+            append_text_fields(line, fields);
             line += '\n';
         }
         const char* p = line.data();

@@ -47,22 +47,28 @@ constexpr std::string_view usage =
     "Signals: SIGHUP reloads; SIGINT/SIGTERM stop accepting, finish requests in flight,\n"
     "exit 0.\n";
 
-// Bundled plugins live in ../lib/plugd relative to the binary, both in the build tree
-// (build/bin/plugd, build/lib/plugd) and once installed (bin/, lib/plugd).
-std::filesystem::path bundled_plugin_dir() {
+// The folder above the one holding this binary: build/ in the build tree (build/bin/plugd),
+// the prefix once installed (bin/plugd). Empty when /proc/self/exe cannot be read.
+std::filesystem::path binary_prefix() {
     std::error_code ec;
     const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (ec) return std::filesystem::current_path() / "lib" / "plugd";
-    return (exe.parent_path() / ".." / "lib" / "plugd").lexically_normal();
+    return ec ? std::filesystem::path{} : exe.parent_path().parent_path();
+}
+
+// Bundled plugins live in lib/plugd under binary_prefix(), both in the build tree
+// (build/lib/plugd) and once installed (lib/plugd).
+std::filesystem::path bundled_plugin_dir() {
+    const auto prefix = binary_prefix();
+    if (prefix.empty()) return std::filesystem::current_path() / "lib" / "plugd";
+    return (prefix / "lib" / "plugd").lexically_normal();
 }
 
 // The prefix plugd is installed in (bin/plugd, lib/cmake/plugd), or empty when it runs
 // from a build tree, which find_package(plugd) cannot use.
 std::filesystem::path install_prefix() {
+    const auto prefix = binary_prefix();
+    if (prefix.empty()) return {};
     std::error_code ec;
-    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (ec) return {};
-    const auto prefix = exe.parent_path().parent_path();
     for (const char* lib : {"lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"}) {
         if (std::filesystem::exists(prefix / lib / "cmake" / "plugd" / "plugdConfig.cmake", ec))
             return prefix;

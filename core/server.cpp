@@ -426,9 +426,8 @@ void check_plugins(const server_config& cfg) {
     for (const auto& spec : cfg.plugins) {
         loaded[spec.name] = std::make_shared<plugin_version>(spec, dir.path(), 1, facilities);
     }
-    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
-        check_can_serve(cfg.listeners[i], i, *loaded.at(cfg.listeners[i].plugin));
-    }
+    check_listeners_can_serve(
+        cfg, [&](const std::string& name) -> const plugin_version& { return *loaded.at(name); });
 }
 
 int serve(server_config cfg, const server_options& options) {

@@ -113,13 +113,20 @@ struct plugin_version::library {
     boost::dll::shared_library dll;
 };
 
-void check_can_serve(const listener_spec& l, std::size_t index, const plugin_version& version) {
-    if (l.framing != framing_kind::raw || sdk_minor_of(version.abi_fingerprint()) >= 3) return;
-    throw plugin_error("listener \"" + l.name + "\" (/listeners/" + std::to_string(index) +
-                       "/framing is \"raw\"): plugin \"" + l.plugin + "\" (" +
-                       version.spec().file.string() +
-                       ") was built against an SDK older than 1.3, which cannot serve whole "
-                       "connections; rebuild it against this plugd's SDK");
+void check_listeners_can_serve(
+    const server_config& cfg,
+    const std::function<const plugin_version&(const std::string&)>& version_of) {
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+        const auto& l = cfg.listeners[i];
+        if (l.framing != framing_kind::raw) continue;
+        const plugin_version& version = version_of(l.plugin);
+        if (version.serves_connections()) continue;
+        throw plugin_error("listener \"" + l.name + "\" (/listeners/" + std::to_string(i) +
+                           "/framing is \"raw\"): plugin \"" + l.plugin + "\" (" +
+                           version.spec().file.string() +
+                           ") was built against an SDK older than 1.3, which cannot serve whole "
+                           "connections; rebuild it against this plugd's SDK");
+    }
 }
 
 std::uint64_t plugin_file_hash(const plugin_spec& spec) {
@@ -295,6 +302,10 @@ void plugin_version::close_outbound_pools() {
             outbound_.close_idle(i);
         });
     }
+}
+
+bool plugin_version::serves_connections() const {
+    return sdk_minor_of(abi_fingerprint_) >= 3;
 }
 
 std::string plugin_version::describe() const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,9 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::uint64_t content_hash() const noexcept { return content_hash_; }
     /// The ABI fingerprint the plugin was built with (its `.plugd_abi` section).
     const std::string& abi_fingerprint() const noexcept { return abi_fingerprint_; }
+    /// Whether it has handler::serve (built against SDK 1.3 or later): only then may a
+    /// `raw` listener call it; older plugins lack the slot.
+    bool serves_connections() const;
     /// When it was loaded, in milliseconds since the Unix epoch.
     std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
 
@@ -100,11 +104,11 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     bool started_ = false;
 };
 
-/// Throws plugin_error when `version` cannot serve `listener` (server.json's
-/// `/listeners/<index>`): a `raw` listener calls handler::serve, a slot that plugins built
-/// before SDK 1.3 lack.
-void check_can_serve(const listener_spec& listener, std::size_t index,
-                     const plugin_version& version);
+/// Throws plugin_error, naming the listener's JSON path, when a listener of `cfg` cannot
+/// be served by `version_of(its plugin)`: a `raw` listener needs serves_connections().
+void check_listeners_can_serve(
+    const server_config& cfg,
+    const std::function<const plugin_version&(const std::string&)>& version_of);
 
 /// Hash of a plugin file's bytes, as content_hash() computes it; throws plugin_error when
 /// the file cannot be read.

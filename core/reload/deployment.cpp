@@ -62,14 +62,6 @@ void deployment::wait_for_shard_updates() const {
     }
 }
 
-void deployment::check_raw_listeners(const server_config& next, const plugin_map& loaded) const {
-    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-        const auto& l = next.listeners[i];
-        const auto it = loaded.find(l.plugin);
-        check_can_serve(l, i, it != loaded.end() ? *it->second : *plugins_.at(l.plugin));
-    }
-}
-
 deployment::~deployment() {
     clear();
 }
@@ -96,7 +88,10 @@ std::string deployment::apply(const server_config& running, const server_config&
             loaded[spec.name] =
                 std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
         }
-        check_raw_listeners(next, loaded);
+        check_listeners_can_serve(next, [&](const std::string& name) -> const plugin_version& {
+            const auto it = loaded.find(name);
+            return it != loaded.end() ? *it->second : *plugins_.at(name);
+        });
         if (!plan.add.empty()) wait_for_shard_updates();
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.

@@ -77,9 +77,6 @@ class deployment {
     /// request on it ends. Past `timeout` its remaining requests are cancelled and what
     /// still holds it is logged, so old versions never pile up.
     void retire(std::shared_ptr<plugin_version> version, std::chrono::milliseconds timeout);
-    /// Throws plugin_error when a `raw` listener of `next` routes to a plugin built before
-    /// SDK 1.3 (versions in `loaded`, else the running ones).
-    void check_raw_listeners(const server_config& next, const plugin_map& loaded) const;
     /// Waits (at most 2 s) until every shard has applied the updates posted to it: a
     /// listener the previous reload removed is closed by each shard as it applies that
     /// update, and a reload that adds it back must not bind its port before.

@@ -7,6 +7,13 @@
 
 namespace plugd {
 
+void buffered_connection::check_open() const {
+    if (closed_) {
+        throw std::runtime_error("connection from " + std::string{peer()} +
+                                 " used after close(); its serve() should return");
+    }
+}
+
 task<std::size_t> buffered_connection::read_some(char* data, std::size_t size) {
     if (size == 0) co_return 0;
     if (buffered_.empty() && !co_await fill(buffered_, false)) co_return 0;

@@ -29,8 +29,14 @@ class buffered_connection : public plugd::connection {
     /// The most read_until and read_exactly may gather (max_request_bytes).
     virtual std::size_t max_read_bytes() const noexcept = 0;
 
+    /// close() was called: every later read or write throws (check_open()).
+    void mark_closed() noexcept { closed_ = true; }
+    /// Throws std::runtime_error, naming the peer, once mark_closed() was called.
+    void check_open() const;
+
   private:
     std::string buffered_;
+    bool closed_ = false;
 };
 
 }  // namespace plugd

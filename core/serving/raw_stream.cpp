@@ -18,13 +18,6 @@ using phase = client_connection::phase_kind;
 
 }  // namespace
 
-void raw_stream::check_open() const {
-    if (closed_) {
-        throw std::runtime_error("connection from " + c_.peer +
-                                 " used after close(); its serve() should return");
-    }
-}
-
 task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
     check_open();
     const auto scratch = c_.owner.scratch();
@@ -91,7 +84,7 @@ task<void> raw_stream::write(std::string_view bytes) {
 }
 
 void raw_stream::close() noexcept {
-    closed_ = true;
+    mark_closed();
     c_.closing = true;
     boost::system::error_code ignored;
     c_.socket.shutdown(tcp::socket::shutdown_both, ignored);

@@ -35,13 +35,9 @@ class raw_stream final : public buffered_connection {
     std::size_t max_read_bytes() const noexcept override;
 
   private:
-    // Throws std::runtime_error when close() was called.
-    void check_open() const;
-
     client_connection& c_;
     std::size_t bytes_in_ = 0;
     std::size_t bytes_out_ = 0;
-    bool closed_ = false;
 };
 
 }  // namespace plugd

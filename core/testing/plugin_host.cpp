@@ -21,7 +21,6 @@
 #include "framing/http_framing.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
-#include "plugins/abi_fingerprint.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
 #include "testing/raw_pair.hpp"
@@ -465,7 +464,7 @@ std::vector<std::string> plugin_host::call_concurrently(const std::vector<std::s
 
 raw_client plugin_host::connect() {
     impl_->wait_drained(false);
-    if (sdk_minor_of(impl_->current->abi_fingerprint()) < 3) {
+    if (!impl_->current->serves_connections()) {
         throw std::runtime_error("plugd::testing: connect(): plugin " + impl_->file.string() +
                                  " was built against an SDK older than 1.3, which cannot serve "
                                  "whole connections; rebuild it against this plugd's SDK");

@@ -38,7 +38,7 @@ class paired_connection final : public buffered_connection {
     }
     void recycle() noexcept override {}
     void close() noexcept override {
-        closed_ = true;
+        mark_closed();
         boost::system::error_code ignored;
         socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     }
@@ -58,15 +58,8 @@ class paired_connection final : public buffered_connection {
     std::size_t max_read_bytes() const noexcept override { return 65536; }  // the default
 
   private:
-    // As plugd's raw_stream: a connection used after close() throws.
-    void check_open() const {
-        if (closed_)
-            throw std::runtime_error("connection used after close(); serve() should return");
-    }
-
     asio::local::stream_protocol::socket socket_;
     std::string listener_;
-    bool closed_ = false;
 };
 
 int wait_for(int fd, short events, std::chrono::milliseconds limit) {

@@ -9,35 +9,24 @@
 #include <thread>
 
 #include "plugd_process.hpp"
+#include "reloadable.hpp"
 
 using namespace plugd::test;
 
 namespace {
 
-// plugd serving a copy of echo (p.so) on one raw listener, replaced by tests as a
-// deployment would.
-struct raw_server {
-    explicit raw_server(const std::string& limits = "{}", const std::string& framing = "raw")
-        : plugins{tmp.path() / "plugins"} {
-        std::filesystem::create_directory(plugins);
-        install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
-        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", framing, limits));
-        process.emplace(std::vector<std::string>{"-c", cfg.string()});
-        port = process->port();
-        REQUIRE(process->wait_for_log("serving generation 1"));
+// plugd serving a copy of echo (p.so) on one raw listener (or `framing`), replaced by tests
+// as a deployment would.
+struct raw_server : reloadable {
+    explicit raw_server(const std::string& limits = "{}", const std::string& listener = "raw")
+        : reloadable{"{}", limits, {}, listener} {}
+    // A new build of the plugin, and the listener's framing changed to `to`.
+    void reload_to_v2(const std::string& to, const std::string& limits = "{}") {
+        use("echo_v2");
+        framing = to;
+        write_config("{}", limits);
+        reload_ok(2);
     }
-    // A new build of the plugin, and the listener's framing changed to `framing`.
-    void reload_to_v2(const std::string& framing, const std::string& limits = "{}") {
-        install_plugin(test_plugin_dir() / "echo_v2.so", plugins, "p.so");
-        cfg = tmp.write("server.json", one_listener_config(plugins, "p", "{}", framing, limits));
-        process->signal(SIGHUP);
-        REQUIRE_MESSAGE(process->wait_for_log("reload: generation 2 "), process->log());
-    }
-    temp_dir tmp;
-    std::filesystem::path plugins;
-    std::filesystem::path cfg;
-    std::optional<plugd_process> process;
-    std::uint16_t port = 0;
 };
 
 }  // namespace
