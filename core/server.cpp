@@ -111,14 +111,14 @@ class server final : public admin_backend {
                 "offloaded jobs still running after shutdown_timeout_ms: exiting "
                 "without unloading plugins (a job must not block forever)");
             host_->state().save_all();
-            remove_pid_file();
+            pid_file_.reset();  // removes the status and pid files, then unlocks
             std::_Exit(1);
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
         shards_.clear();            // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();       // stop() of each version may still write shared state...
         host_->state().save_all();  // ...so it is saved after
-        remove_pid_file();
+        pid_file_.reset();          // removes the status and pid files, then unlocks
         log::info("plugd stopped");
         return 0;
     }
@@ -380,13 +380,6 @@ class server final : public admin_backend {
             options_.worker ? options_.worker->status_file : reload_status_file(pid_file_->path()),
             {attempt_, ok, deployment_->generation(), std::move(message), began,
              options_.config_file});
-    }
-
-    void remove_pid_file() {
-        if (!pid_file_) return;  // a worker's: the master's to remove
-        std::error_code ignored;
-        std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
-        pid_file_.reset();  // removes the pid file, then releases the lock
     }
 
     // Member order is destruction order, reversed: the deployment (plugin versions) goes

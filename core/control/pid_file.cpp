@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "control/reload_status.hpp"
+
 namespace plugd {
 namespace {
 
@@ -84,6 +86,9 @@ pid_file::pid_file(std::filesystem::path path) : path_{std::move(path)} {
                             "; set /pid_file to a path in a folder plugd can write");
         }
         fd_ = fd;
+        // A status file here is a killed holder's: `plugd -s` must not take it for ours.
+        std::error_code ignored;
+        std::filesystem::remove(reload_status_file(path_), ignored);
         return;
     }
     fail(path_,
@@ -93,6 +98,7 @@ pid_file::pid_file(std::filesystem::path path) : path_{std::move(path)} {
 
 pid_file::~pid_file() {
     std::error_code ignored;
+    std::filesystem::remove(reload_status_file(path_), ignored);
     std::filesystem::remove(path_, ignored);
     ::close(fd_);
 }

@@ -18,11 +18,14 @@ namespace plugd {
 /// Not inherited across fork(): a child never appears to hold it.
 class pid_file {
   public:
-    /// Creates (or takes over a stale) `path`, locks it and writes this process's pid.
+    /// Creates (or takes over a stale) `path`, locks it and writes this process's pid. A
+    /// reload status file left beside it (reload_status.hpp) is removed: it is a killed
+    /// holder's, and this server writes its own once it has started.
     /// Throws std::runtime_error saying what to do when another process holds it (naming
     /// its pid and the file) or it cannot be written.
     explicit pid_file(std::filesystem::path path);
-    /// Removes the file while still holding the lock, then releases it.
+    /// Removes the reload status file and the pid file while still holding the lock, then
+    /// releases it.
     ~pid_file();
     pid_file(const pid_file&) = delete;
     pid_file& operator=(const pid_file&) = delete;

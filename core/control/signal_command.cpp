@@ -59,9 +59,28 @@ bool send(int process, int signo) {
     return ::syscall(SYS_pidfd_send_signal, process, signo, nullptr, 0) == 0;
 }
 
-// The pid to signal: the holder of the pid file's lock, once it is shown to serve
-// `config_file`. Prints why not and returns nullopt otherwise.
-std::optional<pid_t> find_server(std::string_view action, const std::filesystem::path& config_file,
+// An inotify descriptor that turns readable when a file is written or moved into the
+// folder of `file` (how plugd writes its status file); -1, said on stderr, if none.
+int watch_folder_of(const std::filesystem::path& file) {
+    const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd >= 0 &&
+        ::inotify_add_watch(fd, file.parent_path().c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) >= 0) {
+        return fd;
+    }
+    std::cerr << "plugd: cannot watch " << file.parent_path() << ": " << std::strerror(errno)
+              << '\n';
+    if (fd >= 0) ::close(fd);
+    return -1;
+}
+
+void discard_events(int watch) {
+    char events[4096];
+    while (::read(watch, events, sizeof events) > 0) {
+    }
+}
+
+// The holder of the pid file's lock. Prints why there is none and returns nullopt otherwise.
+std::optional<pid_t> find_server(const std::filesystem::path& config_file,
                                  const std::filesystem::path& pid_file) {
     const auto state = inspect_pid_file(pid_file);
     const std::string via = " (the /pid_file of " + describe_config(config_file) + ")";
@@ -93,24 +112,47 @@ std::optional<pid_t> find_server(std::string_view action, const std::filesystem:
         case pid_file_state::kind::held:
             break;
     }
-    const auto status = read_reload_status(reload_status_file(pid_file));
-    if (!status) {
-        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
-                  << ", but its status file " << reload_status_file(pid_file).string()
-                  << " is missing, so which configuration it serves is unknown; nothing was "
-                     "signalled (kill "
-                  << (action == "reload" ? "-HUP " : "-TERM ") << state.holder
-                  << (action == "reload" ? " reloads" : " stops") << " it without this check)\n";
-        return std::nullopt;
+    return state.holder;
+}
+
+// Whether the server `process` (pid `pid`, holding `pid_file`) serves `config_file`, as
+// its status file says. A server writes that file once it has started (plugins loaded,
+// listeners bound), so a command sent while it starts waits for it, until `deadline`.
+bool serves_config(std::string_view action, const std::filesystem::path& config_file,
+                   const std::filesystem::path& pid_file, pid_t pid, int process,
+                   clock::time_point deadline) {
+    const auto status_file = reload_status_file(pid_file);
+    fd_guard watch{watch_folder_of(status_file)};
+    if (watch.fd < 0) return false;
+    auto status = read_reload_status(status_file);
+    while (!status) {
+        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
+        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
+            std::cerr << "plugd: pid " << pid << " holds " << pid_file.string()
+                      << ", but its status file " << status_file.string()
+                      << " did not appear before the timeout: it is still starting, or it "
+                         "cannot write there, so which configuration it serves is unknown; "
+                         "nothing was signalled (see its log; kill "
+                      << (action == "reload" ? "-HUP " : "-TERM ") << pid
+                      << (action == "reload" ? " reloads" : " stops")
+                      << " it without this check)\n";
+            return false;
+        }
+        if (p[1].revents != 0) {
+            std::cerr << "plugd: pid " << pid
+                      << " exited while starting (see its log); nothing was signalled\n";
+            return false;
+        }
+        discard_events(watch.fd);
+        status = read_reload_status(status_file);
     }
     if (!same_file(status->config, config_file)) {
-        std::cerr << "plugd: pid " << state.holder << " holds " << pid_file.string()
-                  << " but serves " << describe_config(status->config) << ", not "
-                  << describe_config(config_file)
+        std::cerr << "plugd: pid " << pid << " holds " << pid_file.string() << " but serves "
+                  << describe_config(status->config) << ", not " << describe_config(config_file)
                   << "; nothing was signalled. Give each configuration its own /pid_file\n";
-        return std::nullopt;
+        return false;
     }
-    return state.holder;
+    return true;
 }
 
 int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
@@ -118,13 +160,8 @@ int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
     const auto status_file = reload_status_file(pid_file);
     const auto before = read_reload_status(status_file).value_or(reload_status{}).attempt;
     // Watch the folder before signalling, so the server's answer cannot slip past us.
-    fd_guard watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
-    if (watch.fd < 0 || ::inotify_add_watch(watch.fd, status_file.parent_path().c_str(),
-                                            IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
-        std::cerr << "plugd: cannot watch " << status_file.parent_path() << ": "
-                  << std::strerror(errno) << '\n';
-        return 1;
-    }
+    fd_guard watch{watch_folder_of(status_file)};
+    if (watch.fd < 0) return 1;
     const std::int64_t signalled = unix_ms();
     if (!send(process, SIGHUP)) {
         std::cerr << "plugd: cannot signal pid " << pid << " (from " << pid_file.string()
@@ -159,9 +196,7 @@ int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
             return 1;
         }
         exited = p[1].revents != 0;
-        char events[4096];
-        while (::read(watch.fd, events, sizeof events) > 0) {
-        }
+        discard_events(watch.fd);
     }
 }
 
@@ -183,7 +218,7 @@ int stop(pid_t pid, int process, clock::time_point deadline) {
 
 int send_signal_command(std::string_view action, const std::filesystem::path& config_file,
                         const std::filesystem::path& pid_file, std::chrono::milliseconds timeout) {
-    const auto pid = find_server(action, config_file, pid_file);
+    const auto pid = find_server(config_file, pid_file);
     if (!pid) return 1;
     // A pidfd names this process and no later one with the same pid, and becomes readable
     // when it exits: no polling of kill(pid, 0).
@@ -202,6 +237,7 @@ int send_signal_command(std::string_view action, const std::filesystem::path& co
         return 1;
     }
     const auto deadline = clock::now() + timeout;
+    if (!serves_config(action, config_file, pid_file, *pid, process.fd, deadline)) return 1;
     return action == "reload" ? reload(*pid, process.fd, pid_file, deadline)
                               : stop(*pid, process.fd, deadline);
 }

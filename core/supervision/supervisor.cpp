@@ -112,8 +112,6 @@ class supervisor {
             std::filesystem::remove(status_file(i), ignored);
             std::filesystem::remove(crash_note(i), ignored);
         }
-        std::error_code ignored;
-        std::filesystem::remove(reload_status_file(pid_file_->path()), ignored);
         store_.reset();
         pid_file_.reset();
         log::info("plugd stopped");

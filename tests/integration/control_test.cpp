@@ -120,6 +120,24 @@ TEST_CASE("a stale pid file is taken over at start, and -s then reaches the new 
     CHECK_FALSE(std::filesystem::exists(tmp.path() / "plugd.pid"));
 }
 
+TEST_CASE("-s reload sent while plugd is still starting waits for it, then reloads it") {
+    temp_dir tmp;
+    // What a killed plugd leaves behind: its status file, with a later attempt than the new
+    // server's first reload. Taken for the new server's, it would hide that reload's answer.
+    tmp.write("plugd.pid.reload",
+              "7 ok 3 0\nreload: generation 3\n" + (tmp.path() / "server.json").string() + "\n");
+    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo",
+                                                                  R"({ "construct_ms": 1000 })"));
+    plugd_process p{{"-c", cfg.string()}};
+    // The constructor holds start-up for a second: the pid file is held, the status file
+    // not yet written.
+    REQUIRE_MESSAGE(p.wait_for_log("plugin p: constructing"), p.log());
+    const auto r = run_plugd({"-s", "reload", "-c", cfg.string()}, 30s);
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK_MESSAGE(contains(r.output, "plugd: reload: generation 2"), r.output);
+    CHECK(p.count_log("serving generation 1") == 1);
+}
+
 TEST_CASE("a second plugd with the same pid file refuses to start, naming the pid and the file") {
     serving a{"a.json"};
     std::string b_text = one_listener_config(test_plugin_dir(), "echo");
