@@ -2,7 +2,6 @@
 // listener's limits, and keeps its version across reloads until it closes.
 #include <doctest/doctest.h>
 
-#include <signal.h>
 #include <sys/socket.h>
 
 #include <filesystem>
@@ -51,9 +50,8 @@ TEST_CASE("a raw connection keeps its version across a reload until it closes") 
     line_client old_connection{s.port};
     old_connection.send("before\n");
     CHECK(old_connection.read_line() == "v1:before");
-    install_plugin(test_plugin_dir() / "echo_v2.so", s.plugins, "p.so");
-    s.process->signal(SIGHUP);
-    REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
+    s.use("echo_v2");
+    s.reload_ok(2);
     line_client new_connection{s.port};
     new_connection.send("new\n");
     CHECK(new_connection.read_line() == "v2:new");
@@ -86,9 +84,8 @@ TEST_CASE(
     line_client c{s.port};
     c.send("x\n");
     CHECK(c.read_line() == "v1:x");
-    install_plugin(test_plugin_dir() / "echo_v2.so", s.plugins, "p.so");
-    s.process->signal(SIGHUP);
-    REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
+    s.use("echo_v2");
+    s.reload_ok(2);
     CHECK(c.wait_closed(5s));
     CHECK_MESSAGE(s.process->wait_for_log("generation 1: unloaded"), s.process->log());
 }
