@@ -120,11 +120,8 @@ plugd_add_plugin(@name@ @name@.cpp)
 
 enable_testing()
 find_package(doctest REQUIRED)
-add_executable(@name@_test @name@_test.cpp)
-target_link_libraries(@name@_test PRIVATE plugd::testing doctest::doctest)
-target_compile_definitions(@name@_test PRIVATE PLUGIN_FILE="$<TARGET_FILE:@name@>")
-add_dependencies(@name@_test @name@)
-add_test(NAME @name@ COMMAND @name@_test)
+plugd_add_plugin_test(@name@ @name@_test.cpp)
+target_link_libraries(@name@_test PRIVATE doctest::doctest)
 )";
 
 constexpr const char* handler_source =

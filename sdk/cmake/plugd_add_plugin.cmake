@@ -1,3 +1,6 @@
+# plugd's CMake helpers: plugd_add_plugin() builds a plugin, plugd_add_plugin_test() its
+# test program.
+#
 # plugd_add_plugin(<name> <source>...): builds a plugd plugin, <name>.so.
 #
 # The flags are not optional: they are what lets plugd unload and replace the plugin.
@@ -35,4 +38,24 @@ function(plugd_add_plugin name)
         set_target_properties(${name} PROPERTIES
             LIBRARY_OUTPUT_DIRECTORY "${PLUGD_PLUGIN_OUTPUT_DIRECTORY}")
     endif()
+endfunction()
+
+# plugd_add_plugin_test(<plugin> <source>...): the test program of the plugin target
+# <plugin>, through plugd's test harness (plugd::testing, <plugd/testing.hpp>): target
+# <plugin>_test, compiled with PLUGIN_FILE set to the built .so's path, built after the
+# plugin, and registered with CTest as test <plugin> (call enable_testing() first). The
+# harness works with any test framework: link yours to <plugin>_test.
+function(plugd_add_plugin_test plugin)
+    if(ARGC LESS 2)
+        message(FATAL_ERROR "plugd_add_plugin_test(${plugin}): give at least one source file")
+    endif()
+    if(NOT TARGET ${plugin})
+        message(FATAL_ERROR "plugd_add_plugin_test(${plugin}): no target ${plugin}; call "
+                            "plugd_add_plugin(${plugin} ...) before it")
+    endif()
+    add_executable(${plugin}_test ${ARGN})
+    target_link_libraries(${plugin}_test PRIVATE plugd::testing)
+    target_compile_definitions(${plugin}_test PRIVATE PLUGIN_FILE="$<TARGET_FILE:${plugin}>")
+    add_dependencies(${plugin}_test ${plugin})
+    add_test(NAME ${plugin} COMMAND ${plugin}_test)
 endfunction()
