@@ -32,14 +32,72 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+// What RFC 9112 makes a server refuse and Beast's parser leaves to its user (Beast itself
+// refuses a malformed start line or field, whitespace before a field's colon, differing
+// Content-Length values, and Content-Length with a chunked Transfer-Encoding).
+struct framing_refusal {
+    int status = 0;  ///< 0: none
+    const char* reason = "";
+};
+
+// The transfer codings of every Transfer-Encoding field of a request, in order (§6.1: the
+// fields' lists combine). Only "chunked" is understood.
+struct transfer_codings {
+    bool present = false;
+    bool last_chunked = false;
+    bool chunked_twice = false;
+    bool other = false;  ///< a coding plugd cannot decode (gzip, identity, ...)
+    bool malformed = false;
+
+    void add(std::string_view list) noexcept {
+        present = true;
+        while (!list.empty()) {
+            const std::size_t comma = list.find(',');
+            std::string_view coding = list.substr(0, comma);
+            list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+            coding = coding.substr(0, coding.find(';'));  // parameters
+            while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+                coding.remove_prefix(1);
+            while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+                coding.remove_suffix(1);
+            if (coding.empty()) continue;  // an empty list element is allowed and ignored
+            if (iequals(coding, "chunked")) {
+                chunked_twice = chunked_twice || seen_chunked_;
+                seen_chunked_ = last_chunked = true;
+            } else {
+                other = true;
+                last_chunked = false;
+            }
+        }
+        malformed = malformed || (!seen_chunked_ && !other);  // nothing but commas
+    }
+
+  private:
+    bool seen_chunked_ = false;
+};
+
+// RFC 3986's uri-host [":" port]: letters, digits, "-._~", percent-encodings, sub-delims,
+// and an IPv6 literal's brackets and colons.
+bool valid_host(std::string_view host) noexcept {
+    for (const char c : host) {
+        const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && std::string_view{"-._~%!$&'()*+,;=:[]"}.find(c) == std::string_view::npos)
+            return false;
+    }
+    return true;
+}
+
 class request_parser final : public http::basic_parser<true> {
   public:
-    explicit request_parser(std::string& chunked) : chunked_{chunked} { chunked_.clear(); }
+    request_parser(std::string_view input, std::string& chunked) : input_{input}, chunked_{chunked} {
+        chunked_.clear();
+    }
 
     std::string_view method, target, body;
     int version = 11;
     bool expect_continue = false;
     bool in_chunks = false;
+    framing_refusal refusal;
 
   private:
     void on_request_impl(http::verb, string_view method_text, string_view target_text, int v,
@@ -49,11 +107,61 @@ class request_parser final : public http::basic_parser<true> {
         version = v;
     }
     void on_response_impl(int, string_view, int, error_code&) override {}
-    void on_field_impl(http::field name, string_view, string_view value, error_code&) override {
-        if (name == http::field::expect && iequals(std_view(value), "100-continue"))
-            expect_continue = true;
+    void on_field_impl(http::field name, string_view, string_view value, error_code& ec) override {
+        // Beast unfolds an obs-fold into a buffer of its own (RFC 9112 §5.2 allows that or a
+        // 400): refuse it, as a proxy before us may have read the field differently.
+        if (value.data() < input_.data() || value.data() > input_.data() + input_.size()) {
+            refusal = {400, "obsolete line folding in a header field"};
+            ec = http::error::bad_value;
+            return;
+        }
+        switch (name) {
+            case http::field::expect:
+                if (iequals(std_view(value), "100-continue")) expect_continue = true;
+                break;
+            case http::field::host:
+                ++hosts_;
+                if (!valid_host(std_view(value))) {  // §3.2: an invalid Host is a 400
+                    refusal = {400, "invalid Host header field"};
+                    ec = http::error::bad_value;
+                }
+                break;
+            case http::field::content_length:
+                has_length_ = true;
+                break;
+            case http::field::transfer_encoding:
+                codings_.add(std_view(value));
+                break;
+            default:
+                break;
+        }
     }
-    void on_header_impl(error_code&) override {}
+    // The head is whole: refuse what would let a request's end be read two ways (request
+    // smuggling: a front proxy and plugd disagreeing on where the next request starts).
+    void on_header_impl(error_code& ec) override {
+        const auto refuse = [&](int status, const char* reason) {
+            refusal = {status, reason};
+            ec = http::error::bad_value;
+        };
+        if (codings_.present) {
+            // §6.1: a 1.0 message with Transfer-Encoding has faulty framing.
+            if (version < 11) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
+            // §6.3: both say where the body ends; which one a proxy before us believed is
+            // unknowable, so neither can be trusted.
+            if (has_length_) return refuse(400, "both Transfer-Encoding and Content-Length");
+            if (codings_.malformed || codings_.chunked_twice)
+                return refuse(400, "malformed Transfer-Encoding");
+            // §6.3: a request body's length is known only when chunked is the last coding.
+            if (!codings_.last_chunked)
+                return refuse(400, "Transfer-Encoding does not end in chunked");
+            // §6.1: a coding the server does not understand (the body would be handed over
+            // still encoded).
+            if (codings_.other) return refuse(501, "transfer coding not implemented");
+        }
+        // §3.2: an HTTP/1.1 request has exactly one Host.
+        if (version >= 11 && hosts_ == 0) return refuse(400, "no Host header field");
+        if (hosts_ > 1) return refuse(400, "more than one Host header field");
+    }
     void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
     std::size_t on_body_impl(string_view piece, error_code&) override {
         // One buffer holds the whole request, so a Content-Length body is one piece; a
@@ -76,7 +184,11 @@ class request_parser final : public http::basic_parser<true> {
         if (in_chunks) body = chunked_;
     }
 
+    std::string_view input_;
     std::string& chunked_;
+    int hosts_ = 0;
+    bool has_length_ = false;
+    transfer_codings codings_;
 };
 
 http_frame failed(int status, const char* reason) {
@@ -98,7 +210,7 @@ int hex_value(char c) noexcept {
 
 http_frame next_http_request(std::string_view input, std::size_t max_request_bytes,
                              std::string& chunked_body) {
-    request_parser p{chunked_body};
+    request_parser p{input, chunked_body};
     p.eager(true);
     p.header_limit(
         static_cast<std::uint32_t>(std::min<std::size_t>(max_request_bytes, UINT32_MAX)));
@@ -120,6 +232,7 @@ http_frame next_http_request(std::string_view input, std::size_t max_request_byt
             f.wants_continue = p.is_header_done() && p.expect_continue;
             return f;
         }
+        if (p.refusal.status != 0) return failed(p.refusal.status, p.refusal.reason);
         if (ec == http::error::header_limit) return failed(431, "request header too large");
         if (ec == http::error::body_limit) return failed(413, "request body too large");
         if (ec) return failed(400, "malformed request");

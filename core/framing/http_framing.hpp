@@ -28,7 +28,7 @@ struct http_frame {
     bool http10 = false;      ///< answer as HTTP/1.0 would be understood
     /// The head is complete and asks `Expect: 100-continue` while the body is not there.
     bool wants_continue = false;
-    int status = 0;  ///< for kind::error: 400, 413 or 431
+    int status = 0;  ///< for kind::error: 400, 413, 431 or 501
     const char* reason = "";
 };
 

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 
+#include "host/suspension.hpp"
+
 namespace plugd {
 
 struct manual_clock::sleeper {
@@ -29,6 +31,7 @@ boost::asio::awaitable<void> manual_clock::sleep_for(std::chrono::milliseconds d
         me = std::make_shared<sleeper>(co_await boost::asio::this_coro::executor, now_ + duration);
         sleepers_.push_back(me);
     }
+    before_suspend();
     auto [ec] = co_await me->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (me->woken) co_return;
     {

@@ -10,6 +10,8 @@
 
 #include <plugd/context.hpp>
 
+#include "host/suspension.hpp"
+
 namespace plugd {
 
 namespace asio = boost::asio;
@@ -50,6 +52,7 @@ asio::awaitable<void> run_offloaded(offload_pool& pool, std::function<void()> jo
                    std::to_string(pool.queue_limit()) +
                    " jobs waiting, /offload_queue); the request was refused");
     }
+    before_suspend();
     co_await state->wake.async_wait(asio::as_tuple(asio::use_awaitable));
     if (!state->done) {
         throw boost::system::system_error(asio::error::operation_aborted,

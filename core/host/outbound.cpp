@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "host/host.hpp"
+#include "host/suspension.hpp"
 
 namespace plugd {
 
@@ -129,6 +130,7 @@ class stream_impl final : public stream {
         reusable_ = false;  // until the exchange is declared complete again
         const auto limit = pools_.settings().io_timeout;
         deadline_.arm(limit, [this] { cancel_socket(); });
+        before_suspend();
         auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), as_tuple);
         deadline_.disarm();
         if (ec) {
@@ -168,6 +170,7 @@ class stream_impl final : public stream {
         check_open();
         const auto limit = pools_.settings().io_timeout;
         deadline_.arm(limit, [this] { cancel_socket(); });
+        before_suspend();
         auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), as_tuple);
         deadline_.disarm();
         if (ec == asio::error::eof) {
@@ -235,6 +238,7 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
     deadline d{ex};
     tcp::resolver resolver{ex};
     d.arm(settings_.connect_timeout, [&resolver] { resolver.cancel(); });
+    before_suspend();
     auto [rec, endpoints] =
         co_await resolver.async_resolve(host_name, std::to_string(port), as_tuple);
     d.disarm();

@@ -156,6 +156,15 @@ void client_connection::refuse_slow_request() noexcept {
     close_when_idle();
 }
 
+void client_connection::write_unsent() noexcept {
+    unsent_replies& u = *unsent;
+    boost::system::error_code ec;  // would_block, or an error the next write meets again
+    const std::size_t n =
+        socket.write_some(asio::buffer(u.out->data() + u.sent, u.end - u.sent), ec);  // never waits
+    u.sent += n;
+    if (auto* traffic = via->traffic) traffic->bytes_out += n;
+}
+
 void client_connection::close_when_idle() noexcept {
     closing = true;
     idle.unlink();
@@ -305,6 +314,7 @@ asio::awaitable<bool> serve(client_connection& c) {
     std::string body;     // http: the handler's reply, before its head goes in front of it
     std::string fields;   // http: the header fields the handler set
     http_strings reused;  // http: a chunked body joined, a target decoded
+    unsent_replies unsent{&out};  // of `out`: what an early write has sent
     bool eof = false;
     bool continue_sent = false;  // http: 100 Continue went out for the request being read
     for (;;) {
@@ -344,6 +354,13 @@ asio::awaitable<bool> serve(client_connection& c) {
             const std::string plugin_name = access ? plugin.version->spec().name : std::string{};
             const std::size_t mark = sink.size();
             const request_failure* failed = nullptr;
+            // Replies before this request wait for the batch's write; should this handler
+            // wait first, they go out then (see host/suspension.hpp).
+            if (const std::size_t finished = http ? out.size() : mark; finished > unsent.sent) {
+                unsent.end = finished;
+                c.unsent = &unsent;
+                c.owner.hold_unsent(c);
+            }
             try {
                 reply answer{sink, http ? &head : nullptr};
                 co_await plugin.version->handler().handle(
@@ -351,6 +368,10 @@ asio::awaitable<bool> serve(client_connection& c) {
                     answer);
             } catch (...) {
                 failed = request_failed(c, plugin, std::current_exception());
+            }
+            if (c.unsent) {
+                c.idle.unlink();
+                c.unsent = nullptr;
             }
             if (c.aborted) failed = c.aborted;
             if (end_request(c, plugin, sink, mark, failed))
@@ -400,13 +421,16 @@ asio::awaitable<bool> serve(client_connection& c) {
                 (out += refusal.reason) += '\n';
             }
         }
-        if (!out.empty()) {
+        if (out.size() > unsent.sent) {
             c.enter(client_connection::phase_kind::writing);
-            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
+            auto [ec, n] = co_await asio::async_write(
+                c.socket, asio::buffer(out.data() + unsent.sent, out.size() - unsent.sent),
+                as_tuple);
             if (traffic) traffic->bytes_out += n;
             if (ec) co_return false;
-            out.clear();
         }
+        out.clear();
+        unsent.sent = 0;
         if (refuse) {
             co_await linger(c);
             co_return false;

@@ -62,6 +62,15 @@ struct stall_watch {
     std::chrono::milliseconds stalled_{0};
 };
 
+/// Replies a connection finished before the request it handles now, while they wait to be
+/// written with the ones after it (pipelining): bytes [sent, end) of *out. It lives in the
+/// serving coroutine's frame, so an idle connection pays one pointer for it.
+struct unsent_replies {
+    std::string* out = nullptr;
+    std::size_t end = 0;   ///< bytes of *out that are whole replies
+    std::size_t sent = 0;  ///< bytes of *out already written
+};
+
 struct client_connection {
     /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
     /// once it has closed.
@@ -89,6 +98,9 @@ struct client_connection {
     /// An HTTP request that did not arrive whole within request_timeout_ms: answers 408
     /// if the socket takes it at once (it is a few bytes), then closes.
     void refuse_slow_request() noexcept;
+    /// Writes as much of `unsent`'s replies as the socket takes without waiting: called
+    /// when the running handler is about to wait (see shard::hold_unsent).
+    void write_unsent() noexcept;
     /// Ends the connection as soon as it is between requests (now, if it is idle).
     void close_when_idle() noexcept;
     /// Cancels the request (or the reply's write) running now: the client gets `why`'s
@@ -133,8 +145,11 @@ struct client_connection {
     stall_watch phase_age;
     plugin_ref* active = nullptr;              ///< the version running the current request, if any
     const request_failure* aborted = nullptr;  ///< set by abort(): the request's outcome
-    connection_link in_shard;                  ///< in the shard's list of its connections
-    connection_link idle;  ///< in via->idle while waiting, no byte of a request received
+    unsent_replies* unsent = nullptr;  ///< while a request runs, with replies before it unsent
+    connection_link in_shard;          ///< in the shard's list of its connections
+    /// In via->idle while waiting, no byte of a request received; while a request runs
+    /// with replies before it unsent, in the shard's list of such (never both at once).
+    connection_link idle;
 };
 
 }  // namespace plugd

@@ -11,6 +11,7 @@
 
 #include "faults/crash_report.hpp"
 #include "host/host.hpp"
+#include "host/suspension.hpp"
 #include "log.hpp"
 #include "serving/connection.hpp"
 
@@ -49,6 +50,7 @@ void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
     stalls_ = &stalls;
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
         host::enter_worker(io_, index_);
+        this_thread_suspend_hook() = {&shard::write_unsent, this};
         prepare_thread_for_crash_report();
         stalls_->enter(index_);
         asio::co_spawn(io_, heartbeat(), [](std::exception_ptr) {});
@@ -103,6 +105,20 @@ void shard::leave(client_connection& c) noexcept {
     // The sweeper runs on through a shutdown while connections remain (it ends lingering
     // ones); the last one lets it, and so the io_context, stop.
     if (shutting_down_ && connections_.empty()) sweeper_.cancel();
+}
+
+void shard::hold_unsent(client_connection& c) noexcept {
+    c.idle.unlink();
+    unsent_.push_back(c.idle);
+}
+
+void shard::write_unsent(void* self) noexcept {
+    connection_list& unsent = static_cast<shard*>(self)->unsent_;
+    while (!unsent.empty()) {
+        client_connection& c = *unsent.front().self;
+        c.idle.unlink();
+        c.write_unsent();
+    }
 }
 
 bool shard::reclaim_idle(route& r) {

@@ -124,6 +124,10 @@ class shard {
     void request_done(plugin_ref& p) noexcept;
     void enter(client_connection& c) noexcept;
     void leave(client_connection& c) noexcept;
+    /// `c` starts a request while replies it finished before it are still unwritten: if
+    /// the handler waits on a facility, the thread's suspend hook writes them first (see
+    /// host/suspension.hpp). The connection leaves the list by unlinking its `idle` link.
+    void hold_unsent(client_connection& c) noexcept;
     /// Spare request buffers and reply strings of this shard's connections.
     buffer_pool& buffers() noexcept { return buffers_; }
     /// Where connections read what has arrived before keeping what they need of it. Each
@@ -131,6 +135,9 @@ class shard {
     std::span<char> scratch() noexcept { return {scratch_.get(), scratch_bytes}; }
 
   private:
+    /// The worker thread's suspend hook: writes what every connection in unsent_ has
+    /// finished, as far as the sockets take it without waiting.
+    static void write_unsent(void* self) noexcept;
     void retire(std::unique_ptr<plugin_ref> p);
     void release(plugin_ref& p) noexcept;
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
@@ -151,6 +158,7 @@ class shard {
     bool shutting_down_ = false;
     bool draining_ = false;
     connection_list connections_;
+    connection_list unsent_;  ///< see hold_unsent
     // Never erased: a counter must not go back to zero while the process lives. Map nodes
     // do not move, so routes point at them.
     std::map<std::string, listener_stats> listener_stats_;

@@ -22,6 +22,22 @@ void check(bool ok) {
     if (!ok) std::abort();
 }
 
+// Whether a line of `head` starts with the field name `name` (lower case) and its colon.
+bool has_field(std::string_view head, std::string_view name) {
+    for (std::size_t at = head.find("\r\n"); at != std::string_view::npos;
+         at = head.find("\r\n", at + 2)) {
+        const std::string_view line = head.substr(at + 2, name.size() + 1);
+        if (line.size() != name.size() + 1 || line.back() != ':') continue;
+        bool same = true;
+        for (std::size_t i = 0; i < name.size(); ++i) {
+            const char c = line[i] >= 'A' && line[i] <= 'Z' ? char(line[i] - 'A' + 'a') : line[i];
+            same = same && c == name[i];
+        }
+        if (same) return true;
+    }
+    return false;
+}
+
 // Frames `input` as a connection would, receiving it `chunk` bytes per read.
 outcome frame(std::string_view input, std::size_t chunk, std::size_t max) {
     outcome out;
@@ -31,7 +47,7 @@ outcome frame(std::string_view input, std::size_t chunk, std::size_t max) {
         while (!buffer.empty()) {
             const auto f = plugd::next_http_request(buffer, max, chunked);
             if (f.what == plugd::http_frame::kind::error) {
-                check(f.status == 400 || f.status == 413 || f.status == 431);
+                check(f.status == 400 || f.status == 413 || f.status == 431 || f.status == 501);
                 out.refused = f.status;
                 return out;
             }
@@ -44,6 +60,8 @@ outcome frame(std::string_view input, std::size_t chunk, std::size_t max) {
             check(f.body.size() <= max);
             const std::string_view message = plugd::http_message(f, decoded);
             check(message.size() <= max);
+            // Smuggling: a request whose end could be read two ways is never accepted.
+            check(!(has_field(f.head, "transfer-encoding") && has_field(f.head, "content-length")));
             out.requests.push_back(std::string{f.method} + ' ' + std::string{f.target} + ' ' +
                                    std::string{f.body});
             buffer.erase(0, f.consumed);

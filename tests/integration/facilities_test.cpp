@@ -345,3 +345,36 @@ TEST_CASE(
     after.send("fetch " + std::to_string(main) + " peer\n");
     CHECK(after.read_line().value_or("").rfind("f2:f2:127.0.0.1:", 0) == 0);
 }
+
+TEST_CASE("pipelined: a reply finished before a request that waits is written before the wait") {
+    // Before, every reply of a batch waited for its slowest request: "get k" answered only
+    // once the offloaded job behind it had ended.
+    facility_server s;
+    line_client c{s.port};
+    c.send("get k\nblock 2000\n");
+    CHECK(c.read_line(30s) == "f1:NIL");
+    // Written on its own: the slow reply cannot have come with it.
+    CHECK_FALSE(c.read_line(0ms).has_value());
+    CHECK(c.read_line(30s) == "f1:offloaded");
+    // A request waiting on an outbound connection (a peer that answers only when told) and
+    // on a timer too, with replies finished before it.
+    const int peer = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(peer, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
+    REQUIRE(::listen(peer, 4) == 0);
+    socklen_t len = sizeof at;
+    REQUIRE(::getsockname(peer, reinterpret_cast<sockaddr*>(&at), &len) == 0);
+    c.send("set k v\nget k\nfetch " + std::to_string(ntohs(at.sin_port)) + " ping\nget k\n");
+    CHECK(c.read_line(30s) == "f1:OK");
+    CHECK(c.read_line(30s) == "f1:v");
+    const int answering = ::accept(peer, nullptr, nullptr);  // plugd connected: it waits now
+    REQUIRE(answering >= 0);
+    CHECK_FALSE(c.read_line(0ms).has_value());
+    REQUIRE(::write(answering, "pong\n", 5) == 5);
+    CHECK(c.read_line(30s) == "f1:pong");
+    CHECK(c.read_line(30s) == "f1:v");
+    ::close(answering);
+    ::close(peer);
+}

@@ -261,3 +261,54 @@ TEST_CASE("http: a request in flight at SIGTERM is answered with Connection clos
     CHECK(c.read_to_eof() == "");
     CHECK(s.process.wait_exit() == 0);
 }
+
+TEST_CASE("http: a request whose transfer codings do not end in chunked is refused, and the "
+          "bytes after it are never served as a second request") {
+    served s{"echo"};
+    const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (const std::string fields :
+         {"Transfer-Encoding: identity\r\n", "Transfer-Encoding: gzip\r\n",
+          "Transfer-Encoding: chunked, identity\r\n",
+          "Transfer-Encoding: identity\r\nContent-Length: 0\r\n",
+          "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+          "Content-Length: 4\r\nContent-Length: 40\r\n", "Transfer-Encoding : chunked\r\n"}) {
+        CAPTURE(fields);
+        line_client c{s.port};
+        c.send("POST / HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n" + smuggled);
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->status == 400);
+        CHECK(r->headers["connection"] == "close");
+        const auto rest = c.read_to_eof(5s);
+        REQUIRE(rest.has_value());
+        CHECK(rest->find("smuggled") == std::string::npos);
+        CHECK(rest->find("HTTP/1.1") == std::string::npos);
+    }
+    for (const std::string head : {"GET /world HTTP/1.1\r\n\r\n",
+                                   "GET /world HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
+        CAPTURE(head);
+        line_client c{s.port};
+        c.send(head);
+        auto r = read_response(c);
+        REQUIRE(r);
+        CHECK(r->status == 400);
+        CHECK(r->headers["connection"] == "close");
+    }
+    const auto ok = http_request(s.port, "GET", "/world");  // and it serves on
+    REQUIRE(ok);
+    CHECK(ok->body == "v1:world");
+}
+
+TEST_CASE("http: a pipelined response finished before a request that waits is sent before the "
+          "wait") {
+    served s{"facilities"};
+    line_client c{s.port};
+    c.send("GET /get%20k HTTP/1.1\r\nHost: x\r\n\r\nGET /block%202000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto fast = read_response(c, 30s);
+    REQUIRE(fast);
+    CHECK(fast->body == "f1:NIL");
+    CHECK_FALSE(c.read_line(0ms).has_value());  // the slow response did not come with it
+    auto slow = read_response(c, 30s);
+    REQUIRE(slow);
+    CHECK(slow->body == "f1:offloaded");
+}
