@@ -52,6 +52,20 @@ std::optional<std::string> sdk_mismatch(std::string_view plugin, std::string_vie
            ", plugd " + std::string{core};
 }
 
+// The -std flag that gives __cplusplus `value` ("202002L"), for a mismatch a user must fix
+// in their build; empty when the value is none we know.
+std::string std_flag(std::string_view value) {
+    const std::string digits{value.substr(0, value.find_first_not_of("0123456789"))};
+    if (digits.empty() || digits.size() > 9) return {};
+    const unsigned long v = std::stoul(digits);
+    if (v >= 202400) return "-std=c++26";
+    if (v > 202002) return "-std=c++23";  // GCC 11-13 say 202100 for -std=c++23 (c++2b)
+    if (v > 201703) return "-std=c++20";
+    if (v > 201402) return "-std=c++17";
+    if (v > 201103) return "-std=c++14";
+    return {};
+}
+
 }  // namespace
 
 std::string_view core_abi_fingerprint() noexcept {
@@ -86,6 +100,12 @@ std::optional<std::string> abi_mismatch(std::string_view plugin, std::string_vie
             add(key, "", value);
         } else if (it->second != value) {
             add(key, it->second, value);
+            // The standard is a build flag: say which one to change.
+            if (key == "cxx" && !std_flag(it->second).empty() && !std_flag(value).empty()) {
+                diff += ": the plugin was compiled with " + std_flag(it->second) + ", plugd with " +
+                        std_flag(value) + "; build the plugin with " + std_flag(value) +
+                        " (plugd_add_plugin() sets it)";
+            }
         }
     }
     for (const auto& [key, value] : theirs) {

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include <plugd/handler.hpp>
+#include <plugd/plugin.hpp>
 
 #include <boost/asio/post.hpp>
 #include "plugins/abi_fingerprint.hpp"
@@ -34,6 +35,8 @@ namespace plugd {
 namespace {
 
 constexpr const char* factory_symbol = "plugd_make_handler";
+// Which entry points the handler type overrides (PLUGD_PLUGIN; absent in older plugins).
+constexpr const char* entry_points_symbol = "plugd_entry_points";
 constexpr const char* fingerprint_section = ".plugd_abi";
 
 std::string where(const plugin_spec& spec) {
@@ -118,14 +121,32 @@ void check_listeners_can_serve(
     const std::function<const plugin_version&(const std::string&)>& version_of) {
     for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
         const auto& l = cfg.listeners[i];
-        if (l.framing != framing_kind::raw) continue;
         const plugin_version& version = version_of(l.plugin);
-        if (version.serves_connections()) continue;
-        throw plugin_error("listener \"" + l.name + "\" (/listeners/" + std::to_string(i) +
-                           "/framing is \"raw\"): plugin \"" + l.plugin + "\" (" +
-                           version.spec().file.string() +
-                           ") was built against an SDK older than 1.3, which cannot serve whole "
-                           "connections; rebuild it against this plugd's SDK");
+        const std::string where = "listener \"" + l.name + "\" (/listeners/" + std::to_string(i) +
+                                  "/framing is \"" + std::string{to_string(l.framing)} +
+                                  "\"): plugin \"" + l.plugin + "\" (" +
+                                  version.spec().file.string() + ")";
+        if (l.framing != framing_kind::raw) {
+            if (version.answers_requests()) continue;
+            throw plugin_error(where +
+                               " does not override plugd::handler::handle(plugd::request, "
+                               "plugd::reply&), so it could only answer every request with an "
+                               "error; a handle() with another signature does not override it "
+                               "(declare it with `override` to see why), or use the plugin on a "
+                               "listener with \"framing\": \"raw\" if it serves whole connections");
+        }
+        if (!version.built_with_serve()) {
+            throw plugin_error(where +
+                               " was built against an SDK older than 1.3, which cannot serve whole "
+                               "connections; rebuild it against this plugd's SDK");
+        }
+        if (!version.serves_connections()) {
+            throw plugin_error(where +
+                               " does not override plugd::handler::serve(plugd::connection&), so "
+                               "it cannot serve a whole connection; a serve() with another "
+                               "signature does not override it (declare it with `override`), or "
+                               "use the plugin on a line, oneshot or http listener");
+        }
     }
 }
 
@@ -225,6 +246,8 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
                                      "needs is not linked or installed"));
     }
 
+    if (library_->dll.has(entry_points_symbol))
+        entry_points_ = library_->dll.get<const unsigned>(entry_points_symbol);
     construct(library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol));
 }
 
@@ -304,8 +327,16 @@ void plugin_version::close_outbound_pools() {
     }
 }
 
-bool plugin_version::serves_connections() const {
+bool plugin_version::built_with_serve() const {
     return sdk_minor_of(abi_fingerprint_) >= 3;
+}
+
+bool plugin_version::serves_connections() const {
+    return built_with_serve() && (entry_points_ & detail::serves_connections) != 0;
+}
+
+bool plugin_version::answers_requests() const noexcept {
+    return (entry_points_ & detail::answers_requests) != 0;
 }
 
 std::string plugin_version::describe() const {

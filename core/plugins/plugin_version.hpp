@@ -54,9 +54,15 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::uint64_t content_hash() const noexcept { return content_hash_; }
     /// The ABI fingerprint the plugin was built with (its `.plugd_abi` section).
     const std::string& abi_fingerprint() const noexcept { return abi_fingerprint_; }
-    /// Whether it has handler::serve (built against SDK 1.3 or later): only then may a
-    /// `raw` listener call it; older plugins lack the slot.
+    /// Whether it has handler::serve (built against SDK 1.3 or later); older plugins lack
+    /// the slot.
+    bool built_with_serve() const;
+    /// Whether a `raw` listener may call it: it has serve() and, as far as PLUGD_PLUGIN
+    /// recorded, overrides it.
     bool serves_connections() const;
+    /// Whether it overrides handle() (as far as PLUGD_PLUGIN recorded: plugins built before
+    /// it did, and handlers compiled into the harness, count as overriding it).
+    bool answers_requests() const noexcept;
     /// When it was loaded, in milliseconds since the Unix epoch.
     std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
 
@@ -101,11 +107,13 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     outbound_pools outbound_;                 ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;
+    unsigned entry_points_ = ~0u;  ///< detail::answers_requests | detail::serves_connections
     bool started_ = false;
 };
 
 /// Throws plugin_error, naming the listener's JSON path, when a listener of `cfg` cannot
-/// be served by `version_of(its plugin)`: a `raw` listener needs serves_connections().
+/// be served by `version_of(its plugin)`: a `raw` listener needs serves_connections(), the
+/// others answers_requests().
 void check_listeners_can_serve(
     const server_config& cfg,
     const std::function<const plugin_version&(const std::string&)>& version_of);

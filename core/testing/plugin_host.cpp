@@ -464,10 +464,16 @@ std::vector<std::string> plugin_host::call_concurrently(const std::vector<std::s
 
 raw_client plugin_host::connect() {
     impl_->wait_drained(false);
-    if (!impl_->current->serves_connections()) {
+    if (!impl_->current->built_with_serve()) {
         throw std::runtime_error("plugd::testing: connect(): plugin " + impl_->file.string() +
                                  " was built against an SDK older than 1.3, which cannot serve "
                                  "whole connections; rebuild it against this plugd's SDK");
+    }
+    if (!impl_->current->serves_connections()) {
+        throw std::runtime_error("plugd::testing: connect(): plugin " + impl_->file.string() +
+                                 " does not override plugd::handler::serve(plugd::connection&) "
+                                 "(a serve() with another signature does not override it: "
+                                 "declare it with `override`)");
     }
     auto s = std::make_shared<raw_client::state>();
     s->version = impl_->current;

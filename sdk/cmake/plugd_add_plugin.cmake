@@ -10,6 +10,12 @@
 #   no "lib" prefix          server.json names it by its plain name ("file": "<name>")
 #   plugd --seal after link  writes a hash of the file into it, so plugd refuses a copy that
 #                            is half old, half new build (a file rewritten in place)
+#   C++20, exactly           the standard is part of the ABI plugd checks (`cxx` in its
+#                            fingerprint): a project-wide CMAKE_CXX_STANDARD 23 must not
+#                            build a plugin this plugd refuses
+#   -Woverloaded-virtual -Wsuggest-override   a handle() or serve() with another signature
+#                            than plugd::handler's hides it instead of overriding it, which
+#                            compiles silently otherwise (plugd then refuses the plugin)
 # Set PLUGD_PLUGIN_OUTPUT_DIRECTORY to choose where the .so goes.
 function(plugd_add_plugin name)
     if(ARGC LESS 2)
@@ -17,8 +23,11 @@ function(plugd_add_plugin name)
     endif()
     add_library(${name} MODULE ${ARGN})
     target_link_libraries(${name} PRIVATE plugd::sdk)
-    target_compile_options(${name} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-fno-gnu-unique>)
+    target_compile_options(${name} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-fno-gnu-unique>
+        $<$<CXX_COMPILER_ID:GNU,Clang>:-Woverloaded-virtual -Wsuggest-override>)
     set_target_properties(${name} PROPERTIES
+        CXX_STANDARD 20
+        CXX_STANDARD_REQUIRED ON
         PREFIX ""
         CXX_VISIBILITY_PRESET hidden
         VISIBILITY_INLINES_HIDDEN ON)

@@ -49,8 +49,10 @@ run("${plugd}" new-plugin other "${WORK_DIR}/other/")  # a folder as shell compl
 if(NOT EXISTS "${WORK_DIR}/other/other.cpp")
     message(FATAL_ERROR "new-plugin NAME DIR/ wrote no project into DIR")
 endif()
+# A project-wide newer standard: plugd_add_plugin still builds the plugin as C++20, the
+# standard in plugd's ABI fingerprint, so the -t below loads it.
 run(${CMAKE_COMMAND} -S "${WORK_DIR}/scaffold" -B "${WORK_DIR}/scaffold/build"
-    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_CXX_STANDARD=23)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/scaffold/build")
 run(${CMAKE_CTEST_COMMAND} --test-dir "${WORK_DIR}/scaffold/build" --output-on-failure
     --no-tests=error)

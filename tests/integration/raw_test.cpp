@@ -122,16 +122,49 @@ TEST_CASE("serve() throwing closes only that connection and is logged with the p
     CHECK(ask(p.port(), "fine") == "v1:fine");
 }
 
-TEST_CASE("a line plugin on a raw listener: each connection is refused, and the log says why") {
+TEST_CASE("a plugin that does not override serve() is refused on a raw listener at -t and start") {
+    // Before, it passed -t and closed every connection, saying why only in the log.
     temp_dir tmp;
     const auto cfg =
         tmp.write("server.json", one_listener_config(test_plugin_dir(), "facilities", "{}", "raw"));
-    plugd_process p{{"-c", cfg.string()}};
-    line_client c{p.port()};
-    CHECK(c.wait_closed(5s));
-    CHECK_MESSAGE(p.wait_for_log("does not serve whole connections: override "
-                                 "plugd::handler::serve"),
-                  p.log());
+    for (const std::vector<std::string> args :
+         {std::vector<std::string>{"-t", "-c", cfg.string()}, {"-c", cfg.string()}}) {
+        const auto r = run_plugd(args);
+        CHECK(r.status == 1);
+        CHECK_MESSAGE(r.output.find("listener \"main\" (/listeners/0/framing is \"raw\"): plugin "
+                                    "\"p\" (" +
+                                    (test_plugin_dir() / "facilities.so").string() +
+                                    ") does not override plugd::handler::serve(plugd::connection&)") !=
+                          std::string::npos,
+                      r.output);
+    }
+}
+
+TEST_CASE("a plugin whose handle() does not override handler's is refused at -t, start and "
+          "reload, naming the listener") {
+    // Before, it passed -t and answered every request with an error.
+    for (const std::string framing : {"line", "oneshot", "http"}) {
+        CAPTURE(framing);
+        temp_dir tmp;
+        const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(),
+                                                                      "wrong_handle", "{}", framing));
+        for (const std::vector<std::string> args :
+             {std::vector<std::string>{"-t", "-c", cfg.string()}, {"-c", cfg.string()}}) {
+            const auto r = run_plugd(args);
+            CHECK(r.status == 1);
+            CHECK_MESSAGE(r.output.find("listener \"main\" (/listeners/0/framing is \"" + framing +
+                                        "\"): plugin \"p\" (" +
+                                        (test_plugin_dir() / "wrong_handle.so").string() +
+                                        ") does not override plugd::handler::handle(plugd::request, "
+                                        "plugd::reply&)") != std::string::npos,
+                          r.output);
+        }
+    }
+    reloadable s;
+    s.use("wrong_handle");
+    s.reload_fails(1);
+    CHECK(s.process->log().find("does not override plugd::handler::handle") != std::string::npos);
+    CHECK(s.ask("still") == "v1:still");  // the old version serves on
 }
 
 TEST_CASE("a plugin built before SDK 1.3 is refused on a raw listener, saying how to fix it") {

@@ -144,7 +144,7 @@ TEST_CASE("a library whose headers promise more than the file holds is refused a
 }
 
 TEST_CASE(
-    "a plugin exports PLUGD_PLUGIN's two symbols and Boost's visible ones, nothing of its own") {
+    "a plugin exports PLUGD_PLUGIN's symbols and Boost's visible ones, nothing of its own") {
     for (const char* plugin :
          {PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so", PLUGD_TEST_PLUGIN_DIR "/echo.so"}) {
         boost::dll::library_info info{std::filesystem::path{plugin}};
@@ -152,8 +152,8 @@ TEST_CASE(
         for (const auto& symbol : info.symbols()) {
             if (!from_std_or_boost(symbol)) ours.insert(symbol);
         }
-        const std::set<std::string> exported_by_macro{"plugd_abi_fingerprint",
-                                                      "plugd_make_handler"};
+        const std::set<std::string> exported_by_macro{
+            "plugd_abi_fingerprint", "plugd_make_handler", "plugd_entry_points"};
         CHECK_MESSAGE(ours == exported_by_macro, plugin);
     }
 }
@@ -198,4 +198,15 @@ TEST_CASE("a sealed plugin still matches its seal after strip removes its symbol
     std::remove(stripped.c_str());
     CHECK(image.size() < read_file(PLUGD_TEST_PLUGIN_DIR "/echo.so").size());
     CHECK_FALSE(plugd::seal_mismatch(image).has_value());
+}
+
+TEST_CASE("a C++ standard mismatch names the -std flags that differ and the one to use") {
+    const std::string rest = "sdk=1.3;compiler=gcc-12.2;cxx=";
+    const auto diff = plugd::abi_mismatch(rest + "202100L", rest + "202002L");
+    REQUIRE(diff.has_value());
+    CHECK(*diff ==
+          "cxx: plugin 202100L, plugd 202002L: the plugin was compiled with -std=c++23, plugd "
+          "with -std=c++20; build the plugin with -std=c++20 (plugd_add_plugin() sets it)");
+    CHECK(plugd::abi_mismatch(rest + "201703L", rest + "202002L")->find("-std=c++17") !=
+          std::string::npos);
 }

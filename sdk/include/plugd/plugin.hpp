@@ -11,12 +11,64 @@
 #include <plugd/task.hpp>
 #include <plugd/version.hpp>
 
+#include <type_traits>
+
+namespace plugd::detail {
+
+// Which of plugd::handler's entry points a plugin type overrides, found at compile time by
+// PLUGD_PLUGIN so the core can refuse, at -t, start and reload, a listener whose plugin
+// would only answer "this plugin serves whole connections only" (a `handle` declared with
+// another signature hides handler's instead of overriding it, and compiles silently
+// without `override`).
+inline constexpr unsigned answers_requests = 1;     ///< overrides handle(request, reply&)
+inline constexpr unsigned serves_connections = 2;  ///< overrides serve(connection&)
+
+template <class Member>
+struct member_pointer;
+template <class Function, class Owner>
+struct member_pointer<Function Owner::*> {
+    using function = Function;
+    using owner = Owner;
+};
+
+// `Found` is what lookup finds as the member's name in the plugin type: an override when
+// declared below plugd::handler with exactly handler's signature.
+template <class Found, class Base>
+constexpr bool is_override() {
+    return !std::is_same_v<typename member_pointer<Found>::owner, handler> &&
+           std::is_same_v<typename member_pointer<Found>::function,
+                          typename member_pointer<Base>::function>;
+}
+
+template <class T>
+constexpr unsigned entry_points() {
+    unsigned points = 0;
+    // An overloaded or inaccessible name cannot be inspected: then assume an override.
+    if constexpr (requires { &T::handle; }) {
+        if constexpr (is_override<decltype(&T::handle), decltype(&handler::handle)>())
+            points |= answers_requests;
+    } else {
+        points |= answers_requests;
+    }
+    if constexpr (requires { &T::serve; }) {
+        if constexpr (is_override<decltype(&T::serve), decltype(&handler::serve)>())
+            points |= serves_connections;
+    } else {
+        points |= serves_connections;
+    }
+    return points;
+}
+
+}  // namespace plugd::detail
+
 /// Exports `type` (a `plugd::handler` constructible from `plugd::context&`) as this
 /// library's plugin. Use it exactly once, at namespace scope, in one source file.
 ///
-/// It emits the only two symbols of the plugin's own code that are exported: the ABI
+/// It emits the only symbols of the plugin's own code that are exported: the ABI
 /// fingerprint, in the `.plugd_abi` section where the core reads it before loading the
-/// file, and the factory the core calls. It also reserves the `.plugd_seal` section (not
+/// file, the factory the core calls, and which entry points `type` overrides (the core
+/// checks them against the listeners' framings; a plugin built before PLUGD_PLUGIN emitted
+/// it lacks it and is not checked, and an older plugd ignores it: no SDK version change). It also reserves the `.plugd_seal` section (not
 /// exported), which plugd_add_plugin() fills after linking so that a file that is half old
 /// and half new build is refused instead of loaded. (Boost's headers add a few vague-linkage
 /// symbols that Boost marks visible on purpose, such as the type_info of
@@ -30,4 +82,6 @@
     extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler( \
         ::plugd::context& ctx) {                                                            \
         return new type(ctx);                                                               \
-    }
+    }                                                                                       \
+    extern "C" __attribute__((visibility("default"), used)) const unsigned                  \
+        plugd_entry_points = ::plugd::detail::entry_points<type>();

@@ -27,7 +27,8 @@
 /// every (background tasks), offload (blocking work on core threads), connect (outbound
 /// TCP with a pool). 1.2 HTTP: `request` method, target, body and header; `reply` status
 /// and header. 1.3 whole connections: `handler::serve` and `connection` (framing `raw`),
-/// default bodies for `handle` and `serve`; the harness `<plugd/testing.hpp>`.
+/// default bodies for `handle` and `serve`; the harness `<plugd/testing.hpp>`; later, within
+/// 1.3, PLUGD_PLUGIN also exports which of them the type overrides (read when present).
 #define PLUGD_SDK_VERSION_MAJOR 1
 #define PLUGD_SDK_VERSION_MINOR 3
 
