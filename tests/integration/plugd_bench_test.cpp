@@ -45,8 +45,10 @@ run_result bench(std::vector<std::string> args) {
     return run_program(PLUGD_BENCH_BINARY, std::move(args), 30s);
 }
 
+// The JSON line of plugd-bench's output (its complaints on stderr may come before it).
 nlohmann::json json_of(const run_result& r) {
-    return nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+    const auto at = r.output.starts_with('{') ? 0 : r.output.find("\n{") + 1;
+    return nlohmann::json::parse(r.output.substr(at, r.output.find('\n', at) - at));
 }
 
 // A canned HTTP/1.1 server on a loopback port: every request head gets `reply` (a whole
@@ -154,6 +156,18 @@ TEST_CASE("plugd-bench fails on a differing reply, a missing server and bad usag
     CHECK(r.status == 1);
     CHECK(r.output.find("expected \"Bonjour, world\", got e.g. \"Hello, world\"") !=
           std::string::npos);
+    // Counted among the measured requests, never more (the warm-up's replies were counted
+    // as mismatches but not as requests before); a warm-up-only mismatch still fails.
+    r = bench({"--port", std::to_string(s.line), "--duration", "0.2", "--warmup", "0.2",
+               "--pipeline", "4", "--expect", "Bonjour, world", "--json"});
+    CHECK(r.status == 1);
+    auto j = json_of(r);
+    CHECK(j["mismatches"].get<long>() > 0);
+    CHECK(j["mismatches"].get<long>() == j["requests"].get<long>());
+    // The README's example, against greeting.
+    r = bench({"--port", std::to_string(s.line), "--pipeline", "16", "--message", "ping",
+               "--expect", "Hello, ping", "--json", "--duration", "0.2", "--warmup", "0"});
+    CHECK_MESSAGE(r.status == 0, r.output);
 
     s.process->signal(SIGTERM);
     REQUIRE(s.process->wait_exit() == 0);
