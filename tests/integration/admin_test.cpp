@@ -354,7 +354,13 @@ TEST_CASE("admin: /healthz, /status and /metrics answer within 100 ms throughout
     REQUIRE(reloaded);
     CHECK(reloaded->status == 200);
     CHECK(json::parse(reloaded->body)["generation"] == 2);
-    CHECK_MESSAGE(slowest < 100ms,
+    // The goal is 100 ms; a sanitizer build's own slowness gets more (the fault was seconds).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    constexpr milliseconds prompt{500};
+#else
+    constexpr milliseconds prompt{100};
+#endif
+    CHECK_MESSAGE(slowest < prompt,
                   "slowest answer: " << slowest_target << " after " << slowest.count() << " ms");
     CHECK(answered > 60);  // asked throughout the 6 s, not once
     CHECK(since(began) >= 5s);
