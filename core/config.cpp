@@ -2,10 +2,14 @@
 #include "config.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -211,6 +215,53 @@ bool is_loopback_address(const std::string& s) {
     return std::memcmp(v6.s6_addr, loopback, 16) == 0;
 }
 
+// The admin endpoint's bearer token: the first line of `file`, which nobody but plugd's
+// user may read (whoever reads it can reload the server). Opened without blocking, so a
+// FIFO cannot hang -t or start-up; refused unless it is a regular file.
+std::string read_admin_token(const validator& v, const std::filesystem::path& file) {
+    const std::string path = "/admin/token_file";
+    const std::string name = "\"" + file.string() + "\"";
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        v.fail(path, "cannot open " + name + ": " + std::strerror(errno) +
+                         "; create it with a random token, for example: "
+                         "(umask 077; head -c 32 /dev/urandom | base64 > " +
+                         file.string() + ")");
+    }
+    struct stat st {};
+    const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    std::string text;
+    if (regular && (st.st_mode & (S_IRWXG | S_IRWXO)) == 0) {
+        char chunk[512];
+        for (ssize_t n; text.size() < 4096 && (n = ::read(fd, chunk, sizeof chunk)) > 0;) {
+            text.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+    ::close(fd);
+    if (!regular)
+        v.fail(path, name + " is not a regular file; point it at a file holding the token");
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        v.fail(path, name + " may be read or changed by other users (mode " + mode +
+                         "): whoever reads the token can reload the server; run: chmod 600 " +
+                         file.string());
+    }
+    const std::string token = text.substr(0, text.find_first_of("\r\n"));
+    // RFC 6750's b64token: what fits in an Authorization field unquoted.
+    const bool b64token = !token.empty() && token.find_first_not_of(
+                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+                                                "wxyz0123456789-._~+/=") == std::string::npos;
+    if (!b64token || token.size() < 16) {
+        v.fail(path, name +
+                         " must hold a token of at least 16 characters (letters, digits, "
+                         "-._~+/=) on its first line; for example: "
+                         "head -c 32 /dev/urandom | base64 > " +
+                         file.string());
+    }
+    return token;
+}
+
 std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
     std::filesystem::path path{p};
     return path.is_absolute() ? path : (base / path).lexically_normal();
@@ -349,7 +400,7 @@ server_config parse_document(const json& doc, const validator& v,
 
     if (const json* admin = v.find(doc, "admin")) {
         v.object_at(*admin, "/admin");
-        v.only_keys(*admin, "/admin", {"address", "port", "allow_remote"});
+        v.only_keys(*admin, "/admin", {"address", "port", "allow_remote", "token_file"});
         admin_settings a;
         const json* address = v.find(*admin, "address");
         a.address = address ? v.string(*address, "/admin/address") : a.address;
@@ -365,12 +416,23 @@ server_config parse_document(const json& doc, const validator& v,
                 v.fail("/admin/allow_remote", "expected true or false, got " + describe(*remote));
             a.allow_remote = remote->get<bool>();
         }
+        if (const json* token = v.find(*admin, "token_file")) {
+            a.token_file = resolve(base, v.string(*token, "/admin/token_file"));
+            a.token = read_admin_token(v, a.token_file);
+        }
         if (!a.allow_remote && !is_loopback_address(a.address)) {
             v.fail("/admin/address",
                    "\"" + a.address +
-                       "\" is not a loopback address: the admin endpoint can reload the server "
-                       "and has no authentication; use \"127.0.0.1\" or \"::1\", or set "
-                       "/admin/allow_remote to true and restrict access with a firewall");
+                       "\" is not a loopback address: the admin endpoint can reload the server; "
+                       "use \"127.0.0.1\" or \"::1\", or set /admin/allow_remote to true with "
+                       "/admin/token_file (and restrict access with a firewall)");
+        }
+        if (a.allow_remote && a.token.empty()) {
+            v.fail("/admin/allow_remote",
+                   "true needs /admin/token_file: a file holding the bearer token every client "
+                   "but a health check must send (anyone who reaches the port could reload the "
+                   "server otherwise); add \"token_file\": \"admin.token\" to /admin and "
+                   "create it with: (umask 077; head -c 32 /dev/urandom | base64 > admin.token)");
         }
         cfg.admin = a;
         if (cfg.workers > 1 || cfg.supervise) {

@@ -95,6 +95,11 @@ struct admin_settings {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0;     ///< 0: an ephemeral port, logged at start
     bool allow_remote = false;  ///< a non-loopback address is refused unless set
+    /// `token_file`: a file only plugd's user may read; empty: none (loopback only).
+    std::filesystem::path token_file;
+    /// The bearer token read from token_file when the config was read. Set: every endpoint
+    /// but /healthz requires `Authorization: Bearer <token>`. Never logged.
+    std::string token;
     friend bool operator==(const admin_settings&, const admin_settings&) = default;
 };
 

@@ -81,7 +81,7 @@ class server final : public admin_backend {
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
         if (cfg_.admin) {
-            admin_.emplace(control_, cfg_, *this);
+            admin_.emplace(cfg_, *this, facts());
             log::info("admin endpoint: listening on " + admin_->where() +
                       " (GET /healthz, /status, /metrics; POST /reload)");
         }
@@ -104,6 +104,8 @@ class server final : public admin_backend {
                   " threads (pid " + std::to_string(::getpid()) + ")");
 
         control_.run();
+        // Its requests may wait for a shard: it ends before the shards' event loops go.
+        if (admin_) admin_->stop();
         for (auto& s : shards_) s->join();
         // Offloaded jobs post their completions to the shards' event loops: stop them first.
         if (!host_->stop(shutdown_deadline_.expiry())) {
@@ -160,6 +162,7 @@ class server final : public admin_backend {
             log::warn("reload requested during shutdown: ignored");
             record(false, "shutting down", began);
             ++reloads_failed_;
+            publish();
             return {false, "shutting down", 0};
         }
         try {
@@ -192,10 +195,21 @@ class server final : public admin_backend {
             // The endpoint a reload may come through, and what it counts, stay as started.
             auto admin_text = [](const server_config& c) {
                 return c.admin ? c.admin->address + ":" + std::to_string(c.admin->port) +
-                                     (c.admin->allow_remote ? " (remote)" : "")
+                                     (c.admin->allow_remote ? " (remote)" : "") +
+                                     (c.admin->token_file.empty()
+                                          ? ""
+                                          : " token_file " + c.admin->token_file.string())
                                : std::string{"none"};
             };
             unchanged("admin", admin_text(cfg_), admin_text(next));
+            // The token is compared, never shown: the endpoint keeps the one it started with.
+            if (cfg_.admin && next.admin && cfg_.admin->token != next.admin->token) {
+                throw config_error(next.source.string() + ": /admin/token_file: the token in " +
+                                   next.admin->token_file.string() +
+                                   " changed while running; the admin endpoint keeps the one it "
+                                   "started with: restart plugd to use the new one, or put the "
+                                   "old one back");
+            }
             const std::string summary = deployment_->apply(cfg_, next);
             cfg_ = std::move(next);
             log::set_threshold(cfg_.log.level);
@@ -209,6 +223,7 @@ class server final : public admin_backend {
             log::info(line, {log::tag("generation", generation)});
             record(true, line, began);
             ++reloads_ok_;
+            publish();
             return {true, line, elapsed_ms(started)};
         } catch (const std::exception& e) {
             const std::string generation = std::to_string(deployment_->generation());
@@ -217,78 +232,58 @@ class server final : public admin_backend {
                        {log::tag("generation", generation)});
             record(false, e.what(), began);
             ++reloads_failed_;
+            publish();
             return {false, e.what(), elapsed_ms(started)};
         }
     }
 
-    // The admin endpoint's questions, answered on the control thread.
-    answer health() override {
-        if (shutting_down_)
-            return {503, R"({"state":"stopping"})"
-                         "\n"};
-        if (draining_)
-            return {503, R"({"state":"draining"})"
-                         "\n"};
-        return {200, R"({"state":"serving"})"
-                     "\n"};
+    // What the admin endpoint answers from, as of now; see publish().
+    std::shared_ptr<const control_facts> facts() const {
+        auto f = std::make_shared<control_facts>();
+        f->generation = deployment_->generation();
+        f->started_unix_ms = started_unix_ms_;
+        f->state = shutting_down_ ? "stopping" : draining_ ? "draining" : "serving";
+        f->reloads_ok = reloads_ok_;
+        f->reloads_failed = reloads_failed_;
+        f->listeners = deployment_->listeners();
+        for (const auto& [name, v] : deployment_->plugins())
+            f->serving.push_back(version_facts::of(*v));
+        for (const auto& v : deployment_->draining()) f->draining.push_back(version_facts::of(*v));
+        return f;
     }
 
-    asio::awaitable<answer> status() override {
-        auto report = co_await gather();
-        if (!report)
-            co_return answer{503, R"({"state":"stopping"})"
-                                  "\n"};
-        answer a{200, status_json(*report)};
-        release(report);
-        co_return a;
+    // Hands the admin thread a fresh copy after anything it reports changed: it never
+    // reads the control thread's state, so a reload never keeps it from answering.
+    void publish() {
+        if (admin_) admin_->publish(facts());
     }
 
-    asio::awaitable<answer> metrics() override {
-        auto report = co_await gather();
-        if (!report) co_return answer{503, "stopping\n", "text/plain"};
-        answer a{200, metrics_text(*report), "text/plain; version=0.0.4"};
-        release(report);
-        co_return a;
+    // The admin thread's questions (admin_backend), asked and answered on its thread.
+    asio::awaitable<std::vector<shard_snapshot>> shard_snapshots() override {
+        // shards_ is filled before the admin thread starts and emptied after it stopped.
+        std::vector<shard_snapshot> all;
+        for (auto& s : shards_) {
+            all.push_back(co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
+        }
+        co_return all;
     }
 
-    // A report holds plugin versions: a replaced one whose last other holder let go while
-    // the report was being gathered is unloaded now rather than at its drain timeout.
-    void release(std::optional<server_report>& report) {
-        report.reset();
-        unload_drained();
+    std::uint64_t stalls() const noexcept override { return stalls_->stalls(); }
+
+    asio::awaitable<answer> reload() override {
+        // Runs on the control thread, after whatever it is doing; the admin thread awaits
+        // the outcome without blocking.
+        co_return co_await asio::co_spawn(control_, reload_answer(), asio::use_awaitable);
     }
 
-    answer reload() override {
+    asio::awaitable<answer> reload_answer() {
         const reload_outcome r = run_reload();
         nlohmann::json body{{"ok", r.ok},
                             {"generation", deployment_->generation()},
                             {"duration_ms", r.duration_ms}};
         body[r.ok ? "message" : "error"] = r.message;
         // 409: the request was fine, the state of the files it reloads was not.
-        return {r.ok ? 200 : 409, body.dump() + "\n"};
-    }
-
-    // Asks each shard for its counters in turn. Nothing once the shards are stopping: an
-    // event loop that has run out of work would never answer.
-    asio::awaitable<std::optional<server_report>> gather() {
-        if (shutting_down_) co_return std::nullopt;
-        server_report r;
-        r.generation = deployment_->generation();
-        r.started_unix_ms = started_unix_ms_;
-        r.now_unix_ms = unix_ms();
-        r.state = draining_ ? "draining" : "serving";
-        r.reloads_ok = reloads_ok_;
-        r.reloads_failed = reloads_failed_;
-        r.stalls = stalls_->stalls();
-        r.listeners = deployment_->listeners();
-        for (const auto& [name, v] : deployment_->plugins()) r.serving.push_back(v);
-        r.draining = deployment_->draining();
-        for (auto& s : shards_) {
-            r.shards.push_back(
-                co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
-            if (shutting_down_) co_return std::nullopt;  // began while we waited
-        }
-        co_return r;
+        co_return answer{r.ok ? 200 : 409, body.dump() + "\n"};
     }
 
     // Entries whose time to live has passed are dropped when touched; this catches the
@@ -303,7 +298,9 @@ class server final : public admin_backend {
     }
 
     void unload_drained() {
+        const std::size_t draining = deployment_->draining_count();
         deployment_->unload_drained();
+        if (deployment_->draining_count() != draining) publish();
         if (shutting_down_) finish_if_done();
     }
 
@@ -318,6 +315,7 @@ class server final : public admin_backend {
             return;
         }
         draining_ = true;
+        publish();
         log::info(std::string{"received "} + name + ": draining for shutdown_delay_ms (" +
                   std::to_string(cfg_.limits.shutdown_delay.count()) +
                   " ms): /healthz answers 503 and HTTP replies close their connections; "
@@ -332,6 +330,7 @@ class server final : public admin_backend {
     void begin_shutdown(const char* signal_name) {
         if (shutting_down_) return;
         shutting_down_ = true;
+        publish();
         drain_delay_.cancel();
         log::info(std::string{"received "} + signal_name +
                   ": no longer accepting; letting requests in flight finish (at most " +
@@ -407,7 +406,8 @@ class server final : public admin_backend {
     std::optional<stall_monitor> stalls_;  ///< outlives the shards, which beat for it
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
-    std::optional<admin_endpoint> admin_;  ///< first to close: it may call everything above
+    /// First to go: its thread awaits the shards and the control thread (see stop()).
+    std::optional<admin_endpoint> admin_;
 };
 
 }  // namespace

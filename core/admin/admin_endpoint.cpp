@@ -1,14 +1,21 @@
-// admin_endpoint: a small HTTP/1.1 server on the control thread, framed by the same parser
+// admin_endpoint: a small HTTP/1.1 server on a thread of its own, framed by the same parser
 // as http listeners, so there is one HTTP implementation to trust.
 #include "admin/admin_endpoint.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <pthread.h>
+
+#include <algorithm>
+
+#include "admin/admin_auth.hpp"
+#include "control/reload_status.hpp"
 #include "framing/http_framing.hpp"
 #include "log.hpp"
 #include "serving/listener.hpp"
@@ -18,47 +25,69 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+using answer = admin_backend::answer;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 // Enough for any request the endpoint understands; a bigger one is refused with 413.
 constexpr std::size_t max_admin_request_bytes = 16 * 1024;
 // Monitoring keeps a connection or two; more than this at once is a misbehaving client.
 constexpr std::size_t max_admin_clients = 32;
-// A client that sends nothing for this long is closed.
-constexpr std::chrono::seconds admin_idle_timeout{10};
+// One deadline for a whole request, from the connection's accept (or the end of the
+// previous response) to its last byte, and one for writing each response: a client that
+// trickles a byte at a time cannot hold a slot longer than this. A health check's request
+// is one packet; 5 s outlasts TCP's retransmissions of it on a lossy path.
+constexpr std::chrono::seconds admin_request_deadline{5};
+// How often making room for newcomers is logged at most (an attack would flood the log).
+constexpr std::chrono::seconds room_log_interval{5};
 
-admin_backend::answer not_found() {
+answer not_found() {
     return {404, R"({"error":"no such endpoint; try GET /healthz, GET /status, GET /metrics )"
                  R"(or POST /reload"})"};
 }
 
-admin_backend::answer wrong_method(const char* allowed) {
+answer wrong_method(const char* allowed) {
     return {405, std::string{R"({"error":"use )"} + allowed + R"( here"})"};
+}
+
+// No detail: a client without the token learns nothing but that it needs one.
+answer unauthorized() {
+    return {401, R"({"error":"unauthorized"})"
+                 "\n"};
+}
+
+bool stopping(const control_facts& f) {
+    return f.state == "stopping";
 }
 
 }  // namespace
 
-struct admin_endpoint::client : std::enable_shared_from_this<client> {
+struct admin_endpoint::client {
     explicit client(tcp::socket s) : socket{std::move(s)}, deadline{socket.get_executor()} {}
     tcp::socket socket;
     asio::steady_timer deadline;
+    bool receiving = true;  ///< its request is not whole yet: the first to go for a newcomer
+    bool closed = false;    ///< its coroutine ends soon; it holds no slot
 
-    // Closes the socket if the next read or write is not done in time (a client that
-    // stops reading would otherwise hold one of the few admin connections forever).
-    void arm() {
-        deadline.expires_after(admin_idle_timeout);
-        deadline.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
-            auto c = self.lock();
-            if (ec || !c) return;
-            boost::system::error_code ignored;
-            c->socket.close(ignored);
+    // Closes the socket at `when` unless the phase ends (cancel()) before: the deadline runs
+    // for the phase as a whole, it does not restart on every read.
+    void close_at(clock::time_point when, const std::shared_ptr<client>& self) {
+        deadline.expires_at(when);
+        deadline.async_wait([weak = std::weak_ptr{self}](const boost::system::error_code& ec) {
+            if (auto c = weak.lock(); c && !ec) c->close();
         });
+    }
+    void close() {
+        closed = true;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        deadline.cancel();
     }
 };
 
-admin_endpoint::admin_endpoint(asio::io_context& control, const server_config& cfg,
-                               admin_backend& backend)
-    : control_{control}, backend_{backend}, acceptor_{control} {
+admin_endpoint::admin_endpoint(const server_config& cfg, admin_backend& backend,
+                               std::shared_ptr<const control_facts> facts)
+    : backend_{backend}, token_{cfg.admin->token}, acceptor_{io_}, facts_{std::move(facts)} {
     const admin_settings& a = *cfg.admin;
     const tcp::endpoint at{asio::ip::make_address(a.address), a.port};
     boost::system::error_code ec;
@@ -74,27 +103,54 @@ admin_endpoint::admin_endpoint(asio::io_context& control, const server_config& c
     if (ec) fail("bind");
     acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) fail("listen on");
-    asio::co_spawn(control_, accept_loop(), asio::detached);
+    where_ = format_endpoint(acceptor_.local_endpoint());
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    thread_ = std::thread{[this] { io_.run(); }};
+    ::pthread_setname_np(thread_.native_handle(), "plugd-admin");
 }
 
 admin_endpoint::~admin_endpoint() {
-    close();
+    stop();
 }
 
-std::string admin_endpoint::where() const {
-    boost::system::error_code ec;
-    const auto at = acceptor_.local_endpoint(ec);
-    return ec ? "closed" : format_endpoint(at);
+void admin_endpoint::publish(std::shared_ptr<const control_facts> facts) {
+    asio::post(io_, [this, facts = std::move(facts)]() mutable { facts_ = std::move(facts); });
 }
 
 void admin_endpoint::close() {
+    asio::post(io_, [this] { close_all(); });
+}
+
+void admin_endpoint::stop() {
+    if (!thread_.joinable()) return;
+    io_.stop();
+    thread_.join();
+}
+
+void admin_endpoint::close_all() {
     closed_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    for (auto& c : clients_) {
-        c->socket.close(ignored);
-        c->deadline.cancel();
+    for (auto& c : clients_) c->close();
+}
+
+bool admin_endpoint::make_room() {
+    // Oldest first: the list is in the order of accepting. A newer trickler goes later, so
+    // a burst of them cannot push out a health check that just arrived.
+    const auto oldest = std::find_if(clients_.begin(), clients_.end(),
+                                     [](const auto& c) { return c->receiving && !c->closed; });
+    if (oldest == clients_.end()) return false;
+    (*oldest)->close();
+    ++made_room_;
+    if (const auto now = clock::now(); now - room_logged_ >= room_log_interval) {
+        log::warn("admin: " + std::to_string(max_admin_clients) +
+                  " connections open; closed the oldest one still sending its request to make "
+                  "room for a new one (" +
+                  std::to_string(made_room_) + " since the last such line)");
+        made_room_ = 0;
+        room_logged_ = now;
     }
+    return true;
 }
 
 asio::awaitable<void> admin_endpoint::accept_loop() {
@@ -102,12 +158,14 @@ asio::awaitable<void> admin_endpoint::accept_loop() {
         auto [ec, socket] = co_await acceptor_.async_accept(as_tuple);
         if (closed_ || ec == asio::error::operation_aborted) co_return;
         if (ec) continue;  // out of descriptors: the next accept may succeed
-        if (clients_.size() >= max_admin_clients) continue;  // closes it
+        const auto open = std::count_if(clients_.begin(), clients_.end(),
+                                        [](const auto& c) { return !c->closed; });
+        if (static_cast<std::size_t>(open) >= max_admin_clients && !make_room()) {
+            continue;  // every slot is being answered: closes the newcomer
+        }
         auto it = clients_.insert(clients_.end(), std::make_shared<client>(std::move(socket)));
-        asio::co_spawn(control_, serve(*it), [this, it](std::exception_ptr) {
-            boost::system::error_code ignored;
-            (*it)->socket.close(ignored);
-            (*it)->deadline.cancel();
+        asio::co_spawn(io_, serve(*it), [this, it](std::exception_ptr) {
+            (*it)->close();
             clients_.erase(it);
         });
     }
@@ -117,57 +175,87 @@ asio::awaitable<void> admin_endpoint::serve(std::shared_ptr<client> self) {
     client& c = *self;
     std::string input, chunked, out;
     for (;;) {
+        c.receiving = true;
+        c.close_at(clock::now() + admin_request_deadline, self);
         http_frame request;
         for (;;) {
             request = next_http_request(input, max_admin_request_bytes, chunked);
             if (request.what != http_frame::kind::incomplete) break;
-            c.arm();
             char chunk[4096];
             auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(chunk), as_tuple);
-            c.deadline.cancel();
             if (ec) co_return;
             input.append(chunk, n);
         }
+        c.receiving = false;
+        c.deadline.cancel();
         out.clear();
         if (request.what == http_frame::kind::error) {
             append_http_response(out, request.status, request.reason, true, false);
-            c.arm();
+            c.close_at(clock::now() + admin_request_deadline, self);
             co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
             co_return;
         }
-        const admin_backend::answer a = co_await route(request.method, request.target);
+        const answer a = co_await route(request.method, request.target, request.head);
         const bool close = !request.keep_alive || closed_;
-        append_http_response(out, a.status, a.body, close, request.http10,
-                             "Content-Type: " + a.content_type + "\r\n");
-        c.arm();
+        std::string fields = "Content-Type: " + a.content_type + "\r\n";
+        if (a.status == 401) fields += "WWW-Authenticate: Bearer realm=\"plugd admin\"\r\n";
+        append_http_response(out, a.status, a.body, close, request.http10, fields);
+        c.close_at(clock::now() + admin_request_deadline, self);
         auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
         c.deadline.cancel();
-        if (ec || close) co_return;
+        if (ec || close || c.closed) co_return;
         input.erase(0, request.consumed);
     }
 }
 
-asio::awaitable<admin_backend::answer> admin_endpoint::route(std::string_view method,
-                                                             std::string_view target) {
+asio::awaitable<answer> admin_endpoint::route(std::string_view method, std::string_view target,
+                                              std::string_view head) {
     const std::string_view path = target.substr(0, target.find('?'));
     const bool get = method == "GET";
     if (path == "/healthz") {
-        co_return get ? backend_.health() : wrong_method("GET");
-    }
-    if (path == "/status") {
+        // A balancer's health check needs no token: it changes nothing and tells nothing.
         if (!get) co_return wrong_method("GET");
-        co_return co_await backend_.status();
+        if (stopping(*facts_))
+            co_return answer{503, R"({"state":"stopping"})"
+                                  "\n"};
+        if (facts_->state == "draining")
+            co_return answer{503, R"({"state":"draining"})"
+                                  "\n"};
+        co_return answer{200, R"({"state":"serving"})"
+                              "\n"};
     }
-    if (path == "/metrics") {
+    if (!token_.empty() && !has_bearer_token(head, token_)) co_return unauthorized();
+    if (path == "/status" || path == "/metrics") {
         if (!get) co_return wrong_method("GET");
-        co_return co_await backend_.metrics();
+        co_return co_await report(path == "/metrics");
     }
     if (path == "/reload") {
         if (method != "POST") co_return wrong_method("POST");
         log::info("admin: reload requested by POST /reload");
-        co_return backend_.reload();
+        co_return co_await backend_.reload();
     }
     co_return not_found();
+}
+
+asio::awaitable<answer> admin_endpoint::report(bool metrics) {
+    const auto refused = [metrics] {
+        return metrics ? answer{503, "stopping\n", "text/plain"}
+                       : answer{503, R"({"state":"stopping"})"
+                                     "\n"};
+    };
+    // Nothing once the shards are stopping: an event loop that has run out of work would
+    // never answer.
+    if (stopping(*facts_)) co_return refused();
+    server_report r;
+    r.shards = co_await backend_.shard_snapshots();
+    if (stopping(*facts_)) co_return refused();  // began while we waited
+    // The facts as they are after the shards answered: a reload committed meanwhile shows
+    // its generation with the counters that may already include its versions.
+    r.facts = facts_;
+    r.now_unix_ms = unix_ms();
+    r.stalls = backend_.stalls();
+    if (metrics) co_return answer{200, metrics_text(r), "text/plain; version=0.0.4"};
+    co_return answer{200, status_json(r)};
 }
 
 }  // namespace plugd

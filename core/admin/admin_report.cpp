@@ -22,20 +22,20 @@ std::string hex(std::uint64_t v) {
     return text;
 }
 
-json version_json(const plugin_version& v, const server_report& r, bool draining) {
+json version_json(const version_facts& v, const server_report& r, bool draining) {
     std::uint64_t in_flight = 0;
     for (const auto& s : r.shards) {
         for (const auto& part : s.versions) {
-            if (part.plugin == v.spec().name && part.generation == v.generation() &&
+            if (part.plugin == v.name && part.generation == v.generation &&
                 part.retired == draining)
                 in_flight += part.in_flight;
         }
     }
-    return {{"generation", v.generation()},
-            {"file", v.spec().file.string()},
-            {"sha", hex(v.content_hash())},
-            {"abi", v.abi_fingerprint()},
-            {"loaded_at_unix_ms", v.loaded_at_unix_ms()},
+    return {{"generation", v.generation},
+            {"file", v.file},
+            {"sha", hex(v.content_hash)},
+            {"abi", v.abi},
+            {"loaded_at_unix_ms", v.loaded_at_unix_ms},
             {"in_flight", in_flight}};
 }
 
@@ -93,13 +93,19 @@ std::string label(std::string_view key, std::string_view value) {
 
 }  // namespace
 
+version_facts version_facts::of(const plugin_version& v) {
+    return {v.spec().name,    v.generation(),      v.spec().file.string(),
+            v.content_hash(), v.abi_fingerprint(), v.loaded_at_unix_ms()};
+}
+
 std::string status_json(const server_report& r) {
     std::map<std::string, std::uint64_t> open;
     for (const auto& s : r.shards) {
         for (const auto& l : s.listeners) open[l.name] += l.open_connections;
     }
     json listeners = json::array();
-    for (const auto& l : r.listeners) {
+    const control_facts& f = *r.facts;
+    for (const auto& l : f.listeners) {
         listeners.push_back({{"name", l.name},
                              {"address", l.address},
                              {"port", l.port},
@@ -108,44 +114,45 @@ std::string status_json(const server_report& r) {
                              {"open_connections", open[l.name]}});
     }
     json plugins = json::object();
-    for (const auto& v : r.serving) {
-        json entry = version_json(*v, r, false);
+    for (const auto& v : f.serving) {
+        json entry = version_json(v, r, false);
         entry["draining"] = json::array();
-        plugins[v->spec().name] = std::move(entry);
+        plugins[v.name] = std::move(entry);
     }
-    for (const auto& v : r.draining) {
-        auto it = plugins.find(v->spec().name);
+    for (const auto& v : f.draining) {
+        auto it = plugins.find(v.name);
         if (it == plugins.end()) {
             // An instance a reload removed: only its draining versions remain.
-            it = plugins.emplace(v->spec().name, json{{"draining", json::array()}}).first;
+            it = plugins.emplace(v.name, json{{"draining", json::array()}}).first;
         }
-        (*it)["draining"].push_back(version_json(*v, r, true));
+        (*it)["draining"].push_back(version_json(v, r, true));
     }
     const json status{{"version", PLUGD_VERSION},
                       {"pid", ::getpid()},
-                      {"state", r.state},
-                      {"generation", r.generation},
-                      {"started_at_unix_ms", r.started_unix_ms},
-                      {"uptime_seconds", (r.now_unix_ms - r.started_unix_ms) / 1000},
-                      {"reloads", {{"ok", r.reloads_ok}, {"failed", r.reloads_failed}}},
+                      {"state", f.state},
+                      {"generation", f.generation},
+                      {"started_at_unix_ms", f.started_unix_ms},
+                      {"uptime_seconds", (r.now_unix_ms - f.started_unix_ms) / 1000},
+                      {"reloads", {{"ok", f.reloads_ok}, {"failed", f.reloads_failed}}},
                       {"listeners", std::move(listeners)},
                       {"plugins", std::move(plugins)}};
     return status.dump(2) + "\n";
 }
 
 std::string metrics_text(const server_report& r) {
+    const control_facts& f = *r.facts;
     exposition m;
     m.family("plugd_info", "gauge", "Always 1; the version label says which plugd runs.");
     m.sample("plugd_info", label("version", PLUGD_VERSION), std::uint64_t{1});
     m.family("plugd_start_time_seconds", "gauge", "When this plugd started, Unix time.");
-    m.sample("plugd_start_time_seconds", "", static_cast<double>(r.started_unix_ms) / 1000);
+    m.sample("plugd_start_time_seconds", "", static_cast<double>(f.started_unix_ms) / 1000);
     m.family("plugd_generation", "gauge", "The configuration generation serving now.");
-    m.sample("plugd_generation", "", r.generation);
+    m.sample("plugd_generation", "", f.generation);
     m.family("plugd_draining", "gauge", "1 while a stop's shutdown_delay_ms runs.");
-    m.sample("plugd_draining", "", std::uint64_t{r.state != "serving"});
+    m.sample("plugd_draining", "", std::uint64_t{f.state != "serving"});
     m.family("plugd_reloads_total", "counter", "Reloads by outcome (start-up not counted).");
-    m.sample("plugd_reloads_total", label("outcome", "ok"), r.reloads_ok);
-    m.sample("plugd_reloads_total", label("outcome", "failed"), r.reloads_failed);
+    m.sample("plugd_reloads_total", label("outcome", "ok"), f.reloads_ok);
+    m.sample("plugd_reloads_total", label("outcome", "failed"), f.reloads_failed);
 
     const auto listeners = sum(r.shards, &shard_snapshot::listeners, &listener_key,
                                &shard_snapshot::listener_part::stats);
@@ -242,7 +249,7 @@ std::string metrics_text(const server_report& r) {
     m.sample("plugd_stalls_total", "", r.stalls);
     m.family("plugd_plugin_versions_draining", "gauge",
              "Replaced plugin versions still loaded (requests or leases hold them).");
-    m.sample("plugd_plugin_versions_draining", "", std::uint64_t{r.draining.size()});
+    m.sample("plugd_plugin_versions_draining", "", std::uint64_t{f.draining.size()});
     return m.take();
 }
 

@@ -62,6 +62,7 @@ class deployment {
     }
     /// Replaced versions not yet unloaded: requests or leases still hold them.
     std::vector<std::shared_ptr<plugin_version>> draining() const;
+    std::size_t draining_count() const noexcept { return draining_.size(); }
     /// The listeners bound now, with their real ports.
     const std::vector<listener_spec>& listeners() const noexcept { return held_; }
 

@@ -250,3 +250,196 @@ TEST_CASE(
     const std::string log = s.process.log();
     CHECK(log.find("no longer accepting") > log.find("draining for shutdown_delay_ms"));
 }
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+milliseconds since(clock_type::time_point start) {
+    return std::chrono::duration_cast<milliseconds>(clock_type::now() - start);
+}
+
+// `method target` on a new connection with `Authorization: <authorization>` (none if empty).
+std::optional<http_response> admin_request(std::uint16_t port, const std::string& method,
+                                           const std::string& target,
+                                           const std::string& authorization) {
+    line_client c{port};
+    c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+           (authorization.empty() ? "" : "Authorization: " + authorization + "\r\n") +
+           "Content-Length: 0\r\n\r\n");
+    return read_response(c);
+}
+
+// A config for the echo test plugin (its "construct_ms" makes the constructor slow).
+std::string echo_config(const std::string& echo_config, const std::string& admin) {
+    return R"({ "threads": 1, "plugin_dir": ")" + test_plugin_dir().string() + R"(",
+        "plugins": { "echo": { "file": "echo", "config": )" +
+           echo_config + R"( } },
+        "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "echo" } ],
+        "admin": )" +
+           admin + " }";
+}
+
+}  // namespace
+
+TEST_CASE(
+    "admin: /healthz answers at once while 40 connections trickle requests a byte at a time") {
+    admin_server s;
+    const std::string request = "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::vector<line_client> tricklers;
+    for (int i = 0; i < 40; ++i) {
+        tricklers.emplace_back(s.admin);
+        tricklers.back().send(request.substr(0, 1));
+    }
+    // Each round: one more byte from every trickler still open, then a health check from a
+    // newcomer. A slot-holder must not keep it waiting, nor be the reason it is closed.
+    int closed = 0;
+    for (std::size_t round = 1; round < 12; ++round) {
+        for (auto& t : tricklers) {
+            try {
+                t.send(request.substr(round, 1));
+            } catch (const std::exception&) {
+                ++closed;  // made room for a newcomer: expected for some of them
+            }
+        }
+        const auto asked = clock_type::now();
+        auto health = http_request(s.admin, "GET", "/healthz");
+        REQUIRE_MESSAGE(health, "round " << round << ": no answer to /healthz");
+        CHECK(health->status == 200);
+        CHECK(since(asked) < 500ms);
+        std::this_thread::sleep_for(100ms);  // the trickle's pace, not a synchronisation
+    }
+    CHECK(closed > 0);
+}
+
+TEST_CASE("admin: a request trickled a byte at a time is closed at its deadline") {
+    admin_server s;
+    line_client trickler{s.admin};
+    // Sends "x" every 20 ms (an endless method name) until the server closes the connection.
+    const auto closed_after = trickler.wait_closed(15s);
+    REQUIRE_MESSAGE(closed_after, "a trickling client kept its admin connection for 15 s");
+    CHECK(*closed_after >= 4500ms);  // the whole request's deadline is 5 s
+    CHECK(*closed_after < 8s);
+}
+
+TEST_CASE("admin: /healthz, /status and /metrics answer within 100 ms throughout a slow reload") {
+    temp_dir tmp;
+    const std::string admin = R"({ "address": "127.0.0.1", "port": 0 })";
+    const auto cfg = tmp.write("server.json", echo_config("{}", admin));
+    plugd_process process{{"-c", cfg.string()}};
+    const std::uint16_t port = process.admin_port();
+    // The constructor takes 3 s, in the trial load and again in the real load.
+    tmp.write("server.json", echo_config(R"({ "construct_ms": 3000 })", admin));
+    std::optional<http_response> reloaded;
+    std::jthread reload{[&] { reloaded = http_request(port, "POST", "/reload", "", 20s); }};
+    REQUIRE(process.wait_for_log("constructing"));
+    milliseconds slowest{0};
+    std::string slowest_target;
+    int answered = 0;
+    const auto began = clock_type::now();
+    // Until the reload has run both constructors (bounded: 20 s).
+    while (process.count_log("constructing") < 2 || process.count_log("reload: generation") == 0) {
+        REQUIRE(since(began) < 20s);
+        for (const char* target : {"/healthz", "/status", "/metrics"}) {
+            const auto asked = clock_type::now();
+            auto r = http_request(port, "GET", target, "", 2s);
+            REQUIRE_MESSAGE(r, target << " unanswered during the reload");
+            CHECK(r->status == 200);
+            if (since(asked) > slowest) slowest = since(asked), slowest_target = target;
+            ++answered;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    reload.join();
+    REQUIRE(reloaded);
+    CHECK(reloaded->status == 200);
+    CHECK(json::parse(reloaded->body)["generation"] == 2);
+    // The goal is 100 ms; a sanitizer build's own slowness gets more (the fault was seconds).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    constexpr milliseconds prompt{500};
+#else
+    constexpr milliseconds prompt{100};
+#endif
+    CHECK_MESSAGE(slowest < prompt,
+                  "slowest answer: " << slowest_target << " after " << slowest.count() << " ms");
+    CHECK(answered > 60);  // asked throughout the 6 s, not once
+    CHECK(since(began) >= 5s);
+}
+
+TEST_CASE("admin: with a token_file every endpoint but /healthz wants the bearer token") {
+    temp_dir tmp;
+    const std::string token = "s3cret-token-0123456789abcdef";
+    const auto token_file = tmp.write("admin.token", token + "\n");
+    std::filesystem::permissions(
+        token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    const auto cfg = tmp.write(
+        "server.json",
+        echo_config("{}", R"({ "address": "127.0.0.1", "port": 0, "token_file": "admin.token" })"));
+    plugd_process process{{"-c", cfg.string()}};
+    const std::uint16_t port = process.admin_port();
+
+    auto health = admin_request(port, "GET", "/healthz", "");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
+             {"GET", "/status"}, {"GET", "/metrics"}, {"POST", "/reload"}, {"GET", "/nothing"}}) {
+        CAPTURE(target);
+        for (const std::string& wrong :
+             std::vector<std::string>{"", "Bearer " + token + "x", "Bearer " + token.substr(1),
+                                      "Basic " + token, "Bearer", "bearer  wrong"}) {
+            CAPTURE(wrong);
+            auto r = admin_request(port, method, target, wrong);
+            REQUIRE(r);
+            CHECK(r->status == 401);
+            CHECK(r->headers["www-authenticate"].starts_with("Bearer"));
+            CHECK(r->body.find(token.substr(0, 6)) == std::string::npos);
+        }
+    }
+    auto status = admin_request(port, "GET", "/status", "Bearer " + token);
+    REQUIRE(status);
+    CHECK(status->status == 200);
+    CHECK(json::parse(status->body)["generation"] == 1);
+    auto metrics = admin_request(port, "GET", "/metrics", "bearer " + token);  // any case
+    REQUIRE(metrics);
+    CHECK(metrics->status == 200);
+    auto reload = admin_request(port, "POST", "/reload", "Bearer " + token);
+    REQUIRE(reload);
+    CHECK(reload->status == 200);
+    CHECK(json::parse(reload->body)["ok"] == true);
+    CHECK(process.log().find(token) == std::string::npos);
+}
+
+TEST_CASE(
+    "admin: -t and start refuse allow_remote without a token_file, and a token others can read") {
+    temp_dir tmp;
+    const auto remote = tmp.write(
+        "server.json",
+        echo_config("{}", R"({ "address": "0.0.0.0", "port": 0, "allow_remote": true })"));
+    for (const bool check : {true, false}) {
+        auto r =
+            check ? run_plugd({"-t", "-c", remote.string()}) : run_plugd({"-c", remote.string()});
+        CHECK(r.status != 0);
+        CHECK_MESSAGE(r.output.find("/admin/allow_remote") != std::string::npos, r.output);
+        CHECK_MESSAGE(r.output.find("token_file") != std::string::npos, r.output);
+    }
+
+    const auto token_file = tmp.write("admin.token", "s3cret-token-0123456789abcdef\n");
+    std::filesystem::permissions(
+        token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                        std::filesystem::perms::group_read | std::filesystem::perms::others_read);
+    const auto readable =
+        tmp.write("server.json", echo_config("{}", R"({ "address": "0.0.0.0", "port": 0,
+                                             "allow_remote": true, "token_file": "admin.token" })"));
+    for (const bool check : {true, false}) {
+        auto r = check ? run_plugd({"-t", "-c", readable.string()})
+                       : run_plugd({"-c", readable.string()});
+        CHECK(r.status != 0);
+        CHECK_MESSAGE(r.output.find(token_file.string()) != std::string::npos, r.output);
+        CHECK_MESSAGE(r.output.find("chmod 600 " + token_file.string()) != std::string::npos,
+                      r.output);
+    }
+    std::filesystem::permissions(
+        token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    auto ok = run_plugd({"-t", "-c", readable.string()});
+    CHECK_MESSAGE(ok.status == 0, ok.output);
+}

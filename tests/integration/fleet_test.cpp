@@ -59,6 +59,9 @@ std::string instance_config(const instance_ports& p, const std::filesystem::path
     return replace(text, "\"Hello, \"", "\"" + prefix + "\"");
 }
 
+// The admin endpoints' bearer token, the same on every instance (admin.token_file).
+const std::string admin_token = "fleet-token-0123456789abcdef";
+
 struct fleet {
     explicit fleet(std::size_t n) : ports(n) {
         for (std::size_t i = 0; i < n; ++i) {
@@ -66,6 +69,11 @@ struct fleet {
             std::filesystem::create_directories(dir);
             configs.push_back(dir / "server.json");
             write(i, "Hello, ");
+            // deploy/server.json names "admin.token", beside it; only its owner may read it.
+            std::ofstream{dir / "admin.token"} << admin_token << "\n";
+            std::filesystem::permissions(
+                dir / "admin.token",
+                std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
             instances.push_back(std::make_unique<plugd_process>(
                 std::vector<std::string>{"-c", configs[i].string()}));
         }
@@ -75,14 +83,23 @@ struct fleet {
     void write(std::size_t i, const std::string& prefix) {
         std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), prefix);
     }
-    std::vector<std::string> endpoints() const {
-        std::vector<std::string> e;
+    // deploy/rollout's arguments: its token file (any instance's: they are the same) and
+    // every admin endpoint.
+    std::vector<std::string> rollout_args() const {
+        std::vector<std::string> e{(deploy / "rollout").string(), "--token-file",
+                                   (configs[0].parent_path() / "admin.token").string()};
         for (const auto& p : ports) e.push_back(p.admin_endpoint());
         return e;
     }
     nlohmann::json status(std::size_t i) {
-        auto r = http_request(ports[i].admin, "GET", "/status");
+        line_client c{ports[i].admin};
+        c.send(
+            "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Authorization: Bearer " +
+            admin_token + "\r\n\r\n");
+        auto r = read_response(c);
         REQUIRE(r);
+        REQUIRE(r->status == 200);
         return nlohmann::json::parse(r->body);
     }
 
@@ -197,9 +214,7 @@ TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request"
 
     // The new prefix is staged on every instance; the rollout reloads them one by one.
     for (std::size_t i = 0; i < 3; ++i) f.write(i, "Howdy, ");
-    std::vector<std::string> args{(deploy / "rollout").string()};
-    for (const auto& e : f.endpoints()) args.push_back(e);
-    plugd_process rollout{"/bin/sh", args};
+    plugd_process rollout{"/bin/sh", f.rollout_args()};
     std::optional<int> rolled;
     for (int i = 0; i < 20000 && !(rolled = rollout.wait_exit(0ms)); ++i) t.run_round(false);
     REQUIRE_MESSAGE(rolled == 0, rollout.log());
@@ -233,12 +248,16 @@ TEST_CASE("fleet: a rollout stops at the first instance that refuses, the rest u
         return;
     }
     fleet f{3};
+    // Without the token the first instance answers 401 and the rollout says what to pass.
+    const auto no_token =
+        run_program("/bin/sh", {(deploy / "rollout").string(), f.ports[0].admin_endpoint()});
+    CHECK(no_token.status == 1);
+    CHECK_MESSAGE(no_token.output.find("HTTP 401): pass --token-file FILE") != std::string::npos,
+                  no_token.output);
     f.write(0, "Howdy, ");
     std::ofstream{f.configs[1]} << "{ \"plugins\": ";  // a broken config on the second
     f.write(2, "Howdy, ");
-    std::vector<std::string> args{(deploy / "rollout").string()};
-    for (const auto& e : f.endpoints()) args.push_back(e);
-    const auto r = run_program("/bin/sh", args);
+    const auto r = run_program("/bin/sh", f.rollout_args());
     CHECK(r.status == 1);
     CHECK_MESSAGE(r.output.find("stopped at " + f.ports[1].admin_endpoint() +
                                 ": reload refused (HTTP 409)") != std::string::npos,

@@ -1,7 +1,8 @@
 // echo: a test plugin that is not greeting. Answers "<version>:<message>", where the
 // version is baked in at build time (two builds answer differently, for reload tests).
 // Config: "delay_ms" (wait before answering), "log_requests" (log "handling <message>"
-// first, so tests can wait for a request to be in flight), "fail_construction", "fail_start" (throw
+// first, so tests can wait for a request to be in flight), "construct_ms" (log "constructing",
+// then sleep that long in the constructor: a slow reload), "fail_construction", "fail_start" (throw
 // there), "crash_construction" (abort the process there), "throw_on" (throw when the message
 // equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply). Over
 // HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and

@@ -1,6 +1,12 @@
 // server.json validation: every error names the file, the place and what is expected.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "config.hpp"
@@ -66,13 +72,53 @@ TEST_CASE("the admin endpoint is loopback unless allow_remote says otherwise") {
                                  R"("admin": { "address": "0.0.0.0", "port": 9901 } })");
     CHECK(remote.find("/admin/address") != std::string::npos);
     CHECK(remote.find("allow_remote") != std::string::npos);
-    cfg = parse("{ " + plugins + listener +
-                R"("admin": { "address": "0.0.0.0", "port": 9901, "allow_remote": true } })");
-    CHECK(cfg.admin->allow_remote);
+    const auto no_token =
+        error_of("{ " + plugins + listener +
+                 R"("admin": { "address": "0.0.0.0", "port": 9901, "allow_remote": true } })");
+    CHECK(no_token.find("/admin/allow_remote") != std::string::npos);
+    CHECK(no_token.find("needs /admin/token_file") != std::string::npos);
     CHECK(error_of("{ " + plugins + listener + R"("admin": { "address": "127.0.0.1" } })")
               .find("/admin/port: missing") != std::string::npos);
     CHECK(error_of("{ " + plugins + listener + R"("admin": { "port": 1, "auth": "x" } })")
               .find("/admin/auth: unknown key") != std::string::npos);
+}
+
+TEST_CASE("admin.token_file must be a regular file only its owner can read, holding a token") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], )";
+    char name[] = "/tmp/plugd-token-XXXXXX";
+    const int fd = ::mkstemp(name);  // mode 600
+    REQUIRE(fd >= 0);
+    const std::string file = name;
+    auto with_token = [&](const std::string& text) {
+        std::ofstream{file, std::ios::trunc} << text;
+        return "{ " + plugins + listener +
+               R"("admin": { "address": "0.0.0.0", "port": 9901, "allow_remote": true, )"
+               R"("token_file": ")" +
+               file + R"(" } })";
+    };
+    auto cfg = parse(with_token("s3cret-token-0123456789abcdef\nignored"));
+    REQUIRE(cfg.admin);
+    CHECK(cfg.admin->allow_remote);
+    CHECK(cfg.admin->token_file == file);
+    CHECK(cfg.admin->token == "s3cret-token-0123456789abcdef");
+
+    CHECK(error_of(with_token("short\n")).find("at least 16 characters") != std::string::npos);
+    CHECK(error_of(with_token("has spaces in the token\n")).find("/admin/token_file") !=
+          std::string::npos);
+    const std::string config = with_token("s3cret-token-0123456789abcdef\n");
+    ::fchmod(fd, 0640);
+    const auto readable = error_of(config);
+    CHECK(readable.find("/admin/token_file") != std::string::npos);
+    CHECK(readable.find("mode 640") != std::string::npos);
+    CHECK(readable.find("chmod 600 " + file) != std::string::npos);
+    ::close(fd);
+    std::filesystem::remove(file);
+    CHECK(error_of(config).find("cannot open \"" + file + "\"") != std::string::npos);
+    // Relative to server.json's folder, like every path in it.
+    CHECK(error_of("{ " + plugins + listener +
+                   R"("admin": { "port": 9901, "token_file": "admin.token" } })")
+              .find("/etc/plugd/admin.token") != std::string::npos);
 }
 
 TEST_CASE("shutdown_delay_ms may be 0 and is server-wide only") {
