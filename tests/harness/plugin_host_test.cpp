@@ -299,9 +299,10 @@ TEST_CASE("harness: a whole-connection plugin is served through connect()") {
     // A plugin built before SDK 1.3 has no serve() to call: refused up front.
     plugin_host older{test_plugin("echo_sdk_previous_minor")};
     CHECK_THROWS_WITH_AS(older.connect(), doctest::Contains("older than 1.3"), std::runtime_error);
-    // A line plugin on a raw connection: serve()'s default refuses, and close() says so.
+    // A line plugin (it does not override serve()): refused up front, saying so, as plugd
+    // refuses it on a raw listener.
     plugin_host lines{test_plugin("facilities")};
-    auto refused = lines.connect();
-    CHECK_THROWS_WITH_AS(refused.close(), doctest::Contains("override plugd::handler::serve"),
-                         std::logic_error);
+    CHECK_THROWS_WITH_AS(lines.connect(),
+                         doctest::Contains("does not override plugd::handler::serve"),
+                         std::runtime_error);
 }

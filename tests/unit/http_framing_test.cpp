@@ -115,7 +115,7 @@ TEST_CASE("http framing: conflicting Content-Length values are refused, equal on
     CHECK(same.requests == std::vector<std::string>{"POST / body"});
 }
 
-TEST_CASE("http framing: an HTTP/1.1 request needs exactly one Host; HTTP/1.0 may omit it") {
+TEST_CASE("http framing: an HTTP/1.1 request needs exactly one Host, HTTP/1.0 may omit it") {
     const auto none = frame("GET /world HTTP/1.1\r\n\r\n");
     CHECK(none.refused == 400);
     CHECK(none.reason == "no Host header field");
