@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -265,6 +266,109 @@ TEST_CASE("state_file keeps shared state across a restart") {
     s.start();
     CHECK(s.ask("incr n") == "f1:2");
     CHECK(s.ask("get k") == "f1:" + bytes);
+}
+
+TEST_CASE("a FIFO as state_file is refused at start and by -t, at once, without opening it") {
+    temp_dir tmp;
+    const auto fifo = tmp.path() / "p.state";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::string text = one_listener_config(test_plugin_dir(), "facilities");
+    text.insert(text.find(R"("config": )"), R"("state_file": "p.state", )");
+    const auto cfg = tmp.write("server.json", text);
+    for (const bool test_only : {true, false}) {
+        std::vector<std::string> args{"-c", cfg.string()};
+        if (test_only) args.push_back("-t");
+        const auto started = clock::now();
+        // Opening the FIFO for reading would wait for a writer: before the fix this never
+        // returned and run_plugd's deadline killed it.
+        const auto r = run_plugd(args, 10s);
+        CHECK(clock::now() - started < 5s);
+        CHECK_MESSAGE(r.status == 1, r.output);
+        CHECK_MESSAGE(r.output.find("/plugins/p/state_file: " + fifo.string() +
+                                    " is a FIFO (named pipe), not a regular file") !=
+                          std::string::npos,
+                      r.output);
+    }
+}
+
+TEST_CASE("a state_file in a folder plugd cannot write in is refused at start, -t and reload") {
+    temp_dir tmp;
+    // Nothing can be created in /proc, not even by root; a folder without write permission
+    // stops everyone else. (Permission bits do not stop root: the tests may run as root.)
+    std::vector<std::string> unwritable{"/proc/plugd-test.state"};
+    std::filesystem::path locked = tmp.path() / "locked";
+    std::filesystem::create_directory(locked);
+    if (::geteuid() != 0) {
+        std::filesystem::permissions(locked, std::filesystem::perms::owner_read |
+                                                 std::filesystem::perms::owner_exec);
+        unwritable.push_back((locked / "p.state").string());
+    } else {
+        MESSAGE("running as root: the read-only folder case is covered by /proc only");
+    }
+    const auto config = [&](const std::string& state_file) {
+        std::string text = one_listener_config(test_plugin_dir(), "facilities");
+        if (!state_file.empty()) {
+            text.insert(text.find(R"("config": )"), R"("state_file": ")" + state_file + "\", ");
+        }
+        return tmp.write("server.json", text);
+    };
+    for (const auto& file : unwritable) {
+        const auto folder = std::filesystem::path{file}.parent_path().string();
+        const auto cfg = config(file);
+        for (const bool test_only : {true, false}) {
+            std::vector<std::string> args{"-c", cfg.string()};
+            if (test_only) args.push_back("-t");
+            const auto r = run_plugd(args);
+            CHECK_MESSAGE(r.status == 1, r.output);
+            CHECK_MESSAGE(r.output.find("/plugins/p/state_file: plugd cannot create files in " +
+                                        folder + " (") != std::string::npos,
+                          r.output);
+        }
+    }
+    // A reload that adds such a state_file is refused; the running one keeps serving.
+    plugd_process p{{"-c", config("").string()}};
+    const auto port = p.port();
+    REQUIRE(p.wait_for_log("serving generation 1"));
+    config(unwritable.front());
+    p.signal(SIGHUP);
+    REQUIRE_MESSAGE(p.wait_for_log("reload failed"), p.log());
+    CHECK(p.log().find("/plugins/p/state_file: plugd cannot create files in /proc (") !=
+          std::string::npos);
+    CHECK(ask(port, "set k v") == "f1:OK");
+    std::filesystem::permissions(locked, std::filesystem::perms::owner_all);
+}
+
+TEST_CASE("a stop that cannot save the state file logs an error and exits with status 1") {
+    // The file's path turns into a folder while plugd runs: the rename at stop fails, for
+    // root too. Without root, a folder made read-only while it runs fails at the create.
+    std::vector<std::string> ways{"the file replaced by a directory"};
+    if (::geteuid() != 0) ways.push_back("the folder made read-only");
+    for (const auto& way : ways) {
+        CAPTURE(way);
+        // In the folder that exists before start: the plugin's.
+        facility_server s{"{}", "", R"("state_file": "plugins/p.state")"};
+        const auto folder = s.plugins;
+        const auto file = folder / "p.state";
+        CHECK(s.ask("set k v") == "f1:OK");
+        if (way == "the folder made read-only") {
+            std::filesystem::permissions(folder, std::filesystem::perms::owner_read |
+                                                     std::filesystem::perms::owner_exec);
+        } else {
+            std::filesystem::create_directory(file);
+        }
+        s.process->signal(SIGTERM);
+        CHECK(s.process->wait_exit() == 1);
+        const std::string log = s.process->log();
+        CHECK_MESSAGE(log.find("plugin p: shared state NOT saved to " + file.string() + ": ") !=
+                          std::string::npos,
+                      log);
+        CHECK(log.find(way == "the folder made read-only" ? "Permission denied"
+                                                           : "Is a directory") != std::string::npos);
+        CHECK(log.find("plugd stopped; shared state not saved (exit status 1)") !=
+              std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(file.string() + ".tmp"));  // no half file left
+        std::filesystem::permissions(folder, std::filesystem::perms::owner_all);
+    }
 }
 
 TEST_CASE(
