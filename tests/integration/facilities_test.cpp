@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "plugd_process.hpp"
@@ -161,6 +162,67 @@ TEST_CASE("a full offload queue answers ERR busy and says which plugin") {
     }
     CHECK(refused);
     CHECK(s.process->wait_for_log("plugin instance p: the offload queue is full (1 jobs waiting"));
+}
+
+TEST_CASE(
+    "a flood of 50000 busy refusals writes a few log lines that count them, not a line each") {
+    facility_server s{R"({ "log_jobs": true })", R"("offload_threads": 1, "offload_queue": 1)"};
+    // The only offload thread and the only queue place stay taken for the whole test.
+    line_client running{s.port}, queued{s.port};
+    running.send("block 60000\n");
+    REQUIRE(s.process->wait_for_log("job running"));
+    queued.send("block 60000\n");
+    REQUIRE(s.process->wait_for_log("offloading 60000", 10s, 2));
+    // The plugin logs before it queues, so a probe may take the queue place first: then
+    // the second request is refused instead. A refused probe shows the queue is full.
+    int refused = 0;
+    for (int i = 0; i < 20 && refused == 0; ++i) refused += s.ask("block 1") == "ERR busy";
+    REQUIRE(refused == 1);
+    const std::size_t lines_before = s.process->count_log("\n");
+    // Pipelined over four connections (on both worker threads), in batches the socket
+    // buffers hold both ways.
+    constexpr int connections = 4, per_connection = 12'500, batch = 500;
+    std::atomic<int> busy{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < connections; ++i) {
+        clients.emplace_back([&] {
+            line_client c{s.port};
+            std::string lines;
+            // "fail" offloads too, and the plugin logs nothing for it (log_jobs: "block").
+            for (int j = 0; j < batch; ++j) lines += "fail\n";
+            for (int sent = 0; sent < per_connection; sent += batch) {
+                c.send(lines);
+                for (int j = 0; j < batch; ++j) {
+                    const auto reply = c.read_line(10s);
+                    if (!reply) return;
+                    busy += *reply == "ERR busy";
+                }
+            }
+        });
+    }
+    for (auto& c : clients) c.join();
+    REQUIRE(busy == connections * per_connection);
+    // Each worker thread logs its first refusal at once and the rest in a summary line
+    // within about 5 s; every refusal is counted in one of them.
+    const auto counted = [&] {
+        std::size_t total = 0;
+        std::istringstream log{s.process->log()};
+        for (std::string line; std::getline(log, line);) {
+            if (line.find("got ERR busy; raise /offload_queue") != std::string::npos) ++total;
+            const auto more = line.find(" more request(s) answered ERR busy");
+            if (more == std::string::npos) continue;
+            const auto start = line.rfind(' ', more - 1) + 1;
+            total += std::stoul(line.substr(start, more - start));
+        }
+        return total;
+    };
+    const auto deadline = clock::now() + 20s;
+    const std::size_t expected = busy + refused + (queued.read_line(0ms) == "ERR busy");
+    while (counted() < expected && clock::now() < deadline) std::this_thread::sleep_for(100ms);
+    const std::size_t lines = s.process->count_log("\n") - lines_before;
+    MESSAGE(busy.load() << " refusals wrote " << lines << " log lines");
+    CHECK(lines < 100);
+    CHECK(counted() == expected);
 }
 
 TEST_CASE(
@@ -413,7 +475,10 @@ TEST_CASE(
         closed_port = ntohs(addr.sin_port);
         ::close(fd);
     }
-    CHECK(ask("fetch " + std::to_string(closed_port) + " x") == "ERR internal error");
+    // Asked on "back": a second failure on "main" within 5 s would only be counted in a
+    // summary line (repeated warnings are logged once per listener and kind).
+    CHECK(plugd::test::ask(p.port("back"), "fetch " + std::to_string(closed_port) + " x", 10s) ==
+          "ERR internal error");
     CHECK(p.wait_for_log("outbound connection to 127.0.0.1:" + std::to_string(closed_port) +
                          " (plugin p): connect: Connection refused"));
 }
