@@ -127,7 +127,8 @@ class server final : public admin_backend {
         // (the error line says which file and why), never a silent 0.
         const bool saved = host_->state().save_all();
         pid_file_.reset();  // removes the status and pid files, then unlocks
-        log::info(saved ? "plugd stopped" : "plugd stopped; shared state not saved (exit status 1)");
+        log::info(saved ? "plugd stopped"
+                        : "plugd stopped; shared state not saved (exit status 1)");
         return saved ? 0 : 1;
     }
 

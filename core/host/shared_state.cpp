@@ -215,9 +215,10 @@ void shared_map_impl::save(const std::filesystem::path& file) const {
                           e.expires.time_since_epoch())
                           .count();
             // Lengths first: keys and values are bytes, newlines and NULs included.
-            ((((chunk += std::to_string(key.size())) += ' ') += std::to_string(e.value.size()))
-                 += ' ') += std::to_string(expires_ms);
-            ((chunk += '\n') += key) += e.value;
+            chunk += std::to_string(key.size()) + ' ' + std::to_string(e.value.size()) + ' ' +
+                     std::to_string(expires_ms) + '\n';
+            chunk += key;
+            chunk += e.value;
             if (chunk.size() >= (std::size_t{1} << 16)) flush();
         }
     }
@@ -237,7 +238,8 @@ void shared_map_impl::save(const std::filesystem::path& file) const {
         throw fail("cannot rename " + temporary + " to " + file.string());
     }
     // The rename itself reaches the disk with the folder.
-    const auto folder = file.parent_path().empty() ? std::filesystem::path{"."} : file.parent_path();
+    const auto folder =
+        file.parent_path().empty() ? std::filesystem::path{"."} : file.parent_path();
     if (const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
         ::fsync(dir);
         ::close(dir);
@@ -329,7 +331,7 @@ std::runtime_error not_regular(const std::filesystem::path& file, mode_t mode) {
 void shared_map_impl::load(const std::filesystem::path& file) {
     // Looked at before it is opened: opening a FIFO for reading waits for a writer, which
     // would hang start-up; a device or directory is no snapshot either.
-    struct stat st{};
+    struct stat st {};
     if (::stat(file.c_str(), &st) != 0) {
         if (errno == ENOENT) return;  // nothing saved yet
         throw std::runtime_error("cannot read " + file.string() + ": " + std::strerror(errno));
@@ -379,7 +381,9 @@ void shared_map_impl::load(const std::filesystem::path& file) {
         const char* const end = line.data() + line.size();
         const auto number = [&](auto& n, bool last) {
             const auto [next, ec] = std::from_chars(p, end, n);
-            if (ec != std::errc{} || next == p || (last ? next != end : next == end || *next != ' ')) return false;
+            if (ec != std::errc{} || next == p ||
+                (last ? next != end : next == end || *next != ' '))
+                return false;
             p = last ? next : next + 1;
             return true;
         };
@@ -429,18 +433,19 @@ void shared_map_impl::load(const std::filesystem::path& file) {
 
 void check_state_file(const std::filesystem::path& file, const std::string& instance) {
     const std::string where = "/plugins/" + instance + "/state_file: ";
-    struct stat st{};
+    struct stat st {};
     if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
         throw std::runtime_error(where + not_regular(file, st.st_mode).what());
     }
     // Whether a file can be created there, tried rather than deduced from permission bits:
     // root ignores them, a read-only mount or an immutable folder does not.
-    const auto folder = file.parent_path().empty() ? std::filesystem::path{"."} : file.parent_path();
+    const auto folder =
+        file.parent_path().empty() ? std::filesystem::path{"."} : file.parent_path();
     std::string probe = file.string() + ".probe-XXXXXX";
     const int fd = ::mkstemp(probe.data());
     if (fd < 0) {
-        throw std::runtime_error(where + "plugd cannot create files in " + folder.string() +
-                                 " (" + std::strerror(errno) +
+        throw std::runtime_error(where + "plugd cannot create files in " + folder.string() + " (" +
+                                 std::strerror(errno) +
                                  "), so the state could not be saved at stop; make the folder "
                                  "writable for plugd's user, or choose another state_file");
     }

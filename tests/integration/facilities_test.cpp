@@ -346,10 +346,10 @@ TEST_CASE("a FIFO as state_file is refused at start and by -t, at once, without 
         const auto r = run_plugd(args, 10s);
         CHECK(clock::now() - started < 5s);
         CHECK_MESSAGE(r.status == 1, r.output);
-        CHECK_MESSAGE(r.output.find("/plugins/p/state_file: " + fifo.string() +
-                                    " is a FIFO (named pipe), not a regular file") !=
-                          std::string::npos,
-                      r.output);
+        CHECK_MESSAGE(
+            r.output.find("/plugins/p/state_file: " + fifo.string() +
+                          " is a FIFO (named pipe), not a regular file") != std::string::npos,
+            r.output);
     }
 }
 
@@ -361,8 +361,8 @@ TEST_CASE("a state_file in a folder plugd cannot write in is refused at start, -
     std::filesystem::path locked = tmp.path() / "locked";
     std::filesystem::create_directory(locked);
     if (::geteuid() != 0) {
-        std::filesystem::permissions(locked, std::filesystem::perms::owner_read |
-                                                 std::filesystem::perms::owner_exec);
+        std::filesystem::permissions(
+            locked, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
         unwritable.push_back((locked / "p.state").string());
     } else {
         MESSAGE("running as root: the read-only folder case is covered by /proc only");
@@ -413,8 +413,8 @@ TEST_CASE("a stop that cannot save the state file logs an error and exits with s
         const auto file = folder / "p.state";
         CHECK(s.ask("set k v") == "f1:OK");
         if (way == "the folder made read-only") {
-            std::filesystem::permissions(folder, std::filesystem::perms::owner_read |
-                                                     std::filesystem::perms::owner_exec);
+            std::filesystem::permissions(
+                folder, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
         } else {
             std::filesystem::create_directory(file);
         }
@@ -425,7 +425,7 @@ TEST_CASE("a stop that cannot save the state file logs an error and exits with s
                           std::string::npos,
                       log);
         CHECK(log.find(way == "the folder made read-only" ? "Permission denied"
-                                                           : "Is a directory") != std::string::npos);
+                                                          : "Is a directory") != std::string::npos);
         CHECK(log.find("plugd stopped; shared state not saved (exit status 1)") !=
               std::string::npos);
         CHECK_FALSE(std::filesystem::exists(file.string() + ".tmp"));  // no half file left

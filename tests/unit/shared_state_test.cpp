@@ -189,8 +189,8 @@ TEST_CASE("a state file claiming more bytes than it holds is refused before any 
                                            "4096 bytes of /plugins/kv/shared_bytes"),
                          std::runtime_error);
     // Entries that fit one by one but not together: the one that overflows is named.
-    const auto many = write_state_file(dir, "1 3000 -1\na" + std::string(3000, 'v') +
-                                                "1 3000 -1\nb" + std::string(3000, 'v'));
+    const auto many = write_state_file(
+        dir, "1 3000 -1\na" + std::string(3000, 'v') + "1 3000 -1\nb" + std::string(3000, 'v'));
     plugd::shared_map_impl fits_one{"kv", 4096};
     CHECK_THROWS_WITH_AS(fits_one.load(many), doctest::Contains("entry 2 (at byte 3032)"),
                          std::runtime_error);
@@ -229,10 +229,9 @@ TEST_CASE("times to live are saved as wall-clock times and expired entries are d
 
     // A file written before a reboot: one entry expired an hour ago, one expires in an
     // hour, one never; and one expiry so far ahead it must not overflow the clock.
-    const auto file = write_state_file(
-        dir, "4 1 " + std::to_string(ms(now - 1h)) + "\ngone1" + "4 1 " +
-                 std::to_string(ms(now + 1h)) + "\nkept2" + "5 1 -1\nlast33" +
-                 "3 1 9223372036854775807\nfar4");
+    const auto file = write_state_file(dir, "4 1 " + std::to_string(ms(now - 1h)) + "\ngone1" +
+                                                "4 1 " + std::to_string(ms(now + 1h)) + "\nkept2" +
+                                                "5 1 -1\nlast33" + "3 1 9223372036854775807\nfar4");
     plugd::shared_map_impl loaded{"kv", 1 << 20};
     loaded.load(file);
     CHECK_FALSE(loaded.get("gone").has_value());
@@ -251,15 +250,16 @@ TEST_CASE("a state file that is not a regular file is refused without being open
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     plugd::shared_map_impl m{"kv", 1 << 20};
     // Opening a FIFO for reading would wait for a writer: this returns at once or never.
-    CHECK_THROWS_WITH_AS(m.load(fifo), doctest::Contains("is a FIFO (named pipe), not a regular file"),
+    CHECK_THROWS_WITH_AS(m.load(fifo),
+                         doctest::Contains("is a FIFO (named pipe), not a regular file"),
                          std::runtime_error);
     CHECK_THROWS_WITH_AS(plugd::check_state_file(fifo, "kv"),
                          doctest::Contains(("/plugins/kv/state_file: " + fifo.string()).c_str()),
                          std::runtime_error);
-    CHECK_THROWS_WITH_AS(plugd::check_state_file(dir / "missing" / "kv.state", "kv"),
-                         doctest::Contains(
-                             ("plugd cannot create files in " + (dir / "missing").string()).c_str()),
-                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(
+        plugd::check_state_file(dir / "missing" / "kv.state", "kv"),
+        doctest::Contains(("plugd cannot create files in " + (dir / "missing").string()).c_str()),
+        std::runtime_error);
     plugd::check_state_file(dir / "fine.state", "kv");  // a folder it can write in
     CHECK(std::distance(std::filesystem::directory_iterator{dir},
                         std::filesystem::directory_iterator{}) == 1);  // the probe is gone
