@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
             }
         } else if (arg == "--trial-load") {
             // Internal: the child a reload runs a new plugin version in first.
-            if (i + 1 >= argc) return fail_usage("--trial-load needs a plugin spec");
+            if (i + 1 >= argc) return fail_usage("--trial-load needs a descriptor");
             plugd::run_trial_load(argv[++i]);
         } else if (arg == "--watch") {
             watch = true;

@@ -87,6 +87,12 @@ class server final : public admin_backend {
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
         drop_privileges(cfg_, dir_);
+        if (!cfg_.user.empty()) {
+            // The state is saved at stop by this user: it must be able to.
+            for (const auto& spec : cfg_.plugins) {
+                if (!spec.state_file.empty()) check_state_file(spec.state_file, spec.name);
+            }
+        }
         for (auto& s : shards_) {
             s->start(*stalls_, [this] { asio::post(control_, [this] { shard_finished(); }); });
         }
@@ -119,10 +125,13 @@ class server final : public admin_backend {
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
         shards_.clear();            // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();       // stop() of each version may still write shared state...
-        host_->state().save_all();  // ...so it is saved after
-        pid_file_.reset();          // removes the status and pid files, then unlocks
-        log::info("plugd stopped");
-        return 0;
+        // ...so it is saved after; a state that could not be saved is an exit status of 1
+        // (the error line says which file and why), never a silent 0.
+        const bool saved = host_->state().save_all();
+        pid_file_.reset();  // removes the status and pid files, then unlocks
+        log::info(saved ? "plugd stopped"
+                        : "plugd stopped; shared state not saved (exit status 1)");
+        return saved ? 0 : 1;
     }
 
   private:
@@ -417,6 +426,7 @@ void check_plugins(const server_config& cfg) {
     host facilities{host::settings{1, 1}, [] {}};
     std::map<std::string, std::shared_ptr<plugin_version>> loaded;
     for (const auto& spec : cfg.plugins) {
+        if (!spec.state_file.empty()) check_state_file(spec.state_file, spec.name);
         loaded[spec.name] = std::make_shared<plugin_version>(spec, dir.path(), 1, facilities);
     }
     check_listeners_can_serve(

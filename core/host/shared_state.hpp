@@ -39,10 +39,15 @@ class shared_map_impl final : public shared_map {
     /// Removes every entry whose time to live has passed (the periodic sweep).
     void purge_expired();
 
-    /// Writes every live entry to `file` (write, then rename). Throws std::runtime_error.
+    /// Writes every live entry to `file` atomically (a temporary file in the same folder,
+    /// fsync, rename), times to live as wall-clock times. Throws std::runtime_error naming
+    /// the file and the reason; the previous file is then untouched.
     void save(const std::filesystem::path& file) const;
     /// Reads what save() wrote; entries whose time to live has passed are skipped. A
-    /// missing file is an empty map. Throws std::runtime_error naming the file and the fault.
+    /// missing file is an empty map; a path that is not a regular file (a FIFO) is refused
+    /// without being opened. No length in the file is trusted before it is checked against
+    /// the bytes left and the budget. Throws std::runtime_error naming the file, the entry
+    /// and its offset.
     void load(const std::filesystem::path& file);
 
   private:
@@ -77,6 +82,12 @@ class shared_map_impl final : public shared_map {
     mutable std::array<stripe, 16> stripes_;
 };
 
+/// Throws std::runtime_error (naming /plugins/`instance`/state_file) unless `file` could be
+/// saved: it must be a regular file or not exist, and plugd must be able to create a file
+/// in its folder (tried, so it holds for root and read-only mounts too). Called at start,
+/// `-t`, each reload and after switching to `"user"`.
+void check_state_file(const std::filesystem::path& file, const std::string& instance);
+
 /// Every instance's map, by instance name: the part of the host that outlives versions.
 /// Touched only by the control thread (versions keep their own shared_ptr to their map).
 class shared_state {
@@ -94,8 +105,9 @@ class shared_state {
     /// Drops the maps of instances no longer configured (versions still draining keep
     /// theirs until they are unloaded).
     void keep_only(const std::set<std::string>& names);
-    /// Writes each map that has a state file (graceful stop). Logs what it could not write.
-    void save_all() const;
+    /// Writes each map that has a state file (graceful stop). Logs an error for each one it
+    /// could not write and returns false then.
+    bool save_all() const;
 
   private:
     struct slot {

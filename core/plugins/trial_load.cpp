@@ -1,11 +1,14 @@
 // trial_load: the parent spawns the plugd binary itself (/proc/self/exe, even if the file
-// has been replaced since) with the spec as JSON; the child's log lines, including a crash
-// report, go to the server's log.
+// has been replaced since) and hands it the spec as JSON in an inherited memory file (not
+// on the command line: Linux caps one argument at 128 KiB, and a plugin's config may be
+// megabytes); the child's log lines, including a crash report, go to the server's log.
 #include "plugins/trial_load.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +37,38 @@ namespace {
 // own load then reports it, with the same words); any other status but 0 is the plugin's.
 constexpr int refused_status = 3;
 
+// The descriptor the child finds the spec on.
+constexpr int spec_fd = 3;
+
+// The spec in a memory file, positioned at its start, never at `spec_fd` itself (a dup2
+// onto itself would keep close-on-exec). Throws plugin_error.
+int spec_file(const std::string& text, const std::string& where) {
+    const auto fail = [&](const char* what) {
+        return plugin_error(where + ": cannot start its trial load: " + what + ": " +
+                            std::strerror(errno));
+    };
+    int fd = ::memfd_create("plugd-trial-spec", MFD_CLOEXEC);
+    if (fd < 0) throw fail("memfd_create");
+    if (fd == spec_fd) {
+        const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, spec_fd + 1);
+        ::close(fd);
+        if (moved < 0) throw fail("fcntl");
+        fd = moved;
+    }
+    for (std::size_t done = 0; done < text.size();) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const auto error = fail("writing its spec");
+            ::close(fd);
+            throw error;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    ::lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
 std::string signal_text(int signo) {
     const char* name = ::sigabbrev_np(signo);
     return name ? std::string{"SIG"} + name : "signal " + std::to_string(signo);
@@ -50,16 +85,20 @@ void trial_load(const plugin_spec& spec, std::chrono::milliseconds timeout) {
                            // Its log lines join the server's: the same format and level.
                            {"log_json", log::json_enabled()},
                            {"log_level", static_cast<int>(log::threshold())}};
-    std::string self = "/proc/self/exe", flag = "--trial-load", text = j.dump();
-    char* argv[] = {self.data(), flag.data(), text.data(), nullptr};
     const std::string where = "plugin \"" + spec.name + "\" (" + spec.file.string() + ")";
+    const int spec_in = spec_file(j.dump(), where);
+    std::string self = "/proc/self/exe", flag = "--trial-load", fd = std::to_string(spec_fd);
+    char* argv[] = {self.data(), flag.data(), fd.data(), nullptr};
     pid_t pid = -1;
-    // Only stdin, stdout and stderr: the child must not hold the server's sockets open.
+    // Only stdin, stdout, stderr and the spec: the child must not hold the server's
+    // sockets open.
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    posix_spawn_file_actions_adddup2(&actions, spec_in, spec_fd);
+    posix_spawn_file_actions_addclosefrom_np(&actions, spec_fd + 1);
     const int rc = ::posix_spawn(&pid, self.c_str(), &actions, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
+    ::close(spec_in);
     if (rc != 0) {
         throw plugin_error(where + ": cannot start its trial load: " + std::strerror(rc));
     }
@@ -99,12 +138,23 @@ void trial_load(const plugin_spec& spec, std::chrono::milliseconds timeout) {
     }
 }
 
-void run_trial_load(std::string_view spec_json) {
+void run_trial_load(std::string_view fd_text) {
     install_crash_report();
     int status = 0;
     {
         private_dir dir;
         try {
+            // The spec: all of the inherited file the parent wrote it to.
+            std::string spec_json;
+            const int fd = std::atoi(std::string{fd_text}.c_str());
+            char chunk[1 << 16];
+            for (;;) {
+                const ssize_t n = ::read(fd, chunk, sizeof chunk);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                spec_json.append(chunk, static_cast<std::size_t>(n));
+            }
+            ::close(fd);
             const auto j = nlohmann::json::parse(spec_json);
             log::set_json(j.at("log_json").get<bool>());
             log::set_threshold(static_cast<log::level>(j.at("log_level").get<int>()));

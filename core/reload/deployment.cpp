@@ -76,6 +76,14 @@ std::string deployment::apply(const server_config& running, const server_config&
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<route>>> bound;
     try {
+        // A state file that could not be saved at stop is refused now, not found out then.
+        for (const auto& spec : next.plugins) {
+            const auto before = std::find_if(running.plugins.begin(), running.plugins.end(),
+                                             [&](const auto& p) { return p.name == spec.name; });
+            const bool changed =
+                before == running.plugins.end() || before->state_file != spec.state_file;
+            if (!spec.state_file.empty() && changed) check_state_file(spec.state_file, spec.name);
+        }
         for (const auto& spec : plan.load) {
             // A crash in the constructor or start() ends the child, not the server. The
             // same bytes with the same config passed before: no need to try them again

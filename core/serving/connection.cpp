@@ -46,23 +46,28 @@ plugin_ref& begin_request(client_connection& c) noexcept {
 }
 
 // The handler threw `error`: logs it with the plugin's name and returns how it failed.
+// Only the first of a kind on this listener and thread is logged at once; the shard's
+// sweeper counts the rest into a line every 5 s at most (repeated_warning).
 const request_failure* request_failed(const client_connection& c, const plugin_ref& plugin,
                                       std::exception_ptr error) {
     if (c.aborted) return c.aborted;  // the throw is the cancellation we caused
     try {
         std::rethrow_exception(error);
     } catch (const busy& e) {
+        if (!c.via->warnings[warning_kind::busy].first()) return &failure::busy;
         log::warn(std::string{e.what()} + " (" + c.peer + " on listener " + c.via->spec.name +
                       " got ERR busy; raise /offload_queue or /offload_threads if this persists)",
                   {log::tag("plugin", plugin.version->spec().name),
                    log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
         return &failure::busy;
     } catch (const std::exception& e) {
+        if (!c.via->warnings[warning_kind::handler_failed].first()) return &failure::exception;
         log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
                        " on listener " + c.via->spec.name + ": " + e.what(),
                    {log::tag("plugin", plugin.version->spec().name),
                     log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
     } catch (...) {
+        if (!c.via->warnings[warning_kind::handler_failed].first()) return &failure::exception;
         log::error("plugin " + plugin.version->spec().name +
                        " threw a non-standard exception for " + c.peer,
                    {log::tag("plugin", plugin.version->spec().name),
@@ -149,10 +154,12 @@ void client_connection::refuse_slow_request() noexcept {
         ++traffic->slow_requests;
         traffic->bytes_out += sent;
     }
-    log::warn("listener " + via->spec.name + ": " + peer +
-                  " did not send a whole request within request_timeout_ms (" +
-                  std::to_string(limits().request_timeout.count()) + "): answered 408, closed",
-              {log::tag("listener", via->spec.name), log::tag("peer", peer)});
+    if (via->warnings[warning_kind::slow_request].first()) {
+        log::warn("listener " + via->spec.name + ": " + peer +
+                      " did not send a whole request within request_timeout_ms (" +
+                      std::to_string(limits().request_timeout.count()) + "): answered 408, closed",
+                  {log::tag("listener", via->spec.name), log::tag("peer", peer)});
+    }
     close_when_idle();
 }
 

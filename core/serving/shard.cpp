@@ -125,29 +125,79 @@ bool shard::reclaim_idle(route& r) {
     if (r.idle.empty()) return false;
     r.idle.front().self->close_when_idle();  // unlinks it
     ++r.reclaimed;
+    r.warnings[warning_kind::connection_limit].count();
     return true;
 }
 
-void shard::report_connection_limits() {
+namespace {
+
+// How a summary line of each kind says what the repeats were (after "N more") and what to
+// do; the listener is always named, the plugin when the repeats are requests it served.
+struct summary_words {
+    bool names_plugin;
+    const char* what;
+    const char* advice;
+};
+constexpr std::array<summary_words, warning_kinds> summary_of{{
+    {true, "request(s) answered ERR busy",
+     "the offload queue was full; raise /offload_queue or /offload_threads if this persists"},
+    {true, "request(s) failed by the plugin (ERR internal error)",
+     "the first one's error is logged above"},
+    {true, "request(s) exceeded request_timeout_ms and were cancelled", ""},
+    {false, "client(s) did not send a whole request within request_timeout_ms: answered 408", ""},
+    {false, "client(s) did not send the rest of a message within request_timeout_ms: closed", ""},
+    {false, "client(s) did not read their replies for write_timeout_ms: closed", ""},
+    {false, "", ""},  // connection_limit: a line of its own below
+}};
+
+}  // namespace
+
+void shard::report_repeated_warnings(bool flush) {
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_limit_report_ < std::chrono::seconds{5}) return;
-    bool reported = false;
+    const std::string thread = " (thread " + std::to_string(index_) + "): ";
     for (auto& [name, r] : routes_) {
-        if (r->reclaimed == 0 && r->refused == 0) continue;
-        const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
-        log::warn("listener " + name + " (thread " + std::to_string(index_) +
-                  "): at max_connections (" + std::to_string(share) + " on this thread): closed " +
-                  std::to_string(r->reclaimed) + " idle connection(s) to admit new ones, refused " +
-                  std::to_string(r->refused) +
-                  " while every connection was in a request; raise /limits/max_connections if "
-                  "these clients are legitimate");
-        r->reclaimed = r->refused = 0;
-        reported = true;
+        for (std::size_t k = 0; k < warning_kinds; ++k) {
+            auto& w = r->warnings.kinds[k];
+            const auto due = flush ? w.flush(now) : w.due(now);
+            if (due.count == 0) continue;
+            const auto kind = static_cast<warning_kind>(k);
+            if (kind == warning_kind::connection_limit) {
+                const auto share = (r->spec.limits.max_connections + shards_ - 1) / shards_;
+                log::warn("listener " + name + thread + "at max_connections (" +
+                              std::to_string(share) + " on this thread): closed " +
+                              std::to_string(r->reclaimed) +
+                              " idle connection(s) to admit new ones, refused " +
+                              std::to_string(r->refused) +
+                              " while every connection was in a request; raise "
+                              "/limits/max_connections if these clients are legitimate",
+                          {log::tag("listener", name)});
+                r->reclaimed = r->refused = 0;
+                continue;
+            }
+            const auto& words = summary_of[k];
+            const auto seconds = std::chrono::round<std::chrono::seconds>(due.over).count();
+            std::string line = words.names_plugin
+                                   ? "plugin " + r->spec.plugin + " on listener " + name
+                                   : "listener " + name;
+            line += thread + std::to_string(due.count) + " more " + words.what;
+            if (seconds > 0) line += " in the last " + std::to_string(seconds) + " s";
+            line += " (repeats are logged at most every 5 s";
+            line += *words.advice ? std::string{"; "} + words.advice + ")" : ")";
+            const std::string repeats = std::to_string(due.count);
+            if (words.names_plugin) {
+                log::warn(line, {log::tag("plugin", r->spec.plugin), log::tag("listener", name),
+                                 log::tag("repeats", repeats)});
+            } else {
+                log::warn(line, {log::tag("listener", name), log::tag("repeats", repeats)});
+            }
+        }
     }
-    if (reported) last_limit_report_ = now;
 }
 
 void shard::apply(shard_update update) {
+    // Counted repeats are reported before the routes change (they name the plugin the
+    // listener routed to), and the new version's first warning of each kind is logged.
+    report_repeated_warnings(true);
     // Plugins first: routes below must only ever point at current versions.
     for (auto it = plugins_.begin(); it != plugins_.end();) {
         auto next = update.plugins.find(it->first);
@@ -203,7 +253,7 @@ asio::awaitable<void> shard::sweep() {
     while (!shutting_down_ || !connections_.empty()) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
-        report_connection_limits();
+        report_repeated_warnings();
         for (connection_link& link : connections_) {
             client_connection& c = *link.self;
             if (c.aborted) continue;
@@ -212,20 +262,24 @@ asio::awaitable<void> shard::sweep() {
             switch (c.phase) {
                 case phase::handling:
                     if (age < limits.request_timeout) break;
-                    log::warn("plugin " + c.active->version->spec().name + ": request from " +
-                                  c.peer + " on listener " + c.via->spec.name +
-                                  " exceeded request_timeout_ms (" +
-                                  std::to_string(limits.request_timeout.count()) + "): cancelled",
-                              {log::tag("plugin", c.active->version->spec().name),
-                               log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+                    if (c.via->warnings[warning_kind::request_timeout].first())
+                        log::warn(
+                            "plugin " + c.active->version->spec().name + ": request from " +
+                                c.peer + " on listener " + c.via->spec.name +
+                                " exceeded request_timeout_ms (" +
+                                std::to_string(limits.request_timeout.count()) + "): cancelled",
+                            {log::tag("plugin", c.active->version->spec().name),
+                             log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::timeout);
                     break;
                 case phase::writing:
                     if (age < limits.write_timeout) break;
-                    log::warn("listener " + c.via->spec.name + ": " + c.peer +
-                                  " did not read its replies for write_timeout_ms (" +
-                                  std::to_string(limits.write_timeout.count()) + "): closed",
-                              {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+                    if (c.via->warnings[warning_kind::write_timeout].first())
+                        log::warn(
+                            "listener " + c.via->spec.name + ": " + c.peer +
+                                " did not read its replies for write_timeout_ms (" +
+                                std::to_string(limits.write_timeout.count()) + "): closed",
+                            {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::write_timeout);
                     if (auto* counted = c.via->requests)
                         ++counted->errors[static_cast<std::size_t>(request_error::write_timeout)];
@@ -235,12 +289,14 @@ asio::awaitable<void> shard::sweep() {
                     // No complete request in time; a trickle of bytes does not count.
                     if (c.phase == phase::receiving && age >= limits.request_timeout) {
                         if (c.framing == framing_kind::raw) {
-                            log::warn(
-                                "listener " + c.via->spec.name + ": " + c.peer +
-                                    " did not send the rest of a message within "
-                                    "request_timeout_ms (" +
-                                    std::to_string(limits.request_timeout.count()) + "): closed",
-                                {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+                            if (c.via->warnings[warning_kind::message_timeout].first())
+                                log::warn("listener " + c.via->spec.name + ": " + c.peer +
+                                              " did not send the rest of a message within "
+                                              "request_timeout_ms (" +
+                                              std::to_string(limits.request_timeout.count()) +
+                                              "): closed",
+                                          {log::tag("listener", c.via->spec.name),
+                                           log::tag("peer", c.peer)});
                             c.abort(failure::timeout);
                         } else {
                             c.refuse_slow_request();
@@ -260,6 +316,7 @@ asio::awaitable<void> shard::sweep() {
             }
         }
     }
+    report_repeated_warnings(true);  // what is counted is not lost at a stop
 }
 
 void shard::abort_requests_on(const plugin_version* version) {
@@ -295,7 +352,10 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
         // closed may still count until its coroutine ends; the limit is overshot by that
         // few for that long.
         const bool full = r->open_connections >= share && !reclaim_idle(*r);
-        if (full) ++r->refused;
+        if (full) {
+            ++r->refused;
+            r->warnings[warning_kind::connection_limit].count();
+        }
         if (auto* counted = r->traffic) ++(full ? counted->refused : counted->accepted);
         if (full || r->closing) {
             // Close at once, so the client learns immediately instead of waiting in the

@@ -24,6 +24,7 @@
 #include "faults/stall_monitor.hpp"
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
+#include "serving/repeated_warning.hpp"
 #include "serving/traffic_stats.hpp"
 
 namespace plugd {
@@ -63,9 +64,12 @@ struct route {
     plugin_ref* plugin = nullptr;      ///< read at the start of each request
     std::size_t open_connections = 0;  ///< on this shard
     bool closing = false;              ///< no new requests: finish the current one, then close
-    // At max_connections since the sweeper last reported (it logs at most every 5 s):
+    // At max_connections since the sweeper last reported (warning_kind::connection_limit):
     std::size_t reclaimed = 0;  ///< idle connections closed to admit new ones
     std::size_t refused = 0;    ///< new connections closed because none was idle
+    /// Per-request and per-connection warnings of this listener on this shard: the first
+    /// logged at once, repeats counted and summarised by the sweeper every 5 s at most.
+    repeated_warnings warnings;
     /// This shard's connections of this listener that wait for a new request, longest idle
     /// first: at max_connections the front one makes room for a new client in O(1).
     connection_list idle;
@@ -143,7 +147,9 @@ class shard {
     asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
     asio::awaitable<void> sweep();
     asio::awaitable<void> heartbeat();
-    void report_connection_limits();
+    /// The summary lines due now (all of them, and every kind back to logging its next
+    /// occurrence in full, when `flush`: a reload, the end).
+    void report_repeated_warnings(bool flush = false);
     /// At `r`'s connection limit: closes its longest-idle connection to make room for a
     /// new one. False when none is waiting for a new request.
     bool reclaim_idle(route& r);
@@ -153,7 +159,6 @@ class shard {
     unsigned shards_;
     std::chrono::milliseconds sweep_interval_{1000};
     bool sweeping_ = false;
-    std::chrono::steady_clock::time_point last_limit_report_{};
     std::function<void()> on_release_;
     bool shutting_down_ = false;
     bool draining_ = false;

@@ -5,11 +5,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "plugd_process.hpp"
@@ -163,6 +165,67 @@ TEST_CASE("a full offload queue answers ERR busy and says which plugin") {
 }
 
 TEST_CASE(
+    "a flood of 50000 busy refusals writes a few log lines that count them, not a line each") {
+    facility_server s{R"({ "log_jobs": true })", R"("offload_threads": 1, "offload_queue": 1)"};
+    // The only offload thread and the only queue place stay taken for the whole test.
+    line_client running{s.port}, queued{s.port};
+    running.send("block 60000\n");
+    REQUIRE(s.process->wait_for_log("job running"));
+    queued.send("block 60000\n");
+    REQUIRE(s.process->wait_for_log("offloading 60000", 10s, 2));
+    // The plugin logs before it queues, so a probe may take the queue place first: then
+    // the second request is refused instead. A refused probe shows the queue is full.
+    int refused = 0;
+    for (int i = 0; i < 20 && refused == 0; ++i) refused += s.ask("block 1") == "ERR busy";
+    REQUIRE(refused == 1);
+    const std::size_t lines_before = s.process->count_log("\n");
+    // Pipelined over four connections (on both worker threads), in batches the socket
+    // buffers hold both ways.
+    constexpr int connections = 4, per_connection = 12'500, batch = 500;
+    std::atomic<int> busy{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < connections; ++i) {
+        clients.emplace_back([&] {
+            line_client c{s.port};
+            std::string lines;
+            // "fail" offloads too, and the plugin logs nothing for it (log_jobs: "block").
+            for (int j = 0; j < batch; ++j) lines += "fail\n";
+            for (int sent = 0; sent < per_connection; sent += batch) {
+                c.send(lines);
+                for (int j = 0; j < batch; ++j) {
+                    const auto reply = c.read_line(10s);
+                    if (!reply) return;
+                    busy += *reply == "ERR busy";
+                }
+            }
+        });
+    }
+    for (auto& c : clients) c.join();
+    REQUIRE(busy == connections * per_connection);
+    // Each worker thread logs its first refusal at once and the rest in a summary line
+    // within about 5 s; every refusal is counted in one of them.
+    const auto counted = [&] {
+        std::size_t total = 0;
+        std::istringstream log{s.process->log()};
+        for (std::string line; std::getline(log, line);) {
+            if (line.find("got ERR busy; raise /offload_queue") != std::string::npos) ++total;
+            const auto more = line.find(" more request(s) answered ERR busy");
+            if (more == std::string::npos) continue;
+            const auto start = line.rfind(' ', more - 1) + 1;
+            total += std::stoul(line.substr(start, more - start));
+        }
+        return total;
+    };
+    const auto deadline = clock::now() + 20s;
+    const std::size_t expected = busy + refused + (queued.read_line(0ms) == "ERR busy");
+    while (counted() < expected && clock::now() < deadline) std::this_thread::sleep_for(100ms);
+    const std::size_t lines = s.process->count_log("\n") - lines_before;
+    MESSAGE(busy.load() << " refusals wrote " << lines << " log lines");
+    CHECK(lines < 100);
+    CHECK(counted() == expected);
+}
+
+TEST_CASE(
     "a request whose offloaded job outlives request_timeout_ms, then a reload, crashes nothing") {
     facility_server s{"{}", "", "", R"({ "request_timeout_ms": 200 })"};
     line_client c{s.port};
@@ -267,6 +330,109 @@ TEST_CASE("state_file keeps shared state across a restart") {
     CHECK(s.ask("get k") == "f1:" + bytes);
 }
 
+TEST_CASE("a FIFO as state_file is refused at start and by -t, at once, without opening it") {
+    temp_dir tmp;
+    const auto fifo = tmp.path() / "p.state";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::string text = one_listener_config(test_plugin_dir(), "facilities");
+    text.insert(text.find(R"("config": )"), R"("state_file": "p.state", )");
+    const auto cfg = tmp.write("server.json", text);
+    for (const bool test_only : {true, false}) {
+        std::vector<std::string> args{"-c", cfg.string()};
+        if (test_only) args.push_back("-t");
+        const auto started = clock::now();
+        // Opening the FIFO for reading would wait for a writer: before the fix this never
+        // returned and run_plugd's deadline killed it.
+        const auto r = run_plugd(args, 10s);
+        CHECK(clock::now() - started < 5s);
+        CHECK_MESSAGE(r.status == 1, r.output);
+        CHECK_MESSAGE(
+            r.output.find("/plugins/p/state_file: " + fifo.string() +
+                          " is a FIFO (named pipe), not a regular file") != std::string::npos,
+            r.output);
+    }
+}
+
+TEST_CASE("a state_file in a folder plugd cannot write in is refused at start, -t and reload") {
+    temp_dir tmp;
+    // Nothing can be created in /proc, not even by root; a folder without write permission
+    // stops everyone else. (Permission bits do not stop root: the tests may run as root.)
+    std::vector<std::string> unwritable{"/proc/plugd-test.state"};
+    std::filesystem::path locked = tmp.path() / "locked";
+    std::filesystem::create_directory(locked);
+    if (::geteuid() != 0) {
+        std::filesystem::permissions(
+            locked, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+        unwritable.push_back((locked / "p.state").string());
+    } else {
+        MESSAGE("running as root: the read-only folder case is covered by /proc only");
+    }
+    const auto config = [&](const std::string& state_file) {
+        std::string text = one_listener_config(test_plugin_dir(), "facilities");
+        if (!state_file.empty()) {
+            text.insert(text.find(R"("config": )"), R"("state_file": ")" + state_file + "\", ");
+        }
+        return tmp.write("server.json", text);
+    };
+    for (const auto& file : unwritable) {
+        const auto folder = std::filesystem::path{file}.parent_path().string();
+        const auto cfg = config(file);
+        for (const bool test_only : {true, false}) {
+            std::vector<std::string> args{"-c", cfg.string()};
+            if (test_only) args.push_back("-t");
+            const auto r = run_plugd(args);
+            CHECK_MESSAGE(r.status == 1, r.output);
+            CHECK_MESSAGE(r.output.find("/plugins/p/state_file: plugd cannot create files in " +
+                                        folder + " (") != std::string::npos,
+                          r.output);
+        }
+    }
+    // A reload that adds such a state_file is refused; the running one keeps serving.
+    plugd_process p{{"-c", config("").string()}};
+    const auto port = p.port();
+    REQUIRE(p.wait_for_log("serving generation 1"));
+    config(unwritable.front());
+    p.signal(SIGHUP);
+    REQUIRE_MESSAGE(p.wait_for_log("reload failed"), p.log());
+    CHECK(p.log().find("/plugins/p/state_file: plugd cannot create files in /proc (") !=
+          std::string::npos);
+    CHECK(ask(port, "set k v") == "f1:OK");
+    std::filesystem::permissions(locked, std::filesystem::perms::owner_all);
+}
+
+TEST_CASE("a stop that cannot save the state file logs an error and exits with status 1") {
+    // The file's path turns into a folder while plugd runs: the rename at stop fails, for
+    // root too. Without root, a folder made read-only while it runs fails at the create.
+    std::vector<std::string> ways{"the file replaced by a directory"};
+    if (::geteuid() != 0) ways.push_back("the folder made read-only");
+    for (const auto& way : ways) {
+        CAPTURE(way);
+        // In the folder that exists before start: the plugin's.
+        facility_server s{"{}", "", R"("state_file": "plugins/p.state")"};
+        const auto folder = s.plugins;
+        const auto file = folder / "p.state";
+        CHECK(s.ask("set k v") == "f1:OK");
+        if (way == "the folder made read-only") {
+            std::filesystem::permissions(
+                folder, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+        } else {
+            std::filesystem::create_directory(file);
+        }
+        s.process->signal(SIGTERM);
+        CHECK(s.process->wait_exit() == 1);
+        const std::string log = s.process->log();
+        CHECK_MESSAGE(log.find("plugin p: shared state NOT saved to " + file.string() + ": ") !=
+                          std::string::npos,
+                      log);
+        CHECK(log.find(way == "the folder made read-only" ? "Permission denied"
+                                                          : "Is a directory") != std::string::npos);
+        CHECK(log.find("plugd stopped; shared state not saved (exit status 1)") !=
+              std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(file.string() + ".tmp"));  // no half file left
+        std::filesystem::permissions(folder, std::filesystem::perms::owner_all);
+    }
+}
+
 TEST_CASE(
     "outbound connections are pooled per host and port, time out, and say where they failed") {
     // "main" asks "back", a second listener of the same plugin, over outbound connections.
@@ -309,7 +475,10 @@ TEST_CASE(
         closed_port = ntohs(addr.sin_port);
         ::close(fd);
     }
-    CHECK(ask("fetch " + std::to_string(closed_port) + " x") == "ERR internal error");
+    // Asked on "back": a second failure on "main" within 5 s would only be counted in a
+    // summary line (repeated warnings are logged once per listener and kind).
+    CHECK(plugd::test::ask(p.port("back"), "fetch " + std::to_string(closed_port) + " x", 10s) ==
+          "ERR internal error");
     CHECK(p.wait_for_log("outbound connection to 127.0.0.1:" + std::to_string(closed_port) +
                          " (plugin p): connect: Connection refused"));
 }
