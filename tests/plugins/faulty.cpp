@@ -5,7 +5,8 @@
 //   "sleep MS"   waits MS milliseconds the right way (co_await ctx.sleep_for)
 //   "pid"        answers "faulty:pid=<the serving process's pid>"
 //   anything else is answered "faulty:<message>"
-// Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request".
+// Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request",
+// "construct_ms" (the constructor blocks that long: a reload in progress to interrupt).
 #include <plugd/plugin.hpp>
 
 #include <chrono>
@@ -32,6 +33,7 @@ class faulty final : public plugd::handler {
     explicit faulty(plugd::context& ctx)
         : ctx_{ctx}, crash_always_{ctx.config().value("crash_on_every_request", false)} {
         if (ctx.config().value("crash_construction", false)) crash();
+        std::this_thread::sleep_for(std::chrono::milliseconds{ctx.config().value("construct_ms", 0)});
     }
 
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
