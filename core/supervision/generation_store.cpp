@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <stdexcept>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include <nlohmann/json.hpp>

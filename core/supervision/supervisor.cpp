@@ -279,14 +279,11 @@ class supervisor {
         const auto worst =
             std::max_element(by_plugin.begin(), by_plugin.end(),
                              [](const auto& a, const auto& b) { return a.second < b.second; });
-        const std::string crashes = std::to_string(crashes_.size()) + " crashes of plugin " +
-                                    worst->first + " within " +
-                                    std::to_string(std::chrono::duration_cast<milliseconds>(
-                                                       now - trial_since_)
-                                                       .count()) +
-                                    " ms of generation " + std::to_string(generation_) +
-                                    "'s start (rollback_after_crashes " +
-                                    std::to_string(cfg_.rollback_after_crashes) + ")";
+        const std::string crashes =
+            std::to_string(crashes_.size()) + " crashes of plugin " + worst->first + " within " +
+            std::to_string(std::chrono::duration_cast<milliseconds>(now - trial_since_).count()) +
+            " ms of generation " + std::to_string(generation_) +
+            "'s start (rollback_after_crashes " + std::to_string(cfg_.rollback_after_crashes) + ")";
         on_trial_ = false;
         crashes_.clear();
         trial_timer_.cancel();
@@ -611,7 +608,7 @@ class supervisor {
     std::uint64_t attempt_ = 0;
     std::uint64_t restarts_ = 0;
     std::int64_t began_ = 0;
-    bool last_ok_ = true;        ///< the last outcome recorded, for a record after rollback
+    bool last_ok_ = true;  ///< the last outcome recorded, for a record after rollback
     std::string last_message_;
     bool reloading_ = false;
     bool reload_pending_ = false;
@@ -626,7 +623,7 @@ class supervisor {
     /// The last generation that ran a whole rollback window without reaching the crash
     /// limit: the only kind a rollback goes back to (0: none yet).
     std::uint64_t good_ = 0;
-    bool on_trial_ = false;          ///< crashes now count towards a rollback
+    bool on_trial_ = false;  ///< crashes now count towards a rollback
     bool rolling_back_ = false;
     bool rollback_pending_ = false;
     std::uint64_t revert_source_ = 0;  ///< whose files the reload back (rolling_back_) runs

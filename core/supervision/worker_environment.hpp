@@ -15,7 +15,7 @@ struct worker_environment {
     unsigned index = 0;
     /// The master's pid: a worker whose parent is no longer it was orphaned while starting.
     long master = 0;
-    std::uint64_t first_generation = 1;    ///< a respawned worker continues the master's count
+    std::uint64_t first_generation = 1;  ///< a respawned worker continues the master's count
     /// Holds the number the master gives the generation its next reload installs: the
     /// master numbers generations, so a worker's status agrees with the master's.
     std::filesystem::path generation_file;

@@ -113,3 +113,31 @@ TEST_CASE("faults: a plugin that crashes in its constructor at start-up is refus
             std::string::npos,
         p.log());
 }
+
+TEST_CASE(
+    "faults: a thread a plugin left running crashes plugd after a reload unloads it, and the "
+    "report names the plugin, its generation and the likely cause, then a backtrace") {
+    one_listener_server s{"stray_thread"};
+    CHECK(ask(s.port, "x") == "stray:x");
+    // The listener moves to another plugin: nothing holds p's version, so it is unloaded
+    // at once, and its thread's next round runs into unmapped code.
+    s.tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo"));
+    s.process.signal(SIGHUP);
+    s.process.wait_exit(20s);
+    REQUIRE_MESSAGE(s.process.killed_by() == SIGSEGV, s.process.log());
+    const std::string log = s.process.log();
+    CHECK(log.find("plugin p generation 1: unloaded") != std::string::npos);
+    const auto at = log.find("crash: SIGSEGV");
+    REQUIRE_MESSAGE(at != std::string::npos, log);
+    const auto line_end = log.find('\n', at);
+    const auto line = log.substr(at, line_end - at);
+    CHECK_MESSAGE(line.find("in the code of plugin p generation 1, which a reload had unloaded") !=
+                      std::string::npos,
+                  line);
+    CHECK(line.find("a thread or callback the plugin started itself") != std::string::npos);
+    CHECK(line.find("in the core") == std::string::npos);
+    // Then the backtrace: frames (the handler's at least), whether or not unwinding could
+    // go on into the unmapped code.
+    const std::string after = line_end == std::string::npos ? "" : log.substr(line_end + 1);
+    CHECK_MESSAGE(after.find("[0x") != std::string::npos, after);
+}
