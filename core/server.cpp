@@ -282,6 +282,7 @@ class server final : public admin_backend {
         r.reloads_ok = reloads_ok_;
         r.reloads_failed = reloads_failed_;
         r.stalls = stalls_->stalls();
+        r.starvations = stalls_->starvations();
         r.listeners = deployment_->listeners();
         for (const auto& [name, v] : deployment_->plugins()) r.serving.push_back(v);
         r.draining = deployment_->draining();

@@ -22,6 +22,7 @@ struct server_report {
     std::uint64_t reloads_ok = 0;
     std::uint64_t reloads_failed = 0;
     std::uint64_t stalls = 0;
+    std::uint64_t starvations = 0;  ///< lateness that was waiting for a CPU, not a stall
     std::vector<listener_spec> listeners;  ///< with the ports they are bound to
     std::vector<std::shared_ptr<plugin_version>> serving;
     std::vector<std::shared_ptr<plugin_version>> draining;

@@ -3,10 +3,14 @@
 // the server.
 #include <doctest/doctest.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "plugd_process.hpp"
 
@@ -44,6 +48,16 @@ TEST_CASE(
     CHECK(total >= 950);
     CHECK(total < 3000);
     CHECK(end_line.find("in plugin p generation 1") != std::string::npos);
+}
+
+TEST_CASE("faults: a handler that keeps its thread busy for 600 ms is a stall, not starvation") {
+    faulty_server s{"{}", R"({ "stall_warn_ms": 200 })"};
+    line_client c{s.port};
+    c.send("spin 600\n");
+    CHECK(c.read_line(10s) == "faulty:spin 600");
+    REQUIRE_MESSAGE(s.process.wait_for_log("stall ended: worker thread"), s.process.log());
+    CHECK(s.process.count_log("has not returned to its event loop") == 1);
+    CHECK(s.process.count_log("starved:") == 0);
 }
 
 TEST_CASE("faults: a handler that awaits sleep_for 1 s stalls nothing") {
@@ -140,4 +154,75 @@ TEST_CASE(
     // go on into the unmapped code.
     const std::string after = line_end == std::string::npos ? "" : log.substr(line_end + 1);
     CHECK_MESSAGE(after.find("[0x") != std::string::npos, after);
+}
+
+namespace {
+
+// The first CPU this process may run on.
+int first_allowed_cpu() {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+        if (CPU_ISSET(cpu, &allowed)) return cpu;
+    FAIL("no CPU allowed");
+    return -1;
+}
+
+// Pins the calling thread to `cpu`; with `realtime`, also gives it SCHED_FIFO (needs
+// CAP_SYS_NICE or an RLIMIT_RTPRIO: the test fails saying so otherwise). A SCHED_FIFO
+// thread that never sleeps leaves ordinary threads on its CPU only what the kernel's
+// real-time throttling reserves for them (sched_rt_runtime_us: 50 ms a second).
+void pin_calling_thread(int cpu, bool realtime) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    REQUIRE(::pthread_setaffinity_np(::pthread_self(), sizeof one, &one) == 0);
+    if (realtime) {
+        sched_param priority{};
+        priority.sched_priority = 1;
+        REQUIRE_MESSAGE(::sched_setscheduler(0, SCHED_FIFO, &priority) == 0,
+                        "this test starves plugd with a SCHED_FIFO thread: run it as root or "
+                        "with CAP_SYS_NICE");
+    }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "faults: a worker thread starved of CPU while idle is reported as starved, never as a "
+    "stall; a blocking handler is still a stall") {
+    const int cpu = first_allowed_cpu();
+    temp_dir tmp;
+    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty",
+                                                                  "{}", "line",
+                                                                  R"({ "stall_warn_ms": 100 })"));
+    // plugd starts from a thread pinned to one CPU and inherits that: a busy real-time
+    // thread on that CPU then leaves plugd's threads (workers and monitor alike) runnable
+    // but not scheduled for most of each second, while plugd does nothing.
+    std::optional<plugd_process> plugd;
+    std::thread{[&] {
+        pin_calling_thread(cpu, false);
+        plugd.emplace(std::vector<std::string>{"-c", cfg.string()});
+    }}.join();
+    const auto port = plugd->port();
+    CHECK(ask(port, "before") == "faulty:before");
+
+    std::thread hog{[&] {
+        pin_calling_thread(cpu, true);
+        const auto until = std::chrono::steady_clock::now() + 3s;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+    }};
+    hog.join();
+    REQUIRE_MESSAGE(plugd->wait_for_log("starved: worker thread", 10s), plugd->log());
+    CHECK_MESSAGE(plugd->count_log("has not returned to its event loop") == 0, plugd->log());
+    CHECK(plugd->count_log("stall ended") == 0);
+
+    // Without the competition, a handler that blocks its thread is a stall, as before.
+    line_client c{port};
+    c.send("block 400\n");
+    CHECK(c.read_line(10s) == "faulty:block 400");
+    REQUIRE_MESSAGE(plugd->wait_for_log("stall ended: worker thread"), plugd->log());
+    CHECK(plugd->count_log("has not returned to its event loop") == 1);
 }

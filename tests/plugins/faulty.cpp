@@ -2,6 +2,7 @@
 //   "crash"      dereferences a null pointer (SIGSEGV)
 //   "abort"      calls std::abort() (SIGABRT)
 //   "block MS"   blocks its worker thread for MS milliseconds (std::this_thread::sleep_for)
+//   "spin MS"    keeps its worker thread busy for MS milliseconds (a busy loop)
 //   "sleep MS"   waits MS milliseconds the right way (co_await ctx.sleep_for)
 //   "pid"        answers "faulty:pid=<the serving process's pid>"
 //   anything else is answered "faulty:<message>"
@@ -46,6 +47,11 @@ class faulty final : public plugd::handler {
         }
         if (m.starts_with("block ")) {
             std::this_thread::sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
+        } else if (m.starts_with("spin ")) {
+            const auto until = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds{std::stoi(m.substr(5))};
+            while (std::chrono::steady_clock::now() < until) {
+            }
         } else if (m.starts_with("sleep ")) {
             co_await ctx_.sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
         }
