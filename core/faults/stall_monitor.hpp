@@ -11,10 +11,10 @@
 // its thread was runnable, waiting on a run queue) is not stalled: nothing of plugd blocks
 // it. Each beat also stamps the worker's CPU time (its thread CPU clock); for a late
 // worker the monitor reads that clock (pthread_getcpuclockid) and the thread's state
-// (/proc/self/task/TID/stat). Runnable ('R') yet it ran for less than half of the time
+// (/proc/self/task/TID/stat). Runnable ('R') yet it ran for less than a quarter of the time
 // since its beat: it waited for a CPU, and is reported as starved (coalesced: at most one
-// line per 5 s), never as a stall. Asleep in a system call (not runnable), or running
-// most of the time: a stall, as before. (The CPU clock alone cannot tell: a thread blocked
+// line per 5 s), never as a stall. Asleep in a system call (not runnable), or running a
+// quarter of the time or more: a stall, as before. (The CPU clock alone cannot tell: a thread blocked
 // in sleep() does not run either; schedstat's run-queue wait cannot either: it counts a
 // wait only once the wait has ended.)
 #pragma once
@@ -62,7 +62,7 @@ class stall_monitor {
     void report_start(std::size_t index, worker& w, std::int64_t age_ms);
     void report_end(std::size_t index, worker& w, std::int64_t total_ms);
     /// Whether worker `w`, late since its beat at `last_ms`, is runnable yet ran (by its
-    /// CPU clock) for less than half of that time: it waits for a CPU. `ran_ms`: how long
+    /// CPU clock) for less than a quarter of that time: it waits for a CPU. `ran_ms`: how long
     /// it ran.
     bool waited_for_cpu(worker& w, std::int64_t last_ms, std::int64_t now_ms, std::int64_t& ran_ms);
     void report_starved(std::size_t index, std::int64_t age_ms, std::int64_t ran_ms,
