@@ -157,7 +157,6 @@ std::uintptr_t interrupted_pc(const void* context) noexcept {
 
 crash_owner owner_of(int signo, const siginfo_t* info, const void* context) noexcept {
     crash_owner owner{this_thread_runs(), {}, false, interrupted_pc(context)};
-    if (owner.runs.plugin) return owner;
     if (owner.pc && plugin_code_at(owner.pc, owner.code)) {
         owner.in_plugin_code = true;
     } else if (info && (signo == SIGSEGV || signo == SIGBUS) &&
@@ -290,6 +289,12 @@ void write_report(int signo, const siginfo_t* info, const crash_owner& owner) no
         message.number(runs.generation);
         if (runs.peer)
             message << " (request from " << runs.peer << " on listener " << runs.listener << ')';
+        if (owner.in_plugin_code && owner.code.unloaded) {
+            // A pointer kept across a reload into a version that is gone.
+            message << ", in the code of plugin " << owner.code.plugin << " generation ";
+            message.number(owner.code.generation);
+            message << ", which a reload had unloaded";
+        }
     } else if (owner.in_plugin_code) {
         message << " in the code of plugin " << owner.code.plugin << " generation ";
         message.number(owner.code.generation);
