@@ -219,6 +219,8 @@ class server final : public admin_backend {
                                    "started with: restart plugd to use the new one, or put the "
                                    "old one back");
             }
+            if (options_.worker)
+                deployment_->number_next(read_generation_file(options_.worker->generation_file));
             const std::string summary = deployment_->apply(cfg_, next);
             cfg_ = std::move(next);
             log::set_threshold(cfg_.log.level);
@@ -278,6 +280,7 @@ class server final : public admin_backend {
     }
 
     std::uint64_t stalls() const noexcept override { return stalls_->stalls(); }
+    std::uint64_t starvations() const noexcept override { return stalls_->starvations(); }
 
     asio::awaitable<answer> reload() override {
         // Runs on the control thread, after whatever it is doing; the admin thread awaits
@@ -439,6 +442,14 @@ int serve(server_config cfg, const server_options& options) {
     if (options.worker) {
         // A worker outlives no master: if the master goes, so does it (drained).
         ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        // A master that died before that line sends no signal: its worker would serve on,
+        // unsupervised, holding its sockets and its log's pipe.
+        if (::getppid() != options.worker->master) {
+            log::error("worker " + std::to_string(options.worker->index) +
+                       ": its master (pid " + std::to_string(options.worker->master) +
+                       ") ended while it started; stopping");
+            return 1;
+        }
     }
     server s{std::move(cfg), options};
     return s.run();

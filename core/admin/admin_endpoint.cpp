@@ -254,6 +254,7 @@ asio::awaitable<answer> admin_endpoint::report(bool metrics) {
     r.facts = facts_;
     r.now_unix_ms = unix_ms();
     r.stalls = backend_.stalls();
+    r.starvations = backend_.starvations();
     if (metrics) co_return answer{200, metrics_text(r), "text/plain; version=0.0.4"};
     co_return answer{200, status_json(r)};
 }

@@ -38,6 +38,8 @@ class admin_backend {
     virtual boost::asio::awaitable<std::vector<shard_snapshot>> shard_snapshots() = 0;
     /// Stalls noticed so far (an atomic read).
     virtual std::uint64_t stalls() const noexcept = 0;
+    /// Times a worker was late because it waited for a CPU (an atomic read).
+    virtual std::uint64_t starvations() const noexcept = 0;
     /// Runs a reload on the control thread (the same transaction as SIGHUP) and answers
     /// its outcome; the admin thread answers other requests while it runs.
     virtual boost::asio::awaitable<answer> reload() = 0;

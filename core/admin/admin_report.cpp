@@ -247,6 +247,10 @@ std::string metrics_text(const server_report& r) {
     m.family("plugd_stalls_total", "counter",
              "Times a worker thread's event loop did not come back within stall_warn_ms.");
     m.sample("plugd_stalls_total", "", r.stalls);
+    m.family("plugd_cpu_starved_total", "counter",
+             "Times a worker thread's event loop did not come back within stall_warn_ms because "
+             "the thread waited for a CPU (runnable, not scheduled); not counted as stalls.");
+    m.sample("plugd_cpu_starved_total", "", r.starvations);
     m.family("plugd_plugin_versions_draining", "gauge",
              "Replaced plugin versions still loaded (requests or leases hold them).");
     m.sample("plugd_plugin_versions_draining", "", std::uint64_t{f.draining.size()});

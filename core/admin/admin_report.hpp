@@ -45,6 +45,7 @@ struct server_report {
     std::shared_ptr<const control_facts> facts;
     std::int64_t now_unix_ms = 0;
     std::uint64_t stalls = 0;
+    std::uint64_t starvations = 0;  ///< lateness that was waiting for a CPU, not a stall
     std::vector<shard_snapshot> shards;
 };
 

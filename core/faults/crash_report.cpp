@@ -1,19 +1,25 @@
 // crash_report: an async-signal-safe fatal-signal handler. It allocates nothing, takes no
 // lock and calls only functions safe in a signal handler (write, clock_gettime, pipe2,
-// close, raise), plus glibc's backtrace(), made safe by a first call at installation
-// (which loads libgcc's unwinder; later calls only unwind).
+// close, raise, sigaction, sigsetjmp), plus libgcc's unwinder, prepared by a first
+// backtrace at installation, and run under a guard: unwinding into code that is no longer
+// mapped (a plugin unloaded under a thread it left behind) faults inside the unwinder, and
+// the guard ends the backtrace there instead of the report.
 #include "faults/crash_report.hpp"
 
 #include <execinfo.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <unistd.h>
+#include <unwind.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
 
+#include "faults/plugin_code_map.hpp"
 #include "faults/running_code.hpp"
 #include "log.hpp"
 
@@ -120,54 +126,107 @@ void append_timestamp(line_buffer& out) noexcept {
     out.number(static_cast<std::uint64_t>(now.tv_nsec / 1000000), 3) << 'Z';
 }
 
-void write_report(int signo, const siginfo_t* info) noexcept {
-    const running_code& runs = this_thread_runs();
-    const bool json = log::json_enabled();
-    line_buffer line;
-    char address[2 + 16 + 1] = "0x";
-    {
-        auto a = reinterpret_cast<std::uintptr_t>(info ? info->si_addr : nullptr);
-        for (int i = 15; i >= 0; --i) {
-            address[2 + i] = "0123456789abcdef"[a & 0xf];
-            a >>= 4;
-        }
-        address[18] = '\0';
-    }
-    // The message, the same words in text and JSON.
-    line_buffer message;
-    message << "crash: " << signal_name(signo);
-    if (signo == SIGSEGV || signo == SIGBUS) message << " at address " << address;
-    if (runs.plugin) {
-        message << " in plugin " << runs.plugin << " generation ";
-        message.number(runs.generation);
-        if (runs.peer)
-            message << " (request from " << runs.peer << " on listener " << runs.listener << ')';
-    } else {
-        message << " in the core (no plugin code was running on this thread)";
-    }
-    message << "; backtrace follows; the process ends";
-    message.text[message.size] = '\0';
-    if (json) {
-        line << "{\"time\":\"";
-        append_timestamp(line);
-        line << "\",\"level\":\"fatal\",\"message\":\"";
-        line.json_escaped(message.text) << "\",\"signal\":\"" << signal_name(signo) << '"';
-        if (runs.plugin) {
-            line << ",\"plugin\":\"" << runs.plugin << "\",\"generation\":\"";
-            line.number(runs.generation) << '"';
-        }
-        if (runs.peer) {
-            line << ",\"listener\":\"" << runs.listener << "\",\"peer\":\"" << runs.peer << '"';
-        }
-        line << "}\n";
-    } else {
-        append_timestamp(line);
-        line << " fatal " << message.text << '\n';
-    }
-    line.write_to(STDERR_FILENO);
+// Whose code the crash is in: this thread's record of the request it runs, else the
+// plugin whose code (loaded, or unloaded since) covers the faulting instruction or address.
+struct crash_owner {
+    const running_code& runs;
+    plugin_code_owner code;
+    bool in_plugin_code = false;
+    std::uintptr_t pc = 0;  ///< the interrupted instruction, 0 if unknown
 
+    const char* plugin() const noexcept {
+        return runs.plugin ? runs.plugin : in_plugin_code ? code.plugin : nullptr;
+    }
+    std::uint64_t generation() const noexcept {
+        return runs.plugin ? runs.generation : in_plugin_code ? code.generation : 0;
+    }
+};
+
+std::uintptr_t interrupted_pc(const void* context) noexcept {
+    if (!context) return 0;
+    const auto* uc = static_cast<const ucontext_t*>(context);
+#if defined(__x86_64__)
+    return static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+    return static_cast<std::uintptr_t>(uc->uc_mcontext.pc);
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+crash_owner owner_of(int signo, const siginfo_t* info, const void* context) noexcept {
+    crash_owner owner{this_thread_runs(), {}, false, interrupted_pc(context)};
+    if (owner.pc && plugin_code_at(owner.pc, owner.code)) {
+        owner.in_plugin_code = true;
+    } else if (info && (signo == SIGSEGV || signo == SIGBUS) &&
+               plugin_code_at(reinterpret_cast<std::uintptr_t>(info->si_addr), owner.code)) {
+        owner.in_plugin_code = true;
+    }
+    return owner;
+}
+
+void hex(line_buffer& out, std::uintptr_t a) noexcept {
+    char text[2 + 16 + 1] = "0x";
+    for (int i = 15; i >= 0; --i) {
+        text[2 + i] = "0123456789abcdef"[a & 0xf];
+        a >>= 4;
+    }
+    text[18] = '\0';
+    out << text;
+}
+
+// The backtrace, collected frame by frame so a fault in the unwinder keeps what it found.
+struct collected_frames {
     void* frames[64];
-    const int count = ::backtrace(frames, 64);
+    volatile int count;
+};
+collected_frames collected;
+sigjmp_buf unwinder_fault;
+
+void on_unwinder_fault(int) {
+    siglongjmp(unwinder_fault, 1);
+}
+
+_Unwind_Reason_Code collect_frame(_Unwind_Context* context, void*) {
+    if (collected.count >= 64) return _URC_END_OF_STACK;
+    collected.frames[collected.count] = reinterpret_cast<void*>(_Unwind_GetIP(context));
+    collected.count = collected.count + 1;
+    return _URC_NO_REASON;
+}
+
+// Unwinds this thread's stack into `collected`; false if the unwinder faulted (it reads
+// the code at each return address, and a plugin's may be unmapped).
+bool unwind_guarded() noexcept {
+    collected.count = 0;
+    struct sigaction guard {};
+    guard.sa_handler = on_unwinder_fault;
+    guard.sa_flags = SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&guard.sa_mask);
+    struct sigaction saved_segv {
+    }, saved_bus{};
+    ::sigaction(SIGSEGV, &guard, &saved_segv);
+    ::sigaction(SIGBUS, &guard, &saved_bus);
+    // The signal being handled is blocked while its handler runs: a fault then would kill
+    // the process at once, whatever the guard.
+    sigset_t faults, before;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGSEGV);
+    sigaddset(&faults, SIGBUS);
+    ::pthread_sigmask(SIG_UNBLOCK, &faults, &before);
+    bool complete = false;
+    if (sigsetjmp(unwinder_fault, 1) == 0) {
+        _Unwind_Backtrace(collect_frame, nullptr);
+        complete = true;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    ::sigaction(SIGSEGV, &saved_segv, nullptr);
+    ::sigaction(SIGBUS, &saved_bus, nullptr);
+    return complete;
+}
+
+void write_frames(void* const* frames, int count, bool json) noexcept {
+    if (count <= 0) return;
     if (!json) {
         ::backtrace_symbols_fd(frames, count, STDERR_FILENO);
         return;
@@ -198,25 +257,122 @@ void write_report(int signo, const siginfo_t* info) noexcept {
     }
 }
 
+// One more line of the report (text or JSON, as the log is).
+void write_line(const char* text, bool json) noexcept {
+    line_buffer line;
+    if (json) {
+        line << "{\"time\":\"";
+        append_timestamp(line);
+        line << "\",\"level\":\"fatal\",\"message\":\"";
+        line.json_escaped(text) << "\"}\n";
+    } else {
+        append_timestamp(line);
+        line << " fatal " << text << '\n';
+    }
+    line.write_to(STDERR_FILENO);
+}
+
+void write_report(int signo, const siginfo_t* info, const crash_owner& owner) noexcept {
+    const running_code& runs = owner.runs;
+    const bool json = log::json_enabled();
+    line_buffer line;
+    // The message, the same words in text and JSON.
+    line_buffer message;
+    message << "crash: " << signal_name(signo);
+    if (signo == SIGSEGV || signo == SIGBUS) {
+        message << " at address ";
+        hex(message, reinterpret_cast<std::uintptr_t>(info ? info->si_addr : nullptr));
+    }
+    const char* cause = nullptr;
+    if (runs.plugin) {
+        message << " in plugin " << runs.plugin << " generation ";
+        message.number(runs.generation);
+        if (runs.peer)
+            message << " (request from " << runs.peer << " on listener " << runs.listener << ')';
+        if (owner.in_plugin_code && owner.code.unloaded) {
+            // A pointer kept across a reload into a version that is gone.
+            message << ", in the code of plugin " << owner.code.plugin << " generation ";
+            message.number(owner.code.generation);
+            message << ", which a reload had unloaded";
+        }
+    } else if (owner.in_plugin_code) {
+        message << " in the code of plugin " << owner.code.plugin << " generation ";
+        message.number(owner.code.generation);
+        if (owner.code.unloaded) {
+            cause = "unloaded_plugin_code";
+            message << ", which a reload had unloaded, on a thread that ran none of its "
+                       "requests: most likely a thread or callback the plugin started itself "
+                       "and left running after it was unloaded";
+        } else {
+            cause = "plugin_thread";
+            message << ", on a thread that ran none of its requests: most likely a thread or "
+                       "callback the plugin started itself";
+        }
+        message << " (plugins must not start threads: use ctx.offload(), ctx.spawn() or "
+                   "ctx.every())";
+    } else {
+        message << " in the core (no plugin code was running on this thread)";
+    }
+    message << "; backtrace follows; the process ends";
+    message.text[message.size] = '\0';
+    if (json) {
+        line << "{\"time\":\"";
+        append_timestamp(line);
+        line << "\",\"level\":\"fatal\",\"message\":\"";
+        line.json_escaped(message.text) << "\",\"signal\":\"" << signal_name(signo) << '"';
+        if (owner.plugin()) {
+            line << ",\"plugin\":\"" << owner.plugin() << "\",\"generation\":\"";
+            line.number(owner.generation()) << '"';
+        }
+        if (cause) line << ",\"cause\":\"" << cause << '"';
+        if (runs.peer) {
+            line << ",\"listener\":\"" << runs.listener << "\",\"peer\":\"" << runs.peer << '"';
+        }
+        line << "}\n";
+    } else {
+        append_timestamp(line);
+        line << " fatal " << message.text << '\n';
+    }
+    // The named line first: whatever happens while unwinding, it has been written.
+    line.write_to(STDERR_FILENO);
+
+    const bool complete = unwind_guarded();
+    write_frames(collected.frames, collected.count, json);
+    if (!complete) {
+        line_buffer note;
+        note << "backtrace cut short: unwinding faulted after ";
+        note.number(static_cast<std::uint64_t>(collected.count));
+        note << " frames (the code it reached is no longer mapped); interrupted at ";
+        hex(note, owner.pc);
+        if (owner.in_plugin_code) {
+            note << " in plugin " << owner.code.plugin << " generation ";
+            note.number(owner.code.generation);
+            if (owner.code.unloaded) note << " (unloaded)";
+        }
+        note.text[note.size] = '\0';
+        write_line(note.text, json);
+    }
+}
+
 // The master's note: which plugin, in a file it reads once the worker is gone.
-void write_note() noexcept {
+void write_note(const crash_owner& owner) noexcept {
     if (!crash_note_file[0]) return;
     const int fd = ::open(crash_note_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return;
-    const running_code& runs = this_thread_runs();
     line_buffer note;
-    note << (runs.plugin ? runs.plugin : "") << '\t';
-    note.number(runs.generation) << '\n';
+    note << (owner.plugin() ? owner.plugin() : "") << '\t';
+    note.number(owner.generation()) << '\n';
     note.write_to(fd);
     ::close(fd);
 }
 
-void on_fatal_signal(int signo, siginfo_t* info, void*) {
+void on_fatal_signal(int signo, siginfo_t* info, void* context) {
     // SA_RESETHAND has restored the default action: a crash inside the report ends the
-    // process rather than recursing.
+    // process rather than recursing (the unwinder alone runs under a guard of its own).
     const int saved_errno = errno;
-    write_note();
-    write_report(signo, info);
+    const crash_owner owner = owner_of(signo, info, context);
+    write_note(owner);
+    write_report(signo, info, owner);
     errno = saved_errno;
     ::raise(signo);  // dies of the same signal; for a fault, returning would too
 }
@@ -245,8 +401,11 @@ void prepare_thread_for_crash_report() noexcept {
 }
 
 void install_crash_report() {
+    // Loads and initialises libgcc's unwinder now, not in the handler (its first use
+    // dlopens libgcc_s and allocates).
     void* warm[1];
-    ::backtrace(warm, 1);  // loads the unwinder now, not in the handler
+    ::backtrace(warm, 1);
+    unwind_guarded();
     struct sigaction action {};
     action.sa_sigaction = on_fatal_signal;
     action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;

@@ -2,15 +2,19 @@
 #include "faults/stall_monitor.hpp"
 
 #include <execinfo.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <utility>
 
 #include "faults/running_code.hpp"
 #include "log.hpp"
@@ -37,6 +41,28 @@ void copy_name(char* to, std::size_t n, const char* from) noexcept {
     to[i] = '\0';
 }
 
+// The CPU time a thread has used, by its clock (the calling thread's: CLOCK_THREAD_CPUTIME_ID).
+std::int64_t cpu_ns(clockid_t clock) noexcept {
+    timespec t{};
+    if (::clock_gettime(clock, &t) != 0) return -1;
+    return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+}
+
+// Whether thread `tid` is runnable now ('R' in its stat: running, or ready and waiting for
+// a CPU), rather than asleep in a system call.
+bool runnable(pid_t tid) noexcept {
+    const std::string file = "/proc/self/task/" + std::to_string(tid) + "/stat";
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char text[512];
+    const ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    text[n] = '\0';
+    const char* name_end = std::strrchr(text, ')');  // the name may hold spaces and ')'
+    return name_end && name_end[1] == ' ' && name_end[2] == 'R';
+}
+
 }  // namespace
 
 struct stall_monitor::worker {
@@ -46,6 +72,12 @@ struct stall_monitor::worker {
     // The monitor's own state (only its thread touches these).
     bool stalled = false;
     std::int64_t stalled_since_ms = 0;
+    bool starved = false;  ///< this lateness was waiting for a CPU, not a stall
+    pid_t tid = 0;         ///< published by `known`
+    clockid_t cpu_clock{};
+    bool has_cpu_clock = false;
+    /// The worker's CPU time at its last beat (written before last_beat_ms, by the worker).
+    std::atomic<std::int64_t> beat_cpu_ns{0};
     // A sample, written by the signal handler on the worker, read by the monitor after
     // `sampled` says so.
     enum : int { idle, asked, filled };
@@ -122,12 +154,19 @@ void stall_monitor::enter(std::size_t index) noexcept {
     worker& w = *workers_[index];
     this_worker = &w;
     w.thread = ::pthread_self();
+    w.tid = ::gettid();
+    w.has_cpu_clock = ::pthread_getcpuclockid(w.thread, &w.cpu_clock) == 0;
+    w.beat_cpu_ns.store(cpu_ns(CLOCK_THREAD_CPUTIME_ID), std::memory_order_relaxed);
     w.last_beat_ms.store(now_ms(), std::memory_order_relaxed);
     w.known.store(true, std::memory_order_release);
 }
 
 void stall_monitor::beat(std::size_t index) noexcept {
-    workers_[index]->last_beat_ms.store(now_ms(), std::memory_order_relaxed);
+    worker& w = *workers_[index];
+    // Its CPU time with the stamp: the monitor tells a worker that ran (a stall) from one
+    // that was not scheduled (starved) by how much of it went by since.
+    w.beat_cpu_ns.store(cpu_ns(CLOCK_THREAD_CPUTIME_ID), std::memory_order_relaxed);
+    w.last_beat_ms.store(now_ms(), std::memory_order_release);
 }
 
 void stall_monitor::leave(std::size_t index) noexcept {
@@ -155,18 +194,86 @@ void stall_monitor::run() {
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             worker& w = *workers_[i];
             if (!w.known.load(std::memory_order_acquire)) continue;
-            const std::int64_t last = w.last_beat_ms.load(std::memory_order_relaxed);
+            const std::int64_t last = w.last_beat_ms.load(std::memory_order_acquire);
             if (!w.stalled && now - last > threshold) {
+                std::int64_t ran_ms = 0;
+                const bool starved = waited_for_cpu(w, last, now, ran_ms);
+                if (w.last_beat_ms.load(std::memory_order_acquire) != last) {
+                    // It came back while we looked: not stalled now. If it had hardly run,
+                    // it was late for want of a CPU; otherwise it was busy and is done.
+                    if (starved) {
+                        starvations_.fetch_add(1, std::memory_order_relaxed);
+                        report_starved(i, now - last, ran_ms, now);
+                    }
+                    continue;
+                }
                 w.stalled = true;
                 w.stalled_since_ms = last;
-                stalls_.fetch_add(1, std::memory_order_relaxed);
-                report_start(i, w, now - last);
+                w.starved = starved;
+                if (starved) {
+                    starvations_.fetch_add(1, std::memory_order_relaxed);
+                    report_starved(i, now - last, ran_ms, now);
+                } else {
+                    stalls_.fetch_add(1, std::memory_order_relaxed);
+                    report_start(i, w, now - last);
+                }
             } else if (w.stalled && last != w.stalled_since_ms) {
                 w.stalled = false;
-                report_end(i, w, last - w.stalled_since_ms);
+                if (!std::exchange(w.starved, false)) report_end(i, w, last - w.stalled_since_ms);
             }
         }
+        flush_starved(now_ms());
     }
+}
+
+bool stall_monitor::waited_for_cpu(worker& w, std::int64_t last, std::int64_t now,
+                                   std::int64_t& ran_ms) {
+    if (!w.has_cpu_clock) return false;
+    // The state first: a worker that is given its CPU in between is back by the time the
+    // caller looks at its beat again.
+    const bool ready = runnable(w.tid);
+    const std::int64_t cpu_now = cpu_ns(w.cpu_clock);
+    const std::int64_t cpu_then = w.beat_cpu_ns.load(std::memory_order_relaxed);
+    if (cpu_now < 0 || cpu_then < 0) return false;
+    ran_ms = (cpu_now - cpu_then) / 1'000'000;
+    const std::int64_t late_ms = now - last;
+    // Runnable (running, or ready and waiting for a CPU), yet it ran for less than a quarter of
+    // the time: it waited for a CPU. A thread asleep in a system call is not runnable, and
+    // one busy in a handler ran: both are stalls.
+    // (A quarter, not a half: a busy handler sharing a loaded machine's CPUs with three
+    // others is still a stall.)
+    return ready && ran_ms * 4 < late_ms;
+}
+
+void stall_monitor::report_starved(std::size_t index, std::int64_t age_ms, std::int64_t ran_ms,
+                                   std::int64_t now) {
+    starved_longest_ms_ = std::max(starved_longest_ms_, age_ms);
+    if (starved_logged_ms_ != 0 && now - starved_logged_ms_ < 5000) {
+        ++starved_unlogged_;
+        return;
+    }
+    starved_logged_ms_ = now;
+    starved_longest_ms_ = 0;
+    log::warn("starved: worker thread " + std::to_string(index) + " was " + std::to_string(age_ms) +
+                  " ms late to its event loop (stall_warn_ms " +
+                  std::to_string(warn_after_ms_.load(std::memory_order_relaxed)) +
+                  ") because it waited for a CPU: ready to run, it ran for " +
+                  std::to_string(ran_ms) +
+                  " ms of them. Not a stall (no code of plugd or a plugin held it): the machine or "
+                  "container is short of CPU for plugd's threads; further ones are counted "
+                  "in one line per 5 s",
+              {log::tag("thread", std::to_string(index))});
+}
+
+void stall_monitor::flush_starved(std::int64_t now) {
+    if (starved_unlogged_ == 0 || now - starved_logged_ms_ < 5000) return;
+    log::warn("starved: " + std::to_string(starved_unlogged_) +
+              " more times in the last 5 s a worker thread was late to its event loop because "
+              "it waited for a CPU (the longest " +
+              std::to_string(starved_longest_ms_) + " ms); not stalls");
+    starved_logged_ms_ = now;
+    starved_unlogged_ = 0;
+    starved_longest_ms_ = 0;
 }
 
 void stall_monitor::report_start(std::size_t index, worker& w, std::int64_t age_ms) {

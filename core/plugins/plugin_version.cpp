@@ -25,6 +25,7 @@
 #include "plugins/abi_fingerprint.hpp"
 #include "plugins/elf_section.hpp"
 
+#include "faults/plugin_code_map.hpp"
 #include "host/host.hpp"
 #include "host/shared_state.hpp"
 #include "log.hpp"
@@ -114,6 +115,15 @@ bool is_mapped(const std::filesystem::path& copy) {
 
 struct plugin_version::library {
     boost::dll::shared_library dll;
+    int code_slot = -1;  ///< in the plugin code map, for crash reports
+    library() = default;
+    library(const library&) = delete;
+    library& operator=(const library&) = delete;
+    ~library() {
+        dll.unload();
+        // Where it was stays known: a thread it left behind faults there.
+        note_plugin_unloaded(code_slot);
+    }
 };
 
 void check_listeners_can_serve(
@@ -246,6 +256,9 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
                                      "needs is not linked or installed"));
     }
 
+    std::uintptr_t begin = 0, end = 0;
+    if (library_range(library_->dll.native(), begin, end))
+        library_->code_slot = note_plugin_loaded(spec_.name.c_str(), generation_, begin, end);
     if (library_->dll.has(entry_points_symbol))
         entry_points_ = library_->dll.get<const unsigned>(entry_points_symbol);
     construct(library_->dll.get<plugd::handler*(plugd::context&)>(factory_symbol));

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "host/host.hpp"
 #include "log.hpp"
@@ -70,8 +71,10 @@ std::string deployment::apply(const server_config& running, const server_config&
     const auto plan = plan_reload(running, next, [this](const std::string& name) {
         return plugins_.at(name)->content_hash();
     });
-    const std::uint64_t generation =
-        running.listeners.empty() ? first_generation_ : generation_ + 1;
+    const std::uint64_t numbered = std::exchange(next_number_, 0);
+    const std::uint64_t generation = running.listeners.empty() ? first_generation_
+                                     : numbered != 0            ? numbered
+                                                                : generation_ + 1;
 
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<route>>> bound;

@@ -56,6 +56,10 @@ class deployment {
     void clear();
 
     std::uint64_t generation() const noexcept { return generation_; }
+    /// The number the next apply() commits as, instead of one more than now: a supervised
+    /// worker's master numbers generations (it skips numbers a reload no worker finished
+    /// used, and never gives one twice), so every worker and the master agree.
+    void number_next(std::uint64_t generation) noexcept { next_number_ = generation; }
     /// The versions serving now, by instance name.
     const std::map<std::string, std::shared_ptr<plugin_version>>& plugins() const noexcept {
         return plugins_;
@@ -90,6 +94,7 @@ class deployment {
     std::uint64_t first_generation_;
     std::map<std::string, int> inherited_;
     std::uint64_t generation_ = 0;
+    std::uint64_t next_number_ = 0;  ///< 0: generation_ + 1
     plugin_map plugins_;
     /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
     std::vector<listener_spec> held_;

@@ -3,14 +3,17 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "plugins/plugin_version.hpp"
+#include "supervision/worker_environment.hpp"
 
 namespace plugd {
 namespace {
@@ -56,6 +59,9 @@ generation_store::~generation_store() {
 }
 
 void generation_store::keep(std::uint64_t g, const server_config& cfg) {
+    if (has(g))
+        throw std::logic_error("generation " + std::to_string(g) +
+                               " is kept already: a generation number is never given twice");
     auto doc = nlohmann::json::parse(read_all(cfg.source));
     doc["plugin_dir"] = (dir_ / "plugins").string();
     doc["pid_file"] = cfg.pid_file.string();
@@ -77,13 +83,24 @@ void generation_store::keep(std::uint64_t g, const server_config& cfg) {
     kept_[g] = file;
 }
 
-void generation_store::make_current(std::uint64_t g) {
-    write_all(current_config(), read_all(kept_.at(g)));
+void generation_store::keep_as(std::uint64_t g, std::uint64_t from) {
+    if (has(g))
+        throw std::logic_error("generation " + std::to_string(g) +
+                               " is kept already: a generation number is never given twice");
+    const auto file = dir_ / ("generation-" + std::to_string(g) + ".json");
+    write_all(file, read_all(kept_.at(from)));
+    kept_[g] = file;
 }
 
-void generation_store::forget_all_but(std::uint64_t keep_a, std::uint64_t keep_b) {
+void generation_store::make_current(std::uint64_t g) {
+    write_all(current_config(), read_all(kept_.at(g)));
+    write_generation_file(current_generation_file(), g);
+    current_ = g;
+}
+
+void generation_store::forget_all_but(std::initializer_list<std::uint64_t> keep) {
     for (auto it = kept_.begin(); it != kept_.end();) {
-        if (it->first == keep_a || it->first == keep_b) {
+        if (it->first == current_ || std::find(keep.begin(), keep.end(), it->first) != keep.end()) {
             ++it;
             continue;
         }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 
 #include "config.hpp"
@@ -22,19 +23,30 @@ class generation_store {
     /// Copies `cfg` as generation `g`: each plugin file by content (a plugin whose bytes
     /// did not change keeps the same copy, so a worker's reload keeps its running version),
     /// and the config document with plugin_dir pointing at the copies and every other path
-    /// absolute. Throws config_error when a file cannot be copied.
+    /// absolute. Throws config_error when a file cannot be copied, std::logic_error when
+    /// `g` is kept already: a generation's copy is never replaced, so a rollback to it runs
+    /// what it ran.
     void keep(std::uint64_t g, const server_config& cfg);
-    /// Makes generation `g` (kept) the one current_config() names.
+    /// Keeps generation `g` as a copy of kept generation `from` (a rollback, or the undoing
+    /// of a reload, is a new generation that runs an earlier one's files).
+    void keep_as(std::uint64_t g, std::uint64_t from);
+    /// Makes generation `g` (kept) the one current_config() names, and `g` the number in
+    /// current_generation_file(): what a worker started or reloaded now serves, and as
+    /// which generation.
     void make_current(std::uint64_t g);
     /// The configuration workers read: a copy of the current generation's.
     std::filesystem::path current_config() const { return dir_ / "current.json"; }
+    /// The current generation's number, for workers (see worker_environment).
+    std::filesystem::path current_generation_file() const { return dir_ / "current.generation"; }
+    std::uint64_t current() const noexcept { return current_; }
     bool has(std::uint64_t g) const { return kept_.count(g) != 0; }
-    /// Drops every kept generation but `keep_a` and `keep_b`.
-    void forget_all_but(std::uint64_t keep_a, std::uint64_t keep_b);
+    /// Drops every kept generation not in `keep` (0s are ignored).
+    void forget_all_but(std::initializer_list<std::uint64_t> keep);
 
   private:
     std::filesystem::path dir_;
     std::map<std::uint64_t, std::filesystem::path> kept_;  ///< generation -> its config copy
+    std::uint64_t current_ = 0;
 };
 
 }  // namespace plugd

@@ -98,6 +98,7 @@ class supervisor {
         store_->keep(1, cfg_);
         store_->make_current(1);
         record(true, "started generation 1", unix_ms());
+        start_trial();
         for (unsigned i = 0; i < cfg_.workers; ++i) {
             workers_.push_back(std::make_unique<worker>(io_));
             spawn(i);
@@ -145,7 +146,13 @@ class supervisor {
 
     void spawn(unsigned i) {
         worker& w = *workers_[i];
-        worker_environment env{i, generation_, status_file(i), {}};
+        // The copy current now and its number: during a reload, the new one.
+        worker_environment env;
+        env.index = i;
+        env.master = ::getpid();
+        env.first_generation = store_->current();
+        env.generation_file = store_->current_generation_file();
+        env.status_file = status_file(i);
         for (const auto& [name, s] : sockets_) env.listeners[name] = s.fd;
         std::error_code ignored;
         std::filesystem::remove(env.status_file, ignored);
@@ -252,8 +259,9 @@ class supervisor {
         schedule_respawn(i, w.backoff);
     }
 
-    // Crashes soon after a reload are the new generation's: enough of them within the
-    // window roll every worker back to the last generation that ran without crashing.
+    // Crashes soon after a reload (or the start) are the new generation's: enough of them
+    // within the window roll every worker back to the last generation that ran a whole
+    // window without that many.
     void count_crash(unsigned i) {
         std::string plugin = "(the core)";
         {
@@ -271,20 +279,31 @@ class supervisor {
         const auto worst =
             std::max_element(by_plugin.begin(), by_plugin.end(),
                              [](const auto& a, const auto& b) { return a.second < b.second; });
-        rollback_note_ = "rolled back to generation " + std::to_string(stable_) + " after " +
-                         std::to_string(crashes_.size()) + " crashes of plugin " + worst->first;
-        log::error(
-            "master: " + rollback_note_ + " within " +
-                std::to_string(
-                    std::chrono::duration_cast<std::chrono::seconds>(now - trial_since_).count()) +
-                " s of the reload to generation " + std::to_string(generation_) +
-                " (rollback_after_crashes " + std::to_string(cfg_.rollback_after_crashes) +
-                "); every worker goes back to its configuration and plugin files; fix "
-                "the plugin and reload",
-            {log::tag("plugin", worst->first)});
+        const std::string crashes =
+            std::to_string(crashes_.size()) + " crashes of plugin " + worst->first + " within " +
+            std::to_string(std::chrono::duration_cast<milliseconds>(now - trial_since_).count()) +
+            " ms of generation " + std::to_string(generation_) +
+            "'s start (rollback_after_crashes " + std::to_string(cfg_.rollback_after_crashes) + ")";
         on_trial_ = false;
         crashes_.clear();
         trial_timer_.cancel();
+        if (good_ == 0 || good_ == generation_) {
+            // Never back to the generation that crashes: without one that proved itself
+            // there is nothing to go back to.
+            log::error("master: " + crashes +
+                           "; no earlier generation ran a whole rollback_window_ms without "
+                           "reaching rollback_after_crashes, so there is none to roll back to: "
+                           "crashed workers keep being started again; fix the plugin and reload",
+                       {log::tag("plugin", worst->first)});
+            return;
+        }
+        rollback_note_ = "rolled back to generation " + std::to_string(good_) + " after " +
+                         std::to_string(cfg_.rollback_after_crashes) + " crashes of plugin " +
+                         worst->first;
+        log::error("master: " + rollback_note_ + " (" + crashes +
+                       "); every worker goes back to its configuration and plugin files; fix "
+                       "the plugin and reload",
+                   {log::tag("plugin", worst->first)});
         if (reloading_) {
             rollback_pending_ = true;  // once the reload running now has its outcome
         } else {
@@ -292,14 +311,25 @@ class supervisor {
         }
     }
 
-    void start_rollback() { revert_to(stable_); }
+    void start_rollback() { revert_to(good_); }
 
-    // Every worker reloads kept generation `key` in place (a rollback, or undoing a reload
-    // that some workers took and others refused).
-    void revert_to(std::uint64_t key) {
+    // Every worker reloads kept generation `source`'s files in place, as a new generation (a
+    // rollback, or undoing a reload that some workers took and others refused): numbers
+    // only go up, so no two configurations ever share one.
+    void revert_to(std::uint64_t source) {
+        const std::uint64_t number = last_number_ + 1;
+        try {
+            store_->keep_as(number, source);
+            store_->make_current(number);
+        } catch (const std::exception& e) {
+            log::error("master: cannot go back to generation " + std::to_string(source) + ": " +
+                       e.what() + "; the workers stay as they are");
+            return;
+        }
+        last_number_ = number;
+        pending_ = number;
         rolling_back_ = true;
-        revert_target_ = key;
-        store_->make_current(key);
+        revert_source_ = source;
         signal_workers();
     }
 
@@ -340,9 +370,13 @@ class supervisor {
                                    "running; restart plugd to change them, or put the old "
                                    "values back");
             }
-            pending_key_ = generation_ + 1;
-            store_->keep(pending_key_, next);
-            store_->make_current(pending_key_);
+            // A new number for every reload the workers are asked to make, taken only once
+            // its copy is kept: never one a worker may have served already.
+            const std::uint64_t number = last_number_ + 1;
+            store_->keep(number, next);
+            last_number_ = number;
+            pending_ = number;
+            store_->make_current(number);
             next_ = std::move(next);
         } catch (const std::exception& e) {
             log::error(std::string{"reload failed: "} + e.what() +
@@ -382,15 +416,16 @@ class supervisor {
         if (!reloading_) return;  // a poll that was already due when the reload ended
         std::vector<std::string> failures;
         std::string summary;
-        std::uint64_t generation = generation_;
         bool waiting = false;
+        bool replaced = false;  // a worker started since the signal: on the new copy
         for (unsigned i = 0; i < workers_.size(); ++i) {
             const worker& w = *workers_[i];
-            const auto s = read_reload_status(status_file(i));
-            if (w.pid <= 0 || w.pid != w.signalled) {
-                // Not running, or started since the signal: it starts on the current copy.
+            if (w.pid <= 0) continue;  // it starts on the current copy when it starts
+            if (w.pid != w.signalled) {
+                replaced = true;
                 continue;
             }
+            const auto s = read_reload_status(status_file(i));
             if (!s || s->attempt <= w.attempt_before_reload) {
                 waiting = true;
                 if (clock::now() >= reload_deadline_)
@@ -399,9 +434,8 @@ class supervisor {
             } else if (!s->ok) {
                 failures.push_back("worker " + std::to_string(i) + " (pid " +
                                    std::to_string(w.pid) + "): " + s->message);
-            } else {
-                generation = std::max(generation, s->generation);
-                if (summary.empty()) summary = s->message;
+            } else if (summary.empty()) {
+                summary = s->message;
             }
         }
         if (waiting && clock::now() < reload_deadline_) {
@@ -411,12 +445,15 @@ class supervisor {
         reload_poll_.cancel();
         reloading_ = false;
         if (std::exchange(rolling_back_, false)) {
-            generation_ = std::max(generation, generation_ + 1);
-            stable_now_ = revert_target_;
+            generation_ = std::exchange(pending_, 0);
             log::info("master: rollback done: every worker serves generation " +
                       std::to_string(generation_) + " with generation " +
-                      std::to_string(revert_target_) + "'s configuration and plugins" +
+                      std::to_string(revert_source_) + "'s configuration and plugins" +
                       (failures.empty() ? "" : " (" + failures.front() + ")"));
+            store_->forget_all_but({good_, generation_});
+            // The attempt's outcome stays as it was (the next reload reports the rollback);
+            // the generation serving is this one.
+            record(last_ok_, last_message_, began_);
             if (std::exchange(rollback_pending_, false)) {
                 start_rollback();
                 return;
@@ -424,12 +461,8 @@ class supervisor {
             if (std::exchange(reload_pending_, false)) reload();
             return;
         }
-        if (!failures.empty()) {
-            store_->make_current(stable_now_);  // what serves; respawned workers read it
-            store_->forget_all_but(stable_, stable_now_);
-        }
         if (failures.empty()) {
-            generation_ = generation;
+            generation_ = std::exchange(pending_, 0);
             // Listeners the new configuration removed: no worker accepts there any more.
             for (auto it = sockets_.begin(); it != sockets_.end();) {
                 const auto* kept = find_listener(*next_, it->first);
@@ -442,34 +475,39 @@ class supervisor {
                 }
             }
             cfg_ = std::move(*next_);
-            // The new generation is on trial: crashes within the window roll it back.
-            // A rollback decided during this reload still goes back to stable_.
-            if (!on_trial_ && !rollback_pending_) stable_ = stable_now_;
-            stable_now_ = pending_key_;
-            store_->forget_all_but(stable_, stable_now_);
+            store_->forget_all_but({good_, generation_});
+            // The new generation is on trial: crashes within the window roll it back. (A
+            // rollback decided during this reload still goes back to good_.)
             start_trial();
             std::string line = "reload: all " + std::to_string(workers_.size()) +
-                               " workers on generation " + std::to_string(generation_) +
-                               "; worker 0: " + summary;
+                               " workers on generation " + std::to_string(generation_) + "; " +
+                               (summary.empty() ? "every worker was replaced during the reload "
+                                                  "and started on it"
+                                                : "worker 0: " + summary);
             log::info(line);
             if (!rollback_note_.empty())
                 line = std::exchange(rollback_note_, {}) + "; then " + line;
             record(true, line, began_);
         } else {
+            const std::uint64_t refused = std::exchange(pending_, 0);
             std::string why;
             for (const auto& f : failures) why += (why.empty() ? "" : "; ") + f;
-            log::error("reload failed: " + why);
+            log::error("reload failed: " + why + " (generation " + std::to_string(refused) +
+                       " is not used again)");
             if (!rollback_note_.empty()) why = std::exchange(rollback_note_, {}) + "; then " + why;
             record(false, why, began_);
-            if (!summary.empty()) {
-                // Some workers took it: all must serve one generation, the previous one.
+            next_.reset();
+            if (!summary.empty() || replaced) {
+                // Some workers took it (or started on it): all must serve one generation,
+                // the previous one's files, under a new number.
                 log::warn(
                     "master: the workers that took the new generation go back to the "
                     "previous one, so that every worker serves the same");
-                next_.reset();
-                revert_to(stable_now_);
+                revert_to(generation_);
                 return;
             }
+            store_->make_current(generation_);  // what serves; respawned workers read it
+            store_->forget_all_but({good_, generation_});
         }
         next_.reset();
         if (std::exchange(rollback_pending_, false)) {
@@ -494,10 +532,16 @@ class supervisor {
         trial_timer_.async_wait([this](const boost::system::error_code& ec) {
             if (ec || !on_trial_) return;
             // It ran the whole window without a crash loop: it is the one to go back to.
+            // (generation_: the one on trial, or a copy of it a failed reload went back to.)
             on_trial_ = false;
-            stable_ = stable_now_;
+            good_ = generation_;
+            if (cfg_.rollback_after_crashes > 0)
+                log::info("master: generation " + std::to_string(good_) + " ran " +
+                          std::to_string(cfg_.rollback_window.count()) +
+                          " ms (rollback_window_ms) without reaching rollback_after_crashes: "
+                          "a rollback now returns to it");
             // A reload under way still needs its own copy.
-            store_->forget_all_but(stable_, reloading_ ? pending_key_ : stable_);
+            store_->forget_all_but({good_, pending_});
         });
     }
 
@@ -546,6 +590,8 @@ class supervisor {
 
     // What `plugd -s` reads: the master's combined outcomes.
     void record(bool ok, std::string message, std::int64_t began) {
+        last_ok_ = ok;
+        last_message_ = message;
         write_reload_status(
             reload_status_file(pid_file_->path()),
             {attempt_, ok, generation_, std::move(message), began, options_.config_file});
@@ -558,24 +604,29 @@ class supervisor {
     asio::io_context io_{1};
     control_signals signals_{io_};
     std::vector<std::unique_ptr<worker>> workers_;
-    std::uint64_t generation_ = 1;
+    std::uint64_t generation_ = 1;  ///< the generation every worker serves
     std::uint64_t attempt_ = 0;
     std::uint64_t restarts_ = 0;
     std::int64_t began_ = 0;
+    bool last_ok_ = true;  ///< the last outcome recorded, for a record after rollback
+    std::string last_message_;
     bool reloading_ = false;
     bool reload_pending_ = false;
     bool stopping_ = false;
     bool done_ = false;
     std::optional<server_config> next_;
     std::optional<generation_store> store_;
-    // Kept generations are named by the generation number they were reloaded as.
-    std::uint64_t stable_ = 1;       ///< the one a rollback goes back to
-    std::uint64_t stable_now_ = 1;   ///< the one serving now
-    std::uint64_t pending_key_ = 0;  ///< the one a reload in progress installs
-    bool on_trial_ = false;          ///< crashes now count towards a rollback
+    // Generation numbers are the master's: one per reload the workers are asked to make
+    // (a rollback included), never given twice; a kept copy is named by its number.
+    std::uint64_t last_number_ = 1;  ///< the highest number given so far
+    std::uint64_t pending_ = 0;      ///< what a reload (or rollback) in progress installs
+    /// The last generation that ran a whole rollback window without reaching the crash
+    /// limit: the only kind a rollback goes back to (0: none yet).
+    std::uint64_t good_ = 0;
+    bool on_trial_ = false;  ///< crashes now count towards a rollback
     bool rolling_back_ = false;
     bool rollback_pending_ = false;
-    std::uint64_t revert_target_ = 1;  ///< what the reload back (rolling_back_) installs
+    std::uint64_t revert_source_ = 0;  ///< whose files the reload back (rolling_back_) runs
     clock::time_point trial_since_;
     std::vector<std::string> crashes_;  ///< plugins the workers crashed in, this trial
     std::string rollback_note_;         ///< for the next reload's outcome

@@ -4,15 +4,17 @@
 #include <fcntl.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string_view>
 
 namespace plugd {
 
 std::string encode(const worker_environment& w) {
-    std::string text = "index=" + std::to_string(w.index) +
+    std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
                        ";generation=" + std::to_string(w.first_generation) +
-                       ";status=" + w.status_file.string() + ";listen=";
+                       ";status=" + w.status_file.string() +
+                       ";generation_file=" + w.generation_file.string() + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';
@@ -47,10 +49,14 @@ std::optional<worker_environment> this_process_worker() {
         const std::string value_text{item.substr(eq + 1)};
         if (key == "index") {
             w.index = static_cast<unsigned>(std::stoul(value_text));
+        } else if (key == "master") {
+            w.master = std::stol(value_text);
         } else if (key == "generation") {
             w.first_generation = std::stoull(value_text);
         } else if (key == "status") {
             w.status_file = value_text;
+        } else if (key == "generation_file") {
+            w.generation_file = value_text;
         } else if (key == "listen") {
             std::string_view l = value_text;
             while (!l.empty()) {
@@ -66,6 +72,28 @@ std::optional<worker_environment> this_process_worker() {
     // Kept for this process's own listeners, never handed on to a process it starts.
     for (const auto& [name, fd] : w.listeners) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     return w;
+}
+
+std::uint64_t read_generation_file(const std::filesystem::path& file) {
+    std::ifstream in{file};
+    std::uint64_t generation = 0;
+    if (!(in >> generation) || generation == 0)
+        throw std::runtime_error(file.string() +
+                                 ": cannot read the generation number the master gave this "
+                                 "reload; the master's folder of generations was changed or "
+                                 "removed: restart plugd");
+    return generation;
+}
+
+void write_generation_file(const std::filesystem::path& file, std::uint64_t generation) {
+    const auto partial = file.string() + ".partial";
+    {
+        std::ofstream out{partial, std::ios::trunc};
+        out << generation << '\n';
+        if (!out.flush())
+            throw std::runtime_error(partial + ": cannot write the next generation's number");
+    }
+    std::filesystem::rename(partial, file);
 }
 
 }  // namespace plugd

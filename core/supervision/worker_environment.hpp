@@ -13,7 +13,12 @@ namespace plugd {
 
 struct worker_environment {
     unsigned index = 0;
-    std::uint64_t first_generation = 1;    ///< a respawned worker continues the master's count
+    /// The master's pid: a worker whose parent is no longer it was orphaned while starting.
+    long master = 0;
+    std::uint64_t first_generation = 1;  ///< a respawned worker continues the master's count
+    /// Holds the number the master gives the generation its next reload installs: the
+    /// master numbers generations, so a worker's status agrees with the master's.
+    std::filesystem::path generation_file;
     std::filesystem::path status_file;     ///< its reload outcomes, for the master
     std::map<std::string, int> listeners;  ///< listener name -> inherited listening socket
 };
@@ -21,11 +26,18 @@ struct worker_environment {
 /// The variable's name: PLUGD_WORKER.
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
-/// "index=1;generation=3;status=/path;listen=main@5,web@6" (paths may not hold ';').
+/// "index=1;generation=3;status=/path;generation_file=/path;listen=main@5,web@6" (paths
+/// may not hold ';').
 std::string encode(const worker_environment& w);
 
 /// This process's, if a supervisor started it. Throws std::runtime_error on a malformed
 /// value (it never comes from a user).
 std::optional<worker_environment> this_process_worker();
+
+/// The number in `generation_file` (written by the master before it signals a reload).
+/// Throws std::runtime_error naming the file when it cannot be read.
+std::uint64_t read_generation_file(const std::filesystem::path& file);
+/// Writes `generation` to `file` atomically (write, then rename).
+void write_generation_file(const std::filesystem::path& file, std::uint64_t generation);
 
 }  // namespace plugd

@@ -3,10 +3,14 @@
 // the server.
 #include <doctest/doctest.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "plugd_process.hpp"
 
@@ -44,6 +48,16 @@ TEST_CASE(
     CHECK(total >= 950);
     CHECK(total < 3000);
     CHECK(end_line.find("in plugin p generation 1") != std::string::npos);
+}
+
+TEST_CASE("faults: a handler that keeps its thread busy for 600 ms is a stall, not starvation") {
+    faulty_server s{"{}", R"({ "stall_warn_ms": 200 })"};
+    line_client c{s.port};
+    c.send("spin 600\n");
+    CHECK(c.read_line(10s) == "faulty:spin 600");
+    REQUIRE_MESSAGE(s.process.wait_for_log("stall ended: worker thread"), s.process.log());
+    CHECK(s.process.count_log("has not returned to its event loop") == 1);
+    CHECK(s.process.count_log("starved:") == 0);
 }
 
 TEST_CASE("faults: a handler that awaits sleep_for 1 s stalls nothing") {
@@ -112,4 +126,103 @@ TEST_CASE("faults: a plugin that crashes in its constructor at start-up is refus
         p.log().find("crashed with SIGSEGV while loading and starting in a trial process") !=
             std::string::npos,
         p.log());
+}
+
+TEST_CASE(
+    "faults: a thread a plugin left running crashes plugd after a reload unloads it, and the "
+    "report names the plugin, its generation and the likely cause, then a backtrace") {
+    one_listener_server s{"stray_thread"};
+    CHECK(ask(s.port, "x") == "stray:x");
+    // The listener moves to another plugin: nothing holds p's version, so it is unloaded
+    // at once, and its thread's next round runs into unmapped code.
+    s.tmp.write("server.json", one_listener_config(test_plugin_dir(), "echo"));
+    s.process.signal(SIGHUP);
+    s.process.wait_exit(20s);
+    REQUIRE_MESSAGE(s.process.killed_by() == SIGSEGV, s.process.log());
+    const std::string log = s.process.log();
+    CHECK(log.find("plugin p generation 1: unloaded") != std::string::npos);
+    const auto at = log.find("crash: SIGSEGV");
+    REQUIRE_MESSAGE(at != std::string::npos, log);
+    const auto line_end = log.find('\n', at);
+    const auto line = log.substr(at, line_end - at);
+    CHECK_MESSAGE(line.find("in the code of plugin p generation 1, which a reload had unloaded") !=
+                      std::string::npos,
+                  line);
+    CHECK(line.find("a thread or callback the plugin started itself") != std::string::npos);
+    CHECK(line.find("in the core") == std::string::npos);
+    // Then the backtrace: frames (the handler's at least), whether or not unwinding could
+    // go on into the unmapped code.
+    const std::string after = line_end == std::string::npos ? "" : log.substr(line_end + 1);
+    CHECK_MESSAGE(after.find("[0x") != std::string::npos, after);
+}
+
+namespace {
+
+// The first CPU this process may run on.
+int first_allowed_cpu() {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+        if (CPU_ISSET(cpu, &allowed)) return cpu;
+    FAIL("no CPU allowed");
+    return -1;
+}
+
+// Pins the calling thread to `cpu`; with `realtime`, also gives it SCHED_FIFO (needs
+// CAP_SYS_NICE or an RLIMIT_RTPRIO: the test fails saying so otherwise). A SCHED_FIFO
+// thread that never sleeps leaves ordinary threads on its CPU only what the kernel's
+// real-time throttling reserves for them (sched_rt_runtime_us: 50 ms a second).
+void pin_calling_thread(int cpu, bool realtime) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    REQUIRE(::pthread_setaffinity_np(::pthread_self(), sizeof one, &one) == 0);
+    if (realtime) {
+        sched_param priority{};
+        priority.sched_priority = 1;
+        REQUIRE_MESSAGE(::sched_setscheduler(0, SCHED_FIFO, &priority) == 0,
+                        "this test starves plugd with a SCHED_FIFO thread: run it as root or "
+                        "with CAP_SYS_NICE");
+    }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "faults: a worker thread starved of CPU while idle is reported as starved, never as a "
+    "stall; a blocking handler is still a stall") {
+    const int cpu = first_allowed_cpu();
+    temp_dir tmp;
+    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty",
+                                                                  "{}", "line",
+                                                                  R"({ "stall_warn_ms": 100 })"));
+    // plugd starts from a thread pinned to one CPU and inherits that: a busy real-time
+    // thread on that CPU then leaves plugd's threads (workers and monitor alike) runnable
+    // but not scheduled for most of each second, while plugd does nothing.
+    std::optional<plugd_process> plugd;
+    std::thread{[&] {
+        pin_calling_thread(cpu, false);
+        plugd.emplace(std::vector<std::string>{"-c", cfg.string()});
+    }}.join();
+    const auto port = plugd->port();
+    CHECK(ask(port, "before") == "faulty:before");
+
+    std::thread hog{[&] {
+        pin_calling_thread(cpu, true);
+        const auto until = std::chrono::steady_clock::now() + 3s;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+    }};
+    hog.join();
+    REQUIRE_MESSAGE(plugd->wait_for_log("starved: worker thread", 10s), plugd->log());
+    CHECK_MESSAGE(plugd->count_log("has not returned to its event loop") == 0, plugd->log());
+    CHECK(plugd->count_log("stall ended") == 0);
+
+    // Without the competition, a handler that blocks its thread is a stall, as before.
+    line_client c{port};
+    c.send("block 400\n");
+    CHECK(c.read_line(10s) == "faulty:block 400");
+    REQUIRE_MESSAGE(plugd->wait_for_log("stall ended: worker thread"), plugd->log());
+    CHECK(plugd->count_log("has not returned to its event loop") == 1);
 }

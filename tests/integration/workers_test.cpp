@@ -5,9 +5,12 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "plugd_process.hpp"
 
@@ -52,6 +55,47 @@ struct supervised {
     plugd_process process;
     std::uint16_t port;
 };
+
+// Polls `condition` every 10 ms until it holds; false at the deadline.
+template <class Condition>
+bool eventually(Condition condition, milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+// The processes `parent` started and that still run (a master's: its workers; a
+// worker's: its trial load while it reloads).
+std::vector<pid_t> children_of(pid_t parent) {
+    const auto p = std::to_string(parent);
+    std::ifstream in{"/proc/" + p + "/task/" + p + "/children"};
+    std::vector<pid_t> children;
+    for (pid_t c; in >> c;) children.push_back(c);
+    return children;
+}
+
+// Whether `signo` waits, blocked or stopped, to be delivered to process `pid`.
+bool signal_pending(pid_t pid, int signo) {
+    std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+    for (std::string line; std::getline(in, line);) {
+        if (!line.starts_with("ShdPnd:") && !line.starts_with("SigPnd:")) continue;
+        const auto mask = std::stoull(line.substr(7), nullptr, 16);
+        if (mask & (1ull << (signo - 1))) return true;
+    }
+    return false;
+}
+
+// The generation a reload-status file (the master's, or a worker's) records; 0 if none.
+std::uint64_t recorded_generation(const std::filesystem::path& file) {
+    std::ifstream in{file};
+    std::uint64_t attempt = 0, generation = 0;
+    std::string outcome;
+    in >> attempt >> outcome >> generation;
+    return generation;
+}
 
 bool under_sanitizer() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -161,10 +205,12 @@ TEST_CASE("workers: a hundred respawns leak no descriptor in the master") {
 
 TEST_CASE(
     "workers: a version that crashes after a reload is rolled back, and the next reload says so") {
-    supervised s{R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 60000)"};
-    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
     const std::string top =
-        R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 60000)";
+        R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 3000)";
+    supervised s{top};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    // Only a generation that ran a whole window is one to go back to.
+    REQUIRE(s.process.wait_for_log("master: generation 1 ran 3000 ms", 10s));
     s.tmp.write("server.json",
                 config(test_plugin_dir(), "faulty", R"({ "crash_on_every_request": true })", top));
     auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
@@ -189,4 +235,132 @@ TEST_CASE(
     CHECK(r.output.find("rolled back to generation 1 after 3 crashes of plugin p") !=
           std::string::npos);
     CHECK(ask(s.port, "fixed") == "faulty:fixed");
+}
+
+namespace {
+
+enum class replaced_how { frozen_then_killed, killed_while_reloading };
+
+// A reload whose signalled workers are all replaced before they answer, then an ordinary
+// reload, then a crash loop: every reload gets a number of its own, the workers' status
+// files say the master's number, and the rollback goes back to the last generation that
+// ran a whole window (not to the crashing one under a reused number).
+void replaced_workers_keep_an_honest_history(replaced_how how) {
+    const std::string top =
+        R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 3000)";
+    supervised s{top};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    const auto master_status = s.tmp.path() / "plugd.pid.reload";
+    auto workers_agree = [&](std::uint64_t g) {
+        return eventually(
+            [&] {
+                return recorded_generation(s.tmp.path() / "plugd.pid.worker-0") == g &&
+                       recorded_generation(s.tmp.path() / "plugd.pid.worker-1") == g;
+            },
+            20s);
+    };
+    const std::uint64_t g1 = recorded_generation(master_status);
+    REQUIRE(g1 == 1);
+    REQUIRE(workers_agree(g1));
+
+    // 1. Every worker is replaced before it answers the reload's signal.
+    const auto workers = children_of(s.process.pid());
+    REQUIRE(workers.size() == 2);
+    if (how == replaced_how::frozen_then_killed) {
+        for (const pid_t w : workers) REQUIRE(::kill(w, SIGSTOP) == 0);
+        s.tmp.write("server.json", config(test_plugin_dir(), "faulty", R"({ "answer": 1 })", top));
+        s.process.signal(SIGHUP);
+        // The master has signalled them: their SIGHUP waits.
+        REQUIRE(eventually([&] {
+            for (const pid_t w : workers)
+                if (!signal_pending(w, SIGHUP)) return false;
+            return true;
+        }));
+    } else {
+        // A constructor that takes a while: each worker is caught in its trial load.
+        s.tmp.write("server.json", config(test_plugin_dir(), "faulty",
+                                          R"({ "answer": 1, "construct_ms": 1500 })", top));
+        s.process.signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            for (const pid_t w : workers)
+                if (children_of(w).empty()) return false;
+            return true;
+        }));
+    }
+    for (const pid_t w : workers) REQUIRE(::kill(w, SIGKILL) == 0);
+    REQUIRE_MESSAGE(s.process.wait_for_log("reload: all 2 workers on generation", 20s),
+                    s.process.log());
+    REQUIRE(eventually([&] { return recorded_generation(master_status) != g1; }, 5s));
+    const std::uint64_t g2 = recorded_generation(master_status);
+    CHECK(g2 > g1);
+    CHECK_MESSAGE(workers_agree(g2), s.process.log());
+    CHECK(ask(s.port, "after") == "faulty:after");
+
+    // 2. An ordinary reload: the next number, never the one before again.
+    s.tmp.write("server.json", config(test_plugin_dir(), "faulty", R"({ "answer": 2 })", top));
+    auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()}, 30s);
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const std::uint64_t g3 = recorded_generation(master_status);
+    CHECK(g3 > g2);
+    CHECK_MESSAGE(workers_agree(g3), s.process.log());
+    REQUIRE_MESSAGE(s.process.wait_for_log("master: generation " + std::to_string(g3) + " ran",
+                                           10s),
+                    s.process.log());
+
+    // 3. A crash loop goes back to generation g3's files, and requests are answered again.
+    s.tmp.write("server.json",
+                config(test_plugin_dir(), "faulty", R"({ "crash_on_every_request": true })", top));
+    r = run_plugd({"-s", "reload", "-c", s.cfg.string()}, 30s);
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const std::uint64_t g4 = recorded_generation(master_status);
+    CHECK(g4 > g3);
+    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
+        line_client c{s.port};
+        c.send("x\n");
+        CHECK_FALSE(c.read_line());
+        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
+    }
+    REQUIRE_MESSAGE(s.process.wait_for_log("rolled back to generation " + std::to_string(g3) +
+                                           " after 3 crashes of plugin p"),
+                    s.process.log());
+    REQUIRE(s.process.wait_for_log("master: rollback done"));
+    std::size_t answered = 0;
+    for (int i = 0; i < 20; ++i) answered += ask(s.port, "again") == "faulty:again";
+    CHECK_MESSAGE(answered == 20, s.process.log());
+    CHECK(eventually([&] { return recorded_generation(master_status) > g4; }, 5s));
+    const std::uint64_t g5 = recorded_generation(master_status);
+    CHECK_MESSAGE(workers_agree(g5), s.process.log());
+}
+
+}  // namespace
+
+TEST_CASE(
+    "workers: a reload whose workers were frozen, then killed before answering, gets a "
+    "generation of its own, and a later crash loop rolls back to the last good one") {
+    replaced_workers_keep_an_honest_history(replaced_how::frozen_then_killed);
+}
+
+TEST_CASE(
+    "workers: a reload whose workers were killed while reloading gets a generation of its own, "
+    "and a later crash loop rolls back to the last good one") {
+    replaced_workers_keep_an_honest_history(replaced_how::killed_while_reloading);
+}
+
+TEST_CASE("workers: a crash loop with no generation that ran a whole window is not rolled back") {
+    const std::string top =
+        R"("workers": 2, "rollback_after_crashes": 3, "rollback_window_ms": 60000)";
+    supervised s{top};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    s.tmp.write("server.json",
+                config(test_plugin_dir(), "faulty", R"({ "crash_on_every_request": true })", top));
+    auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
+        line_client c{s.port};
+        c.send("x\n");
+        CHECK_FALSE(c.read_line());
+        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
+    }
+    REQUIRE_MESSAGE(s.process.wait_for_log("there is none to roll back to"), s.process.log());
+    CHECK(s.process.count_log("rolled back to generation") == 0);
 }

@@ -2,10 +2,12 @@
 //   "crash"      dereferences a null pointer (SIGSEGV)
 //   "abort"      calls std::abort() (SIGABRT)
 //   "block MS"   blocks its worker thread for MS milliseconds (std::this_thread::sleep_for)
+//   "spin MS"    keeps its worker thread busy for MS milliseconds (a busy loop)
 //   "sleep MS"   waits MS milliseconds the right way (co_await ctx.sleep_for)
 //   "pid"        answers "faulty:pid=<the serving process's pid>"
 //   anything else is answered "faulty:<message>"
-// Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request".
+// Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request",
+// "construct_ms" (the constructor blocks that long: a reload in progress to interrupt).
 #include <plugd/plugin.hpp>
 
 #include <chrono>
@@ -32,6 +34,7 @@ class faulty final : public plugd::handler {
     explicit faulty(plugd::context& ctx)
         : ctx_{ctx}, crash_always_{ctx.config().value("crash_on_every_request", false)} {
         if (ctx.config().value("crash_construction", false)) crash();
+        std::this_thread::sleep_for(std::chrono::milliseconds{ctx.config().value("construct_ms", 0)});
     }
 
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
@@ -44,6 +47,11 @@ class faulty final : public plugd::handler {
         }
         if (m.starts_with("block ")) {
             std::this_thread::sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
+        } else if (m.starts_with("spin ")) {
+            const auto until = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds{std::stoi(m.substr(5))};
+            while (std::chrono::steady_clock::now() < until) {
+            }
         } else if (m.starts_with("sleep ")) {
             co_await ctx_.sleep_for(std::chrono::milliseconds{std::stoi(m.substr(6))});
         }
