@@ -191,7 +191,7 @@ void pin_calling_thread(int cpu, bool realtime) {
 
 TEST_CASE(
     "faults: a worker thread starved of CPU while idle is reported as starved, never as a "
-    "stall; a blocking handler is still a stall") {
+    "stall, and a blocking handler is still a stall") {
     const int cpu = first_allowed_cpu();
     temp_dir tmp;
     const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty",
