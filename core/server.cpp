@@ -57,6 +57,13 @@ class server final : public admin_backend {
   public:
     server(server_config cfg, const server_options& options)
         : cfg_{std::move(cfg)}, options_{options} {}
+    // The admin thread calls into everything below: it stops before any of it goes, also
+    // when run() leaves by an exception.
+    ~server() {
+        if (admin_) admin_->stop();
+    }
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
 
     int run() {
         // First of all: a second plugd given the same pid file stops here, before it loads
@@ -395,6 +402,12 @@ class server final : public admin_backend {
 
     // Member order is destruction order, reversed: the deployment (plugin versions) goes
     // before the host whose facilities their contexts use, and both after the shards.
+    //
+    // The admin endpoint goes last: its thread is stopped first (~server, or after run),
+    // but a request of it may still wait in the control thread's or a shard's event loop
+    // (a POST /reload, a snapshot) when that loop is destroyed, which destroys the waiting
+    // admin coroutine: its sockets belong to the admin event loop, which must still exist.
+    std::optional<admin_endpoint> admin_;
     server_config cfg_;
     server_options options_;
     std::optional<pid_file> pid_file_;  ///< held (locked) for the server's whole life
@@ -418,8 +431,6 @@ class server final : public admin_backend {
     std::optional<stall_monitor> stalls_;  ///< outlives the shards, which beat for it
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
-    /// First to go: its thread awaits the shards and the control thread (see stop()).
-    std::optional<admin_endpoint> admin_;
 };
 
 }  // namespace

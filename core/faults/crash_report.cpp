@@ -14,7 +14,10 @@
 #include <unistd.h>
 #include <unwind.h>
 
+#include <sys/syscall.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -132,7 +135,8 @@ struct crash_owner {
     const running_code& runs;
     plugin_code_owner code;
     bool in_plugin_code = false;
-    std::uintptr_t pc = 0;  ///< the interrupted instruction, 0 if unknown
+    bool by_address = false;  ///< only the faulting address lies there, not the instruction
+    std::uintptr_t pc = 0;    ///< the interrupted instruction, 0 if unknown
 
     const char* plugin() const noexcept {
         return runs.plugin ? runs.plugin : in_plugin_code ? code.plugin : nullptr;
@@ -156,12 +160,12 @@ std::uintptr_t interrupted_pc(const void* context) noexcept {
 }
 
 crash_owner owner_of(int signo, const siginfo_t* info, const void* context) noexcept {
-    crash_owner owner{this_thread_runs(), {}, false, interrupted_pc(context)};
+    crash_owner owner{this_thread_runs(), {}, false, false, interrupted_pc(context)};
     if (owner.pc && plugin_code_at(owner.pc, owner.code)) {
         owner.in_plugin_code = true;
     } else if (info && (signo == SIGSEGV || signo == SIGBUS) &&
                plugin_code_at(reinterpret_cast<std::uintptr_t>(info->si_addr), owner.code)) {
-        owner.in_plugin_code = true;
+        owner.in_plugin_code = owner.by_address = true;
     }
     return owner;
 }
@@ -184,7 +188,25 @@ struct collected_frames {
 collected_frames collected;
 sigjmp_buf unwinder_fault;
 
+// The thread writing the report (0: none). Several threads may fault at once (a plugin's
+// stray threads, when its code is unmapped): one reports, the others wait for the process
+// to end, so reports never interleave and no thread jumps into another's unwinder guard.
+// A lock-free atomic: safe in a signal handler.
+std::atomic<long> reporting_thread{0};
+
+long this_thread_id() noexcept {
+    return ::syscall(SYS_gettid);
+}
+
+[[noreturn]] void wait_for_the_end() noexcept {
+    for (;;) ::pause();
+}
+
+// The thread inside unwind_guarded (its guard handler is the process's while it runs).
+std::atomic<long> unwinding_thread{0};
+
 void on_unwinder_fault(int) {
+    if (unwinding_thread.load() != this_thread_id()) wait_for_the_end();
     siglongjmp(unwinder_fault, 1);
 }
 
@@ -199,6 +221,7 @@ _Unwind_Reason_Code collect_frame(_Unwind_Context* context, void*) {
 // the code at each return address, and a plugin's may be unmapped).
 bool unwind_guarded() noexcept {
     collected.count = 0;
+    unwinding_thread.store(this_thread_id());
     struct sigaction guard {};
     guard.sa_handler = on_unwinder_fault;
     guard.sa_flags = SA_ONSTACK | SA_NODEFER;
@@ -222,6 +245,7 @@ bool unwind_guarded() noexcept {
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     ::sigaction(SIGSEGV, &saved_segv, nullptr);
     ::sigaction(SIGBUS, &saved_bus, nullptr);
+    unwinding_thread.store(0);
     return complete;
 }
 
@@ -305,8 +329,9 @@ void write_report(int signo, const siginfo_t* info, const crash_owner& owner) no
                        "and left running after it was unloaded";
         } else {
             cause = "plugin_thread";
-            message << ", on a thread that ran none of its requests: most likely a thread or "
-                       "callback the plugin started itself";
+            message << (owner.by_address ? ": the core touched its memory" : "")
+                    << ", outside any request of it: a thread or callback the plugin started "
+                       "itself, or its constructor, start(), stop() or a background task";
         }
         message << " (plugins must not start threads: use ctx.offload(), ctx.spawn() or "
                    "ctx.every())";
@@ -370,6 +395,10 @@ void on_fatal_signal(int signo, siginfo_t* info, void* context) {
     // SA_RESETHAND has restored the default action: a crash inside the report ends the
     // process rather than recursing (the unwinder alone runs under a guard of its own).
     const int saved_errno = errno;
+    long none = 0;
+    if (!reporting_thread.compare_exchange_strong(none, this_thread_id()) &&
+        none != this_thread_id())
+        wait_for_the_end();  // another thread reports, then ends the process
     const crash_owner owner = owner_of(signo, info, context);
     write_note(owner);
     write_report(signo, info, owner);

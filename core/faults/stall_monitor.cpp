@@ -199,12 +199,8 @@ void stall_monitor::run() {
                 std::int64_t ran_ms = 0;
                 const bool starved = waited_for_cpu(w, last, now, ran_ms);
                 if (w.last_beat_ms.load(std::memory_order_acquire) != last) {
-                    // It came back while we looked: not stalled now. If it had hardly run,
-                    // it was late for want of a CPU; otherwise it was busy and is done.
-                    if (starved) {
-                        starvations_.fetch_add(1, std::memory_order_relaxed);
-                        report_starved(i, now - last, ran_ms, now);
-                    }
+                    // It came back while we looked: not stalled now, and its CPU stamp may
+                    // be the new beat's, which would make it look starved: report nothing.
                     continue;
                 }
                 w.stalled = true;
@@ -214,6 +210,16 @@ void stall_monitor::run() {
                     starvations_.fetch_add(1, std::memory_order_relaxed);
                     report_starved(i, now - last, ran_ms, now);
                 } else {
+                    stalls_.fetch_add(1, std::memory_order_relaxed);
+                    report_start(i, w, now - last);
+                }
+            } else if (w.stalled && w.starved && last == w.stalled_since_ms) {
+                // Still late: once it has had a CPU and runs on (a handler busy or blocked
+                // after the wait), it is a stall after all.
+                std::int64_t ran_ms = 0;
+                if (!waited_for_cpu(w, last, now, ran_ms) &&
+                    w.last_beat_ms.load(std::memory_order_acquire) == last) {
+                    w.starved = false;
                     stalls_.fetch_add(1, std::memory_order_relaxed);
                     report_start(i, w, now - last);
                 }

@@ -107,10 +107,19 @@ class request_parser final : public http::basic_parser<true> {
         version = v;
     }
     void on_response_impl(int, string_view, int, error_code&) override {}
-    void on_field_impl(http::field name, string_view, string_view value, error_code& ec) override {
+    void on_field_impl(http::field name, string_view name_text, string_view value,
+                       error_code& ec) override {
         // Beast unfolds an obs-fold into a buffer of its own (RFC 9112 §5.2 allows that or a
-        // 400): refuse it, as a proxy before us may have read the field differently.
-        if (value.data() < input_.data() || value.data() > input_.data() + input_.size()) {
+        // 400): refuse it, as a proxy before us may have read the field differently. A fold
+        // right after the colon leaves the value in the input, past a line end.
+        const char* const end = input_.data() + input_.size();
+        const char* const after_name = name_text.data() + name_text.size();
+        const bool moved = value.data() < input_.data() || value.data() > end;
+        const bool leading_fold =
+            !moved && value.data() > after_name &&
+            std::string_view{after_name, static_cast<std::size_t>(value.data() - after_name)}
+                    .find_first_of("\r\n") != std::string_view::npos;
+        if (moved || leading_fold) {
             refusal = {400, "obsolete line folding in a header field"};
             ec = http::error::bad_value;
             return;

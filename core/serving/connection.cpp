@@ -201,6 +201,17 @@ struct http_strings {
     std::string chunked, decoded;
 };
 
+// Takes a connection out of its shard's list of connections with unsent replies when the
+// request ends, however it ends: `unsent` points into the frame that is about to go.
+struct unsent_release {
+    client_connection& c;
+    ~unsent_release() {
+        if (!c.unsent) return;
+        c.idle.unlink();
+        c.unsent = nullptr;
+    }
+};
+
 // A plain request of `consumed` bytes whose message is `message`.
 framed plain_request(std::string_view message, std::size_t consumed) noexcept {
     framed f;
@@ -368,17 +379,17 @@ asio::awaitable<bool> serve(client_connection& c) {
                 c.unsent = &unsent;
                 c.owner.hold_unsent(c);
             }
-            try {
-                reply answer{sink, http ? &head : nullptr};
-                co_await plugin.version->handler().handle(
-                    request{next.message, c.peer, c.via->spec.name, http ? &next.http : nullptr},
-                    answer);
-            } catch (...) {
-                failed = request_failed(c, plugin, std::current_exception());
-            }
-            if (c.unsent) {
-                c.idle.unlink();
-                c.unsent = nullptr;
+            {
+                const unsent_release released{c};
+                try {
+                    reply answer{sink, http ? &head : nullptr};
+                    co_await plugin.version->handler().handle(
+                        request{next.message, c.peer, c.via->spec.name,
+                                http ? &next.http : nullptr},
+                        answer);
+                } catch (...) {
+                    failed = request_failed(c, plugin, std::current_exception());
+                }
             }
             if (c.aborted) failed = c.aborted;
             if (end_request(c, plugin, sink, mark, failed))

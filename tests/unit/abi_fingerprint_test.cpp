@@ -19,6 +19,8 @@
 #include <memory>
 #include <set>
 
+#include <plugd/plugin.hpp>
+
 #include "plugins/abi_fingerprint.hpp"
 #include "plugins/elf_section.hpp"
 #include "plugins/plugin_seal.hpp"
@@ -209,4 +211,37 @@ TEST_CASE("a C++ standard mismatch names the -std flags that differ and the one 
           "with -std=c++20; build the plugin with -std=c++20 (plugd_add_plugin() sets it)");
     CHECK(plugd::abi_mismatch(rest + "201703L", rest + "202002L")->find("-std=c++17") !=
           std::string::npos);
+}
+
+namespace entry_point_shapes {
+
+using plugd::reply;
+using plugd::request;
+using plugd::task;
+
+struct overrides final : plugd::handler {
+    task<void> handle(request, reply&) override { co_return; }
+};
+struct overrides_noexcept final : plugd::handler {
+    task<void> handle(request, reply&) noexcept override { co_return; }
+};
+struct hides final : plugd::handler {
+    task<void> handle(request, reply&) const { co_return; }  // another signature
+};
+struct inherits final : plugd::handler {};
+struct via_base : plugd::handler {
+    task<void> serve(plugd::connection&) override { co_return; }
+};
+struct derived final : via_base {};
+
+}  // namespace entry_point_shapes
+
+TEST_CASE("PLUGD_PLUGIN records which entry points a handler type overrides") {
+    namespace d = plugd::detail;
+    using namespace entry_point_shapes;
+    CHECK(d::entry_points<overrides>() == d::answers_requests);
+    CHECK(d::entry_points<overrides_noexcept>() == d::answers_requests);
+    CHECK(d::entry_points<hides>() == 0);
+    CHECK(d::entry_points<inherits>() == 0);
+    CHECK(d::entry_points<derived>() == d::serves_connections);
 }

@@ -153,6 +153,9 @@ TEST_CASE("http framing: RFC 9112's other malformed heads are refused with 400")
     for (const std::string head : {
              "GET / HTTP/1.1\r\n Host: x\r\n\r\n",             // whitespace before the first field
              "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",  // obs-fold
+             "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n",     // a fold first
+             "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+             "GET / HTTP/1.1\r\nHost:\r\n x\r\n\r\n",
              "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",     // a bare CR
              "GET / HTTP/1.1\nHost: x\n\n",                      // bare LF line ends
              "GET / HTTP/1.1\r\nHost: x y\r\n\r\n",               // an invalid Host value

@@ -31,12 +31,22 @@ struct member_pointer<Function Owner::*> {
     using owner = Owner;
 };
 
+// An override may add `noexcept`, which is part of its function type.
+template <class Function>
+struct without_noexcept {
+    using type = Function;
+};
+template <class Result, class... Args>
+struct without_noexcept<Result(Args...) noexcept> {
+    using type = Result(Args...);
+};
+
 // `Found` is what lookup finds as the member's name in the plugin type: an override when
-// declared below plugd::handler with exactly handler's signature.
+// declared below plugd::handler with handler's signature.
 template <class Found, class Base>
 constexpr bool is_override() {
     return !std::is_same_v<typename member_pointer<Found>::owner, handler> &&
-           std::is_same_v<typename member_pointer<Found>::function,
+           std::is_same_v<typename without_noexcept<typename member_pointer<Found>::function>::type,
                           typename member_pointer<Base>::function>;
 }
 
