@@ -187,7 +187,14 @@ asio::awaitable<void> admin_endpoint::serve(std::shared_ptr<client> self) {
             input.append(chunk, n);
         }
         c.receiving = false;
-        c.deadline.cancel();
+        // The answer has a deadline too (a stalled shard must not keep /status or /metrics
+        // holding a slot for ever); a reload's runs as long as the reload, which is bounded
+        // by its trial load and drain settings.
+        if (request.target.substr(0, request.target.find('?')) == "/reload") {
+            c.deadline.cancel();
+        } else {
+            c.close_at(clock::now() + admin_request_deadline, self);
+        }
         out.clear();
         if (request.what == http_frame::kind::error) {
             append_http_response(out, request.status, request.reason, true, false);
