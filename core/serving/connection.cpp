@@ -201,16 +201,15 @@ struct http_strings {
     std::string chunked, decoded;
 };
 
-// Takes a connection out of its shard's list of connections with unsent replies when the
-// request ends, however it ends: `unsent` points into the frame that is about to go.
-struct unsent_release {
-    client_connection& c;
-    ~unsent_release() {
-        if (!c.unsent) return;
-        c.idle.unlink();
-        c.unsent = nullptr;
-    }
-};
+// Takes a connection out of its shard's list of connections with unsent replies once its
+// request has ended, before anything may throw: `unsent` points into the serving frame.
+// (Not a guard in the frame: a frame destroyed with its shard's event loop outlives the
+// connection, which leaves the list as it is deleted.)
+void release_unsent(client_connection& c) noexcept {
+    if (!c.unsent) return;
+    c.idle.unlink();
+    c.unsent = nullptr;
+}
 
 // A plain request of `consumed` bytes whose message is `message`.
 framed plain_request(std::string_view message, std::size_t consumed) noexcept {
@@ -379,17 +378,15 @@ asio::awaitable<bool> serve(client_connection& c) {
                 c.unsent = &unsent;
                 c.owner.hold_unsent(c);
             }
-            {
-                const unsent_release released{c};
-                try {
-                    reply answer{sink, http ? &head : nullptr};
-                    co_await plugin.version->handler().handle(
-                        request{next.message, c.peer, c.via->spec.name,
-                                http ? &next.http : nullptr},
-                        answer);
-                } catch (...) {
-                    failed = request_failed(c, plugin, std::current_exception());
-                }
+            try {
+                reply answer{sink, http ? &head : nullptr};
+                co_await plugin.version->handler().handle(
+                    request{next.message, c.peer, c.via->spec.name, http ? &next.http : nullptr},
+                    answer);
+                release_unsent(c);
+            } catch (...) {
+                release_unsent(c);  // first: logging the failure may throw
+                failed = request_failed(c, plugin, std::current_exception());
             }
             if (c.aborted) failed = c.aborted;
             if (end_request(c, plugin, sink, mark, failed))
