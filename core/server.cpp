@@ -130,8 +130,8 @@ class server final : public admin_backend {
             std::_Exit(1);
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
-        shards_.clear();            // io_contexts and their coroutine frames go before the plugins
-        deployment_->clear();       // stop() of each version may still write shared state...
+        shards_.clear();       // io_contexts and their coroutine frames go before the plugins
+        deployment_->clear();  // stop() of each version may still write shared state...
         // ...so it is saved after; a state that could not be saved is an exit status of 1
         // (the error line says which file and why), never a silent 0.
         const bool saved = host_->state().save_all();
@@ -456,8 +456,8 @@ int serve(server_config cfg, const server_options& options) {
         // A master that died before that line sends no signal: its worker would serve on,
         // unsupervised, holding its sockets and its log's pipe.
         if (::getppid() != options.worker->master) {
-            log::error("worker " + std::to_string(options.worker->index) +
-                       ": its master (pid " + std::to_string(options.worker->master) +
+            log::error("worker " + std::to_string(options.worker->index) + ": its master (pid " +
+                       std::to_string(options.worker->master) +
                        ") ended while it started; stopping");
             return 1;
         }

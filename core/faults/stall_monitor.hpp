@@ -14,8 +14,8 @@
 // (/proc/self/task/TID/stat). Runnable ('R') yet it ran for less than a quarter of the time
 // since its beat: it waited for a CPU, and is reported as starved (coalesced: at most one
 // line per 5 s), never as a stall. Asleep in a system call (not runnable), or running a
-// quarter of the time or more: a stall, as before. (The CPU clock alone cannot tell: a thread blocked
-// in sleep() does not run either; schedstat's run-queue wait cannot either: it counts a
+// quarter of the time or more: a stall, as before. (The CPU clock alone cannot tell: a thread
+// blocked in sleep() does not run either; schedstat's run-queue wait cannot either: it counts a
 // wait only once the wait has ended.)
 #pragma once
 

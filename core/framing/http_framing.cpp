@@ -80,7 +80,8 @@ struct transfer_codings {
 // and an IPv6 literal's brackets and colons.
 bool valid_host(std::string_view host) noexcept {
     for (const char c : host) {
-        const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        const bool alnum =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
         if (!alnum && std::string_view{"-._~%!$&'()*+,;=:[]"}.find(c) == std::string_view::npos)
             return false;
     }
@@ -89,7 +90,8 @@ bool valid_host(std::string_view host) noexcept {
 
 class request_parser final : public http::basic_parser<true> {
   public:
-    request_parser(std::string_view input, std::string& chunked) : input_{input}, chunked_{chunked} {
+    request_parser(std::string_view input, std::string& chunked)
+        : input_{input}, chunked_{chunked} {
         chunked_.clear();
     }
 

@@ -73,8 +73,8 @@ std::string deployment::apply(const server_config& running, const server_config&
     });
     const std::uint64_t numbered = std::exchange(next_number_, 0);
     const std::uint64_t generation = running.listeners.empty() ? first_generation_
-                                     : numbered != 0            ? numbered
-                                                                : generation_ + 1;
+                                     : numbered != 0           ? numbered
+                                                               : generation_ + 1;
 
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<route>>> bound;

@@ -328,9 +328,9 @@ asio::awaitable<bool> serve(client_connection& c) {
     const bool http = framing == framing_kind::http;
     buffer_pool& pool = c.owner.buffers();
     std::string out;
-    std::string body;     // http: the handler's reply, before its head goes in front of it
-    std::string fields;   // http: the header fields the handler set
-    http_strings reused;  // http: a chunked body joined, a target decoded
+    std::string body;             // http: the handler's reply, before its head goes in front of it
+    std::string fields;           // http: the header fields the handler set
+    http_strings reused;          // http: a chunked body joined, a target decoded
     unsent_replies unsent{&out};  // of `out`: what an early write has sent
     bool eof = false;
     bool continue_sent = false;  // http: 100 Continue went out for the request being read

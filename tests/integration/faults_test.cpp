@@ -195,9 +195,9 @@ TEST_CASE(
     "stall, and a blocking handler is still a stall") {
     const int cpu = first_allowed_cpu();
     temp_dir tmp;
-    const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty",
-                                                                  "{}", "line",
-                                                                  R"({ "stall_warn_ms": 100 })"));
+    const auto cfg =
+        tmp.write("server.json", one_listener_config(test_plugin_dir(), "faulty", "{}", "line",
+                                                     R"({ "stall_warn_ms": 100 })"));
     // plugd starts from a thread pinned to one CPU and inherits that: a busy real-time
     // thread on that CPU then leaves plugd's threads (workers and monitor alike) runnable
     // but not scheduled for most of each second, while plugd does nothing.

@@ -262,8 +262,9 @@ TEST_CASE("http: a request in flight at SIGTERM is answered with Connection clos
     CHECK(s.process.wait_exit() == 0);
 }
 
-TEST_CASE("http: a request whose transfer codings do not end in chunked is refused, and the "
-          "bytes after it are never served as a second request") {
+TEST_CASE(
+    "http: a request whose transfer codings do not end in chunked is refused, and the "
+    "bytes after it are never served as a second request") {
     served s{"echo"};
     const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     for (const std::string fields :
@@ -284,8 +285,8 @@ TEST_CASE("http: a request whose transfer codings do not end in chunked is refus
         CHECK(rest->find("smuggled") == std::string::npos);
         CHECK(rest->find("HTTP/1.1") == std::string::npos);
     }
-    for (const std::string head : {"GET /world HTTP/1.1\r\n\r\n",
-                                   "GET /world HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
+    for (const std::string head :
+         {"GET /world HTTP/1.1\r\n\r\n", "GET /world HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
         CAPTURE(head);
         line_client c{s.port};
         c.send(head);
@@ -299,8 +300,9 @@ TEST_CASE("http: a request whose transfer codings do not end in chunked is refus
     CHECK(ok->body == "v1:world");
 }
 
-TEST_CASE("http: a pipelined response finished before a request that waits is sent before the "
-          "wait") {
+TEST_CASE(
+    "http: a pipelined response finished before a request that waits is sent before the "
+    "wait") {
     served s{"facilities"};
     line_client c{s.port};
     c.send("GET /get%20k HTTP/1.1\r\nHost: x\r\n\r\nGET /block%202000 HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -131,33 +131,36 @@ TEST_CASE("a plugin that does not override serve() is refused on a raw listener 
          {std::vector<std::string>{"-t", "-c", cfg.string()}, {"-c", cfg.string()}}) {
         const auto r = run_plugd(args);
         CHECK(r.status == 1);
-        CHECK_MESSAGE(r.output.find("listener \"main\" (/listeners/0/framing is \"raw\"): plugin "
-                                    "\"p\" (" +
-                                    (test_plugin_dir() / "facilities.so").string() +
-                                    ") does not override plugd::handler::serve(plugd::connection&)") !=
-                          std::string::npos,
-                      r.output);
+        CHECK_MESSAGE(
+            r.output.find("listener \"main\" (/listeners/0/framing is \"raw\"): plugin "
+                          "\"p\" (" +
+                          (test_plugin_dir() / "facilities.so").string() +
+                          ") does not override plugd::handler::serve(plugd::connection&)") !=
+                std::string::npos,
+            r.output);
     }
 }
 
-TEST_CASE("a plugin whose handle() does not override handler's is refused at -t, start and "
-          "reload, naming the listener") {
+TEST_CASE(
+    "a plugin whose handle() does not override handler's is refused at -t, start and "
+    "reload, naming the listener") {
     // Before, it passed -t and answered every request with an error.
     for (const std::string framing : {"line", "oneshot", "http"}) {
         CAPTURE(framing);
         temp_dir tmp;
-        const auto cfg = tmp.write("server.json", one_listener_config(test_plugin_dir(),
-                                                                      "wrong_handle", "{}", framing));
+        const auto cfg = tmp.write(
+            "server.json", one_listener_config(test_plugin_dir(), "wrong_handle", "{}", framing));
         for (const std::vector<std::string> args :
              {std::vector<std::string>{"-t", "-c", cfg.string()}, {"-c", cfg.string()}}) {
             const auto r = run_plugd(args);
             CHECK(r.status == 1);
-            CHECK_MESSAGE(r.output.find("listener \"main\" (/listeners/0/framing is \"" + framing +
-                                        "\"): plugin \"p\" (" +
-                                        (test_plugin_dir() / "wrong_handle.so").string() +
-                                        ") does not override plugd::handler::handle(plugd::request, "
-                                        "plugd::reply&)") != std::string::npos,
-                          r.output);
+            CHECK_MESSAGE(
+                r.output.find("listener \"main\" (/listeners/0/framing is \"" + framing +
+                              "\"): plugin \"p\" (" +
+                              (test_plugin_dir() / "wrong_handle.so").string() +
+                              ") does not override plugd::handler::handle(plugd::request, "
+                              "plugd::reply&)") != std::string::npos,
+                r.output);
         }
     }
     reloadable s;

@@ -305,9 +305,9 @@ void replaced_workers_keep_an_honest_history(replaced_how how) {
     const std::uint64_t g3 = recorded_generation(master_status);
     CHECK(g3 > g2);
     CHECK_MESSAGE(workers_agree(g3), s.process.log());
-    REQUIRE_MESSAGE(s.process.wait_for_log("master: generation " + std::to_string(g3) + " ran",
-                                           20s),
-                    s.process.log());
+    REQUIRE_MESSAGE(
+        s.process.wait_for_log("master: generation " + std::to_string(g3) + " ran", 20s),
+        s.process.log());
 
     // 3. A crash loop goes back to generation g3's files, and requests are answered again.
     s.tmp.write("server.json",

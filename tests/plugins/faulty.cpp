@@ -34,7 +34,8 @@ class faulty final : public plugd::handler {
     explicit faulty(plugd::context& ctx)
         : ctx_{ctx}, crash_always_{ctx.config().value("crash_on_every_request", false)} {
         if (ctx.config().value("crash_construction", false)) crash();
-        std::this_thread::sleep_for(std::chrono::milliseconds{ctx.config().value("construct_ms", 0)});
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds{ctx.config().value("construct_ms", 0)});
     }
 
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {

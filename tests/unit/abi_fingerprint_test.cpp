@@ -145,8 +145,7 @@ TEST_CASE("a library whose headers promise more than the file holds is refused a
     CHECK(plugd::elf_section(image, ".plugd_abi").has_value());
 }
 
-TEST_CASE(
-    "a plugin exports PLUGD_PLUGIN's symbols and Boost's visible ones, nothing of its own") {
+TEST_CASE("a plugin exports PLUGD_PLUGIN's symbols and Boost's visible ones, nothing of its own") {
     for (const char* plugin :
          {PLUGD_BUNDLED_PLUGIN_DIR "/greeting.so", PLUGD_TEST_PLUGIN_DIR "/echo.so"}) {
         boost::dll::library_info info{std::filesystem::path{plugin}};
@@ -156,8 +155,8 @@ TEST_CASE(
             if (symbol.starts_with("__odr_asan.")) continue;
             if (!from_std_or_boost(symbol)) ours.insert(symbol);
         }
-        const std::set<std::string> exported_by_macro{
-            "plugd_abi_fingerprint", "plugd_make_handler", "plugd_entry_points"};
+        const std::set<std::string> exported_by_macro{"plugd_abi_fingerprint", "plugd_make_handler",
+                                                      "plugd_entry_points"};
         CHECK_MESSAGE(ours == exported_by_macro, plugin);
     }
 }

@@ -53,13 +53,15 @@ TEST_CASE("http framing: pipelined requests with a length, chunks and none are e
     CHECK(s.requests == std::vector<std::string>{"POST / world", "POST /c abc", "GET /a%20b "});
 }
 
-TEST_CASE("http framing: a transfer coding list that does not end in chunked is refused, so "
-          "what follows is never read as a second request") {
-    for (const char* codings : {"identity", "gzip", "chunked, identity", "chunked,identity",
-                                "CHUNKED , gzip", ","}) {
+TEST_CASE(
+    "http framing: a transfer coding list that does not end in chunked is refused, so "
+    "what follows is never read as a second request") {
+    for (const char* codings :
+         {"identity", "gzip", "chunked, identity", "chunked,identity", "CHUNKED , gzip", ","}) {
         CAPTURE(codings);
-        const auto s = frame("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " +
-                             std::string{codings} + "\r\n\r\n" + smuggled);
+        const auto s =
+            frame("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + std::string{codings} +
+                  "\r\n\r\n" + smuggled);
         CHECK(s.requests.empty());
         CHECK(s.refused == 400);
     }
@@ -73,8 +75,9 @@ TEST_CASE("http framing: a transfer coding list that does not end in chunked is 
 }
 
 TEST_CASE("http framing: chunked after a coding plugd cannot decode is 501, chunked twice 400") {
-    const auto gzip = frame("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
-                            "0\r\n\r\n");
+    const auto gzip = frame(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        "0\r\n\r\n");
     CHECK(gzip.requests.empty());
     CHECK(gzip.refused == 501);
     const auto twice =
@@ -83,13 +86,13 @@ TEST_CASE("http framing: chunked after a coding plugd cannot decode is 501, chun
 }
 
 TEST_CASE("http framing: Transfer-Encoding with Content-Length is refused, in either order") {
-    for (const std::string fields :
-         {"Transfer-Encoding: identity\r\nContent-Length: 5\r\n",
-          "Content-Length: 5\r\nTransfer-Encoding: identity\r\n",
-          "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-          "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"}) {
+    for (const std::string fields : {"Transfer-Encoding: identity\r\nContent-Length: 5\r\n",
+                                     "Content-Length: 5\r\nTransfer-Encoding: identity\r\n",
+                                     "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                                     "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"}) {
         CAPTURE(fields);
-        const auto s = frame("POST / HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n0\r\n\r\n" + smuggled);
+        const auto s =
+            frame("POST / HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n0\r\n\r\n" + smuggled);
         CHECK(s.requests.empty());
         CHECK(s.refused == 400);
     }
@@ -128,9 +131,10 @@ TEST_CASE("http framing: an HTTP/1.1 request needs exactly one Host, HTTP/1.0 ma
 }
 
 TEST_CASE("http framing: whitespace between a field name and its colon is refused") {
-    const auto s = frame("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
-                         "Content-Length: 4\r\n\r\n0\r\n\r\n" +
-                         smuggled);
+    const auto s = frame(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
+        "Content-Length: 4\r\n\r\n0\r\n\r\n" +
+        smuggled);
     CHECK(s.requests.empty());
     CHECK(s.refused == 400);
 }
@@ -144,23 +148,23 @@ TEST_CASE("http framing: a refusal comes as soon as the head is whole, before an
     const http_frame f = next_http_request(
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", limit, chunked);
     CHECK(f.what == http_frame::kind::error);
-    const http_frame partial =
-        next_http_request("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nbo", limit, chunked);
+    const http_frame partial = next_http_request(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nbo", limit, chunked);
     CHECK(partial.what == http_frame::kind::incomplete);
 }
 
 TEST_CASE("http framing: RFC 9112's other malformed heads are refused with 400") {
     for (const std::string head : {
-             "GET / HTTP/1.1\r\n Host: x\r\n\r\n",             // whitespace before the first field
+             "GET / HTTP/1.1\r\n Host: x\r\n\r\n",  // whitespace before the first field
              "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",  // obs-fold
-             "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n",     // a fold first
+             "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n",    // a fold first
              "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
              "GET / HTTP/1.1\r\nHost:\r\n x\r\n\r\n",
-             "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",     // a bare CR
-             "GET / HTTP/1.1\nHost: x\n\n",                      // bare LF line ends
-             "GET / HTTP/1.1\r\nHost: x y\r\n\r\n",               // an invalid Host value
+             "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",  // a bare CR
+             "GET / HTTP/1.1\nHost: x\n\n",                     // bare LF line ends
+             "GET / HTTP/1.1\r\nHost: x y\r\n\r\n",             // an invalid Host value
              "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
-             "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",                // two spaces in the start line
+             "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",  // two spaces in the start line
              "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
          }) {
         CAPTURE(head);

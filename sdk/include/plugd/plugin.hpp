@@ -20,7 +20,7 @@ namespace plugd::detail {
 // would only answer "this plugin serves whole connections only" (a `handle` declared with
 // another signature hides handler's instead of overriding it, and compiles silently
 // without `override`).
-inline constexpr unsigned answers_requests = 1;     ///< overrides handle(request, reply&)
+inline constexpr unsigned answers_requests = 1;    ///< overrides handle(request, reply&)
 inline constexpr unsigned serves_connections = 2;  ///< overrides serve(connection&)
 
 template <class Member>
@@ -78,20 +78,20 @@ constexpr unsigned entry_points() {
 /// fingerprint, in the `.plugd_abi` section where the core reads it before loading the
 /// file, the factory the core calls, and which entry points `type` overrides (the core
 /// checks them against the listeners' framings; a plugin built before PLUGD_PLUGIN emitted
-/// it lacks it and is not checked, and an older plugd ignores it: no SDK version change). It also reserves the `.plugd_seal` section (not
-/// exported), which plugd_add_plugin() fills after linking so that a file that is half old
-/// and half new build is refused instead of loaded. (Boost's headers add a few vague-linkage
-/// symbols that Boost marks visible on purpose, such as the type_info of
-/// boost::system::system_error and Asio's per-thread call stack: they let exceptions and Asio's
-/// coroutine frame cache work across the boundary, and bind to the core's own copies.)
-#define PLUGD_PLUGIN(type)                                                                  \
-    extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))          \
-    const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                             \
-    extern "C" __attribute__((visibility("hidden"), used, retain, section(".plugd_seal")))  \
-    const char plugd_seal[PLUGD_SEAL_SIZE] = PLUGD_UNSEALED;                                \
-    extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler( \
-        ::plugd::context& ctx) {                                                            \
-        return new type(ctx);                                                               \
-    }                                                                                       \
-    extern "C" __attribute__((visibility("default"), used)) const unsigned                  \
-        plugd_entry_points = ::plugd::detail::entry_points<type>();
+/// it lacks it and is not checked, and an older plugd ignores it: no SDK version change). It also
+/// reserves the `.plugd_seal` section (not exported), which plugd_add_plugin() fills after linking
+/// so that a file that is half old and half new build is refused instead of loaded. (Boost's
+/// headers add a few vague-linkage symbols that Boost marks visible on purpose, such as the
+/// type_info of boost::system::system_error and Asio's per-thread call stack: they let exceptions
+/// and Asio's coroutine frame cache work across the boundary, and bind to the core's own copies.)
+#define PLUGD_PLUGIN(type)                                                                      \
+    extern "C" __attribute__((visibility("default"), used, section(".plugd_abi")))              \
+    const char plugd_abi_fingerprint[] = PLUGD_ABI_FINGERPRINT;                                 \
+    extern "C" __attribute__((visibility("hidden"), used, retain, section(".plugd_seal")))      \
+    const char plugd_seal[PLUGD_SEAL_SIZE] = PLUGD_UNSEALED;                                    \
+    extern "C" __attribute__((visibility("default"))) ::plugd::handler* plugd_make_handler(     \
+        ::plugd::context& ctx) {                                                                \
+        return new type(ctx);                                                                   \
+    }                                                                                           \
+    extern "C" __attribute__((visibility("default"), used)) const unsigned plugd_entry_points = \
+        ::plugd::detail::entry_points<type>();
