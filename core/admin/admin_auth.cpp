@@ -4,17 +4,10 @@
 #include <cstddef>
 #include <optional>
 
+#include "framing/http_framing.hpp"
+
 namespace plugd {
 namespace {
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
 
 std::string_view trimmed(std::string_view s) noexcept {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -34,7 +27,7 @@ std::optional<std::string_view> authorization(std::string_view head) noexcept {
             head.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start);
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;
-        if (!equal_ignoring_case(line.substr(0, colon), "authorization")) continue;
+        if (!http_iequals(line.substr(0, colon), "authorization")) continue;
         if (found) return std::nullopt;
         found = trimmed(line.substr(colon + 1));
     }
@@ -57,7 +50,7 @@ bool has_bearer_token(std::string_view head, std::string_view token) noexcept {
     const auto value = authorization(head);
     if (!value) return false;
     constexpr std::string_view scheme = "bearer";  // auth-scheme is case-insensitive
-    if (value->size() <= scheme.size() || !equal_ignoring_case(value->substr(0, 6), scheme) ||
+    if (value->size() <= scheme.size() || !http_iequals(value->substr(0, 6), scheme) ||
         ((*value)[6] != ' ' && (*value)[6] != '\t'))
         return false;
     return same_secret(trimmed(value->substr(7)), token);

@@ -23,15 +23,6 @@ std::string_view std_view(string_view s) noexcept {
     return {s.data(), s.size()};
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
-
 // What RFC 9112 makes a server refuse and Beast's parser leaves to its user (Beast itself
 // refuses a malformed start line or field, whitespace before a field's colon, differing
 // Content-Length values, and Content-Length with a chunked Transfer-Encoding).
@@ -61,7 +52,7 @@ struct transfer_codings {
             while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
                 coding.remove_suffix(1);
             if (coding.empty()) continue;  // an empty list element is allowed and ignored
-            if (iequals(coding, "chunked")) {
+            if (http_iequals(coding, "chunked")) {
                 chunked_twice = chunked_twice || seen_chunked_;
                 seen_chunked_ = last_chunked = true;
             } else {
@@ -128,7 +119,7 @@ class request_parser final : public http::basic_parser<true> {
         }
         switch (name) {
             case http::field::expect:
-                if (iequals(std_view(value), "100-continue")) expect_continue = true;
+                if (http_iequals(std_view(value), "100-continue")) expect_continue = true;
                 break;
             case http::field::host:
                 ++hosts_;
@@ -219,6 +210,15 @@ int hex_value(char c) noexcept {
 
 }  // namespace
 
+bool http_iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+        if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
+}
+
 http_frame next_http_request(std::string_view input, std::size_t max_request_bytes,
                              std::string& chunked_body) {
     request_parser p{input, chunked_body};
@@ -302,7 +302,7 @@ void append_http_response(std::string& out, int status, std::string_view body, b
     out += fields;
     bool typed = false;
     for (std::size_t at = 0; at < fields.size() && !typed;) {
-        typed = iequals(fields.substr(at, 13), "content-type:");
+        typed = http_iequals(fields.substr(at, 13), "content-type:");
         const auto eol = fields.find('\n', at);
         at = eol == std::string_view::npos ? fields.size() : eol + 1;
     }

@@ -37,6 +37,10 @@ struct http_frame {
 http_frame next_http_request(std::string_view input, std::size_t max_request_bytes,
                              std::string& chunked_body);
 
+/// Whether `a` and `b` are equal ignoring ASCII case, as HTTP field names, transfer codings
+/// and authentication schemes compare (RFC 9110 §5.1, §11.1).
+bool http_iequals(std::string_view a, std::string_view b) noexcept;
+
 /// What a plugin written for line framing sees as its message: the body when there is
 /// one, otherwise the target without its leading '/', URL-decoded into `decoded`.
 std::string_view http_message(const http_frame& frame, std::string& decoded);

@@ -527,23 +527,15 @@ TEST_CASE("pipelined: a reply finished before a request that waits is written be
     CHECK(c.read_line(30s) == "f1:offloaded");
     // A request waiting on an outbound connection (a peer that answers only when told) and
     // on a timer too, with replies finished before it.
-    const int peer = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in at{};
-    at.sin_family = AF_INET;
-    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(peer, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
-    REQUIRE(::listen(peer, 4) == 0);
-    socklen_t len = sizeof at;
-    REQUIRE(::getsockname(peer, reinterpret_cast<sockaddr*>(&at), &len) == 0);
-    c.send("set k v\nget k\nfetch " + std::to_string(ntohs(at.sin_port)) + " ping\nget k\n");
+    const loopback_listener peer;
+    c.send("set k v\nget k\nfetch " + std::to_string(peer.port) + " ping\nget k\n");
     CHECK(c.read_line(30s) == "f1:OK");
     CHECK(c.read_line(30s) == "f1:v");
-    const int answering = ::accept(peer, nullptr, nullptr);  // plugd connected: it waits now
+    const int answering = ::accept(peer.fd, nullptr, nullptr);  // plugd connected: it waits now
     REQUIRE(answering >= 0);
     CHECK_FALSE(c.read_line(0ms).has_value());
     REQUIRE(::write(answering, "pong\n", 5) == 5);
     CHECK(c.read_line(30s) == "f1:pong");
     CHECK(c.read_line(30s) == "f1:v");
     ::close(answering);
-    ::close(peer);
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "plugd_process.hpp"
 
@@ -267,15 +268,20 @@ TEST_CASE(
     "bytes after it are never served as a second request") {
     served s{"echo"};
     const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    std::vector<std::string> heads;
     for (const std::string fields :
          {"Transfer-Encoding: identity\r\n", "Transfer-Encoding: gzip\r\n",
           "Transfer-Encoding: chunked, identity\r\n",
           "Transfer-Encoding: identity\r\nContent-Length: 0\r\n",
           "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
-          "Content-Length: 4\r\nContent-Length: 40\r\n", "Transfer-Encoding : chunked\r\n"}) {
-        CAPTURE(fields);
+          "Content-Length: 4\r\nContent-Length: 40\r\n", "Transfer-Encoding : chunked\r\n"})
+        heads.push_back("POST / HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n");
+    heads.push_back("GET /world HTTP/1.1\r\n\r\n");  // no Host
+    heads.push_back("GET /world HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    for (const std::string& head : heads) {
+        CAPTURE(head);
         line_client c{s.port};
-        c.send("POST / HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n" + smuggled);
+        c.send(head + smuggled);
         auto r = read_response(c);
         REQUIRE(r);
         CHECK(r->status == 400);
@@ -284,16 +290,6 @@ TEST_CASE(
         REQUIRE(rest.has_value());
         CHECK(rest->find("smuggled") == std::string::npos);
         CHECK(rest->find("HTTP/1.1") == std::string::npos);
-    }
-    for (const std::string head :
-         {"GET /world HTTP/1.1\r\n\r\n", "GET /world HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
-        CAPTURE(head);
-        line_client c{s.port};
-        c.send(head);
-        auto r = read_response(c);
-        REQUIRE(r);
-        CHECK(r->status == 400);
-        CHECK(r->headers["connection"] == "close");
     }
     const auto ok = http_request(s.port, "GET", "/world");  // and it serves on
     REQUIRE(ok);

@@ -57,21 +57,12 @@ nlohmann::json json_of(const run_result& r) {
 class canned_http_server {
   public:
     explicit canned_http_server(std::string reply) : reply_{std::move(reply)} {
-        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof addr;
-        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
-        REQUIRE(::listen(listener_, 64) == 0);
-        REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-        port = ntohs(addr.sin_port);
+        port = listener_.port;
         thread_ = std::thread{[this] { serve(); }};
     }
     ~canned_http_server() {
         stop_ = true;
         thread_.join();  // serve() looks at stop_ every 50 ms
-        ::close(listener_);
     }
     std::uint16_t port = 0;
 
@@ -83,11 +74,11 @@ class canned_http_server {
     void serve() {
         std::vector<client> clients;
         while (!stop_) {
-            std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+            std::vector<pollfd> fds{{listener_.fd, POLLIN, 0}};
             for (const auto& c : clients) fds.push_back({c.fd, POLLIN, 0});
             if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
             if (fds[0].revents & POLLIN) {
-                const int fd = ::accept(listener_, nullptr, nullptr);
+                const int fd = ::accept(listener_.fd, nullptr, nullptr);
                 if (fd >= 0) clients.push_back({fd, {}});
             }
             for (std::size_t i = 1; i < fds.size(); ++i) {
@@ -118,7 +109,7 @@ class canned_http_server {
                ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) == ssize_t(out.size());
     }
     std::string reply_;
-    int listener_ = -1;
+    loopback_listener listener_{64};
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };

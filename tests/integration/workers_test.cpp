@@ -42,6 +42,17 @@ struct supervised {
         return std::stoi(reply->substr(11));
     }
 
+    // Sends one request at a time to a plugin that crashes on every request, until the
+    // master has seen `n` workers die of it.
+    void crash_workers(std::size_t n) {
+        for (std::size_t crashes = 1; crashes <= n; ++crashes) {
+            line_client c{port};
+            c.send("x\n");
+            CHECK_FALSE(c.read_line());
+            REQUIRE(process.wait_for_log("died of SIGSEGV", 10s, crashes));
+        }
+    }
+
     std::size_t master_descriptors() const {
         std::size_t n = 0;
         for ([[maybe_unused]] const auto& e :
@@ -218,12 +229,7 @@ TEST_CASE(
     auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
     REQUIRE_MESSAGE(r.status == 0, r.output);
     // Each request crashes the worker it reaches, until the third crash rolls back.
-    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
-        line_client c{s.port};
-        c.send("x\n");
-        CHECK_FALSE(c.read_line());
-        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
-    }
+    s.crash_workers(3);
     REQUIRE_MESSAGE(
         s.process.wait_for_log("rolled back to generation 1 after 3 crashes of plugin p"),
         s.process.log());
@@ -316,12 +322,7 @@ void replaced_workers_keep_an_honest_history(replaced_how how) {
     REQUIRE_MESSAGE(r.status == 0, r.output);
     const std::uint64_t g4 = recorded_generation(master_status);
     CHECK(g4 > g3);
-    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
-        line_client c{s.port};
-        c.send("x\n");
-        CHECK_FALSE(c.read_line());
-        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
-    }
+    s.crash_workers(3);
     REQUIRE_MESSAGE(s.process.wait_for_log("rolled back to generation " + std::to_string(g3) +
                                            " after 3 crashes of plugin p"),
                     s.process.log());
@@ -357,12 +358,7 @@ TEST_CASE("workers: a crash loop with no generation that ran a whole window is n
                 config(test_plugin_dir(), "faulty", R"({ "crash_on_every_request": true })", top));
     auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
     REQUIRE_MESSAGE(r.status == 0, r.output);
-    for (std::size_t crashes = 1; crashes <= 3; ++crashes) {
-        line_client c{s.port};
-        c.send("x\n");
-        CHECK_FALSE(c.read_line());
-        REQUIRE(s.process.wait_for_log("died of SIGSEGV", 10s, crashes));
-    }
+    s.crash_workers(3);
     REQUIRE_MESSAGE(s.process.wait_for_log("there is none to roll back to"), s.process.log());
     CHECK(s.process.count_log("rolled back to generation") == 0);
 }

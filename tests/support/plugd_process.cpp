@@ -343,6 +343,26 @@ std::uint16_t unused_fixed_port() {
     throw std::runtime_error("no unused loopback port between 20000 and 32000");
 }
 
+loopback_listener::loopback_listener(int backlog) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string{"socket: "} + std::strerror(errno));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, backlog) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const std::string why = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error("cannot listen on a loopback port: " + why);
+    }
+    port = ntohs(addr.sin_port);
+}
+
+loopback_listener::~loopback_listener() {
+    ::close(fd);
+}
+
 std::size_t rss_kib(pid_t pid) {
     std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
     for (std::string line; std::getline(status, line);) {

@@ -142,6 +142,17 @@ void install_plugin(const std::filesystem::path& from, const std::filesystem::pa
 /// test running in parallel (those take ephemeral ports) can take it in between.
 std::uint16_t unused_fixed_port();
 
+/// A socket listening on an ephemeral loopback port, for tests that play a peer of plugd
+/// (a backend it connects to). Closed by the destructor.
+struct loopback_listener {
+    explicit loopback_listener(int backlog = 16);
+    ~loopback_listener();
+    loopback_listener(const loopback_listener&) = delete;
+    loopback_listener& operator=(const loopback_listener&) = delete;
+    int fd = -1;
+    std::uint16_t port = 0;
+};
+
 /// Resident set size of `pid` in KiB, from /proc/<pid>/status.
 std::size_t rss_kib(pid_t pid);
 
