@@ -536,18 +536,12 @@ server_config parse_document(const json& doc, const validator& v,
             v.integer(v.require(spec, p, "port"), child(p, "port"), 0, 65535));
         if (const json* framing = v.find(spec, "framing")) {
             const std::string f = v.string(*framing, child(p, "framing"));
-            if (f == "line")
-                l.framing = framing_kind::line;
-            else if (f == "oneshot")
-                l.framing = framing_kind::oneshot;
-            else if (f == "http")
-                l.framing = framing_kind::http;
-            else if (f == "raw")
-                l.framing = framing_kind::raw;
-            else
-                v.fail(child(p, "framing"), "\"" + f +
-                                                "\" is not a framing; expected \"line\", "
-                                                "\"oneshot\", \"http\" or \"raw\"");
+            if (const auto kind = framing_named(f)) {
+                l.framing = *kind;
+            } else {
+                v.fail(child(p, "framing"),
+                       "\"" + f + "\" is not a framing; expected " + framing_names());
+            }
         }
         l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
         if (const json* access = v.find(spec, "access_log")) {
@@ -586,20 +580,6 @@ server_config parse_document(const json& doc, const validator& v,
 }
 
 }  // namespace
-
-std::string_view to_string(framing_kind kind) noexcept {
-    switch (kind) {
-        case framing_kind::oneshot:
-            return "oneshot";
-        case framing_kind::http:
-            return "http";
-        case framing_kind::raw:
-            return "raw";
-        case framing_kind::line:
-            break;
-    }
-    return "line";
-}
 
 const plugin_spec* server_config::find_plugin(std::string_view name) const noexcept {
     for (const auto& p : plugins) {

@@ -14,17 +14,9 @@
 
 #include <plugd/context.hpp>
 
+#include "framing/framings.hpp"
+
 namespace plugd {
-
-/// How a listener turns bytes into requests.
-enum class framing_kind : std::uint8_t {  // a byte: every connection keeps one
-    line,     ///< one request per `\n`-terminated line; keep-alive, pipelined, ordered replies
-    oneshot,  ///< one read is one request; the reply is written as-is and the connection closed
-    http,     ///< HTTP/1.1 (and 1.0): keep-alive, pipelined; the reply is a text/plain body
-    raw,      ///< the plugin's own protocol: handler::serve gets the whole connection
-};
-
-std::string_view to_string(framing_kind kind) noexcept;
 
 /// `log` in server.json: what the server log keeps and how it writes it.
 struct log_settings {

@@ -18,7 +18,7 @@
 #include "control/reload_status.hpp"
 #include "framing/http_framing.hpp"
 #include "log.hpp"
-#include "serving/listener.hpp"
+#include "transport/transport.hpp"
 
 namespace plugd {
 namespace {
@@ -173,44 +173,47 @@ asio::awaitable<void> admin_endpoint::accept_loop() {
 
 asio::awaitable<void> admin_endpoint::serve(std::shared_ptr<client> self) {
     client& c = *self;
-    std::string input, chunked, out;
+    std::string input, out;
+    http_codec codec;  // the same framing as an http listener's
     for (;;) {
         c.receiving = true;
         c.close_at(clock::now() + admin_request_deadline, self);
-        http_frame request;
+        frame request;
         for (;;) {
-            request = next_http_request(input, max_admin_request_bytes, chunked);
-            if (request.what != http_frame::kind::incomplete) break;
+            request = codec.decode(input, max_admin_request_bytes, false);
+            if (request.what != frame::kind::incomplete) break;
             char chunk[4096];
             auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(chunk), as_tuple);
             if (ec) co_return;
             input.append(chunk, n);
         }
         c.receiving = false;
-        // The answer has a deadline too (a stalled shard must not keep /status or /metrics
-        // holding a slot for ever); a reload's runs as long as the reload, which is bounded
-        // by its trial load and drain settings.
-        if (request.target.substr(0, request.target.find('?')) == "/reload") {
-            c.deadline.cancel();
-        } else {
-            c.close_at(clock::now() + admin_request_deadline, self);
-        }
         out.clear();
-        if (request.what == http_frame::kind::error) {
-            append_http_response(out, request.status, request.reason, true, false);
+        if (request.what != frame::kind::request) {
+            http_codec::encode_refusal(out, request);
             c.close_at(clock::now() + admin_request_deadline, self);
             co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
             co_return;
         }
-        const answer a = co_await route(request.method, request.target, request.head);
-        const bool close = !request.keep_alive || closed_;
-        std::string fields = "Content-Type: " + a.content_type + "\r\n";
+        const http_request_view& http = *request.http;
+        // The answer has a deadline too (a stalled shard must not keep /status or /metrics
+        // holding a slot for ever); a reload's runs as long as the reload, which is bounded
+        // by its trial load and drain settings.
+        if (http.target.substr(0, http.target.find('?')) == "/reload") {
+            c.deadline.cancel();
+        } else {
+            c.close_at(clock::now() + admin_request_deadline, self);
+        }
+        const answer a = co_await route(http.method, http.target, http.head);
+        codec.reply_buffer(out) = a.body;
+        std::string& fields = *codec.reply_head()->fields;
+        fields = "Content-Type: " + a.content_type + "\r\n";
         if (a.status == 401) fields += "WWW-Authenticate: Bearer realm=\"plugd admin\"\r\n";
-        append_http_response(out, a.status, a.body, close, request.http10, fields);
+        const bool keep_open = codec.encode_reply(out, a.status, closed_);
         c.close_at(clock::now() + admin_request_deadline, self);
         auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), as_tuple);
         c.deadline.cancel();
-        if (ec || close || c.closed) co_return;
+        if (ec || !keep_open || c.closed) co_return;
         input.erase(0, request.consumed);
     }
 }

@@ -318,4 +318,42 @@ void append_http_response(std::string& out, int status, std::string_view body, b
     if (!bodiless) out += body;
 }
 
+frame http_codec::decode(std::string_view input, std::size_t max, bool) {
+    last_ = next_http_request(input, max, chunked_);
+    switch (last_.what) {
+        case http_frame::kind::incomplete:
+            return {};
+        case http_frame::kind::error:
+            return frame::refusal(last_.status, last_.reason);
+        case http_frame::kind::request:
+            break;
+    }
+    continue_sent_ = false;
+    body_.clear();
+    fields_.clear();
+    head_.status = 200;
+    view_ = {last_.method, last_.target, last_.body, last_.head};
+    return frame::whole_request(last_.consumed, http_message(last_, decoded_), &view_);
+}
+
+void http_codec::answer_early(std::string& out) {
+    if (!last_.wants_continue || continue_sent_) return;
+    out += "HTTP/1.1 100 Continue\r\n\r\n";
+    continue_sent_ = true;
+}
+
+bool http_codec::encode_reply(std::string& out, int status, bool closing) {
+    const bool close = closing || !last_.keep_alive;
+    append_http_response(out, status, body_, close, last_.http10, fields_);
+    return !close;
+}
+
+void http_codec::encode_refusal(std::string& out, const frame& f) {
+    append_http_response(out, f.status, f.reason, true, false);
+}
+
+void http_codec::encode_too_slow(std::string& out) {
+    append_http_response(out, 408, "request not received in time", true, false);
+}
+
 }  // namespace plugd

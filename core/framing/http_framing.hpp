@@ -1,11 +1,13 @@
 // HTTP/1.1 framing: finds the next complete request in buffered bytes (Boost.Beast's
-// parser), and writes responses. No state between calls: a connection holds no parser
-// while it waits, and the request's views point into the bytes it already keeps.
+// parser), and writes responses. No parser state between calls: a connection holds no
+// parser while it waits, and the request's views point into the bytes it already keeps.
 #pragma once
 
 #include <cstddef>
 #include <string>
 #include <string_view>
+
+#include "framing/codec.hpp"
 
 namespace plugd {
 
@@ -54,5 +56,42 @@ void append_http_response(std::string& out, int status, std::string_view body, b
 
 /// The reason phrase plugd sends with `status`.
 std::string_view http_reason(int status) noexcept;
+
+/// The HTTP framing's codec (see codec.hpp): keep-alive and pipelining, `100 Continue`,
+/// 408 for a request not received whole in time, the handler's reply as the body of a
+/// response with its status and fields. The admin endpoint and plugd::testing's call_http
+/// frame requests with it too.
+class http_codec {
+  public:
+    static constexpr std::string_view name = "http";
+    static constexpr bool decodes_before_input = false;
+    static constexpr bool times_partial_requests = true;
+    static constexpr bool replies_have_status = true;
+    /// The largest request and two bytes: one more than that is a request too large.
+    static std::size_t max_buffered(std::size_t max) noexcept { return max + 2; }
+
+    frame decode(std::string_view input, std::size_t max, bool eof);
+    void answer_early(std::string& out);
+    /// Cleared for each request: the handler writes the body here.
+    std::string& reply_buffer(std::string&) noexcept { return body_; }
+    http_reply_head* reply_head() noexcept { return &head_; }
+    bool encode_reply(std::string& out, int status, bool closing);
+    static void encode_refusal(std::string& out, const frame& f);
+    static void encode_too_slow(std::string& out);
+
+    /// What decode() knows of the request it returned that a frame does not carry.
+    const http_frame& last() const noexcept { return last_; }
+
+  private:
+    http_frame last_;
+    http_request_view view_;
+    std::string chunked_;  ///< a chunked body, joined
+    std::string decoded_;  ///< a target, URL-decoded
+    std::string body_;
+    std::string fields_;
+    http_reply_head head_{200, &fields_};
+    bool continue_sent_ = false;
+};
+static_assert(codec<http_codec>);
 
 }  // namespace plugd

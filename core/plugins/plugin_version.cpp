@@ -136,7 +136,7 @@ void check_listeners_can_serve(
                                   "/framing is \"" + std::string{to_string(l.framing)} +
                                   "\"): plugin \"" + l.plugin + "\" (" +
                                   version.spec().file.string() + ")";
-        if (l.framing != framing_kind::raw) {
+        if (!hands_over_connections(l.framing)) {
             if (version.answers_requests()) continue;
             throw plugin_error(where +
                                " does not override plugd::handler::handle(plugd::request, "

@@ -18,6 +18,7 @@
 #include "plugins/trial_load.hpp"
 #include "reload/reload_plan.hpp"
 #include "serving/listener.hpp"
+#include "transport/transport.hpp"
 #include "serving/shard.hpp"
 
 namespace plugd {

@@ -1,12 +1,15 @@
 // connection: one accepted client, served by one coroutine on its shard's thread.
 //
-// What a connection costs is what plugd's memory scales with, so it holds little: no read
-// buffer while it waits for a request (it waits for readability, reads into the shard's
-// scratch buffer and keeps only an unhandled request's bytes), no timer (the shard's
-// sweeper enforces every timeout), and at most one coroutine. A connection quiet for a
-// sweep is "parked": its coroutine ends and a plain callback waits for its next bytes, as
-// nginx's keep-alive state does; a new connection starts parked. Busy connections keep
-// their coroutine, so a steady stream of requests allocates nothing.
+// A connection is its transport (the bytes), its framing's codec (what they mean: the
+// serving loop in connection.cpp is one template over framing/codec.hpp) and the state the
+// shard's sweeper times. What a connection costs is what plugd's memory scales with, so it
+// holds little: no read buffer while it waits for a request (it waits for readability,
+// reads into the shard's scratch buffer and keeps only an unhandled request's bytes), no
+// timer (the sweeper enforces every timeout), and at most one coroutine. A connection
+// quiet for a sweep is "parked": its coroutine ends and a plain callback waits for its
+// next bytes, as nginx's keep-alive state does. A new connection starts parked, unless its
+// framing hands it to the plugin at once (raw). Busy connections keep their coroutine, so
+// a steady stream of requests allocates nothing.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -20,6 +23,7 @@
 #include "serving/buffer_pool.hpp"
 #include "serving/shard.hpp"
 #include "serving/traffic_stats.hpp"
+#include "transport/transport.hpp"
 
 namespace plugd {
 
@@ -44,10 +48,11 @@ inline constexpr request_failure drain_timeout{request_error::aborted, "ERR relo
 inline constexpr request_failure write_timeout{request_error::write_timeout, "", 0};
 }  // namespace failure
 
-/// How long the sweeper has seen the same phase (by its sequence number) last: a lower
-/// bound of its age, within one sweep interval.
-struct stall_watch {
-    std::chrono::milliseconds observe(std::uint64_t sequence, std::chrono::milliseconds interval) {
+/// How long a connection has been in its current phase, as the sweeper sees it: the same
+/// phase (by its sequence number) at consecutive sweeps ages by one interval each time, so
+/// the age is a lower bound within one sweep interval, and no clock is read per request.
+struct phase_clock {
+    std::chrono::milliseconds age(std::uint64_t sequence, std::chrono::milliseconds interval) {
         if (sequence != seen_) {
             seen_ = sequence;
             stalled_ = std::chrono::milliseconds{0};
@@ -74,7 +79,7 @@ struct unsent_replies {
 struct client_connection {
     /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
     /// once it has closed.
-    client_connection(shard& s, std::shared_ptr<route> r, tcp::socket sock);
+    client_connection(shard& s, std::shared_ptr<route> r, transport t);
     ~client_connection();
     client_connection(const client_connection&) = delete;
     client_connection& operator=(const client_connection&) = delete;
@@ -95,9 +100,10 @@ struct client_connection {
     void resume() noexcept;
     /// Closes the socket; the connection is deleted from a handler of its own.
     void finish() noexcept;
-    /// An HTTP request that did not arrive whole within request_timeout_ms: answers 408
-    /// if the socket takes it at once (it is a few bytes), then closes.
-    void refuse_slow_request() noexcept;
+    /// A request (or a stream's message) that did not arrive whole within
+    /// request_timeout_ms: sends what the codec says to such a client (HTTP: 408) if the
+    /// transport takes it at once (it is a few bytes), then closes.
+    void too_slow() noexcept;
     /// Writes as much of `unsent`'s replies as the socket takes without waiting: called
     /// when the running handler is about to wait (see shard::hold_unsent).
     void write_unsent() noexcept;
@@ -118,16 +124,16 @@ struct client_connection {
         writing,    ///< a reply (write_timeout_ms)
         lingering,  ///< discarding input after refusing a request (a few seconds at most)
     };
-    /// Enters a phase. The sequence number lets the sweeper time phases without a clock
+    /// Starts a phase. The sequence number lets the sweeper time phases without a clock
     /// read per request (clock_gettime was a visible share of a pipelined request's cost).
-    void enter(phase_kind p) noexcept {
+    void begin_phase(phase_kind p) noexcept {
         phase = p;
         ++phase_sequence;
     }
 
     shard& owner;
     std::shared_ptr<route> via;
-    tcp::socket socket;
+    transport wire;    ///< the bytes to and from the client
     std::string peer;  ///< "ip:port", formatted once
     /// Bound to the connection's coroutine: emitting it cancels what the coroutine awaits,
     /// however deep in a handler.
@@ -140,9 +146,10 @@ struct client_connection {
     bool in_read_wait = false;  ///< waiting until readable: close_when_idle and park wake it
     bool parked = false;        ///< waiting without a coroutine
     bool park_requested = false;
-    bool closing = false;  ///< asked to close, or refused a request: starts no new one
+    bool closing = false;    ///< asked to close, or refused a request: starts no new one
+    bool streaming = false;  ///< handler::serve owns it (its reads are the plugin's: no parking)
     std::uint64_t phase_sequence = 0;
-    stall_watch phase_age;
+    phase_clock phase_age;
     plugin_ref* active = nullptr;              ///< the version running the current request, if any
     const request_failure* aborted = nullptr;  ///< set by abort(): the request's outcome
     unsent_replies* unsent = nullptr;  ///< while a request runs, with replies before it unsent

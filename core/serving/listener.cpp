@@ -149,17 +149,4 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
     return routes;
 }
 
-std::string format_endpoint(const tcp::endpoint& endpoint) {
-    // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) about
-    // "[" + std::string here.
-    const auto address = endpoint.address();
-    std::string text;
-    if (address.is_v6()) text += '[';
-    text += address.to_string();
-    if (address.is_v6()) text += ']';
-    text += ':';
-    text += std::to_string(endpoint.port());
-    return text;
-}
-
 }  // namespace plugd

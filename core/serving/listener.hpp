@@ -24,7 +24,4 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   std::vector<std::unique_ptr<shard>>& shards,
                                                   int inherited = -1);
 
-/// "ip:port", IPv6 in brackets: how logs and requests show addresses.
-std::string format_endpoint(const tcp::endpoint& endpoint);
-
 }  // namespace plugd

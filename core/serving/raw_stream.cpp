@@ -3,7 +3,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <stdexcept>
@@ -25,27 +24,27 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
         // The server stops, the listener was removed, or the client was idle too long:
         // the plugin sees the end of input and returns.
         if (c_.closing || c_.via->closing) {
-            c_.enter(phase::handling);  // what the plugin does next is timed as work
+            c_.begin_phase(phase::handling);  // what the plugin does next is timed as work
             co_return false;
         }
         // The rest of a message is timed from its first wait, across reads (entering the
         // phase again would restart its clock); a new one from each wait.
         if (!mid_message) {
-            c_.enter(phase::waiting);
+            c_.begin_phase(phase::waiting);
         } else if (c_.phase != phase::receiving) {
-            c_.enter(phase::receiving);
+            c_.begin_phase(phase::receiving);
         }
         boost::system::error_code ec;
-        const std::size_t n = c_.socket.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
+        const std::size_t n = c_.wire.read_now(scratch, ec);
         if (!ec) {
-            if (!mid_message) c_.enter(phase::handling);
+            if (!mid_message) c_.begin_phase(phase::handling);
             if (auto* t = c_.via->traffic) t->bytes_in += n;
             bytes_in_ += n;
             buffer.append(scratch.data(), n);
             co_return true;
         }
         if (ec == asio::error::eof || ec == asio::error::connection_reset) {
-            c_.enter(phase::handling);
+            c_.begin_phase(phase::handling);
             co_return false;
         }
         if (ec != asio::error::would_block) {
@@ -55,7 +54,7 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
         // an idle keep-alive connection is (the plugin then reads the end of input).
         if (buffer.empty()) c_.wait_idle();
         c_.in_read_wait = true;
-        auto [wait_ec] = co_await c_.socket.async_wait(tcp::socket::wait_read, as_tuple);
+        auto [wait_ec] = co_await c_.wire.async_wait_readable(as_tuple);
         c_.in_read_wait = false;
         c_.idle.unlink();
         if (wait_ec && !(c_.closing || c_.via->closing)) {
@@ -66,7 +65,7 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
 }
 
 void raw_stream::message_complete() noexcept {
-    c_.enter(phase::handling);
+    c_.begin_phase(phase::handling);
 }
 
 std::size_t raw_stream::max_read_bytes() const noexcept {
@@ -75,19 +74,18 @@ std::size_t raw_stream::max_read_bytes() const noexcept {
 
 task<void> raw_stream::write(std::string_view bytes) {
     check_open();
-    c_.enter(phase::writing);
-    auto [ec, n] = co_await asio::async_write(c_.socket, asio::buffer(bytes), as_tuple);
+    c_.begin_phase(phase::writing);
+    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(bytes), as_tuple);
     if (auto* t = c_.via->traffic) t->bytes_out += n;
     bytes_out_ += n;
-    c_.enter(phase::handling);
+    c_.begin_phase(phase::handling);
     if (ec) throw boost::system::system_error(ec, "writing to " + c_.peer);
 }
 
 void raw_stream::close() noexcept {
     mark_closed();
     c_.closing = true;
-    boost::system::error_code ignored;
-    c_.socket.shutdown(tcp::socket::shutdown_both, ignored);
+    c_.wire.shutdown();
 }
 
 std::string_view raw_stream::peer() const noexcept {

@@ -94,12 +94,12 @@ void shard::request_done(plugin_ref& p) noexcept {
     std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
 }
 
-void shard::enter(client_connection& c) noexcept {
+void shard::connection_opened(client_connection& c) noexcept {
     ++c.via->open_connections;
     connections_.push_back(c.in_shard);
 }
 
-void shard::leave(client_connection& c) noexcept {
+void shard::connection_closed(client_connection& c) noexcept {
     --c.via->open_connections;
     c.in_shard.unlink();
     // The sweeper runs on through a shutdown while connections remain (it ends lingering
@@ -258,7 +258,7 @@ asio::awaitable<void> shard::sweep() {
             client_connection& c = *link.self;
             if (c.aborted) continue;
             const auto& limits = c.limits();
-            const auto age = c.phase_age.observe(c.phase_sequence, sweep_interval_);
+            const auto age = c.phase_age.age(c.phase_sequence, sweep_interval_);
             switch (c.phase) {
                 case phase::handling:
                     if (age < limits.request_timeout) break;
@@ -288,24 +288,12 @@ asio::awaitable<void> shard::sweep() {
                 case phase::receiving:
                     // No complete request in time; a trickle of bytes does not count.
                     if (c.phase == phase::receiving && age >= limits.request_timeout) {
-                        if (c.framing == framing_kind::raw) {
-                            if (c.via->warnings[warning_kind::message_timeout].first())
-                                log::warn("listener " + c.via->spec.name + ": " + c.peer +
-                                              " did not send the rest of a message within "
-                                              "request_timeout_ms (" +
-                                              std::to_string(limits.request_timeout.count()) +
-                                              "): closed",
-                                          {log::tag("listener", c.via->spec.name),
-                                           log::tag("peer", c.peer)});
-                            c.abort(failure::timeout);
-                        } else {
-                            c.refuse_slow_request();
-                        }
+                        c.too_slow();
                     } else if (age >= limits.idle_timeout) {
                         if (auto* counted = c.via->traffic) ++counted->idle_timeouts;
                         c.close_when_idle();
                     } else if (age > std::chrono::milliseconds{0} && c.in_read_wait && !c.parked &&
-                               c.framing != framing_kind::raw) {
+                               !c.streaming) {
                         c.park();  // quiet for a sweep: give its coroutine back
                     }
                     break;
@@ -364,7 +352,7 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             socket.close(ignored);
             continue;
         }
-        (new client_connection{*this, r, std::move(socket)})->start();  // deletes itself at the end
+        (new client_connection{*this, r, transport{std::move(socket)}})->start();  // deletes itself at the end
     }
 }
 

@@ -126,8 +126,8 @@ class shard {
     // Used by connections.
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void request_done(plugin_ref& p) noexcept;
-    void enter(client_connection& c) noexcept;
-    void leave(client_connection& c) noexcept;
+    void connection_opened(client_connection& c) noexcept;
+    void connection_closed(client_connection& c) noexcept;
     /// `c` starts a request while replies it finished before it are still unwritten: if
     /// the handler waits on a facility, the thread's suspend hook writes them first (see
     /// host/suspension.hpp). The connection leaves the list by unlinking its `idle` link.

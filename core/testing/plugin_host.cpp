@@ -428,19 +428,19 @@ http_reply plugin_host::call_http(std::string_view method, std::string_view targ
     if (!body.empty()) bytes += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     bytes += "\r\n";
     bytes += body;
-    std::string chunked, decoded;
-    const http_frame frame = next_http_request(bytes, bytes.size() + 1, chunked);
-    if (frame.what != http_frame::kind::request) {
+    http_codec codec;
+    const frame request = codec.decode(bytes, bytes.size() + 1, true);
+    if (request.what != frame::kind::request) {
         throw std::invalid_argument(
             std::string{"plugd::testing: call_http: plugd would refuse "
                         "this request: "} +
-            (frame.what == http_frame::kind::error ? frame.reason : "incomplete"));
+            (request.what == frame::kind::refused ? request.reason : "incomplete"));
     }
-    s->method = frame.method;
-    s->target = frame.target;
-    s->body = frame.body;
-    s->head = frame.head;
-    s->message = http_message(frame, decoded);
+    s->method = request.http->method;
+    s->target = request.http->target;
+    s->body = request.http->body;
+    s->head = request.http->head;
+    s->message = request.message;
     impl_->launch(s);
     pending_call call{s};
     http_reply r;
