@@ -68,8 +68,8 @@ struct frame {
 
 /// The questions a serving loop asks a framing. `max` is the listener's max_request_bytes.
 template <class C>
-concept codec = requires(C& c, std::string_view input, std::size_t max, bool eof,
-                         std::string& out, int status, bool closing, const frame& f) {
+concept codec = requires(C& c, std::string_view input, std::size_t max, bool eof, std::string& out,
+                         int status, bool closing, const frame& f) {
     /// The framing's name in server.json.
     { C::name } -> std::convertible_to<std::string_view>;
     /// True when the connection is handed over before the client sends anything (the

@@ -38,7 +38,8 @@ constexpr std::array<T, std::tuple_size_v<framing_codecs>> per_framing(Get get) 
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
         return std::array<T, sizeof...(I)>{
             get(std::type_identity<std::tuple_element_t<I, framing_codecs>>{})...};
-    }(std::make_index_sequence<std::tuple_size_v<framing_codecs>>{});
+    }
+    (std::make_index_sequence<std::tuple_size_v<framing_codecs>>{});
 }
 
 /// Its name in server.json.
@@ -70,8 +71,8 @@ inline std::string framing_names() {
 /// Whether the plugin serves connections of this framing as byte streams (handler::serve)
 /// rather than answering requests (handler::handle).
 inline bool hands_over_connections(framing_kind kind) noexcept {
-    constexpr auto hands_over = per_framing<bool>(
-        []<class C>(std::type_identity<C>) { return C::decodes_before_input; });
+    constexpr auto hands_over =
+        per_framing<bool>([]<class C>(std::type_identity<C>) { return C::decodes_before_input; });
     return hands_over[static_cast<std::size_t>(kind)];
 }
 

@@ -221,13 +221,12 @@ asio::awaitable<bool> serve(client_connection& c) {
     bool eof = false;
     for (;;) {
         const auto& limits = c.limits();
-        frame stop;         // refused or switch_protocol: what ended the batch
+        frame stop;  // refused or switch_protocol: what ended the batch
         bool answered = false;
         bool more = false;  // whole requests still buffered: answer them before reading
         // A closing route (shutdown, listener removed by a reload) starts no new request:
         // its plugin version may already be gone once the current request has finished.
-        while (!c.via->closing && !c.closing &&
-               (!c.input.empty() || Codec::decodes_before_input)) {
+        while (!c.via->closing && !c.closing && (!c.input.empty() || Codec::decodes_before_input)) {
             const frame next = codec.decode(c.input.view(), limits.max_request_bytes, eof);
             if (next.what == frame::kind::incomplete) {
                 codec.answer_early(out);
@@ -289,8 +288,7 @@ asio::awaitable<bool> serve(client_connection& c) {
             // Closing (a stop, or its listener removed by a reload) or about to (a drain):
             // the codec says so if its protocol can, so a keep-alive client leaves cleanly
             // between requests instead of meeting a closed socket.
-            const bool closing =
-                c.aborted || c.closing || c.via->closing || c.owner.draining();
+            const bool closing = c.aborted || c.closing || c.via->closing || c.owner.draining();
             if (!codec.encode_reply(out, status, closing)) c.closing = true;
             if (c.aborted || c.closing) break;
             // Pipelined requests from a client that does not read would otherwise grow
@@ -344,7 +342,8 @@ asio::awaitable<bool> serve(client_connection& c) {
         bool got = false;
         while (allowance > 0) {
             boost::system::error_code ec;
-            const std::size_t n = c.wire.read_now(scratch.first(std::min(scratch.size(), allowance)), ec);
+            const std::size_t n =
+                c.wire.read_now(scratch.first(std::min(scratch.size(), allowance)), ec);
             if (ec == asio::error::would_block) {
                 if (got) break;
                 // A connection with no byte of a request may be closed to make room.

@@ -352,7 +352,8 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
             socket.close(ignored);
             continue;
         }
-        (new client_connection{*this, r, transport{std::move(socket)}})->start();  // deletes itself at the end
+        (new client_connection{*this, r, transport{std::move(socket)}})
+            ->start();  // deletes itself at the end
     }
 }
 

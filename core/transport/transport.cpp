@@ -16,7 +16,6 @@ std::string format_endpoint(const boost::asio::ip::tcp::endpoint& endpoint) {
     return text;
 }
 
-
 void tcp_transport::prepare() noexcept {
     boost::system::error_code ignored;
     socket_.set_option(boost::asio::ip::tcp::no_delay{true}, ignored);

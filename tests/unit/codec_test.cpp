@@ -20,6 +20,7 @@ constexpr std::size_t limit = 64;
 template <class Codec>
 struct decoder {
     Codec codec;
+    std::size_t max = limit;
     std::string buffered;
     std::vector<std::string> seen;
     bool ended = false;
@@ -27,7 +28,7 @@ struct decoder {
     void feed(std::string_view bytes, bool eof = false) {
         buffered += bytes;
         while (!ended && (!buffered.empty() || Codec::decodes_before_input)) {
-            const frame f = codec.decode(buffered, limit, eof);
+            const frame f = codec.decode(buffered, max, eof);
             if (f.what == frame::kind::incomplete) return;
             if (f.what == frame::kind::refused) {
                 seen.push_back("refused " + std::to_string(f.status) + " " + f.reason);
@@ -41,8 +42,8 @@ struct decoder {
             }
             std::string entry{f.message};
             if (f.http) {
-                entry = std::string{f.http->method} + " " + std::string{f.http->target} + "|" +
-                        entry;
+                entry =
+                    std::string{f.http->method} + " " + std::string{f.http->target} + "|" + entry;
             }
             seen.push_back(entry);
             REQUIRE(f.consumed > 0);
@@ -55,11 +56,14 @@ struct decoder {
 // Decodes `bytes` whole, then split in two at every byte: every split must decode to the
 // same requests as the whole (a codec must not depend on how reads cut the stream).
 template <class Codec>
-std::vector<std::string> decode_every_split(std::string_view bytes, bool eof = false) {
+std::vector<std::string> decode_every_split(std::string_view bytes, bool eof = false,
+                                            std::size_t max = limit) {
     decoder<Codec> whole;
+    whole.max = max;
     whole.feed(bytes, eof);
     for (std::size_t at = 0; at <= bytes.size(); ++at) {
         decoder<Codec> split;
+        split.max = max;
         split.feed(bytes.substr(0, at));
         split.feed(bytes.substr(at), eof);
         CHECK_MESSAGE(split.seen == whole.seen, "split at byte " << at);
@@ -125,16 +129,20 @@ TEST_CASE("http codec: whole, split at every byte, pipelined, refused") {
     const std::string chunked =
         "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\n"
         "llo\r\n0\r\n\r\n";
-    CHECK(decode_every_split<plugd::http_codec>(get) == strings{"GET /world|world"});
-    CHECK(decode_every_split<plugd::http_codec>(get + post + chunked) ==
+    CHECK(decode_every_split<plugd::http_codec>(get, false, 256) == strings{"GET /world|world"});
+    CHECK(decode_every_split<plugd::http_codec>(get + post + chunked, false, 256) ==
           strings{"GET /world|world", "POST /p|body", "POST /c|hello"});
     // A smuggling attempt between two requests: the first is served, nothing after it.
     const auto smuggled = decode_every_split<plugd::http_codec>(
-        get + "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
-              "1\r\n\r\n0\r\n\r\n" + get);
+        get +
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+            "1\r\n\r\n0\r\n\r\n" +
+            get,
+        false, 256);
     REQUIRE(smuggled.size() == 2);
     CHECK(smuggled[0] == "GET /world|world");
     CHECK(smuggled[1].starts_with("refused 400 "));
+    // Too large: refused as soon as the bytes buffered cannot be one request, however split.
     CHECK(decode_every_split<plugd::http_codec>("GET /" + std::string(limit, 'x') +
                                                 " HTTP/1.1\r\n") ==
           strings{"refused 431 request header too large"});
@@ -145,13 +153,13 @@ TEST_CASE("http codec: 100 Continue once, before the body is there") {
     const std::string head =
         "POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
     std::string out;
-    CHECK(codec.decode(head, limit, false).what == frame::kind::incomplete);
+    CHECK(codec.decode(head, 4 * limit, false).what == frame::kind::incomplete);
     codec.answer_early(out);
     CHECK(out == "HTTP/1.1 100 Continue\r\n\r\n");
-    CHECK(codec.decode(head + "h", limit, false).what == frame::kind::incomplete);
+    CHECK(codec.decode(head + "h", 4 * limit, false).what == frame::kind::incomplete);
     codec.answer_early(out);
     CHECK(out == "HTTP/1.1 100 Continue\r\n\r\n");  // not twice
-    CHECK(codec.decode(head + "hi", limit, false).what == frame::kind::request);
+    CHECK(codec.decode(head + "hi", 4 * limit, false).what == frame::kind::request);
 }
 
 TEST_CASE("http codec: a reply is a response with the handler's status and fields") {
