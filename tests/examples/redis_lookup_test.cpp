@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 extern char** environ;
 
@@ -104,10 +105,7 @@ class redis_server {
 
 TEST_CASE("redis-lookup answers Redis values over pooled outbound connections") {
     const char* binary = redis_binary();
-    if (!binary) {
-        MESSAGE("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-        return;
-    }
+    if (!binary) return skip_test("redis-server is not installed (apt-get install redis-server)");
     temp_dir tmp;
     redis_server redis{binary, tmp.path()};
     REQUIRE(redis.command("SET world Hello,world") == "+OK");

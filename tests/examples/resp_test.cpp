@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -36,10 +37,7 @@ std::string cli(std::uint16_t port, std::vector<std::string> command) {
 }  // namespace
 
 TEST_CASE("resp answers redis-cli: PING, ECHO, SET and GET on the shared state") {
-    if (!redis_cli()) {
-        MESSAGE("skipped: redis-cli is not installed (apt-get install redis-tools)");
-        return;
-    }
+    if (!redis_cli()) return skip_test("redis-cli is not installed (apt-get install redis-tools)");
     one_listener_server s{"resp", "{}", "raw", "{}", built("resp")};
     CHECK(cli(s.port, {"PING"}) == "PONG");
     CHECK(cli(s.port, {"ECHO", "hello"}) == "hello");  // quoted only on a terminal

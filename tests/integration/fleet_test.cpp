@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -179,8 +180,7 @@ struct traffic {
 
 TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request") {
     if (!std::filesystem::exists(haproxy)) {
-        MESSAGE("skipped: haproxy is not installed (apt-get install haproxy)");
-        return;
+        return skip_test("haproxy is not installed (apt-get install haproxy)");
     }
     fleet f{3};
     const std::uint16_t line_front = unused_fixed_port(), http_front = unused_fixed_port();
@@ -244,8 +244,7 @@ TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request"
 
 TEST_CASE("fleet: a rollout stops at the first instance that refuses, the rest untouched") {
     if (!std::filesystem::exists("/usr/bin/curl")) {
-        MESSAGE("skipped: curl is not installed (apt-get install curl)");
-        return;
+        return skip_test("curl is not installed (apt-get install curl)");
     }
     fleet f{3};
     // Without the token the first instance answers 401 and the rollout says what to pass.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -37,16 +38,13 @@ rlim_t descriptors_for(rlim_t wanted) {
 }  // namespace
 
 TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of resident memory") {
-    if (sanitized) {
-        MESSAGE("skipped: a sanitizer build's memory use is not plugd's");
-        return;
-    }
+    if (sanitized) return skip_test("a sanitizer build's memory use is not plugd's");
     // A few thousand: enough that the figure is stable (pages, not bytes, are counted).
     const rlim_t wanted = 3000;
     const rlim_t available = descriptors_for(wanted + 64);
     if (available < 1064) {
-        MESSAGE("skipped: only " << available << " file descriptors; raise ulimit -n");
-        return;
+        return skip_test("only " + std::to_string(available) +
+                         " file descriptors; raise ulimit -n (hard limit) to 1064 or more");
     }
     const std::size_t count = std::min<rlim_t>(wanted, available - 64);
     temp_dir tmp;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -193,8 +194,7 @@ TEST_CASE("http: the same plugin file serves a line listener and an http listene
 
 TEST_CASE("http: curl gets Hello, world from greeting") {
     if (!std::filesystem::exists("/usr/bin/curl")) {
-        MESSAGE("skipped: curl is not installed (apt-get install curl)");
-        return;
+        return skip_test("curl is not installed (apt-get install curl)");
     }
     served s{"greeting", "{}", "{}", bundled_plugin_dir()};
     const std::string url = "http://127.0.0.1:" + std::to_string(s.port) + "/world";

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -69,8 +70,7 @@ TEST_CASE("a symbolic link leading out of plugin_dir is refused") {
 
 TEST_CASE("\"user\" drops root after binding, and reloads still work as that user") {
     if (::geteuid() != 0) {
-        MESSAGE("not running as root: dropping privileges cannot be tested here");
-        return;
+        return skip_test("not running as root: dropping privileges cannot be tested here");
     }
     const passwd* nobody = ::getpwnam("nobody");
     REQUIRE(nobody != nullptr);
@@ -79,11 +79,10 @@ TEST_CASE("\"user\" drops root after binding, and reloads still work as that use
     for (auto dir = test_plugin_dir(); dir != dir.parent_path(); dir = dir.parent_path()) {
         struct stat st {};
         if (::stat(dir.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) {
-            MESSAGE("skipped: " << dir.string()
-                                << " is not searchable by other users, so nobody cannot "
-                                   "load plugins from the build tree; build in a folder with "
-                                   "mode 0755 to run this test");
-            return;
+            return skip_test(dir.string() +
+                             " is not searchable by other users, so nobody cannot load plugins "
+                             "from the build tree; build in a folder with mode 0755 to run "
+                             "this test");
         }
     }
     temp_dir tmp;
