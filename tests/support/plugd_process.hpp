@@ -1,4 +1,5 @@
-// plugd_process and line_client: drive the real plugd binary over loopback in tests.
+// plugd_process: drive the real plugd binary over loopback in tests (its clients:
+// line_client.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -6,12 +7,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "line_client.hpp"
 
 namespace plugd::test {
 
@@ -81,56 +83,6 @@ run_result run_plugd(std::vector<std::string> args, milliseconds timeout = 20s);
 /// The same for another program of the build.
 run_result run_program(std::string binary, std::vector<std::string> args,
                        milliseconds timeout = 20s);
-
-/// A blocking TCP client with deadlines on every read.
-class line_client {
-  public:
-    explicit line_client(std::uint16_t port);
-    ~line_client();
-    line_client(line_client&& other) noexcept;
-    line_client& operator=(line_client&&) = delete;
-    int fd() const { return fd_; }
-
-    void send(const std::string& bytes);
-    /// Reads up to and without the next '\n'; nullopt on EOF, error or deadline.
-    std::optional<std::string> read_line(milliseconds timeout = 5s);
-    /// Reads until the server closes; what arrived before (nullopt at the deadline).
-    std::optional<std::string> read_to_eof(milliseconds timeout = 5s);
-    /// Reads exactly `n` bytes; nullopt on EOF, error or deadline.
-    std::optional<std::string> read_exactly(std::size_t n, milliseconds timeout = 5s);
-    /// Shuts down the sending side (the server sees EOF).
-    void shutdown_send();
-    /// How long until the server has closed the connection for good, not just stopped
-    /// sending (a lingering close still reads): keeps sending a byte every 20 ms until a
-    /// send fails or the socket reports an error or hang-up. nullopt at the deadline.
-    std::optional<milliseconds> wait_closed(milliseconds timeout);
-
-  private:
-    bool fill(std::chrono::steady_clock::time_point deadline);
-    int fd_ = -1;
-    std::string buffered_;
-    bool eof_ = false;
-};
-
-struct http_response {
-    std::string version;  ///< "HTTP/1.1"
-    int status = 0;
-    std::map<std::string, std::string> headers;  ///< names in lower case
-    std::string body;
-};
-
-/// One response (head and Content-Length body) from `c`; nullopt if none came whole.
-std::optional<http_response> read_response(line_client& c, milliseconds timeout = 5s);
-
-/// `method target` on a new connection to `port` (with `body`, and `Connection: close`);
-/// nullopt if no whole response came.
-std::optional<http_response> http_request(std::uint16_t port, const std::string& method,
-                                          const std::string& target, const std::string& body = "",
-                                          milliseconds timeout = 5s);
-
-/// Sends `line` on a new connection to `port` and returns the reply line, or
-/// "<no reply>" when none came within `timeout`.
-std::string ask(std::uint16_t port, const std::string& line, milliseconds timeout = 5s);
 
 /// Copies `from` to `dir/name` the way a deployment should: write a new file, then rename
 /// it over the old one (a plugin file is never rewritten in place while loaded).
