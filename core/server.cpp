@@ -34,6 +34,7 @@
 #include "plugins/private_dir.hpp"
 #include "reload/deployment.hpp"
 #include "serving/shard.hpp"
+#include "worker_environment.hpp"
 
 namespace plugd {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "host/offload_pool.hpp"
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 

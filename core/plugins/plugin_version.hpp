@@ -11,7 +11,7 @@
 #include "config.hpp"
 #include "host/outbound.hpp"
 #include "host/task_group.hpp"
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 

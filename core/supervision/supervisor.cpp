@@ -27,9 +27,8 @@
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
 #include "log.hpp"
-#include "serving/listener.hpp"
 #include "supervision/generation_store.hpp"
-#include "supervision/worker_environment.hpp"
+#include "worker_environment.hpp"
 
 extern char** environ;
 
