@@ -331,13 +331,21 @@ version_lease plugin_version::lease(const char* use) {
     return version_lease{std::move(self), host_.lease_released()};
 }
 
-void plugin_version::close_outbound_pools() {
+void plugin_version::retire() {
+    tasks_.cancel_all();
     outbound_.stop_pooling();
     for (std::size_t i = 0; i < host_.workers(); ++i) {
-        boost::asio::post(host_.worker(i), [this, i, lease = lease("close_outbound_pools")] {
-            outbound_.close_idle(i);
-        });
+        boost::asio::post(host_.worker(i),
+                          [this, i, lease = lease("retire")] { outbound_.close_idle(i); });
     }
+}
+
+bool drained(const std::shared_ptr<plugin_version>& version) noexcept {
+    if (version.use_count() > 1) return false;
+    // Pairs with the release of each reference dropped on another thread (a shard, a
+    // lease): what that thread did to the version happened before it is destroyed.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return true;
 }
 
 bool plugin_version::built_with_serve() const {

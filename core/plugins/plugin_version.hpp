@@ -79,9 +79,13 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     task_group& tasks() noexcept { return tasks_; }
     /// Its outbound connections' pools (context::connect).
     outbound_pools& outbound() noexcept { return outbound_; }
-    /// Retiring: stops pooling outbound connections and has every worker close its idle
-    /// ones (posted to each, holding a lease so the version waits for it).
-    void close_outbound_pools();
+    /// Retiring it (a reload replaced it, or it failed to start): asks its background
+    /// tasks to end, stops pooling its outbound connections and has every worker thread
+    /// close its idle ones (posted to each, holding a lease so the version waits for it).
+    /// Its requests, jobs and streams still running go on: the owner keeps its reference
+    /// until drained(). Called once, on the owner's thread (plugd's control thread, or
+    /// the thread driving the test harness).
+    void retire();
     /// The instance's state that survives reloads (context::shared).
     shared_map_impl& shared_state() noexcept { return *state_; }
     host& host_of() noexcept { return host_; }
@@ -117,6 +121,12 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
 void check_listeners_can_serve(
     const server_config& cfg,
     const std::function<const plugin_version&(const std::string&)>& version_of);
+
+/// Whether the retired `version` may be destroyed now: the caller's reference is the only
+/// one left. Nothing can take a new one: shards never route to a retired version again,
+/// and only work still running in it takes leases. True also orders what the other
+/// holders did to it (on their threads) before the caller destroys it.
+bool drained(const std::shared_ptr<plugin_version>& version) noexcept;
 
 /// Hash of a plugin file's bytes, as content_hash() computes it; throws plugin_error when
 /// the file cannot be read.
