@@ -76,13 +76,13 @@ class server final : public admin_backend {
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
-        std::vector<asio::io_context*> workers;
+        std::vector<asio::io_context*> loops;
         for (unsigned i = 0; i < threads_; ++i) {
             shards_.push_back(std::make_unique<shard>(
                 i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
-            workers.push_back(&shards_.back()->io());
+            loops.push_back(&shards_.back()->io());
         }
-        host_->set_workers(std::move(workers));
+        host_->set_serving_loops(std::move(loops));
         deployment_.emplace(
             control_, shards_, *host_, dir_,
             options_.worker ? options_.worker->first_generation : 1,

@@ -1,4 +1,4 @@
-// offload: awaiting a job on the offload pool from a worker thread's coroutine.
+// offload: awaiting a job on the offload pool from a serving thread's coroutine.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

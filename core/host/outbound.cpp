@@ -76,9 +76,9 @@ class stream_impl final : public buffered_stream<stream> {
   public:
     // No lease of its own: a stream lives inside the handler or task that opened it (see
     // plugd::stream), whose request or lease keeps the version loaded.
-    stream_impl(outbound_pools& pools, std::size_t worker, std::string key, tcp::socket socket)
+    stream_impl(outbound_pools& pools, std::size_t thread, std::string key, tcp::socket socket)
         : pools_{pools},
-          worker_{worker},
+          thread_{thread},
           key_{std::move(key)},
           socket_{std::move(socket)},
           deadline_{socket_.get_executor()} {}
@@ -86,7 +86,7 @@ class stream_impl final : public buffered_stream<stream> {
     ~stream_impl() override {
         deadline_.disarm();
         if (reusable_ && buffered().empty() && socket_.is_open()) {
-            pools_.give_back(worker_, key_, std::move(socket_));
+            pools_.give_back(thread_, key_, std::move(socket_));
         }
     }
 
@@ -174,7 +174,7 @@ class stream_impl final : public buffered_stream<stream> {
     }
 
     outbound_pools& pools_;
-    std::size_t worker_;
+    std::size_t thread_;  ///< the serving thread it was opened on
     std::string key_;
     tcp::socket socket_;
     deadline deadline_;
@@ -184,18 +184,18 @@ class stream_impl final : public buffered_stream<stream> {
 
 }  // namespace
 
-outbound_pools::outbound_pools(std::size_t workers, outbound_settings settings, std::string owner)
-    : settings_{settings}, owner_{std::move(owner)}, pools_(workers) {}
+outbound_pools::outbound_pools(std::size_t threads, outbound_settings settings, std::string owner)
+    : settings_{settings}, owner_{std::move(owner)}, pools_(threads) {}
 
 asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string host_name,
                                                                  std::uint16_t port) {
-    const auto index = host::this_worker_index();
+    const auto index = host::serving_thread_index();
     if (index < 0) {
         throw std::logic_error("connect() must be called from a handler or a background task");
     }
-    const auto worker = static_cast<std::size_t>(index);
+    const auto thread = static_cast<std::size_t>(index);
     std::string key = host_name + ":" + std::to_string(port);
-    auto& idle = pools_[worker][key];
+    auto& idle = pools_[thread][key];
     while (!idle.empty()) {
         tcp::socket socket = std::move(idle.front());
         idle.pop_front();
@@ -206,7 +206,7 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
         const auto n = socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
         if (n == 0 && ec == asio::error::would_block) {
             socket.non_blocking(false, ec);
-            co_return std::make_unique<stream_impl>(*this, worker, std::move(key),
+            co_return std::make_unique<stream_impl>(*this, thread, std::move(key),
                                                     std::move(socket));
         }
     }
@@ -231,14 +231,14 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
     if (cec) fail(where, "connect", cec, d, settings_.connect_timeout, "connect_timeout_ms");
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay{true}, ignored);
-    co_return std::make_unique<stream_impl>(*this, worker, std::move(key), std::move(socket));
+    co_return std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(socket));
 }
 
-void outbound_pools::give_back(std::size_t worker, const std::string& key,
+void outbound_pools::give_back(std::size_t thread, const std::string& key,
                                tcp::socket socket) noexcept {
     if (retired_.load(std::memory_order_acquire)) return;  // closed as `socket` goes
     try {
-        auto& idle = pools_[worker][key];
+        auto& idle = pools_[thread][key];
         if (idle.size() < settings_.max_idle) idle.push_back(std::move(socket));
     } catch (...) {
         // Out of memory: the connection is simply closed.

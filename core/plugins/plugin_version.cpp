@@ -170,7 +170,7 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
       generation_{generation},
       host_{facilities},
       tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
-      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
+      outbound_{facilities.serving_threads(), spec_.outbound, spec_.name} {
     check_trust(spec_);
     const std::string image = read_file(spec_);
     content_hash_ = hash_of(image);
@@ -271,7 +271,7 @@ plugin_version::plugin_version(plugin_spec spec, handler_factory make, std::uint
       abi_fingerprint_{core_abi_fingerprint()},
       host_{facilities},
       tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
-      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
+      outbound_{facilities.serving_threads(), spec_.outbound, spec_.name} {
     loaded_at_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -334,8 +334,8 @@ version_lease plugin_version::lease(const char* use) {
 void plugin_version::retire() {
     tasks_.cancel_all();
     outbound_.stop_pooling();
-    for (std::size_t i = 0; i < host_.workers(); ++i) {
-        boost::asio::post(host_.worker(i),
+    for (std::size_t i = 0; i < host_.serving_threads(); ++i) {
+        boost::asio::post(host_.serving_loop(i),
                           [this, i, lease = lease("retire")] { outbound_.close_idle(i); });
     }
 }

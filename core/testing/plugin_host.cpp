@@ -226,10 +226,10 @@ struct plugin_host::impl {
             guards.push_back(asio::make_work_guard(*ios.back()));
             loops.push_back(ios.back().get());
         }
-        facilities->set_workers(loops);
+        facilities->set_serving_loops(loops);
         for (unsigned i = 0; i < opts.threads; ++i) {
             threads.emplace_back([this, i] {
-                host::enter_worker(*ios[i], i);
+                host::enter_serving_thread(*ios[i], i);
                 ios[i]->run();
             });
         }
