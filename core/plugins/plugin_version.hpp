@@ -27,14 +27,18 @@ class plugin_error : public std::runtime_error {
 };
 
 /// One version of a plugin instance, from load to unload. Shared (through shared_ptr) by
-/// every worker thread that routes to it; the last owner destroys it once no request runs
-/// on it any more. Destruction order matters and is fixed: handler (plugin code), then
-/// context, then the library is unloaded (see the member order).
+/// its owner (the deployment, on the control thread; in the test harness, the thread
+/// driving it), by every shard that routes to it and by the leases of its work outside
+/// requests (version_lease). The owner keeps its reference until it is the only one left
+/// (retire(), drained()), so a version is destroyed on the owner's thread, never on a
+/// serving or offload thread. Destruction order matters and is fixed: stop(), handler
+/// (plugin code), then context, then the library is unloaded (see the member order).
 class plugin_version : public std::enable_shared_from_this<plugin_version> {
   public:
-    /// Loads `spec` from a private copy placed in `private_dir` (see load() in the .cpp for
-    /// why a copy). Reads the ABI fingerprint from the file first: no code of a plugin that
-    /// does not match runs. Its context reaches the facilities of `host`, which must
+    /// Loads `spec` from a private copy placed in `private_dir`: glibc's dlopen hands back
+    /// the library it already has for a path, so a new build at the same path would run
+    /// the old code. Reads the ABI fingerprint from the file first: no code of a plugin
+    /// that does not match runs. Its context reaches the facilities of `host`, which must
     /// outlive it. Throws plugin_error.
     plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
                    std::uint64_t generation, host& facilities);
@@ -80,7 +84,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// Its outbound connections' pools (context::connect).
     outbound_pools& outbound() noexcept { return outbound_; }
     /// Retiring it (a reload replaced it, or it failed to start): asks its background
-    /// tasks to end, stops pooling its outbound connections and has every worker thread
+    /// tasks to end, stops pooling its outbound connections and has every serving thread
     /// close its idle ones (posted to each, holding a lease so the version waits for it).
     /// Its requests, jobs and streams still running go on: the owner keeps its reference
     /// until drained(). Called once, on the owner's thread (plugd's control thread, or
