@@ -16,8 +16,10 @@
 #include "plugins/plugin_version.hpp"
 #include "plugins/trial_load.hpp"
 #include "server.hpp"
+#include "server_options.hpp"
 #include "supervision/supervisor.hpp"
 #include "tooling/new_plugin.hpp"
+#include "worker_environment.hpp"
 
 #include <plugd/version.hpp>
 

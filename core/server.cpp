@@ -33,7 +33,9 @@
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
 #include "reload/deployment.hpp"
+#include "reload/restart_needed.hpp"
 #include "serving/shard.hpp"
+#include "worker_environment.hpp"
 
 namespace plugd {
 namespace {
@@ -74,13 +76,13 @@ class server final : public admin_backend {
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
-        std::vector<asio::io_context*> workers;
+        std::vector<asio::io_context*> loops;
         for (unsigned i = 0; i < threads_; ++i) {
             shards_.push_back(std::make_unique<shard>(
                 i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
-            workers.push_back(&shards_.back()->io());
+            loops.push_back(&shards_.back()->io());
         }
-        host_->set_workers(std::move(workers));
+        host_->set_serving_loops(std::move(loops));
         deployment_.emplace(
             control_, shards_, *host_, dir_,
             options_.worker ? options_.worker->first_generation : 1,
@@ -186,46 +188,7 @@ class server final : public admin_backend {
                 options_.config_file.empty()
                     ? default_config(options_.bundled_plugin_dir)
                     : load_config(options_.config_file, options_.bundled_plugin_dir);
-            // What the process was set up with at start cannot follow a reload.
-            auto unchanged = [&](const char* key, const std::string& before,
-                                 const std::string& after) {
-                if (before == after) return;
-                throw config_error(next.source.string() + ": /" + key +
-                                   ": cannot change while running (\"" + before + "\" -> \"" +
-                                   after +
-                                   "\"); restart plugd to change it, or put the old value back");
-            };
-            unchanged("user", cfg_.user, next.user);
-            unchanged("threads", std::to_string(cfg_.threads), std::to_string(next.threads));
-            // One process or a master with workers is decided at start.
-            unchanged("workers", std::to_string(cfg_.workers), std::to_string(next.workers));
-            unchanged("supervise", cfg_.supervise ? "true" : "false",
-                      next.supervise ? "true" : "false");
-            unchanged("offload_threads", std::to_string(cfg_.offload_threads),
-                      std::to_string(next.offload_threads));
-            unchanged("offload_queue", std::to_string(cfg_.offload_queue),
-                      std::to_string(next.offload_queue));
-            // The pid file is how `plugd -s` finds this server: moving it would leave a
-            // command reading the old config's pid_file with nobody to find.
-            unchanged("pid_file", cfg_.pid_file.string(), next.pid_file.string());
-            // The endpoint a reload may come through, and what it counts, stay as started.
-            auto admin_text = [](const server_config& c) {
-                return c.admin ? c.admin->address + ":" + std::to_string(c.admin->port) +
-                                     (c.admin->allow_remote ? " (remote)" : "") +
-                                     (c.admin->token_file.empty()
-                                          ? ""
-                                          : " token_file " + c.admin->token_file.string())
-                               : std::string{"none"};
-            };
-            unchanged("admin", admin_text(cfg_), admin_text(next));
-            // The token is compared, never shown: the endpoint keeps the one it started with.
-            if (cfg_.admin && next.admin && cfg_.admin->token != next.admin->token) {
-                throw config_error(next.source.string() + ": /admin/token_file: the token in " +
-                                   next.admin->token_file.string() +
-                                   " changed while running; the admin endpoint keeps the one it "
-                                   "started with: restart plugd to use the new one, or put the "
-                                   "old one back");
-            }
+            check_no_restart_needed(cfg_, next);
             if (options_.worker)
                 deployment_->number_next(read_generation_file(options_.worker->generation_file));
             const std::string summary = deployment_->apply(cfg_, next);

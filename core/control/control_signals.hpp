@@ -10,7 +10,7 @@ namespace plugd {
 
 /// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread and so in every thread it starts
 /// afterwards. Call it on the main thread before any other thread exists: a blocked signal
-/// stays pending for `control_signals` instead of interrupting a worker, and one sent
+/// stays pending for `control_signals` instead of interrupting a shard's thread, and one sent
 /// during start-up waits instead of killing the process (SIGHUP's default action).
 void block_control_signals();
 

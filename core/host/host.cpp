@@ -1,4 +1,5 @@
-// host: worker executors for tasks, and the process-wide facilities' state.
+// host: where tasks run (the serving threads' event loops), and the process-wide
+// facilities' state.
 #include "host/host.hpp"
 
 #include "host/timers.hpp"
@@ -6,22 +7,22 @@
 namespace plugd {
 namespace {
 
-// The event loop the calling thread runs, if it is a worker thread.
-thread_local boost::asio::io_context* this_worker = nullptr;
-thread_local std::ptrdiff_t this_worker_number = -1;
+// The event loop the calling thread runs, and its index, if it is a serving thread.
+thread_local boost::asio::io_context* this_serving_loop = nullptr;
+thread_local std::ptrdiff_t this_serving_index = -1;
 
 }  // namespace
 
 host::host(const settings& s, std::function<void()> lease_released)
     : lease_released_{std::move(lease_released)}, offload_{s.offload_threads, s.offload_queue} {}
 
-void host::enter_worker(boost::asio::io_context& io, std::size_t index) noexcept {
-    this_worker = &io;
-    this_worker_number = static_cast<std::ptrdiff_t>(index);
+void host::enter_serving_thread(boost::asio::io_context& io, std::size_t index) noexcept {
+    this_serving_loop = &io;
+    this_serving_index = static_cast<std::ptrdiff_t>(index);
 }
 
-std::ptrdiff_t host::this_worker_index() noexcept {
-    return this_worker_number;
+std::ptrdiff_t host::serving_thread_index() noexcept {
+    return this_serving_index;
 }
 
 boost::asio::awaitable<void> host::sleep_for(std::chrono::milliseconds duration) {
@@ -30,9 +31,9 @@ boost::asio::awaitable<void> host::sleep_for(std::chrono::milliseconds duration)
 }
 
 boost::asio::any_io_executor host::task_executor() {
-    if (this_worker) return this_worker->get_executor();
-    const unsigned i = next_worker_.fetch_add(1, std::memory_order_relaxed);
-    return workers_[i % workers_.size()]->get_executor();
+    if (this_serving_loop) return this_serving_loop->get_executor();
+    const unsigned i = next_serving_loop_.fetch_add(1, std::memory_order_relaxed);
+    return serving_loops_[i % serving_loops_.size()]->get_executor();
 }
 
 }  // namespace plugd

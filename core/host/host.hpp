@@ -37,28 +37,33 @@ class host {
     shared_state& state() noexcept { return state_; }
     const std::function<void()>& lease_released() const noexcept { return lease_released_; }
 
-    /// The worker threads' event loops, for tasks started off them (from start(), on the
-    /// control thread). Set once, before any plugin starts.
-    void set_workers(std::vector<boost::asio::io_context*> workers) {
-        workers_ = std::move(workers);
+    /// The serving threads' event loops: the threads that run handlers and background
+    /// tasks (plugd's shards, the test harness's own threads; the SDK's docs and the log
+    /// call them worker threads, but in core/ a worker is a process of supervision/). For
+    /// tasks started off them (from start(), on the control thread). Set once, before any
+    /// plugin starts.
+    void set_serving_loops(std::vector<boost::asio::io_context*> loops) {
+        serving_loops_ = std::move(loops);
     }
-    /// Where a task started now runs: the calling worker thread's event loop when called on
-    /// one (a task from a handler stays with its connection's thread), otherwise the next
-    /// worker in turn.
+    /// Where a task started now runs: the calling serving thread's event loop when called
+    /// on one (a task from a handler stays with its connection's thread), otherwise the
+    /// next serving thread's in turn.
     boost::asio::any_io_executor task_executor();
-    /// Worker threads call this once when they start, so task_executor() knows them.
-    static void enter_worker(boost::asio::io_context& io, std::size_t index) noexcept;
-    /// The calling thread's worker index, or -1 when it is no worker thread.
-    static std::ptrdiff_t this_worker_index() noexcept;
-    std::size_t workers() const noexcept { return workers_.size(); }
-    boost::asio::io_context& worker(std::size_t index) const noexcept { return *workers_[index]; }
+    /// Serving threads call this once when they start, so task_executor() knows them.
+    static void enter_serving_thread(boost::asio::io_context& io, std::size_t index) noexcept;
+    /// The calling thread's index among the serving threads, or -1 when it is none.
+    static std::ptrdiff_t serving_thread_index() noexcept;
+    std::size_t serving_threads() const noexcept { return serving_loops_.size(); }
+    boost::asio::io_context& serving_loop(std::size_t index) const noexcept {
+        return *serving_loops_[index];
+    }
 
     /// context::sleep_for and every's pause: real time, or `clock`'s once installed (the
     /// test harness's manual clock; set before any plugin loads, outlives the host).
     boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds duration);
     void use_manual_clock(manual_clock& clock) noexcept { manual_clock_ = &clock; }
 
-    /// Shutdown, after the workers have stopped: drops queued jobs, waits for running ones
+    /// Shutdown, after the serving threads have stopped: drops queued jobs, waits for running ones
     /// until `deadline`. False when one was still running then.
     bool stop(std::chrono::steady_clock::time_point deadline) { return offload_.stop(deadline); }
 
@@ -66,9 +71,9 @@ class host {
     std::function<void()> lease_released_;
     offload_pool offload_;
     shared_state state_;
-    std::vector<boost::asio::io_context*> workers_;
+    std::vector<boost::asio::io_context*> serving_loops_;
     manual_clock* manual_clock_ = nullptr;
-    std::atomic<unsigned> next_worker_{0};  // off the request path: tasks are started rarely
+    std::atomic<unsigned> next_serving_loop_{0};  // off the request path: tasks start rarely
 };
 
 }  // namespace plugd

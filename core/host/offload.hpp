@@ -1,4 +1,4 @@
-// offload: awaiting a job on the offload pool from a worker thread's coroutine.
+// offload: awaiting a job on the offload pool from a serving thread's coroutine.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "host/offload_pool.hpp"
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 

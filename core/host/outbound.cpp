@@ -10,10 +10,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/system/system_error.hpp>
 
-#include <cstring>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 
+#include "host/buffered_stream.hpp"
 #include "host/host.hpp"
 #include "host/suspension.hpp"
 
@@ -69,60 +70,30 @@ class deadline {
     throw boost::system::system_error(ec, where + ": " + operation);
 }
 
-class stream_impl final : public stream {
+// The reads over one buffer are buffered_stream's; a stream differs from a client's
+// connection in what a close means (see fill()) and in that a failure unpools it.
+class stream_impl final : public buffered_stream<stream> {
   public:
     // No lease of its own: a stream lives inside the handler or task that opened it (see
     // plugd::stream), whose request or lease keeps the version loaded.
-    stream_impl(outbound_pools& pools, std::size_t worker, std::string key, tcp::socket socket)
+    stream_impl(outbound_pools& pools, std::size_t thread, std::string key, tcp::socket socket)
         : pools_{pools},
-          worker_{worker},
+          thread_{thread},
           key_{std::move(key)},
           socket_{std::move(socket)},
           deadline_{socket_.get_executor()} {}
 
     ~stream_impl() override {
         deadline_.disarm();
-        if (reusable_ && buffer_.empty() && socket_.is_open()) {
-            pools_.give_back(worker_, key_, std::move(socket_));
+        if (reusable_ && buffered().empty() && socket_.is_open()) {
+            pools_.give_back(thread_, key_, std::move(socket_));
         }
     }
 
     asio::awaitable<std::size_t> read_some(char* data, std::size_t size) override {
-        if (!buffer_.empty()) {
-            const std::size_t n = std::min(size, buffer_.size());
-            std::memcpy(data, buffer_.data(), n);
-            buffer_.erase(0, n);
-            co_return n;
-        }
+        if (!buffered().empty()) co_return co_await buffered_stream::read_some(data, size);
+        // Nothing read ahead: straight into the plugin's memory, as much as it asks for.
         co_return co_await receive(data, size);
-    }
-
-    asio::awaitable<std::string> read_until(std::string_view delimiter,
-                                            std::size_t max_bytes) override {
-        if (delimiter.empty()) throw std::invalid_argument("read_until: empty delimiter");
-        std::size_t searched = 0;
-        for (;;) {
-            if (const auto at = buffer_.find(delimiter, searched); at != std::string::npos) {
-                std::string line = buffer_.substr(0, at + delimiter.size());
-                buffer_.erase(0, at + delimiter.size());
-                co_return line;
-            }
-            if (buffer_.size() >= max_bytes) {
-                broken();
-                throw std::length_error(describe() + ": no delimiter in " +
-                                        std::to_string(max_bytes) + " bytes");
-            }
-            if (buffer_.size() >= delimiter.size())
-                searched = buffer_.size() - delimiter.size() + 1;
-            co_await fill();
-        }
-    }
-
-    asio::awaitable<std::string> read_exactly(std::size_t size) override {
-        while (buffer_.size() < size) co_await fill();
-        std::string bytes = buffer_.substr(0, size);
-        buffer_.erase(0, size);
-        co_return bytes;
     }
 
     asio::awaitable<void> write(std::string_view bytes) override {
@@ -147,9 +118,27 @@ class stream_impl final : public stream {
         socket_.close(ignored);
     }
 
-  private:
-    std::string describe() const { return "outbound connection to " + key_; }
+  protected:
+    // Only read_until and read_exactly fill (read_some receives itself), and on a stream
+    // they throw when the peer closes first, even between two replies (plugd::stream): so
+    // this throws where a connection's fill returns false.
+    asio::awaitable<bool> fill(std::string& buffer, bool) override {
+        char chunk[4096];
+        const std::size_t n = co_await receive(chunk, sizeof chunk);
+        if (n == 0) {
+            throw std::runtime_error(describe() + ": closed by the peer in the middle of a reply");
+        }
+        buffer.append(chunk, n);
+        co_return true;
+    }
+    void message_refused() noexcept override { broken(); }
+    // read_until's max_bytes is the only limit.
+    std::size_t max_read_bytes() const noexcept override {
+        return std::numeric_limits<std::size_t>::max();
+    }
+    std::string describe() const override { return "outbound connection to " + key_; }
 
+  private:
     void check_open() const {
         if (!socket_.is_open()) throw std::logic_error(describe() + ": used after close()");
     }
@@ -184,40 +173,29 @@ class stream_impl final : public stream {
         co_return n;
     }
 
-    // Appends what arrives to the buffer; throws when the peer has closed.
-    asio::awaitable<void> fill() {
-        char chunk[4096];
-        const std::size_t n = co_await receive(chunk, sizeof chunk);
-        if (n == 0) {
-            throw std::runtime_error(describe() + ": closed by the peer in the middle of a reply");
-        }
-        buffer_.append(chunk, n);
-    }
-
     outbound_pools& pools_;
-    std::size_t worker_;
+    std::size_t thread_;  ///< the serving thread it was opened on
     std::string key_;
     tcp::socket socket_;
     deadline deadline_;
-    std::string buffer_;  ///< read ahead of what the plugin has taken
     bool reusable_ = false;
     bool failed_ = false;
 };
 
 }  // namespace
 
-outbound_pools::outbound_pools(std::size_t workers, outbound_settings settings, std::string owner)
-    : settings_{settings}, owner_{std::move(owner)}, pools_(workers) {}
+outbound_pools::outbound_pools(std::size_t threads, outbound_settings settings, std::string owner)
+    : settings_{settings}, owner_{std::move(owner)}, pools_(threads) {}
 
 asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string host_name,
                                                                  std::uint16_t port) {
-    const auto index = host::this_worker_index();
+    const auto index = host::serving_thread_index();
     if (index < 0) {
         throw std::logic_error("connect() must be called from a handler or a background task");
     }
-    const auto worker = static_cast<std::size_t>(index);
+    const auto thread = static_cast<std::size_t>(index);
     std::string key = host_name + ":" + std::to_string(port);
-    auto& idle = pools_[worker][key];
+    auto& idle = pools_[thread][key];
     while (!idle.empty()) {
         tcp::socket socket = std::move(idle.front());
         idle.pop_front();
@@ -228,7 +206,7 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
         const auto n = socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
         if (n == 0 && ec == asio::error::would_block) {
             socket.non_blocking(false, ec);
-            co_return std::make_unique<stream_impl>(*this, worker, std::move(key),
+            co_return std::make_unique<stream_impl>(*this, thread, std::move(key),
                                                     std::move(socket));
         }
     }
@@ -253,14 +231,14 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
     if (cec) fail(where, "connect", cec, d, settings_.connect_timeout, "connect_timeout_ms");
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay{true}, ignored);
-    co_return std::make_unique<stream_impl>(*this, worker, std::move(key), std::move(socket));
+    co_return std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(socket));
 }
 
-void outbound_pools::give_back(std::size_t worker, const std::string& key,
+void outbound_pools::give_back(std::size_t thread, const std::string& key,
                                tcp::socket socket) noexcept {
     if (retired_.load(std::memory_order_acquire)) return;  // closed as `socket` goes
     try {
-        auto& idle = pools_[worker][key];
+        auto& idle = pools_[thread][key];
         if (idle.size() < settings_.max_idle) idle.push_back(std::move(socket));
     } catch (...) {
         // Out of memory: the connection is simply closed.

@@ -19,40 +19,41 @@
 
 namespace plugd {
 
-/// One version's outbound connections. Idle connections wait in a pool per worker thread
-/// (a socket belongs to its thread's io_context) and per host and port; each worker's
-/// pool is touched only by that worker, so taking and returning a connection needs no
+/// One version's outbound connections. Idle connections wait in a pool per serving thread
+/// (a socket belongs to its thread's io_context) and per host and port; each thread's
+/// pool is touched only by that thread, so taking and returning a connection needs no
 /// lock and no shared atomic. A stream lives within the handler or task that opened it,
 /// whose own claim on the version covers it.
 class outbound_pools {
   public:
-    outbound_pools(std::size_t workers, outbound_settings settings, std::string owner);
+    /// `threads`: how many serving threads (host::serving_threads()).
+    outbound_pools(std::size_t threads, outbound_settings settings, std::string owner);
 
-    /// Opens (or reuses) a connection from the calling worker thread.
+    /// Opens (or reuses) a connection from the calling serving thread.
     boost::asio::awaitable<std::unique_ptr<stream>> connect(std::string host_name,
                                                             std::uint16_t port);
 
     /// The version is retired: no connection is pooled from now on.
     void stop_pooling() noexcept { retired_.store(true, std::memory_order_release); }
-    /// Closes worker `worker`'s idle connections; on that worker's thread only.
-    void close_idle(std::size_t worker) noexcept { pools_[worker].clear(); }
-    /// Closes every idle connection from the calling thread: only once the workers have
+    /// Closes serving thread `thread`'s idle connections; on that thread only.
+    void close_idle(std::size_t thread) noexcept { pools_[thread].clear(); }
+    /// Closes every idle connection from the calling thread: only once the serving threads have
     /// stopped (shutdown), when no other thread can touch them.
     void close_all() noexcept;
 
     // Used by the streams.
     const outbound_settings& settings() const noexcept { return settings_; }
     const std::string& owner() const noexcept { return owner_; }
-    /// Takes `socket` back for `key` on `worker`, unless the version is retired or the
-    /// pool is full (then the socket is closed).
-    void give_back(std::size_t worker, const std::string& key,
+    /// Takes `socket` back for `key` on serving thread `thread`, unless the version is
+    /// retired or the pool is full (then the socket is closed).
+    void give_back(std::size_t thread, const std::string& key,
                    boost::asio::ip::tcp::socket socket) noexcept;
 
   private:
     using idle = std::map<std::string, std::deque<boost::asio::ip::tcp::socket>>;
     outbound_settings settings_;
     std::string owner_;
-    std::vector<idle> pools_;  ///< by worker index; pools_[i] only on worker i
+    std::vector<idle> pools_;  ///< by serving thread index; pools_[i] only on thread i
     std::atomic<bool> retired_{false};
 };
 

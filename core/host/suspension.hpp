@@ -5,13 +5,13 @@
 // most of pipelined throughput. But a request that waits (a timer, an offloaded job, an
 // outbound connection) must not hold the replies finished before it hostage. Plugins wait
 // only through the host's facilities, so each facility that may suspend its caller calls
-// before_suspend() first, and the worker thread's hook (its shard) writes what its
+// before_suspend() first, and the serving thread's hook (its shard) writes what its
 // connections have finished. Requests that complete without waiting keep their batching.
 #pragma once
 
 namespace plugd {
 
-/// What the calling worker thread runs before a facility suspends: a plain function and
+/// What the calling serving thread runs before a facility suspends: a plain function and
 /// its argument, set once when the thread starts (thread_local: no lock, no atomic).
 struct suspend_hook {
     void (*run)(void*) noexcept = nullptr;

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 
@@ -21,13 +21,13 @@ namespace plugd {
 boost::asio::awaitable<void> logging_failures(boost::asio::awaitable<void> work, std::string owner,
                                               std::string what);
 
-/// Tasks run as coroutines on the worker threads' io_contexts, each holding a lease on its
+/// Tasks run as coroutines on the serving threads' io_contexts, each holding a lease on its
 /// version. When the version is replaced (or the server stops), cancel_all() delivers a
 /// terminal cancellation to each on its own thread: the task's pending `sleep_for` (or any
 /// host operation) throws, the task ends, its lease goes. The version's stop() runs only
 /// after the last one has ended.
 /// Thread-safe: tasks may be spawned from any thread (start() on the control thread, a
-/// handler on a worker thread).
+/// handler on a serving thread).
 class task_group {
   public:
     /// `owner` names the instance and version in log lines.

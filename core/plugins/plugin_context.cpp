@@ -61,8 +61,8 @@ task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
 }
 
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {
-    // On the offload thread, a crash or stall report names this plugin (the lease keeps
-    // the name alive while the job runs).
+    // On the offload thread, a crash report names this plugin (the lease keeps the name
+    // alive while the job runs). The stall monitor watches only the shards' threads.
     const running_code runs{owner_.spec().name.c_str(), owner_.generation(), nullptr, nullptr};
     auto named = [job = std::move(job), runs] {
         running_scope scope{runs};

@@ -170,7 +170,7 @@ plugin_version::plugin_version(plugin_spec spec, const std::filesystem::path& pr
       generation_{generation},
       host_{facilities},
       tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
-      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
+      outbound_{facilities.serving_threads(), spec_.outbound, spec_.name} {
     check_trust(spec_);
     const std::string image = read_file(spec_);
     content_hash_ = hash_of(image);
@@ -271,7 +271,7 @@ plugin_version::plugin_version(plugin_spec spec, handler_factory make, std::uint
       abi_fingerprint_{core_abi_fingerprint()},
       host_{facilities},
       tasks_{"plugin " + spec_.name + " generation " + std::to_string(generation)},
-      outbound_{facilities.workers(), spec_.outbound, spec_.name} {
+      outbound_{facilities.serving_threads(), spec_.outbound, spec_.name} {
     loaded_at_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -331,13 +331,21 @@ version_lease plugin_version::lease(const char* use) {
     return version_lease{std::move(self), host_.lease_released()};
 }
 
-void plugin_version::close_outbound_pools() {
+void plugin_version::retire() {
+    tasks_.cancel_all();
     outbound_.stop_pooling();
-    for (std::size_t i = 0; i < host_.workers(); ++i) {
-        boost::asio::post(host_.worker(i), [this, i, lease = lease("close_outbound_pools")] {
-            outbound_.close_idle(i);
-        });
+    for (std::size_t i = 0; i < host_.serving_threads(); ++i) {
+        boost::asio::post(host_.serving_loop(i),
+                          [this, i, lease = lease("retire")] { outbound_.close_idle(i); });
     }
+}
+
+bool drained(const std::shared_ptr<plugin_version>& version) noexcept {
+    if (version.use_count() > 1) return false;
+    // Pairs with the release of each reference dropped on another thread (a shard, a
+    // lease): what that thread did to the version happened before it is destroyed.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return true;
 }
 
 bool plugin_version::built_with_serve() const {

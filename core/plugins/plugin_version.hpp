@@ -11,7 +11,7 @@
 #include "config.hpp"
 #include "host/outbound.hpp"
 #include "host/task_group.hpp"
-#include "plugins/version_lease.hpp"
+#include "host/version_lease.hpp"
 
 namespace plugd {
 
@@ -27,14 +27,18 @@ class plugin_error : public std::runtime_error {
 };
 
 /// One version of a plugin instance, from load to unload. Shared (through shared_ptr) by
-/// every worker thread that routes to it; the last owner destroys it once no request runs
-/// on it any more. Destruction order matters and is fixed: handler (plugin code), then
-/// context, then the library is unloaded (see the member order).
+/// its owner (the deployment, on the control thread; in the test harness, the thread
+/// driving it), by every shard that routes to it and by the leases of its work outside
+/// requests (version_lease). The owner keeps its reference until it is the only one left
+/// (retire(), drained()), so a version is destroyed on the owner's thread, never on a
+/// serving or offload thread. Destruction order matters and is fixed: stop(), handler
+/// (plugin code), then context, then the library is unloaded (see the member order).
 class plugin_version : public std::enable_shared_from_this<plugin_version> {
   public:
-    /// Loads `spec` from a private copy placed in `private_dir` (see load() in the .cpp for
-    /// why a copy). Reads the ABI fingerprint from the file first: no code of a plugin that
-    /// does not match runs. Its context reaches the facilities of `host`, which must
+    /// Loads `spec` from a private copy placed in `private_dir`: glibc's dlopen hands back
+    /// the library it already has for a path, so a new build at the same path would run
+    /// the old code. Reads the ABI fingerprint from the file first: no code of a plugin
+    /// that does not match runs. Its context reaches the facilities of `host`, which must
     /// outlive it. Throws plugin_error.
     plugin_version(plugin_spec spec, const std::filesystem::path& private_dir,
                    std::uint64_t generation, host& facilities);
@@ -79,9 +83,13 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     task_group& tasks() noexcept { return tasks_; }
     /// Its outbound connections' pools (context::connect).
     outbound_pools& outbound() noexcept { return outbound_; }
-    /// Retiring: stops pooling outbound connections and has every worker close its idle
-    /// ones (posted to each, holding a lease so the version waits for it).
-    void close_outbound_pools();
+    /// Retiring it (a reload replaced it, or it failed to start): asks its background
+    /// tasks to end, stops pooling its outbound connections and has every serving thread
+    /// close its idle ones (posted to each, holding a lease so the version waits for it).
+    /// Its requests, jobs and streams still running go on: the owner keeps its reference
+    /// until drained(). Called once, on the owner's thread (plugd's control thread, or
+    /// the thread driving the test harness).
+    void retire();
     /// The instance's state that survives reloads (context::shared).
     shared_map_impl& shared_state() noexcept { return *state_; }
     host& host_of() noexcept { return host_; }
@@ -117,6 +125,12 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
 void check_listeners_can_serve(
     const server_config& cfg,
     const std::function<const plugin_version&(const std::string&)>& version_of);
+
+/// Whether the retired `version` may be destroyed now: the caller's reference is the only
+/// one left. Nothing can take a new one: shards never route to a retired version again,
+/// and only work still running in it takes leases. True also orders what the other
+/// holders did to it (on their threads) before the caller destroys it.
+bool drained(const std::shared_ptr<plugin_version>& version) noexcept;
 
 /// Hash of a plugin file's bytes, as content_hash() computes it; throws plugin_error when
 /// the file cannot be read.

@@ -172,7 +172,7 @@ void run_trial_load(std::string_view fd_text) {
             // again (no stop(), no destructors).
             auto* io = new boost::asio::io_context{1};
             auto* facilities = new host{host::settings{1, 1}, [] {}};
-            facilities->set_workers({io});
+            facilities->set_serving_loops({io});
             auto* version = new std::shared_ptr<plugin_version>{
                 std::make_shared<plugin_version>(spec, dir.path(), 0, *facilities)};
             (*version)->start();

@@ -209,8 +209,7 @@ std::vector<std::shared_ptr<plugin_version>> deployment::draining() const {
 
 void deployment::retire(std::shared_ptr<plugin_version> version,
                         std::chrono::milliseconds timeout) {
-    version->tasks().cancel_all();
-    version->close_outbound_pools();
+    version->retire();
     auto& d = draining_.emplace_back(draining_version{
         std::move(version), clock::now(), std::make_unique<asio::steady_timer>(control_)});
     d.deadline->expires_after(timeout);
@@ -240,17 +239,11 @@ void deployment::retire(std::shared_ptr<plugin_version> version,
 }
 
 void deployment::unload_drained() {
-    // Shards never take a new reference to a retired version, and only work already
-    // running in it can take a lease; so a use count of one (ours) means nothing can reach
-    // it any more.
     for (auto it = draining_.begin(); it != draining_.end();) {
-        if (it->version.use_count() > 1) {
+        if (!drained(it->version)) {
             ++it;
             continue;
         }
-        // Pairs with the release of each reference dropped on another thread (a shard, a
-        // lease): what that thread did to the version happened before it is destroyed.
-        std::atomic_thread_fence(std::memory_order_acquire);
         const std::string what = it->version->describe();
         const std::string name = it->version->spec().name;
         const std::string generation = std::to_string(it->version->generation());

@@ -48,7 +48,7 @@ class deployment {
 
     /// Shutdown: asks every version's background tasks to stop.
     void cancel_tasks();
-    /// Shutdown, once the workers have stopped: closes the idle outbound connections.
+    /// Shutdown, once the shards' threads have stopped: closes the idle outbound connections.
     void close_outbound();
     /// Shutdown: the drain deadlines no longer matter.
     void cancel_timers();

@@ -43,8 +43,8 @@ inline constexpr request_failure exception{request_error::exception, "ERR intern
 inline constexpr request_failure timeout{request_error::timeout, "ERR timeout", 504};
 /// The service, not the request: retrying elsewhere or later may succeed.
 inline constexpr request_failure busy{request_error::busy, "ERR busy", 503};
-inline constexpr request_failure drain_timeout{request_error::aborted, "ERR reload drain timeout",
-                                               503};
+inline constexpr request_failure drain_timeout{request_error::drain_timeout,
+                                               "ERR reload drain timeout", 503};
 inline constexpr request_failure write_timeout{request_error::write_timeout, "", 0};
 }  // namespace failure
 

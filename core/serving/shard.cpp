@@ -49,7 +49,7 @@ shard::~shard() {
 void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
     stalls_ = &stalls;
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
-        host::enter_worker(io_, index_);
+        host::enter_serving_thread(io_, index_);
         this_thread_suspend_hook() = {&shard::write_unsent, this};
         prepare_thread_for_crash_report();
         stalls_->enter(index_);

@@ -11,7 +11,7 @@ const char* to_string(request_error e) noexcept {
             return "timeout";
         case request_error::busy:
             return "busy";
-        case request_error::aborted:
+        case request_error::drain_timeout:
             return "drain_timeout";
         case request_error::write_timeout:
             return "write_timeout";

@@ -18,7 +18,8 @@ enum class request_error : std::uint8_t {
     exception,      ///< the handler threw (500 / "ERR internal error")
     timeout,        ///< request_timeout_ms cancelled the handler (504 / "ERR timeout")
     busy,           ///< the offload queue was full (503 / "ERR busy")
-    aborted,        ///< a reload's drain timeout cancelled it (503 / "ERR reloading")
+    drain_timeout,  ///< reload_drain_timeout_ms cancelled it on a replaced version (503 /
+                    ///< "ERR reload drain timeout")
     write_timeout,  ///< the client did not read the reply within write_timeout_ms
     count
 };

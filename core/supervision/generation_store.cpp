@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugins/plugin_version.hpp"
-#include "supervision/worker_environment.hpp"
+#include "worker_environment.hpp"
 
 namespace plugd {
 namespace {

@@ -27,9 +27,9 @@
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
 #include "log.hpp"
-#include "serving/listener.hpp"
+#include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
-#include "supervision/worker_environment.hpp"
+#include "worker_environment.hpp"
 
 extern char** environ;
 
@@ -363,13 +363,9 @@ class supervisor {
                 options_.config_file.empty()
                     ? default_config(options_.bundled_plugin_dir)
                     : load_config(options_.config_file, options_.bundled_plugin_dir);
-            if (next.workers != cfg_.workers || next.supervise != cfg_.supervise ||
-                next.pid_file != cfg_.pid_file) {
-                throw config_error(next.source.string() +
-                                   ": /workers, /supervise and /pid_file cannot change while "
-                                   "running; restart plugd to change them, or put the old "
-                                   "values back");
-            }
+            // Refused here, before a number is taken or a worker signalled: every worker
+            // would refuse it the same way.
+            check_no_restart_needed(cfg_, next);
             // A new number for every reload the workers are asked to make, taken only once
             // its copy is kept: never one a worker may have served already.
             const std::uint64_t number = last_number_ + 1;

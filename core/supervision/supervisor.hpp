@@ -7,7 +7,7 @@
 #pragma once
 
 #include "config.hpp"
-#include "server.hpp"
+#include "server_options.hpp"
 
 namespace plugd {
 

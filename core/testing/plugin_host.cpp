@@ -226,10 +226,10 @@ struct plugin_host::impl {
             guards.push_back(asio::make_work_guard(*ios.back()));
             loops.push_back(ios.back().get());
         }
-        facilities->set_workers(loops);
+        facilities->set_serving_loops(loops);
         for (unsigned i = 0; i < opts.threads; ++i) {
             threads.emplace_back([this, i] {
-                host::enter_worker(*ios[i], i);
+                host::enter_serving_thread(*ios[i], i);
                 ios[i]->run();
             });
         }
@@ -302,8 +302,7 @@ struct plugin_host::impl {
     // As the server's drain: no new calls reach it, its tasks are cancelled, its pooled
     // outbound connections closed; it is unloaded once nothing of it runs.
     void retire(std::shared_ptr<plugin_version> v) {
-        v->tasks().cancel_all();
-        v->close_outbound_pools();
+        v->retire();
         draining.push_back(std::move(v));
     }
 
@@ -318,7 +317,7 @@ struct plugin_host::impl {
                 seen = released;
             }
             std::erase_if(draining, [](const std::shared_ptr<plugin_version>& v) {
-                return v.use_count() == 1;  // this reference alone: unload it now
+                return drained(v);  // this reference alone: unload it now
             });
             if (!all || draining.empty()) return;
             std::unique_lock lock{mutex};

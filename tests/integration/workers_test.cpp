@@ -200,6 +200,31 @@ TEST_CASE(
     CHECK_FALSE(std::filesystem::exists(s.tmp.path() / "plugd.pid"));
 }
 
+TEST_CASE(
+    "workers: the master refuses a setting only a restart applies before it numbers a "
+    "generation or asks a worker") {
+    supervised s{R"("workers": 2)", "greeting", bundled_plugin_dir()};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    std::string text = config(bundled_plugin_dir(), "greeting", "{}", R"("workers": 2)");
+    text.replace(text.find("\"threads\": 1"), 12, "\"threads\": 2");
+    s.tmp.write("server.json", text);
+    auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("/threads: cannot change while running (\"1\" -> \"2\")") !=
+                      std::string::npos,
+                  r.output);
+    // Said once, by the master: no worker tried it.
+    CHECK(s.process.count_log("/threads: cannot change while running") == 1);
+
+    // And no number was spent on it.
+    s.tmp.write("server.json", config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Hi, " })",
+                                      R"("workers": 2)"));
+    r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK_MESSAGE(r.output.find("reload: all 2 workers on generation 2") != std::string::npos,
+                  r.output);
+}
+
 TEST_CASE("workers: a hundred respawns leak no descriptor in the master") {
     supervised s{R"("supervise": true)"};
     REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 1));

@@ -14,8 +14,14 @@ namespace plugd {
 /// (see `PLUGD_PLUGIN`): construction reads and validates the config and may throw, with a
 /// message naming the config key, to refuse it. The object is then valid; no `init` step.
 ///
-/// Life of an instance: constructed, `start()`, any number of concurrent `handle()` calls,
-/// `stop()` once the last request has finished, destroyed, library unloaded.
+/// Life of an instance: constructed, `start()`, any number of concurrent `handle()` calls
+/// (one per request) or `serve()` calls (one per connection of a `raw` listener), `stop()`
+/// once the last of them and the last background task and offloaded job have ended,
+/// destroyed, library unloaded. Before that, plugd runs the constructor and `start()` in a
+/// short-lived child process (the trial load; not again for bytes and config that passed
+/// one before, and not in plugd::testing), which then exits without `stop()` or
+/// destructors: a crash there refuses the start or the reload instead of ending plugd. So
+/// their side effects (files, registrations) may happen twice.
 ///
 /// Rules for plugin code, because the library is unloaded while the server keeps running:
 /// no `thread_local` objects with destructors (they pin the library in memory), no threads,
@@ -25,10 +31,12 @@ class handler {
     virtual ~handler() = default;
 
     /// Called once on the control thread before the first request. May throw to refuse the
-    /// instance: the server does not start (or a reload is rolled back).
+    /// instance: the server does not start (or the reload fails, and the running version
+    /// serves on).
     virtual void start() {}
 
-    /// Called once on the control thread after the last request has finished (shutdown,
+    /// Called once on the control thread, if start() returned, after the last `handle` or
+    /// `serve` call, background task and offloaded job of this version has ended (shutdown,
     /// or this version replaced by a reload). Must not throw.
     virtual void stop() noexcept {}
 

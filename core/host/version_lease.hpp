@@ -16,8 +16,10 @@ class plugin_version;
 /// one reference for all its requests on the version.)
 ///
 /// Releasing runs `released` (the server's: it makes the control thread look for versions
-/// to unload). The control thread holds its own reference to every version, so a lease is
-/// never the last one and a version is always destroyed on the control thread.
+/// to unload). The version's owner (the deployment on the control thread; in the test
+/// harness, the thread driving it) holds its own reference until it is the only one left,
+/// so a lease is never the last one and a version is always destroyed on the owner's
+/// thread (see plugin_version).
 /// Movable, not copyable; thread-safe to release from any thread.
 class version_lease {
   public:

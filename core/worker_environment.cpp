@@ -1,5 +1,5 @@
 // worker_environment: encoding and decoding PLUGD_WORKER.
-#include "supervision/worker_environment.hpp"
+#include "worker_environment.hpp"
 
 #include <fcntl.h>
 
