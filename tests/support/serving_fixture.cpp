@@ -98,7 +98,7 @@ struct serving_fixture::parts {
 
     explicit parts(served_listener l) {
         serving = std::make_unique<shard>(0, 1, [] {});
-        facilities.set_workers({&serving->io()});
+        facilities.set_serving_loops({&serving->io()});
 
         plugin_spec plugin;
         plugin.name = "plugin";
