@@ -150,7 +150,7 @@ stall_monitor::~stall_monitor() {
     thread_.join();
 }
 
-void stall_monitor::enter(std::size_t index) noexcept {
+void stall_monitor::watch_this_thread(std::size_t index) noexcept {
     worker& w = *workers_[index];
     this_worker = &w;
     w.thread = ::pthread_self();
@@ -169,7 +169,7 @@ void stall_monitor::beat(std::size_t index) noexcept {
     w.last_beat_ms.store(now_ms(), std::memory_order_release);
 }
 
-void stall_monitor::leave(std::size_t index) noexcept {
+void stall_monitor::stop_watching(std::size_t index) noexcept {
     workers_[index]->known.store(false, std::memory_order_release);
 }
 

@@ -32,18 +32,18 @@ namespace plugd {
 
 class stall_monitor {
   public:
-    /// Watches `workers` worker threads, each of which calls enter() once.
+    /// Watches `workers` serving threads, each of which calls watch_this_thread() once.
     stall_monitor(std::size_t workers, std::chrono::milliseconds warn_after);
     ~stall_monitor();
     stall_monitor(const stall_monitor&) = delete;
     stall_monitor& operator=(const stall_monitor&) = delete;
 
-    /// On worker thread `index`, first thing: makes the thread known (for the signal).
-    void enter(std::size_t index) noexcept;
+    /// On serving thread `index`, first thing: makes the thread known (for the signal).
+    void watch_this_thread(std::size_t index) noexcept;
     /// On worker thread `index`, from its event loop: it came back. Lock-free.
     void beat(std::size_t index) noexcept;
-    /// Worker `index` stops beating (it shuts down): no longer watched.
-    void leave(std::size_t index) noexcept;
+    /// Serving thread `index` stops beating (it shuts down): no longer watched.
+    void stop_watching(std::size_t index) noexcept;
     /// How often a worker should beat: a quarter of the threshold, 10 ms to 1 s.
     std::chrono::milliseconds beat_interval() const noexcept;
     /// A reload may change stall_warn_ms.

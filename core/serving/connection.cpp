@@ -234,6 +234,7 @@ asio::awaitable<bool> serve(client_connection& c) {
             }
             if (next.what != frame::kind::request) {
                 stop = next;
+                c.input.consume(next.consumed);  // a switch's own bytes (an upgrade request)
                 break;
             }
             if (out.empty()) out = pool.take_string();  // a reply string that has grown before
@@ -321,7 +322,6 @@ asio::awaitable<bool> serve(client_connection& c) {
         }
         if (stop.what == frame::kind::switch_protocol) {
             pool.give_string(std::move(out));
-            c.input.consume(stop.consumed);
             co_await serve_stream(c);
             co_return false;
         }

@@ -19,6 +19,15 @@ using phase = client_connection::phase_kind;
 
 task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
     check_open();
+    // Bytes the connection read past a protocol switch's request are the stream's first.
+    if (!c_.input.empty()) {
+        const std::string_view early = c_.input.view();
+        buffer.append(early);
+        bytes_in_ += early.size();
+        c_.input.consume(early.size());
+        c_.input.release_if_empty(c_.owner.buffers());
+        co_return true;
+    }
     const auto scratch = c_.owner.scratch();
     for (;;) {
         // The server stops, the listener was removed, or the client was idle too long:

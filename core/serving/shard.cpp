@@ -52,7 +52,7 @@ void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
         host::enter_serving_thread(io_, index_);
         this_thread_suspend_hook() = {&shard::write_unsent, this};
         prepare_thread_for_crash_report();
-        stalls_->enter(index_);
+        stalls_->watch_this_thread(index_);
         asio::co_spawn(io_, heartbeat(), [](std::exception_ptr) {});
         io_.run();
         on_exit();
@@ -390,7 +390,7 @@ void shard::begin_shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
     // No heartbeat from here on: the io_context must be able to run out of work.
-    if (stalls_) stalls_->leave(index_);
+    if (stalls_) stalls_->stop_watching(index_);
     heartbeat_.cancel();
     if (connections_.empty()) sweeper_.cancel();
     for (auto& [name, r] : routes_) close_route(*r);
