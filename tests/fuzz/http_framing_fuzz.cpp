@@ -38,32 +38,40 @@ bool has_field(std::string_view head, std::string_view name) {
     return false;
 }
 
-// Frames `input` as a connection would, receiving it `chunk` bytes per read.
+// Frames `input` as a connection would, through the http codec, receiving it `chunk`
+// bytes per read, and encodes a reply to every request.
 outcome frame(std::string_view input, std::size_t chunk, std::size_t max) {
     outcome out;
-    std::string buffer, chunked, decoded;
+    std::string buffer, reply;
+    plugd::http_codec codec;
     for (std::size_t at = 0; at < input.size(); at += chunk) {
         buffer += input.substr(at, chunk);
         while (!buffer.empty()) {
-            const auto f = plugd::next_http_request(buffer, max, chunked);
-            if (f.what == plugd::http_frame::kind::error) {
+            const plugd::frame f = codec.decode(buffer, max, false);
+            if (f.what == plugd::frame::kind::refused) {
                 check(f.status == 400 || f.status == 413 || f.status == 431 || f.status == 501);
                 out.refused = f.status;
                 return out;
             }
-            if (f.what == plugd::http_frame::kind::incomplete) {
+            if (f.what == plugd::frame::kind::incomplete) {
                 // The reader stops at the limit: an incomplete request fits within it.
-                check(buffer.size() < max + 2);
+                check(buffer.size() < plugd::http_codec::max_buffered(max));
                 break;
             }
+            check(f.what == plugd::frame::kind::request && f.http != nullptr);
             check(f.consumed > 0 && f.consumed <= buffer.size() && f.consumed <= max);
-            check(f.body.size() <= max);
-            const std::string_view message = plugd::http_message(f, decoded);
-            check(message.size() <= max);
+            check(f.http->body.size() <= max);
+            check(f.message.size() <= max);
             // Smuggling: a request whose end could be read two ways is never accepted.
-            check(!(has_field(f.head, "transfer-encoding") && has_field(f.head, "content-length")));
-            out.requests.push_back(std::string{f.method} + ' ' + std::string{f.target} + ' ' +
-                                   std::string{f.body});
+            check(!(has_field(f.http->head, "transfer-encoding") &&
+                    has_field(f.http->head, "content-length")));
+            out.requests.push_back(std::string{f.http->method} + ' ' + std::string{f.http->target} +
+                                   ' ' + std::string{f.http->body});
+            // The reply to it is one whole response whatever the request was.
+            reply.clear();
+            codec.reply_buffer(reply) += f.message;
+            codec.encode_reply(reply, 200, false);
+            check(reply.starts_with("HTTP/1.") && reply.find("\r\n\r\n") != std::string::npos);
             buffer.erase(0, f.consumed);
         }
     }
