@@ -18,8 +18,8 @@
 #include "plugins/trial_load.hpp"
 #include "reload/reload_plan.hpp"
 #include "serving/listener.hpp"
-#include "transport/transport.hpp"
 #include "serving/shard.hpp"
+#include "transport/transport.hpp"
 
 namespace plugd {
 namespace {
