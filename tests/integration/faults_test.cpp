@@ -209,14 +209,23 @@ TEST_CASE(
     const auto port = plugd->port();
     CHECK(ask(port, "before") == "faulty:before");
 
-    std::thread hog{[&] {
-        pin_calling_thread(cpu, true);
-        const auto until = std::chrono::steady_clock::now() + 3s;
-        while (std::chrono::steady_clock::now() < until) {
-        }
-    }};
-    hog.join();
-    REQUIRE_MESSAGE(plugd->wait_for_log("starved: worker thread", 10s), plugd->log());
+    // The monitor shares the starved CPU: it sees the worker late only when the scheduler's
+    // real-time throttling gives the CPU's ordinary threads a slice (50 ms a second) and
+    // the monitor, not the worker, gets it first. Other processes on the CPU (a parallel
+    // test) compete for those slices too, so the competition comes in bursts until the
+    // report appears, at most eight.
+    bool starved = false;
+    for (int burst = 0; burst < 8 && !starved; ++burst) {
+        std::thread hog{[&] {
+            pin_calling_thread(cpu, true);
+            const auto until = std::chrono::steady_clock::now() + 1500ms;
+            while (std::chrono::steady_clock::now() < until) {
+            }
+        }};
+        hog.join();
+        starved = plugd->wait_for_log("starved: worker thread", 2s);
+    }
+    REQUIRE_MESSAGE(starved, plugd->log());
     CHECK_MESSAGE(plugd->count_log("has not returned to its event loop") == 0, plugd->log());
     CHECK(plugd->count_log("stall ended") == 0);
 
