@@ -19,15 +19,6 @@ using phase = client_connection::phase_kind;
 
 task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
     check_open();
-    // Bytes the connection read past a protocol switch's request are the stream's first.
-    if (!c_.input.empty()) {
-        const std::string_view early = c_.input.view();
-        buffer.append(early);
-        bytes_in_ += early.size();
-        c_.input.consume(early.size());
-        c_.input.release_if_empty(c_.owner.buffers());
-        co_return true;
-    }
     const auto scratch = c_.owner.scratch();
     for (;;) {
         // The server stops, the listener was removed, or the client was idle too long:
@@ -35,6 +26,17 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
         if (c_.closing || c_.via->closing) {
             c_.begin_phase(phase::handling);  // what the plugin does next is timed as work
             co_return false;
+        }
+        // Bytes the connection read past a protocol switch's request are the stream's
+        // first, as if read now.
+        if (!c_.input.empty()) {
+            const std::string_view early = c_.input.view();
+            if (!mid_message) c_.begin_phase(phase::handling);
+            buffer.append(early);
+            bytes_in_ += early.size();
+            c_.input.consume(early.size());
+            c_.input.release_if_empty(c_.owner.buffers());
+            co_return true;
         }
         // The rest of a message is timed from its first wait, across reads (entering the
         // phase again would restart its clock); a new one from each wait.
