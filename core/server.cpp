@@ -92,7 +92,7 @@ class server final : public admin_backend {
         if (cfg_.admin) {
             admin_.emplace(cfg_, *this, facts());
             log::info("admin endpoint: listening on " + admin_->where() +
-                      " (GET /healthz, /status, /metrics; POST /reload)");
+                      " (GET /healthz, /livez, /status, /metrics; POST /reload)");
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
         drop_privileges(cfg_, dir_);
@@ -251,6 +251,7 @@ class server final : public admin_backend {
 
     std::uint64_t stalls() const noexcept override { return stalls_->stalls(); }
     std::uint64_t starvations() const noexcept override { return stalls_->starvations(); }
+    std::size_t stalled_threads() const noexcept override { return stalls_->stalled_now(); }
 
     asio::awaitable<answer> reload() override {
         // Runs on the control thread, after whatever it is doing; the admin thread awaits
@@ -298,11 +299,22 @@ class server final : public admin_backend {
         }
         draining_ = true;
         publish();
-        log::info(std::string{"received "} + name + ": draining for shutdown_delay_ms (" +
-                  std::to_string(cfg_.limits.shutdown_delay.count()) +
-                  " ms): /healthz answers 503 and HTTP replies close their connections; "
-                  "still serving meanwhile");
-        for (auto& s : shards_) asio::post(s->io(), [s = s.get()] { s->begin_drain(); });
+        // The line says what is true: it is written once every shard has begun to drain, so
+        // a reply after it says `Connection: close`.
+        auto waiting = std::make_shared<std::size_t>(shards_.size());
+        const auto announce = [this, name, waiting] {
+            if (--*waiting > 0) return;
+            log::info(std::string{"received "} + name + ": draining for shutdown_delay_ms (" +
+                      std::to_string(cfg_.limits.shutdown_delay.count()) +
+                      " ms): /healthz answers 503 and HTTP replies close their connections; "
+                      "still serving meanwhile");
+        };
+        for (auto& s : shards_) {
+            asio::post(s->io(), [this, s = s.get(), announce] {
+                s->begin_drain();
+                asio::post(control_, announce);
+            });
+        }
         drain_delay_.expires_after(cfg_.limits.shutdown_delay);
         drain_delay_.async_wait([this, name](const boost::system::error_code& ec) {
             if (!ec) begin_shutdown(name);

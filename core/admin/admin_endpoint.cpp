@@ -234,6 +234,17 @@ asio::awaitable<answer> admin_endpoint::route(std::string_view method, std::stri
         co_return answer{200, R"({"state":"serving"})"
                               "\n"};
     }
+    if (path == "/livez") {
+        // Liveness, for an orchestrator deciding whether to restart the process: alive
+        // unless a serving thread is stalled now (a handler blocking its event loop past
+        // stall_warn_ms). Unlike /healthz it stays 200 through a drain and a stop: a
+        // process that is stopping cleanly must not be killed for it.
+        if (!get) co_return wrong_method("GET");
+        const std::size_t stalled = backend_.stalled_threads();
+        co_return answer{stalled == 0 ? 200 : 503, R"({"state":")" + facts_->state +
+                                                       R"(","stalled_threads":)" +
+                                                       std::to_string(stalled) + "}\n"};
+    }
     if (!token_.empty() && !has_bearer_token(head, token_)) co_return unauthorized();
     if (path == "/status" || path == "/metrics") {
         if (!get) co_return wrong_method("GET");

@@ -1,5 +1,5 @@
 // admin_endpoint: the HTTP endpoint operators and load balancers talk to (server.json
-// `admin`): GET /healthz, /status, /metrics and POST /reload.
+// `admin`): GET /healthz, /livez, /status, /metrics and POST /reload.
 //
 // It runs on a thread of its own, never on a worker nor on the control thread: a scrape
 // costs the request path nothing, and a reload (which runs plugin constructors, maybe for
@@ -40,6 +40,8 @@ class admin_backend {
     virtual std::uint64_t stalls() const noexcept = 0;
     /// Times a worker was late because it waited for a CPU (an atomic read).
     virtual std::uint64_t starvations() const noexcept = 0;
+    /// Serving threads stalled now (an atomic read).
+    virtual std::size_t stalled_threads() const noexcept = 0;
     /// Runs a reload on the control thread (the same transaction as SIGHUP) and answers
     /// its outcome; the admin thread answers other requests while it runs.
     virtual boost::asio::awaitable<answer> reload() = 0;

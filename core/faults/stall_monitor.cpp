@@ -193,7 +193,12 @@ void stall_monitor::run() {
         const std::int64_t now = now_ms();
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             worker& w = *workers_[i];
-            if (!w.known.load(std::memory_order_acquire)) continue;
+            if (!w.known.load(std::memory_order_acquire)) {
+                // No longer watched (shut down): not stalled any more either.
+                if (std::exchange(w.stalled, false) && !std::exchange(w.starved, false))
+                    stalled_now_.fetch_sub(1, std::memory_order_relaxed);
+                continue;
+            }
             const std::int64_t last = w.last_beat_ms.load(std::memory_order_acquire);
             if (!w.stalled && now - last > threshold) {
                 std::int64_t ran_ms = 0;
@@ -211,6 +216,7 @@ void stall_monitor::run() {
                     report_starved(i, now - last, ran_ms, now);
                 } else {
                     stalls_.fetch_add(1, std::memory_order_relaxed);
+                    stalled_now_.fetch_add(1, std::memory_order_relaxed);  // before its line
                     report_start(i, w, now - last);
                 }
             } else if (w.stalled && w.starved && last == w.stalled_since_ms) {
@@ -221,11 +227,15 @@ void stall_monitor::run() {
                     w.last_beat_ms.load(std::memory_order_acquire) == last) {
                     w.starved = false;
                     stalls_.fetch_add(1, std::memory_order_relaxed);
+                    stalled_now_.fetch_add(1, std::memory_order_relaxed);
                     report_start(i, w, now - last);
                 }
             } else if (w.stalled && last != w.stalled_since_ms) {
                 w.stalled = false;
-                if (!std::exchange(w.starved, false)) report_end(i, w, last - w.stalled_since_ms);
+                if (!std::exchange(w.starved, false)) {
+                    stalled_now_.fetch_sub(1, std::memory_order_relaxed);  // before its line
+                    report_end(i, w, last - w.stalled_since_ms);
+                }
             }
         }
         flush_starved(now_ms());

@@ -54,6 +54,11 @@ class stall_monitor {
     std::uint64_t starvations() const noexcept {
         return starvations_.load(std::memory_order_relaxed);
     }
+    /// Serving threads stalled now: reported by a "has not returned to its event loop"
+    /// line and not yet by its "stall ended" (for /livez; a starved thread is not stalled).
+    std::size_t stalled_now() const noexcept {
+        return stalled_now_.load(std::memory_order_relaxed);
+    }
 
     struct worker;  ///< one watched thread (defined in the .cpp; its signal handler uses it)
 
@@ -73,6 +78,7 @@ class stall_monitor {
     std::atomic<std::int64_t> warn_after_ms_;
     std::atomic<std::uint64_t> stalls_{0};
     std::atomic<std::uint64_t> starvations_{0};
+    std::atomic<std::size_t> stalled_now_{0};
     // Starvation lines are coalesced (the monitor's thread only): the first at once, then
     // at most one per 5 s with the count.
     std::int64_t starved_logged_ms_ = 0;

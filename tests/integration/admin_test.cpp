@@ -223,7 +223,8 @@ TEST_CASE("admin: /status shows a replaced version draining with its request in 
 
 TEST_CASE(
     "admin: a stop with shutdown_delay_ms drains first: 503, Connection: close, still serving") {
-    admin_server s{config("{}", R"({ "shutdown_delay_ms": 1000 })")};
+    // Long enough that the requests below surely come while it drains, on a loaded machine.
+    admin_server s{config("{}", R"({ "shutdown_delay_ms": 3000 })")};
     line_client keep_alive{s.web};
     keep_alive.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
     auto first = read_response(keep_alive);
@@ -246,7 +247,7 @@ TEST_CASE(
     CHECK(ask(s.line, "still") == "Hello, still");  // new connections are still served
 
     CHECK(s.process.wait_exit() == 0);
-    CHECK(std::chrono::steady_clock::now() - stop >= 1000ms);
+    CHECK(std::chrono::steady_clock::now() - stop >= 3000ms);
     const std::string log = s.process.log();
     CHECK(log.find("no longer accepting") > log.find("draining for shutdown_delay_ms"));
 }
@@ -366,7 +367,8 @@ TEST_CASE("admin: /healthz, /status and /metrics answer within 100 ms throughout
     CHECK(since(began) >= 5s);
 }
 
-TEST_CASE("admin: with a token_file every endpoint but /healthz wants the bearer token") {
+TEST_CASE(
+    "admin: with a token_file every endpoint but /healthz and /livez wants the bearer token") {
     temp_dir tmp;
     const std::string token = "s3cret-token-0123456789abcdef";
     const auto token_file = tmp.write("admin.token", token + "\n");
@@ -378,9 +380,11 @@ TEST_CASE("admin: with a token_file every endpoint but /healthz wants the bearer
     plugd_process process{{"-c", cfg.string()}};
     const std::uint16_t port = process.admin_port();
 
-    auto health = admin_request(port, "GET", "/healthz", "");
-    REQUIRE(health);
-    CHECK(health->status == 200);
+    for (const char* open : {"/healthz", "/livez"}) {
+        auto r = admin_request(port, "GET", open, "");
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    }
     for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
              {"GET", "/status"}, {"GET", "/metrics"}, {"POST", "/reload"}, {"GET", "/nothing"}}) {
         CAPTURE(target);
@@ -442,4 +446,45 @@ TEST_CASE(
         token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     auto ok = run_plugd({"-t", "-c", readable.string()});
     CHECK_MESSAGE(ok.status == 0, ok.output);
+}
+
+TEST_CASE(
+    "admin: /livez is 200 while alive, through a drain too, and 503 while a serving thread is "
+    "stalled") {
+    temp_dir tmp;
+    const auto cfg = tmp.write(
+        "server.json", R"({ "threads": 1, "plugin_dir": ")" + test_plugin_dir().string() + R"(",
+        "plugins": { "p": { "file": "faulty" } },
+        "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "p" } ],
+        "limits": { "stall_warn_ms": 100, "shutdown_delay_ms": 1000 },
+        "admin": { "address": "127.0.0.1", "port": 0 } })");
+    plugd_process p{{"-c", cfg.string()}};
+    const auto admin = p.admin_port();
+    const auto livez = [&](int status, const std::string& state, int stalled) {
+        auto r = http_request(admin, "GET", "/livez");
+        REQUIRE(r);
+        CHECK(r->status == status);
+        const json body = json::parse(r->body);
+        CHECK(body["state"] == state);
+        CHECK(body["stalled_threads"] == stalled);
+    };
+    livez(200, "serving", 0);
+
+    // A handler that blocks its thread: a stall from its report to its end.
+    line_client c{p.port("main")};
+    c.send("block 1500\n");
+    REQUIRE_MESSAGE(p.wait_for_log("has not returned to its event loop"), p.log());
+    livez(503, "serving", 1);
+    CHECK(c.read_line(10s) == "faulty:block 1500");
+    REQUIRE_MESSAGE(p.wait_for_log("stall ended"), p.log());
+    livez(200, "serving", 0);
+
+    // Draining: not ready for new traffic, but alive.
+    p.signal(SIGTERM);
+    REQUIRE(p.wait_for_log("draining for shutdown_delay_ms"));
+    auto health = http_request(admin, "GET", "/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 503);
+    livez(200, "draining", 0);
+    CHECK(p.wait_exit() == 0);
 }
