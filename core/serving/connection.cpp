@@ -342,8 +342,8 @@ asio::awaitable<bool> serve(client_connection& c) {
         bool got = false;
         while (allowance > 0) {
             boost::system::error_code ec;
-            const std::size_t n =
-                c.wire.read_now(scratch.first(std::min(scratch.size(), allowance)), ec);
+            const std::size_t asked = std::min(scratch.size(), allowance);
+            const std::size_t n = c.wire.read_now(scratch.first(asked), ec);
             if (ec == asio::error::would_block) {
                 if (got) break;
                 // A connection with no byte of a request may be closed to make room.
@@ -369,7 +369,6 @@ asio::awaitable<bool> serve(client_connection& c) {
             if (auto* t = c.via->traffic) t->bytes_in += n;
             c.input.append(pool, scratch.data(), n);
             got = true;
-            const std::size_t asked = std::min(scratch.size(), allowance);
             allowance -= n;
             if (n < asked) break;  // all that has arrived: spare the read that would say so
         }
