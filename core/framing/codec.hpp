@@ -105,4 +105,14 @@ concept codec = requires(C& c, std::string_view input, std::size_t max, bool eof
     { C::encode_too_slow(out) } -> std::same_as<void>;
 };
 
+/// The answers of a codec whose replies are bytes as the handler wrote them (line, oneshot,
+/// raw): nothing to say early or to a slow client, no HTTP head, the output itself as the
+/// reply buffer. Such a codec derives from it and adds its own decoding and framing.
+struct plain_replies {
+    void answer_early(std::string&) const noexcept {}
+    std::string& reply_buffer(std::string& out) const noexcept { return out; }
+    http_reply_head* reply_head() const noexcept { return nullptr; }
+    static void encode_too_slow(std::string&) noexcept {}
+};
+
 }  // namespace plugd

@@ -27,7 +27,7 @@ struct line_frame {
 line_frame next_line(std::string_view input, std::size_t max_request_bytes) noexcept;
 
 /// The line framing's codec (see codec.hpp).
-struct line_codec {
+struct line_codec : plain_replies {
     static constexpr std::string_view name = "line";
     static constexpr bool decodes_before_input = false;
     /// A partial line is timed as idle: line clients (telnet, nc) type slowly.
@@ -50,15 +50,11 @@ struct line_codec {
         if (eof && !input.empty()) return frame::whole_request(input.size(), input);
         return {};
     }
-    void answer_early(std::string&) const noexcept {}
-    std::string& reply_buffer(std::string& out) const noexcept { return out; }
-    http_reply_head* reply_head() const noexcept { return nullptr; }
     bool encode_reply(std::string& out, int, bool) const {
         out += '\n';
         return true;
     }
     static void encode_refusal(std::string& out, const frame& f) { (out += f.reason) += '\n'; }
-    static void encode_too_slow(std::string&) noexcept {}
 };
 static_assert(codec<line_codec>);
 

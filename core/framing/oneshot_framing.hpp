@@ -11,7 +11,7 @@
 
 namespace plugd {
 
-struct oneshot_codec {
+struct oneshot_codec : plain_replies {
     static constexpr std::string_view name = "oneshot";
     static constexpr bool decodes_before_input = false;
     static constexpr bool times_partial_requests = false;
@@ -24,13 +24,9 @@ struct oneshot_codec {
     frame decode(std::string_view input, std::size_t, bool) const noexcept {
         return frame::whole_request(input.size(), input);
     }
-    void answer_early(std::string&) const noexcept {}
-    std::string& reply_buffer(std::string& out) const noexcept { return out; }
-    http_reply_head* reply_head() const noexcept { return nullptr; }
     /// The reply goes as it is; the connection closes after it.
     bool encode_reply(std::string&, int, bool) const noexcept { return false; }
     static void encode_refusal(std::string& out, const frame& f) { (out += f.reason) += '\n'; }
-    static void encode_too_slow(std::string&) noexcept {}
 };
 static_assert(codec<oneshot_codec>);
 

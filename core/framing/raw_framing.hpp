@@ -11,7 +11,7 @@
 
 namespace plugd {
 
-struct raw_codec {
+struct raw_codec : plain_replies {
     static constexpr std::string_view name = "raw";
     static constexpr bool decodes_before_input = true;
     /// The stream times the rest of a message its plugin began to read (raw_stream).
@@ -22,14 +22,8 @@ struct raw_codec {
     frame decode(std::string_view, std::size_t, bool) const noexcept {
         return frame::protocol_switch();
     }
-    void answer_early(std::string&) const noexcept {}
-    std::string& reply_buffer(std::string& out) const noexcept { return out; }
-    http_reply_head* reply_head() const noexcept { return nullptr; }
     bool encode_reply(std::string&, int, bool) const noexcept { return false; }
     static void encode_refusal(std::string&, const frame&) noexcept {}
-    /// A message not finished in time: the connection closes (its protocol is the
-    /// plugin's, so the core has nothing to say in it).
-    static void encode_too_slow(std::string&) noexcept {}
 };
 static_assert(codec<raw_codec>);
 
