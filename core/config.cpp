@@ -439,11 +439,6 @@ server_config parse_document(const json& doc, const validator& v,
                    "create it with: (umask 077; head -c 32 /dev/urandom | base64 > admin.token)");
         }
         cfg.admin = a;
-        if (cfg.workers > 1 || cfg.supervise) {
-            v.fail("/admin",
-                   "the admin endpoint is not available with supervised workers yet "
-                   "(/workers above 1 or /supervise); remove one of them");
-        }
     }
 
     const json& plugins = v.require(doc, "", "plugins");

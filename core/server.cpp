@@ -7,7 +7,9 @@
 // docs/architecture.md, "The life of a reload".
 #include "server.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -21,6 +23,7 @@
 
 #include "admin/admin_endpoint.hpp"
 #include "admin/admin_report.hpp"
+#include "admin/worker_gauges.hpp"
 #include "control/control_signals.hpp"
 #include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
@@ -35,6 +38,7 @@
 #include "reload/deployment.hpp"
 #include "reload/restart_needed.hpp"
 #include "serving/shard.hpp"
+#include "serving/traffic_ledger.hpp"
 #include "worker_environment.hpp"
 
 namespace plugd {
@@ -76,10 +80,17 @@ class server final : public admin_backend {
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
+        // A worker counts where its master reads (see traffic_ledger).
+        if (options_.worker && options_.worker->ledger >= 0) {
+            ledger_.emplace(options_.worker->ledger);
+        } else {
+            ledger_.emplace();
+        }
         std::vector<asio::io_context*> loops;
         for (unsigned i = 0; i < threads_; ++i) {
-            shards_.push_back(std::make_unique<shard>(
-                i, threads_, [this] { asio::post(control_, [this] { unload_drained(); }); }));
+            shards_.push_back(std::make_unique<shard>(i, threads_, *ledger_, [this] {
+                asio::post(control_, [this] { unload_drained(); });
+            }));
             loops.push_back(&shards_.back()->io());
         }
         host_->set_serving_loops(std::move(loops));
@@ -87,9 +98,11 @@ class server final : public admin_backend {
             control_, shards_, *host_, dir_,
             options_.worker ? options_.worker->first_generation : 1,
             options_.worker ? options_.worker->listeners : std::map<std::string, int>{});
+        if (options_.worker && options_.worker->ledger >= 0) deployment_->count_for_master();
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
-        if (cfg_.admin) {
+        // A worker's master serves the admin endpoint, from what the worker publishes.
+        if (cfg_.admin && !options_.worker) {
             admin_.emplace(cfg_, *this, facts());
             log::info("admin endpoint: listening on " + admin_->where() +
                       " (GET /healthz, /livez, /status, /metrics; POST /reload)");
@@ -114,6 +127,8 @@ class server final : public admin_backend {
             watch_->watch(watched_files());
         }
         sweep_shared_state();
+        if (options_.worker && options_.worker->ledger >= 0)
+            asio::co_spawn(control_, publish_gauges(), asio::detached);
         log::info("plugd " PLUGD_VERSION " serving generation " +
                   std::to_string(deployment_->generation()) + " with " + std::to_string(threads_) +
                   " threads (pid " + std::to_string(::getpid()) + ")");
@@ -269,6 +284,30 @@ class server final : public admin_backend {
         co_return answer{r.ok ? 200 : 409, body.dump() + "\n"};
     }
 
+    // A worker tells its master what it serves and how busy it is, a few times a second
+    // (see traffic_ledger): until it stops, when the shards may no longer answer.
+    asio::awaitable<void> publish_gauges() {
+        while (!shutting_down_) {
+            std::vector<shard_snapshot> shards;
+            for (auto& s : shards_) {
+                shards.push_back(
+                    co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
+                if (shutting_down_) break;
+            }
+            worker_gauges g = worker_gauges::of(::getpid(), *facts(), shards);
+            g.stalls = stalls_->stalls();
+            g.starvations = stalls_->starvations();
+            g.stalled_threads = stalls_->stalled_now();
+            ledger_->publish_gauges(to_document(g));
+            gauge_pause_.expires_after(std::chrono::milliseconds{200});
+            co_await gauge_pause_.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        worker_gauges last = worker_gauges::of(::getpid(), *facts(), {});
+        last.stalls = stalls_->stalls();
+        last.starvations = stalls_->starvations();
+        ledger_->publish_gauges(to_document(last));
+    }
+
     // Entries whose time to live has passed are dropped when touched; this catches the
     // rest, so a cache of expiring entries does not fill its budget with dead ones.
     void sweep_shared_state() {
@@ -326,6 +365,7 @@ class server final : public admin_backend {
         shutting_down_ = true;
         publish();
         drain_delay_.cancel();
+        gauge_pause_.cancel();
         log::info(std::string{"received "} + signal_name +
                   ": no longer accepting; letting requests in flight finish (at most " +
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
@@ -400,10 +440,12 @@ class server final : public admin_backend {
     asio::steady_timer shutdown_deadline_{control_};
     asio::steady_timer state_sweep_{control_};
     asio::steady_timer drain_delay_{control_};
+    asio::steady_timer gauge_pause_{control_};
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;
-    std::optional<stall_monitor> stalls_;  ///< outlives the shards, which beat for it
+    std::optional<stall_monitor> stalls_;   ///< outlives the shards, which beat for it
+    std::optional<traffic_ledger> ledger_;  ///< outlives the shards, which count in it
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
 };

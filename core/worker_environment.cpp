@@ -14,7 +14,8 @@ std::string encode(const worker_environment& w) {
     std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
                        ";generation=" + std::to_string(w.first_generation) +
                        ";status=" + w.status_file.string() +
-                       ";generation_file=" + w.generation_file.string() + ";listen=";
+                       ";generation_file=" + w.generation_file.string() +
+                       ";ledger=" + std::to_string(w.ledger) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';
@@ -57,6 +58,8 @@ std::optional<worker_environment> this_process_worker() {
             w.status_file = value_text;
         } else if (key == "generation_file") {
             w.generation_file = value_text;
+        } else if (key == "ledger") {
+            w.ledger = std::stoi(value_text);
         } else if (key == "listen") {
             std::string_view l = value_text;
             while (!l.empty()) {
@@ -71,6 +74,7 @@ std::optional<worker_environment> this_process_worker() {
     }
     // Kept for this process's own listeners, never handed on to a process it starts.
     for (const auto& [name, fd] : w.listeners) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (w.ledger >= 0) ::fcntl(w.ledger, F_SETFD, FD_CLOEXEC);
     return w;
 }
 

@@ -21,12 +21,15 @@ struct worker_environment {
     std::filesystem::path generation_file;
     std::filesystem::path status_file;     ///< its reload outcomes, for the master
     std::map<std::string, int> listeners;  ///< listener name -> inherited listening socket
+    /// The memory file its shards count in (see traffic_ledger), which the master reads:
+    /// -1 when nothing reads the counters (no admin endpoint).
+    int ledger = -1;
 };
 
 /// The variable's name: PLUGD_WORKER.
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
-/// "index=1;generation=3;status=/path;generation_file=/path;listen=main@5,web@6" (paths
+/// "index=1;generation=3;status=/path;generation_file=/path;ledger=7;listen=main@5,web@6" (paths
 /// may not hold ';').
 std::string encode(const worker_environment& w);
 

@@ -14,6 +14,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "admin/admin_auth.hpp"
 #include "control/reload_status.hpp"
 #include "framing/http_framing.hpp"
@@ -42,8 +44,8 @@ constexpr std::chrono::seconds admin_request_deadline{5};
 constexpr std::chrono::seconds room_log_interval{5};
 
 answer not_found() {
-    return {404, R"({"error":"no such endpoint; try GET /healthz, GET /status, GET /metrics )"
-                 R"(or POST /reload"})"};
+    return {404, R"({"error":"no such endpoint; try GET /healthz, GET /livez, GET /status, )"
+                 R"(GET /metrics or POST /reload"})"};
 }
 
 answer wrong_method(const char* allowed) {
@@ -231,6 +233,15 @@ asio::awaitable<answer> admin_endpoint::route(std::string_view method, std::stri
         if (facts_->state == "draining")
             co_return answer{503, R"({"state":"draining"})"
                                   "\n"};
+        if (!facts_->workers.empty()) {
+            // A master: ready while its workers serve (see why_not_ready).
+            if (const auto why = why_not_ready(*facts_, backend_.workers(*facts_), unix_ms())) {
+                co_return answer{
+                    503, nlohmann::json{{"state", "serving"}, {"ready", false}, {"reason", *why}}
+                                 .dump() +
+                             "\n"};
+            }
+        }
         co_return answer{200, R"({"state":"serving"})"
                               "\n"};
     }
@@ -276,6 +287,7 @@ asio::awaitable<answer> admin_endpoint::report(bool metrics) {
     r.now_unix_ms = unix_ms();
     r.stalls = backend_.stalls();
     r.starvations = backend_.starvations();
+    r.workers = backend_.workers(*r.facts);
     if (metrics) co_return answer{200, metrics_text(r), "text/plain; version=0.0.4"};
     co_return answer{200, status_json(r)};
 }

@@ -1,6 +1,10 @@
 // admin_endpoint: the HTTP endpoint operators and load balancers talk to (server.json
 // `admin`): GET /healthz, /livez, /status, /metrics and POST /reload.
 //
+// With supervised workers the master serves it (see supervision/master_admin.hpp): it
+// answers while every worker is busy or being replaced, from what the workers counted and
+// published in their traffic ledgers.
+//
 // It runs on a thread of its own, never on a worker nor on the control thread: a scrape
 // costs the request path nothing, and a reload (which runs plugin constructors, maybe for
 // seconds) never leaves a health check unanswered. It answers from the facts the control
@@ -45,6 +49,12 @@ class admin_backend {
     /// Runs a reload on the control thread (the same transaction as SIGHUP) and answers
     /// its outcome; the admin thread answers other requests while it runs.
     virtual boost::asio::awaitable<answer> reload() = 0;
+    /// With supervised workers (a master's endpoint): each worker slot, with what its
+    /// worker published last. Empty for a single plugd.
+    virtual std::vector<worker_report> workers(const control_facts& facts) const {
+        (void)facts;
+        return {};
+    }
 
   protected:
     ~admin_backend() = default;

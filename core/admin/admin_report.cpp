@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -113,13 +114,24 @@ std::string status_json(const server_report& r) {
                              {"plugin", l.plugin},
                              {"open_connections", open[l.name]}});
     }
+    // A master loads no plugin: its workers say what they serve (the first one serving
+    // the master's generation; they all load the same files).
+    const std::vector<version_facts>* serving = &f.serving;
+    const std::vector<version_facts>* draining = &f.draining;
+    for (const auto& w : r.workers) {
+        if (w.serving() && w.gauges->generation == f.generation) {
+            serving = &w.gauges->serving;
+            draining = &w.gauges->draining;
+            break;
+        }
+    }
     json plugins = json::object();
-    for (const auto& v : f.serving) {
+    for (const auto& v : *serving) {
         json entry = version_json(v, r, false);
         entry["draining"] = json::array();
         plugins[v.name] = std::move(entry);
     }
-    for (const auto& v : f.draining) {
+    for (const auto& v : *draining) {
         auto it = plugins.find(v.name);
         if (it == plugins.end()) {
             // An instance a reload removed: only its draining versions remain.
@@ -127,15 +139,34 @@ std::string status_json(const server_report& r) {
         }
         (*it)["draining"].push_back(version_json(v, r, true));
     }
-    const json status{{"version", PLUGD_VERSION},
-                      {"pid", ::getpid()},
-                      {"state", f.state},
-                      {"generation", f.generation},
-                      {"started_at_unix_ms", f.started_unix_ms},
-                      {"uptime_seconds", (r.now_unix_ms - f.started_unix_ms) / 1000},
-                      {"reloads", {{"ok", f.reloads_ok}, {"failed", f.reloads_failed}}},
-                      {"listeners", std::move(listeners)},
-                      {"plugins", std::move(plugins)}};
+    json status{{"version", PLUGD_VERSION},
+                {"pid", ::getpid()},
+                {"state", f.state},
+                {"generation", f.generation},
+                {"started_at_unix_ms", f.started_unix_ms},
+                {"uptime_seconds", (r.now_unix_ms - f.started_unix_ms) / 1000},
+                {"reloads", {{"ok", f.reloads_ok}, {"failed", f.reloads_failed}}},
+                {"listeners", std::move(listeners)},
+                {"plugins", std::move(plugins)}};
+    if (!r.workers.empty()) {
+        json workers = json::array();
+        for (const auto& w : r.workers) {
+            const bool published = w.serving();
+            json entry{{"index", w.slot.index},
+                       {"pid", w.slot.pid},
+                       {"up", published},
+                       {"generation", published ? w.gauges->generation : 0},
+                       {"state", published        ? w.gauges->state
+                                 : w.slot.pid > 0 ? "starting"
+                                                  : "down"},
+                       {"started_at_unix_ms", w.slot.started_unix_ms},
+                       {"restarts", w.slot.restarts},
+                       {"open_connections", published ? w.gauges->all_open_connections() : 0},
+                       {"in_flight", published ? w.gauges->all_in_flight() : 0}};
+            workers.push_back(std::move(entry));
+        }
+        status["workers"] = std::move(workers);
+    }
     return status.dump(2) + "\n";
 }
 
@@ -251,9 +282,35 @@ std::string metrics_text(const server_report& r) {
              "Times a worker thread's event loop did not come back within stall_warn_ms because "
              "the thread waited for a CPU (runnable, not scheduled); not counted as stalls.");
     m.sample("plugd_cpu_starved_total", "", r.starvations);
+    std::uint64_t versions_draining = f.draining.size();
+    for (const auto& w : r.workers) {
+        if (w.serving())
+            versions_draining =
+                std::max<std::uint64_t>(versions_draining, w.gauges->draining.size());
+    }
     m.family("plugd_plugin_versions_draining", "gauge",
              "Replaced plugin versions still loaded (requests or leases hold them).");
-    m.sample("plugd_plugin_versions_draining", "", std::uint64_t{f.draining.size()});
+    m.sample("plugd_plugin_versions_draining", "", versions_draining);
+    if (!r.workers.empty()) {
+        m.family("plugd_worker_up", "gauge",
+                 "1 while a worker process serves in this slot, 0 while it is down or starting.");
+        for (const auto& w : r.workers) {
+            m.sample("plugd_worker_up", label("worker", std::to_string(w.slot.index)),
+                     std::uint64_t{w.serving()});
+        }
+        m.family("plugd_worker_restarts_total", "counter",
+                 "Times the master started a worker again in this slot after it exited.");
+        for (const auto& w : r.workers) {
+            m.sample("plugd_worker_restarts_total", label("worker", std::to_string(w.slot.index)),
+                     w.slot.restarts);
+        }
+        m.family("plugd_worker_generation", "gauge",
+                 "The generation the worker in this slot serves (0 while none serves).");
+        for (const auto& w : r.workers) {
+            m.sample("plugd_worker_generation", label("worker", std::to_string(w.slot.index)),
+                     w.serving() ? w.gauges->generation : 0);
+        }
+    }
     return m.take();
 }
 

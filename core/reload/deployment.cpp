@@ -183,7 +183,7 @@ std::string deployment::apply(const server_config& running, const server_config&
         for (auto& routes : bound) u.added.push_back(routes[i]);
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
-        u.count_traffic = next.admin.has_value();
+        u.count_traffic = next.admin.has_value() || count_for_master_;
         shard_updates_->fetch_add(1, std::memory_order_relaxed);
         asio::post(shards_[i]->io(),
                    [s = shards_[i].get(), u = std::move(u), pending = shard_updates_]() mutable {

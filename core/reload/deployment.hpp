@@ -55,6 +55,10 @@ class deployment {
     /// Destroys every version (after the shards and the offload threads have stopped).
     void clear();
 
+    /// A supervised worker whose master serves the admin endpoint: its shards count traffic
+    /// although its configuration (the master's copy) has no `admin`.
+    void count_for_master() noexcept { count_for_master_ = true; }
+
     std::uint64_t generation() const noexcept { return generation_; }
     /// The number the next apply() commits as, instead of one more than now: a supervised
     /// worker's master numbers generations (it skips numbers a reload no worker finished
@@ -93,6 +97,7 @@ class deployment {
     const private_dir& dir_;
     std::uint64_t first_generation_;
     std::map<std::string, int> inherited_;
+    bool count_for_master_ = false;
     std::uint64_t generation_ = 0;
     std::uint64_t next_number_ = 0;  ///< 0: generation_ + 1
     plugin_map plugins_;

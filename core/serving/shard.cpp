@@ -32,10 +32,12 @@ bool should_warn_accept_failure() noexcept {
 
 }  // namespace
 
-shard::shard(unsigned index, unsigned shards, std::function<void()> on_release)
+shard::shard(unsigned index, unsigned shards, traffic_ledger& ledger,
+             std::function<void()> on_release)
     : index_{index},
       shards_{shards},
       on_release_{std::move(on_release)},
+      ledger_{ledger},
       work_{io_.get_executor()} {}
 
 shard::~shard() {
@@ -238,8 +240,17 @@ void shard::apply(shard_update update) {
     }
     sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
     for (auto& [name, r] : routes_) {
-        r->traffic = update.count_traffic ? &listener_stats_[name] : nullptr;
-        r->requests = update.count_traffic ? &request_stats_[{name, r->spec.plugin}] : nullptr;
+        if (!update.count_traffic) {
+            r->traffic = nullptr;
+            r->requests = nullptr;
+            continue;
+        }
+        auto& traffic = listener_stats_[name];
+        if (!traffic) traffic = ledger_.listener(index_, name);
+        auto& requests = request_stats_[{name, r->spec.plugin}];
+        if (!requests) requests = ledger_.requests(index_, name, r->spec.plugin);
+        r->traffic = traffic;
+        r->requests = requests;
     }
     if (!sweeping_ && !routes_.empty()) {
         sweeping_ = true;
@@ -371,10 +382,10 @@ shard_snapshot shard::snapshot() const {
     shard_snapshot s;
     for (const auto& [name, stats] : listener_stats_) {
         auto r = routes_.find(name);
-        s.listeners.push_back({name, stats, r != routes_.end() ? r->second->open_connections : 0});
+        s.listeners.push_back({name, *stats, r != routes_.end() ? r->second->open_connections : 0});
     }
     for (const auto& [key, stats] : request_stats_) {
-        s.requests.push_back({key.first, key.second, stats});
+        s.requests.push_back({key.first, key.second, *stats});
     }
     for (const auto& [name, p] : plugins_) {
         s.versions.push_back({name, p->version->generation(), p->in_flight, false});

@@ -25,6 +25,7 @@
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
 #include "serving/repeated_warning.hpp"
+#include "serving/traffic_ledger.hpp"
 #include "serving/traffic_stats.hpp"
 
 namespace plugd {
@@ -95,7 +96,8 @@ class shard {
     /// retired plugin version; the server uses it to unload versions on its own thread.
     /// `shards` is how many there are: each takes its share of max_connections.
     /// Routes arrive with the first apply().
-    shard(unsigned index, unsigned shards, std::function<void()> on_release);
+    shard(unsigned index, unsigned shards, traffic_ledger& ledger,
+          std::function<void()> on_release);
     ~shard();
 
     unsigned index() const noexcept { return index_; }
@@ -164,10 +166,11 @@ class shard {
     bool draining_ = false;
     connection_list connections_;
     connection_list unsent_;  ///< see hold_unsent
-    // Never erased: a counter must not go back to zero while the process lives. Map nodes
-    // do not move, so routes point at them.
-    std::map<std::string, listener_stats> listener_stats_;
-    std::map<std::pair<std::string, std::string>, request_stats> request_stats_;
+    // Never erased: a counter must not go back to zero while the process lives. They live
+    // in the ledger (see traffic_ledger), found here by name; routes point at them.
+    traffic_ledger& ledger_;
+    std::map<std::string, listener_stats*> listener_stats_;
+    std::map<std::pair<std::string, std::string>, request_stats*> request_stats_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name

@@ -65,6 +65,9 @@ void generation_store::keep(std::uint64_t g, const server_config& cfg) {
     auto doc = nlohmann::json::parse(read_all(cfg.source));
     doc["plugin_dir"] = (dir_ / "plugins").string();
     doc["pid_file"] = cfg.pid_file.string();
+    // The master serves the admin endpoint: its workers need neither its address nor its
+    // token (readable by the master's user only).
+    doc.erase("admin");
     for (const auto& p : cfg.plugins) {
         const std::string bytes = read_all(p.file);
         const std::string name = content_name(p);

@@ -6,6 +6,8 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_endpoint.hpp"
 #include "control/control_signals.hpp"
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
@@ -29,6 +32,8 @@
 #include "log.hpp"
 #include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
+#include "supervision/master_admin.hpp"
+#include "supervision/worker_board.hpp"
 #include "worker_environment.hpp"
 
 extern char** environ;
@@ -80,6 +85,13 @@ class supervisor {
   public:
     supervisor(server_config cfg, const server_options& options)
         : cfg_{std::move(cfg)}, options_{options} {}
+    // The admin thread calls into the board and the backend: it stops before they go,
+    // also when run() leaves by an exception.
+    ~supervisor() {
+        if (admin_) admin_->stop();
+    }
+    supervisor(const supervisor&) = delete;
+    supervisor& operator=(const supervisor&) = delete;
 
     int run() {
         pid_file_.emplace(cfg_.pid_file);
@@ -97,6 +109,7 @@ class supervisor {
         store_.emplace(pid_file_->path().string() + ".generations");
         store_->keep(1, cfg_);
         store_->make_current(1);
+        start_admin();
         record(true, "started generation 1", unix_ms());
         start_trial();
         for (unsigned i = 0; i < cfg_.workers; ++i) {
@@ -107,6 +120,8 @@ class supervisor {
         log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
                   " worker processes (master pid " + std::to_string(::getpid()) + ")");
         io_.run();
+        // Its requests may wait for this thread's loop: it ends before anything goes.
+        if (admin_) admin_->stop();
         for (auto& [name, s] : sockets_) ::close(s.fd);
         for (unsigned i = 0; i < workers_.size(); ++i) {
             std::error_code ignored;
@@ -132,6 +147,8 @@ class supervisor {
         asio::steady_timer respawn;
         milliseconds backoff{0};
         unsigned restarts = 0;
+        std::int64_t started_unix_ms = 0;
+        std::int64_t down_since_unix_ms = 0;
         std::uint64_t attempt_before_reload = 0;
         pid_t signalled = -1;  ///< the process the last reload signal went to
     };
@@ -154,6 +171,7 @@ class supervisor {
         env.generation_file = store_->current_generation_file();
         env.status_file = status_file(i);
         for (const auto& [name, s] : sockets_) env.listeners[name] = s.fd;
+        if (board_) env.ledger = board_->ledger_file(i);
         std::error_code ignored;
         std::filesystem::remove(env.status_file, ignored);
 
@@ -186,6 +204,7 @@ class supervisor {
         // dup2 onto itself clears close-on-exec: the worker inherits exactly these.
         for (const auto& [name, s] : sockets_)
             posix_spawn_file_actions_adddup2(&actions, s.fd, s.fd);
+        if (env.ledger >= 0) posix_spawn_file_actions_adddup2(&actions, env.ledger, env.ledger);
         const int rc =
             ::posix_spawn(&w.pid, self.c_str(), &actions, &attributes, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&actions);
@@ -209,6 +228,8 @@ class supervisor {
             schedule_respawn(i, milliseconds{1000});
             return;
         }
+        w.started_unix_ms = unix_ms();
+        publish();
         w.exited.emplace(io_, pidfd);
         w.exited->async_wait(asio::posix::stream_descriptor::wait_read,
                              [this, i](const boost::system::error_code& ec) {
@@ -231,6 +252,10 @@ class supervisor {
         }
         w.exited.reset();  // closes the pidfd
         const pid_t pid = std::exchange(w.pid, -1);
+        // Nothing it counted is lost: it is dead, so its ledger holds the final figures.
+        if (board_) board_->worker_exited(i);
+        w.down_since_unix_ms = unix_ms();
+        publish();
         if (stopping_) {
             if (std::none_of(workers_.begin(), workers_.end(),
                              [](const auto& x) { return x->pid > 0; }))
@@ -388,6 +413,7 @@ class supervisor {
     // their status files.
     void signal_workers() {
         reloading_ = true;
+        publish();
         reload_deadline_ = clock::now() + std::chrono::seconds{60};
         for (unsigned i = 0; i < workers_.size(); ++i) {
             worker& w = *workers_[i];
@@ -550,6 +576,17 @@ class supervisor {
             return;
         }
         stopping_ = true;
+        draining_ = cfg_.limits.shutdown_delay.count() > 0;
+        publish();
+        if (draining_) {
+            // The workers drain for shutdown_delay_ms (serving, /healthz 503), then stop.
+            drain_end_.expires_after(cfg_.limits.shutdown_delay);
+            drain_end_.async_wait([this](const boost::system::error_code& ec) {
+                if (ec) return;
+                draining_ = false;
+                publish();
+            });
+        }
         log::info(std::string{"master: received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                   ": stopping every worker (each drains as a single plugd does)");
         bool any = false;
@@ -578,6 +615,12 @@ class supervisor {
 
     void finish() {
         done_ = true;
+        drain_end_.cancel();
+        // A POST /reload still waiting gets its answer: no reload runs any more.
+        for (auto& w : std::exchange(reload_waiters_, {}))
+            w.answer({503, R"({"ok":false,"error":"shutting down"})"
+                           "\n"});
+        if (admin_) admin_->close();
         trial_timer_.cancel();
         stop_deadline_.cancel();
         reload_poll_.cancel();
@@ -588,11 +631,96 @@ class supervisor {
     void record(bool ok, std::string message, std::int64_t began) {
         last_ok_ = ok;
         last_message_ = message;
+        if (attempt_ > counted_attempt_) {  // a rollback records the same attempt again
+            counted_attempt_ = attempt_;
+            ok ? ++reloads_ok_ : ++reloads_failed_;
+        }
+        answer_reload_waiters(ok, message, began);
         write_reload_status(
             reload_status_file(pid_file_->path()),
             {attempt_, ok, generation_, std::move(message), began, options_.config_file});
+        publish();
     }
 
+    // The admin endpoint (server.json "admin"), served by the master: see master_admin.
+    void start_admin() {
+        if (!cfg_.admin) return;
+        board_.emplace(cfg_.workers);
+        admin_backend_.emplace(io_, *board_, [this](auto answer) {
+            // Like SIGHUP: joins a reload queued already, or queues one behind the one
+            // running; answered with the outcome of the attempt it starts or joins.
+            reload_waiters_.push_back({attempt_ + 1, std::move(answer)});
+            if (reloading_) {
+                reload_pending_ = true;
+            } else {
+                reload();
+            }
+        });
+        admin_.emplace(cfg_, *admin_backend_, facts());
+        log::info("admin endpoint: listening on " + admin_->where() +
+                  " (GET /healthz, /livez, /status, /metrics; POST /reload), served by the "
+                  "master for all " +
+                  std::to_string(cfg_.workers) + " workers");
+    }
+
+    void answer_reload_waiters(bool ok, const std::string& message, std::int64_t began) {
+        std::vector<reload_waiter> still;
+        for (auto& w : std::exchange(reload_waiters_, {})) {
+            if (w.attempt > attempt_) {
+                still.push_back(std::move(w));
+                continue;
+            }
+            nlohmann::json body{
+                {"ok", ok}, {"generation", generation_}, {"duration_ms", unix_ms() - began}};
+            body[ok ? "message" : "error"] = message;
+            w.answer({ok ? 200 : 409, body.dump() + "\n"});
+        }
+        reload_waiters_ = std::move(still);
+    }
+
+    std::shared_ptr<const control_facts> facts() const {
+        auto f = std::make_shared<control_facts>();
+        f->generation = generation_;
+        f->started_unix_ms = started_unix_ms_;
+        f->state = !stopping_ ? "serving" : draining_ ? "draining" : "stopping";
+        f->reloads_ok = reloads_ok_;
+        f->reloads_failed = reloads_failed_;
+        f->reloading = reloading_;
+        for (const auto& l : cfg_.listeners) {
+            listener_spec bound = l;
+            if (const auto s = sockets_.find(l.name); s != sockets_.end())
+                bound.port = s->second.port;
+            f->listeners.push_back(std::move(bound));
+        }
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            const worker& w = *workers_[i];
+            f->workers.push_back({i, w.pid > 0 ? static_cast<long>(w.pid) : 0, w.started_unix_ms,
+                                  w.down_since_unix_ms, w.restarts});
+        }
+        return f;
+    }
+
+    // Hands the admin thread a fresh copy after anything it reports changed.
+    void publish() {
+        if (admin_) admin_->publish(facts());
+    }
+
+    struct reload_waiter {
+        std::uint64_t attempt;  ///< answered once this attempt has its outcome
+        std::function<void(admin_backend::answer)> answer;
+    };
+
+    // The admin endpoint goes last: its thread is stopped first (after io_.run()), but a
+    // POST /reload of it may wait in io_ when io_ is destroyed, which destroys the waiting
+    // admin coroutine, whose sockets belong to the admin event loop.
+    std::optional<admin_endpoint> admin_;
+    std::optional<worker_board> board_;
+    std::optional<master_admin> admin_backend_;
+    std::vector<reload_waiter> reload_waiters_;
+    std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    std::uint64_t counted_attempt_ = 0;
+    bool draining_ = false;  ///< stopping, and the workers' shutdown_delay_ms runs
+    std::int64_t started_unix_ms_ = unix_ms();
     server_config cfg_;
     server_options options_;
     std::optional<pid_file> pid_file_;
@@ -630,6 +758,7 @@ class supervisor {
     clock::time_point reload_deadline_;
     asio::steady_timer reload_poll_{io_};
     asio::steady_timer stop_deadline_{io_};
+    asio::steady_timer drain_end_{io_};
 };
 
 }  // namespace

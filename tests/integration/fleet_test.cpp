@@ -1,6 +1,8 @@
 // deploy/ for real: HAProxy (deploy/haproxy.cfg) in front of three plugd instances
-// (deploy/server.json), continuous line and HTTP traffic through it, a rollout
-// (deploy/rollout) of a new greeting prefix, then one instance stopped gracefully.
+// (deploy/server.json: two worker processes each, health-checked on the admin endpoint
+// their master serves), continuous line and HTTP traffic through it, a rollout
+// (deploy/rollout) of a new greeting prefix, one worker crash per instance, then one
+// instance stopped gracefully.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -78,8 +80,9 @@ struct fleet {
             instances.push_back(std::make_unique<plugd_process>(
                 std::vector<std::string>{"-c", configs[i].string()}));
         }
+        // Each instance's two workers.
         for (auto& p : instances)
-            REQUIRE_MESSAGE(p->wait_for_log("serving generation 1"), p->log());
+            REQUIRE_MESSAGE(p->wait_for_log("serving generation 1", 10s, 2), p->log());
     }
     void write(std::size_t i, const std::string& prefix) {
         std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), prefix);
@@ -223,6 +226,21 @@ TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request"
         const auto s = f.status(i);
         CHECK(s["generation"] == 2);
         CHECK(s["state"] == "serving");
+    }
+    for (int i = 0; i < 50; ++i) t.run_round(true);
+
+    // One worker of each instance crashes, between two rounds: the connections it held
+    // close between requests (line clients send again, HAProxy retries HTTP requests on
+    // another connection), the other worker serves on, the master starts a new one.
+    for (std::size_t i = 0; i < 3; ++i) {
+        plugd_process& instance = *f.instances[i];
+        const auto workers = children_of(instance.pid());
+        REQUIRE(workers.size() == 2);
+        ::kill(workers.front(), SIGSEGV);
+        REQUIRE(instance.wait_for_log("died of SIGSEGV", 10s));
+        for (int r = 0; r < 20; ++r) t.run_round(true);
+        REQUIRE(instance.wait_for_log("serving generation 2", 10s));  // the new worker
+        CHECK(f.status(i)["workers"].size() == 2);
     }
     for (int i = 0; i < 50; ++i) t.run_round(true);
 

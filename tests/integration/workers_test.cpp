@@ -78,16 +78,6 @@ bool eventually(Condition condition, milliseconds timeout = 10s) {
     return true;
 }
 
-// The processes `parent` started and that still run (a master's: its workers; a
-// worker's: its trial load while it reloads).
-std::vector<pid_t> children_of(pid_t parent) {
-    const auto p = std::to_string(parent);
-    std::ifstream in{"/proc/" + p + "/task/" + p + "/children"};
-    std::vector<pid_t> children;
-    for (pid_t c; in >> c;) children.push_back(c);
-    return children;
-}
-
 // Whether `signo` waits, blocked or stopped, to be delivered to process `pid`.
 bool signal_pending(pid_t pid, int signo) {
     std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};

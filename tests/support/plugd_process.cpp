@@ -225,6 +225,14 @@ loopback_listener::~loopback_listener() {
     ::close(fd);
 }
 
+std::vector<pid_t> children_of(pid_t parent) {
+    const auto p = std::to_string(parent);
+    std::ifstream in{"/proc/" + p + "/task/" + p + "/children"};
+    std::vector<pid_t> children;
+    for (pid_t c; in >> c;) children.push_back(c);
+    return children;
+}
+
 std::size_t rss_kib(pid_t pid) {
     std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
     for (std::string line; std::getline(status, line);) {

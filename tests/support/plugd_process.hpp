@@ -105,6 +105,10 @@ struct loopback_listener {
     std::uint16_t port = 0;
 };
 
+/// The processes `parent` started and that still run (a master's: its workers; a
+/// worker's: its trial load while it reloads).
+std::vector<pid_t> children_of(pid_t parent);
+
 /// Resident set size of `pid` in KiB, from /proc/<pid>/status.
 std::size_t rss_kib(pid_t pid);
 

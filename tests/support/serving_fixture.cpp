@@ -89,6 +89,7 @@ struct serving_fixture::parts {
     private_dir copies;  ///< where the plugin version is loaded from
     stall_monitor stalls{1, std::chrono::seconds{10}};
     host facilities{host::settings{1, 16}, [] {}};
+    traffic_ledger ledger;
     std::shared_ptr<plugin_version> version;
     std::unique_ptr<shard> serving;
     /// The shard's route, also held here to create connections on it: touched on the
@@ -97,7 +98,7 @@ struct serving_fixture::parts {
     std::promise<void> exited;
 
     explicit parts(served_listener l) {
-        serving = std::make_unique<shard>(0, 1, [] {});
+        serving = std::make_unique<shard>(0, 1, ledger, [] {});
         facilities.set_serving_loops({&serving->io()});
 
         plugin_spec plugin;

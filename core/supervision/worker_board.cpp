@@ -1,0 +1,87 @@
+// worker_board: ledgers by slot, and the totals of the workers that exited.
+#include "supervision/worker_board.hpp"
+
+#include <unistd.h>
+
+namespace plugd {
+
+worker_board::worker_board(unsigned workers) {
+    for (unsigned i = 0; i < workers; ++i) {
+        files_.push_back(traffic_ledger::create_file());
+        ledgers_.push_back(std::make_unique<traffic_ledger>(files_.back()));
+    }
+}
+
+worker_board::~worker_board() {
+    ledgers_.clear();
+    for (const int fd : files_) ::close(fd);
+}
+
+void worker_board::worker_exited(unsigned slot) {
+    traffic_ledger& ledger = *ledgers_.at(slot);
+    shard_snapshot counted;
+    ledger.add_counters(counted);
+    const auto last = parse_gauges(ledger.gauges());
+    std::lock_guard lock{mutex_};
+    for (const auto& l : counted.listeners) exited_listeners_[l.name] += l.stats;
+    for (const auto& r : counted.requests) exited_requests_[{r.listener, r.plugin}] += r.stats;
+    if (last) {
+        exited_stalls_ += last->stalls;
+        exited_starvations_ += last->starvations;
+    }
+    ledger.clear();
+}
+
+std::vector<shard_snapshot> worker_board::snapshots() const {
+    std::lock_guard lock{mutex_};
+    std::vector<shard_snapshot> all;
+    for (const auto& ledger : ledgers_) {
+        shard_snapshot& s = all.emplace_back();
+        ledger->add_counters(s);
+        if (const auto g = parse_gauges(ledger->gauges())) {
+            for (const auto& [name, open] : g->open_connections)
+                s.listeners.push_back({name, {}, open});
+            s.versions = g->in_flight;
+        }
+    }
+    shard_snapshot& exited = all.emplace_back();
+    for (const auto& [name, stats] : exited_listeners_)
+        exited.listeners.push_back({name, stats, 0});
+    for (const auto& [key, stats] : exited_requests_)
+        exited.requests.push_back({key.first, key.second, stats});
+    return all;
+}
+
+std::optional<worker_gauges> worker_board::gauges(unsigned slot) const {
+    std::lock_guard lock{mutex_};
+    return parse_gauges(ledgers_.at(slot)->gauges());
+}
+
+std::uint64_t worker_board::stalls() const {
+    std::lock_guard lock{mutex_};
+    std::uint64_t n = exited_stalls_;
+    for (const auto& l : ledgers_) {
+        if (const auto g = parse_gauges(l->gauges())) n += g->stalls;
+    }
+    return n;
+}
+
+std::uint64_t worker_board::starvations() const {
+    std::lock_guard lock{mutex_};
+    std::uint64_t n = exited_starvations_;
+    for (const auto& l : ledgers_) {
+        if (const auto g = parse_gauges(l->gauges())) n += g->starvations;
+    }
+    return n;
+}
+
+std::size_t worker_board::stalled_threads() const {
+    std::lock_guard lock{mutex_};
+    std::size_t n = 0;
+    for (const auto& l : ledgers_) {
+        if (const auto g = parse_gauges(l->gauges())) n += g->stalled_threads;
+    }
+    return n;
+}
+
+}  // namespace plugd
