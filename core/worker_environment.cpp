@@ -11,10 +11,10 @@
 namespace plugd {
 
 std::string encode(const worker_environment& w) {
-    std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
-                       ";generation=" + std::to_string(w.first_generation) +
-                       ";status=" + w.status_file.string() +
-                       ";generation_file=" + w.generation_file.string() + ";listen=";
+    std::string text =
+        "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
+        ";generation=" + std::to_string(w.first_generation) + ";status=" + w.status_file.string() +
+        ";generation_file=" + w.generation_file.string() + ";user=" + w.user + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';
@@ -57,6 +57,8 @@ std::optional<worker_environment> this_process_worker() {
             w.status_file = value_text;
         } else if (key == "generation_file") {
             w.generation_file = value_text;
+        } else if (key == "user") {
+            w.user = value_text;
         } else if (key == "listen") {
             std::string_view l = value_text;
             while (!l.empty()) {
