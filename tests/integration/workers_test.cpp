@@ -591,3 +591,23 @@ TEST_CASE("workers: with \"user\" the master refuses a pid_file folder that user
                   r.output);
     CHECK(r.output.find("listening on") == std::string::npos);  // refused before binding
 }
+
+TEST_CASE("workers: a worker that cannot switch to \"user\" exits instead of serving as root") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json", config(bundled_plugin_dir(), "greeting", "{}", R"("workers": 2)"));
+    // What a master hands a worker whose user has gone since the master checked it.
+    const std::string worker = "index=0;master=" + std::to_string(::getpid()) +
+                               ";generation=1;status=" + (tmp.path() / "status").string() +
+                               ";generation_file=" + (tmp.path() / "generation").string() +
+                               ";user=no-such-user-plugd;listen=";
+    REQUIRE(::setenv("PLUGD_WORKER", worker.c_str(), 1) == 0);
+    const auto r = run_plugd({"-c", cfg.string()});
+    ::unsetenv("PLUGD_WORKER");
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(
+        r.output.find("cannot switch to user \"no-such-user-plugd\"") != std::string::npos,
+        r.output);
+    CHECK(r.output.find("a worker never serves as root") != std::string::npos);
+    CHECK(r.output.find("configuration:") == std::string::npos);  // it read nothing
+}
