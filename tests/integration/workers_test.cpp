@@ -446,27 +446,56 @@ bool watches_files(pid_t pid) {
     return false;
 }
 
+// Whether every thread of process `pid` is stopped.
+bool stopped(pid_t pid) {
+    for (const auto& task :
+         std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task"}) {
+        std::ifstream in{task.path() / "stat"};
+        const std::string stat((std::istreambuf_iterator<char>(in)), {});
+        const auto after_name = stat.rfind(')');
+        if (after_name == std::string::npos || after_name + 2 >= stat.size() ||
+            stat[after_name + 2] != 'T')
+            return false;
+    }
+    return true;
+}
+
+// Workers stopped with SIGSTOP, continued when it goes (also when a check fails: a
+// stopped worker would not even end with its master).
+struct paused_workers {
+    paused_workers() = default;
+    paused_workers(const paused_workers&) = delete;
+    paused_workers& operator=(const paused_workers&) = delete;
+    ~paused_workers() {
+        for (const pid_t w : pids) ::kill(w, SIGCONT);
+    }
+    void pause(pid_t w) {
+        REQUIRE(::kill(w, SIGSTOP) == 0);
+        pids.push_back(w);
+        // SIGSTOP is delivered asynchronously: until then the worker may still accept.
+        REQUIRE(eventually([&] { return stopped(w); }));
+    }
+    std::vector<pid_t> pids;
+};
+
 // Asks `message` on fresh connections until every one of `workers` has answered (a worker
 // that keeps winning the accepts is stopped meanwhile, so the others get the next ones);
 // checks every answer is `expected`.
-void every_worker_answers(std::uint16_t port, const std::vector<pid_t>& workers,
+void every_worker_answers(plugd_process& p, std::uint16_t port, const std::vector<pid_t>& workers,
                           const std::string& message, const std::string& expected) {
     std::set<pid_t> answered;
     for (int i = 0; i < 64 && answered.size() < workers.size(); ++i) {
-        std::vector<pid_t> stopped;
+        paused_workers paused;
         if (i >= 8) {
-            for (const pid_t w : answered) {
-                REQUIRE(::kill(w, SIGSTOP) == 0);
-                stopped.push_back(w);
-            }
+            for (const pid_t w : answered) paused.pause(w);
         }
         line_client c{port};
         c.send(message + "\n");
         const auto reply = c.read_line();
-        const pid_t by = reply ? serving_process(c, port, workers) : -1;
-        for (const pid_t w : stopped) REQUIRE(::kill(w, SIGCONT) == 0);
-        REQUIRE(reply);
+        REQUIRE_MESSAGE(reply, "connection " << i << ", answered by " << answered.size()
+                                             << " workers so far; " << p.log());
         CHECK(*reply == expected);
+        const pid_t by = serving_process(c, port, workers);
         REQUIRE(by > 0);
         answered.insert(by);
     }
@@ -495,19 +524,19 @@ TEST_CASE("workers: --watch makes the master reload every worker when server.jso
     // The master watches; the workers do not (or each would reload on its own).
     CHECK(watches_files(p.pid()));
     for (const pid_t w : workers) CHECK_FALSE(watches_files(w));
-    every_worker_answers(port, workers, "x", "Hello, x");
+    every_worker_answers(p, port, workers, "x", "Hello, x");
 
     tmp.write("server.json",
               config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Hi, " })", top));
     REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 2"), p.log());
     CHECK(p.count_log("--watch: a watched file changed: reloading every worker") >= 1);
-    every_worker_answers(port, workers, "x", "Hi, x");
+    every_worker_answers(p, port, workers, "x", "Hi, x");
 
     // Watched again after the reload: the next edit reaches every worker too.
     tmp.write("server.json",
               config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Yo, " })", top));
     REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 3"), p.log());
-    every_worker_answers(port, workers, "x", "Yo, x");
+    every_worker_answers(p, port, workers, "x", "Yo, x");
     CHECK(children_of(p.pid()) == workers);  // reloaded in place, none restarted
 
     p.signal(SIGTERM);
@@ -540,7 +569,7 @@ TEST_CASE("workers: with \"user\" the master stays root and every worker runs as
     const auto workers = children_of(p.pid());
     REQUIRE(workers.size() == 2);
     for (const pid_t w : workers) CHECK(uid_line(w) == as_nobody);
-    every_worker_answers(port, workers, "x", "Hello, x");
+    every_worker_answers(p, port, workers, "x", "Hello, x");
 
     // What the workers read is readable by them and theirs alone, and not theirs to change.
     struct stat st {};
@@ -565,7 +594,7 @@ TEST_CASE("workers: with \"user\" the master stays root and every worker runs as
     const auto r = run_plugd({"-s", "reload", "-c", cfg.string()});
     CHECK_MESSAGE(r.status == 0, r.output);
     CHECK(r.output.find("reload: all 2 workers on generation 2") != std::string::npos);
-    every_worker_answers(port, workers, "x", "Hi, x");
+    every_worker_answers(p, port, workers, "x", "Hi, x");
 
     p.signal(SIGTERM);
     CHECK(p.wait_exit() == 0);
