@@ -543,6 +543,25 @@ TEST_CASE("workers: --watch makes the master reload every worker when server.jso
     CHECK(p.wait_exit() == 0);
 }
 
+TEST_CASE("workers: --watch makes the master reload every worker when a plugin file is replaced") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
+    const auto cfg = tmp.write("server.json", config(plugins, "p", "{}", R"("workers": 2)"));
+    plugd_process p{{"-c", cfg.string(), "--watch"}};
+    const auto port = p.port();
+    REQUIRE(p.wait_for_log("serving generation 1", 10s, 2));
+    const auto workers = children_of(p.pid());
+    REQUIRE(workers.size() == 2);
+    every_worker_answers(p, port, workers, "x", "v1:x");
+
+    // The file in plugin_dir, not the master's copy of it, is what is watched.
+    install_plugin(test_plugin_dir() / "echo_v2.so", plugins, "p.so");
+    REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 2"), p.log());
+    every_worker_answers(p, port, workers, "x", "v2:x");
+}
+
 TEST_CASE("workers: with \"user\" the master stays root and every worker runs as that user") {
     if (::geteuid() != 0) {
         return skip_test("not running as root: switching workers to a user cannot be tested here");
