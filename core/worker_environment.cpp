@@ -2,6 +2,7 @@
 #include "worker_environment.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -95,6 +96,8 @@ void write_generation_file(const std::filesystem::path& file, std::uint64_t gene
         if (!out.flush())
             throw std::runtime_error(partial + ": cannot write the next generation's number");
     }
+    // Read by workers that run as "user", whatever the master's umask.
+    ::chmod(partial.c_str(), 0644);
     std::filesystem::rename(partial, file);
 }
 
