@@ -659,3 +659,16 @@ TEST_CASE("workers: a worker that cannot switch to \"user\" exits instead of ser
     CHECK(r.output.find("a worker never serves as root") != std::string::npos);
     CHECK(r.output.find("configuration:") == std::string::npos);  // it read nothing
 }
+
+TEST_CASE("workers: a FIFO in place of a worker's status file does not block the master") {
+    // With "user" the workers' user owns that folder: what it leaves there must not wedge
+    // (or, by a link, feed root's files to) the master that reads it.
+    supervised s{R"("workers": 2)", "greeting", bundled_plugin_dir()};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    const auto status = s.tmp.path() / "plugd.pid.workers" / "worker-0";
+    REQUIRE(std::filesystem::remove(status));
+    REQUIRE(::mkfifo(status.c_str(), 0600) == 0);
+    const auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("reload: all 2 workers on generation 2") != std::string::npos);
+}
