@@ -361,13 +361,6 @@ server_config parse_document(const json& doc, const validator& v,
 
     if (const json* user = v.find(doc, "user")) {
         cfg.user = v.string(*user, "/user");
-        if (cfg.workers > 1 || cfg.supervise) {
-            // Workers record their reload outcomes next to the master's pid file, which
-            // they could not write any more once they are another user.
-            v.fail("/user",
-                   "not available with supervised workers yet (/workers above 1 or "
-                   "/supervise): start plugd as that user instead (systemd: User=)");
-        }
         if (!::getpwnam(cfg.user.c_str())) {
             v.fail("/user", "no user named \"" + cfg.user + "\" on this machine");
         }

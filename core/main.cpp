@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "control/process_setup.hpp"
 #include "control/signal_command.hpp"
 #include "faults/crash_report.hpp"
 #include "log.hpp"
@@ -38,6 +39,7 @@ constexpr std::string_view usage =
     "              new generation, 1 with the error\n"
     "  -s stop     make the running plugd drain and exit, and wait for it\n"
     "  --watch     reload by itself when the config file or a plugin file changes\n"
+    "              (with workers: the master watches and reloads every worker)\n"
     "  --seal FILE write a hash of a built plugin into it (plugd_add_plugin() does this\n"
     "              after each link); plugd refuses a sealed file that no longer matches\n"
     "  --version   print the version and the plugin ABI fingerprint\n"
@@ -158,6 +160,11 @@ int main(int argc, char** argv) {
         return plugd::send_signal_command(*signal, config, pid_file, std::chrono::seconds{60});
     }
     try {
+        // A worker of a master running as root with "user" switches first of all: it reads
+        // its configuration and loads every plugin as that user.
+        std::optional<uid_t> switched;
+        if (options.worker && !options.worker->user.empty())
+            switched = plugd::become_worker_user(options.worker->user);
         plugd::server_config cfg;
         if (config_file) {
             cfg = plugd::load_config(*config_file, options.bundled_plugin_dir);
@@ -174,12 +181,13 @@ int main(int argc, char** argv) {
         }
         plugd::log::set_threshold(cfg.log.level);
         plugd::log::set_json(cfg.log.json);
-        plugd::log::info("configuration: " + name);
-        if ((cfg.workers > 1 || cfg.supervise) && !options.worker) {
-            if (watch)
-                throw plugd::config_error("--watch is not available with supervised workers");
-            return plugd::supervise(std::move(cfg), options);
+        if (switched) {
+            plugd::log::info("running as user " + options.worker->user + " (uid " +
+                             std::to_string(*switched) + ")");
         }
+        plugd::log::info("configuration: " + name);
+        if ((cfg.workers > 1 || cfg.supervise) && !options.worker)
+            return plugd::supervise(std::move(cfg), options);
         return plugd::serve(std::move(cfg), options);
     } catch (const std::exception& e) {
         if (test_only) {

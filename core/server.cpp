@@ -108,18 +108,22 @@ class server final : public admin_backend {
                       " (GET /healthz, /livez, /status, /metrics; POST /reload)");
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
-        drop_privileges(cfg_, dir_);
-        if (!cfg_.user.empty()) {
-            // The state is saved at stop by this user: it must be able to.
-            for (const auto& spec : cfg_.plugins) {
-                if (!spec.state_file.empty()) check_state_file(spec.state_file, spec.name);
+        // A worker switched to "user" when it started (become_worker_user).
+        if (!options_.worker) {
+            drop_privileges(cfg_, dir_);
+            if (!cfg_.user.empty()) {
+                // The state is saved at stop by this user: it must be able to.
+                for (const auto& spec : cfg_.plugins) {
+                    if (!spec.state_file.empty()) check_state_file(spec.state_file, spec.name);
+                }
             }
         }
         for (auto& s : shards_) {
             s->start(*stalls_, [this] { asio::post(control_, [this] { shard_finished(); }); });
         }
         wait_for_signal();
-        if (options_.watch) {
+        // With workers the master watches and reloads them all; a worker never watches.
+        if (options_.watch && !options_.worker) {
             watch_.emplace(control_, std::chrono::milliseconds{300}, [this] {
                 log::info("--watch: a watched file changed: reloading");
                 schedule_reload();

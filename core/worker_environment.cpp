@@ -2,6 +2,7 @@
 #include "worker_environment.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -11,11 +12,11 @@
 namespace plugd {
 
 std::string encode(const worker_environment& w) {
-    std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
-                       ";generation=" + std::to_string(w.first_generation) +
-                       ";status=" + w.status_file.string() +
-                       ";generation_file=" + w.generation_file.string() +
-                       ";ledger=" + std::to_string(w.ledger) + ";listen=";
+    std::string text =
+        "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
+        ";generation=" + std::to_string(w.first_generation) + ";status=" + w.status_file.string() +
+        ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
+        ";ledger=" + std::to_string(w.ledger) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';
@@ -60,6 +61,8 @@ std::optional<worker_environment> this_process_worker() {
             w.generation_file = value_text;
         } else if (key == "ledger") {
             w.ledger = std::stoi(value_text);
+        } else if (key == "user") {
+            w.user = value_text;
         } else if (key == "listen") {
             std::string_view l = value_text;
             while (!l.empty()) {
@@ -97,6 +100,8 @@ void write_generation_file(const std::filesystem::path& file, std::uint64_t gene
         if (!out.flush())
             throw std::runtime_error(partial + ": cannot write the next generation's number");
     }
+    // Read by workers that run as "user", whatever the master's umask.
+    ::chmod(partial.c_str(), 0644);
     std::filesystem::rename(partial, file);
 }
 

@@ -1,6 +1,6 @@
 // worker_environment: what a supervising plugd hands each worker process it starts, in one
-// environment variable: which worker it is, the generation to start at, where to record
-// its reload outcomes, and the listening sockets it inherits.
+// environment variable: which worker it is, the user to run as, the generation to start at,
+// where to record its reload outcomes, and the listening sockets it inherits.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,10 @@ struct worker_environment {
     /// Holds the number the master gives the generation its next reload installs: the
     /// master numbers generations, so a worker's status agrees with the master's.
     std::filesystem::path generation_file;
-    std::filesystem::path status_file;     ///< its reload outcomes, for the master
+    std::filesystem::path status_file;  ///< its reload outcomes, for the master
+    /// "user": whom the worker switches to before it reads anything (empty: stay as the
+    /// master's user).
+    std::string user;
     std::map<std::string, int> listeners;  ///< listener name -> inherited listening socket
     /// The memory file its shards count in (see traffic_ledger), which the master reads:
     /// -1 when nothing reads the counters (no admin endpoint).
@@ -29,8 +32,8 @@ struct worker_environment {
 /// The variable's name: PLUGD_WORKER.
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
-/// "index=1;generation=3;status=/path;generation_file=/path;ledger=7;listen=main@5,web@6" (paths
-/// may not hold ';').
+/// "index=1;generation=3;status=/path;generation_file=/path;user=www-data;ledger=7;
+/// listen=main@5,web@6" (paths may not hold ';').
 std::string encode(const worker_environment& w);
 
 /// This process's, if a supervisor started it. Throws std::runtime_error on a malformed

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include "log.hpp"
 #include "plugins/private_dir.hpp"
@@ -26,8 +27,17 @@ void raise_descriptor_limit() {
               (limit.rlim_cur != before ? " (raised from " + std::to_string(before) + ")" : ""));
 }
 
-void drop_privileges(const server_config& cfg, const private_dir& dir) {
-    if (cfg.user.empty()) return;
+namespace {
+
+// In the order that works: supplementary groups and the group while still root, the user
+// last (after it, neither could be changed any more).
+bool switch_to(const user_account& a) {
+    return ::initgroups(a.name.c_str(), a.gid) == 0 && ::setgid(a.gid) == 0 && ::setuid(a.uid) == 0;
+}
+
+}  // namespace
+
+user_account account_to_run_as(const server_config& cfg) {
     const std::string where = cfg.source.string() + ": /user: ";
     if (::geteuid() != 0) {
         throw config_error(where + "plugd is not running as root, so it cannot switch to user \"" +
@@ -35,19 +45,45 @@ void drop_privileges(const server_config& cfg, const private_dir& dir) {
     }
     const passwd* pw = ::getpwnam(cfg.user.c_str());
     if (!pw) throw config_error(where + "no user named \"" + cfg.user + "\" on this machine");
-    if (::chown(dir.path().c_str(), pw->pw_uid, pw->pw_gid) != 0 ||
-        ::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
-        ::setuid(pw->pw_uid) != 0) {
-        throw config_error(where + "cannot switch to user \"" + cfg.user +
+    return {pw->pw_name, pw->pw_uid, pw->pw_gid};
+}
+
+void drop_privileges(const server_config& cfg, const private_dir& dir) {
+    if (cfg.user.empty()) return;
+    const user_account account = account_to_run_as(cfg);
+    if (::chown(dir.path().c_str(), account.uid, account.gid) != 0 || !switch_to(account)) {
+        throw config_error(cfg.source.string() + ": /user: cannot switch to user \"" + cfg.user +
                            "\": " + std::strerror(errno));
     }
-    log::info("now running as user " + cfg.user + " (uid " + std::to_string(pw->pw_uid) +
+    log::info("now running as user " + cfg.user + " (uid " + std::to_string(account.uid) +
               "): reloads read files and bind ports as this user");
     if (::access(cfg.pid_file.parent_path().c_str(), W_OK) != 0) {
         log::warn("user " + cfg.user + " cannot write in " + cfg.pid_file.parent_path().string() +
                   ": plugd -s reload will not see reload outcomes; put /pid_file in a folder "
                   "this user can write");
     }
+}
+
+uid_t become_worker_user(const std::string& user) {
+    const passwd* pw = ::getpwnam(user.c_str());
+    if (!pw) {
+        throw std::runtime_error("cannot switch to user \"" + user +
+                                 "\": no such user on this machine any more; a worker never "
+                                 "serves as root: create the user, or change /user and restart");
+    }
+    const user_account account{pw->pw_name, pw->pw_uid, pw->pw_gid};
+    if (!switch_to(account)) {
+        throw std::runtime_error("cannot switch to user \"" + user + "\" (uid " +
+                                 std::to_string(account.uid) + "): " + std::strerror(errno) +
+                                 "; a worker never serves as root");
+    }
+    // Were there a way back to root (there should not be), plugin code could take it.
+    if (account.uid != 0 && (::geteuid() == 0 || ::setuid(0) == 0)) {
+        throw std::runtime_error("switched to user \"" + user +
+                                 "\" but could still become root again; a worker never serves "
+                                 "as root");
+    }
+    return account.uid;
 }
 
 }  // namespace plugd

@@ -30,6 +30,8 @@ std::int64_t unix_ms() noexcept;
 std::filesystem::path reload_status_file(const std::filesystem::path& pid_file);
 /// Replaces the file atomically (write, then rename), so a reader never sees half of it.
 void write_reload_status(const std::filesystem::path& file, const reload_status& status);
+/// The outcome in `file`; nullopt when it is missing, malformed or not a regular file (a
+/// symbolic link is not followed, a FIFO not waited on; at most 1 MiB is read).
 std::optional<reload_status> read_reload_status(const std::filesystem::path& file);
 
 }  // namespace plugd

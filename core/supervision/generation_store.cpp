@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -42,15 +44,25 @@ void write_all(const std::filesystem::path& p, const std::string& bytes) {
         out << bytes;
         if (!out.flush()) throw config_error(partial + ": cannot write a copy for rollback");
     }
+    ::chmod(partial.c_str(), 0644);
     std::filesystem::rename(partial, p);
 }
 
 }  // namespace
 
-generation_store::generation_store(std::filesystem::path dir) : dir_{std::move(dir)} {
+generation_store::generation_store(std::filesystem::path dir, std::optional<gid_t> readers)
+    : dir_{std::move(dir)} {
     std::filesystem::remove_all(dir_);  // a previous master's, left by a crash
     std::filesystem::create_directories(dir_ / "plugins");
-    ::chmod(dir_.c_str(), 0755);  // readable by the workers, also after they drop to "user"
+    // Everything inside is readable by all and writable by this user only, whatever the
+    // umask; the folder itself decides who gets in: this user, and the workers' group.
+    ::chmod((dir_ / "plugins").c_str(), 0755);
+    if (readers && ::chown(dir_.c_str(), static_cast<uid_t>(-1), *readers) != 0)
+        throw config_error(dir_.string() +
+                           ": cannot hand the folder of copies to the "
+                           "workers' group: " +
+                           std::strerror(errno));
+    ::chmod(dir_.c_str(), readers ? 0750 : 0700);
 }
 
 generation_store::~generation_store() {
@@ -75,6 +87,7 @@ void generation_store::keep(std::uint64_t g, const server_config& cfg) {
         const auto copy = folder / p.file.filename();
         if (!std::filesystem::exists(copy)) {
             std::filesystem::create_directories(folder);
+            ::chmod(folder.c_str(), 0755);
             write_all(copy, bytes);
         }
         auto& entry = doc["plugins"][p.name];

@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <initializer_list>
 #include <map>
+#include <optional>
+
+#include <sys/types.h>
 
 #include "config.hpp"
 
@@ -14,8 +17,11 @@ namespace plugd {
 
 class generation_store {
   public:
-    /// Keeps copies under `dir` (writable by this user only; removed by the destructor).
-    explicit generation_store(std::filesystem::path dir);
+    /// Keeps copies under `dir`, writable by this user only and removed by the destructor.
+    /// Readable by this user only too, or, given `readers` (the group of the user the
+    /// workers switch to), by that group as well: workers read the copies, and must never
+    /// be able to change the code they run.
+    generation_store(std::filesystem::path dir, std::optional<gid_t> readers);
     ~generation_store();
     generation_store(const generation_store&) = delete;
     generation_store& operator=(const generation_store&) = delete;

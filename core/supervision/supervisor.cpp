@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +25,7 @@
 
 #include "admin/admin_endpoint.hpp"
 #include "control/control_signals.hpp"
+#include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
@@ -34,6 +34,7 @@
 #include "supervision/generation_store.hpp"
 #include "supervision/master_admin.hpp"
 #include "supervision/worker_board.hpp"
+#include "supervision/worker_folder.hpp"
 #include "worker_environment.hpp"
 
 extern char** environ;
@@ -94,6 +95,7 @@ class supervisor {
     supervisor& operator=(const supervisor&) = delete;
 
     int run() {
+        prepare_worker_user();
         pid_file_.emplace(cfg_.pid_file);
         raise_descriptor_limit();
         for (const auto& l : cfg_.listeners) {
@@ -106,7 +108,9 @@ class supervisor {
         }
         // Workers read the master's copy of the configuration, pointing at its copies of the
         // plugin files: a rollback can go back to them after the originals have changed.
-        store_.emplace(pid_file_->path().string() + ".generations");
+        store_.emplace(pid_file_->path().string() + ".generations",
+                       worker_user_ ? std::optional<gid_t>{worker_user_->gid} : std::nullopt);
+        folder_.emplace(pid_file_->path().string() + ".workers", worker_user_);
         store_->keep(1, cfg_);
         store_->make_current(1);
         start_admin();
@@ -117,17 +121,14 @@ class supervisor {
             spawn(i);
         }
         wait_for_signal();
+        if (options_.watch) watch_files();
         log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
                   " worker processes (master pid " + std::to_string(::getpid()) + ")");
         io_.run();
         // Its requests may wait for this thread's loop: it ends before anything goes.
         if (admin_) admin_->stop();
         for (auto& [name, s] : sockets_) ::close(s.fd);
-        for (unsigned i = 0; i < workers_.size(); ++i) {
-            std::error_code ignored;
-            std::filesystem::remove(status_file(i), ignored);
-            std::filesystem::remove(crash_note(i), ignored);
-        }
+        folder_.reset();
         store_.reset();
         pid_file_.reset();
         log::info("plugd stopped");
@@ -153,12 +154,18 @@ class supervisor {
         pid_t signalled = -1;  ///< the process the last reload signal went to
     };
 
-    std::filesystem::path status_file(unsigned i) const {
-        return pid_file_->path().string() + ".worker-" + std::to_string(i);
-    }
-    // Where a crashing worker's handler notes the plugin it died in (see crash_report).
-    std::filesystem::path crash_note(unsigned i) const {
-        return status_file(i).string() + ".crash";
+    std::filesystem::path status_file(unsigned i) const { return folder_->status_file(i); }
+    std::filesystem::path crash_note(unsigned i) const { return folder_->crash_note(i); }
+
+    // "user": the master stays root, to bind and to supervise; each worker switches to the
+    // user as it starts (become_worker_user), as nginx's workers do. Refused here, before
+    // anything is bound, when that cannot work.
+    void prepare_worker_user() {
+        if (cfg_.user.empty()) return;
+        worker_user_ = account_to_run_as(cfg_);
+        check_master_folder(cfg_, *worker_user_);
+        log::info("master: stays root to bind and supervise; workers run as user " + cfg_.user +
+                  " (uid " + std::to_string(worker_user_->uid) + ")");
     }
 
     void spawn(unsigned i) {
@@ -170,6 +177,7 @@ class supervisor {
         env.first_generation = store_->current();
         env.generation_file = store_->current_generation_file();
         env.status_file = status_file(i);
+        env.user = cfg_.user;
         for (const auto& [name, s] : sockets_) env.listeners[name] = s.fd;
         if (board_) env.ledger = board_->ledger_file(i);
         std::error_code ignored;
@@ -288,12 +296,8 @@ class supervisor {
     // within the window roll every worker back to the last generation that ran a whole
     // window without that many.
     void count_crash(unsigned i) {
-        std::string plugin = "(the core)";
-        {
-            std::ifstream note{crash_note(i)};
-            std::string name;
-            if (std::getline(note, name, '\t') && !name.empty()) plugin = name;
-        }
+        std::string plugin = folder_->crashed_plugin(i);
+        if (plugin.empty()) plugin = "(the core)";
         if (!on_trial_ || cfg_.rollback_after_crashes == 0) return;
         const auto now = clock::now();
         if (now - trial_since_ > cfg_.rollback_window) return;
@@ -361,16 +365,40 @@ class supervisor {
     void wait_for_signal() {
         signals_.async_wait([this](int signo) {
             if (signo == SIGHUP) {
-                if (reloading_) {
-                    reload_pending_ = true;
-                } else {
-                    reload();
-                }
+                request_reload();
             } else {
                 stop(signo);
             }
             if (!done_) wait_for_signal();
         });
+    }
+
+    // SIGHUP or --watch: a reload now, or one more after the one running.
+    void request_reload() {
+        if (reloading_) {
+            reload_pending_ = true;
+        } else {
+            reload();
+        }
+    }
+
+    // --watch: the master watches the files the user edits (the config file and the plugin
+    // files it names, not the master's copies of them), and a change reloads every worker
+    // as SIGHUP does. Workers never watch.
+    void watch_files() {
+        watch_.emplace(io_, milliseconds{300}, [this] {
+            log::info("--watch: a watched file changed: reloading every worker");
+            request_reload();
+        });
+        rewatch();
+    }
+
+    // After each reload: the set of plugin files may have changed.
+    void rewatch() {
+        if (!watch_) return;
+        std::vector<std::filesystem::path> files{options_.config_file};
+        for (const auto& p : cfg_.plugins) files.push_back(p.file);
+        watch_->watch(std::move(files));
     }
 
     // Checks the new configuration, then has every worker reload it in place (each the
@@ -497,6 +525,7 @@ class supervisor {
                 }
             }
             cfg_ = std::move(*next_);
+            rewatch();
             store_->forget_all_but({good_, generation_});
             // The new generation is on trial: crashes within the window roll it back. (A
             // rollback decided during this reload still goes back to good_.)
@@ -587,6 +616,7 @@ class supervisor {
                 publish();
             });
         }
+        if (watch_) watch_->close();
         log::info(std::string{"master: received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                   ": stopping every worker (each drains as a single plugd does)");
         bool any = false;
@@ -740,6 +770,9 @@ class supervisor {
     bool done_ = false;
     std::optional<server_config> next_;
     std::optional<generation_store> store_;
+    std::optional<user_account> worker_user_;  ///< "user", whom the workers run as
+    std::optional<worker_folder> folder_;      ///< where the workers write
+    std::optional<file_watch> watch_;          ///< --watch
     // Generation numbers are the master's: one per reload the workers are asked to make
     // (a rollback included), never given twice; a kept copy is named by its number.
     std::uint64_t last_number_ = 1;  ///< the highest number given so far

@@ -2,17 +2,25 @@
 // worker's crash loses only its own connections, and a new worker takes its place.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -277,8 +285,8 @@ void replaced_workers_keep_an_honest_history(replaced_how how) {
     auto workers_agree = [&](std::uint64_t g) {
         return eventually(
             [&] {
-                return recorded_generation(s.tmp.path() / "plugd.pid.worker-0") == g &&
-                       recorded_generation(s.tmp.path() / "plugd.pid.worker-1") == g;
+                return recorded_generation(s.tmp.path() / "plugd.pid.workers" / "worker-0") == g &&
+                       recorded_generation(s.tmp.path() / "plugd.pid.workers" / "worker-1") == g;
             },
             20s);
     };
@@ -376,4 +384,281 @@ TEST_CASE("workers: a crash loop with no generation that ran a whole window is n
     s.crash_workers(3);
     REQUIRE_MESSAGE(s.process.wait_for_log("there is none to roll back to"), s.process.log());
     CHECK(s.process.count_log("rolled back to generation") == 0);
+}
+
+namespace {
+
+// The process that holds the server's end of `c` (connected to 127.0.0.1:`port` and
+// answered, so accepted): the one among `candidates` with that socket open; -1 if none.
+pid_t serving_process(const line_client& c, std::uint16_t port,
+                      const std::vector<pid_t>& candidates) {
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    REQUIRE(::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&local), &len) == 0);
+    // /proc/net/tcp: "sl local_address rem_address st ... inode", ports in hex.
+    std::ifstream table{"/proc/net/tcp"};
+    std::string line, inode;
+    std::getline(table, line);  // the header
+    while (inode.empty() && std::getline(table, line)) {
+        std::istringstream fields{line};
+        std::string sl, ours, theirs, skip;
+        fields >> sl >> ours >> theirs;
+        for (int i = 0; i < 6; ++i) fields >> skip;
+        const auto port_of = [](const std::string& a) {
+            return std::stoul(a.substr(a.find(':') + 1), nullptr, 16);
+        };
+        // (A closed connection's TIME_WAIT entry, inode 0, may share the ports.)
+        if (port_of(ours) == port && port_of(theirs) == ntohs(local.sin_port)) {
+            fields >> inode;
+            if (inode == "0") inode.clear();
+        }
+    }
+    REQUIRE_MESSAGE(!inode.empty(), "no server-side socket for the connection");
+    const std::string target = "socket:[" + inode + "]";
+    for (const pid_t p : candidates) {
+        std::error_code ec;
+        for (const auto& fd :
+             std::filesystem::directory_iterator{"/proc/" + std::to_string(p) + "/fd", ec}) {
+            std::error_code gone;
+            if (std::filesystem::read_symlink(fd.path(), gone) == target) return p;
+        }
+    }
+    return -1;
+}
+
+// Whether process `pid` has an inotify instance open (file_watch's).
+bool watches_files(pid_t pid) {
+    for (const auto& fd :
+         std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/fd"}) {
+        std::error_code gone;
+        if (std::filesystem::read_symlink(fd.path(), gone) == "anon_inode:inotify") return true;
+    }
+    return false;
+}
+
+// Whether every thread of process `pid` is stopped.
+bool stopped(pid_t pid) {
+    for (const auto& task :
+         std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task"}) {
+        std::ifstream in{task.path() / "stat"};
+        const std::string stat((std::istreambuf_iterator<char>(in)), {});
+        const auto after_name = stat.rfind(')');
+        if (after_name == std::string::npos || after_name + 2 >= stat.size() ||
+            stat[after_name + 2] != 'T')
+            return false;
+    }
+    return true;
+}
+
+// Workers stopped with SIGSTOP, continued when it goes (also when a check fails: a
+// stopped worker would not even end with its master).
+struct paused_workers {
+    paused_workers() = default;
+    paused_workers(const paused_workers&) = delete;
+    paused_workers& operator=(const paused_workers&) = delete;
+    ~paused_workers() {
+        for (const pid_t w : pids) ::kill(w, SIGCONT);
+    }
+    void pause(pid_t w) {
+        REQUIRE(::kill(w, SIGSTOP) == 0);
+        pids.push_back(w);
+        // SIGSTOP is delivered asynchronously: until then the worker may still accept.
+        REQUIRE(eventually([&] { return stopped(w); }));
+    }
+    std::vector<pid_t> pids;
+};
+
+// Asks `message` on fresh connections until every one of `workers` has answered (a worker
+// that keeps winning the accepts is stopped meanwhile, so the others get the next ones);
+// checks every answer is `expected`.
+void every_worker_answers(plugd_process& p, std::uint16_t port, const std::vector<pid_t>& workers,
+                          const std::string& message, const std::string& expected) {
+    std::set<pid_t> answered;
+    for (int i = 0; i < 64 && answered.size() < workers.size(); ++i) {
+        paused_workers paused;
+        if (i >= 8) {
+            for (const pid_t w : answered) paused.pause(w);
+        }
+        line_client c{port};
+        c.send(message + "\n");
+        const auto reply = c.read_line();
+        REQUIRE_MESSAGE(reply, "connection " << i << ", answered by " << answered.size()
+                                             << " workers so far; " << p.log());
+        CHECK(*reply == expected);
+        const pid_t by = serving_process(c, port, workers);
+        REQUIRE(by > 0);
+        answered.insert(by);
+    }
+    CHECK(answered.size() == workers.size());
+}
+
+// The Uid: line of /proc/<pid>/status ("Uid:\treal\teffective\tsaved\tfilesystem").
+std::string uid_line(pid_t pid) {
+    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+    for (std::string line; std::getline(status, line);)
+        if (line.starts_with("Uid:")) return line;
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("workers: --watch makes the master reload every worker when server.json changes") {
+    temp_dir tmp;
+    const std::string top = R"("workers": 2)";
+    const auto cfg = tmp.write("server.json", config(bundled_plugin_dir(), "greeting", "{}", top));
+    plugd_process p{{"-c", cfg.string(), "--watch"}};
+    const auto port = p.port();
+    REQUIRE(p.wait_for_log("serving generation 1", 10s, 2));
+    const auto workers = children_of(p.pid());
+    REQUIRE(workers.size() == 2);
+    // The master watches; the workers do not (or each would reload on its own).
+    CHECK(watches_files(p.pid()));
+    for (const pid_t w : workers) CHECK_FALSE(watches_files(w));
+    every_worker_answers(p, port, workers, "x", "Hello, x");
+
+    tmp.write("server.json",
+              config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Hi, " })", top));
+    REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 2"), p.log());
+    CHECK(p.count_log("--watch: a watched file changed: reloading every worker") >= 1);
+    every_worker_answers(p, port, workers, "x", "Hi, x");
+
+    // Watched again after the reload: the next edit reaches every worker too.
+    tmp.write("server.json",
+              config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Yo, " })", top));
+    REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 3"), p.log());
+    every_worker_answers(p, port, workers, "x", "Yo, x");
+    CHECK(children_of(p.pid()) == workers);  // reloaded in place, none restarted
+
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit() == 0);
+}
+
+TEST_CASE("workers: --watch makes the master reload every worker when a plugin file is replaced") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
+    const auto cfg = tmp.write("server.json", config(plugins, "p", "{}", R"("workers": 2)"));
+    plugd_process p{{"-c", cfg.string(), "--watch"}};
+    const auto port = p.port();
+    REQUIRE(p.wait_for_log("serving generation 1", 10s, 2));
+    const auto workers = children_of(p.pid());
+    REQUIRE(workers.size() == 2);
+    every_worker_answers(p, port, workers, "x", "v1:x");
+
+    // The file in plugin_dir, not the master's copy of it, is what is watched.
+    install_plugin(test_plugin_dir() / "echo_v2.so", plugins, "p.so");
+    REQUIRE_MESSAGE(p.wait_for_log("reload: all 2 workers on generation 2"), p.log());
+    every_worker_answers(p, port, workers, "x", "v2:x");
+}
+
+TEST_CASE("workers: with \"user\" the master stays root and every worker runs as that user") {
+    if (::geteuid() != 0) {
+        return skip_test("not running as root: switching workers to a user cannot be tested here");
+    }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
+    temp_dir tmp;
+    // The folder of the pid file: root's, reachable by nobody (the master keeps its copies
+    // of each generation there, which the workers read). The plugins stay where the build
+    // put them: only the master reads the originals.
+    ::chmod(tmp.path().c_str(), 0755);
+    const std::string top = R"("workers": 2, "user": "nobody")";
+    const auto cfg = tmp.write("server.json", config(bundled_plugin_dir(), "greeting", "{}", top));
+    plugd_process p{{"-c", cfg.string()}};
+    const auto port = p.port();
+    REQUIRE_MESSAGE(p.wait_for_log("serving generation 1", 10s, 2), p.log());
+    CHECK(p.count_log("running as user nobody") == 2);
+
+    const std::string as_nobody = "Uid:\t" + std::to_string(uid) + "\t" + std::to_string(uid) +
+                                  "\t" + std::to_string(uid) + "\t" + std::to_string(uid);
+    CHECK(uid_line(p.pid()) == "Uid:\t0\t0\t0\t0");
+    const auto workers = children_of(p.pid());
+    REQUIRE(workers.size() == 2);
+    for (const pid_t w : workers) CHECK(uid_line(w) == as_nobody);
+    every_worker_answers(p, port, workers, "x", "Hello, x");
+
+    // What the workers read is readable by them and theirs alone, and not theirs to change.
+    struct stat st {};
+    const auto store = tmp.path() / "plugd.pid.generations";
+    REQUIRE(::stat(store.c_str(), &st) == 0);
+    CHECK(st.st_uid == 0);
+    CHECK(st.st_gid == gid);
+    CHECK((st.st_mode & 07777) == 0750);
+    for (const auto& f : std::filesystem::recursive_directory_iterator{store}) {
+        REQUIRE(::stat(f.path().c_str(), &st) == 0);
+        CHECK_MESSAGE(st.st_uid == 0, f.path());
+        CHECK_MESSAGE((st.st_mode & 022) == 0, f.path());
+    }
+    // What they write is theirs.
+    const auto written = tmp.path() / "plugd.pid.workers";
+    REQUIRE(::stat(written.c_str(), &st) == 0);
+    CHECK(st.st_uid == uid);
+    CHECK((st.st_mode & 07777) == 0700);
+
+    tmp.write("server.json",
+              config(bundled_plugin_dir(), "greeting", R"({ "prefix": "Hi, " })", top));
+    const auto r = run_plugd({"-s", "reload", "-c", cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("reload: all 2 workers on generation 2") != std::string::npos);
+    every_worker_answers(p, port, workers, "x", "Hi, x");
+
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit() == 0);
+    CHECK_FALSE(std::filesystem::exists(written));
+    CHECK_FALSE(std::filesystem::exists(store));
+}
+
+TEST_CASE("workers: with \"user\" the master refuses a pid_file folder that user could change") {
+    if (::geteuid() != 0) {
+        return skip_test("not running as root: switching workers to a user cannot be tested here");
+    }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    temp_dir tmp;
+    ::chmod(tmp.path().c_str(), 0755);
+    REQUIRE(::chown(tmp.path().c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    const auto cfg = tmp.write("server.json", config(bundled_plugin_dir(), "greeting", "{}",
+                                                     R"("workers": 2, "user": "nobody")"));
+    const auto r = run_plugd({"-c", cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("/pid_file: the folder " + tmp.path().string() +
+                                " is writable by user \"nobody\"") != std::string::npos,
+                  r.output);
+    CHECK(r.output.find("listening on") == std::string::npos);  // refused before binding
+}
+
+TEST_CASE("workers: a worker that cannot switch to \"user\" exits instead of serving as root") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json", config(bundled_plugin_dir(), "greeting", "{}", R"("workers": 2)"));
+    // What a master hands a worker whose user has gone since the master checked it.
+    const std::string worker = "index=0;master=" + std::to_string(::getpid()) +
+                               ";generation=1;status=" + (tmp.path() / "status").string() +
+                               ";generation_file=" + (tmp.path() / "generation").string() +
+                               ";user=no-such-user-plugd;listen=";
+    REQUIRE(::setenv("PLUGD_WORKER", worker.c_str(), 1) == 0);
+    const auto r = run_plugd({"-c", cfg.string()});
+    ::unsetenv("PLUGD_WORKER");
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(
+        r.output.find("cannot switch to user \"no-such-user-plugd\"") != std::string::npos,
+        r.output);
+    CHECK(r.output.find("a worker never serves as root") != std::string::npos);
+    CHECK(r.output.find("configuration:") == std::string::npos);  // it read nothing
+}
+
+TEST_CASE("workers: a FIFO in place of a worker's status file does not block the master") {
+    // With "user" the workers' user owns that folder: what it leaves there must not wedge
+    // (or, by a link, feed root's files to) the master that reads it.
+    supervised s{R"("workers": 2)", "greeting", bundled_plugin_dir()};
+    REQUIRE(s.process.wait_for_log("serving generation 1", 10s, 2));
+    const auto status = s.tmp.path() / "plugd.pid.workers" / "worker-0";
+    REQUIRE(std::filesystem::remove(status));
+    REQUIRE(::mkfifo(status.c_str(), 0600) == 0);
+    const auto r = run_plugd({"-s", "reload", "-c", s.cfg.string()});
+    CHECK_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("reload: all 2 workers on generation 2") != std::string::npos);
 }

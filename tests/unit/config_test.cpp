@@ -287,6 +287,16 @@ TEST_CASE("user must exist") {
               .find("/user: no user named \"no-such-user-plugd\"") != std::string::npos);
 }
 
+TEST_CASE("user goes with supervised workers: the workers run as that user") {
+    for (const std::string supervision : {R"("workers": 2)", R"("supervise": true)"}) {
+        CAPTURE(supervision);
+        const auto cfg =
+            parse("{ " + supervision + R"(, "user": "nobody", )" + plugins +
+                  R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ] })");
+        CHECK(cfg.user == "nobody");
+    }
+}
+
 TEST_CASE("a listener's limits override the server's, and only per-connection ones") {
     auto cfg = parse(R"({ "limits": { "idle_timeout_ms": 100, "request_timeout_ms": 200 }, )" +
                      plugins + R"(, "listeners": [
