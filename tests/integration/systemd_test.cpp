@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -53,9 +54,9 @@ class notify_socket {
         for (;;) {
             const auto left = std::chrono::duration_cast<milliseconds>(
                 deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return std::nullopt;
             pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+            if (::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count()))) <= 0)
+                return std::nullopt;
             char buf[4096];
             const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
             if (n <= 0) return std::nullopt;
@@ -63,6 +64,13 @@ class notify_socket {
             received_.push_back(message);
             if (has_line(message, field)) return message;
         }
+    }
+
+    // Reads every message already waiting; returns how many there were.
+    std::size_t drain() {
+        std::size_t n = 0;
+        while (wait_for("\n", 0ms)) ++n;
+        return n;
     }
 
     const std::vector<std::string>& received() const { return received_; }
@@ -299,4 +307,41 @@ TEST_CASE(
     CHECK(p.log().find("(listeners: main)") != std::string::npos);
     CHECK(p.log().find("not started") != std::string::npos);
     CHECK(notify.received().empty());
+}
+
+TEST_CASE(
+    "with WatchdogSec plugd pings WATCHDOG=1 at half the interval and withholds it while "
+    "a serving thread is stalled") {
+    if (!std::filesystem::exists(socket_activate))
+        return skip_test("systemd-socket-activate is not installed (apt-get install systemd)");
+    temp_dir tmp;
+    notify_socket notify{tmp.path() / "notify"};
+    const auto port = unused_fixed_port();
+    const auto cfg = tmp.write(
+        "server.json",
+        R"({ "threads": 1, "plugin_dir": ")" + test_plugin_dir().string() +
+            R"(", "plugins": { "p": { "file": "faulty" } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "p" } ], "limits": { "stall_warn_ms": 100 } })");
+    // WatchdogSec=300ms, as systemd passes it (WATCHDOG_PID may be left out).
+    plugd_process p{socket_activate.string(),
+                    {"-l", "127.0.0.1:" + std::to_string(port), "--fdname=main", "-E",
+                     "NOTIFY_SOCKET=" + notify.path().string(), "-E", "WATCHDOG_USEC=300000",
+                     PLUGD_BINARY, "-c", cfg.string()}};
+    line_client c = first_connection(p, port);
+    INFO(p.log());
+    REQUIRE(notify.wait_for("READY=1"));
+    REQUIRE(notify.wait_for("WATCHDOG=1", 2s));
+    REQUIRE(notify.wait_for("WATCHDOG=1", 2s));
+    CHECK(p.wait_for_log("pinging every 150 ms"));
+    REQUIRE(c.read_line() == "faulty:first");
+    // A handler that blocks its thread for 1.5 s: a stall, and no ping until it ends.
+    c.send("block 1500\n");
+    REQUIRE(p.wait_for_log("watchdog ping withheld"));
+    const auto withheld = std::chrono::steady_clock::now();
+    notify.drain();  // pings sent before the stall
+    REQUIRE(notify.wait_for("WATCHDOG=1", 5s));
+    CHECK(std::chrono::steady_clock::now() - withheld > 800ms);
+    CHECK(p.wait_for_log("watchdog pings resume"));
+    CHECK(c.read_line(5s) == "faulty:block 1500");
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit() == 0);
 }
