@@ -97,10 +97,12 @@ class notify_socket {
     std::vector<std::string> received_;
 };
 
+// Listener "main" on `port` and "other" on an ephemeral port, both serving echo.
 std::string config(std::uint16_t port, const std::string& top = "") {
     return R"({ "threads": 2, )" + top + R"( "plugin_dir": ")" + test_plugin_dir().string() +
            R"(", "plugins": { "p": { "file": "echo" } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": )" +
-           std::to_string(port) + R"(, "plugin": "p" } ] })";
+           std::to_string(port) +
+           R"(, "plugin": "p" }, { "name": "other", "address": "127.0.0.1", "port": 0, "plugin": "p" } ] })";
 }
 
 // plugd (with `plugd_args`) under systemd-socket-activate listening on 127.0.0.1:`port`
@@ -239,6 +241,11 @@ TEST_CASE(
     line_client c{port};
     c.send("hello\n");
     CHECK(c.read_line() == "v1:hello");
+    // A listener systemd passed no socket for binds as before.
+    line_client o{p.port("other")};
+    o.send("other\n");
+    CHECK(o.read_line() == "v1:other");
+    CHECK(p.log().find("listener other: takes") == std::string::npos);
     reload_then_stop(p, notify, cfg, "serving generation 2");
     // Nothing before READY=1 said it was ready, and STATUS always named a generation.
     for (const auto& m : notify.received()) {
@@ -304,7 +311,7 @@ TEST_CASE(
     CHECK(status == 1);
     CHECK(p.log().find("FileDescriptorName=plugd.socket) matches no listener") !=
           std::string::npos);
-    CHECK(p.log().find("(listeners: main)") != std::string::npos);
+    CHECK(p.log().find("(listeners: main, other)") != std::string::npos);
     CHECK(p.log().find("not started") != std::string::npos);
     CHECK(notify.received().empty());
 }
