@@ -261,7 +261,9 @@ TEST_CASE(
     temp_dir tmp;
     notify_socket notify{tmp.path() / "notify"};
     const auto port = unused_fixed_port();
-    const auto cfg = tmp.write("server.json", config(port, R"("workers": 2,)"));
+    // Another port in the configuration: each worker too must take the master's socket from
+    // systemd whatever the configuration says (it knows it is systemd's).
+    const auto cfg = tmp.write("server.json", config(unused_fixed_port(), R"("workers": 2,)"));
     plugd_process p = activated(port, "main", notify.path(), {"-c", cfg.string()});
     line_client first = first_connection(p, port);
     const auto ready = notify.wait_for("READY=1");
@@ -270,6 +272,7 @@ TEST_CASE(
     CHECK(notify_socket::value(*ready, "STATUS") == "serving generation 1 with 2 workers");
     CHECK(first.read_line() == "v1:first");
     CHECK(p.log().find("master: worker") == std::string::npos);  // none died
+    CHECK(p.wait_for_log("is ignored: the .socket unit's ListenStream= decides", 5s, 2));
     const std::string passed = socket_inode(p.pid(), 3);
     REQUIRE_FALSE(passed.empty());
     CHECK(close_on_exec(p.pid(), 3));
