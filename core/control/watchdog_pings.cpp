@@ -17,7 +17,7 @@ void watchdog_pings::start() {
     if (!interval || !notify_.enabled()) return;
     log::info("systemd: watchdog expects a ping every " + std::to_string(interval->count() / 1000) +
               " ms (WatchdogSec=): pinging every " + std::to_string(interval->count() / 2000) +
-              " ms while no serving thread is stalled");
+              " ms from the control loop");
     ping();
 }
 
