@@ -270,6 +270,9 @@ TEST_CASE(
     INFO(p.log());
     REQUIRE(ready);
     CHECK(notify_socket::value(*ready, "STATUS") == "serving generation 1 with 2 workers");
+    // Sent once both workers had recorded their start (what `plugd -s` reads too).
+    CHECK(std::filesystem::exists(tmp.path() / "plugd.pid.worker-0"));
+    CHECK(std::filesystem::exists(tmp.path() / "plugd.pid.worker-1"));
     CHECK(first.read_line() == "v1:first");
     CHECK(p.log().find("master: worker") == std::string::npos);  // none died
     CHECK(p.wait_for_log("is ignored: the .socket unit's ListenStream= decides", 5s, 2));
