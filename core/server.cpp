@@ -29,6 +29,9 @@
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
+#include "control/socket_activation.hpp"
+#include "control/systemd_notify.hpp"
+#include "control/watchdog_pings.hpp"
 #include "faults/crash_report.hpp"
 #include "faults/stall_monitor.hpp"
 #include "host/host.hpp"
@@ -61,8 +64,9 @@ asio::awaitable<shard_snapshot> snapshot_of(const shard& s) {
 
 class server final : public admin_backend {
   public:
-    server(server_config cfg, const server_options& options)
-        : cfg_{std::move(cfg)}, options_{options} {}
+    /// `activated`: the sockets systemd passed, by listener name (take_activated_sockets).
+    server(server_config cfg, const server_options& options, std::map<std::string, int> activated)
+        : cfg_{std::move(cfg)}, options_{options}, activated_{std::move(activated)} {}
     // The admin thread calls into everything below: it stops before any of it goes, also
     // when run() leaves by an exception.
     ~server() {
@@ -94,10 +98,9 @@ class server final : public admin_backend {
             loops.push_back(&shards_.back()->io());
         }
         host_->set_serving_loops(std::move(loops));
-        deployment_.emplace(
-            control_, shards_, *host_, dir_,
-            options_.worker ? options_.worker->first_generation : 1,
-            options_.worker ? options_.worker->listeners : std::map<std::string, int>{});
+        deployment_.emplace(control_, shards_, *host_, dir_,
+                            options_.worker ? options_.worker->first_generation : 1,
+                            passed_sockets(), options_.worker.has_value());
         if (options_.worker && options_.worker->ledger >= 0) deployment_->count_for_master();
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
@@ -136,6 +139,10 @@ class server final : public admin_backend {
         log::info("plugd " PLUGD_VERSION " serving generation " +
                   std::to_string(deployment_->generation()) + " with " + std::to_string(threads_) +
                   " threads (pid " + std::to_string(::getpid()) + ")");
+        // Every listener is bound and every shard accepts (or will at its first turn; the
+        // sockets queue connections until then).
+        notify_.ready("serving generation " + std::to_string(deployment_->generation()));
+        watchdog_.start();
 
         control_.run();
         // Its requests may wait for a shard: it ends before the shards' event loops go.
@@ -163,6 +170,18 @@ class server final : public admin_backend {
     }
 
   private:
+    // The listening sockets this process did not bind, by listener name: a master's, or
+    // systemd's (in a worker, those systemd passed the master).
+    std::map<std::string, passed_socket> passed_sockets() const {
+        std::map<std::string, passed_socket> passed;
+        for (const auto& [name, fd] : activated_) passed[name] = {fd, true};
+        if (options_.worker) {
+            for (const auto& [name, fd] : options_.worker->listeners)
+                passed[name] = {fd, options_.worker->from_systemd.count(name) > 0};
+        }
+        return passed;
+    }
+
     void wait_for_signal() {
         signals_.async_wait([this](int signo) {
             if (signo == SIGHUP) {
@@ -202,6 +221,8 @@ class server final : public admin_backend {
             publish();
             return {false, "shutting down", 0};
         }
+        notify_.reloading("reloading; serving generation " +
+                          std::to_string(deployment_->generation()) + " meanwhile");
         try {
             server_config next =
                 options_.config_file.empty()
@@ -224,6 +245,7 @@ class server final : public admin_backend {
             record(true, line, began);
             ++reloads_ok_;
             publish();
+            notify_.reloaded("serving generation " + generation);
             return {true, line, elapsed_ms(started)};
         } catch (const std::exception& e) {
             const std::string generation = std::to_string(deployment_->generation());
@@ -233,6 +255,8 @@ class server final : public admin_backend {
             record(false, e.what(), began);
             ++reloads_failed_;
             publish();
+            notify_.reloaded("reload failed (" + std::string{e.what()} +
+                             "); still serving generation " + generation);
             return {false, e.what(), elapsed_ms(started)};
         }
     }
@@ -342,6 +366,8 @@ class server final : public admin_backend {
         }
         draining_ = true;
         publish();
+        notify_.stopping("draining for shutdown_delay_ms, then stopping; serving generation " +
+                         std::to_string(deployment_->generation()) + " meanwhile");
         // The line says what is true: it is written once every shard has begun to drain, so
         // a reply after it says `Connection: close`.
         auto waiting = std::make_shared<std::size_t>(shards_.size());
@@ -368,6 +394,8 @@ class server final : public admin_backend {
         if (shutting_down_) return;
         shutting_down_ = true;
         publish();
+        notify_.stopping("stopping: letting requests in flight finish (generation " +
+                         std::to_string(deployment_->generation()) + ")");
         drain_delay_.cancel();
         gauge_pause_.cancel();
         log::info(std::string{"received "} + signal_name +
@@ -396,6 +424,7 @@ class server final : public admin_backend {
         if (finished_shards_ < shards_.size()) return;
         shutdown_deadline_.cancel();
         state_sweep_.cancel();
+        watchdog_.stop();
         signals_.cancel();
         if (admin_) admin_->close();
         deployment_->cancel_timers();
@@ -429,7 +458,8 @@ class server final : public admin_backend {
     std::optional<admin_endpoint> admin_;
     server_config cfg_;
     server_options options_;
-    std::optional<pid_file> pid_file_;  ///< held (locked) for the server's whole life
+    std::map<std::string, int> activated_;  ///< sockets systemd passed, by listener name
+    std::optional<pid_file> pid_file_;      ///< held (locked) for the server's whole life
     unsigned threads_ = 1;
     private_dir dir_;
     std::uint64_t attempt_ = 0;
@@ -450,6 +480,11 @@ class server final : public admin_backend {
     std::optional<deployment> deployment_;
     std::optional<stall_monitor> stalls_;   ///< outlives the shards, which beat for it
     std::optional<traffic_ledger> ledger_;  ///< outlives the shards, which count in it
+    // Constructed with the server, before any thread starts (it unsets variables). In a
+    // worker it sends nothing: the master keeps NOTIFY_SOCKET from it.
+    systemd_notify notify_;
+    // A stalled serving thread withholds the ping: systemd then restarts a wedged plugd.
+    watchdog_pings watchdog_{control_, notify_, [this] { return stalls_->stalled_now() == 0; }};
     std::vector<std::unique_ptr<shard>> shards_;
     std::size_t finished_shards_ = 0;
 };
@@ -483,7 +518,11 @@ int serve(server_config cfg, const server_options& options) {
             return 1;
         }
     }
-    server s{std::move(cfg), options};
+    // Taken before any thread starts (it unsets LISTEN_FDS); a worker takes its sockets
+    // from its master instead (who kept systemd's variables from it).
+    std::map<std::string, int> activated;
+    if (!options.worker) activated = take_activated_sockets(cfg);
+    server s{std::move(cfg), options, std::move(activated)};
     return s.run();
 }
 

@@ -23,7 +23,24 @@ std::string encode(const worker_environment& w) {
         first = false;
         text += name + "@" + std::to_string(fd);
     }
+    text += ";systemd=";
+    first = true;
+    for (const auto& name : w.from_systemd) {
+        if (!first) text += ',';
+        first = false;
+        text += name;
+    }
     return text;
+}
+
+bool kept_from_workers(std::string_view entry) {
+    for (const std::string_view name :
+         {worker_variable, "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+          "WATCHDOG_USEC", "WATCHDOG_PID"}) {
+        if (entry.size() > name.size() && entry.starts_with(name) && entry[name.size()] == '=')
+            return true;
+    }
+    return false;
 }
 
 namespace {
@@ -73,6 +90,9 @@ std::optional<worker_environment> this_process_worker() {
                 w.listeners[std::string{entry.substr(0, at)}] =
                     std::stoi(std::string{entry.substr(at + 1)});
             }
+        } else if (key == "systemd") {
+            std::string_view names = value_text;
+            while (!names.empty()) w.from_systemd.emplace(next_piece(names, ','));
         }
     }
     // Kept for this process's own listeners, never handed on to a process it starts.

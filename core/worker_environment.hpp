@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 
 namespace plugd {
 
@@ -27,14 +29,24 @@ struct worker_environment {
     /// The memory file its shards count in (see traffic_ledger), which the master reads:
     /// -1 when nothing reads the counters (no admin endpoint).
     int ledger = -1;
+    /// The listeners among `listeners` whose socket systemd passed the master: used
+    /// whatever address the configuration says, never closed by a reload (passed_socket).
+    std::set<std::string> from_systemd;
 };
 
 /// The variable's name: PLUGD_WORKER.
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
 /// "index=1;generation=3;status=/path;generation_file=/path;user=www-data;ledger=7;
-/// listen=main@5,web@6" (paths may not hold ';').
+/// listen=main@5,web@6;systemd=web" (paths may not hold ';').
 std::string encode(const worker_environment& w);
+
+/// Whether the environment entry `entry` ("NAME=value") of the master is kept from the
+/// workers it starts: PLUGD_WORKER (each gets its own), and what systemd addresses to the
+/// main process alone (NOTIFY_SOCKET, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES,
+/// WATCHDOG_USEC, WATCHDOG_PID): only the master talks to systemd, and a worker takes its
+/// sockets from the master.
+bool kept_from_workers(std::string_view entry);
 
 /// This process's, if a supervisor started it. Throws std::runtime_error on a malformed
 /// value (it never comes from a user).

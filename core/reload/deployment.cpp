@@ -43,17 +43,37 @@ void start_all(const Map& versions) {
     for (const auto& [name, v] : versions) v->start();
 }
 
+// What the "listening on" line adds for a listener on a socket from systemd, which accepts
+// there whatever `l` says.
+std::string from_systemd_note(const std::map<std::string, passed_socket>& passed,
+                              const listener_spec& l, const asio::ip::tcp::endpoint& at) {
+    const auto it = passed.find(l.name);
+    if (it == passed.end() || !it->second.from_systemd) return "";
+    std::string note = "; on the socket systemd passed (descriptor " +
+                       std::to_string(it->second.fd) + "), not bound by plugd";
+    const bool same_address = asio::ip::make_address(l.address) == at.address();
+    if (!same_address || (l.port != 0 && l.port != at.port())) {
+        // The .socket unit is what systemd listens on, and what it starts plugd for: a
+        // different address in server.json (e.g. one for running without systemd) must not
+        // keep the service from starting. Said here, so the difference is not a surprise.
+        note += "; its configured address " + l.address + ":" + std::to_string(l.port) +
+                " is ignored: the .socket unit's ListenStream= decides";
+    }
+    return note;
+}
+
 }  // namespace
 
 deployment::deployment(asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
                        host& facilities, const private_dir& dir, std::uint64_t first_generation,
-                       std::map<std::string, int> inherited)
+                       std::map<std::string, passed_socket> passed, bool one_of_workers)
     : control_{control},
       shards_{shards},
       host_{facilities},
       dir_{dir},
       first_generation_{first_generation},
-      inherited_{std::move(inherited)} {}
+      passed_{std::move(passed)},
+      one_of_workers_{one_of_workers} {}
 
 void deployment::wait_for_shard_updates() const {
     // A reload already blocks the control thread (reading files, the trial load); this
@@ -108,13 +128,13 @@ std::string deployment::apply(const server_config& running, const server_config&
         // Unchanged listeners keep their sockets; a moved one binds while the old still
         // listens, so there is never a moment without a listening socket.
         for (const auto& l : plan.add) {
-            const auto it = inherited_.find(l.name);
+            const auto it = passed_.find(l.name);
             // A worker's other workers bind a listener a reload adds at the same moment:
             // it is shared on purpose, like reuse_port.
             listener_spec spec = l;
-            if (!inherited_.empty()) spec.reuse_port = true;
+            if (one_of_workers_) spec.reuse_port = true;
             bound.push_back(bind_listener(next, spec, held_, shards_,
-                                          it != inherited_.end() ? it->second : -1));
+                                          it != passed_.end() ? it->second : passed_socket{}));
         }
         start_all(loaded);
     } catch (...) {
@@ -158,11 +178,13 @@ std::string deployment::apply(const server_config& running, const server_config&
             {log::tag("plugin", name), log::tag("generation", g)});
     }
     // An inherited socket of a listener this reload removed or moved: this worker's copy
-    // must go too, or the socket would keep queueing connections nobody accepts.
+    // must go too, or the socket would keep queueing connections nobody accepts. One from
+    // systemd stays: systemd keeps its own copy open (closing ours would not stop the
+    // queueing), and a reload that adds the listener back accepts on it again.
     for (const auto& name : plan.remove) {
-        if (auto it = inherited_.find(name); it != inherited_.end()) {
-            ::close(it->second);
-            inherited_.erase(it);
+        if (auto it = passed_.find(name); it != passed_.end() && !it->second.from_systemd) {
+            ::close(it->second.fd);
+            passed_.erase(it);
         }
     }
     std::erase_if(held_, [&](const listener_spec& h) {
@@ -171,10 +193,13 @@ std::string deployment::apply(const server_config& running, const server_config&
     for (std::size_t i = 0; i < plan.add.size(); ++i) {
         const auto& l = plan.add[i];
         const auto at = bound[i].front()->acceptor.local_endpoint();
+        const std::string systemd_note = from_systemd_note(passed_, l, at);
         log::info("listener " + l.name + ": listening on " + format_endpoint(at) + " (framing " +
-                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")",
+                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")" +
+                      systemd_note,
                   {log::tag("listener", l.name), log::tag("plugin", l.plugin)});
         held_.push_back(l);
+        if (!systemd_note.empty()) held_.back().address = at.address().to_string();
         held_.back().port = at.port();
     }
     for (std::size_t i = 0; i < shards_.size(); ++i) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "serving/passed_socket.hpp"
 
 namespace plugd {
 
@@ -29,11 +30,13 @@ class shard;
 class deployment {
   public:
     /// `first_generation`: the number start-up gets (a respawned worker continues its
-    /// master's count). `inherited`: listening sockets by listener name, handed down by a
-    /// supervising master, which listeners of those names accept on instead of binding.
+    /// master's count). `passed`: listening sockets by listener name, passed by systemd or
+    /// handed down by a supervising master, which listeners of those names accept on
+    /// instead of binding. `one_of_workers`: this process is a supervised worker, whose
+    /// fellow workers bind a listener a reload adds at the same moment.
     deployment(boost::asio::io_context& control, std::vector<std::unique_ptr<shard>>& shards,
                host& facilities, const private_dir& dir, std::uint64_t first_generation = 1,
-               std::map<std::string, int> inherited = {});
+               std::map<std::string, passed_socket> passed = {}, bool one_of_workers = false);
     ~deployment();
 
     /// Prepares everything `next` needs beyond `running` (loads changed plugins, binds new
@@ -96,7 +99,8 @@ class deployment {
     host& host_;
     const private_dir& dir_;
     std::uint64_t first_generation_;
-    std::map<std::string, int> inherited_;
+    std::map<std::string, passed_socket> passed_;
+    bool one_of_workers_;
     bool count_for_master_ = false;
     std::uint64_t generation_ = 0;
     std::uint64_t next_number_ = 0;  ///< 0: generation_ + 1

@@ -37,12 +37,12 @@ bool inherited_matches(int fd, const tcp::endpoint& wanted) {
 }
 
 // Each shard accepts on its own duplicate of the inherited socket: the same accept queue.
-std::vector<std::shared_ptr<route>> adopt(int fd, const listener_spec& spec,
+std::vector<std::shared_ptr<route>> adopt(passed_socket passed, const listener_spec& spec,
                                           std::vector<std::unique_ptr<shard>>& shards) {
     std::vector<std::shared_ptr<route>> routes;
     for (auto& s : shards) {
         auto r = std::make_shared<route>(s->io(), spec);
-        const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        const int own = ::fcntl(passed.fd, F_DUPFD_CLOEXEC, 0);
         boost::system::error_code ec;
         if (own >= 0) {
             sockaddr_storage ss{};
@@ -52,9 +52,12 @@ std::vector<std::shared_ptr<route>> adopt(int fd, const listener_spec& spec,
         }
         if (own >= 0 && ec) ::close(own);
         if (own < 0 || ec) {
-            throw config_error("listener \"" + spec.name +
-                               "\": cannot use the listening socket inherited from the master: " +
-                               (own < 0 ? std::string{std::strerror(errno)} : ec.message()));
+            throw config_error("listener \"" + spec.name + "\": cannot use the listening socket " +
+                               (passed.from_systemd ? "systemd passed (descriptor " +
+                                                          std::to_string(passed.fd) + ")"
+                                                    : std::string{"inherited from the master"}) +
+                               ": " + (own < 0 ? std::string{std::strerror(errno)} : ec.message()) +
+                               "; restart plugd (with systemd: restart the .socket unit too)");
         }
         routes.push_back(std::move(r));
     }
@@ -101,10 +104,10 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   const listener_spec& spec,
                                                   const std::vector<listener_spec>& held,
                                                   std::vector<std::unique_ptr<shard>>& shards,
-                                                  int inherited) {
+                                                  passed_socket passed) {
     const tcp::endpoint wanted{asio::ip::make_address(spec.address), spec.port};
-    if (inherited >= 0 && inherited_matches(inherited, wanted))
-        return adopt(inherited, spec, shards);
+    if (passed.fd >= 0 && (passed.from_systemd || inherited_matches(passed.fd, wanted)))
+        return adopt(passed, spec, shards);
     const std::string where = "listener \"" + spec.name + "\" (" + cfg.source.string() + ": " +
                               listener_path(cfg, spec) + ")";
     auto fail = [&](const char* step, const boost::system::error_code& ec) {

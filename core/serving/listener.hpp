@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "serving/passed_socket.hpp"
 #include "serving/shard.hpp"
 
 namespace plugd {
@@ -15,13 +16,13 @@ namespace plugd {
 /// accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
 /// config_error naming the listener, its JSON path and what to do; the advice for a port in
 /// use depends on whether one of `held` (this plugd's listeners now, with the ports they
-/// are bound to) has it. With an `inherited` listening socket (a supervising master's, for
-/// a listener of the same address and port), each shard accepts on a duplicate of it
-/// instead: one accept queue for every worker process.
+/// are bound to) has it. With a `passed` listening socket (systemd's, or a supervising
+/// master's for a listener of the same address and port), each shard accepts on a
+/// duplicate of it instead: one accept queue for every shard and every worker process.
 std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
                                                   const listener_spec& spec,
                                                   const std::vector<listener_spec>& held,
                                                   std::vector<std::unique_ptr<shard>>& shards,
-                                                  int inherited = -1);
+                                                  passed_socket passed = {});
 
 }  // namespace plugd

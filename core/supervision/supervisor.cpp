@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -29,6 +30,9 @@
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
+#include "control/socket_activation.hpp"
+#include "control/systemd_notify.hpp"
+#include "control/watchdog_pings.hpp"
 #include "log.hpp"
 #include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
@@ -82,6 +86,21 @@ std::uint16_t bound_port(int fd) {
                                           : reinterpret_cast<sockaddr_in&>(ss).sin_port);
 }
 
+// The address `fd` listens on, as its "listening on" line says (a socket from systemd
+// listens where its .socket unit says, not necessarily where the configuration does).
+std::string bound_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6) {
+        ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(ss).sin6_addr, text, sizeof text);
+    } else {
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(ss).sin_addr, text, sizeof text);
+    }
+    return text;
+}
+
 class supervisor {
   public:
     supervisor(server_config cfg, const server_options& options)
@@ -98,14 +117,7 @@ class supervisor {
         prepare_worker_user();
         pid_file_.emplace(cfg_.pid_file);
         raise_descriptor_limit();
-        for (const auto& l : cfg_.listeners) {
-            const int fd = bind_shared(cfg_, l);
-            sockets_[l.name] = {fd, l.address, bound_port(fd)};
-            log::info("listener " + l.name + ": listening on " + l.address + ":" +
-                      std::to_string(bound_port(fd)) + " (framing " +
-                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + "), shared by " +
-                      std::to_string(cfg_.workers) + " worker processes");
-        }
+        open_listeners();
         // Workers read the master's copy of the configuration, pointing at its copies of the
         // plugin files: a rollback can go back to them after the originals have changed.
         store_.emplace(pid_file_->path().string() + ".generations",
@@ -122,6 +134,9 @@ class supervisor {
         }
         wait_for_signal();
         if (options_.watch) watch_files();
+        watchdog_.start();
+        notify_.status("starting " + std::to_string(cfg_.workers) + " workers on generation 1");
+        poll_workers_serving();
         log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
                   " worker processes (master pid " + std::to_string(::getpid()) + ")");
         io_.run();
@@ -140,6 +155,7 @@ class supervisor {
         int fd;
         std::string address;
         std::uint16_t port;
+        bool from_systemd = false;  ///< passed by systemd: see passed_socket
     };
     struct worker {
         explicit worker(asio::io_context& io) : exited{io}, respawn{io} {}
@@ -178,15 +194,17 @@ class supervisor {
         env.generation_file = store_->current_generation_file();
         env.status_file = status_file(i);
         env.user = cfg_.user;
-        for (const auto& [name, s] : sockets_) env.listeners[name] = s.fd;
+        for (const auto& [name, s] : sockets_) {
+            env.listeners[name] = s.fd;
+            if (s.from_systemd) env.from_systemd.insert(name);
+        }
         if (board_) env.ledger = board_->ledger_file(i);
         std::error_code ignored;
         std::filesystem::remove(env.status_file, ignored);
 
         std::vector<std::string> variables;
         for (char** e = environ; *e; ++e) {
-            if (!std::string_view{*e}.starts_with(std::string{worker_variable} + "="))
-                variables.emplace_back(*e);
+            if (!kept_from_workers(*e)) variables.emplace_back(*e);
         }
         variables.push_back(std::string{worker_variable} + "=" + encode(env));
         std::vector<char*> envp;
@@ -411,6 +429,8 @@ class supervisor {
             record(false, "shutting down", began_);
             return;
         }
+        notify_.reloading("reloading; every worker serves generation " +
+                          std::to_string(generation_) + " meanwhile");
         try {
             server_config next =
                 options_.config_file.empty()
@@ -432,6 +452,7 @@ class supervisor {
                        "; every worker still serves generation " + std::to_string(generation_) +
                        ", unchanged");
             record(false, e.what(), began_);
+            tell_systemd_reload_failed(e.what());
             return;
         }
         signal_workers();
@@ -504,6 +525,7 @@ class supervisor {
             // The attempt's outcome stays as it was (the next reload reports the rollback);
             // the generation serving is this one.
             record(last_ok_, last_message_, began_);
+            notify_.status(serving_status());
             if (std::exchange(rollback_pending_, false)) {
                 start_rollback();
                 return;
@@ -516,8 +538,10 @@ class supervisor {
             // Listeners the new configuration removed: no worker accepts there any more.
             for (auto it = sockets_.begin(); it != sockets_.end();) {
                 const auto* kept = find_listener(*next_, it->first);
-                if (!kept || kept->address != it->second.address ||
-                    (kept->port != 0 && kept->port != it->second.port)) {
+                if (it->second.from_systemd) {
+                    ++it;  // kept for a reload that adds the listener back (passed_socket)
+                } else if (!kept || kept->address != it->second.address ||
+                           (kept->port != 0 && kept->port != it->second.port)) {
                     ::close(it->second.fd);
                     it = sockets_.erase(it);
                 } else {
@@ -539,6 +563,7 @@ class supervisor {
             if (!rollback_note_.empty())
                 line = std::exchange(rollback_note_, {}) + "; then " + line;
             record(true, line, began_);
+            notify_.reloaded(serving_status());
         } else {
             const std::uint64_t refused = std::exchange(pending_, 0);
             std::string why;
@@ -547,6 +572,7 @@ class supervisor {
                        " is not used again)");
             if (!rollback_note_.empty()) why = std::exchange(rollback_note_, {}) + "; then " + why;
             record(false, why, began_);
+            tell_systemd_reload_failed(why);
             next_.reset();
             if (!summary.empty() || replaced) {
                 // Some workers took it (or started on it): all must serve one generation,
@@ -617,6 +643,8 @@ class supervisor {
             });
         }
         if (watch_) watch_->close();
+        notify_.stopping("stopping: every worker drains; generation " +
+                         std::to_string(generation_));
         log::info(std::string{"master: received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                   ": stopping every worker (each drains as a single plugd does)");
         bool any = false;
@@ -651,10 +679,58 @@ class supervisor {
             w.answer({503, R"({"ok":false,"error":"shutting down"})"
                            "\n"});
         if (admin_) admin_->close();
+        watchdog_.stop();
+        serving_poll_.cancel();
         trial_timer_.cancel();
         stop_deadline_.cancel();
         reload_poll_.cancel();
         signals_.cancel();
+    }
+
+    // The sockets systemd passed, then a bound one for every other listener.
+    void open_listeners() {
+        const auto activated = take_activated_sockets(cfg_);
+        for (const auto& l : cfg_.listeners) {
+            const auto passed = activated.find(l.name);
+            const int fd = passed != activated.end() ? passed->second : bind_shared(cfg_, l);
+            sockets_[l.name] = {fd, l.address, bound_port(fd), passed != activated.end()};
+            log::info("listener " + l.name + ": listening on " + bound_address(fd) + ":" +
+                      std::to_string(bound_port(fd)) + " (framing " +
+                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + "), shared by " +
+                      std::to_string(cfg_.workers) + " worker processes" +
+                      (passed != activated.end()
+                           ? "; on the socket systemd passed (descriptor " + std::to_string(fd) +
+                                 "), not bound by plugd (the .socket unit's ListenStream= "
+                                 "decides its address)"
+                           : ""));
+        }
+    }
+
+    // systemd hears READY=1 once every worker serves generation 1: each has recorded its
+    // start in its status file (which spawn() removes first).
+    void poll_workers_serving() {
+        serving_poll_.expires_after(milliseconds{10});
+        serving_poll_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || stopping_) return;
+            for (unsigned i = 0; i < workers_.size(); ++i) {
+                const auto s = read_reload_status(status_file(i));
+                if (workers_[i]->pid <= 0 || !s) {
+                    poll_workers_serving();
+                    return;
+                }
+            }
+            notify_.ready(serving_status());
+        });
+    }
+
+    std::string serving_status() const {
+        return "serving generation " + std::to_string(generation_) + " with " +
+               std::to_string(workers_.size()) + " workers";
+    }
+
+    // A failed reload leaves the workers serving what they served: systemd hears READY=1.
+    void tell_systemd_reload_failed(const std::string& why) {
+        notify_.reloaded("reload failed (" + why + "); " + serving_status());
     }
 
     // What `plugd -s` reads: the master's combined outcomes.
@@ -792,6 +868,11 @@ class supervisor {
     asio::steady_timer reload_poll_{io_};
     asio::steady_timer stop_deadline_{io_};
     asio::steady_timer drain_end_{io_};
+    asio::steady_timer serving_poll_{io_};  ///< until every worker first serves
+    // Constructed with the supervisor, before any worker starts (it unsets variables).
+    systemd_notify notify_;
+    // The master runs no plugin code: its loop coming round is its liveness.
+    watchdog_pings watchdog_{io_, notify_, [] { return true; }};
 };
 
 }  // namespace
