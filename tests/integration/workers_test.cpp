@@ -436,38 +436,6 @@ bool watches_files(pid_t pid) {
     return false;
 }
 
-// Whether every thread of process `pid` is stopped.
-bool stopped(pid_t pid) {
-    for (const auto& task :
-         std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task"}) {
-        std::ifstream in{task.path() / "stat"};
-        const std::string stat((std::istreambuf_iterator<char>(in)), {});
-        const auto after_name = stat.rfind(')');
-        if (after_name == std::string::npos || after_name + 2 >= stat.size() ||
-            stat[after_name + 2] != 'T')
-            return false;
-    }
-    return true;
-}
-
-// Workers stopped with SIGSTOP, continued when it goes (also when a check fails: a
-// stopped worker would not even end with its master).
-struct paused_workers {
-    paused_workers() = default;
-    paused_workers(const paused_workers&) = delete;
-    paused_workers& operator=(const paused_workers&) = delete;
-    ~paused_workers() {
-        for (const pid_t w : pids) ::kill(w, SIGCONT);
-    }
-    void pause(pid_t w) {
-        REQUIRE(::kill(w, SIGSTOP) == 0);
-        pids.push_back(w);
-        // SIGSTOP is delivered asynchronously: until then the worker may still accept.
-        REQUIRE(eventually([&] { return stopped(w); }));
-    }
-    std::vector<pid_t> pids;
-};
-
 // Asks `message` on fresh connections until every one of `workers` has answered (a worker
 // that keeps winning the accepts is stopped meanwhile, so the others get the next ones);
 // checks every answer is `expected`.
@@ -477,7 +445,7 @@ void every_worker_answers(plugd_process& p, std::uint16_t port, const std::vecto
     for (int i = 0; i < 64 && answered.size() < workers.size(); ++i) {
         paused_workers paused;
         if (i >= 8) {
-            for (const pid_t w : answered) paused.pause(w);
+            for (const pid_t w : answered) REQUIRE(paused.pause(w));
         }
         line_client c{port};
         c.send(message + "\n");

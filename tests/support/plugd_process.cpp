@@ -233,6 +233,34 @@ std::vector<pid_t> children_of(pid_t parent) {
     return children;
 }
 
+bool stopped(pid_t pid) {
+    for (const auto& task :
+         std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task"}) {
+        std::ifstream in{task.path() / "stat"};
+        const std::string stat((std::istreambuf_iterator<char>(in)), {});
+        const auto after_name = stat.rfind(')');
+        if (after_name == std::string::npos || after_name + 2 >= stat.size() ||
+            stat[after_name + 2] != 'T')
+            return false;
+    }
+    return true;
+}
+
+paused_workers::~paused_workers() {
+    for (const pid_t w : pids) ::kill(w, SIGCONT);
+}
+
+bool paused_workers::pause(pid_t w) {
+    if (::kill(w, SIGSTOP) != 0) return false;
+    pids.push_back(w);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!stopped(w)) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
 std::size_t rss_kib(pid_t pid) {
     std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
     for (std::string line; std::getline(status, line);) {

@@ -109,6 +109,24 @@ struct loopback_listener {
 /// worker's: its trial load while it reloads).
 std::vector<pid_t> children_of(pid_t parent);
 
+/// Whether every thread of process `pid` is stopped.
+bool stopped(pid_t pid);
+
+/// Worker processes stopped with SIGSTOP, continued when it goes (also when a check fails:
+/// a stopped worker would not even end with its master). Tests use it to make the other
+/// workers take the next connections from a shared accept queue.
+struct paused_workers {
+    paused_workers() = default;
+    paused_workers(const paused_workers&) = delete;
+    paused_workers& operator=(const paused_workers&) = delete;
+    ~paused_workers();
+    /// Stops `w` and waits (at most 10 s) until every thread of it is stopped: SIGSTOP is
+    /// delivered asynchronously, and until then the worker may still accept. False if it
+    /// could not be stopped.
+    bool pause(pid_t w);
+    std::vector<pid_t> pids;
+};
+
 /// Resident set size of `pid` in KiB, from /proc/<pid>/status.
 std::size_t rss_kib(pid_t pid);
 
