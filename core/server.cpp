@@ -74,7 +74,8 @@ class server final : public admin_backend {
         raise_descriptor_limit();
         threads_ = or_cores(cfg_.threads);
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
-        host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
+        host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue,
+                                     options_.worker ? options_.worker->master : 0},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
         std::vector<asio::io_context*> loops;
         for (unsigned i = 0; i < threads_; ++i) {

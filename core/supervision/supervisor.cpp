@@ -6,6 +6,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -19,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include "control/pid_file.hpp"
 #include "control/process_setup.hpp"
 #include "control/reload_status.hpp"
+#include "host/shared_state.hpp"
 #include "log.hpp"
 #include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
@@ -97,6 +100,7 @@ class supervisor {
         store_.emplace(pid_file_->path().string() + ".generations");
         store_->keep(1, cfg_);
         store_->make_current(1);
+        make_shared_state(cfg_);
         record(true, "started generation 1", unix_ms());
         start_trial();
         for (unsigned i = 0; i < cfg_.workers; ++i) {
@@ -107,6 +111,7 @@ class supervisor {
         log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
                   " worker processes (master pid " + std::to_string(::getpid()) + ")");
         io_.run();
+        const bool saved = save_shared_state();
         for (auto& [name, s] : sockets_) ::close(s.fd);
         for (unsigned i = 0; i < workers_.size(); ++i) {
             std::error_code ignored;
@@ -115,8 +120,9 @@ class supervisor {
         }
         store_.reset();
         pid_file_.reset();
-        log::info("plugd stopped");
-        return 0;
+        log::info(saved ? "plugd stopped"
+                        : "plugd stopped; shared state not saved (exit status 1)");
+        return saved ? 0 : 1;
     }
 
   private:
@@ -319,6 +325,8 @@ class supervisor {
     void revert_to(std::uint64_t source) {
         const std::uint64_t number = last_number_ + 1;
         try {
+            // Instances the source has and the running generation dropped get theirs back.
+            make_shared_state(load_config(store_->config_of(source), options_.bundled_plugin_dir));
             store_->keep_as(number, source);
             store_->make_current(number);
         } catch (const std::exception& e) {
@@ -366,6 +374,7 @@ class supervisor {
             // Refused here, before a number is taken or a worker signalled: every worker
             // would refuse it the same way.
             check_no_restart_needed(cfg_, next);
+            make_shared_state(next);
             // A new number for every reload the workers are asked to make, taken only once
             // its copy is kept: never one a worker may have served already.
             const std::uint64_t number = last_number_ + 1;
@@ -471,6 +480,7 @@ class supervisor {
                 }
             }
             cfg_ = std::move(*next_);
+            commit_shared_state();
             store_->forget_all_but({good_, generation_});
             // The new generation is on trial: crashes within the window roll it back. (A
             // rollback decided during this reload still goes back to good_.)
@@ -511,6 +521,45 @@ class supervisor {
             return;
         }
         if (std::exchange(reload_pending_, false)) reload();
+    }
+
+    // ctx.shared() with workers: one shared memory segment per plugin instance, made here
+    // and mapped by every worker (host/shared_state.hpp), so the master alone reads and
+    // writes the state files.
+
+    // Makes the segment of each instance of `c` that has none yet, from its state_file,
+    // before any worker is told to serve `c`. Throws config_error naming the instance.
+    void make_shared_state(const server_config& c) {
+        if (!c.user.empty()) {
+            // Workers that run as `user` must be able to map them.
+            if (const passwd* pw = ::getpwnam(c.user.c_str()))
+                shared_.hand_segments_to(pw->pw_uid, pw->pw_gid);
+        }
+        for (const auto& spec : c.plugins) {
+            try {
+                shared_.map_for(spec.name, spec.shared_bytes, spec.state_file);
+            } catch (const std::exception& e) {
+                throw config_error("plugin " + spec.name + ": its shared state: " + e.what());
+            }
+        }
+    }
+
+    // Every worker serves cfg_: its budgets and state files count; an instance it no longer
+    // has loses its segment (workers still draining it keep their mapping until done).
+    void commit_shared_state() {
+        std::set<std::string> names;
+        for (const auto& spec : cfg_.plugins) {
+            names.insert(spec.name);
+            shared_.configure(spec.name, spec.shared_bytes, spec.state_file);
+        }
+        shared_.keep_only(names);
+    }
+
+    // At stop, once every worker has exited: the one writer of each state file.
+    bool save_shared_state() {
+        const bool saved = shared_.save_all();
+        shared_ = shared_state{shared_state::placement::segments_made_here};  // unlinks them
+        return saved;
     }
 
     static const listener_spec* find_listener(const server_config& c, const std::string& name) {
@@ -597,6 +646,7 @@ class supervisor {
     server_options options_;
     std::optional<pid_file> pid_file_;
     std::map<std::string, shared_socket> sockets_;
+    shared_state shared_{shared_state::placement::segments_made_here};
     asio::io_context io_{1};
     control_signals signals_{io_};
     std::vector<std::unique_ptr<worker>> workers_;
