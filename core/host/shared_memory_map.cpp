@@ -41,7 +41,12 @@ constexpr unsigned offset_bits = 40;  // a slot: tag (24 bits) | offset / granul
 constexpr std::uint64_t offset_mask = (std::uint64_t{1} << offset_bits) - 1;
 constexpr std::uint64_t empty_slot = 0;  // no block is at offset 0 (the header is)
 constexpr std::uint64_t tombstone = 1;   // nor at offset 16
-constexpr unsigned free_buckets = 64;    // bucket b: free blocks of [2^b, 2^(b+1)) bytes
+// Free blocks by size class: up to 1 KiB one class per size (16, 32, ... 1024 bytes), so a
+// block freed is reused as it is by the next entry of its size; above, one class per power
+// of two ([2^k, 2^(k+1)) bytes).
+constexpr std::size_t exact_class_limit = 1024;
+constexpr unsigned exact_classes = exact_class_limit / 16;  // 64
+constexpr unsigned free_classes = 128;
 constexpr unsigned first_index_log2 = 6;
 constexpr std::int64_t no_expiry = std::numeric_limits<std::int64_t>::max();
 
@@ -78,6 +83,20 @@ std::size_t block_bytes(std::size_t key, std::size_t value) noexcept {
 unsigned floor_log2(std::uint64_t n) noexcept {
     return 63 - std::countl_zero(n);
 }
+unsigned ceil_log2(std::uint64_t n) noexcept;
+
+// The class a free block of `bytes` is listed in.
+unsigned class_of(std::uint64_t bytes) noexcept {
+    return bytes <= exact_class_limit ? static_cast<unsigned>(bytes / granule) - 1
+                                      : exact_classes + floor_log2(bytes) - 10;
+}
+
+// The lowest class whose every block holds `bytes`.
+unsigned first_class_holding(std::uint64_t bytes) noexcept {
+    return bytes <= exact_class_limit ? static_cast<unsigned>(bytes / granule) - 1
+                                      : exact_classes + ceil_log2(bytes) - 10;
+}
+
 unsigned ceil_log2(std::uint64_t n) noexcept {
     return n <= 1 ? 0 : 64 - std::countl_zero(n - 1);
 }
@@ -146,7 +165,8 @@ struct shared_memory_map::header {
     std::uint64_t tombstones;
     std::uint64_t expiring;  ///< entries with a time to live
     std::uint64_t top;       ///< the arena above it was never handed out
-    std::uint64_t free_heads[free_buckets];
+    std::uint64_t free_heads[free_classes];
+    std::uint64_t nonempty_classes[free_classes / 64];  ///< a bit per class with a block
 };
 
 struct shared_memory_map::probe {
@@ -384,10 +404,11 @@ void shared_memory_map::rehash(unsigned log2_slots) const noexcept {
 
 void shared_memory_map::add_free(std::uint64_t offset, std::size_t bytes) const noexcept {
     auto* f = reinterpret_cast<free_block*>(base_ + offset);
-    const unsigned b = floor_log2(bytes);
-    f->next = h_->free_heads[b];
+    const unsigned c = class_of(bytes);
+    f->next = h_->free_heads[c];
     f->bytes = bytes;
-    h_->free_heads[b] = offset;
+    h_->free_heads[c] = offset;
+    h_->nonempty_classes[c / 64] |= std::uint64_t{1} << (c % 64);
 }
 
 void shared_memory_map::release(std::uint64_t offset, std::size_t bytes) const noexcept {
@@ -399,27 +420,40 @@ void shared_memory_map::release(std::uint64_t offset, std::size_t bytes) const n
 }
 
 std::uint64_t shared_memory_map::allocate(std::size_t bytes) const noexcept {
-    const auto take = [&](std::uint64_t& link) {
+    // Unlinks the block `link` points at (of class `c`), returning what is left over.
+    const auto take = [&](std::uint64_t& link, unsigned c) {
         const std::uint64_t offset = link;
         const auto* f = reinterpret_cast<const free_block*>(base_ + offset);
         const std::uint64_t size = f->bytes;
         link = f->next;
+        if (h_->free_heads[c] == 0) h_->nonempty_classes[c / 64] &= ~(std::uint64_t{1} << (c % 64));
         if (size > bytes) add_free(offset + bytes, size - bytes);
         return offset;
     };
-    // Any block of a bucket from ceil(log2) up is big enough.
-    for (unsigned b = ceil_log2(bytes); b < free_buckets; ++b) {
-        if (h_->free_heads[b] != 0) return take(h_->free_heads[b]);
+    // A freed block of the same size first (exact classes), else the smallest class whose
+    // every block is big enough, split.
+    for (unsigned c = first_class_holding(bytes); c < free_classes;) {
+        const std::uint64_t bits = h_->nonempty_classes[c / 64] >> (c % 64);
+        if (bits == 0) {
+            c = (c / 64 + 1) * 64;
+            continue;
+        }
+        c += static_cast<unsigned>(std::countr_zero(bits));
+        return take(h_->free_heads[c], c);
     }
     if (h_->arena_end - h_->top >= bytes) {
         const std::uint64_t offset = h_->top;
         h_->top += bytes;
         return offset;
     }
-    // The bucket below may hold one big enough: first fit.
-    for (std::uint64_t* link = &h_->free_heads[floor_log2(bytes)]; *link != 0;
-         link = &reinterpret_cast<free_block*>(base_ + *link)->next) {
-        if (reinterpret_cast<const free_block*>(base_ + *link)->bytes >= bytes) return take(*link);
+    // The class below may hold one big enough: first fit.
+    if (bytes > exact_class_limit) {
+        const unsigned c = class_of(bytes);
+        for (std::uint64_t* link = &h_->free_heads[c]; *link != 0;
+             link = &reinterpret_cast<free_block*>(base_ + *link)->next) {
+            if (reinterpret_cast<const free_block*>(base_ + *link)->bytes >= bytes)
+                return take(*link, c);
+        }
     }
     return 0;
 }
@@ -444,6 +478,7 @@ void shared_memory_map::rebuild_derived() const noexcept {
     // Free space: the gaps between the blocks the index reaches (a block a dead process
     // allocated but never published, or freed but never listed, is in one of them).
     std::fill(std::begin(h_->free_heads), std::end(h_->free_heads), 0);
+    std::fill(std::begin(h_->nonempty_classes), std::end(h_->nonempty_classes), 0);
     std::uint64_t cursor = h_->arena_begin;
     for (std::size_t k = 0; k < n; ++k) {
         if (offsets[k] > cursor) add_free(cursor, offsets[k] - cursor);
@@ -710,10 +745,15 @@ void shared_memory_map::check_integrity() const {
                     " vs " + std::to_string(blocks.size()) + ", bytes " +
                     std::to_string(h_->used.load()) + " vs " + std::to_string(used) + ")");
     // Free blocks lie in the gaps, none overlapping an entry.
-    for (unsigned b = 0; b < free_buckets; ++b) {
+    for (unsigned b = 0; b < free_classes; ++b) {
+        const bool listed = (h_->nonempty_classes[b / 64] >> (b % 64)) & 1;
+        if (listed != (h_->free_heads[b] != 0))
+            throw wrong("size class " + std::to_string(b) + " is marked wrongly");
         for (std::uint64_t f = h_->free_heads[b]; f != 0;
              f = reinterpret_cast<const free_block*>(base_ + f)->next) {
             const std::uint64_t end = f + reinterpret_cast<const free_block*>(base_ + f)->bytes;
+            if (class_of(end - f) != b || end > h_->top)
+                throw wrong("free block at " + std::to_string(f) + " is misplaced");
             const auto after =
                 std::lower_bound(blocks.begin(), blocks.end(), std::make_pair(f, std::uint64_t{0}));
             if ((after != blocks.end() && after->first < end) ||
