@@ -260,3 +260,54 @@ TEST_CASE(
     plugd.signal(SIGTERM);
     CHECK(plugd.wait_exit() == 0);
 }
+
+TEST_CASE(
+    "workers: a reload that adds an instance gives it shared memory before any worker "
+    "serves it, drops a removed one's, and refuses a shared_bytes its segment cannot hold") {
+    temp_dir tmp;
+    const auto two = [&](const std::string& served, const std::string& q_extra) {
+        return R"({ "threads": 1, "workers": 2, "plugin_dir": ")" + test_plugin_dir().string() +
+               R"(", "plugins": { "p": { "file": "kv" }, "q": { "file": "shared_writer")" +
+               q_extra +
+               R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": ")" +
+               served + R"(" } ] })";
+    };
+    const auto cfg = tmp.write("server.json", config("kv"));
+    plugd_process plugd{{"-c", cfg.string()}};
+    const auto port = plugd.port();
+    REQUIRE(plugd.wait_for_log("serving generation 1", 10s, 2));
+    CHECK(ask(port, "SET in p kept") == "OK");
+    CHECK(segments_of(plugd.pid()) == 1);
+
+    tmp.write("server.json", two("q", R"(, "shared_bytes": 1048576)"));
+    auto r = run_plugd({"-s", "reload", "-c", cfg.string()});
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    CHECK(segments_of(plugd.pid()) == 2);
+    CHECK(ask(port, "SET in q") == "OK");
+    std::set<std::string> pids;
+    for (int i = 0; i < 500 && pids.size() < 2; ++i) {
+        const auto replies = ask_all(port, {"PID", "GET in"});
+        REQUIRE(replies.size() == 2);
+        pids.insert(replies[0]);
+        CHECK(replies[1] == "q");
+    }
+    CHECK(pids.size() == 2);
+
+    // q's segment was laid out for 1 MiB: 2 MiB needs a restart, and nothing changes.
+    tmp.write("server.json", two("q", R"(, "shared_bytes": 2097152)"));
+    r = run_plugd({"-s", "reload", "-c", cfg.string()});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("/plugins/q/shared_bytes: 2097152 bytes is more than the "
+                                "1048576 bytes") != std::string::npos,
+                  r.output);
+    CHECK(ask(port, "GET in") == "q");
+
+    // Back to p alone: q's segment goes; p's entries were there all along.
+    tmp.write("server.json", config("kv"));
+    r = run_plugd({"-s", "reload", "-c", cfg.string()});
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    CHECK(segments_of(plugd.pid()) == 1);
+    CHECK(ask(port, "GET in") == "p kept");
+    plugd.signal(SIGTERM);
+    CHECK(plugd.wait_exit() == 0);
+}
