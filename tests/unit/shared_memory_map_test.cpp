@@ -194,7 +194,7 @@ TEST_CASE("the index grows past its first size and its tombstones are cleared by
     for (int i = 1; i < 5000; i += 2) CHECK(map->get("k" + std::to_string(i)) == std::to_string(i));
 }
 
-TEST_CASE("a worker's registry maps the master's segments; only the master saves state files") {
+TEST_CASE("a worker's registry maps the master's segments, and only the master saves state files") {
     const auto dir =
         std::filesystem::temp_directory_path() / ("plugd-shm-state-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
