@@ -138,6 +138,10 @@ class server final : public admin_backend {
         // ...so it is saved after; a state that could not be saved is an exit status of 1
         // (the error line says which file and why), never a silent 0.
         const bool saved = host_->state().save_all();
+        // A worker whose master is gone (killed: it removed nothing) removes the names of
+        // the master's shared memory, or they would stay in /dev/shm.
+        if (options_.worker && ::getppid() != options_.worker->master)
+            host_->state().remove_master_segments();
         pid_file_.reset();  // removes the status and pid files, then unlocks
         log::info(saved ? "plugd stopped"
                         : "plugd stopped; shared state not saved (exit status 1)");

@@ -1,6 +1,7 @@
 // shared_state: striped maps with a byte budget, time to live and a snapshot file.
 #include "host/shared_state.hpp"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <stdexcept>
@@ -242,6 +243,12 @@ void shared_state::purge_expired() {
 
 void shared_state::keep_only(const std::set<std::string>& names) {
     std::erase_if(maps_, [&](const auto& m) { return !names.contains(m.first); });
+}
+
+void shared_state::remove_master_segments() const {
+    if (where_ != placement::segments_of_master) return;
+    for (const auto& [name, slot] : maps_)
+        ::shm_unlink(shared_memory_map::segment_name(master_, name).c_str());
 }
 
 bool shared_state::save_all() const {

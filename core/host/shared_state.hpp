@@ -122,6 +122,9 @@ class shared_state {
     /// segments_of_master. Logs an error for each one it could not write and returns false
     /// then.
     bool save_all() const;
+    /// segments_of_master, once the master has died without removing them: removes the
+    /// segments' names (any worker may; the others find them gone).
+    void remove_master_segments() const;
 
   private:
     struct slot {

@@ -311,3 +311,24 @@ TEST_CASE(
     plugd.signal(SIGTERM);
     CHECK(plugd.wait_exit() == 0);
 }
+
+TEST_CASE(
+    "workers: a master killed with SIGKILL leaves no shared memory behind once its workers "
+    "have gone") {
+    temp_dir tmp;
+    plugd_process plugd{{"-c", tmp.write("server.json", config("kv")).string()}};
+    const auto port = plugd.port();
+    REQUIRE(plugd.wait_for_log("serving generation 1", 10s, 2));
+    CHECK(ask(port, "SET k v") == "OK");
+    const auto workers = workers_of(plugd.pid());
+    REQUIRE(workers.size() == 2);
+    REQUIRE(segments_of(plugd.pid()) == 1);
+    plugd.signal(SIGKILL);
+    plugd.wait_exit();
+    // Each worker is told by the kernel (SIGTERM, its parent-death signal), drains and goes.
+    REQUIRE(plugd.wait_for_log("plugd stopped", 10s, 2));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (segments_of(plugd.pid()) != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    CHECK(segments_of(plugd.pid()) == 0);
+}
