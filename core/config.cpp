@@ -456,15 +456,8 @@ server_config parse_document(const json& doc, const validator& v,
         plugin.shared_bytes = v.integer_or(spec, p, "shared_bytes", 4096, std::uint64_t{1} << 40,
                                            plugin.shared_bytes);
         if (const json* state = v.find(spec, "state_file")) {
+            // With workers, the master alone loads and saves it (shared_state).
             plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
-            // Each worker process has its own ctx.shared() today: they would all save over
-            // one file at once, and one worker's state would win.
-            if (cfg.workers > 1 || cfg.supervise) {
-                v.fail(child(p, "state_file"),
-                       "a state_file is not available with supervised workers yet (/workers "
-                       "above 1 or /supervise): each worker keeps its own shared state, and "
-                       "they would all save over this one file; remove one of them");
-            }
         }
         if (const json* out = v.find(spec, "outbound")) {
             const std::string op = child(p, "outbound");

@@ -82,7 +82,8 @@ class server final : public admin_backend {
         raise_descriptor_limit();
         threads_ = or_cores(cfg_.threads);
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
-        host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue},
+        host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue,
+                                     options_.worker ? options_.worker->master : 0},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
         // A worker counts where its master reads (see traffic_ledger).
         if (options_.worker && options_.worker->ledger >= 0) {
@@ -163,6 +164,10 @@ class server final : public admin_backend {
         // ...so it is saved after; a state that could not be saved is an exit status of 1
         // (the error line says which file and why), never a silent 0.
         const bool saved = host_->state().save_all();
+        // A worker whose master is gone (killed: it removed nothing) removes the names of
+        // the master's shared memory, or they would stay in /dev/shm.
+        if (options_.worker && ::getppid() != options_.worker->master)
+            host_->state().remove_master_segments();
         pid_file_.reset();  // removes the status and pid files, then unlocks
         log::info(saved ? "plugd stopped"
                         : "plugd stopped; shared state not saved (exit status 1)");

@@ -14,7 +14,11 @@ thread_local std::ptrdiff_t this_serving_index = -1;
 }  // namespace
 
 host::host(const settings& s, std::function<void()> lease_released)
-    : lease_released_{std::move(lease_released)}, offload_{s.offload_threads, s.offload_queue} {}
+    : lease_released_{std::move(lease_released)},
+      offload_{s.offload_threads, s.offload_queue},
+      state_{s.shared_memory_of_master != 0 ? shared_state::placement::segments_of_master
+                                            : shared_state::placement::in_process,
+             s.shared_memory_of_master} {}
 
 void host::enter_serving_thread(boost::asio::io_context& io, std::size_t index) noexcept {
     this_serving_loop = &io;

@@ -26,6 +26,9 @@ class host {
     struct settings {
         unsigned offload_threads = 1;
         std::size_t offload_queue = 1024;
+        /// A worker's master pid: ctx.shared() is then the master's shared memory, one map
+        /// per instance for all workers; 0 (a single plugd): this process's memory.
+        long shared_memory_of_master = 0;
     };
 
     /// `lease_released` runs, on any thread, whenever work of a version ends outside the

@@ -18,7 +18,7 @@ namespace plugd {
 class handler;
 class host;
 class plugin_context;
-class shared_map_impl;
+class instance_map;
 
 /// A plugin that cannot be used. `what()` names the instance, the file and the cause.
 class plugin_error : public std::runtime_error {
@@ -91,7 +91,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// the thread driving the test harness).
     void retire();
     /// The instance's state that survives reloads (context::shared).
-    shared_map_impl& shared_state() noexcept { return *state_; }
+    instance_map& shared_state() noexcept { return *state_; }
     host& host_of() noexcept { return host_; }
     /// "plugin <name> generation <n>", for log lines.
     std::string describe() const;
@@ -110,7 +110,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     std::filesystem::path private_copy_;  ///< unlinked; still named in /proc/self/maps
     host& host_;
     std::unique_ptr<library> library_;
-    std::shared_ptr<shared_map_impl> state_;  ///< the instance's, shared with other versions
+    std::shared_ptr<instance_map> state_;  ///< the instance's, shared with other versions
     task_group tasks_;                        ///< empty by destruction: tasks hold leases
     outbound_pools outbound_;                 ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;

@@ -100,8 +100,10 @@ std::string deployment::apply(const server_config& running, const server_config&
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<route>>> bound;
     try {
-        // A state file that could not be saved at stop is refused now, not found out then.
+        // A state file that could not be saved at stop is refused now, not found out then
+        // (a worker's master writes it, and checks it).
         for (const auto& spec : next.plugins) {
+            if (one_of_workers_) break;
             const auto before = std::find_if(running.plugins.begin(), running.plugins.end(),
                                              [&](const auto& p) { return p.name == spec.name; });
             const bool changed =

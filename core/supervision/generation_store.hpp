@@ -45,6 +45,8 @@ class generation_store {
     /// The current generation's number, for workers (see worker_environment).
     std::filesystem::path current_generation_file() const { return dir_ / "current.generation"; }
     std::uint64_t current() const noexcept { return current_; }
+    /// Kept generation `g`'s configuration copy (std::out_of_range when not kept).
+    const std::filesystem::path& config_of(std::uint64_t g) const { return kept_.at(g); }
     bool has(std::uint64_t g) const { return kept_.count(g) != 0; }
     /// Drops every kept generation not in `keep` (0s are ignored).
     void forget_all_but(std::initializer_list<std::uint64_t> keep);

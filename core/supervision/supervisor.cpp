@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,7 @@
 #include "control/socket_activation.hpp"
 #include "control/systemd_notify.hpp"
 #include "control/watchdog_pings.hpp"
+#include "host/shared_state.hpp"
 #include "log.hpp"
 #include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
@@ -125,6 +128,7 @@ class supervisor {
         folder_.emplace(pid_file_->path().string() + ".workers", worker_user_);
         store_->keep(1, cfg_);
         store_->make_current(1);
+        make_shared_state(cfg_);
         start_admin();
         record(true, "started generation 1", unix_ms());
         start_trial();
@@ -142,12 +146,14 @@ class supervisor {
         io_.run();
         // Its requests may wait for this thread's loop: it ends before anything goes.
         if (admin_) admin_->stop();
+        const bool saved = save_shared_state();
         for (auto& [name, s] : sockets_) ::close(s.fd);
         folder_.reset();
         store_.reset();
         pid_file_.reset();
-        log::info("plugd stopped");
-        return 0;
+        log::info(saved ? "plugd stopped"
+                        : "plugd stopped; shared state not saved (exit status 1)");
+        return saved ? 0 : 1;
     }
 
   private:
@@ -366,6 +372,8 @@ class supervisor {
     void revert_to(std::uint64_t source) {
         const std::uint64_t number = last_number_ + 1;
         try {
+            // Instances the source has and the running generation dropped get theirs back.
+            make_shared_state(load_config(store_->config_of(source), options_.bundled_plugin_dir));
             store_->keep_as(number, source);
             store_->make_current(number);
         } catch (const std::exception& e) {
@@ -439,6 +447,7 @@ class supervisor {
             // Refused here, before a number is taken or a worker signalled: every worker
             // would refuse it the same way.
             check_no_restart_needed(cfg_, next);
+            make_shared_state(next);
             // A new number for every reload the workers are asked to make, taken only once
             // its copy is kept: never one a worker may have served already.
             const std::uint64_t number = last_number_ + 1;
@@ -550,6 +559,7 @@ class supervisor {
             }
             cfg_ = std::move(*next_);
             rewatch();
+            commit_shared_state();
             store_->forget_all_but({good_, generation_});
             // The new generation is on trial: crashes within the window roll it back. (A
             // rollback decided during this reload still goes back to good_.)
@@ -592,6 +602,48 @@ class supervisor {
             return;
         }
         if (std::exchange(reload_pending_, false)) reload();
+    }
+
+    // ctx.shared() with workers: one shared memory segment per plugin instance, made here
+    // and mapped by every worker (host/shared_state.hpp), so the master alone reads and
+    // writes the state files.
+
+    // Makes the segment of each instance of `c` that has none yet, from its state_file,
+    // before any worker is told to serve `c`. Throws config_error naming the instance.
+    void make_shared_state(const server_config& c) {
+        if (!c.user.empty()) {
+            // Workers that run as `user` must be able to map them.
+            if (const passwd* pw = ::getpwnam(c.user.c_str()))
+                shared_.hand_segments_to(pw->pw_uid, pw->pw_gid);
+        }
+        for (const auto& spec : c.plugins) {
+            try {
+                // The master saves it at stop (as root, with "user"): refused now if it
+                // could not, not found out then.
+                if (!spec.state_file.empty()) check_state_file(spec.state_file, spec.name);
+                shared_.map_for(spec.name, spec.shared_bytes, spec.state_file);
+            } catch (const std::exception& e) {
+                throw config_error("plugin " + spec.name + ": its shared state: " + e.what());
+            }
+        }
+    }
+
+    // Every worker serves cfg_: its budgets and state files count; an instance it no longer
+    // has loses its segment (workers still draining it keep their mapping until done).
+    void commit_shared_state() {
+        std::set<std::string> names;
+        for (const auto& spec : cfg_.plugins) {
+            names.insert(spec.name);
+            shared_.configure(spec.name, spec.shared_bytes, spec.state_file);
+        }
+        shared_.keep_only(names);
+    }
+
+    // At stop, once every worker has exited: the one writer of each state file.
+    bool save_shared_state() {
+        const bool saved = shared_.save_all();
+        shared_ = shared_state{shared_state::placement::segments_made_here};  // unlinks them
+        return saved;
     }
 
     static const listener_spec* find_listener(const server_config& c, const std::string& name) {
@@ -831,6 +883,7 @@ class supervisor {
     server_options options_;
     std::optional<pid_file> pid_file_;
     std::map<std::string, shared_socket> sockets_;
+    shared_state shared_{shared_state::placement::segments_made_here};
     asio::io_context io_{1};
     control_signals signals_{io_};
     std::vector<std::unique_ptr<worker>> workers_;

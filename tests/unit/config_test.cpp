@@ -364,19 +364,14 @@ TEST_CASE("log takes a level and a format, and a listener an access_log switch")
               .find("/listeners/0/access_log: expected true or false") != std::string::npos);
 }
 
-TEST_CASE("a state_file is refused with supervised workers, naming it") {
-    // Each worker would save its own shared state over the same file at a stop.
+TEST_CASE("a state_file is accepted with supervised workers: the master saves it") {
     const std::string state =
         R"("plugins": { "greeting": { "file": "greeting", "state_file": "s" } })";
-    for (const std::string supervision : {R"("workers": 2)", R"("supervise": true)"}) {
+    for (const std::string supervision : {R"("workers": 2)", R"("supervise": true)", ""}) {
         CAPTURE(supervision);
-        CHECK(error_of("{ " + supervision + ", " + state +
-                       R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ] })")
-                  .find("/plugins/greeting/state_file: a state_file is not available with "
-                        "supervised workers yet") != std::string::npos);
+        CHECK(parse("{ " + supervision + (supervision.empty() ? "" : ", ") + state +
+                    R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ] })")
+                  .plugins[0]
+                  .state_file == "/etc/plugd/s");
     }
-    CHECK(parse("{ " + state +
-                R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ] })")
-              .plugins[0]
-              .state_file == "/etc/plugd/s");
 }

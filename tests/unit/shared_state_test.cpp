@@ -12,78 +12,114 @@
 #include <thread>
 #include <vector>
 
+#include "host/shared_memory_map.hpp"
 #include "host/shared_state.hpp"
 
 using namespace std::chrono_literals;
 
+namespace {
+
+// The semantic cases run on both maps: a single plugd's (in-process) and the one all
+// workers share (shared memory): one contract.
+struct map_of_kind {
+    const char* kind;
+    std::shared_ptr<plugd::instance_map> map;
+};
+
+std::vector<map_of_kind> each_map(std::size_t budget) {
+    static int made = 0;
+    return {{"in-process", std::make_shared<plugd::shared_map_impl>("kv", budget)},
+            {"shared memory",
+             plugd::shared_memory_map::create(
+                 "/plugd-unit-" + std::to_string(::getpid()) + "-" + std::to_string(++made), "kv",
+                 budget)}};
+}
+
+}  // namespace
+
 TEST_CASE("set, get, erase and size") {
-    plugd::shared_map_impl m{"kv", 1 << 20};
-    CHECK_FALSE(m.get("k").has_value());
-    m.set("k", "v");
-    CHECK(m.get("k") == "v");
-    m.set("k", std::string{"a\0b", 3});
-    CHECK(m.get("k") == std::string{"a\0b", 3});
-    CHECK(m.size() == 1);
-    CHECK(m.erase("k"));
-    CHECK_FALSE(m.erase("k"));
-    CHECK(m.size() == 0);
-    CHECK(m.bytes_used() == 0);
+    for (auto& [kind, m] : each_map(1 << 20)) {
+        CAPTURE(kind);
+        CHECK_FALSE(m->get("k").has_value());
+        m->set("k", "v");
+        CHECK(m->get("k") == "v");
+        m->set("k", std::string{"a\0b", 3});
+        CHECK(m->get("k") == std::string{"a\0b", 3});
+        CHECK(m->size() == 1);
+        CHECK(m->erase("k"));
+        CHECK_FALSE(m->erase("k"));
+        CHECK(m->size() == 0);
+        CHECK(m->bytes_used() == 0);
+    }
 }
 
 TEST_CASE("a time to live removes the entry once it has passed") {
-    plugd::shared_map_impl m{"kv", 1 << 20};
-    const auto start = std::chrono::steady_clock::now();  // before the set: 20 ms at least
-    m.set("short", "x", 20ms);
-    m.set("long", "y", 1h);
-    // Polled with a deadline: the entry must vanish soon after 20 ms, and not before.
-    while (m.get("short") && std::chrono::steady_clock::now() - start < 5s) {
-        std::this_thread::sleep_for(5ms);
+    for (auto& [kind, m] : each_map(1 << 20)) {
+        CAPTURE(kind);
+        const auto start = std::chrono::steady_clock::now();  // before the set: 20 ms at least
+        m->set("short", "x", 20ms);
+        m->set("long", "y", 1h);
+        // Polled with a deadline: the entry must vanish soon after 20 ms, and not before.
+        while (m->get("short") && std::chrono::steady_clock::now() - start < 5s) {
+            std::this_thread::sleep_for(5ms);
+        }
+        CHECK(std::chrono::steady_clock::now() - start >= 19ms);  // system vs steady clock
+        CHECK_FALSE(m->get("short").has_value());
+        CHECK(m->get("long") == "y");
+        CHECK(m->size() == 1);
     }
-    CHECK(std::chrono::steady_clock::now() - start >= 19ms);  // system vs steady clock
-    CHECK_FALSE(m.get("short").has_value());
-    CHECK(m.get("long") == "y");
-    CHECK(m.size() == 1);
 }
 
 TEST_CASE("increment counts from zero, keeps the time to live and refuses non-integers") {
-    plugd::shared_map_impl m{"kv", 1 << 20};
-    CHECK(m.increment("n") == 1);
-    CHECK(m.increment("n", 41) == 42);
-    CHECK(m.increment("n", -50) == -8);
-    m.set("text", "abc");
-    CHECK_THROWS_AS(m.increment("text"), std::invalid_argument);
-    m.set("big", "9223372036854775807");
-    CHECK_THROWS_AS(m.increment("big"), std::invalid_argument);
-    CHECK(m.get("big") == "9223372036854775807");  // unchanged
+    for (auto& [kind, m] : each_map(1 << 20)) {
+        CAPTURE(kind);
+        CHECK(m->increment("n") == 1);
+        CHECK(m->increment("n", 41) == 42);
+        CHECK(m->increment("n", -50) == -8);
+        m->set("text", "abc");
+        CHECK_THROWS_AS(m->increment("text"), std::invalid_argument);
+        m->set("big", "9223372036854775807");
+        CHECK_THROWS_AS(m->increment("big"), std::invalid_argument);
+        CHECK(m->get("big") == "9223372036854775807");  // unchanged
+        m->set("ttl", "5", 1h);
+        CHECK(m->increment("ttl") == 6);
+        CHECK(m->size() == 4);
+    }
 }
 
 TEST_CASE(
     "the byte budget refuses growth with a message naming the instance and the key to raise") {
-    plugd::shared_map_impl m{"kv", 1000};
-    m.set("a", std::string(500, 'x'));
-    try {
-        m.set("b", std::string(500, 'x'));
-        FAIL("a set beyond the budget was accepted");
-    } catch (const std::length_error& e) {
-        CHECK(std::string{e.what()}.find("shared state of plugin instance \"kv\" is full") == 0);
-        CHECK(std::string{e.what()}.find("raise /plugins/kv/shared_bytes") != std::string::npos);
+    for (auto& [kind, m] : each_map(1000)) {
+        CAPTURE(kind);
+        m->set("a", std::string(500, 'x'));
+        try {
+            m->set("b", std::string(500, 'x'));
+            FAIL("a set beyond the budget was accepted");
+        } catch (const std::length_error& e) {
+            CHECK(std::string{e.what()}.find("shared state of plugin instance \"kv\" is full") ==
+                  0);
+            CHECK(std::string{e.what()}.find("raise /plugins/kv/shared_bytes") !=
+                  std::string::npos);
+        }
+        CHECK_FALSE(m->get("b").has_value());
+        m->set("a", "small");  // shrinking is always possible
+        m->set("b", std::string(500, 'x'));
+        CHECK(m->size() == 2);
     }
-    CHECK_FALSE(m.get("b").has_value());
-    m.set("a", "small");  // shrinking is always possible
-    m.set("b", std::string(500, 'x'));
-    CHECK(m.size() == 2);
 }
 
 TEST_CASE("concurrent increments from several threads lose nothing") {
-    plugd::shared_map_impl m{"kv", 1 << 20};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&] {
-            for (int i = 0; i < 10000; ++i) m.increment("n");
-        });
+    for (auto& [kind, m] : each_map(1 << 20)) {
+        CAPTURE(kind);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; ++t) {
+            threads.emplace_back([&] {
+                for (int i = 0; i < 10000; ++i) m->increment("n");
+            });
+        }
+        for (auto& t : threads) t.join();
+        CHECK(m->get("n") == "40000");
     }
-    for (auto& t : threads) t.join();
-    CHECK(m.get("n") == "40000");
 }
 
 TEST_CASE("a snapshot round trip keeps bytes and times to live, and a corrupt file is refused") {
@@ -125,19 +161,21 @@ TEST_CASE("the registry keeps an instance's map across reloads and drops a remov
 }
 
 TEST_CASE("a full map makes room from entries whose time to live has passed") {
-    plugd::shared_map_impl m{"kv", 1000};
-    m.set("a", std::string(400, 'x'), 1ms);
-    m.set("b", std::string(400, 'x'), 1ms);
-    const auto set = std::chrono::steady_clock::now();  // both expire before set + 1 ms
-    while (std::chrono::steady_clock::now() - set < 3ms) std::this_thread::yield();
-    m.set("c", std::string(500, 'x'));  // fits only once the expired ones are gone
-    CHECK(m.get("c").has_value());
-    const auto d_set = std::chrono::steady_clock::now();
-    m.set("d", std::string(100, 'x'), 1ms);
-    while (std::chrono::steady_clock::now() - d_set < 3ms) std::this_thread::yield();
-    m.purge_expired();
-    CHECK(m.size() == 1);
-    CHECK(m.bytes_used() == 1 + 500 + 64);
+    for (auto& [kind, m] : each_map(1000)) {
+        CAPTURE(kind);
+        m->set("a", std::string(400, 'x'), 1ms);
+        m->set("b", std::string(400, 'x'), 1ms);
+        const auto set = std::chrono::steady_clock::now();  // both expire before set + 1 ms
+        while (std::chrono::steady_clock::now() - set < 3ms) std::this_thread::yield();
+        m->set("c", std::string(500, 'x'));  // fits only once the expired ones are gone
+        CHECK(m->get("c").has_value());
+        const auto d_set = std::chrono::steady_clock::now();
+        m->set("d", std::string(100, 'x'), 1ms);
+        while (std::chrono::steady_clock::now() - d_set < 3ms) std::this_thread::yield();
+        m->purge_expired();
+        CHECK(m->size() == 1);
+        CHECK(m->bytes_used() == 1 + 500 + 64);
+    }
 }
 
 namespace {

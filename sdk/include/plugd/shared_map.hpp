@@ -14,7 +14,8 @@ namespace plugd {
 /// new config keeps it, and the old and the new version, while both run during a drain,
 /// see the same map. It is dropped when the instance is removed from server.json. With
 /// `"state_file"` set for the instance, it is written to that file on a graceful stop
-/// and read back at start-up.
+/// and read back at start-up. With `"workers": N`, it is one map for all worker processes
+/// (in shared memory): what one worker sets, every other reads.
 ///
 /// Thread-safety: every member may be called concurrently from any thread (worker threads,
 /// offloaded jobs, background tasks). Each call is atomic on its own; combine calls with
