@@ -120,9 +120,10 @@ struct plugin_version::library {
     library(const library&) = delete;
     library& operator=(const library&) = delete;
     ~library() {
-        dll.unload();
-        // Where it was stays known: a thread it left behind faults there.
+        // Where it was stays known: a thread it left behind faults there. Noted before
+        // the unmapping, not after: such a thread can fault in the instant between.
         note_plugin_unloaded(code_slot);
+        dll.unload();
     }
 };
 

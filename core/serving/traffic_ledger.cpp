@@ -119,8 +119,9 @@ ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
     r->listener_length = static_cast<std::uint16_t>(listener.size());
     r->plugin_length = static_cast<std::uint16_t>(plugin.size());
     unsigned char* names = r->stats() + stats_bytes;
-    std::memcpy(names, listener.data(), listener.size());
-    std::memcpy(names + listener.size(), plugin.data(), plugin.size());
+    // (An empty name's data() may be null, which memcpy must not be given.)
+    if (!listener.empty()) std::memcpy(names, listener.data(), listener.size());
+    if (!plugin.empty()) std::memcpy(names + listener.size(), plugin.data(), plugin.size());
     return r;
 }
 
