@@ -200,7 +200,8 @@ TEST_CASE("admin: POST /reload answers 200 with the new generation, or 409 with 
 }
 
 TEST_CASE("admin: /status shows a replaced version draining with its request in flight") {
-    admin_server s{config(R"({ "delay_ms": 1000 })")};
+    // Long enough to outlast the reload on a loaded machine under a sanitizer.
+    admin_server s{config(R"({ "delay_ms": 3000 })")};
     line_client slow{s.line};
     slow.send("old\n");
     REQUIRE(

@@ -80,9 +80,10 @@ struct fleet {
             instances.push_back(std::make_unique<plugd_process>(
                 std::vector<std::string>{"-c", configs[i].string()}));
         }
-        // Each instance's two workers.
+        // Each instance's two workers (six processes loading plugins at once: slow under a
+        // sanitizer).
         for (auto& p : instances)
-            REQUIRE_MESSAGE(p->wait_for_log("serving generation 1", 10s, 2), p->log());
+            REQUIRE_MESSAGE(p->wait_for_log("serving generation 1", 30s, 2), p->log());
     }
     void write(std::size_t i, const std::string& prefix) {
         std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), prefix);
