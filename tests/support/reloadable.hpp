@@ -28,9 +28,10 @@ struct reloadable {
         std::vector<std::string> args{"-c", cfg.string()};
         args.insert(args.end(), extra.begin(), extra.end());
         process.emplace(args);
-        port = process->port();
+        // Generous bounds: a 5 MB config's trial load under ThreadSanitizer takes seconds.
+        port = process->port("main", 30s);
         // Written after the listeners: from here on, signals and the pid file work.
-        REQUIRE(process->wait_for_log("serving generation 1"));
+        REQUIRE(process->wait_for_log("serving generation 1", 30s));
     }
 
     void write_config(const std::string& plugin_config, const std::string& limits = "{}",
