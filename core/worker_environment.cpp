@@ -12,11 +12,11 @@
 namespace plugd {
 
 std::string encode(const worker_environment& w) {
-    std::string text =
-        "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
-        ";generation=" + std::to_string(w.first_generation) + ";status=" + w.status_file.string() +
-        ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
-        ";ledger=" + std::to_string(w.ledger) + ";listen=";
+    std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
+                       ";generation=" + std::to_string(w.first_generation) +
+                       ";status=" + w.status_file.string() +
+                       ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
+                       ";ledger=" + std::to_string(w.ledger) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';

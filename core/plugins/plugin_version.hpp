@@ -111,8 +111,8 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     host& host_;
     std::unique_ptr<library> library_;
     std::shared_ptr<instance_map> state_;  ///< the instance's, shared with other versions
-    task_group tasks_;                        ///< empty by destruction: tasks hold leases
-    outbound_pools outbound_;                 ///< streams hold leases; idle sockets are core's
+    task_group tasks_;                     ///< empty by destruction: tasks hold leases
+    outbound_pools outbound_;              ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;
     unsigned entry_points_ = ~0u;  ///< detail::answers_requests | detail::serves_connections
