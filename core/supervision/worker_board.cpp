@@ -58,28 +58,23 @@ std::optional<worker_gauges> worker_board::gauges(unsigned slot) const {
 }
 
 std::uint64_t worker_board::stalls() const {
-    std::lock_guard lock{mutex_};
-    std::uint64_t n = exited_stalls_;
-    for (const auto& l : ledgers_) {
-        if (const auto g = parse_gauges(l->gauges())) n += g->stalls;
-    }
-    return n;
+    return sum_of_gauges(&worker_gauges::stalls, exited_stalls_);
 }
 
 std::uint64_t worker_board::starvations() const {
-    std::lock_guard lock{mutex_};
-    std::uint64_t n = exited_starvations_;
-    for (const auto& l : ledgers_) {
-        if (const auto g = parse_gauges(l->gauges())) n += g->starvations;
-    }
-    return n;
+    return sum_of_gauges(&worker_gauges::starvations, exited_starvations_);
 }
 
 std::size_t worker_board::stalled_threads() const {
+    return sum_of_gauges(&worker_gauges::stalled_threads, std::size_t{0});
+}
+
+template <class T>
+T worker_board::sum_of_gauges(T worker_gauges::*field, T exited) const {
     std::lock_guard lock{mutex_};
-    std::size_t n = 0;
+    T n = exited;
     for (const auto& l : ledgers_) {
-        if (const auto g = parse_gauges(l->gauges())) n += g->stalled_threads;
+        if (const auto g = parse_gauges(l->gauges())) n += (*g).*field;
     }
     return n;
 }

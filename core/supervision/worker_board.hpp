@@ -47,6 +47,10 @@ class worker_board {
     std::size_t stalled_threads() const;
 
   private:
+    /// `field` of every live worker's last gauges, plus `exited` (what exited ones had).
+    template <class T>
+    T sum_of_gauges(T worker_gauges::*field, T exited) const;
+
     mutable std::mutex mutex_;
     std::vector<int> files_;
     std::vector<std::unique_ptr<traffic_ledger>> ledgers_;

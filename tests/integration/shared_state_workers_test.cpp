@@ -29,15 +29,6 @@ std::string config(const std::string& file, const std::string& state_file = "") 
            R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "p" } ] })";
 }
 
-// The processes the master started and that still run: its workers.
-std::vector<pid_t> workers_of(pid_t master) {
-    const auto p = std::to_string(master);
-    std::ifstream in{"/proc/" + p + "/task/" + p + "/children"};
-    std::vector<pid_t> children;
-    for (pid_t c; in >> c;) children.push_back(c);
-    return children;
-}
-
 // Shared memory segments a master with pid `master` has in /dev/shm.
 std::size_t segments_of(pid_t master) {
     std::size_t n = 0;
@@ -135,7 +126,7 @@ TEST_CASE("workers: a worker killed with SIGKILL loses none of examples/kv's dat
         gets.push_back("GET key" + std::to_string(i));
     }
     REQUIRE(ask_all(port, sets) == std::vector<std::string>(500, "OK"));
-    const auto workers = workers_of(plugd.pid());
+    const auto workers = children_of(plugd.pid());
     REQUIRE(workers.size() == 2);
     for (const pid_t w : workers) {
         ::kill(w, SIGKILL);
@@ -320,7 +311,7 @@ TEST_CASE(
     const auto port = plugd.port();
     REQUIRE(plugd.wait_for_log("serving generation 1", 10s, 2));
     CHECK(ask(port, "SET k v") == "OK");
-    const auto workers = workers_of(plugd.pid());
+    const auto workers = children_of(plugd.pid());
     REQUIRE(workers.size() == 2);
     REQUIRE(segments_of(plugd.pid()) == 1);
     plugd.signal(SIGKILL);
