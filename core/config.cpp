@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -290,6 +291,164 @@ std::filesystem::path plugin_file(const validator& v, const std::string& path,
 
 // Reads a `limits` object over `defaults`. Listeners may override the per-connection
 // limits; the server-wide ones (shutdown, reload drain) only exist at the top level.
+// `"plugin": "x"` or `"chain": ["auth", "x"]` of the object at `p`: exactly one of them,
+// every name an instance of `cfg`, none twice.
+std::vector<std::string> parse_chain(const validator& v, const json& spec, const std::string& p,
+                                     const server_config& cfg) {
+    const json* plugin = v.find(spec, "plugin");
+    const json* chain = v.find(spec, "chain");
+    if (plugin && chain)
+        v.fail(child(p, "chain"), "give either \"plugin\" or \"chain\", not both (a chain's last "
+                                  "instance is its plugin)");
+    if (!plugin && !chain)
+        v.fail(child(p, "plugin"), "missing; name the plugin instance that answers (\"plugin\": "
+                                   "\"greeting\"), or a chain of them (\"chain\": [\"auth\", "
+                                   "\"greeting\"])");
+    std::vector<std::pair<std::string, std::string>> named;  // (name, JSON path)
+    if (plugin) {
+        named.emplace_back(v.string(*plugin, child(p, "plugin")), child(p, "plugin"));
+    } else {
+        const std::string cp = child(p, "chain");
+        if (!chain->is_array() || chain->empty())
+            v.fail(cp, "expected a non-empty array of plugin instance names (filters first, the "
+                       "plugin that answers last), got " +
+                           describe(*chain));
+        for (std::size_t i = 0; i < chain->size(); ++i)
+            named.emplace_back(v.string((*chain)[i], child(cp, i)), child(cp, i));
+    }
+    std::vector<std::string> names;
+    for (const auto& [name, where] : named) {
+        if (!cfg.find_plugin(name)) {
+            std::string known;
+            for (const auto& pl : cfg.plugins) known += (known.empty() ? "" : ", ") + pl.name;
+            v.fail(where,
+                   "no plugin instance named \"" + name + "\" in /plugins (instances: " + known + ")");
+        }
+        if (std::find(names.begin(), names.end(), name) != names.end())
+            v.fail(where, "\"" + name + "\" is already in this chain; an instance runs once per "
+                                        "request (declare a second instance under /plugins to "
+                                        "run the same plugin twice)");
+        names.push_back(name);
+    }
+    return names;
+}
+
+// Why a route's path can never equal a request's normalised path (percent-decoded, no
+// empty, "." or ".." segments), or null when it can.
+const char* unreachable_path(const std::string& path) {
+    if (path.front() != '/') return "does not start with '/'";
+    if (path.find_first_of("?#") != std::string::npos)
+        return "holds a query or fragment ('?', '#'), which routes do not match: match the path "
+               "alone";
+    if (path.find('%') != std::string::npos)
+        return "holds '%': requests are matched after percent-decoding, so write the path "
+               "decoded";
+    if (path.find("//") != std::string::npos)
+        return "holds \"//\", which request paths lose when they are normalised";
+    for (std::size_t at = 0; at < path.size();) {
+        const std::size_t end = std::min(path.find('/', at + 1), path.size());
+        const std::string_view segment = std::string_view{path}.substr(at + 1, end - at - 1);
+        if (segment == "." || segment == "..")
+            return "holds a \".\" or \"..\" segment, which request paths lose when they are "
+                   "normalised";
+        at = end;
+    }
+    return nullptr;
+}
+
+bool is_method_token(const std::string& m) {
+    return !m.empty() && std::all_of(m.begin(), m.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
+    });
+}
+
+// A host pattern as routes compare it: lower case; "*." only as a whole first label.
+std::string route_host(const validator& v, std::string host, const std::string& where) {
+    for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string_view name = host.starts_with("*.") ? std::string_view{host}.substr(2) : host;
+    const bool valid =
+        !name.empty() && name.front() != '.' && name.back() != '.' &&
+        name.find("..") == std::string_view::npos &&
+        std::all_of(name.begin(), name.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+        });
+    if (!valid)
+        v.fail(where, "\"" + host +
+                          "\" is not a host name routes can match; write \"api.example.com\" or "
+                          "\"*.example.com\" (every subdomain), without a port or scheme");
+    return host;
+}
+
+std::vector<route_spec> parse_routes(const validator& v, const json& routes, const std::string& p,
+                                     const server_config& cfg) {
+    if (!routes.is_array() || routes.empty())
+        v.fail(p, "expected a non-empty array of routes, got " + describe(routes));
+    std::vector<route_spec> out;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        const std::string rp = child(p, i);
+        const json& spec = v.object_at(routes[i], rp);
+        v.only_keys(spec, rp, {"name", "host", "path", "methods", "plugin", "chain"});
+        route_spec r;
+        if (const json* name = v.find(spec, "name")) {
+            r.label = v.string(*name, child(rp, "name"));
+            if (!is_plain_name(r.label))
+                v.fail(child(rp, "name"), "\"" + r.label +
+                                              "\" is not a usable route name; use letters, "
+                                              "digits, '_', '-' and '.', not starting with '.'");
+        } else {
+            r.label = std::to_string(i);
+        }
+        if (const json* host = v.find(spec, "host"))
+            r.host = route_host(v, v.string(*host, child(rp, "host")), child(rp, "host"));
+        r.path = v.string(v.require(spec, rp, "path"), child(rp, "path"));
+        if (const char* why = unreachable_path(r.path))
+            v.fail(child(rp, "path"), "\"" + r.path + "\" " + why +
+                                          ", so this route could never match: an unreachable "
+                                          "route is refused");
+        if (const json* methods = v.find(spec, "methods")) {
+            const std::string mp = child(rp, "methods");
+            if (!methods->is_array() || methods->empty())
+                v.fail(mp, "expected a non-empty array of methods such as [\"GET\", \"POST\"] "
+                           "(leave it out for every method), got " +
+                               describe(*methods));
+            for (std::size_t m = 0; m < methods->size(); ++m) {
+                const std::string method = v.string((*methods)[m], child(mp, m));
+                if (!is_method_token(method))
+                    v.fail(child(mp, m), "\"" + method +
+                                             "\" is not an HTTP method; write it in upper case, "
+                                             "as requests send it (\"GET\", \"POST\", ...)");
+                if (std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end())
+                    v.fail(child(mp, m), "\"" + method + "\" is listed twice");
+                r.methods.push_back(method);
+            }
+        }
+        r.chain = parse_chain(v, spec, rp, cfg);
+        for (std::size_t j = 0; j < out.size(); ++j) {
+            const route_spec& other = out[j];
+            if (other.label == r.label)  // a name may be another route's index
+                v.fail(child(rp, "name"), "duplicate route name \"" + r.label +
+                                              "\", also used by " + child(p, j));
+            if (other.host != r.host || other.path != r.path) continue;
+            std::string shared;
+            if (other.methods.empty() && r.methods.empty()) {
+                shared = "every method";
+            } else {
+                for (const auto& m : r.methods)
+                    if (std::find(other.methods.begin(), other.methods.end(), m) !=
+                        other.methods.end())
+                        shared += (shared.empty() ? "" : ", ") + m;
+            }
+            if (shared.empty()) continue;
+            v.fail(rp, "matches the same requests as " + child(p, j) + " (host \"" + r.host +
+                           "\", path \"" + r.path + "\", " + shared +
+                           "), so one of them is unreachable; remove one, or tell them apart by "
+                           "host, path or methods");
+        }
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
 limits parse_limits(const validator& v, const json& obj, const std::string& p, limits l,
                     bool server_wide) {
     v.object_at(obj, p);
@@ -445,7 +604,8 @@ server_config parse_document(const json& doc, const validator& v,
                           "'_', '-' and '.', not starting with '.'");
         }
         v.object_at(spec, p);
-        v.only_keys(spec, p, {"file", "config", "shared_bytes", "state_file", "outbound"});
+        v.only_keys(spec, p,
+                    {"file", "config", "shared_bytes", "state_file", "outbound", "max_in_flight"});
         plugin_spec plugin;
         plugin.name = name;
         plugin.dir = cfg.plugin_dir;
@@ -459,6 +619,7 @@ server_config parse_document(const json& doc, const validator& v,
             // With workers, the master alone loads and saves it (shared_state).
             plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
         }
+        plugin.max_in_flight = v.integer_or(spec, p, "max_in_flight", 0, 100'000'000, 0);
         if (const json* out = v.find(spec, "outbound")) {
             const std::string op = child(p, "outbound");
             v.object_at(*out, op);
@@ -497,7 +658,8 @@ server_config parse_document(const json& doc, const validator& v,
         const json& spec = v.object_at(listeners[i], p);
         v.only_keys(
             spec, p,
-            {"name", "address", "port", "framing", "plugin", "limits", "access_log", "reuse_port"});
+            {"name", "address", "port", "framing", "plugin", "chain", "routes", "limits", "access_log",
+             "reuse_port"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -524,7 +686,30 @@ server_config parse_document(const json& doc, const validator& v,
                        "\"" + f + "\" is not a framing; expected " + framing_names());
             }
         }
-        l.plugin = v.string(v.require(spec, p, "plugin"), child(p, "plugin"));
+        if (const json* routes = v.find(spec, "routes")) {
+            if (v.find(spec, "plugin") || v.find(spec, "chain")) {
+                v.fail(child(p, v.find(spec, "plugin") ? "plugin" : "chain"),
+                       "a listener with \"routes\" names its plugins in each route; remove this "
+                       "key, or put it in a route with \"path\": \"/\" to catch the rest");
+            }
+            if (l.framing != framing_kind::http) {
+                v.fail(child(p, "routes"),
+                       "routes match HTTP requests (host, path, method); this listener's framing "
+                       "is \"" + std::string{to_string(l.framing)} +
+                           "\": give it \"framing\": \"http\", or one \"plugin\" or \"chain\" "
+                           "instead of routes");
+            }
+            l.routes = parse_routes(v, *routes, child(p, "routes"), cfg);
+        } else {
+            l.chain = parse_chain(v, spec, p, cfg);
+            l.plugin = l.chain.back();
+            if (l.chain.size() > 1 && l.framing == framing_kind::raw) {
+                v.fail(child(p, "chain"),
+                       "a raw listener hands the whole connection to one plugin, so there is "
+                       "no request for a filter to see; use \"plugin\", or a line, oneshot or "
+                       "http listener for a chain");
+            }
+        }
         if (const json* access = v.find(spec, "access_log")) {
             if (!access->is_boolean())
                 v.fail(child(p, "access_log"), "expected true or false, got " + describe(*access));
@@ -538,12 +723,6 @@ server_config parse_document(const json& doc, const validator& v,
         const json* own_limits = v.find(spec, "limits");
         l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)
                               : cfg.limits;
-        if (!cfg.find_plugin(l.plugin)) {
-            std::string names;
-            for (const auto& pl : cfg.plugins) names += (names.empty() ? "" : ", ") + pl.name;
-            v.fail(child(p, "plugin"), "no plugin instance named \"" + l.plugin +
-                                           "\" in /plugins (instances: " + names + ")");
-        }
         for (std::size_t j = 0; j < cfg.listeners.size(); ++j) {
             const auto& other = cfg.listeners[j];
             if (other.name == l.name) {

@@ -64,16 +64,39 @@ struct plugin_spec {
     std::size_t shared_bytes = std::size_t{64} << 20;  ///< budget of the instance's shared state
     std::filesystem::path state_file;  ///< resolved; empty: shared state is not persisted
     outbound_settings outbound;
+    /// Requests this instance may run at once in this process (every request whose chain
+    /// holds it counts, from its start to its end); past it a request is refused at once
+    /// with 503 / "ERR busy". 0: no cap.
+    std::size_t max_in_flight = 0;
     friend bool operator==(const plugin_spec&, const plugin_spec&) = default;
 };
 
-/// `/listeners/N`: one address the server accepts on, routed to one plugin instance.
+/// `/listeners/N/routes/M`: which requests of an http listener go to which chain.
+struct route_spec {
+    std::string label;  ///< its `name`, or its index ("0", "1", ...) when it has none
+    std::string host;   ///< lower case: "api.example.com", "*.example.com", or empty: any
+    std::string path;   ///< exact, or a prefix when it ends with '/'
+    std::vector<std::string> methods;  ///< upper case; empty: any
+    /// The instances a request runs through: filters, then the final plugin (`plugin` in
+    /// server.json is a chain of one).
+    std::vector<std::string> chain;
+    friend bool operator==(const route_spec&, const route_spec&) = default;
+};
+
+/// `/listeners/N`: one address the server accepts on, routed to a chain of plugin
+/// instances, or (http) to one chain per route.
 struct listener_spec {
     std::string name;
     std::string address;     ///< a numeric IPv4 or IPv6 address
     std::uint16_t port = 0;  ///< 0: an ephemeral port chosen at bind time
     framing_kind framing = framing_kind::line;
-    std::string plugin;       ///< an instance name in `plugins`
+    /// The final instance of `chain`, which answers: what logs and /metrics name. Empty on
+    /// a listener with routes.
+    std::string plugin;
+    /// `plugin` (a chain of one) or `chain`: filters, then the final instance. Empty on a
+    /// listener with routes.
+    std::vector<std::string> chain;
+    std::vector<route_spec> routes;  ///< http only; none: every request goes to `chain`
     struct limits limits;     ///< the server's limits with this listener's overrides applied
     bool access_log = false;  ///< a log line per request
     /// Other processes may listen on the same port (SO_REUSEPORT across processes); off:
@@ -117,6 +140,19 @@ struct server_config {
 
     const plugin_spec* find_plugin(std::string_view name) const noexcept;
 };
+
+/// Calls `f(chain, where)` for every chain of `l` (its own, or each route's), `where`
+/// naming it for messages ("/listeners/0/routes/2").
+template <class F>
+void for_each_chain(const listener_spec& l, std::size_t index, F&& f) {
+    const std::string at = "/listeners/" + std::to_string(index);
+    if (l.routes.empty()) {
+        f(l.chain, at);
+        return;
+    }
+    for (std::size_t i = 0; i < l.routes.size(); ++i)
+        f(l.routes[i].chain, at + "/routes/" + std::to_string(i));
+}
 
 /// A configuration that cannot be used. `what()` is the whole user-facing message: the
 /// file, the line and column or the JSON path, what is wrong and what is expected.

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include <plugd/chain.hpp>
 #include <plugd/connection.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
@@ -68,6 +69,23 @@ class handler {
         throw std::logic_error(
             "this plugin does not serve whole connections: override plugd::handler::serve, or "
             "use a line, oneshot or http listener");
+        co_return;
+    }
+
+    // ---- since SDK 1.4 (appended: the members above keep their places) ----
+
+    /// Makes the plugin a filter: an instance that may stand before others in a chain
+    /// (server.json's `"chain": ["auth", "limit", "quotes"]`; every instance but the last
+    /// must be a filter). Called instead of `handle` when the instance is not last. It may
+    /// answer by itself and stop the chain (write `out`, set a status such as 401, return),
+    /// or `co_await next(req, out)` to run the rest and then read or change the reply (its
+    /// status, headers, body), and it may attach values to `req` for the plugins after it
+    /// (request::attach). The default refuses: a plugin that does not override it cannot
+    /// stand before another (plugd says so at -t, start and reload, naming it).
+    /// @warning Called concurrently, as `handle` is.
+    virtual task<void> filter(request, reply&, chain_next) {
+        throw std::logic_error(
+            "this plugin is not a filter: it can only be the last instance of a chain");
         co_return;
     }
 };

@@ -1,6 +1,7 @@
 // The one header a plugin includes: the whole plugd SDK and the PLUGD_PLUGIN export macro.
 #pragma once
 
+#include <plugd/chain.hpp>
 #include <plugd/connection.hpp>
 #include <plugd/context.hpp>
 #include <plugd/handler.hpp>
@@ -22,6 +23,7 @@ namespace plugd::detail {
 // without `override`).
 inline constexpr unsigned answers_requests = 1;    ///< overrides handle(request, reply&)
 inline constexpr unsigned serves_connections = 2;  ///< overrides serve(connection&)
+inline constexpr unsigned filters = 4;  ///< overrides filter(request, reply&, chain_next) (1.4)
 
 template <class Member>
 struct member_pointer;
@@ -65,6 +67,12 @@ constexpr unsigned entry_points() {
             points |= serves_connections;
     } else {
         points |= serves_connections;
+    }
+    if constexpr (requires { &T::filter; }) {
+        if constexpr (is_override<decltype(&T::filter), decltype(&handler::filter)>())
+            points |= filters;
+    } else {
+        points |= filters;
     }
     return points;
 }

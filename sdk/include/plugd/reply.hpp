@@ -72,6 +72,17 @@ class reply {
         http_->fields->append(name).append(": ").append(value).append("\r\n");
     }
 
+    // ---- since SDK 1.4 (appended: the members above keep their places) ----
+
+    /// On an `http` listener: the status set so far (200 unless set); 200 elsewhere. A filter
+    /// reads it after awaiting the rest of its chain.
+    int status() const noexcept { return http_ ? http_->status : 200; }
+    /// On an `http` listener: the header fields set so far, as "Name: value\r\n" lines;
+    /// empty elsewhere.
+    std::string_view headers() const noexcept {
+        return http_ && http_->fields ? std::string_view{*http_->fields} : std::string_view{};
+    }
+
   private:
     std::string* buffer_;
     std::size_t start_;

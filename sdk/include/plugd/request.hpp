@@ -5,6 +5,29 @@
 
 namespace plugd {
 
+namespace detail {
+
+/// Values filters attach to a request for the plugins after them (request::attach).
+/// Implemented by the core: a plugin only calls it. Since SDK 1.4.
+class request_attributes {
+  public:
+    virtual void set(std::string_view key, std::string_view value) = 0;
+    virtual std::string_view get(std::string_view key) const noexcept = 0;
+
+  protected:
+    ~request_attributes() = default;
+};
+
+/// What the core knows of a request beyond its framing: filled by the core, read through
+/// `request`. Members are only ever appended. Since SDK 1.4.
+struct request_extras {
+    std::string_view route;      ///< the matched route's name, or its index ("0", "1", ...)
+    std::string_view path_rest;  ///< the path after the route's matched prefix
+    request_attributes* attributes = nullptr;
+};
+
+}  // namespace detail
+
 /// What an `http` listener knows of a request beyond its message. Filled by the core;
 /// read it through `request`. Since SDK 1.2.
 struct http_request_view {
@@ -22,8 +45,9 @@ struct http_request_view {
 class request {
   public:
     request(std::string_view message, std::string_view peer, std::string_view listener,
-            const http_request_view* http = nullptr) noexcept
-        : message_{message}, peer_{peer}, listener_{listener}, http_{http} {}
+            const http_request_view* http = nullptr,
+            const detail::request_extras* extras = nullptr) noexcept
+        : message_{message}, peer_{peer}, listener_{listener}, http_{http}, extras_{extras} {}
 
     /// The request bytes, not necessarily valid UTF-8, possibly empty. On an `http`
     /// listener: the body when there is one, otherwise the target without its leading
@@ -68,11 +92,35 @@ class request {
         return {};
     }
 
+    // ---- since SDK 1.4 (appended: the members above keep their places) ----
+
+    /// The route of the listener's `routes` that matched this request: its `name`, or its
+    /// index ("0", "1", ...) when it has none. Empty on a listener without routes.
+    std::string_view route() const noexcept { return extras_ ? extras_->route : std::string_view{}; }
+    /// The request's path after the matched route's prefix, percent-decoded and normalised
+    /// ("AAPL" for "/api/quotes/AAPL?x=1" on the route "/api/quotes/"); empty after an exact
+    /// route and on a listener without routes.
+    std::string_view path_rest() const noexcept {
+        return extras_ ? extras_->path_rest : std::string_view{};
+    }
+    /// Attaches `value` under `key` for the plugins after this one in the chain (a filter
+    /// that authenticated the client attaches who it is). Both are copied; a later attach
+    /// of the same key replaces the value. Lives until the request ends. Ignored when the
+    /// request was not made by a chain (a plugin's own copy for a test).
+    void attach(std::string_view key, std::string_view value) const {
+        if (extras_ && extras_->attributes) extras_->attributes->set(key, value);
+    }
+    /// The value an earlier filter attached under `key`; empty when none did.
+    std::string_view attached(std::string_view key) const noexcept {
+        return extras_ && extras_->attributes ? extras_->attributes->get(key) : std::string_view{};
+    }
+
   private:
     std::string_view message_;
     std::string_view peer_;
     std::string_view listener_;
     const http_request_view* http_;
+    const detail::request_extras* extras_;  // since SDK 1.4
 };
 
 }  // namespace plugd

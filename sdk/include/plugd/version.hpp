@@ -28,9 +28,11 @@
 /// TCP with a pool). 1.2 HTTP: `request` method, target, body and header; `reply` status
 /// and header. 1.3 whole connections: `handler::serve` and `connection` (framing `raw`),
 /// default bodies for `handle` and `serve`; the harness `<plugd/testing.hpp>`; later, within
-/// 1.3, PLUGD_PLUGIN also exports which of them the type overrides (read when present).
+/// 1.3, PLUGD_PLUGIN also exports which of them the type overrides (read when present). 1.4
+/// routes and chains: `handler::filter` and `chain_next`; `request` route, path_rest,
+/// attach and attached; `reply` status() and headers() to read what the chain set.
 #define PLUGD_SDK_VERSION_MAJOR 1
-#define PLUGD_SDK_VERSION_MINOR 3
+#define PLUGD_SDK_VERSION_MINOR 4
 
 // Test builds fake an older or newer minor to check the rule above; nothing else may.
 #ifdef PLUGD_FAKE_SDK_MINOR_FOR_TESTS
