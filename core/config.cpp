@@ -298,21 +298,24 @@ std::vector<std::string> parse_chain(const validator& v, const json& spec, const
     const json* plugin = v.find(spec, "plugin");
     const json* chain = v.find(spec, "chain");
     if (plugin && chain)
-        v.fail(child(p, "chain"), "give either \"plugin\" or \"chain\", not both (a chain's last "
-                                  "instance is its plugin)");
+        v.fail(child(p, "chain"),
+               "give either \"plugin\" or \"chain\", not both (a chain's last "
+               "instance is its plugin)");
     if (!plugin && !chain)
-        v.fail(child(p, "plugin"), "missing; name the plugin instance that answers (\"plugin\": "
-                                   "\"greeting\"), or a chain of them (\"chain\": [\"auth\", "
-                                   "\"greeting\"])");
+        v.fail(child(p, "plugin"),
+               "missing; name the plugin instance that answers (\"plugin\": "
+               "\"greeting\"), or a chain of them (\"chain\": [\"auth\", "
+               "\"greeting\"])");
     std::vector<std::pair<std::string, std::string>> named;  // (name, JSON path)
     if (plugin) {
         named.emplace_back(v.string(*plugin, child(p, "plugin")), child(p, "plugin"));
     } else {
         const std::string cp = child(p, "chain");
         if (!chain->is_array() || chain->empty())
-            v.fail(cp, "expected a non-empty array of plugin instance names (filters first, the "
-                       "plugin that answers last), got " +
-                           describe(*chain));
+            v.fail(cp,
+                   "expected a non-empty array of plugin instance names (filters first, the "
+                   "plugin that answers last), got " +
+                       describe(*chain));
         for (std::size_t i = 0; i < chain->size(); ++i)
             named.emplace_back(v.string((*chain)[i], child(cp, i)), child(cp, i));
     }
@@ -321,13 +324,14 @@ std::vector<std::string> parse_chain(const validator& v, const json& spec, const
         if (!cfg.find_plugin(name)) {
             std::string known;
             for (const auto& pl : cfg.plugins) known += (known.empty() ? "" : ", ") + pl.name;
-            v.fail(where,
-                   "no plugin instance named \"" + name + "\" in /plugins (instances: " + known + ")");
+            v.fail(where, "no plugin instance named \"" + name +
+                              "\" in /plugins (instances: " + known + ")");
         }
         if (std::find(names.begin(), names.end(), name) != names.end())
-            v.fail(where, "\"" + name + "\" is already in this chain; an instance runs once per "
-                                        "request (declare a second instance under /plugins to "
-                                        "run the same plugin twice)");
+            v.fail(where, "\"" + name +
+                              "\" is already in this chain; an instance runs once per "
+                              "request (declare a second instance under /plugins to "
+                              "run the same plugin twice)");
         names.push_back(name);
     }
     return names;
@@ -408,9 +412,10 @@ std::vector<route_spec> parse_routes(const validator& v, const json& routes, con
         if (const json* methods = v.find(spec, "methods")) {
             const std::string mp = child(rp, "methods");
             if (!methods->is_array() || methods->empty())
-                v.fail(mp, "expected a non-empty array of methods such as [\"GET\", \"POST\"] "
-                           "(leave it out for every method), got " +
-                               describe(*methods));
+                v.fail(mp,
+                       "expected a non-empty array of methods such as [\"GET\", \"POST\"] "
+                       "(leave it out for every method), got " +
+                           describe(*methods));
             for (std::size_t m = 0; m < methods->size(); ++m) {
                 const std::string method = v.string((*methods)[m], child(mp, m));
                 if (!is_method_token(method))
@@ -426,8 +431,8 @@ std::vector<route_spec> parse_routes(const validator& v, const json& routes, con
         for (std::size_t j = 0; j < out.size(); ++j) {
             const route_spec& other = out[j];
             if (other.label == r.label)  // a name may be another route's index
-                v.fail(child(rp, "name"), "duplicate route name \"" + r.label +
-                                              "\", also used by " + child(p, j));
+                v.fail(child(rp, "name"),
+                       "duplicate route name \"" + r.label + "\", also used by " + child(p, j));
             if (other.host != r.host || other.path != r.path) continue;
             std::string shared;
             if (other.methods.empty() && r.methods.empty()) {
@@ -656,10 +661,9 @@ server_config parse_document(const json& doc, const validator& v,
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         const std::string p = child("/listeners", i);
         const json& spec = v.object_at(listeners[i], p);
-        v.only_keys(
-            spec, p,
-            {"name", "address", "port", "framing", "plugin", "chain", "routes", "limits", "access_log",
-             "reuse_port"});
+        v.only_keys(spec, p,
+                    {"name", "address", "port", "framing", "plugin", "chain", "routes", "limits",
+                     "access_log", "reuse_port"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -695,7 +699,8 @@ server_config parse_document(const json& doc, const validator& v,
             if (l.framing != framing_kind::http) {
                 v.fail(child(p, "routes"),
                        "routes match HTTP requests (host, path, method); this listener's framing "
-                       "is \"" + std::string{to_string(l.framing)} +
+                       "is \"" +
+                           std::string{to_string(l.framing)} +
                            "\": give it \"framing\": \"http\", or one \"plugin\" or \"chain\" "
                            "instead of routes");
             }
@@ -740,6 +745,14 @@ server_config parse_document(const json& doc, const validator& v,
 }
 
 }  // namespace
+
+std::string dispatch_summary(const listener_spec& l) {
+    if (!l.routes.empty()) return std::to_string(l.routes.size()) + " routes";
+    if (l.chain.size() <= 1) return "plugin " + l.plugin;
+    std::string names;
+    for (const auto& name : l.chain) names += (names.empty() ? "" : ", ") + name;
+    return "chain " + names;
+}
 
 const plugin_spec* server_config::find_plugin(std::string_view name) const noexcept {
     for (const auto& p : plugins) {

@@ -97,8 +97,8 @@ struct listener_spec {
     /// listener with routes.
     std::vector<std::string> chain;
     std::vector<route_spec> routes;  ///< http only; none: every request goes to `chain`
-    struct limits limits;     ///< the server's limits with this listener's overrides applied
-    bool access_log = false;  ///< a log line per request
+    struct limits limits;            ///< the server's limits with this listener's overrides applied
+    bool access_log = false;         ///< a log line per request
     /// Other processes may listen on the same port (SO_REUSEPORT across processes); off:
     /// a port in use is an error.
     bool reuse_port = false;
@@ -140,6 +140,10 @@ struct server_config {
 
     const plugin_spec* find_plugin(std::string_view name) const noexcept;
 };
+
+/// What `l` sends its requests to, for log lines: "plugin greeting", "chain auth, greeting"
+/// or "3 routes".
+std::string dispatch_summary(const listener_spec& l);
 
 /// Calls `f(chain, where)` for every chain of `l` (its own, or each route's), `where`
 /// naming it for messages ("/listeners/0/routes/2").

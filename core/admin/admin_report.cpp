@@ -55,8 +55,9 @@ std::map<Key, Stats> sum(const std::vector<shard_snapshot>& shards,
 std::string listener_key(const shard_snapshot::listener_part& p) {
     return p.name;
 }
-std::pair<std::string, std::string> request_key(const shard_snapshot::request_part& p) {
-    return {p.listener, p.plugin};
+std::tuple<std::string, std::string, std::string> request_key(
+    const shard_snapshot::request_part& p) {
+    return {p.listener, p.route, p.plugin};
 }
 
 // Builds the exposition text: each metric's HELP and TYPE once, then its samples.
@@ -92,6 +93,14 @@ std::string label(std::string_view key, std::string_view value) {
     return out;
 }
 
+// A request series' labels: the route only on a listener with routes.
+std::string request_labels(const std::tuple<std::string, std::string, std::string>& key) {
+    const auto& [listener, route, plugin] = key;
+    std::string labels = label("listener", listener) + ",";
+    if (!route.empty()) labels += label("route", route) + ",";
+    return labels + label("plugin", plugin);
+}
+
 }  // namespace
 
 version_facts version_facts::of(const plugin_version& v) {
@@ -107,12 +116,26 @@ std::string status_json(const server_report& r) {
     json listeners = json::array();
     const control_facts& f = *r.facts;
     for (const auto& l : f.listeners) {
-        listeners.push_back({{"name", l.name},
-                             {"address", l.address},
-                             {"port", l.port},
-                             {"framing", to_string(l.framing)},
-                             {"plugin", l.plugin},
-                             {"open_connections", open[l.name]}});
+        json entry = {{"name", l.name},
+                      {"address", l.address},
+                      {"port", l.port},
+                      {"framing", to_string(l.framing)}};
+        if (l.routes.empty()) {
+            entry["plugin"] = l.plugin;
+            if (l.chain.size() > 1) entry["chain"] = l.chain;
+        } else {
+            // The serving generation's route table, in server.json's order.
+            json routes = json::array();
+            for (const auto& route : l.routes) {
+                json r = {{"route", route.label}, {"path", route.path}, {"chain", route.chain}};
+                if (!route.host.empty()) r["host"] = route.host;
+                if (!route.methods.empty()) r["methods"] = route.methods;
+                routes.push_back(std::move(r));
+            }
+            entry["routes"] = std::move(routes);
+        }
+        entry["open_connections"] = open[l.name];
+        listeners.push_back(std::move(entry));
     }
     // A master loads no plugin: its workers say what they serve (the first one serving
     // the master's generation; they all load the same files).
@@ -212,6 +235,13 @@ std::string metrics_text(const server_report& r) {
         {"plugd_idle_timeouts_total", "counter",
          "Connections closed after idle_timeout_ms without a request.",
          &listener_stats::idle_timeouts},
+        {"plugd_unrouted_requests_total", "counter",
+         "Requests of a listener with routes that no route took (404).",
+         &listener_stats::not_found},
+        {"plugd_method_not_allowed_total", "counter",
+         "Requests of a listener with routes whose host and path a route took but not their "
+         "method (405).",
+         &listener_stats::method_not_allowed},
         {"plugd_received_bytes_total", "counter", "Bytes read from clients.",
          &listener_stats::bytes_in},
         {"plugd_sent_bytes_total", "counter", "Bytes written to clients.",
@@ -230,15 +260,15 @@ std::string metrics_text(const server_report& r) {
 
     const auto requests = sum(r.shards, &shard_snapshot::requests, &request_key,
                               &shard_snapshot::request_part::stats);
-    m.family("plugd_requests_total", "counter", "Requests handled, by listener and plugin.");
+    m.family("plugd_requests_total", "counter",
+             "Requests handled, by listener, route (on listeners with routes) and plugin.");
     for (const auto& [key, stats] : requests) {
-        m.sample("plugd_requests_total",
-                 label("listener", key.first) + "," + label("plugin", key.second), stats.requests);
+        m.sample("plugd_requests_total", request_labels(key), stats.requests);
     }
     m.family("plugd_request_errors_total", "counter",
              "Requests that did not end with the handler's reply, by kind.");
     for (const auto& [key, stats] : requests) {
-        const std::string labels = label("listener", key.first) + "," + label("plugin", key.second);
+        const std::string labels = request_labels(key);
         for (std::size_t k = 0; k < stats.errors.size(); ++k) {
             m.sample("plugd_request_errors_total",
                      labels + "," + label("kind", to_string(static_cast<request_error>(k))),
@@ -248,7 +278,7 @@ std::string metrics_text(const server_report& r) {
     m.family("plugd_request_duration_seconds", "histogram",
              "Time from a whole request received to its reply ready (the handler's time).");
     for (const auto& [key, stats] : requests) {
-        const std::string labels = label("listener", key.first) + "," + label("plugin", key.second);
+        const std::string labels = request_labels(key);
         std::uint64_t cumulative = 0;
         for (std::size_t b = 0; b < stats.latency.size(); ++b) {
             cumulative += stats.latency[b];

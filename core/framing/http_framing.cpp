@@ -289,7 +289,7 @@ std::string_view http_reason(int status) noexcept {
 }
 
 void append_http_response(std::string& out, int status, std::string_view body, bool close,
-                          bool http10, std::string_view fields) {
+                          bool http10, std::string_view fields, bool head_only) {
     char digits[24];
     const auto append_number = [&](auto n) {
         out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
@@ -315,7 +315,7 @@ void append_http_response(std::string& out, int status, std::string_view body, b
     }
     out +=
         close ? "Connection: close\r\n\r\n" : (http10 ? "Connection: keep-alive\r\n\r\n" : "\r\n");
-    if (!bodiless) out += body;
+    if (!bodiless && !head_only) out += body;
 }
 
 frame http_codec::decode(std::string_view input, std::size_t max, bool) {
@@ -344,7 +344,8 @@ void http_codec::answer_early(std::string& out) {
 
 bool http_codec::encode_reply(std::string& out, int status, bool closing) {
     const bool close = closing || !last_.keep_alive;
-    append_http_response(out, status, body_, close, last_.http10, fields_);
+    // A HEAD request's answer is a GET's without its content (RFC 9110 §9.3.2).
+    append_http_response(out, status, body_, close, last_.http10, fields_, last_.method == "HEAD");
     return !close;
 }
 

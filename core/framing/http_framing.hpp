@@ -50,12 +50,20 @@ std::string_view http_message(const http_frame& frame, std::string& decoded);
 /// Appends a whole response to `out`: status line, `fields` ("Name: value\r\n" lines),
 /// `Content-Type: text/plain` unless `fields` has one, `Content-Length`, `Connection: close`
 /// when `close` (or `keep-alive` for an HTTP/1.0 client that keeps it), then `body`. A
-/// status without a body (1xx, 204, 304) gets neither length nor body.
+/// status without a body (1xx, 204, 304) gets neither length nor body; `head_only` (the
+/// answer to HEAD) gets the length of `body` but not the body.
 void append_http_response(std::string& out, int status, std::string_view body, bool close,
-                          bool http10, std::string_view fields = {});
+                          bool http10, std::string_view fields = {}, bool head_only = false);
 
 /// The reason phrase plugd sends with `status`.
 std::string_view http_reason(int status) noexcept;
+
+/// A connection's reusable buffers for routing its requests (routing/): kept by its codec so
+/// that a connection that parks frees them with the rest of its request state.
+struct route_scratch {
+    std::string path;  ///< the normalised target of the request being routed
+    std::string host;  ///< its host, when it had to be lowered
+};
 
 /// The HTTP framing's codec (see codec.hpp): keep-alive and pipelining, `100 Continue`,
 /// 408 for a request not received whole in time, the handler's reply as the body of a
@@ -81,6 +89,8 @@ class http_codec {
 
     /// What decode() knows of the request it returned that a frame does not carry.
     const http_frame& last() const noexcept { return last_; }
+    /// Buffers for routing the requests it decodes, on a listener with routes.
+    route_scratch& routing() noexcept { return routing_; }
 
   private:
     http_frame last_;
@@ -90,6 +100,7 @@ class http_codec {
     std::string body_;
     std::string fields_;
     http_reply_head head_{200, &fields_};
+    route_scratch routing_;
     bool continue_sent_ = false;
 };
 static_assert(codec<http_codec>);

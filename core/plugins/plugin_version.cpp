@@ -132,32 +132,53 @@ void check_listeners_can_serve(
     const std::function<const plugin_version&(const std::string&)>& version_of) {
     for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
         const auto& l = cfg.listeners[i];
-        const plugin_version& version = version_of(l.plugin);
-        const std::string where = "listener \"" + l.name + "\" (/listeners/" + std::to_string(i) +
-                                  "/framing is \"" + std::string{to_string(l.framing)} +
-                                  "\"): plugin \"" + l.plugin + "\" (" +
-                                  version.spec().file.string() + ")";
-        if (!hands_over_connections(l.framing)) {
-            if (version.answers_requests()) continue;
-            throw plugin_error(where +
-                               " does not override plugd::handler::handle(plugd::request, "
-                               "plugd::reply&), so it could only answer every request with an "
-                               "error; a handle() with another signature does not override it "
-                               "(declare it with `override` to see why), or use the plugin on a "
-                               "listener with \"framing\": \"raw\" if it serves whole connections");
-        }
-        if (!version.built_with_serve()) {
-            throw plugin_error(where +
-                               " was built against an SDK older than 1.3, which cannot serve whole "
-                               "connections; rebuild it against this plugd's SDK");
-        }
-        if (!version.serves_connections()) {
-            throw plugin_error(where +
-                               " does not override plugd::handler::serve(plugd::connection&), so "
-                               "it cannot serve a whole connection; a serve() with another "
-                               "signature does not override it (declare it with `override`), or "
-                               "use the plugin on a line, oneshot or http listener");
-        }
+        for_each_chain(l, i, [&](const std::vector<std::string>& chain, const std::string& at) {
+            // Every instance but the last stands before another: it must be a filter.
+            for (std::size_t k = 0; k + 1 < chain.size(); ++k) {
+                const plugin_version& version = version_of(chain[k]);
+                if (version.filters()) continue;
+                throw plugin_error(
+                    "listener \"" + l.name + "\" (" + at + "/chain/" + std::to_string(k) +
+                    "): plugin \"" + chain[k] + "\" (" + version.spec().file.string() +
+                    ") is not a filter, so it cannot stand before \"" + chain[k + 1] +
+                    "\" in a chain: it does not override plugd::handler::filter(plugd::request, "
+                    "plugd::reply&, plugd::chain_next)" +
+                    (sdk_minor_of(version.abi_fingerprint()) < 4
+                         ? " (it was built against an SDK older than 1.4, which has no filters)"
+                         : "") +
+                    "; put it last, or use a filter plugin there");
+            }
+            const std::string& last = chain.back();
+            const plugin_version& version = version_of(last);
+            const std::string framing = "\"" + std::string{to_string(l.framing)} + "\"";
+            const std::string where =
+                "listener \"" + l.name + "\" (" +
+                (l.routes.empty() ? at + "/framing is " + framing : at + ", framing " + framing) +
+                "): plugin \"" + last + "\" (" + version.spec().file.string() + ")";
+            if (!hands_over_connections(l.framing)) {
+                if (version.answers_requests()) return;
+                throw plugin_error(
+                    where +
+                    " does not override plugd::handler::handle(plugd::request, "
+                    "plugd::reply&), so it could only answer every request with an "
+                    "error; a handle() with another signature does not override it "
+                    "(declare it with `override` to see why), or use the plugin on a "
+                    "listener with \"framing\": \"raw\" if it serves whole connections");
+            }
+            if (!version.built_with_serve()) {
+                throw plugin_error(where +
+                                   " was built against an SDK older than 1.3, which cannot serve "
+                                   "whole connections; rebuild it against this plugd's SDK");
+            }
+            if (!version.serves_connections()) {
+                throw plugin_error(
+                    where +
+                    " does not override plugd::handler::serve(plugd::connection&), so "
+                    "it cannot serve a whole connection; a serve() with another "
+                    "signature does not override it (declare it with `override`), or "
+                    "use the plugin on a line, oneshot or http listener");
+            }
+        });
     }
 }
 
@@ -359,6 +380,11 @@ bool plugin_version::serves_connections() const {
 
 bool plugin_version::answers_requests() const noexcept {
     return (entry_points_ & detail::answers_requests) != 0;
+}
+
+bool plugin_version::filters() const {
+    // Before 1.4 the handler has no filter slot to call, whatever the entry points say.
+    return sdk_minor_of(abi_fingerprint_) >= 4 && (entry_points_ & detail::filters) != 0;
 }
 
 std::string plugin_version::describe() const {

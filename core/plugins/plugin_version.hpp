@@ -67,6 +67,9 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// Whether it overrides handle() (as far as PLUGD_PLUGIN recorded: plugins built before
     /// it did, and handlers compiled into the harness, count as overriding it).
     bool answers_requests() const noexcept;
+    /// Whether it overrides handler::filter (built against SDK 1.4 or later), so it may
+    /// stand before another instance in a chain.
+    bool filters() const;
     /// When it was loaded, in milliseconds since the Unix epoch.
     std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
 

@@ -98,7 +98,7 @@ std::string deployment::apply(const server_config& running, const server_config&
                                                                : generation_ + 1;
 
     plugin_map loaded;
-    std::vector<std::vector<std::shared_ptr<route>>> bound;
+    std::vector<std::vector<std::shared_ptr<shard_listener>>> bound;
     try {
         // A state file that could not be saved at stop is refused now, not found out then
         // (a worker's master writes it, and checks it).
@@ -197,7 +197,7 @@ std::string deployment::apply(const server_config& running, const server_config&
         const auto at = bound[i].front()->acceptor.local_endpoint();
         const std::string systemd_note = from_systemd_note(passed_, l, at);
         log::info("listener " + l.name + ": listening on " + format_endpoint(at) + " (framing " +
-                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + ")" +
+                      std::string{to_string(l.framing)} + ", " + dispatch_summary(l) + ")" +
                       systemd_note,
                   {log::tag("listener", l.name), log::tag("plugin", l.plugin)});
         held_.push_back(l);

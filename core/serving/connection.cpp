@@ -19,6 +19,7 @@
 #include "faults/running_code.hpp"
 #include "framing/framings.hpp"
 #include "log.hpp"
+#include "routing/request_path.hpp"
 #include "serving/raw_stream.hpp"
 
 namespace plugd {
@@ -26,24 +27,28 @@ namespace {
 
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
-// A request starts: it is served by the route's plugin version current now, so a reload
-// swaps the version between requests, also on connections that stay open.
-plugin_ref& begin_request(client_connection& c) noexcept {
-    plugin_ref& plugin = *c.via->plugin;
-    ++plugin.in_flight;
-    c.active = &plugin;
+// A request starts on `chain` of `table`, the listener's dispatch current now, so a reload
+// swaps the whole composition between requests, also on connections that stay open. Null
+// when it may run; else the cap of the instance at its max_in_flight (nothing counted).
+const in_flight_cap* begin_request(client_connection& c, dispatch_table& table,
+                                   const chain_slot& chain) noexcept {
+    if (const in_flight_cap* full = c.owner.request_begins(table, chain)) return full;
+    c.active = &chain;
+    c.pinned = &table;
     c.begin_phase(client_connection::phase_kind::handling);
     // What a stall or crash report names; alive while the request runs.
-    this_thread_runs() = {plugin.version->spec().name.c_str(), plugin.version->generation(),
+    const plugin_version& answering = chain.answering();
+    this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
                           c.via->spec.name.c_str(), c.peer.c_str()};
-    return plugin;
+    return nullptr;
 }
 
 // The handler threw `error`: logs it with the plugin's name and returns how it failed.
 // Only the first of a kind on this listener and thread is logged at once; the shard's
 // sweeper counts the rest into a line every 5 s at most (repeated_warning).
-const request_failure* request_failed(const client_connection& c, const plugin_ref& plugin,
+const request_failure* request_failed(const client_connection& c, const chain_slot& chain,
                                       std::exception_ptr error) {
+    const std::string& plugin = *chain.plugin;
     if (c.aborted) return c.aborted;  // the throw is the cancellation we caused
     try {
         std::rethrow_exception(error);
@@ -51,32 +56,43 @@ const request_failure* request_failed(const client_connection& c, const plugin_r
         if (!c.via->warnings[warning_kind::busy].first()) return &failure::busy;
         log::warn(std::string{e.what()} + " (" + c.peer + " on listener " + c.via->spec.name +
                       " got ERR busy; raise /offload_queue or /offload_threads if this persists)",
-                  {log::tag("plugin", plugin.version->spec().name),
-                   log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+                  {log::tag("plugin", plugin), log::tag("listener", c.via->spec.name),
+                   log::tag("peer", c.peer)});
         return &failure::busy;
     } catch (const std::exception& e) {
         if (!c.via->warnings[warning_kind::handler_failed].first()) return &failure::exception;
-        log::error("plugin " + plugin.version->spec().name + " failed a request from " + c.peer +
-                       " on listener " + c.via->spec.name + ": " + e.what(),
-                   {log::tag("plugin", plugin.version->spec().name),
-                    log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+        log::error("plugin " + plugin + " failed a request from " + c.peer + " on listener " +
+                       c.via->spec.name + ": " + e.what(),
+                   {log::tag("plugin", plugin), log::tag("listener", c.via->spec.name),
+                    log::tag("peer", c.peer)});
     } catch (...) {
         if (!c.via->warnings[warning_kind::handler_failed].first()) return &failure::exception;
-        log::error("plugin " + plugin.version->spec().name +
-                       " threw a non-standard exception for " + c.peer,
-                   {log::tag("plugin", plugin.version->spec().name),
-                    log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+        log::error("plugin " + plugin + " threw a non-standard exception for " + c.peer,
+                   {log::tag("plugin", plugin), log::tag("listener", c.via->spec.name),
+                    log::tag("peer", c.peer)});
     }
     return &failure::exception;
 }
 
 // A request ends: releases its version. True when the request was aborted, whose
 // cancellation the caller must then clear so the error reply can still be written.
-bool end_request(client_connection& c, plugin_ref& plugin) noexcept {
-    c.active = nullptr;
+bool end_request(client_connection& c) noexcept {
+    c.owner.request_done(*std::exchange(c.pinned, nullptr), *std::exchange(c.active, nullptr));
     this_thread_runs() = {};
-    c.owner.request_done(plugin);
     return c.aborted != nullptr;
+}
+
+// A request refused because an instance of its chain is at its max_in_flight: counted by
+// the caller as busy, logged as repeated warnings are (the first at once, the rest summed).
+const request_failure* at_capacity(const client_connection& c, const in_flight_cap& cap) {
+    if (c.via->warnings[warning_kind::at_capacity].first())
+        log::warn("plugin " + cap.instance + " is at its max_in_flight (" +
+                      std::to_string(cap.limit) + " requests at once): " + c.peer +
+                      " on listener " + c.via->spec.name + " got 503 / ERR busy; raise /plugins/" +
+                      cap.instance + "/max_in_flight if the plugin can take more",
+                  {log::tag("plugin", cap.instance), log::tag("listener", c.via->spec.name),
+                   log::tag("peer", c.peer)});
+    return &failure::busy;
 }
 
 // After refusing a request, the client may still be sending it. Closing a socket with
@@ -99,7 +115,7 @@ asio::awaitable<void> linger(client_connection& c) {
 
 }  // namespace
 
-client_connection::client_connection(shard& s, std::shared_ptr<route> r, transport t)
+client_connection::client_connection(shard& s, std::shared_ptr<shard_listener> r, transport t)
     : owner{s},
       via{std::move(r)},
       wire{std::move(t)},
@@ -155,20 +171,98 @@ void release_unsent(client_connection& c) noexcept {
     c.unsent = nullptr;
 }
 
-// One line of a listener's access log: who asked which plugin, and how it ended.
-void log_access(const client_connection& c, const std::string& plugin, std::string_view outcome,
-                std::size_t bytes_in, std::size_t bytes_out,
+// One line of a listener's access log: who asked which route and plugin, and how it ended.
+// `route` and `plugin` are empty for a request no plugin saw (no route matched).
+void log_access(const client_connection& c, std::string_view route, std::string_view plugin,
+                std::string_view outcome, std::size_t bytes_in, std::size_t bytes_out,
                 std::chrono::steady_clock::time_point started) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - started)
                         .count();
+    const std::string bytes_in_text = std::to_string(bytes_in);
+    const std::string bytes_out_text = std::to_string(bytes_out);
+    const std::string duration = std::to_string(us);
+    if (c.via->table && c.via->table->routed) {
+        log::info("access", {{"listener", c.via->spec.name},
+                             {"peer", c.peer},
+                             {"route", route},
+                             {"plugin", plugin},
+                             {"outcome", outcome},
+                             {"bytes_in", bytes_in_text},
+                             {"bytes_out", bytes_out_text},
+                             {"duration_us", duration}});
+        return;
+    }
     log::info("access", {{"listener", c.via->spec.name},
                          {"peer", c.peer},
                          {"plugin", plugin},
                          {"outcome", outcome},
-                         {"bytes_in", std::to_string(bytes_in)},
-                         {"bytes_out", std::to_string(bytes_out)},
-                         {"duration_us", std::to_string(us)}});
+                         {"bytes_in", bytes_in_text},
+                         {"bytes_out", bytes_out_text},
+                         {"duration_us", duration}});
+}
+
+// Where a decoded request goes: a chain, or a status the core answers by itself (400 for
+// a path that cannot be normalised, 404, 405) on a listener with routes.
+struct dispatched {
+    const chain_slot* chain = nullptr;
+    int status = 0;            ///< no chain: what the client gets
+    std::string_view message;  ///< what request::message() returns
+};
+
+// Routes `next` on `table` (a listener with routes: HTTP only). `extras` gets the route
+// and the rest of the path; `fields` an Allow field for a 405.
+template <codec Codec>
+dispatched route_request(const dispatch_table& table, const frame& next, Codec& codec,
+                         detail::request_extras& extras, std::string& fields) {
+    if (!table.routed) return {&table.chains.front(), 0, next.message};
+    if constexpr (requires { codec.routing(); }) {
+        route_scratch& scratch = codec.routing();
+        const http_request_view& http = *next.http;
+        const std::size_t path_length = normalize_target(http.target, scratch.path);
+        if (path_length == std::string_view::npos) return {nullptr, 400, {}};
+        const std::string_view path = std::string_view{scratch.path}.substr(0, path_length);
+        const std::string_view host =
+            table.routes.uses_hosts()
+                ? request_host(http.target, request{{}, {}, {}, &http}.header("host"), scratch.host)
+                : std::string_view{};
+        const auto m = table.routes.find(host, path, http.method);
+        if (m.what == route_table::match::kind::method_not_allowed) {
+            fields += "Allow: ";
+            table.routes.append_allowed(host, path, fields);
+            fields += "\r\n";
+            return {nullptr, 405, {}};
+        }
+        if (m.what == route_table::match::kind::not_found) return {nullptr, 404, {}};
+        const chain_slot& chain = table.chains[m.route];
+        extras.route = chain.route;
+        extras.path_rest = path.substr(m.prefix_length);
+        // As on a listener without routes, where the message is the target after its '/':
+        // here, after the route's prefix (with the query, decoded, when there is one).
+        const std::string_view message =
+            http.body.empty() ? std::string_view{scratch.path}.substr(m.prefix_length) : http.body;
+        return {&chain, 0, message};
+    } else {
+        return {&table.chains.front(), 0, next.message};
+    }
+}
+
+// What the core answers for a request no route took, and counts it as.
+void answer_unrouted(client_connection& c, const dispatched& where, std::string& body) {
+    listener_stats* traffic = c.via->traffic;
+    switch (where.status) {
+        case 400:
+            body += "bad request path: a bad percent-escape, or \"..\" above the root";
+            if (traffic) ++traffic->bad_requests;
+            break;
+        case 405:
+            body += "method not allowed on this path (see Allow)";
+            if (traffic) ++traffic->method_not_allowed;
+            break;
+        default:
+            body += "no route for this host and path";
+            if (traffic) ++traffic->not_found;
+    }
 }
 
 // The connection after a codec's protocol switch: the plugin serves it as a byte stream
@@ -176,23 +270,30 @@ void log_access(const client_connection& c, const std::string& plugin, std::stri
 // it started on until it ends (a reload's drain waits for it, up to
 // reload_drain_timeout_ms), and its phases are timed as a request's.
 asio::awaitable<void> serve_stream(client_connection& c) {
-    request_stats* counted = c.via->requests;
+    dispatch_table& table = *c.via->table;
+    const chain_slot& chain = table.chains.front();  // raw and upgrades: one chain of one
+    request_stats* counted = chain.requests;
     const bool access = c.via->spec.access_log;
     const auto started = access || counted ? std::chrono::steady_clock::now()
                                            : std::chrono::steady_clock::time_point{};
-    plugin_ref& plugin = begin_request(c);
-    const std::string plugin_name = access ? plugin.version->spec().name : std::string{};
+    c.counted = counted;
+    if (const in_flight_cap* full = begin_request(c, table, chain)) {
+        at_capacity(c, *full);
+        if (counted) ++counted->errors[static_cast<std::size_t>(request_error::busy)];
+        co_return;
+    }
+    const std::string plugin_name = access ? *chain.plugin : std::string{};
     c.streaming = true;
     raw_stream stream{c};
     const request_failure* failed = nullptr;
     try {
-        co_await plugin.version->handler().serve(stream);
+        co_await chain.handlers.front()->serve(stream);
     } catch (...) {
-        failed = request_failed(c, plugin, std::current_exception());
+        failed = request_failed(c, chain, std::current_exception());
     }
     // The stream's protocol is the plugin's: a failure gets no error reply, only a close.
     if (c.aborted) failed = c.aborted;
-    end_request(c, plugin);
+    end_request(c);
     if (counted) {
         counted->record(std::chrono::steady_clock::now() - started);
         // The sweeper counted a write timeout already.
@@ -200,8 +301,9 @@ asio::awaitable<void> serve_stream(client_connection& c) {
             ++counted->errors[static_cast<std::size_t>(failed->kind)];
     }
     if (access) {
-        log_access(c, plugin_name, failed ? (*failed->line ? failed->line : "closed") : "ok",
-                   stream.bytes_in(), stream.bytes_out(), started);
+        log_access(c, chain.route, plugin_name,
+                   failed ? (*failed->line ? failed->line : "closed") : "ok", stream.bytes_in(),
+                   stream.bytes_out(), started);
     }
 }
 
@@ -240,34 +342,50 @@ asio::awaitable<bool> serve(client_connection& c) {
             if (out.empty()) out = pool.take_string();  // a reply string that has grown before
             std::string& sink = codec.reply_buffer(out);
             http_reply_head* const head = codec.reply_head();
+            dispatch_table& table = *c.via->table;  // the composition current now
+            detail::request_extras extras;
+            const dispatched where =
+                route_request(table, next, codec, extras, head ? *head->fields : sink);
+            const chain_slot* const chain = where.chain;
             // The access log's and the metrics' clock reads and the copied name cost nothing
             // when they are off.
             const bool access = c.via->spec.access_log;
-            request_stats* counted = c.via->requests;  // the plugin's now, even after a reload
+            request_stats* counted = chain ? chain->requests : nullptr;
             const auto started = access || counted ? std::chrono::steady_clock::now()
                                                    : std::chrono::steady_clock::time_point{};
-            plugin_ref& plugin = begin_request(c);
-            const std::string plugin_name = access ? plugin.version->spec().name : std::string{};
+            const std::string plugin_name = access && chain ? *chain->plugin : std::string{};
             const std::size_t mark = sink.size();
             const request_failure* failed = nullptr;
-            // Replies before this request wait for the batch's write; should this handler
-            // wait first, they go out then (see host/suspension.hpp).
-            if (out.size() > unsent.sent) {
-                unsent.end = out.size();
-                c.unsent = &unsent;
-                c.owner.hold_unsent(c);
+            if (!chain) {
+                answer_unrouted(c, where, sink);
+            } else if (const in_flight_cap* full = begin_request(c, table, *chain)) {
+                failed = at_capacity(c, *full);
+            } else {
+                if (chain->links.size() > 1) {  // filters may attach values for later links
+                    if (!c.attributes) c.attributes = std::make_unique<attribute_store>();
+                    c.attributes->clear();
+                    extras.attributes = c.attributes.get();
+                }
+                // Replies before this request wait for the batch's write; should this
+                // handler wait first, they go out then (see host/suspension.hpp).
+                if (out.size() > unsent.sent) {
+                    unsent.end = out.size();
+                    c.unsent = &unsent;
+                    c.owner.hold_unsent(c);
+                }
+                try {
+                    reply answer{sink, head};
+                    co_await chain->run(
+                        request{where.message, c.peer, c.via->spec.name, next.http, &extras},
+                        answer);
+                    release_unsent(c);
+                } catch (...) {
+                    release_unsent(c);  // first: logging the failure may throw
+                    failed = request_failed(c, *chain, std::current_exception());
+                }
+                if (c.aborted) failed = c.aborted;
+                if (end_request(c)) co_await asio::this_coro::reset_cancellation_state();
             }
-            try {
-                reply answer{sink, head};
-                co_await plugin.version->handler().handle(
-                    request{next.message, c.peer, c.via->spec.name, next.http}, answer);
-                release_unsent(c);
-            } catch (...) {
-                release_unsent(c);  // first: logging the failure may throw
-                failed = request_failed(c, plugin, std::current_exception());
-            }
-            if (c.aborted) failed = c.aborted;
-            if (end_request(c, plugin)) co_await asio::this_coro::reset_cancellation_state();
             if (failed) {  // what the handler wrote goes; the failure's text replaces it
                 sink.resize(mark);
                 sink += failed->line;
@@ -275,7 +393,11 @@ asio::awaitable<bool> serve(client_connection& c) {
             }
             c.input.consume(next.consumed);
             answered = true;
-            const int status = failed ? failed->status : head ? head->status : 200;
+            const int status = failed   ? failed->status
+                               : !chain ? where.status
+                               : head   ? head->status
+                                        : 200;
+            c.counted = counted;
             if (counted) {
                 counted->record(std::chrono::steady_clock::now() - started);
                 if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
@@ -284,7 +406,8 @@ asio::awaitable<bool> serve(client_connection& c) {
                 const std::string outcome = Codec::replies_have_status ? std::to_string(status)
                                             : failed                   ? failed->line
                                                                        : "ok";
-                log_access(c, plugin_name, outcome, next.consumed, sink.size() - mark, started);
+                log_access(c, chain ? std::string_view{chain->route} : std::string_view{},
+                           plugin_name, outcome, next.consumed, sink.size() - mark, started);
             }
             // Closing (a stop, or its listener removed by a reload) or about to (a drain):
             // the codec says so if its protocol can, so a keep-alive client leaves cleanly

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "routing/request_attributes.hpp"
 #include "serving/buffer_pool.hpp"
 #include "serving/shard.hpp"
 #include "serving/traffic_stats.hpp"
@@ -79,7 +80,7 @@ struct unsent_replies {
 struct client_connection {
     /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
     /// once it has closed.
-    client_connection(shard& s, std::shared_ptr<route> r, transport t);
+    client_connection(shard& s, std::shared_ptr<shard_listener> r, transport t);
     ~client_connection();
     client_connection(const client_connection&) = delete;
     client_connection& operator=(const client_connection&) = delete;
@@ -132,7 +133,7 @@ struct client_connection {
     }
 
     shard& owner;
-    std::shared_ptr<route> via;
+    std::shared_ptr<shard_listener> via;
     transport wire;    ///< the bytes to and from the client
     std::string peer;  ///< "ip:port", formatted once
     /// Bound to the connection's coroutine: emitting it cancels what the coroutine awaits,
@@ -150,7 +151,15 @@ struct client_connection {
     bool streaming = false;  ///< handler::serve owns it (its reads are the plugin's: no parking)
     std::uint64_t phase_sequence = 0;
     phase_clock phase_age;
-    plugin_ref* active = nullptr;              ///< the version running the current request, if any
+    /// The chain running the current request, if any, and the table it pinned.
+    const chain_slot* active = nullptr;
+    dispatch_table* pinned = nullptr;
+    /// Where the last request counted (ledger memory, never freed): a write timeout
+    /// counts there.
+    request_stats* counted = nullptr;
+    /// What filters attach to the request running now (request::attach); made by the
+    /// connection's first request through a chain with filters, reused by the next ones.
+    std::unique_ptr<attribute_store> attributes;
     const request_failure* aborted = nullptr;  ///< set by abort(): the request's outcome
     unsent_replies* unsent = nullptr;  ///< while a request runs, with replies before it unsent
     connection_link in_shard;          ///< in the shard's list of its connections

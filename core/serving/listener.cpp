@@ -37,11 +37,11 @@ bool inherited_matches(int fd, const tcp::endpoint& wanted) {
 }
 
 // Each shard accepts on its own duplicate of the inherited socket: the same accept queue.
-std::vector<std::shared_ptr<route>> adopt(passed_socket passed, const listener_spec& spec,
-                                          std::vector<std::unique_ptr<shard>>& shards) {
-    std::vector<std::shared_ptr<route>> routes;
+std::vector<std::shared_ptr<shard_listener>> adopt(passed_socket passed, const listener_spec& spec,
+                                                   std::vector<std::unique_ptr<shard>>& shards) {
+    std::vector<std::shared_ptr<shard_listener>> routes;
     for (auto& s : shards) {
-        auto r = std::make_shared<route>(s->io(), spec);
+        auto r = std::make_shared<shard_listener>(s->io(), spec);
         const int own = ::fcntl(passed.fd, F_DUPFD_CLOEXEC, 0);
         boost::system::error_code ec;
         if (own >= 0) {
@@ -100,11 +100,9 @@ std::string bind_advice(const boost::system::error_code& ec, const std::vector<l
 
 }  // namespace
 
-std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
-                                                  const listener_spec& spec,
-                                                  const std::vector<listener_spec>& held,
-                                                  std::vector<std::unique_ptr<shard>>& shards,
-                                                  passed_socket passed) {
+std::vector<std::shared_ptr<shard_listener>> bind_listener(
+    const server_config& cfg, const listener_spec& spec, const std::vector<listener_spec>& held,
+    std::vector<std::unique_ptr<shard>>& shards, passed_socket passed) {
     const tcp::endpoint wanted{asio::ip::make_address(spec.address), spec.port};
     if (passed.fd >= 0 && (passed.from_systemd || inherited_matches(passed.fd, wanted)))
         return adopt(passed, spec, shards);
@@ -131,10 +129,10 @@ std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
         if (!ec) probe.bind(wanted, ec);
         if (ec) fail("bind", ec);
     }
-    std::vector<std::shared_ptr<route>> routes;
+    std::vector<std::shared_ptr<shard_listener>> routes;
     std::uint16_t port = spec.port;
     for (auto& s : shards) {
-        auto r = std::make_shared<route>(s->io(), spec);
+        auto r = std::make_shared<shard_listener>(s->io(), spec);
         auto& a = r->acceptor;
         const tcp::endpoint at{wanted.address(), port};
         a.open(at.protocol(), ec);

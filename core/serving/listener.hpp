@@ -19,10 +19,8 @@ namespace plugd {
 /// are bound to) has it. With a `passed` listening socket (systemd's, or a supervising
 /// master's for a listener of the same address and port), each shard accepts on a
 /// duplicate of it instead: one accept queue for every shard and every worker process.
-std::vector<std::shared_ptr<route>> bind_listener(const server_config& cfg,
-                                                  const listener_spec& spec,
-                                                  const std::vector<listener_spec>& held,
-                                                  std::vector<std::unique_ptr<shard>>& shards,
-                                                  passed_socket passed = {});
+std::vector<std::shared_ptr<shard_listener>> bind_listener(
+    const server_config& cfg, const listener_spec& spec, const std::vector<listener_spec>& held,
+    std::vector<std::unique_ptr<shard>>& shards, passed_socket passed = {});
 
 }  // namespace plugd

@@ -20,8 +20,9 @@ enum class warning_kind : std::uint8_t {
     message_timeout,   ///< raw: the rest of a message not received in time
     write_timeout,     ///< the client did not read its replies
     connection_limit,  ///< max_connections: only ever summarised (count())
+    at_capacity,       ///< a plugin instance at its max_in_flight: 503 / ERR busy
 };
-inline constexpr std::size_t warning_kinds = 7;
+inline constexpr std::size_t warning_kinds = 8;
 
 /// One kind of warning on one listener of one shard. Touched only by that shard's thread:
 /// counting one is a plain write to a field of its own, with no lock, no atomic and no

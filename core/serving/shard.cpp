@@ -89,11 +89,33 @@ void shard::retire(std::unique_ptr<plugin_ref> p) {
     }
 }
 
-void shard::request_done(plugin_ref& p) noexcept {
+void shard::link_done(plugin_ref& p) noexcept {
     if (--p.in_flight > 0 || !p.retired) return;
     // The last request on a replaced version.
     release(p);
     std::erase_if(retiring_, [&](const auto& r) { return r.get() == &p; });
+}
+
+const in_flight_cap* shard::request_begins(dispatch_table& table,
+                                           const chain_slot& chain) noexcept {
+    for (std::size_t i = 0; i < chain.caps.size(); ++i) {
+        const in_flight_cap& cap = chain.caps[i];
+        if (cap.running->fetch_add(1, std::memory_order_relaxed) < cap.limit) continue;
+        for (std::size_t j = 0; j <= i; ++j)
+            chain.caps[j].running->fetch_sub(1, std::memory_order_relaxed);
+        return &cap;
+    }
+    ++table.in_flight;
+    for (plugin_ref* link : chain.links) ++link->in_flight;
+    return nullptr;
+}
+
+void shard::request_done(dispatch_table& table, const chain_slot& chain) noexcept {
+    for (const in_flight_cap& cap : chain.caps)
+        cap.running->fetch_sub(1, std::memory_order_relaxed);
+    for (plugin_ref* link : chain.links) link_done(*link);
+    if (--table.in_flight > 0 || !table.retired) return;
+    std::erase_if(retired_tables_, [&](const auto& t) { return t.get() == &table; });
 }
 
 void shard::connection_opened(client_connection& c) noexcept {
@@ -123,7 +145,7 @@ void shard::write_unsent(void* self) noexcept {
     }
 }
 
-bool shard::reclaim_idle(route& r) {
+bool shard::reclaim_idle(shard_listener& r) {
     if (r.idle.empty()) return false;
     r.idle.front().self->close_when_idle();  // unlinks it
     ++r.reclaimed;
@@ -150,6 +172,9 @@ constexpr std::array<summary_words, warning_kinds> summary_of{{
     {false, "client(s) did not send the rest of a message within request_timeout_ms: closed", ""},
     {false, "client(s) did not read their replies for write_timeout_ms: closed", ""},
     {false, "", ""},  // connection_limit: a line of its own below
+    {false, "request(s) refused at a plugin's max_in_flight (503 / ERR busy)",
+     "the first one's line above names the plugin; raise its max_in_flight if it can take "
+     "more"},
 }};
 
 }  // namespace
@@ -157,7 +182,7 @@ constexpr std::array<summary_words, warning_kinds> summary_of{{
 void shard::report_repeated_warnings(bool flush) {
     const auto now = std::chrono::steady_clock::now();
     const std::string thread = " (thread " + std::to_string(index_) + "): ";
-    for (auto& [name, r] : routes_) {
+    for (auto& [name, r] : listeners_) {
         for (std::size_t k = 0; k < warning_kinds; ++k) {
             auto& w = r->warnings.kinds[k];
             const auto due = flush ? w.flush(now) : w.due(now);
@@ -178,15 +203,16 @@ void shard::report_repeated_warnings(bool flush) {
             }
             const auto& words = summary_of[k];
             const auto seconds = std::chrono::round<std::chrono::seconds>(due.over).count();
-            std::string line = words.names_plugin
-                                   ? "plugin " + r->spec.plugin + " on listener " + name
-                                   : "listener " + name;
+            // A listener with routes has a plugin per route: the first line named it.
+            const bool names_plugin = words.names_plugin && !r->spec.plugin.empty();
+            std::string line = names_plugin ? "plugin " + r->spec.plugin + " on listener " + name
+                                            : "listener " + name;
             line += thread + std::to_string(due.count) + " more " + words.what;
             if (seconds > 0) line += " in the last " + std::to_string(seconds) + " s";
             line += " (repeats are logged at most every 5 s";
             line += *words.advice ? std::string{"; "} + words.advice + ")" : ")";
             const std::string repeats = std::to_string(due.count);
-            if (words.names_plugin) {
+            if (names_plugin) {
                 log::warn(line, {log::tag("plugin", r->spec.plugin), log::tag("listener", name),
                                  log::tag("repeats", repeats)});
             } else {
@@ -215,47 +241,93 @@ void shard::apply(shard_update update) {
         if (!slot) slot = std::make_unique<plugin_ref>(plugin_ref{std::move(version), 0, false});
     }
     for (const auto& name : update.removed) {
-        auto it = routes_.find(name);
-        if (it == routes_.end()) continue;
-        close_route(*it->second);
-        routes_.erase(it);
+        auto it = listeners_.find(name);
+        if (it == listeners_.end()) continue;
+        close_listener(*it->second);
+        listeners_.erase(it);
     }
     for (const auto& spec : update.kept) {
-        auto& r = *routes_.at(spec.name);
+        auto& r = *listeners_.at(spec.name);
         r.spec.framing = spec.framing;  // used by connections accepted from now on
         r.spec.plugin = spec.plugin;
+        r.spec.chain = spec.chain;
+        r.spec.routes = spec.routes;
         r.spec.limits = spec.limits;  // read at each use: applies to open connections too
     }
     for (auto& r : update.added) {
-        routes_[r->spec.name] = r;
+        listeners_[r->spec.name] = r;
         asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
     }
     // The sweeper enforces every connection's timeouts; ticking at an eighth of the
     // shortest bounds how late it notices to an eighth.
     auto shortest = std::chrono::milliseconds{8000};
-    for (auto& [name, r] : routes_) {
-        r->plugin = plugins_.at(r->spec.plugin).get();
+    // Every listener gets a new table, even one whose chains did not change: its links
+    // point at plugin_refs, which change with any version. The old one goes when its last
+    // request ends.
+    for (auto& [name, r] : listeners_) {
         const auto& l = r->spec.limits;
         shortest = std::min({shortest, l.idle_timeout, l.request_timeout, l.write_timeout});
-    }
-    sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
-    for (auto& [name, r] : routes_) {
-        if (!update.count_traffic) {
+        if (update.count_traffic) {
+            auto& traffic = listener_stats_[name];
+            if (!traffic) traffic = ledger_.listener(index_, name);
+            r->traffic = traffic;
+        } else {
             r->traffic = nullptr;
-            r->requests = nullptr;
+        }
+        auto table = make_table(*r, update.count_traffic);
+        r->table = table.get();
+        auto& slot = tables_[name];
+        if (slot) {
+            slot->retired = true;
+            if (slot->in_flight > 0) retired_tables_.push_back(std::move(slot));
+        }
+        slot = std::move(table);
+    }
+    for (auto it = tables_.begin(); it != tables_.end();) {  // of removed listeners
+        if (listeners_.contains(it->first)) {
+            ++it;
             continue;
         }
-        auto& traffic = listener_stats_[name];
-        if (!traffic) traffic = ledger_.listener(index_, name);
-        auto& requests = request_stats_[{name, r->spec.plugin}];
-        if (!requests) requests = ledger_.requests(index_, name, r->spec.plugin);
-        r->traffic = traffic;
-        r->requests = requests;
+        it->second->retired = true;
+        if (it->second->in_flight > 0) retired_tables_.push_back(std::move(it->second));
+        it = tables_.erase(it);
     }
-    if (!sweeping_ && !routes_.empty()) {
+    sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
+    if (!sweeping_ && !listeners_.empty()) {
         sweeping_ = true;
         asio::co_spawn(io_, sweep(), [](std::exception_ptr) {});
     }
+}
+
+std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool count_traffic) {
+    auto table = std::make_unique<dispatch_table>();
+    const auto add_chain = [&](const std::vector<std::string>& names, const std::string& route) {
+        chain_slot& chain = table->chains.emplace_back();
+        for (const auto& name : names) {
+            plugin_ref* ref = plugins_.at(name).get();
+            chain.links.push_back(ref);
+            chain.handlers.push_back(&ref->version->handler());
+            if (const auto cap = ref->version->spec().max_in_flight; cap > 0)
+                chain.caps.push_back({&instance_in_flight(name), cap, name});
+        }
+        chain.route = route;
+        chain.plugin = &chain.answering().spec().name;
+        if (count_traffic) {
+            auto& requests = request_stats_[{l.spec.name, route, names.back()}];
+            if (!requests) requests = ledger_.requests(index_, l.spec.name, route, names.back());
+            chain.requests = requests;
+        }
+    };
+    if (l.spec.routes.empty()) {
+        add_chain(l.spec.chain, {});
+    } else {
+        table->routed = true;
+        table->routes = route_table{l.spec.routes};
+        for (const auto& route : l.spec.routes) add_chain(route.chain, route.label);
+    }
+    // The spans point into vectors that no longer grow.
+    for (auto& chain : table->chains) chain.run = handler_chain{chain.handlers};
+    return table;
 }
 
 asio::awaitable<void> shard::sweep() {
@@ -275,11 +347,11 @@ asio::awaitable<void> shard::sweep() {
                     if (age < limits.request_timeout) break;
                     if (c.via->warnings[warning_kind::request_timeout].first())
                         log::warn(
-                            "plugin " + c.active->version->spec().name + ": request from " +
-                                c.peer + " on listener " + c.via->spec.name +
+                            "plugin " + *c.active->plugin + ": request from " + c.peer +
+                                " on listener " + c.via->spec.name +
                                 " exceeded request_timeout_ms (" +
                                 std::to_string(limits.request_timeout.count()) + "): cancelled",
-                            {log::tag("plugin", c.active->version->spec().name),
+                            {log::tag("plugin", *c.active->plugin),
                              log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::timeout);
                     break;
@@ -292,7 +364,7 @@ asio::awaitable<void> shard::sweep() {
                                 std::to_string(limits.write_timeout.count()) + "): closed",
                             {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
                     c.abort(failure::write_timeout);
-                    if (auto* counted = c.via->requests)
+                    if (auto* counted = c.counted)
                         ++counted->errors[static_cast<std::size_t>(request_error::write_timeout)];
                     break;
                 case phase::waiting:
@@ -321,11 +393,11 @@ asio::awaitable<void> shard::sweep() {
 void shard::abort_requests_on(const plugin_version* version) {
     for (connection_link& link : connections_) {
         client_connection& c = *link.self;
-        if (c.active && c.active->version.get() == version) c.abort(failure::drain_timeout);
+        if (c.active && c.active->runs(version)) c.abort(failure::drain_timeout);
     }
 }
 
-asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
+asio::awaitable<void> shard::accept_loop(std::shared_ptr<shard_listener> r) {
     const auto as_tuple = asio::as_tuple(asio::use_awaitable);
     for (;;) {
         auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
@@ -368,9 +440,9 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<route> r) {
     }
 }
 
-void shard::close_route(route& r) {
+void shard::close_listener(shard_listener& r) {
     r.closing = true;
-    r.plugin = nullptr;  // its version is retired and may go: nothing may start on it
+    r.table = nullptr;  // its versions are retired and may go: nothing may start on them
     boost::system::error_code ignored;
     r.acceptor.close(ignored);
     for (connection_link& link : connections_) {
@@ -381,11 +453,12 @@ void shard::close_route(route& r) {
 shard_snapshot shard::snapshot() const {
     shard_snapshot s;
     for (const auto& [name, stats] : listener_stats_) {
-        auto r = routes_.find(name);
-        s.listeners.push_back({name, *stats, r != routes_.end() ? r->second->open_connections : 0});
+        auto r = listeners_.find(name);
+        s.listeners.push_back(
+            {name, *stats, r != listeners_.end() ? r->second->open_connections : 0});
     }
     for (const auto& [key, stats] : request_stats_) {
-        s.requests.push_back({key.first, key.second, *stats});
+        s.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats});
     }
     for (const auto& [name, p] : plugins_) {
         s.versions.push_back({name, p->version->generation(), p->in_flight, false});
@@ -404,8 +477,8 @@ void shard::begin_shutdown() {
     if (stalls_) stalls_->stop_watching(index_);
     heartbeat_.cancel();
     if (connections_.empty()) sweeper_.cancel();
-    for (auto& [name, r] : routes_) close_route(*r);
-    routes_.clear();
+    for (auto& [name, r] : listeners_) close_listener(*r);
+    listeners_.clear();
     work_.reset();
 }
 

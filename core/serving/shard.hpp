@@ -18,12 +18,14 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "config.hpp"
 #include "faults/stall_monitor.hpp"
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
+#include "serving/dispatch_table.hpp"
 #include "serving/repeated_warning.hpp"
 #include "serving/traffic_ledger.hpp"
 #include "serving/traffic_stats.hpp"
@@ -32,16 +34,6 @@ namespace plugd {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-
-/// A shard's handle on one plugin version. Requests count themselves in and out of
-/// `in_flight` (a plain integer: only this shard's thread touches it). Once the version is
-/// replaced (`retired`) and idle, the shard drops its `version` reference and tells the
-/// control thread, which unloads the version when no shard holds it any more.
-struct plugin_ref {
-    std::shared_ptr<plugin_version> version;
-    std::uint64_t in_flight = 0;
-    bool retired = false;
-};
 
 struct client_connection;
 
@@ -55,14 +47,16 @@ struct connection_link
 using connection_list =
     boost::intrusive::list<connection_link, boost::intrusive::constant_time_size<false>>;
 
-/// A shard's part of one listener: its acceptor and the plugin it routes to. Connections
+/// A shard's part of one listener: its acceptor and where its requests go. Connections
 /// hold it by shared_ptr, so it outlives a listener removed by a reload until its last
 /// connection has closed.
-struct route {
-    route(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
+struct shard_listener {
+    shard_listener(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
     listener_spec spec;  ///< `name` never changes; framing/plugin may, on reload
     tcp::acceptor acceptor;
-    plugin_ref* plugin = nullptr;      ///< read at the start of each request
+    /// The current generation's chains (and routes): read at the start of each request,
+    /// which pins it. Null once the listener closes.
+    dispatch_table* table = nullptr;
     std::size_t open_connections = 0;  ///< on this shard
     bool closing = false;              ///< no new requests: finish the current one, then close
     // At max_connections since the sweeper last reported (warning_kind::connection_limit):
@@ -75,8 +69,8 @@ struct route {
     /// first: at max_connections the front one makes room for a new client in O(1).
     connection_list idle;
     // Where this shard counts for /metrics; null when nothing reads them (no admin endpoint).
+    // Requests count in their chain's request_stats.
     listener_stats* traffic = nullptr;
-    request_stats* requests = nullptr;  ///< of this listener with its plugin instance now
 };
 
 /// What one shard changes for one reload (or for start-up, where everything is new).
@@ -84,10 +78,10 @@ struct route {
 /// in one step, between two events, so no request sees half of it.
 struct shard_update {
     std::map<std::string, std::shared_ptr<plugin_version>> plugins;  ///< the complete new set
-    std::vector<std::shared_ptr<route>> added;  ///< bound on this shard's io_context
-    std::vector<listener_spec> kept;            ///< kept sockets; framing/plugin may differ
-    std::vector<std::string> removed;           ///< listener names
-    bool count_traffic = false;                 ///< keep traffic_stats (for /metrics)
+    std::vector<std::shared_ptr<shard_listener>> added;  ///< bound on this shard's io_context
+    std::vector<listener_spec> kept;   ///< kept sockets; framing/plugin may differ
+    std::vector<std::string> removed;  ///< listener names
+    bool count_traffic = false;        ///< keep traffic_stats (for /metrics)
 };
 
 class shard {
@@ -126,8 +120,12 @@ class shard {
     shard_snapshot snapshot() const;
 
     // Used by connections.
-    /// Counts a request out of `p`; drops the reference to a retired version when idle.
-    void request_done(plugin_ref& p) noexcept;
+    /// Counts a request into `table` and every link of `chain`. When a link is at its
+    /// max_in_flight, counts nothing and returns that link's cap: the request is refused.
+    const in_flight_cap* request_begins(dispatch_table& table, const chain_slot& chain) noexcept;
+    /// Counts a request out of what request_begins counted it into; drops the references
+    /// to retired versions, and a retired table, when their last request ends.
+    void request_done(dispatch_table& table, const chain_slot& chain) noexcept;
     void connection_opened(client_connection& c) noexcept;
     void connection_closed(client_connection& c) noexcept;
     /// `c` starts a request while replies it finished before it are still unwritten: if
@@ -146,7 +144,11 @@ class shard {
     static void write_unsent(void* self) noexcept;
     void retire(std::unique_ptr<plugin_ref> p);
     void release(plugin_ref& p) noexcept;
-    asio::awaitable<void> accept_loop(std::shared_ptr<route> r);
+    /// Counts a request out of `p`; drops the reference to a retired version when idle.
+    void link_done(plugin_ref& p) noexcept;
+    /// The table of `l` for the plugins current now.
+    std::unique_ptr<dispatch_table> make_table(const shard_listener& l, bool count_traffic);
+    asio::awaitable<void> accept_loop(std::shared_ptr<shard_listener> r);
     asio::awaitable<void> sweep();
     asio::awaitable<void> heartbeat();
     /// The summary lines due now (all of them, and every kind back to logging its next
@@ -154,8 +156,8 @@ class shard {
     void report_repeated_warnings(bool flush = false);
     /// At `r`'s connection limit: closes its longest-idle connection to make room for a
     /// new one. False when none is waiting for a new request.
-    bool reclaim_idle(route& r);
-    void close_route(route& r);
+    bool reclaim_idle(shard_listener& r);
+    void close_listener(shard_listener& r);
 
     unsigned index_;
     unsigned shards_;
@@ -170,11 +172,15 @@ class shard {
     // in the ledger (see traffic_ledger), found here by name; routes point at them.
     traffic_ledger& ledger_;
     std::map<std::string, listener_stats*> listener_stats_;
-    std::map<std::pair<std::string, std::string>, request_stats*> request_stats_;
+    /// By listener, route label and final instance.
+    std::map<std::tuple<std::string, std::string, std::string>, request_stats*> request_stats_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name
     std::vector<std::unique_ptr<plugin_ref>> retiring_;
+    /// By listener name: the table each listener's requests start on now.
+    std::map<std::string, std::unique_ptr<dispatch_table>> tables_;
+    std::vector<std::unique_ptr<dispatch_table>> retired_tables_;  ///< still pinned
     // Outlive the io_context: a connection gives its buffers back as it is destroyed.
     buffer_pool buffers_;
     static constexpr std::size_t scratch_bytes = 64 * 1024;
@@ -182,7 +188,7 @@ class shard {
     asio::io_context io_{1};  // run by one thread only
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     std::thread thread_;
-    std::map<std::string, std::shared_ptr<route>> routes_;
+    std::map<std::string, std::shared_ptr<shard_listener>> listeners_;
     asio::steady_timer sweeper_{io_};
     stall_monitor* stalls_ = nullptr;
     asio::steady_timer heartbeat_{io_};

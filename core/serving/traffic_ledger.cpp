@@ -54,8 +54,8 @@ struct alignas(8) ledger_record {
     std::atomic<std::uint32_t> kind;  ///< stored last: the record is whole once it is set
     std::uint32_t bytes;              ///< the whole record, aligned to 8
     std::uint32_t shard;
-    std::uint16_t listener_length, plugin_length;
-    // Then the stats (listener_stats or request_stats), then the two names.
+    std::uint16_t listener_length, route_length, plugin_length, unused;
+    // Then the stats (listener_stats or request_stats), then the three names.
     unsigned char* stats() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
 };
 
@@ -99,13 +99,14 @@ ledger_header& traffic_ledger::head() const noexcept {
 }
 
 ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
-                                      std::string_view plugin, std::size_t stats_bytes) {
+                                      std::string_view route, std::string_view plugin,
+                                      std::size_t stats_bytes) {
     const std::size_t bytes =
-        (sizeof(ledger_record) + stats_bytes + listener.size() + plugin.size() + 7) &
+        (sizeof(ledger_record) + stats_bytes + listener.size() + route.size() + plugin.size() + 7) &
         ~std::size_t{7};
     const std::uint32_t at = head().used.fetch_add(static_cast<std::uint32_t>(bytes));
     if (records_offset + at + bytes > region_bytes || listener.size() > 0xffff ||
-        plugin.size() > 0xffff) {
+        route.size() > 0xffff || plugin.size() > 0xffff) {
         if (!head().warned_full.exchange(true))
             log::warn(
                 "traffic ledger full: counters of listeners and plugin instances added "
@@ -117,16 +118,19 @@ ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
     r->bytes = static_cast<std::uint32_t>(bytes);
     r->shard = shard;
     r->listener_length = static_cast<std::uint16_t>(listener.size());
+    r->route_length = static_cast<std::uint16_t>(route.size());
     r->plugin_length = static_cast<std::uint16_t>(plugin.size());
     unsigned char* names = r->stats() + stats_bytes;
     // (An empty name's data() may be null, which memcpy must not be given.)
-    if (!listener.empty()) std::memcpy(names, listener.data(), listener.size());
-    if (!plugin.empty()) std::memcpy(names + listener.size(), plugin.data(), plugin.size());
+    for (const std::string_view name : {listener, route, plugin}) {
+        if (!name.empty()) std::memcpy(names, name.data(), name.size());
+        names += name.size();
+    }
     return r;
 }
 
 listener_stats* traffic_ledger::listener(unsigned shard, std::string_view name) {
-    ledger_record* r = append(shard, name, {}, sizeof(listener_stats));
+    ledger_record* r = append(shard, name, {}, {}, sizeof(listener_stats));
     if (!r) {
         std::lock_guard lock{overflow_mutex};
         return &overflow_listeners_.emplace_back();
@@ -137,8 +141,8 @@ listener_stats* traffic_ledger::listener(unsigned shard, std::string_view name) 
 }
 
 request_stats* traffic_ledger::requests(unsigned shard, std::string_view listener,
-                                        std::string_view plugin) {
-    ledger_record* r = append(shard, listener, plugin, sizeof(request_stats));
+                                        std::string_view route, std::string_view plugin) {
+    ledger_record* r = append(shard, listener, route, plugin, sizeof(request_stats));
     if (!r) {
         std::lock_guard lock{overflow_mutex};
         return &overflow_requests_.emplace_back();
@@ -169,6 +173,8 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             s.bad_requests = read_whole(from.bad_requests);
             s.slow_requests = read_whole(from.slow_requests);
             s.idle_timeouts = read_whole(from.idle_timeouts);
+            s.not_found = read_whole(from.not_found);
+            s.method_not_allowed = read_whole(from.method_not_allowed);
             s.bytes_in = read_whole(from.bytes_in);
             s.bytes_out = read_whole(from.bytes_out);
             into.listeners.push_back({listener, s, 0});
@@ -179,8 +185,9 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             read_whole(s.errors, from.errors);
             read_whole(s.latency, from.latency);
             s.latency_sum_us = read_whole(from.latency_sum_us);
-            into.requests.push_back(
-                {listener, std::string{names + r->listener_length, r->plugin_length}, s});
+            const char* route = names + r->listener_length;
+            into.requests.push_back({listener, std::string{route, r->route_length},
+                                     std::string{route + r->route_length, r->plugin_length}, s});
         }
         at += r->bytes;
     }

@@ -48,8 +48,10 @@ class traffic_ledger {
     /// Shard `shard`'s counters of listener `name`: a new record each call (the shard
     /// keeps the pointer for the process's life). Called on the shard's thread.
     listener_stats* listener(unsigned shard, std::string_view name);
-    /// Shard `shard`'s counters of `listener` with plugin instance `plugin`.
-    request_stats* requests(unsigned shard, std::string_view listener, std::string_view plugin);
+    /// Shard `shard`'s counters of `listener`'s route `route` (empty: a listener without
+    /// routes) answered by plugin instance `plugin`.
+    request_stats* requests(unsigned shard, std::string_view listener, std::string_view route,
+                            std::string_view plugin);
 
     /// Appends every record's counters to `into` (one part per record: the report sums
     /// parts with the same names). Safe while the writer counts (each value is read
@@ -66,8 +68,8 @@ class traffic_ledger {
     void clear();
 
   private:
-    ledger_record* append(unsigned shard, std::string_view listener, std::string_view plugin,
-                          std::size_t stats_bytes);
+    ledger_record* append(unsigned shard, std::string_view listener, std::string_view route,
+                          std::string_view plugin, std::size_t stats_bytes);
     ledger_header& head() const noexcept;
 
     unsigned char* base_ = nullptr;

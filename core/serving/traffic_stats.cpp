@@ -35,6 +35,8 @@ listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
     bad_requests += o.bad_requests;
     slow_requests += o.slow_requests;
     idle_timeouts += o.idle_timeouts;
+    not_found += o.not_found;
+    method_not_allowed += o.method_not_allowed;
     bytes_in += o.bytes_in;
     bytes_out += o.bytes_out;
     return *this;

@@ -33,7 +33,7 @@ inline constexpr std::array<std::uint32_t, 14> latency_bounds_us{
     100,   250,   500,    1000,   2500,    5000,    10000,
     25000, 50000, 100000, 250000, 1000000, 2500000, 10000000};
 
-/// Requests of one listener served by one plugin instance, on one shard.
+/// Requests of one listener (and route) answered by one plugin instance, on one shard.
 struct request_stats {
     std::uint64_t requests = 0;
     std::array<std::uint64_t, static_cast<std::size_t>(request_error::count)> errors{};
@@ -58,8 +58,10 @@ struct listener_stats {
     std::uint64_t refused = 0;  ///< closed at once: at max_connections with none idle
     std::uint64_t bad_requests =
         0;  ///< malformed or too large: 400, 413, 431, "ERR request too large"
-    std::uint64_t slow_requests = 0;  ///< not received within request_timeout_ms: 408
-    std::uint64_t idle_timeouts = 0;  ///< closed after idle_timeout_ms without a request
+    std::uint64_t slow_requests = 0;       ///< not received within request_timeout_ms: 408
+    std::uint64_t idle_timeouts = 0;       ///< closed after idle_timeout_ms without a request
+    std::uint64_t not_found = 0;           ///< routed listeners: no route matched (404)
+    std::uint64_t method_not_allowed = 0;  ///< routed listeners: only the method did not (405)
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     listener_stats& operator+=(const listener_stats& o) noexcept;
@@ -73,7 +75,7 @@ struct shard_snapshot {
         std::uint64_t open_connections = 0;
     };
     struct request_part {
-        std::string listener, plugin;
+        std::string listener, route, plugin;  ///< route: empty without routes
         request_stats stats;
     };
     struct version_part {

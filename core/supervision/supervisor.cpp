@@ -748,7 +748,7 @@ class supervisor {
             sockets_[l.name] = {fd, l.address, bound_port(fd), passed != activated.end()};
             log::info("listener " + l.name + ": listening on " + bound_address(fd) + ":" +
                       std::to_string(bound_port(fd)) + " (framing " +
-                      std::string{to_string(l.framing)} + ", plugin " + l.plugin + "), shared by " +
+                      std::string{to_string(l.framing)} + ", " + dispatch_summary(l) + "), shared by " +
                       std::to_string(cfg_.workers) + " worker processes" +
                       (passed != activated.end()
                            ? "; on the socket systemd passed (descriptor " + std::to_string(fd) +

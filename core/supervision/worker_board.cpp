@@ -24,7 +24,8 @@ void worker_board::worker_exited(unsigned slot) {
     const auto last = parse_gauges(ledger.gauges());
     std::lock_guard lock{mutex_};
     for (const auto& l : counted.listeners) exited_listeners_[l.name] += l.stats;
-    for (const auto& r : counted.requests) exited_requests_[{r.listener, r.plugin}] += r.stats;
+    for (const auto& r : counted.requests)
+        exited_requests_[{r.listener, r.route, r.plugin}] += r.stats;
     if (last) {
         exited_stalls_ += last->stalls;
         exited_starvations_ += last->starvations;
@@ -48,7 +49,7 @@ std::vector<shard_snapshot> worker_board::snapshots() const {
     for (const auto& [name, stats] : exited_listeners_)
         exited.listeners.push_back({name, stats, 0});
     for (const auto& [key, stats] : exited_requests_)
-        exited.requests.push_back({key.first, key.second, stats});
+        exited.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), stats});
     return all;
 }
 

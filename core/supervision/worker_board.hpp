@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -56,7 +57,7 @@ class worker_board {
     std::vector<std::unique_ptr<traffic_ledger>> ledgers_;
     // What exited workers counted, summed.
     std::map<std::string, listener_stats> exited_listeners_;
-    std::map<std::pair<std::string, std::string>, request_stats> exited_requests_;
+    std::map<std::tuple<std::string, std::string, std::string>, request_stats> exited_requests_;
     std::uint64_t exited_stalls_ = 0;
     std::uint64_t exited_starvations_ = 0;
 };

@@ -94,7 +94,7 @@ struct serving_fixture::parts {
     std::unique_ptr<shard> serving;
     /// The shard's route, also held here to create connections on it: touched on the
     /// shard's thread only, while it runs.
-    std::shared_ptr<route> listener;
+    std::shared_ptr<shard_listener> listener;
     std::promise<void> exited;
 
     explicit parts(served_listener l) {
@@ -114,9 +114,10 @@ struct serving_fixture::parts {
         spec.address = "127.0.0.1";
         spec.framing = l.framing;
         spec.plugin = plugin.name;
+        spec.chain = {plugin.name};
         spec.limits = l.limits;
         // Never opened: accept_loop sees a closed acceptor and ends at once.
-        listener = std::make_shared<route>(serving->io(), spec);
+        listener = std::make_shared<shard_listener>(serving->io(), spec);
 
         // Posted before the thread starts, so it is the first thing the shard does; nothing
         // after start() may throw (the shard would then never be stopped).
@@ -219,7 +220,7 @@ std::size_t serving_fixture::open_connections() {
 namespace {
 
 // Of a route's connections waiting for a new request (its idle list), those parked.
-std::size_t parked_on(const route& r) {
+std::size_t parked_on(const shard_listener& r) {
     std::size_t parked = 0;
     for (const connection_link& link : r.idle) parked += link.self->parked ? 1 : 0;
     return parked;

@@ -29,8 +29,11 @@ TEST_CASE("traffic ledger: a second mapping of the file reads every shard's coun
 
     listener_stats* shard0 = worker.listener(0, "main");
     listener_stats* shard1 = worker.listener(1, "main");
-    request_stats* requests = worker.requests(0, "main", "greeting");
+    request_stats* requests = worker.requests(0, "main", "", "greeting");
+    request_stats* routed = worker.requests(1, "main", "quotes", "quote_server");
     REQUIRE(shard0);
+    REQUIRE(routed);
+    routed->record(std::chrono::microseconds{50});
     REQUIRE(shard1);
     REQUIRE(requests);
     shard0->accepted = 3;
@@ -43,9 +46,13 @@ TEST_CASE("traffic ledger: a second mapping of the file reads every shard's coun
     master.add_counters(seen);
     CHECK(listener_total(seen, "main").accepted == 7);
     CHECK(listener_total(seen, "main").bytes_out == 100);
-    REQUIRE(seen.requests.size() == 1);
+    REQUIRE(seen.requests.size() == 2);
     CHECK(seen.requests[0].listener == "main");
+    CHECK(seen.requests[0].route.empty());
     CHECK(seen.requests[0].plugin == "greeting");
+    CHECK(seen.requests[1].route == "quotes");
+    CHECK(seen.requests[1].plugin == "quote_server");
+    CHECK(seen.requests[1].stats.requests == 1);
     CHECK(seen.requests[0].stats.requests == 5);
     CHECK(seen.requests[0].stats.latency[2] == 5);  // the 500 µs bucket
     CHECK(seen.requests[0].stats.errors[static_cast<std::size_t>(request_error::timeout)] == 1);
@@ -97,7 +104,7 @@ TEST_CASE("traffic ledger: a full region still counts, for this process only") {
     traffic_ledger ledger;  // private memory, as a single plugd's
     const std::string long_name(2000, 'x');
     std::vector<request_stats*> all;
-    for (int i = 0; i < 1000; ++i) all.push_back(ledger.requests(0, long_name, "p"));
+    for (int i = 0; i < 1000; ++i) all.push_back(ledger.requests(0, long_name, "r", "p"));
     for (auto* r : all) {
         REQUIRE(r);
         r->requests = 1;  // every one writable, shared or not

@@ -96,7 +96,9 @@ class request {
 
     /// The route of the listener's `routes` that matched this request: its `name`, or its
     /// index ("0", "1", ...) when it has none. Empty on a listener without routes.
-    std::string_view route() const noexcept { return extras_ ? extras_->route : std::string_view{}; }
+    std::string_view route() const noexcept {
+        return extras_ ? extras_->route : std::string_view{};
+    }
     /// The request's path after the matched route's prefix, percent-decoded and normalised
     /// ("AAPL" for "/api/quotes/AAPL?x=1" on the route "/api/quotes/"); empty after an exact
     /// route and on a listener without routes.

@@ -1,0 +1,34 @@
+// gate: a test filter. On http requests it lets through only those whose X-Token field is
+// its config's "token" (others get 401 "denied"), attaches "gate.token" for the plugins
+// after it, and marks the reply with an X-Gate field once the rest of the chain has
+// answered. On other framings it passes every request, attaching the token too.
+// config: "token" (default "A").
+#include <plugd/plugin.hpp>
+
+#include <string>
+
+namespace {
+
+class gate final : public plugd::handler {
+  public:
+    explicit gate(plugd::context& ctx) : token_{ctx.config().value("token", std::string{"A"})} {}
+
+    plugd::task<void> filter(plugd::request req, plugd::reply& out,
+                             plugd::chain_next next) override {
+        if (req.is_http() && req.header("X-Token") != token_) {
+            out.status(401);
+            out << "denied";
+            co_return;
+        }
+        req.attach("gate.token", token_);
+        co_await next(req, out);
+        out.header("X-Gate", token_ + " " + std::to_string(out.status()));
+    }
+
+  private:
+    std::string token_;
+};
+
+}  // namespace
+
+PLUGD_PLUGIN(gate)
