@@ -196,7 +196,7 @@ TEST_CASE("-t refuses routes and chains where they cannot work, saying what to d
     }
 }
 
-TEST_CASE("a route without a name is labelled by its index; hosts are kept lower case") {
+TEST_CASE("a route without a name is labelled by its index, and hosts are kept lower case") {
     const auto cfg = plugd::parse_config(
         R"({ "plugins": { "g": { "file": "g" }, "a": { "file": "a", "max_in_flight": 10 } },
              "listeners": [ { "name": "web", "port": 0, "framing": "http", "routes": [
