@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@
 #include "faults/crash_report.hpp"
 #include "faults/stall_monitor.hpp"
 #include "host/host.hpp"
+#include "host/shared_memory_map.hpp"
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
@@ -520,6 +522,13 @@ int serve(server_config cfg, const server_options& options) {
             log::error("worker " + std::to_string(options.worker->index) + ": its master (pid " +
                        std::to_string(options.worker->master) +
                        ") ended while it started; stopping");
+            // Nor does it leave the master's shared memory behind: a worker removes those
+            // names when it stops (remove_master_segments), but this one never mapped them,
+            // and if no worker got further, nothing else ever would.
+            for (const auto& spec : cfg.plugins) {
+                ::shm_unlink(
+                    shared_memory_map::segment_name(options.worker->master, spec.name).c_str());
+            }
             return 1;
         }
     }

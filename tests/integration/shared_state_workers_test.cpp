@@ -3,10 +3,15 @@
 // writing, and which the master alone saves to the state_file and loads from it.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,13 +34,13 @@ std::string config(const std::string& file, const std::string& state_file = "") 
            R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "p" } ] })";
 }
 
-// Shared memory segments a master with pid `master` has in /dev/shm.
-std::size_t segments_of(pid_t master) {
-    std::size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator{"/dev/shm"}) {
-        n += e.path().filename().string().starts_with("plugd-" + std::to_string(master) + "-");
-    }
-    return n;
+// Whether the master with pid `master` has the shared memory segment of its instance
+// `instance` in /dev/shm. By name, not every "plugd-<pid>-" there: /dev/shm is the
+// machine's and pids come round again (pid_max may be 32768), so a segment that a master
+// killed long ago with the same pid left under another instance's name may be there; this
+// master neither made it nor removes it. (One under the same name, it replaces at start.)
+bool has_segment(pid_t master, const std::string& instance) {
+    return std::filesystem::exists("/dev/shm/plugd-" + std::to_string(master) + "-" + instance);
 }
 
 // Sends every line of `lines` on one connection (pipelined) and returns the replies.
@@ -109,10 +114,10 @@ TEST_CASE(
     CHECK(ask(port, "INCR n") == "1");
     CHECK(ask(port, "INCR n") == "2");
     CHECK(ask(port, "SIZE") == "2");
-    CHECK(segments_of(plugd.pid()) == 1);
+    CHECK(has_segment(plugd.pid(), "p"));
     plugd.signal(SIGTERM);
     CHECK(plugd.wait_exit() == 0);
-    CHECK(segments_of(plugd.pid()) == 0);  // the master removes them at stop
+    CHECK_FALSE(has_segment(plugd.pid(), "p"));  // the master removes it at stop
 }
 
 TEST_CASE("workers: a worker killed with SIGKILL loses none of examples/kv's data") {
@@ -198,7 +203,7 @@ TEST_CASE(
         stop = true;
         for (auto& t : threads) t.join();
         CHECK_MESSAGE(early.empty(), early << plugd.log());
-        CHECK(segments_of(plugd.pid()) == 0);
+        CHECK_FALSE(has_segment(plugd.pid(), "p"));
         CHECK_FALSE(std::filesystem::exists(state.string() + ".tmp"));
         const auto saved = read_state_file(state);
         REQUIRE_MESSAGE(saved, "the state file is not a whole snapshot after round " << round);
@@ -268,12 +273,13 @@ TEST_CASE(
     const auto port = plugd.port();
     REQUIRE(plugd.wait_for_log("serving generation 1", 10s, 2));
     CHECK(ask(port, "SET in p kept") == "OK");
-    CHECK(segments_of(plugd.pid()) == 1);
+    CHECK(has_segment(plugd.pid(), "p"));
 
     tmp.write("server.json", two("q", R"(, "shared_bytes": 1048576)"));
     auto r = run_plugd({"-s", "reload", "-c", cfg.string()});
     REQUIRE_MESSAGE(r.status == 0, r.output);
-    CHECK(segments_of(plugd.pid()) == 2);
+    CHECK(has_segment(plugd.pid(), "p"));
+    CHECK(has_segment(plugd.pid(), "q"));
     CHECK(ask(port, "SET in q") == "OK");
     std::set<std::string> pids;
     for (int i = 0; i < 500 && pids.size() < 2; ++i) {
@@ -297,7 +303,8 @@ TEST_CASE(
     tmp.write("server.json", config("kv"));
     r = run_plugd({"-s", "reload", "-c", cfg.string()});
     REQUIRE_MESSAGE(r.status == 0, r.output);
-    CHECK(segments_of(plugd.pid()) == 1);
+    CHECK(has_segment(plugd.pid(), "p"));
+    CHECK_FALSE(has_segment(plugd.pid(), "q"));
     CHECK(ask(port, "GET in") == "p kept");
     plugd.signal(SIGTERM);
     CHECK(plugd.wait_exit() == 0);
@@ -313,13 +320,43 @@ TEST_CASE(
     CHECK(ask(port, "SET k v") == "OK");
     const auto workers = children_of(plugd.pid());
     REQUIRE(workers.size() == 2);
-    REQUIRE(segments_of(plugd.pid()) == 1);
+    REQUIRE(has_segment(plugd.pid(), "p"));
     plugd.signal(SIGKILL);
     plugd.wait_exit();
     // Each worker is told by the kernel (SIGTERM, its parent-death signal), drains and goes.
     REQUIRE(plugd.wait_for_log("plugd stopped", 10s, 2));
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (segments_of(plugd.pid()) != 0 && std::chrono::steady_clock::now() < deadline)
+    while (has_segment(plugd.pid(), "p") && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(10ms);
-    CHECK(segments_of(plugd.pid()) == 0);
+    CHECK_FALSE(has_segment(plugd.pid(), "p"));
+}
+
+TEST_CASE(
+    "workers: a worker whose master ended while it started removes the master's shared "
+    "memory") {
+    // A master killed before any of its workers mapped the segments: the worker that finds
+    // it gone is the last process that knows their names.
+    temp_dir tmp;
+    plugd_process ended{{"--version"}};
+    REQUIRE(ended.wait_exit() == 0);
+    const pid_t master = ended.pid();  // no process has this pid now
+    const std::string segment = "/plugd-" + std::to_string(master) + "-p";
+    const int fd = ::shm_open(segment.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    REQUIRE_MESSAGE(fd >= 0, "shm_open " << segment << ": " << std::strerror(errno));
+    ::close(fd);
+    // What that master handed the worker it started.
+    const std::string worker = "index=0;master=" + std::to_string(master) +
+                               ";generation=1;status=" + (tmp.path() / "status").string() +
+                               ";generation_file=" + (tmp.path() / "generation").string() +
+                               ";user=;listen=";
+    REQUIRE(::setenv("PLUGD_WORKER", worker.c_str(), 1) == 0);
+    const auto r = run_plugd({"-c", tmp.write("server.json", config("kv")).string()});
+    ::unsetenv("PLUGD_WORKER");
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.output.find("its master (pid " + std::to_string(master) +
+                                ") ended while it started") != std::string::npos,
+                  r.output);
+    const bool left = has_segment(master, "p");
+    if (left) ::shm_unlink(segment.c_str());  // nor does this test leave it
+    CHECK_FALSE(left);
 }
