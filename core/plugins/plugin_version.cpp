@@ -361,6 +361,10 @@ bool plugin_version::answers_requests() const noexcept {
     return (entry_points_ & detail::answers_requests) != 0;
 }
 
+bool plugin_version::filters() const {
+    return sdk_minor_of(abi_fingerprint_) >= 4 && (entry_points_ & detail::filters) != 0;
+}
+
 std::string plugin_version::describe() const {
     return "plugin " + spec_.name + " generation " + std::to_string(generation_);
 }
