@@ -67,8 +67,9 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// Whether it overrides handle() (as far as PLUGD_PLUGIN recorded: plugins built before
     /// it did, and handlers compiled into the harness, count as overriding it).
     bool answers_requests() const noexcept;
-    /// Whether it overrides handler::filter (built against SDK 1.4 or later), so it may
-    /// stand before another instance in a chain.
+    /// Whether it may stand before another instance in a chain: built against SDK 1.4 or
+    /// later (older plugins lack handler::filter) and, as far as PLUGD_PLUGIN recorded,
+    /// overriding filter() (handlers compiled into the harness count as overriding it).
     bool filters() const;
     /// When it was loaded, in milliseconds since the Unix epoch.
     std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
@@ -118,7 +119,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     outbound_pools outbound_;              ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;
-    unsigned entry_points_ = ~0u;  ///< detail::answers_requests | detail::serves_connections
+    unsigned entry_points_ = ~0u;  ///< detail::answers_requests | serves_connections | filters
     bool started_ = false;
 };
 

@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -21,8 +22,11 @@
 #include "framing/http_framing.hpp"
 #include "host/host.hpp"
 #include "log.hpp"
+#include "plugins/abi_fingerprint.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
+#include "routing/handler_chain.hpp"
+#include "routing/request_attributes.hpp"
 #include "testing/raw_pair.hpp"
 
 namespace plugd::testing {
@@ -61,6 +65,12 @@ void keep_line(log::level severity, std::string_view message) {
 
 struct pending_call::state {
     std::shared_ptr<plugin_version> version;  ///< loaded while its exception may be rethrown
+    /// The filters before it (options::filters), kept loaded as `version` is: the exception
+    /// may be of a type a filter defines.
+    std::vector<std::shared_ptr<plugin_version>> filters;
+    std::vector<plugd::handler*> links;  ///< the filters' handlers, then the plugin's
+    attribute_store attributes;          ///< what the chain attaches to the request
+    detail::request_extras extras;
     asio::io_context* io = nullptr;
     std::chrono::milliseconds wait_limit{};
     std::string message;
@@ -81,7 +91,10 @@ struct pending_call::state {
         std::lock_guard lock{mutex};
         // A reply holds nothing of the plugin: its version may go. An exception's type may
         // be the plugin's: the version stays loaded as long as this call is kept.
-        if (!e) version.reset();
+        if (!e) {
+            version.reset();
+            filters.clear();
+        }
         error = std::move(e);
         done = true;
         done_cv.notify_all();
@@ -197,6 +210,8 @@ struct plugin_host::impl {
     private_dir copies;
     std::uint64_t generation = 0;
     std::shared_ptr<plugin_version> current;
+    /// options::filters, loaded once: a reload replaces `current` only.
+    std::vector<std::shared_ptr<plugin_version>> filters;
     std::vector<std::shared_ptr<plugin_version>> draining;
     unsigned next_thread = 0;
     // What the host's end cancels (calls) or closes (connections) if still running.
@@ -248,6 +263,8 @@ struct plugin_host::impl {
                 if (auto conn = weak.lock()) conn->pair.client_shutdown();
             }
             if (current) retire(std::move(current));
+            for (auto& f : filters) retire(std::move(f));
+            filters.clear();
             wait_drained(true);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "plugd::testing: %s\n", e.what());
@@ -266,37 +283,95 @@ struct plugin_host::impl {
         if (--log.hosts == 0) log::set_sink(nullptr);  // the process's stderr again
     }
 
-    plugin_spec spec_for(const nlohmann::json& config) const {
+    plugin_spec spec_for(const std::string& name, const nlohmann::json& config,
+                         const std::filesystem::path& plugin_file,
+                         plugin_version::handler_factory factory) const {
         plugin_spec spec;
-        spec.name = opts.instance;
+        spec.name = name;
         spec.config = config.is_null() ? nlohmann::json::object() : config;
         spec.shared_bytes = opts.shared_bytes;
-        if (make) {
+        if (factory) {
             spec.file = "(compiled into the test)";
         } else {
             std::error_code ec;
-            spec.file = std::filesystem::absolute(file, ec);
+            spec.file = std::filesystem::absolute(plugin_file, ec);
             spec.dir = spec.file.parent_path();
         }
         return spec;
     }
 
-    std::shared_ptr<plugin_version> load(const nlohmann::json& config) {
-        const auto spec = spec_for(config);
+    // Loads and starts a version of `spec`. `check` runs between construction and start(),
+    // as plugd checks a version against its listeners before starting it; what it throws
+    // is thrown here, once the version is retired.
+    template <class Check>
+    std::shared_ptr<plugin_version> load_version(const plugin_spec& spec,
+                                                 plugin_version::handler_factory factory,
+                                                 std::uint64_t version_generation, Check check) {
         std::shared_ptr<plugin_version> v;
         try {
-            v = make ? std::make_shared<plugin_version>(spec, make, generation + 1, *facilities)
-                     : std::make_shared<plugin_version>(spec, copies.path(), generation + 1,
-                                                        *facilities);
+            v = factory ? std::make_shared<plugin_version>(spec, factory, version_generation,
+                                                           *facilities)
+                        : std::make_shared<plugin_version>(spec, copies.path(), version_generation,
+                                                           *facilities);
+            check(*v);
             v->start();
         } catch (const plugin_error& e) {
             // A start() that failed may have started tasks: they drain like a replaced
             // version's, and the version is unloaded here once they have ended.
             if (v) retire(std::move(v));
             throw std::runtime_error(e.what());
+        } catch (...) {
+            if (v) retire(std::move(v));
+            throw;
         }
+        return v;
+    }
+
+    std::shared_ptr<plugin_version> load(const nlohmann::json& config) {
+        auto v = load_version(spec_for(opts.instance, config, file, make), make, generation + 1,
+                              [](const plugin_version&) {});
         ++generation;
         return v;
+    }
+
+    // Loads options::filters, in order, refusing a plugin that cannot be a filter with the
+    // reason plugd gives.
+    void load_filters() {
+        std::vector<std::string> names{opts.instance};
+        for (std::size_t i = 0; i < opts.filters.size(); ++i) {
+            const chain_link& link = opts.filters[i];
+            const std::string where = "plugd::testing: options::filters[" + std::to_string(i) + "]";
+            std::string name = link.instance;
+            if (name.empty()) {
+                name = link.make ? "filter" + std::to_string(i) : link.plugin_file.stem().string();
+            }
+            if (std::find(names.begin(), names.end(), name) != names.end()) {
+                throw std::invalid_argument(
+                    where + ": the instance name \"" + name +
+                    "\" is already taken in this host (options::instance or an earlier filter); "
+                    "set chain_link::instance so that each instance has its own");
+            }
+            names.push_back(name);
+            const auto check = [&where](const plugin_version& v) {
+                const std::string what =
+                    where + ": plugin \"" + v.spec().name + "\" (" + v.spec().file.string() + ")";
+                if (v.filters()) return;
+                if (sdk_minor_of(v.abi_fingerprint()) < 4) {
+                    throw std::runtime_error(what +
+                                             " was built against an SDK older than 1.4, which "
+                                             "has no filters; rebuild it against this plugd's "
+                                             "SDK");
+                }
+                throw std::runtime_error(
+                    what +
+                    " does not override plugd::handler::filter(plugd::request, plugd::reply&, "
+                    "plugd::chain_next), so it can only be the last instance of a chain; a "
+                    "filter() with another signature does not override it (declare it with "
+                    "`override` to see why), or make it the host's own plugin");
+            };
+            filters.push_back(load_version(spec_for(name, link.config, link.plugin_file, link.make),
+                                           link.make, 1, check));
+        }
     }
 
     // As the server's drain: no new calls reach it, its tasks are cancelled, its pooled
@@ -352,6 +427,10 @@ struct plugin_host::impl {
         wait_drained(false);
         auto s = std::make_shared<pending_call::state>();
         s->version = current;
+        s->filters = filters;
+        for (const auto& f : filters) s->links.push_back(&f->handler());
+        s->links.push_back(&current->handler());
+        s->extras.attributes = &s->attributes;
         s->io = &worker(thread);
         s->wait_limit = opts.wait_limit;
         return s;
@@ -363,8 +442,10 @@ struct plugin_host::impl {
             http_request_view view{s->method, s->target, s->body, s->head};
             http_reply_head head{200, &s->fields};
             reply out{s->reply, s->http ? &head : nullptr};
-            co_await s->version->handler().handle(
-                request{s->message, s->peer, s->listener, s->http ? &view : nullptr}, out);
+            const handler_chain chain{s->links};  // of one, without filters: handle() alone
+            co_await chain(
+                request{s->message, s->peer, s->listener, s->http ? &view : nullptr, &s->extras},
+                out);
             s->status = head.status;
         } catch (...) {
             s->reply.clear();
@@ -388,12 +469,14 @@ struct plugin_host::impl {
 plugin_host::plugin_host(const std::filesystem::path& plugin_file, options opts)
     : impl_{std::make_unique<impl>(std::move(opts))} {
     impl_->file = plugin_file;
+    impl_->load_filters();
     impl_->current = impl_->load(impl_->opts.config);
 }
 
 plugin_host::plugin_host(factory make, options opts)
     : impl_{std::make_unique<impl>(std::move(opts))} {
     impl_->make = make;
+    impl_->load_filters();
     impl_->current = impl_->load(impl_->opts.config);
 }
 
@@ -463,6 +546,12 @@ std::vector<std::string> plugin_host::call_concurrently(const std::vector<std::s
 
 raw_client plugin_host::connect() {
     impl_->wait_drained(false);
+    if (!impl_->filters.empty()) {
+        throw std::runtime_error(
+            "plugd::testing: connect(): options::filters is set, but a raw listener hands the "
+            "whole connection to one plugin, so there is no request for a filter to see (plugd "
+            "refuses a chain on a raw listener); test the filters with call() or call_http()");
+    }
     if (!impl_->current->built_with_serve()) {
         throw std::runtime_error("plugd::testing: connect(): plugin " + impl_->file.string() +
                                  " was built against an SDK older than 1.3, which cannot serve "
@@ -569,6 +658,17 @@ void plugin_host::advance(std::chrono::milliseconds duration) {
 
 shared_map& plugin_host::shared() {
     return impl_->current->shared_state();
+}
+
+shared_map& plugin_host::shared(std::string_view instance) {
+    if (instance == impl_->opts.instance) return shared();
+    std::string names = "\"" + impl_->opts.instance + "\"";
+    for (const auto& f : impl_->filters) {
+        if (f->spec().name == instance) return f->shared_state();
+        names += ", \"" + f->spec().name + "\"";
+    }
+    throw std::out_of_range("plugd::testing: shared(\"" + std::string{instance} +
+                            "\"): no instance of that name in this host; its instances: " + names);
 }
 
 std::vector<std::string> plugin_host::log_lines() const {

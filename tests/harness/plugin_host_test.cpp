@@ -306,3 +306,178 @@ TEST_CASE("harness: a whole-connection plugin is served through connect()") {
                          doctest::Contains("does not override plugd::handler::serve"),
                          std::runtime_error);
 }
+
+// ---- chains (options::filters) ----
+
+namespace {
+
+using plugd::testing::chain_link;
+
+// A filter: answers "stop" by itself; otherwise attaches who it is (not for "anon..."),
+// runs the rest of the chain, and then reads and changes the reply: it notes the status
+// the plugin set in a header, turns a 418 into a 200 and adds to the body.
+class gatekeeper final : public plugd::handler {
+  public:
+    explicit gatekeeper(plugd::context& ctx) : ctx_{ctx} {}
+    plugd::task<void> filter(plugd::request req, plugd::reply& out,
+                             plugd::chain_next next) override {
+        if (req.message() == "stop") {
+            out.status(403);
+            out << "stopped by " << ctx_.instance_name();
+            co_return;
+        }
+        if (req.message() == "boom") throw std::runtime_error("the gate failed");
+        if (!req.message().starts_with("anon")) req.attach("who", ctx_.instance_name());
+        co_await next(req, out);
+        out.header("X-Plugin-Status", std::to_string(out.status()));
+        if (out.status() == 418) out.status(200);
+        out << " via " << ctx_.instance_name();
+    }
+
+  private:
+    plugd::context& ctx_;
+};
+
+// A filter that counts the calls in its own shared state and attaches the count.
+class call_counter final : public plugd::handler {
+  public:
+    explicit call_counter(plugd::context& ctx) : ctx_{ctx} {}
+    plugd::task<void> filter(plugd::request req, plugd::reply& out,
+                             plugd::chain_next next) override {
+        req.attach("n", std::to_string(ctx_.shared().increment("calls")));
+        co_await next(req, out);
+    }
+
+  private:
+    plugd::context& ctx_;
+};
+
+// The plugin at the end of the chains: answers with what the filters attached; "tea" gets
+// 418. Counts its calls in its own shared state.
+class attached_reader final : public plugd::handler {
+  public:
+    explicit attached_reader(plugd::context& ctx)
+        : ctx_{ctx}, prefix_{ctx.config().value("prefix", "")} {}
+    plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
+        ctx_.shared().increment("handled");
+        if (req.message() == "tea") out.status(418);
+        out << prefix_ << req.message() << " who=" << req.attached("who")
+            << " n=" << req.attached("n") << " token=" << req.attached("bearer_auth.token");
+        co_return;
+    }
+
+  private:
+    plugd::context& ctx_;
+    std::string prefix_;
+};
+
+options gate_then_counter() {
+    options o;
+    o.filters = {chain_link::of<gatekeeper>({}, "gate"), chain_link::of<call_counter>()};
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("harness: a filter that answers by itself ends the call there") {
+    plugin_host host = plugin_host::of<attached_reader>(gate_then_counter());
+    CHECK(host.call("stop") == "stopped by gate");
+    const auto r = host.call_http("GET", "/stop");
+    CHECK(r.status == 403);
+    CHECK(r.fields.empty());
+    CHECK(r.body == "stopped by gate");
+    // Neither the filter after it nor the plugin ran.
+    CHECK_FALSE(host.shared("filter1").get("calls").has_value());
+    CHECK_FALSE(host.shared().get("handled").has_value());
+}
+
+TEST_CASE("harness: a filter runs the rest of the chain, then reads and changes the reply") {
+    plugin_host host = plugin_host::of<attached_reader>(gate_then_counter());
+    auto r = host.call_http("GET", "/tea");
+    CHECK(r.status == 200);  // the plugin's 418, changed by the filter
+    CHECK(r.fields == "X-Plugin-Status: 418\r\n");
+    CHECK(r.body == "tea who=gate n=1 token= via gate");
+    r = host.call_http("POST", "/", "coffee");
+    CHECK(r.status == 200);
+    CHECK(r.fields == "X-Plugin-Status: 200\r\n");
+    CHECK(r.body == "coffee who=gate n=2 token= via gate");
+    CHECK_THROWS_WITH_AS(host.call("boom"), "the gate failed", std::runtime_error);
+}
+
+TEST_CASE("harness: what filters attach, the plugins after them read, for that call only") {
+    plugin_host host = plugin_host::of<attached_reader>(gate_then_counter());
+    CHECK(host.call("hi") == "hi who=gate n=1 token= via gate");
+    CHECK(host.call("anon") == "anon who= n=2 token= via gate");
+    // Each instance has its own shared state.
+    CHECK(host.shared("filter1").get("calls") == "2");
+    CHECK_FALSE(host.shared("gate").get("calls").has_value());
+    CHECK(host.shared().get("handled") == "2");
+    CHECK_THROWS_AS(host.shared("nobody"), std::out_of_range);
+    // Calls at once on every thread each keep their own attachments.
+    std::vector<std::string> messages;
+    for (int i = 0; i < 40; ++i) messages.push_back((i % 2 ? "anon" : "m") + std::to_string(i));
+    const auto replies = host.call_concurrently(messages);
+    std::set<std::string> counts;
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+        CAPTURE(replies[i]);
+        const std::string expected_start = messages[i] + (i % 2 ? " who= n=" : " who=gate n=");
+        CHECK(replies[i].starts_with(expected_start));
+        counts.insert(
+            replies[i].substr(expected_start.size(),
+                              replies[i].find(' ', expected_start.size()) - expected_start.size()));
+    }
+    CHECK(counts.size() == 40);
+}
+
+TEST_CASE("harness: a reload replaces the plugin and keeps its filters") {
+    plugin_host host = plugin_host::of<attached_reader>(gate_then_counter());
+    CHECK(host.call("hi") == "hi who=gate n=1 token= via gate");
+    host.reload({{"prefix", "v2 "}});
+    CHECK(host.call("hi") == "v2 hi who=gate n=2 token= via gate");
+}
+
+TEST_CASE("harness: a built filter runs in the chain, and a plugin that is no filter is refused") {
+    options auth;
+    auth.filters.push_back(
+        {.plugin_file = test_plugin("bearer_auth"), .config = {{"tokens", {"t0", "t1"}}}});
+    plugin_host host = plugin_host::of<attached_reader>(auth);
+    CHECK(host.call_http("GET", "/x").status == 401);
+    CHECK(host.call_http("GET", "/x", {}, {{"Authorization", "Bearer t1"}}).body ==
+          "x who= n= token=1");
+
+    options echo;
+    echo.filters.push_back({.plugin_file = test_plugin("echo")});
+    CHECK_THROWS_WITH_AS(
+        plugin_host::of<attached_reader>(echo),
+        doctest::Contains(("options::filters[0]: plugin \"echo\" (" + test_plugin("echo").string() +
+                           ") does not override plugd::handler::filter(plugd::request, "
+                           "plugd::reply&, plugd::chain_next), so it can only be the last "
+                           "instance of a chain")
+                              .c_str()),
+        std::runtime_error);
+    options older;
+    older.filters.push_back({.plugin_file = test_plugin("echo_sdk_previous_minor")});
+    CHECK_THROWS_WITH_AS(plugin_host::of<attached_reader>(older),
+                         doctest::Contains("was built against an SDK older than 1.4, which has "
+                                           "no filters"),
+                         std::runtime_error);
+    // A filter that refuses its config: plugd's message, naming the filter's instance.
+    options refused;
+    refused.filters.push_back({.plugin_file = test_plugin("bearer_auth"), .instance = "auth"});
+    CHECK_THROWS_WITH_AS(plugin_host::of<attached_reader>(refused),
+                         doctest::Contains("refused its config (/plugins/auth/config): tokens: "
+                                           "missing"),
+                         std::runtime_error);
+}
+
+TEST_CASE("harness: a chain needs distinct instance names, and has no whole connections") {
+    options same;
+    same.filters.push_back(chain_link::of<gatekeeper>({}, "test"));
+    CHECK_THROWS_WITH_AS(plugin_host::of<attached_reader>(same),
+                         doctest::Contains("options::filters[0]: the instance name \"test\" is "
+                                           "already taken"),
+                         std::invalid_argument);
+    plugin_host host = plugin_host::of<shouter>(gate_then_counter());
+    CHECK_THROWS_WITH_AS(host.connect(), doctest::Contains("no request for a filter to see"),
+                         std::runtime_error);
+}

@@ -10,6 +10,14 @@
 // $<TARGET_FILE:plugin>, as `plugd new-plugin` writes it). Nothing here asserts: a call returns the
 // reply or throws what the handler threw, so it works with doctest, Catch2, GoogleTest or a plain
 // main().
+//
+// A chain, as server.json's `"chain": ["auth", "kv"]` makes one (since SDK 1.4): the filters
+// run before the host's plugin, in order, on every call.
+//
+//     plugd::testing::options o;
+//     o.filters.push_back({.plugin_file = AUTH_FILE, .config = {{"tokens", {"s3cret"}}}});
+//     plugd::testing::plugin_host host{KV_FILE, o};
+//     CHECK(host.call_http("POST", "/", "GET k").status == 401);  // no token
 #pragma once
 
 #include <chrono>
@@ -25,6 +33,40 @@
 #include <plugd/plugin.hpp>
 
 namespace plugd::testing {
+
+/// A filter that runs before the host's plugin (options::filters), as server.json's
+/// `"chain": ["auth", "limit", "kv"]` puts the instances "auth" and "limit" before "kv".
+/// The host loads and starts it as plugd does, with its own instance name, config, shared
+/// state and log lines, on the same worker threads and facilities. Since SDK 1.4.
+struct chain_link {
+    /// The built filter (a `.so` made by plugd_add_plugin()); unused when `make` is set.
+    /// A plugin that does not override handler::filter is refused, as plugd refuses it
+    /// anywhere but last in a chain.
+    std::filesystem::path plugin_file;
+    /// Its `config` object, as `/plugins/<instance>/config`.
+    nlohmann::json config = nlohmann::json::object();
+    /// Its instance name (ctx.instance_name(), its shared state, its log lines); empty: the
+    /// file's name without `.so` ("bearer_auth"), or "filter<N>" (its index in
+    /// options::filters) for a compiled-in class. Each instance of a host needs its own.
+    std::string instance;
+    /// A filter class compiled into the test instead of a file (of<T>() sets it).
+    handler* (*make)(context&) = nullptr;
+
+    /// The filter class `Filter`, compiled into the test: no `.so` needed.
+    template <typename Filter>
+    static chain_link of(nlohmann::json config = nlohmann::json::object(),
+                         std::string instance = {}) {
+        static_assert((detail::entry_points<Filter>() & detail::filters) != 0,
+                      "plugd::testing::chain_link::of<T>: T does not override "
+                      "plugd::handler::filter(plugd::request, plugd::reply&, plugd::chain_next), "
+                      "so it cannot stand before another plugin in a chain");
+        chain_link link;
+        link.config = std::move(config);
+        link.instance = std::move(instance);
+        link.make = [](context& ctx) -> handler* { return new Filter(ctx); };
+        return link;
+    }
+};
 
 /// How a plugin_host runs its plugin. Every member has a default: `{}` is a host with an
 /// empty config, two worker threads and real time.
@@ -50,6 +92,12 @@ struct options {
     std::chrono::milliseconds wait_limit{10000};
     /// Also write the plugin's log lines to stderr (warnings and errors always are).
     bool echo_log = false;
+    /// Filters that every call (call, call_http, start, call_concurrently) runs through
+    /// before the plugin, in this order: each gets filter() with the rest of the chain as
+    /// its `next`, the plugin last gets handle(), and what one attaches to the request
+    /// (request::attach) the later ones read, for that call only. reload() replaces the
+    /// plugin alone; the filters are kept. Empty: the plugin alone. Since SDK 1.4.
+    std::vector<chain_link> filters;
 };
 
 /// An HTTP reply, for plugins served on `http` listeners.
@@ -137,8 +185,9 @@ class plugin_host {
     plugin_host(plugin_host&&) noexcept;
     plugin_host& operator=(plugin_host&&) = delete;
 
-    /// Calls handle() with `message` on worker thread 0 and returns the reply; rethrows
-    /// what the handler threw.
+    /// Calls handle() with `message` (through options::filters first, when there are any)
+    /// on worker thread 0 and returns the reply; rethrows what the handler or a filter
+    /// threw.
     std::string call(std::string_view message);
     /// Calls handle() as an `http` listener does: `message()` is the body when there is
     /// one, otherwise the target without its `/`, URL-decoded.
@@ -151,7 +200,8 @@ class plugin_host {
     /// i % threads), and returns the replies in the messages' order; rethrows the first
     /// failure in that order. The check for handlers that share state without care.
     std::vector<std::string> call_concurrently(const std::vector<std::string>& messages);
-    /// Opens a whole connection to the plugin's serve(), as a `raw` listener does.
+    /// Opens a whole connection to the plugin's serve(), as a `raw` listener does. Throws
+    /// std::runtime_error with options::filters set: a raw listener has no chain.
     raw_client connect();
 
     /// A reload to the current file (rebuilt since, or not) with `config`, as plugd does:
@@ -182,6 +232,13 @@ class plugin_host {
     /// The lines the plugin logged (ctx.log, and plugd's lines about it), oldest first,
     /// each "<level> <message>", e.g. "info plugin test: greeting with \"Hi\"".
     std::vector<std::string> log_lines() const;
+
+    // ---- since SDK 1.4 ----
+
+    /// The shared state of the instance named `instance`: the plugin's (options::instance)
+    /// or a filter's (chain_link::instance). Throws std::out_of_range naming the instances
+    /// when there is none of that name.
+    shared_map& shared(std::string_view instance);
 
   private:
     using factory = handler* (*)(context&);
