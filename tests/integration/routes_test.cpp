@@ -2,6 +2,7 @@
 // and that a reload swaps a whole composition at once.
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <signal.h>
 
 #include <atomic>
@@ -105,4 +106,152 @@ TEST_CASE("routes: exact before prefix, longest prefix, host before no host, the
     r = get(c, "/api/quotes/top");  // the connection served on after 404, 405 and 400
     REQUIRE(r);
     CHECK(r->status == 200);
+}
+
+TEST_CASE("a reload swaps a filter's config and its handler together: no request sees half") {
+    temp_dir tmp;
+    // Generation g: the gate lets token T through and the handler answers V. The gate
+    // pauses before the rest of its chain runs, so reloads land inside requests.
+    const auto write = [&](const std::string& token, const std::string& answer) {
+        return tmp.write(
+            "server.json",
+            config(R"("gate": { "file": "gate", "config": { "delay_ms": 2, "token": ")" + token +
+                       R"(" } }, "quotes": { "file": "route_echo", "config": { "answer": ")" +
+                       answer + R"(" } })",
+                   R"({ "name": "main", "port": 0, "framing": "http", "routes": [
+                        { "name": "q", "path": "/q/", "chain": ["gate", "quotes"] } ] })"));
+    };
+    const auto cfg = write("A", "v1");
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t port = plugd.port();
+    REQUIRE(plugd.wait_for_log("serving generation 1"));
+
+    std::atomic<bool> stop{false};
+    std::atomic<int> failed{0}, mixed{0}, seen_a{0}, seen_b{0}, refused{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 16; ++i) {
+        clients.emplace_back([&, i] {
+            line_client c{port};
+            // Bounded: the reloads below end it long before.
+            for (int n = 0; n < 200'000 && !stop.load(); ++n) {
+                const char token = (n + i) % 2 == 0 ? 'A' : 'B';
+                c.send("GET /q/x HTTP/1.1\r\nHost: x\r\nX-Token: " + std::string(1, token) +
+                       "\r\n\r\n");
+                auto r = read_response(c);
+                if (!r) {
+                    ++failed;
+                    return;
+                }
+                if (r->status == 401) {
+                    ++refused;
+                    continue;
+                }
+                if (r->status != 200) {
+                    ++failed;
+                    continue;
+                }
+                // The handler's answer, and what the filter that passed it attached.
+                if (r->body.starts_with("v1 ") && r->body.ends_with("token=A") &&
+                    r->headers["x-gate"] == "A 200") {
+                    ++seen_a;
+                } else if (r->body.starts_with("v2 ") && r->body.ends_with("token=B") &&
+                           r->headers["x-gate"] == "B 200") {
+                    ++seen_b;
+                } else {
+                    ++mixed;
+                }
+            }
+        });
+    }
+    for (int reload = 0; reload < 20; ++reload) {
+        const bool to_b = reload % 2 == 0;
+        write(to_b ? "B" : "A", to_b ? "v2" : "v1");
+        const int a_before = seen_a.load(), b_before = seen_b.load();
+        plugd.signal(SIGHUP);
+        REQUIRE_MESSAGE(
+            plugd.wait_for_log("reload: generation " + std::to_string(reload + 2) + " "),
+            plugd.log());
+        // Traffic on the new generation before the next reload (bounded wait).
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while ((to_b ? seen_b.load() <= b_before : seen_a.load() <= a_before) &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(1ms);
+    }
+    stop = true;
+    for (auto& t : clients) t.join();
+    CHECK(failed.load() == 0);
+    CHECK(mixed.load() == 0);
+    CHECK(seen_a.load() > 0);
+    CHECK(seen_b.load() > 0);
+    CHECK(refused.load() > 0);  // the other token was refused by each generation
+    MESSAGE("replies: " << seen_a.load() << " (A, v1), " << seen_b.load() << " (B, v2), "
+                        << refused.load() << " refused by the gate");
+}
+
+TEST_CASE("max_in_flight: 50 concurrent 500 ms requests, 10 answered, 40 refused at once") {
+    temp_dir tmp;
+    const auto cfg =
+        tmp.write("server.json",
+                  config(R"("slow": { "file": "route_echo", "max_in_flight": 10,
+                            "config": { "delay_ms": 500 } })",
+                         R"({ "name": "main", "port": 0, "framing": "http", "plugin": "slow" })",
+                         R"("admin": { "port": 0 },)"));
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t port = plugd.port();
+    std::vector<line_client> clients;
+    for (int i = 0; i < 50; ++i) clients.emplace_back(port);
+    const auto sent = std::chrono::steady_clock::now();
+    for (auto& c : clients) c.send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    // When each connection's reply began to arrive: the refusals must not wait for a slot.
+    std::vector<std::chrono::steady_clock::duration> arrived(clients.size());
+    std::vector<bool> done(clients.size(), false);
+    std::size_t left = clients.size();
+    const auto deadline = sent + 10s;
+    while (left > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::vector<pollfd> fds;
+        for (std::size_t i = 0; i < clients.size(); ++i)
+            if (!done[i]) fds.push_back({clients[i].fd(), POLLIN, 0});
+        if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& f : fds) {
+            if (!(f.revents & POLLIN)) continue;
+            for (std::size_t i = 0; i < clients.size(); ++i) {
+                if (clients[i].fd() != f.fd || done[i]) continue;
+                done[i] = true;
+                arrived[i] = now - sent;
+                --left;
+            }
+        }
+    }
+    REQUIRE(left == 0);
+    int answered = 0, busy = 0;
+    auto slowest_refusal = std::chrono::steady_clock::duration::zero();
+    auto fastest_answer = std::chrono::steady_clock::duration::max();
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+        const auto r = read_response(clients[i], 10s);
+        REQUIRE(r);
+        if (r->status == 200) {
+            ++answered;
+            fastest_answer = std::min(fastest_answer, arrived[i]);
+        } else if (r->status == 503) {
+            ++busy;
+            slowest_refusal = std::max(slowest_refusal, arrived[i]);
+        }
+    }
+    CHECK(answered == 10);
+    CHECK(busy == 40);
+    // Refused at once: every refusal came before the first answer (which waits 500 ms).
+    CHECK(slowest_refusal < fastest_answer);
+    CHECK(fastest_answer >= 500ms);
+    MESSAGE("slowest refusal "
+            << std::chrono::duration_cast<std::chrono::microseconds>(slowest_refusal).count()
+            << " us after the requests were sent");
+    // Counted as busy, logged once (then summed), naming the instance and the setting.
+    auto metrics = http_request(plugd.admin_port(), "GET", "/metrics");
+    REQUIRE(metrics);
+    CHECK(metrics->body.find(
+              R"(plugd_request_errors_total{listener="main",plugin="slow",kind="busy"} 40)") !=
+          std::string::npos);
+    CHECK(plugd.wait_for_log("plugin slow is at its max_in_flight (10 requests at once)"));
+    CHECK(plugd.count_log("is at its max_in_flight") <= 2);  // one line per thread at most
 }
