@@ -86,7 +86,7 @@ struct client_connection {
     client_connection& operator=(const client_connection&) = delete;
 
     /// Waiting for a new request from now on (between requests, no byte of the next one
-    /// received): joins the back of its route's idle list, whose front is closed to admit a
+    /// received): joins the back of its listener's idle list, whose front is closed to admit a
     /// new client at max_connections (nginx's "reusable connections").
     void wait_idle() noexcept;
     /// Serves requests until the client leaves, the connection times out or the listener

@@ -39,7 +39,7 @@ bool inherited_matches(int fd, const tcp::endpoint& wanted) {
 // Each shard accepts on its own duplicate of the inherited socket: the same accept queue.
 std::vector<std::shared_ptr<shard_listener>> adopt(passed_socket passed, const listener_spec& spec,
                                                    std::vector<std::unique_ptr<shard>>& shards) {
-    std::vector<std::shared_ptr<shard_listener>> routes;
+    std::vector<std::shared_ptr<shard_listener>> slots;
     for (auto& s : shards) {
         auto r = std::make_shared<shard_listener>(s->io(), spec);
         const int own = ::fcntl(passed.fd, F_DUPFD_CLOEXEC, 0);
@@ -59,9 +59,9 @@ std::vector<std::shared_ptr<shard_listener>> adopt(passed_socket passed, const l
                                ": " + (own < 0 ? std::string{std::strerror(errno)} : ec.message()) +
                                "; restart plugd (with systemd: restart the .socket unit too)");
         }
-        routes.push_back(std::move(r));
+        slots.push_back(std::move(r));
     }
-    return routes;
+    return slots;
 }
 
 // The listener of this plugd that holds the port `spec` wants, if any.
@@ -129,7 +129,7 @@ std::vector<std::shared_ptr<shard_listener>> bind_listener(
         if (!ec) probe.bind(wanted, ec);
         if (ec) fail("bind", ec);
     }
-    std::vector<std::shared_ptr<shard_listener>> routes;
+    std::vector<std::shared_ptr<shard_listener>> slots;
     std::uint16_t port = spec.port;
     for (auto& s : shards) {
         auto r = std::make_shared<shard_listener>(s->io(), spec);
@@ -145,9 +145,9 @@ std::vector<std::shared_ptr<shard_listener>> bind_listener(
         a.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) fail("listen on", ec);
         port = a.local_endpoint().port();  // an ephemeral port: every shard joins the same one
-        routes.push_back(std::move(r));
+        slots.push_back(std::move(r));
     }
-    return routes;
+    return slots;
 }
 
 }  // namespace plugd

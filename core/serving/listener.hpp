@@ -12,7 +12,7 @@
 namespace plugd {
 
 /// Binds `spec` once per shard, so the kernel spreads new connections across the shards
-/// and each accepts on its own thread. Returns one route per shard, in shard order, not yet
+/// and each accepts on its own thread. Returns one shard_listener per shard, in shard order, not yet
 /// accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
 /// config_error naming the listener, its JSON path and what to do; the advice for a port in
 /// use depends on whether one of `held` (this plugd's listeners now, with the ports they

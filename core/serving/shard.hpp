@@ -37,7 +37,7 @@ using tcp = asio::ip::tcp;
 
 struct client_connection;
 
-/// How a connection sits in one of its shard's intrusive lists (all of them, and its route's
+/// How a connection sits in one of its shard's intrusive lists (all of them, and its listener's
 /// idle ones): linking and unlinking are a few pointer writes, no allocation, and it unlinks
 /// itself when the connection is destroyed.
 struct connection_link
