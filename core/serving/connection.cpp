@@ -270,6 +270,8 @@ void answer_unrouted(client_connection& c, const dispatched& where, std::string&
 // it started on until it ends (a reload's drain waits for it, up to
 // reload_drain_timeout_ms), and its phases are timed as a request's.
 asio::awaitable<void> serve_stream(client_connection& c) {
+    // A reload may have removed the listener while the switch's reply was written.
+    if (c.via->closing || !c.via->table) co_return;
     dispatch_table& table = *c.via->table;
     const chain_slot& chain = table.chains.front();  // raw and upgrades: one chain of one
     request_stats* counted = chain.requests;
