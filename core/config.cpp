@@ -491,6 +491,55 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     return l;
 }
 
+// `/listeners/N/tls`. The files are only named here: tls/tls_context reads and checks them
+// when a generation is prepared (and for -t), so the config stays free of OpenSSL.
+tls_settings parse_tls(const validator& v, const json& obj, const std::string& p,
+                       const std::filesystem::path& base, framing_kind framing) {
+    v.object_at(obj, p);
+    v.only_keys(obj, p,
+                {"certificate", "private_key", "client_ca", "min_version", "ciphers",
+                 "ciphersuites", "alpn"});
+    tls_settings t;
+    t.certificate =
+        resolve(base, v.string(v.require(obj, p, "certificate"), child(p, "certificate")));
+    t.private_key =
+        resolve(base, v.string(v.require(obj, p, "private_key"), child(p, "private_key")));
+    if (const json* ca = v.find(obj, "client_ca"))
+        t.client_ca = resolve(base, v.string(*ca, child(p, "client_ca")));
+    if (const json* min = v.find(obj, "min_version")) {
+        const std::string m = v.string(*min, child(p, "min_version"));
+        if (m != "1.2" && m != "1.3")
+            v.fail(child(p, "min_version"),
+                   "\"" + m +
+                       "\" is not a TLS version plugd accepts; expected \"1.2\" or \"1.3\" "
+                       "(TLS 1.0 and 1.1 are never offered)");
+        t.tls13_only = m == "1.3";
+    }
+    if (const json* ciphers = v.find(obj, "ciphers"))
+        t.ciphers = v.string(*ciphers, child(p, "ciphers"));
+    if (const json* suites = v.find(obj, "ciphersuites"))
+        t.ciphersuites = v.string(*suites, child(p, "ciphersuites"));
+    if (const json* alpn = v.find(obj, "alpn")) {
+        const std::string ap = child(p, "alpn");
+        if (!alpn->is_array() || alpn->empty())
+            v.fail(ap,
+                   "expected a non-empty array of protocol names such as [\"http/1.1\"] "
+                   "(leave it out for the default), got " +
+                       describe(*alpn));
+        for (std::size_t i = 0; i < alpn->size(); ++i) {
+            std::string name = v.string((*alpn)[i], child(ap, i));
+            if (name.size() > 255)
+                v.fail(child(ap, i), "a protocol name is at most 255 bytes long");
+            if (std::find(t.alpn.begin(), t.alpn.end(), name) != t.alpn.end())
+                v.fail(child(ap, i), "\"" + name + "\" is listed twice");
+            t.alpn.push_back(std::move(name));
+        }
+    } else if (framing == framing_kind::http) {
+        t.alpn = {"http/1.1"};
+    }
+    return t;
+}
+
 server_config parse_document(const json& doc, const validator& v,
                              const std::filesystem::path& source,
                              const std::filesystem::path& bundled_plugin_dir) {
@@ -663,7 +712,7 @@ server_config parse_document(const json& doc, const validator& v,
         const json& spec = v.object_at(listeners[i], p);
         v.only_keys(spec, p,
                     {"name", "address", "port", "framing", "plugin", "chain", "routes", "limits",
-                     "access_log", "reuse_port"});
+                     "access_log", "reuse_port", "tls"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -725,6 +774,8 @@ server_config parse_document(const json& doc, const validator& v,
                 v.fail(child(p, "reuse_port"), "expected true or false, got " + describe(*reuse));
             l.reuse_port = reuse->get<bool>();
         }
+        if (const json* tls = v.find(spec, "tls"))
+            l.tls = parse_tls(v, *tls, child(p, "tls"), base, l.framing);
         const json* own_limits = v.find(spec, "limits");
         l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)
                               : cfg.limits;
@@ -752,6 +803,15 @@ std::string dispatch_summary(const listener_spec& l) {
     std::string names;
     for (const auto& name : l.chain) names += (names.empty() ? "" : ", ") + name;
     return "chain " + names;
+}
+
+void append_tls_files(const server_config& cfg, std::vector<std::filesystem::path>& files) {
+    for (const auto& l : cfg.listeners) {
+        if (!l.tls) continue;
+        files.push_back(l.tls->certificate);
+        files.push_back(l.tls->private_key);
+        if (!l.tls->client_ca.empty()) files.push_back(l.tls->client_ca);
+    }
 }
 
 const plugin_spec* server_config::find_plugin(std::string_view name) const noexcept {

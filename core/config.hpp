@@ -83,6 +83,24 @@ struct route_spec {
     friend bool operator==(const route_spec&, const route_spec&) = default;
 };
 
+/// `/listeners/N/tls`: the listener speaks TLS. The files are read (and checked) when a
+/// generation is prepared: at start, at each reload and by `-t`, so replacing them and
+/// reloading rotates the certificate.
+struct tls_settings {
+    std::filesystem::path certificate;  ///< resolved: PEM, the server's certificate then its chain
+    std::filesystem::path private_key;  ///< resolved: PEM, not encrypted
+    /// Resolved: PEM certificates of the CAs a client's certificate must chain to; set,
+    /// every client must present one. Empty: none is asked for.
+    std::filesystem::path client_ca;
+    bool tls13_only = false;   ///< `min_version` "1.3"; else "1.2" (never lower)
+    std::string ciphers;       ///< TLS 1.2 cipher list (OpenSSL syntax); empty: plugd's defaults
+    std::string ciphersuites;  ///< TLS 1.3 suites; empty: OpenSSL's defaults
+    /// Protocols offered to ALPN, in preference order; default ["http/1.1"] on http
+    /// listeners, none elsewhere.
+    std::vector<std::string> alpn;
+    friend bool operator==(const tls_settings&, const tls_settings&) = default;
+};
+
 /// `/listeners/N`: one address the server accepts on, routed to a chain of plugin
 /// instances, or (http) to one chain per route.
 struct listener_spec {
@@ -102,6 +120,7 @@ struct listener_spec {
     /// Other processes may listen on the same port (SO_REUSEPORT across processes); off:
     /// a port in use is an error.
     bool reuse_port = false;
+    std::optional<tls_settings> tls;  ///< none: plaintext
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 
@@ -157,6 +176,10 @@ void for_each_chain(const listener_spec& l, std::size_t index, F&& f) {
     for (std::size_t i = 0; i < l.routes.size(); ++i)
         f(l.routes[i].chain, at + "/routes/" + std::to_string(i));
 }
+
+/// Appends the files of every TLS listener of `cfg` (certificate, key, client CAs): what
+/// `--watch` watches besides the config and the plugins.
+void append_tls_files(const server_config& cfg, std::vector<std::filesystem::path>& files);
 
 /// A configuration that cannot be used. `what()` is the whole user-facing message: the
 /// file, the line and column or the JSON path, what is wrong and what is expected.

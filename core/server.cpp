@@ -41,6 +41,7 @@
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
 #include "reload/deployment.hpp"
+#include "tls/tls_context.hpp"
 #include "reload/restart_needed.hpp"
 #include "serving/shard.hpp"
 #include "serving/traffic_ledger.hpp"
@@ -444,6 +445,7 @@ class server final : public admin_backend {
     std::vector<std::filesystem::path> watched_files() const {
         std::vector<std::filesystem::path> files{options_.config_file};
         for (const auto& p : cfg_.plugins) files.push_back(p.file);
+        append_tls_files(cfg_, files);
         return files;
     }
 
@@ -508,6 +510,7 @@ void check_plugins(const server_config& cfg) {
     }
     check_listeners_can_serve(
         cfg, [&](const std::string& name) -> const plugin_version& { return *loaded.at(name); });
+    for (const auto& l : cfg.listeners) make_tls_context(cfg, l);  // reads and checks the files
 }
 
 int serve(server_config cfg, const server_options& options) {

@@ -258,6 +258,19 @@ std::string metrics_text(const server_report& r) {
         }
     }
 
+    m.family("plugd_tls_handshakes_total", "counter",
+             "TLS handshakes by outcome: full, resumed (a session ticket), failed (including "
+             "timed out and plaintext sent to a TLS port).");
+    for (const auto& [name, stats] : listeners) {
+        if (stats.tls_full + stats.tls_resumed + stats.tls_failed == 0) continue;
+        const std::string l = label("listener", name);
+        m.sample("plugd_tls_handshakes_total", l + "," + label("outcome", "full"), stats.tls_full);
+        m.sample("plugd_tls_handshakes_total", l + "," + label("outcome", "resumed"),
+                 stats.tls_resumed);
+        m.sample("plugd_tls_handshakes_total", l + "," + label("outcome", "failed"),
+                 stats.tls_failed);
+    }
+
     const auto requests = sum(r.shards, &shard_snapshot::requests, &request_key,
                               &shard_snapshot::request_part::stats);
     m.family("plugd_requests_total", "counter",

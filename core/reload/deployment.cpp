@@ -19,6 +19,7 @@
 #include "reload/reload_plan.hpp"
 #include "serving/listener.hpp"
 #include "serving/shard.hpp"
+#include "tls/tls_context.hpp"
 #include "transport/transport.hpp"
 
 namespace plugd {
@@ -99,7 +100,13 @@ std::string deployment::apply(const server_config& running, const server_config&
 
     plugin_map loaded;
     std::vector<std::vector<std::shared_ptr<shard_listener>>> bound;
+    std::map<std::string, std::shared_ptr<const tls_context>> tls;
     try {
+        // Every TLS listener's files are read again: replacing them and reloading is how a
+        // certificate rotates. One that cannot be used refuses the reload here.
+        for (const auto& l : next.listeners) {
+            if (auto context = make_tls_context(next, l)) tls[l.name] = std::move(context);
+        }
         // A state file that could not be saved at stop is refused now, not found out then
         // (a worker's master writes it, and checks it).
         for (const auto& spec : next.plugins) {
@@ -211,6 +218,7 @@ std::string deployment::apply(const server_config& running, const server_config&
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
         u.count_traffic = next.admin.has_value() || count_for_master_;
+        u.tls = tls;
         shard_updates_->fetch_add(1, std::memory_order_relaxed);
         asio::post(shards_[i]->io(),
                    [s = shards_[i].get(), u = std::move(u), pending = shard_updates_]() mutable {

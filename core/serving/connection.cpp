@@ -346,6 +346,7 @@ asio::awaitable<bool> serve(client_connection& c) {
             http_reply_head* const head = codec.reply_head();
             dispatch_table& table = *c.via->table;  // the composition current now
             detail::request_extras extras;
+            extras.client_subject = c.wire.client_subject();
             const dispatched where =
                 route_request(table, next, codec, extras, head ? *head->fields : sink);
             const chain_slot* const chain = where.chain;
@@ -548,11 +549,78 @@ void client_connection::too_slow() noexcept {
 
 void client_connection::start() noexcept {
     wire.prepare();
+    if (wire.is_tls()) {
+        begin_phase(phase_kind::handshaking);
+        continue_handshake();
+        return;
+    }
     if (framing_of(*this).decodes_before_input) {
         resume();  // the plugin may speak first (a banner, a handshake)
         return;
     }
     await_request();
+}
+
+namespace {
+
+// A client that spoke plaintext to a TLS port: an HTTP client is told so in plaintext, as
+// nginx does (its request is read first, so closing does not reset the reply away); any
+// other is just closed.
+void refuse_plaintext(client_connection& c) {
+    if (c.framing != framing_kind::http) return;
+    const auto scratch = c.owner.scratch();
+    for (int reads = 0; reads < 16; ++reads) {
+        boost::system::error_code ec;
+        const std::size_t n = c.wire.read_raw(scratch, ec);
+        if (ec || n < scratch.size()) break;
+    }
+    static constexpr std::string_view body =
+        "This port speaks TLS: use https:// (the request was sent in plaintext).\n";
+    const std::string reply =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+        "Connection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + std::string{body};
+    boost::system::error_code ignored;
+    c.wire.write_raw(asio::buffer(reply), ignored);  // never waits: a few bytes
+}
+
+}  // namespace
+
+void client_connection::continue_handshake() noexcept {
+    const handshake_step step = closing || via->closing ? handshake_step::failed : wire.handshake();
+    listener_stats* traffic = via->traffic;
+    switch (step) {
+        case handshake_step::done:
+            if (traffic) ++(wire.resumed() ? traffic->tls_resumed : traffic->tls_full);
+            begin_phase(phase_kind::waiting);
+            if (framing_of(*this).decodes_before_input) {
+                resume();
+            } else {
+                await_request();
+            }
+            return;
+        case handshake_step::want_read:
+        case handshake_step::want_write:
+            in_read_wait = true;  // close_when_idle (the sweeper's timeout, a stop) cancels it
+            wire.async_wait(step == handshake_step::want_write,
+                            [this](const boost::system::error_code& error) {
+                                in_read_wait = false;
+                                if (error) closing = true;
+                                continue_handshake();
+                            });
+            return;
+        case handshake_step::plaintext:
+            if (traffic) ++traffic->tls_failed;
+            refuse_plaintext(*this);
+            break;
+        case handshake_step::failed:
+            if (traffic) ++traffic->tls_failed;
+            log::debug("listener " + via->spec.name + ": TLS handshake with " + peer +
+                           " failed: " + (closing ? "timed out or closed" : wire.handshake_error()),
+                       {log::tag("listener", via->spec.name), log::tag("peer", peer)});
+            break;
+    }
+    finish();
 }
 
 void client_connection::await_request() noexcept {

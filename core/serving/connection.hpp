@@ -99,6 +99,9 @@ struct client_connection {
     void await_request() noexcept;
     /// Runs the coroutine that serves requests until the connection parks or ends.
     void resume() noexcept;
+    /// TLS: steps the handshake on, waiting as OpenSSL asks, then serves as a new plain
+    /// connection would; a failed one is counted and closed.
+    void continue_handshake() noexcept;
     /// Closes the socket; the connection is deleted from a handler of its own.
     void finish() noexcept;
     /// A request (or a stream's message) that did not arrive whole within
@@ -118,12 +121,13 @@ struct client_connection {
 
     /// What the connection is doing, for the sweeper's timeouts.
     enum class phase_kind : std::uint8_t {
-        waiting,    ///< for a complete request (idle_timeout_ms)
-        receiving,  ///< the rest of a request begun (request_timeout_ms, then 408 over
-                    ///< http; on raw, of a message read_until or read_exactly began: closed)
-        handling,   ///< a request (request_timeout_ms)
-        writing,    ///< a reply (write_timeout_ms)
-        lingering,  ///< discarding input after refusing a request (a few seconds at most)
+        waiting,      ///< for a complete request (idle_timeout_ms)
+        receiving,    ///< the rest of a request begun (request_timeout_ms, then 408 over
+                      ///< http; on raw, of a message read_until or read_exactly began: closed)
+        handling,     ///< a request (request_timeout_ms)
+        writing,      ///< a reply (write_timeout_ms)
+        lingering,    ///< discarding input after refusing a request (a few seconds at most)
+        handshaking,  ///< TLS, before the first request (request_timeout_ms, then closed)
     };
     /// Starts a phase. The sequence number lets the sweeper time phases without a clock
     /// read per request (clock_gettime was a visible share of a pipelined request's cost).

@@ -6,6 +6,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <limits>
 
@@ -52,6 +55,13 @@ void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
     stalls_ = &stalls;
     thread_ = std::thread{[this, on_exit = std::move(on_exit)] {
         host::enter_serving_thread(io_, index_);
+        // OpenSSL writes to a TLS client's socket with write(2): a client gone would raise
+        // SIGPIPE, which ends the process. Blocked here, it stays pending on this thread
+        // and the write fails with EPIPE instead.
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
         this_thread_suspend_hook() = {&shard::write_unsent, this};
         prepare_thread_for_crash_report();
         stalls_->watch_this_thread(index_);
@@ -258,6 +268,10 @@ void shard::apply(shard_update update) {
         listeners_[r->spec.name] = r;
         asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
     }
+    for (auto& [name, r] : listeners_) {  // new handshakes use the new certificate
+        const auto it = update.tls.find(name);
+        r->tls = it != update.tls.end() ? it->second : nullptr;
+    }
     // The sweeper enforces every connection's timeouts; ticking at an eighth of the
     // shortest bounds how late it notices to an eighth.
     auto shortest = std::chrono::milliseconds{8000};
@@ -384,6 +398,10 @@ asio::awaitable<void> shard::sweep() {
                     if (age >= std::min(limits.idle_timeout, std::chrono::milliseconds{2000}))
                         c.close_when_idle();
                     break;
+                case phase::handshaking:
+                    // Counted as failed by the handshake's own end.
+                    if (age >= limits.request_timeout) c.close_when_idle();
+                    break;
             }
         }
     }
@@ -435,8 +453,12 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<shard_listener> r) {
             socket.close(ignored);
             continue;
         }
-        (new client_connection{*this, r, transport{std::move(socket)}})
-            ->start();  // deletes itself at the end
+        transport wire{std::move(socket)};
+        if (r->tls && !wire.use_tls(r->tls->native())) {
+            if (auto* counted = r->traffic) ++counted->tls_failed;
+            continue;  // out of memory: closed
+        }
+        (new client_connection{*this, r, std::move(wire)})->start();  // deletes itself at the end
     }
 }
 

@@ -29,6 +29,7 @@
 #include "serving/repeated_warning.hpp"
 #include "serving/traffic_ledger.hpp"
 #include "serving/traffic_stats.hpp"
+#include "tls/tls_context.hpp"
 
 namespace plugd {
 
@@ -54,6 +55,9 @@ struct shard_listener {
     shard_listener(asio::io_context& io, listener_spec s) : spec{std::move(s)}, acceptor{io} {}
     listener_spec spec;  ///< `name` never changes; framing/plugin may, on reload
     tcp::acceptor acceptor;
+    /// TLS: the current generation's context, which new connections handshake with (open
+    /// ones keep theirs). Null: plaintext.
+    std::shared_ptr<const tls_context> tls;
     /// The current generation's chains (and routes): read at the start of each request,
     /// which pins it. Null once the listener closes.
     dispatch_table* table = nullptr;
@@ -82,6 +86,9 @@ struct shard_update {
     std::vector<listener_spec> kept;   ///< kept sockets; framing/plugin may differ
     std::vector<std::string> removed;  ///< listener names
     bool count_traffic = false;        ///< keep traffic_stats (for /metrics)
+    /// Every TLS listener's context for this generation, by listener name (built anew at
+    /// each reload: the files may have been replaced).
+    std::map<std::string, std::shared_ptr<const tls_context>> tls;
 };
 
 class shard {

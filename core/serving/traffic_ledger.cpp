@@ -177,6 +177,9 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             s.method_not_allowed = read_whole(from.method_not_allowed);
             s.bytes_in = read_whole(from.bytes_in);
             s.bytes_out = read_whole(from.bytes_out);
+            s.tls_full = read_whole(from.tls_full);
+            s.tls_resumed = read_whole(from.tls_resumed);
+            s.tls_failed = read_whole(from.tls_failed);
             into.listeners.push_back({listener, s, 0});
         } else {
             const auto& from = *reinterpret_cast<const request_stats*>(r->stats());

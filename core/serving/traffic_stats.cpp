@@ -39,6 +39,9 @@ listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
     method_not_allowed += o.method_not_allowed;
     bytes_in += o.bytes_in;
     bytes_out += o.bytes_out;
+    tls_full += o.tls_full;
+    tls_resumed += o.tls_resumed;
+    tls_failed += o.tls_failed;
     return *this;
 }
 

@@ -64,6 +64,10 @@ struct listener_stats {
     std::uint64_t method_not_allowed = 0;  ///< routed listeners: only the method did not (405)
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
+    // TLS listeners: handshakes by outcome.
+    std::uint64_t tls_full = 0;
+    std::uint64_t tls_resumed = 0;
+    std::uint64_t tls_failed = 0;  ///< failed, timed out, or plaintext sent to the port
     listener_stats& operator+=(const listener_stats& o) noexcept;
 };
 

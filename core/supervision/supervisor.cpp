@@ -424,6 +424,7 @@ class supervisor {
         if (!watch_) return;
         std::vector<std::filesystem::path> files{options_.config_file};
         for (const auto& p : cfg_.plugins) files.push_back(p.file);
+        append_tls_files(cfg_, files);
         watch_->watch(std::move(files));
     }
 

@@ -24,6 +24,7 @@ struct request_extras {
     std::string_view route;      ///< the matched route's name, or its index ("0", "1", ...)
     std::string_view path_rest;  ///< the path after the route's matched prefix
     request_attributes* attributes = nullptr;
+    std::string_view client_subject;  ///< the verified TLS client certificate's subject
 };
 
 }  // namespace detail
@@ -115,6 +116,12 @@ class request {
     /// The value an earlier filter attached under `key`; empty when none did.
     std::string_view attached(std::string_view key) const noexcept {
         return extras_ && extras_->attributes ? extras_->attributes->get(key) : std::string_view{};
+    }
+
+    /// On a TLS listener with `client_ca`: the subject of the client's verified
+    /// certificate, RFC 2253 ("CN=alice,O=Example"). Empty without one, and on plaintext.
+    std::string_view client_subject() const noexcept {
+        return extras_ ? extras_->client_subject : std::string_view{};
     }
 
   private:

@@ -1,0 +1,340 @@
+// TLS on listeners: real plugd on loopback, certificates made by the test with the openssl
+// command line, clients: curl, openssl s_client, Python's ssl module and a small OpenSSL
+// client of our own (for what needs a connection held open or a certificate inspected).
+#include <doctest/doctest.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "plugd_process.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+// Runs `script` with sh in `dir`; its status and everything it printed.
+run_result shell(const std::filesystem::path& dir, const std::string& script,
+                 milliseconds timeout = 30s) {
+    return run_program("/bin/sh", {"-c", "cd '" + dir.string() + "' && " + script}, timeout);
+}
+
+// The test's PKI, made with the openssl command line: an ECDSA P-256 CA; server pairs
+// signed by it with the SANs 127.0.0.1 and localhost and known serials (server1: 4097,
+// server2: 4098); a client certificate (CN=alice) from the same CA, and one (CN=mallory)
+// from another CA.
+void make_pki(const std::filesystem::path& dir) {
+    const std::string script = R"(set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 30 -subj "/CN=$2" 2>/dev/null; }
+signed() { key "$1.key"; openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$3" 2>/dev/null
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -set_serial "$4" -days 30 -out "$1.pem" $5 2>/dev/null; }
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.cnf
+ca ca "plugd test CA"
+ca other_ca "another CA"
+signed server1 ca localhost 4097 "-extfile san.cnf"
+signed server2 ca localhost 4098 "-extfile san.cnf"
+signed alice ca alice 5001 ""
+signed mallory other_ca mallory 5002 ""
+cp server1.pem cert.pem; cp server1.key key.pem
+)";
+    const auto made = shell(dir, script);
+    REQUIRE_MESSAGE(made.status == 0, made.output);
+}
+
+// The config of the tests' plugd: TLS listeners "web" (http, greeting), "main" (line,
+// greeting; closes idle connections after a second, so s_client ends), "raw" (raw, echo)
+// and "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem).
+std::string tls_config(const std::filesystem::path& plugins) {
+    const std::string tls = R"("tls": { "certificate": "cert.pem", "private_key": "key.pem" })";
+    return R"({ "threads": 2, "plugin_dir": ")" + plugins.string() + R"(",
+      "plugins": { "greeting": { "file": "greeting" }, "echo": { "file": "echo" },
+                   "who": { "file": "route_echo", "config": { "subject_only": true } } },
+      "listeners": [
+        { "name": "web", "port": 0, "framing": "http", "plugin": "greeting", )" +
+           tls + R"( },
+        { "name": "main", "port": 0, "plugin": "greeting", "limits": { "idle_timeout_ms": 1000 }, )" +
+           tls + R"( },
+        { "name": "raw", "port": 0, "framing": "raw", "plugin": "echo", )" +
+           tls + R"( },
+        { "name": "mtls", "port": 0, "plugin": "who", "tls": { "certificate": "cert.pem",
+          "private_key": "key.pem", "client_ca": "ca.pem" } } ] })";
+}
+
+struct tls_server {
+    tls_server() {
+        make_pki(tmp.path());
+        const auto plugins = tmp.path() / "plugins";
+        std::filesystem::create_directory(plugins);
+        install_plugin(bundled_plugin_dir() / "greeting.so", plugins, "greeting.so");
+        install_plugin(test_plugin_dir() / "echo.so", plugins, "echo.so");
+        install_plugin(test_plugin_dir() / "route_echo.so", plugins, "route_echo.so");
+        cfg = tmp.write("server.json", tls_config(plugins));
+        process.emplace(std::vector<std::string>{"-c", cfg.string()});
+        web = process->port("web");
+        line = process->port("main");
+        raw = process->port("raw");
+        mtls = process->port("mtls");
+        REQUIRE(process->wait_for_log("serving generation 1"));
+    }
+    std::filesystem::path file(const std::string& name) const { return tmp.path() / name; }
+    temp_dir tmp;
+    std::filesystem::path cfg;
+    std::optional<plugd_process> process;
+    std::uint16_t web = 0, line = 0, raw = 0, mtls = 0;
+};
+
+// A blocking TLS client over loopback (every read and write bounded by 10 s), verifying
+// the server against ca.pem as "localhost"; optionally presenting a client certificate.
+class tls_client {
+  public:
+    tls_client(std::uint16_t port, const std::filesystem::path& ca, const std::string& cert = {},
+               const std::string& key = {}) {
+        ::signal(SIGPIPE, SIG_IGN);  // a refused client writes to a closed connection
+        ctx_ = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr);
+        SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+        if (!cert.empty()) {
+            SSL_CTX_use_certificate_file(ctx_, cert.c_str(), SSL_FILETYPE_PEM);
+            SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM);
+        }
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        timeval bound{10, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        ssl_ = SSL_new(ctx_);
+        SSL_set_fd(ssl_, fd_);
+        SSL_set_tlsext_host_name(ssl_, "localhost");
+        SSL_set1_host(ssl_, "localhost");
+        handshake_ok = SSL_connect(ssl_) == 1;
+        ERR_clear_error();
+    }
+    ~tls_client() {
+        SSL_free(ssl_);
+        SSL_CTX_free(ctx_);
+        ::close(fd_);
+    }
+    tls_client(const tls_client&) = delete;
+    tls_client& operator=(const tls_client&) = delete;
+
+    // The server certificate's serial number, in decimal.
+    long serial() const {
+        X509* cert = SSL_get0_peer_certificate(ssl_);
+        return cert ? ASN1_INTEGER_get(X509_get0_serialNumber(cert)) : -1;
+    }
+    // Sends `line` and reads one reply line (without its '\n'); empty if the connection
+    // failed or closed first.
+    std::string ask(const std::string& line) {
+        if (!handshake_ok) return {};
+        const std::string sent = line + "\n";
+        if (SSL_write(ssl_, sent.data(), static_cast<int>(sent.size())) <= 0) return {};
+        std::string reply;
+        char c;
+        while (reply.size() < 4096 && SSL_read(ssl_, &c, 1) == 1) {
+            if (c == '\n') return reply;
+            reply += c;
+        }
+        ERR_clear_error();
+        return {};
+    }
+
+    bool handshake_ok = false;
+
+  private:
+    SSL_CTX* ctx_ = nullptr;
+    SSL* ssl_ = nullptr;
+    int fd_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("tls: curl over HTTPS to greeting gets 200 Hello verified against the test CA") {
+    tls_server s;
+    const auto r = shell(s.tmp.path(),
+                         "curl -sS --max-time 10 --cacert ca.pem -w ' %{http_code} "
+                         "%{http_version}' https://127.0.0.1:" +
+                             std::to_string(s.web) + "/world 2>&1");
+    CHECK_MESSAGE(r.output == "Hello, world 200 1.1", r.output);
+    // ALPN chose http/1.1 (curl offers h2 too).
+    const auto alpn = shell(
+        s.tmp.path(), "openssl s_client -alpn h2,http/1.1 -CAfile ca.pem -connect 127.0.0.1:" +
+                          std::to_string(s.web) + " </dev/null 2>&1");
+    CHECK_MESSAGE(alpn.output.find("ALPN protocol: http/1.1") != std::string::npos, alpn.output);
+}
+
+TEST_CASE("tls: openssl s_client over a line listener and Python's ssl over a raw listener") {
+    tls_server s;
+    // The line listener closes the idle connection after a second, which ends s_client.
+    const auto line = shell(s.tmp.path(),
+                            "printf 'bob\\n' | openssl s_client -quiet -verify_return_error "
+                            "-CAfile ca.pem -connect 127.0.0.1:" +
+                                std::to_string(s.line) + " 2>/dev/null");
+    CHECK_MESSAGE(line.output == "Hello, bob\n", line.output);
+    const std::string python = R"(import socket, ssl, sys
+ctx = ssl.create_default_context(cafile='ca.pem')
+with socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname='localhost') as s:
+        s.sendall(b'first\nsecond\n')
+        got = b''
+        while got.count(b'\n') < 2:
+            chunk = s.recv(100)
+            if not chunk: break
+            got += chunk
+        print(s.version(), got.decode().replace('\n', '|'))
+)";
+    s.tmp.write("client.py", python);
+    const auto py = shell(s.tmp.path(), "python3 client.py " + std::to_string(s.raw) + " 2>&1");
+    CHECK_MESSAGE(py.output == "TLSv1.3 v1:first|v1:second|\n", py.output);
+}
+
+TEST_CASE("tls: TLS 1.0 and 1.1 are refused and so is a client speaking plaintext") {
+    tls_server s;
+    for (const char* version : {"-tls1", "-tls1_1"}) {
+        // SECLEVEL=0: the client really offers the old version (Debian's default would not).
+        const auto r = shell(s.tmp.path(), std::string{"openssl s_client "} + version +
+                                               " -cipher DEFAULT@SECLEVEL=0 -connect 127.0.0.1:" +
+                                               std::to_string(s.line) + " </dev/null 2>&1");
+        CHECK(r.status != 0);
+        CHECK_MESSAGE(r.output.find("alert protocol version") != std::string::npos, r.output);
+    }
+    // HTTP in plaintext: a plaintext 400 that says why; a line client: closed.
+    const auto http =
+        shell(s.tmp.path(), "curl -sS --max-time 10 -w ' %{http_code}' http://127.0.0.1:" +
+                                std::to_string(s.web) + "/world 2>&1");
+    CHECK_MESSAGE(http.output.find("speaks TLS") != std::string::npos, http.output);
+    CHECK_MESSAGE(http.output.ends_with(" 400"), http.output);
+    line_client plain{s.line};
+    plain.send("hello\n");
+    CHECK(plain.read_to_eof(10s) == "");
+    // Still serving TLS, and every refusal counted as a failed handshake.
+    tls_client after{s.line, s.file("ca.pem")};
+    CHECK(after.ask("again") == "Hello, again");
+    CHECK(s.process->count_log("error") == 0);
+}
+
+TEST_CASE("tls: a session resumes with its ticket (TLS 1.3 and TLS 1.2)") {
+    tls_server s;
+    const std::string port = std::to_string(s.web);
+    const std::string request =
+        "printf 'GET /x HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' | ";
+    for (const char* version : {"-tls1_3", "-tls1_2"}) {
+        const std::string client = std::string{"openssl s_client "} + version +
+                                   " -ign_eof -CAfile ca.pem -connect 127.0.0.1:" + port;
+        const auto first = shell(s.tmp.path(), request + client + " -sess_out session.pem 2>&1");
+        CHECK_MESSAGE(first.output.find("New, TLSv1.") != std::string::npos, first.output);
+        CHECK(first.output.find("HTTP/1.1 200 OK") != std::string::npos);
+        // Several times: the two threads' contexts share the ticket keys, so whichever
+        // accepts it resumes.
+        for (int i = 0; i < 4; ++i) {
+            const auto again = shell(s.tmp.path(), request + client + " -sess_in session.pem 2>&1");
+            CHECK_MESSAGE(again.output.find("Reused, TLSv1.") != std::string::npos, again.output);
+            CHECK(again.output.find("HTTP/1.1 200 OK") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE(
+    "tls: certificate rotation by new files and SIGHUP: new handshakes see the new serial "
+    "and an open connection goes on") {
+    tls_server s;
+    tls_client open{s.line, s.file("ca.pem")};
+    REQUIRE(open.handshake_ok);
+    CHECK(open.serial() == 4097);
+    CHECK(open.ask("before") == "Hello, before");
+    std::filesystem::copy_file(s.file("server2.pem"), s.file("cert.pem"),
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(s.file("server2.key"), s.file("key.pem"),
+                               std::filesystem::copy_options::overwrite_existing);
+    s.process->signal(SIGHUP);
+    REQUIRE_MESSAGE(s.process->wait_for_log("reload: generation 2 "), s.process->log());
+    for (int i = 0; i < 4; ++i) {  // both threads
+        tls_client fresh{s.line, s.file("ca.pem")};
+        REQUIRE(fresh.handshake_ok);
+        CHECK(fresh.serial() == 4098);
+        CHECK(fresh.ask("new") == "Hello, new");
+    }
+    CHECK(open.ask("after") == "Hello, after");
+}
+
+TEST_CASE(
+    "tls: a bad or mismatched or encrypted key and a missing or non-PEM certificate are "
+    "refused by -t and by a reload naming the file while the old certificate keeps serving") {
+    tls_server s;
+    s.tmp.write("garbage.pem", "not a key at all\n");
+    const auto encrypted =
+        shell(s.tmp.path(),
+              "openssl pkey -in server1.key -aes256 -passout pass:secret -out encrypted.key");
+    REQUIRE(encrypted.status == 0);
+    struct bad_case {
+        std::string certificate, key, named, expected;
+    };
+    const bad_case cases[] = {
+        {"cert.pem", "server2.key", "server2.key", "does not match the certificate"},
+        {"cert.pem", "garbage.pem", "garbage.pem", "holds no PEM private key"},
+        {"garbage.pem", "key.pem", "garbage.pem", "holds no PEM certificate"},
+        {"missing.pem", "key.pem", "missing.pem", "cannot read it: No such file or directory"},
+        {"cert.pem", "encrypted.key", "encrypted.key", "is encrypted"},
+    };
+    std::size_t failures = 0;
+    for (const auto& bad : cases) {
+        CAPTURE(bad.expected);
+        std::string text = tls_config(s.tmp.path() / "plugins");
+        for (std::size_t at = text.find("\"key.pem\""); at != std::string::npos;
+             at = text.find("\"key.pem\"", at + 1))
+            text.replace(at, 9, "\"" + bad.key + "\"");
+        for (std::size_t at = text.find("\"cert.pem\""); at != std::string::npos;
+             at = text.find("\"cert.pem\"", at + 1))
+            text.replace(at, 10, "\"" + bad.certificate + "\"");
+        const auto bad_cfg = s.tmp.write("bad.json", text);
+        const auto checked = run_plugd({"-t", "-c", bad_cfg.string()});
+        CHECK(checked.status != 0);
+        const std::string named = (s.tmp.path() / bad.named).string();
+        CHECK_MESSAGE(checked.output.find(named + ": " + bad.expected) != std::string::npos,
+                      checked.output);
+        CHECK_MESSAGE(checked.output.find("/listeners/0/tls") != std::string::npos, checked.output);
+        // The same config as a reload: refused, the old certificate serves on.
+        s.tmp.write("server.json", text);
+        s.process->signal(SIGHUP);
+        REQUIRE_MESSAGE(s.process->wait_for_log("reload failed: ", 10s, ++failures),
+                        s.process->log());
+        CHECK(s.process->count_log(named + ": " + bad.expected) >= 1);
+        tls_client still{s.line, s.file("ca.pem")};
+        CHECK(still.serial() == 4097);
+        CHECK(still.ask("still") == "Hello, still");
+    }
+}
+
+TEST_CASE(
+    "tls: client_ca refuses a client without a certificate or with one of another CA and "
+    "the plugin sees a verified client's subject") {
+    tls_server s;
+    {
+        tls_client none{s.mtls, s.file("ca.pem")};
+        CHECK(none.ask("x") == "");  // TLS 1.3: the refusal comes with the first read
+    }
+    {
+        tls_client rogue{s.mtls, s.file("ca.pem"), s.file("mallory.pem"), s.file("mallory.key")};
+        CHECK(rogue.ask("x") == "");
+    }
+    tls_client alice{s.mtls, s.file("ca.pem"), s.file("alice.pem"), s.file("alice.key")};
+    REQUIRE(alice.handshake_ok);
+    CHECK(alice.ask("x") == "subject=CN=alice");
+    // The plain listeners ask for no certificate; their plugins see no subject.
+    tls_client plain{s.line, s.file("ca.pem"), s.file("alice.pem"), s.file("alice.key")};
+    CHECK(plain.ask("y") == "Hello, y");
+}
