@@ -674,6 +674,7 @@ server_config parse_document(const json& doc, const validator& v,
             plugin.state_file = resolve(base, v.string(*state, child(p, "state_file")));
         }
         plugin.max_in_flight = v.integer_or(spec, p, "max_in_flight", 0, 100'000'000, 0);
+        plugin.outbound.files_relative_to = base;
         if (const json* out = v.find(spec, "outbound")) {
             const std::string op = child(p, "outbound");
             v.object_at(*out, op);

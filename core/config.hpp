@@ -52,6 +52,9 @@ struct outbound_settings {
     std::chrono::milliseconds connect_timeout{1000};  ///< resolving and connecting
     std::chrono::milliseconds io_timeout{5000};       ///< each read or write
     std::size_t max_idle = 32;                        ///< pooled per host:port and worker thread
+    /// What relative TLS file names (tls_options) are resolved against: server.json's
+    /// directory; empty: the working directory.
+    std::filesystem::path files_relative_to;
     friend bool operator==(const outbound_settings&, const outbound_settings&) = default;
 };
 

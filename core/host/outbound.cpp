@@ -1,4 +1,5 @@
-// outbound: resolving, connecting and stream I/O with per-operation timeouts; the pool.
+// outbound: resolving, connecting, the TLS handshake and stream I/O with per-operation
+// timeouts; the pool.
 #include "host/outbound.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -72,22 +73,54 @@ class deadline {
 
 // The reads over one buffer are buffered_stream's; a stream differs from a client's
 // connection in what a close means (see fill()) and in that a failure unpools it.
+// A TLS stream runs OpenSSL over the same socket (tls_link), which stays non-blocking:
+// OpenSSL's want-read or want-write becomes a wait on the socket under the same deadline.
 class stream_impl final : public buffered_stream<stream> {
   public:
     // No lease of its own: a stream lives inside the handler or task that opened it (see
     // plugd::stream), whose request or lease keeps the version loaded.
-    stream_impl(outbound_pools& pools, std::size_t thread, std::string key, tcp::socket socket)
+    // `key`: the pool's; `peer`: host:port, for messages.
+    stream_impl(outbound_pools& pools, std::size_t thread, std::string key, std::string peer,
+                outbound_pools::idle_connection connection)
         : pools_{pools},
           thread_{thread},
           key_{std::move(key)},
-          socket_{std::move(socket)},
+          peer_{std::move(peer)},
+          socket_{std::move(connection.socket)},
+          tls_{std::move(connection.tls)},
           deadline_{socket_.get_executor()} {}
 
     ~stream_impl() override {
         deadline_.disarm();
         if (reusable_ && buffered().empty() && socket_.is_open()) {
-            pools_.give_back(thread_, key_, std::move(socket_));
+            pools_.give_back(thread_, key_, {std::move(socket_), std::move(tls_)});
+        } else if (tls_ && !failed_ && socket_.is_open()) {
+            tls_.close_notify();
         }
+    }
+
+    // The TLS handshake of a new connection, within connect_timeout_ms; throws naming
+    // `where` (the plugin too: this failure is connect()'s).
+    asio::awaitable<void> handshake(const std::string& where) {
+        const auto limit = pools_.settings().connect_timeout;
+        deadline_.arm(limit, [this] { cancel_socket(); });
+        for (;;) {
+            tls_link::step step;
+            try {
+                step = tls_.handshake(where);
+            } catch (...) {
+                deadline_.disarm();
+                broken();
+                throw;
+            }
+            if (step == tls_link::step::done) break;
+            if (auto ec = co_await wait_for(step)) {
+                deadline_.disarm();
+                broken();
+                fail(where, "TLS handshake", ec, deadline_, limit, "connect_timeout_ms");
+            }
+        }
+        deadline_.disarm();
     }
 
     asio::awaitable<std::size_t> read_some(char* data, std::size_t size) override {
@@ -102,6 +135,10 @@ class stream_impl final : public buffered_stream<stream> {
         const auto limit = pools_.settings().io_timeout;
         deadline_.arm(limit, [this] { cancel_socket(); });
         before_suspend();
+        if (tls_) {
+            co_await tls_write(bytes, limit);
+            co_return;
+        }
         auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), as_tuple);
         deadline_.disarm();
         if (ec) {
@@ -114,6 +151,7 @@ class stream_impl final : public buffered_stream<stream> {
 
     void close() noexcept override {
         reusable_ = false;
+        if (tls_ && !failed_ && socket_.is_open()) tls_.close_notify();
         boost::system::error_code ignored;
         socket_.close(ignored);
     }
@@ -136,7 +174,9 @@ class stream_impl final : public buffered_stream<stream> {
     std::size_t max_read_bytes() const noexcept override {
         return std::numeric_limits<std::size_t>::max();
     }
-    std::string describe() const override { return "outbound connection to " + key_; }
+    std::string describe() const override {
+        return "outbound " + std::string{tls_ ? "TLS " : ""} + "connection to " + peer_;
+    }
 
   private:
     void check_open() const {
@@ -154,12 +194,69 @@ class stream_impl final : public buffered_stream<stream> {
         reusable_ = false;
     }
 
+    // Until the socket is ready for what OpenSSL wants; the error that ended the wait.
+    asio::awaitable<boost::system::error_code> wait_for(tls_link::step step) {
+        const auto what =
+            step == tls_link::step::want_write ? tcp::socket::wait_write : tcp::socket::wait_read;
+        auto [ec] = co_await socket_.async_wait(what, as_tuple);
+        co_return ec;
+    }
+
+    // The TLS half of receive(), under the deadline it armed.
+    asio::awaitable<std::size_t> tls_receive(char* data, std::size_t size,
+                                             std::chrono::milliseconds limit) {
+        for (;;) {
+            std::size_t n = 0;
+            tls_link::step step;
+            try {
+                step = tls_.read(data, size, n, describe());
+            } catch (...) {
+                deadline_.disarm();
+                broken();
+                throw;
+            }
+            if (step == tls_link::step::done || step == tls_link::step::closed) {
+                deadline_.disarm();
+                if (step == tls_link::step::closed) broken();
+                co_return n;
+            }
+            if (auto ec = co_await wait_for(step)) {
+                deadline_.disarm();
+                broken();
+                fail(describe(), "read", ec, deadline_, limit, "io_timeout_ms");
+            }
+        }
+    }
+
+    // The TLS half of write(), under the deadline it armed.
+    asio::awaitable<void> tls_write(std::string_view bytes, std::chrono::milliseconds limit) {
+        for (;;) {
+            std::size_t n = 0;
+            tls_link::step step;
+            try {
+                step = tls_.write(bytes.data(), bytes.size(), n, describe());
+            } catch (...) {
+                deadline_.disarm();
+                broken();
+                throw;
+            }
+            if (step == tls_link::step::done) break;
+            if (auto ec = co_await wait_for(step)) {
+                deadline_.disarm();
+                broken();
+                fail(describe(), "write", ec, deadline_, limit, "io_timeout_ms");
+            }
+        }
+        deadline_.disarm();
+    }
+
     // What arrives, at most `size` bytes; 0 at end of stream.
     asio::awaitable<std::size_t> receive(char* data, std::size_t size) {
         check_open();
         const auto limit = pools_.settings().io_timeout;
         deadline_.arm(limit, [this] { cancel_socket(); });
         before_suspend();
+        if (tls_) co_return co_await tls_receive(data, size, limit);
         auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), as_tuple);
         deadline_.disarm();
         if (ec == asio::error::eof) {
@@ -176,7 +273,9 @@ class stream_impl final : public buffered_stream<stream> {
     outbound_pools& pools_;
     std::size_t thread_;  ///< the serving thread it was opened on
     std::string key_;
+    std::string peer_;
     tcp::socket socket_;
+    tls_link tls_;  ///< empty for plain TCP
     deadline deadline_;
     bool reusable_ = false;
     bool failed_ = false;
@@ -185,34 +284,50 @@ class stream_impl final : public buffered_stream<stream> {
 }  // namespace
 
 outbound_pools::outbound_pools(std::size_t threads, outbound_settings settings, std::string owner)
-    : settings_{settings}, owner_{std::move(owner)}, pools_(threads) {}
+    : settings_{settings},
+      owner_{std::move(owner)},
+      tls_contexts_{settings_.files_relative_to},
+      pools_(threads) {}
 
 asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string host_name,
-                                                                 std::uint16_t port) {
+                                                                 std::uint16_t port,
+                                                                 tls_options tls) {
     const auto index = host::serving_thread_index();
     if (index < 0) {
         throw std::logic_error("connect() must be called from a handler or a background task");
     }
     const auto thread = static_cast<std::size_t>(index);
-    std::string key = host_name + ":" + std::to_string(port);
+    std::string peer = host_name + ":" + std::to_string(port);
+    std::string key = tls.enabled ? peer + "\n" + tls_contexts_.pool_key(tls) : peer;
     auto& idle = pools_[thread][key];
     while (!idle.empty()) {
-        tcp::socket socket = std::move(idle.front());
+        idle_connection pooled = std::move(idle.front());
         idle.pop_front();
-        // A pooled connection the peer has closed meanwhile is readable (EOF): skip it.
         boost::system::error_code ec;
-        socket.non_blocking(true, ec);
+        if (pooled.tls) {
+            // The socket stays non-blocking under TLS; what arrived meanwhile (session
+            // tickets) is consumed, a close or stray data refuses it.
+            if (pooled.tls.still_usable()) {
+                co_return std::make_unique<stream_impl>(*this, thread, std::move(key),
+                                                        std::move(peer), std::move(pooled));
+            }
+            continue;
+        }
+        // A pooled connection the peer has closed meanwhile is readable (EOF): skip it.
+        pooled.socket.non_blocking(true, ec);
         char probe;
-        const auto n = socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
+        const auto n =
+            pooled.socket.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, ec);
         if (n == 0 && ec == asio::error::would_block) {
-            socket.non_blocking(false, ec);
-            co_return std::make_unique<stream_impl>(*this, thread, std::move(key),
-                                                    std::move(socket));
+            pooled.socket.non_blocking(false, ec);
+            co_return std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(peer),
+                                                    std::move(pooled));
         }
     }
 
     const auto ex = co_await asio::this_coro::executor;
-    const std::string where = "outbound connection to " + key + " (plugin " + owner_ + ")";
+    const std::string where = "outbound " + std::string{tls.enabled ? "TLS " : ""} +
+                              "connection to " + peer + " (plugin " + owner_ + ")";
     deadline d{ex};
     tcp::resolver resolver{ex};
     d.arm(settings_.connect_timeout, [&resolver] { resolver.cancel(); });
@@ -231,15 +346,25 @@ asio::awaitable<std::unique_ptr<stream>> outbound_pools::connect(std::string hos
     if (cec) fail(where, "connect", cec, d, settings_.connect_timeout, "connect_timeout_ms");
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay{true}, ignored);
-    co_return std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(socket));
+    if (!tls.enabled) {
+        co_return std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(peer),
+                                                idle_connection{std::move(socket), {}});
+    }
+    socket.non_blocking(true, ignored);
+    const int fd = socket.native_handle();
+    tls_link link = tls_contexts_.open(fd, tls, host_name, where);
+    auto s = std::make_unique<stream_impl>(*this, thread, std::move(key), std::move(peer),
+                                           idle_connection{std::move(socket), std::move(link)});
+    co_await s->handshake(where);
+    co_return s;
 }
 
 void outbound_pools::give_back(std::size_t thread, const std::string& key,
-                               tcp::socket socket) noexcept {
-    if (retired_.load(std::memory_order_acquire)) return;  // closed as `socket` goes
+                               idle_connection connection) noexcept {
+    if (retired_.load(std::memory_order_acquire)) return;  // closed as `connection` goes
     try {
         auto& idle = pools_[thread][key];
-        if (idle.size() < settings_.max_idle) idle.push_back(std::move(socket));
+        if (idle.size() < settings_.max_idle) idle.push_back(std::move(connection));
     } catch (...) {
         // Out of memory: the connection is simply closed.
     }

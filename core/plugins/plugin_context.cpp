@@ -60,6 +60,12 @@ task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host,
     return owner_.outbound().connect(std::string{host}, port);
 }
 
+task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host, std::uint16_t port,
+                                                      const tls_options& tls) const {
+    // Copied into the coroutine: the caller's options may be a temporary.
+    return owner_.outbound().connect(std::string{host}, port, tls);
+}
+
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {
     // On the offload thread, a crash report names this plugin (the lease keeps the name
     // alive while the job runs). The stall monitor watches only the shards' threads.

@@ -28,6 +28,8 @@ class plugin_context final : public context {
     void every(std::chrono::milliseconds interval, std::function<task<void>()> work,
                std::string_view name) const override;
     task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port) const override;
+    task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port,
+                                          const tls_options& tls) const override;
 
   protected:
     task<void> run_offloaded(std::function<void()> job) const override;

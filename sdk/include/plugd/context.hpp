@@ -18,6 +18,7 @@
 #include <plugd/shared_map.hpp>
 #include <plugd/stream.hpp>
 #include <plugd/task.hpp>
+#include <plugd/tls_options.hpp>
 
 namespace plugd {
 
@@ -135,6 +136,23 @@ class context {
     // New virtual members go here, after run_offloaded (reopen `public:` for them): the
     // slots of every earlier member must keep their places (see version.hpp).
 
+  public:
+    // ---- since SDK 1.4 ----
+
+    /// `connect(host, port)` secured by `tls` (see `tls_options`): the TLS handshake,
+    /// like connecting, within `connect_timeout_ms`; each read and write within
+    /// `io_timeout_ms`. A pooled connection is reused only for the same host, port and
+    /// TLS options. With `tls.enabled` false it is `connect(host, port)`. Throws
+    /// `boost::system::system_error` naming the host, the port and what failed (a
+    /// certificate that does not verify, a CA file that cannot be read, a timeout).
+    ///     plugd::tls_options tls{.enabled = true, .ca_file = "ca.pem"};
+    ///     auto redis = co_await ctx.connect("redis.internal", 6380, tls);
+    /// (GCC and Clang lay out virtual overloads in declaration order, so this overload
+    /// appended here leaves every earlier slot where it was.)
+    virtual task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port,
+                                                  const tls_options& tls) const = 0;
+
+  protected:
   private:
     template <typename R>
     task<R> finish_offload(std::function<void()> wrapped,

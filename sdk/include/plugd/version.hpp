@@ -30,7 +30,8 @@
 /// default bodies for `handle` and `serve`; the harness `<plugd/testing.hpp>`; later, within
 /// 1.3, PLUGD_PLUGIN also exports which of them the type overrides (read when present). 1.4
 /// routes and chains: `handler::filter` and `chain_next`; `request` route, path_rest,
-/// attach and attached; `reply` status() and headers() to read what the chain set.
+/// attach and attached; `reply` status() and headers() to read what the chain set;
+/// outbound TLS: `context::connect(host, port, tls_options)`.
 #define PLUGD_SDK_VERSION_MAJOR 1
 #define PLUGD_SDK_VERSION_MINOR 4
 
