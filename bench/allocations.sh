@@ -5,11 +5,15 @@
 # and shutdown cost the same in both, so the difference in allocation calls divided by the
 # difference in requests is what a request costs once warm. Target: 0.
 #
+# Loads: line and HTTP, each pipelined and keep-alive, to greeting as a listener's plugin;
+# then HTTP keep-alive through compare.sh's `chain` composition (100 routes and 3 filters in
+# front of greeting, bench/lib.sh's chain_routes): what routing and chaining add, if anything.
+#
 # Usage: bench/allocations.sh [BUILD_DIR]   (default: the build tree next to bench/)
 set -euo pipefail
 script=allocations.sh
 build=$(cd "${1:-$(dirname "$0")/../build}" && pwd)
-for f in bin/plugd lib/plugd/greeting.so bin/plugd-bench; do
+for f in bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so bin/plugd-bench; do
     if [[ ! -f $build/$f ]]; then
         echo "$script: $build/$f is missing; run ./dev bench or ./dev test first" >&2
         exit 1
@@ -22,10 +26,11 @@ cat >"$tmp/server.json" <<JSON
 {
   "threads": 1,
   "plugin_dir": "$build/lib/plugd",
-  "plugins": { "greeting": { "file": "greeting" } },
+  "plugins": { $chain_filters, "greeting": { "file": "greeting" } },
   "listeners": [
     { "name": "line", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
-    { "name": "http", "address": "127.0.0.1", "port": 0, "framing": "http", "plugin": "greeting" } ]
+    { "name": "http", "address": "127.0.0.1", "port": 0, "framing": "http", "plugin": "greeting" },
+    { "name": "chain", "address": "127.0.0.1", "port": 0, "framing": "http", "routes": $(chain_routes) } ]
 }
 JSON
 
@@ -48,7 +53,8 @@ count() {
 
 run=0
 for load in "line --connections 64 --pipeline 16" "line --connections 64" \
-    "http --mode http --connections 64 --pipeline 16" "http --mode http --connections 64"; do
+    "http --mode http --connections 64 --pipeline 16" "http --mode http --connections 64" \
+    "chain --mode http --connections 64"; do
     run=$((run + 1))
     # shellcheck disable=SC2086 # $load is a listener, then a list of arguments
     count "short$run" ${load%% *} 1 ${load#* }

@@ -17,6 +17,9 @@
 #              (metrics kept) scraped every second
 #   http       HTTP/1.1 keep-alive, 256 connections: plugd's http framing, nginx and Node's
 #              `http`; through wrk too when it is installed
+#   chain      plugd alone, HTTP/1.1 keep-alive, 256 connections: greeting as the listener's
+#              plugin, and the same request through 100 routes (bench/lib.sh's chain_routes:
+#              the 100th takes it) and 3 filters that pass it on (bench/pass_through.cpp)
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
@@ -35,7 +38,8 @@ build=$(cd "${2:-$(dirname "$0")/../build}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 rounds=${BENCH_ROUNDS:-3}
 
-for f in bin/plugd lib/plugd/greeting.so bin/plugd_bench_baseline bin/plugd-bench; do
+for f in bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so \
+    bin/plugd_bench_baseline bin/plugd-bench; do
     if [[ ! -f $build/$f ]]; then
         echo "$script: $build/$f is missing; build it first:" >&2
         echo "  ./dev test   (or: cmake -S . -B build -DPLUGD_BUILD_BENCH=ON && cmake --build build -j2)" >&2
@@ -77,6 +81,11 @@ case $scenario in
         mode=http servers="plugd nginx node-http"
         load=(--mode http --connections 256) what="HTTP/1.1 keep-alive, 256 connections"
         ;;
+    chain)
+        mode=http servers="plugd plugd+chain"
+        load=(--mode http --connections 256)
+        what="HTTP/1.1 keep-alive, 256 connections, plugd without and with 100 routes and a chain of 3 filters"
+        ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
         exit 2
@@ -96,16 +105,21 @@ missing() {
     esac
 }
 
-plugd_config() { # GENERATION [ADMIN]: greeting with the scenario's delay; a new generation
-    # each reload; ADMIN adds an admin endpoint on an ephemeral port
-    local admin=
-    [[ -n ${2:-} ]] && admin='"admin": { "port": 0 },'
+plugd_config() { # GENERATION [admin|chain]: greeting with the scenario's delay; a new
+    # generation each reload; admin adds an admin endpoint on an ephemeral port, chain puts
+    # the routes and filters of bench/lib.sh's chain_routes in front of greeting
+    local admin='' filters='' to='"plugin": "greeting"'
+    case ${2:-} in
+        admin) admin='"admin": { "port": 0 },' ;;
+        chain) filters="$chain_filters," to="\"routes\": $(chain_routes)" ;;
+    esac
     cat >"$tmp/server.json" <<JSON
 {
   "threads": 1, $admin
   "plugin_dir": "$build/lib/plugd",
-  "plugins": { "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
-  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", "plugin": "greeting" } ],
+  "plugins": { $filters
+    "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", $to } ],
   "limits": { "max_connections": 20000 }
 }
 JSON
@@ -115,8 +129,8 @@ JSON
 start() {
     local listening='s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p'
     case $1 in
-        plugd | plugd+reloads | plugd+admin)
-            plugd_config 1 "$([[ $1 == plugd+admin ]] && echo admin)"
+        plugd | plugd+reloads | plugd+admin | plugd+chain)
+            plugd_config 1 "${1#plugd+}"
             start_server "$1" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
                 "$build/bin/plugd" -c "$tmp/server.json"
             ;;

@@ -1,5 +1,6 @@
 # lib.sh: what the bench scripts share: a scratch folder, servers started in the background
-# and stopped on exit, and medians. Source it after setting `script` (the caller's name).
+# and stopped on exit, medians, and the `chain` benchmark's routes and filters. Source it
+# after setting `script` (the caller's name).
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/plugd-bench.XXXXXX")
 pids=()
@@ -67,4 +68,37 @@ field() {
     local rest=${1#*"$2"=}
     [[ $rest == "$1" ]] && return 0
     echo "${rest%% *}"
+}
+
+# The `chain` benchmark's composition (compare.sh chain, allocations.sh): three filters that
+# only pass the request on (bench/pass_through.cpp), as /plugins entries, and the chain
+# through them to greeting.
+chain_filters='"filter1": { "file": "bench/pass_through" },
+    "filter2": { "file": "bench/pass_through" },
+    "filter3": { "file": "bench/pass_through" }'
+chain_of_greeting='["filter1", "filter2", "filter3", "greeting"]'
+
+# chain_routes: its route table, a JSON array of 100 routes as a gateway might have: exact
+# and prefix paths, routes for some methods, for a host and for a wildcard host (so every
+# request's Host field is read and looked up). plugd-bench's request, GET /world with
+# Host: 127.0.0.1, matches none of the first 99: no host route takes its host; "upload" has
+# its path, but for POST only, so the lookup goes on to the prefixes; and "site", the "/"
+# prefix through the chain, takes it. Why "/": plugd-bench percent-encodes any '/' of its
+# message, and on a listener with routes greeting's message is the path after the route's
+# prefix; so greeting answers "Hello, world" here as it does on a listener without routes.
+chain_routes() {
+    local i routes=
+    for ((i = 0; i < 98; i++)); do
+        case $((i % 6)) in
+            0) routes+="{ \"path\": \"/r$i/\", \"chain\": $chain_of_greeting }," ;;
+            1) routes+="{ \"path\": \"/r$i/\", \"plugin\": \"greeting\" }," ;;
+            2) routes+="{ \"path\": \"/r$i\", \"methods\": [\"GET\"], \"plugin\": \"greeting\" }," ;;
+            3) routes+="{ \"path\": \"/r$i\", \"methods\": [\"POST\", \"PUT\"], \"chain\": $chain_of_greeting }," ;;
+            4) routes+="{ \"host\": \"api.example.com\", \"path\": \"/r$i/\", \"plugin\": \"greeting\" }," ;;
+            5) routes+="{ \"host\": \"*.example.com\", \"path\": \"/r$i/\", \"chain\": $chain_of_greeting }," ;;
+        esac
+        routes+=$'\n    '
+    done
+    echo "[ $routes{ \"name\": \"upload\", \"path\": \"/world\", \"methods\": [\"POST\"], \"plugin\": \"greeting\" },
+    { \"name\": \"site\", \"path\": \"/\", \"chain\": $chain_of_greeting } ]"
 }
