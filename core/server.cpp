@@ -41,10 +41,10 @@
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
 #include "reload/deployment.hpp"
-#include "tls/tls_context.hpp"
 #include "reload/restart_needed.hpp"
 #include "serving/shard.hpp"
 #include "serving/traffic_ledger.hpp"
+#include "tls/tls_context.hpp"
 #include "worker_environment.hpp"
 
 namespace plugd {
@@ -138,6 +138,7 @@ class server final : public admin_backend {
             watch_->watch(watched_files());
         }
         sweep_shared_state();
+        asio::co_spawn(control_, remind_of_expiring_certificates(), asio::detached);
         if (options_.worker && options_.worker->ledger >= 0)
             asio::co_spawn(control_, publish_gauges(), asio::detached);
         log::info("plugd " PLUGD_VERSION " serving generation " +
@@ -278,6 +279,7 @@ class server final : public admin_backend {
         f->reloads_ok = reloads_ok_;
         f->reloads_failed = reloads_failed_;
         f->listeners = deployment_->listeners();
+        f->certificates = deployment_->certificates();
         for (const auto& [name, v] : deployment_->plugins())
             f->serving.push_back(version_facts::of(*v));
         for (const auto& v : deployment_->draining()) f->draining.push_back(version_facts::of(*v));
@@ -318,6 +320,25 @@ class server final : public admin_backend {
         body[r.ok ? "message" : "error"] = r.message;
         // 409: the request was fine, the state of the files it reloads was not.
         co_return answer{r.ok ? 200 : 409, body.dump() + "\n"};
+    }
+
+    // A certificate close to its expiry is warned about at load (tls_context) and again
+    // once a day while it serves, so a log watcher sees it even without reloads.
+    asio::awaitable<void> remind_of_expiring_certificates() {
+        for (;;) {
+            expiry_reminder_.expires_after(std::chrono::hours{24});
+            const auto [ec] =
+                co_await expiry_reminder_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || shutting_down_) co_return;
+            for (const auto& [name, certificate] : deployment_->certificates()) {
+                const listener_spec* l = nullptr;
+                for (const auto& held : deployment_->listeners()) {
+                    if (held.name == name) l = &held;
+                }
+                warn_if_expiring_soon(name, l && l->tls ? l->tls->certificate.string() : "",
+                                      certificate);
+            }
+        }
     }
 
     // A worker tells its master what it serves and how busy it is, a few times a second
@@ -406,6 +427,7 @@ class server final : public admin_backend {
                          std::to_string(deployment_->generation()) + ")");
         drain_delay_.cancel();
         gauge_pause_.cancel();
+        expiry_reminder_.cancel();
         log::info(std::string{"received "} + signal_name +
                   ": no longer accepting; letting requests in flight finish (at most " +
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
@@ -432,6 +454,7 @@ class server final : public admin_backend {
         if (finished_shards_ < shards_.size()) return;
         shutdown_deadline_.cancel();
         state_sweep_.cancel();
+        expiry_reminder_.cancel();
         watchdog_.stop();
         signals_.cancel();
         if (admin_) admin_->close();
@@ -484,6 +507,7 @@ class server final : public admin_backend {
     asio::steady_timer state_sweep_{control_};
     asio::steady_timer drain_delay_{control_};
     asio::steady_timer gauge_pause_{control_};
+    asio::steady_timer expiry_reminder_{control_};
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -133,6 +134,14 @@ std::string status_json(const server_report& r) {
                 routes.push_back(std::move(r));
             }
             entry["routes"] = std::move(routes);
+        }
+        if (const auto c = f.certificates.find(l.name); c != f.certificates.end()) {
+            entry["certificate"] = {{"subject", c->second.subject},
+                                    {"dns_names", c->second.dns_names},
+                                    {"ip_addresses", c->second.ip_addresses},
+                                    {"serial", c->second.serial},
+                                    {"not_after_unix", c->second.not_after_unix},
+                                    {"not_after", iso8601_utc(c->second.not_after_unix)}};
         }
         entry["open_connections"] = open[l.name];
         listeners.push_back(std::move(entry));
@@ -269,6 +278,18 @@ std::string metrics_text(const server_report& r) {
                  stats.tls_resumed);
         m.sample("plugd_tls_handshakes_total", l + "," + label("outcome", "failed"),
                  stats.tls_failed);
+    }
+
+    if (!f.certificates.empty()) {
+        m.family("plugd_tls_certificate_expiry_seconds", "gauge",
+                 "Seconds until the listener's certificate expires (negative: expired).");
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        for (const auto& [name, c] : f.certificates) {
+            m.sample("plugd_tls_certificate_expiry_seconds", label("listener", name),
+                     static_cast<double>(c.not_after_unix - now));
+        }
     }
 
     const auto requests = sum(r.shards, &shard_snapshot::requests, &request_key,

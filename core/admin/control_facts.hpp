@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
+#include "tls/certificate_facts.hpp"
 
 namespace plugd {
 
@@ -45,6 +47,9 @@ struct control_facts {
     std::uint64_t reloads_ok = 0;
     std::uint64_t reloads_failed = 0;
     std::vector<listener_spec> listeners;  ///< with the ports they are bound to
+    /// Each TLS listener's certificate, by listener name: the one serving (a supervising
+    /// master: the one its configuration names, read when that configuration was loaded).
+    std::map<std::string, certificate_facts> certificates;
     std::vector<version_facts> serving;
     std::vector<version_facts> draining;
     /// With supervised workers: the master's view of each worker slot.

@@ -211,6 +211,8 @@ std::string deployment::apply(const server_config& running, const server_config&
         if (!systemd_note.empty()) held_.back().address = at.address().to_string();
         held_.back().port = at.port();
     }
+    certificates_.clear();
+    for (const auto& [name, context] : tls) certificates_[name] = context->facts();
     for (std::size_t i = 0; i < shards_.size(); ++i) {
         shard_update u;
         u.plugins = current;

@@ -17,6 +17,7 @@
 
 #include "config.hpp"
 #include "serving/passed_socket.hpp"
+#include "tls/certificate_facts.hpp"
 
 namespace plugd {
 
@@ -76,6 +77,10 @@ class deployment {
     std::size_t draining_count() const noexcept { return draining_.size(); }
     /// The listeners bound now, with their real ports.
     const std::vector<listener_spec>& listeners() const noexcept { return held_; }
+    /// The certificate of each TLS listener serving now, by listener name.
+    const std::map<std::string, certificate_facts>& certificates() const noexcept {
+        return certificates_;
+    }
 
   private:
     using plugin_map = std::map<std::string, std::shared_ptr<plugin_version>>;
@@ -107,6 +112,7 @@ class deployment {
     plugin_map plugins_;
     /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
     std::vector<listener_spec> held_;
+    std::map<std::string, certificate_facts> certificates_;
     std::list<draining_version> draining_;
     /// (file hash, config) of versions whose trial load passed.
     std::set<std::pair<std::uint64_t, std::string>> trial_passed_;

@@ -42,6 +42,7 @@
 #include "supervision/master_admin.hpp"
 #include "supervision/worker_board.hpp"
 #include "supervision/worker_folder.hpp"
+#include "tls/certificate_facts.hpp"
 #include "worker_environment.hpp"
 
 extern char** environ;
@@ -129,6 +130,7 @@ class supervisor {
         store_->keep(1, cfg_);
         store_->make_current(1);
         make_shared_state(cfg_);
+        read_certificates();
         start_admin();
         record(true, "started generation 1", unix_ms());
         start_trial();
@@ -419,6 +421,23 @@ class supervisor {
         rewatch();
     }
 
+    // The master builds no TLS context (its workers do): for /status and /metrics it reads
+    // each TLS listener's certificate file when a configuration is committed. The workers
+    // read the same file at the same reload, and refused it already if it were unusable.
+    void read_certificates() {
+        certificates_.clear();
+        for (const auto& l : cfg_.listeners) {
+            if (!l.tls) continue;
+            try {
+                certificates_[l.name] = certificate_facts::read(l.tls->certificate);
+            } catch (const std::exception& e) {
+                log::warn(
+                    "listener " + l.name + ": /status cannot show its certificate: " + e.what(),
+                    {log::tag("listener", l.name)});
+            }
+        }
+    }
+
     // After each reload: the set of plugin files may have changed.
     void rewatch() {
         if (!watch_) return;
@@ -559,6 +578,7 @@ class supervisor {
                 }
             }
             cfg_ = std::move(*next_);
+            read_certificates();
             rewatch();
             commit_shared_state();
             store_->forget_all_but({good_, generation_});
@@ -749,8 +769,8 @@ class supervisor {
             sockets_[l.name] = {fd, l.address, bound_port(fd), passed != activated.end()};
             log::info("listener " + l.name + ": listening on " + bound_address(fd) + ":" +
                       std::to_string(bound_port(fd)) + " (framing " +
-                      std::string{to_string(l.framing)} + ", " + dispatch_summary(l) + "), shared by " +
-                      std::to_string(cfg_.workers) + " worker processes" +
+                      std::string{to_string(l.framing)} + ", " + dispatch_summary(l) +
+                      "), shared by " + std::to_string(cfg_.workers) + " worker processes" +
                       (passed != activated.end()
                            ? "; on the socket systemd passed (descriptor " + std::to_string(fd) +
                                  "), not bound by plugd (the .socket unit's ListenStream= "
@@ -845,6 +865,7 @@ class supervisor {
         f->reloads_ok = reloads_ok_;
         f->reloads_failed = reloads_failed_;
         f->reloading = reloading_;
+        f->certificates = certificates_;
         for (const auto& l : cfg_.listeners) {
             listener_spec bound = l;
             if (const auto s = sockets_.find(l.name); s != sockets_.end())
@@ -877,6 +898,7 @@ class supervisor {
     std::optional<master_admin> admin_backend_;
     std::vector<reload_waiter> reload_waiters_;
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    std::map<std::string, certificate_facts> certificates_;  ///< see read_certificates()
     std::uint64_t counted_attempt_ = 0;
     bool draining_ = false;  ///< stopping, and the workers' shutdown_delay_ms runs
     std::int64_t started_unix_ms_ = unix_ms();

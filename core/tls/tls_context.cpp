@@ -139,14 +139,6 @@ const unsigned char* process_ticket_keys() {
     return made ? keys : nullptr;
 }
 
-std::string rfc2253(const X509_NAME* name) {
-    bio_ptr bio{BIO_new(BIO_s_mem())};
-    X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
-    return n > 0 ? std::string{data, static_cast<std::size_t>(n)} : std::string{};
-}
-
 }  // namespace
 
 tls_context::tls_context(const std::string& listener, const tls_settings& settings,
@@ -187,10 +179,10 @@ tls_context::tls_context(const std::string& listener, const tls_settings& settin
                                                      openssl_reason() + ")");
         }
         const X509* leaf = chain.front().get();
-        subject_ = rfc2253(X509_get_subject_name(leaf));
-        std::tm expiry{};
-        if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &expiry) == 1)
-            not_after_ = std::chrono::system_clock::from_time_t(timegm(&expiry));
+        facts_ = certificate_facts::of(leaf);
+        subject_ = facts_.subject;
+        not_after_ =
+            std::chrono::system_clock::from_time_t(static_cast<std::time_t>(facts_.not_after_unix));
 
         // The private key: unencrypted, and the certificate's.
         {
@@ -271,16 +263,7 @@ tls_context::tls_context(const std::string& listener, const tls_settings& settin
         ERR_clear_error();
         throw;
     }
-    const auto left = not_after_ - std::chrono::system_clock::now();
-    if (left < std::chrono::hours{24 * 14}) {
-        const auto days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
-        log::warn("listener " + listener + ": the certificate in " + settings.certificate.string() +
-                      " (" + subject_ + ") " +
-                      (left.count() <= 0 ? std::string{"has expired"}
-                                         : "expires in " + std::to_string(days) + " day(s)") +
-                      "; replace it and reload",
-                  {log::tag("listener", listener)});
-    }
+    warn_if_expiring_soon(listener, settings.certificate.string(), facts_);
 }
 
 tls_context::~tls_context() {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "tls/certificate_facts.hpp"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
@@ -36,11 +37,14 @@ class tls_context {
     /// The certificate's subject (RFC 2253) and when it expires.
     const std::string& subject() const noexcept { return subject_; }
     std::chrono::system_clock::time_point not_after() const noexcept { return not_after_; }
+    /// Subject, SANs, expiry and serial of the certificate: what /status reports.
+    const certificate_facts& facts() const noexcept { return facts_; }
 
   private:
     ssl_ctx_st* ctx_ = nullptr;
     std::string subject_;
     std::chrono::system_clock::time_point not_after_;
+    certificate_facts facts_;
 };
 
 /// The context of every TLS listener of `cfg`, or null for a plaintext one: what -t checks

@@ -14,10 +14,22 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "plugd_process.hpp"
+#include "skip_test.hpp"
 
 using namespace plugd::test;
 
@@ -54,8 +66,9 @@ cp server1.pem cert.pem; cp server1.key key.pem
 
 // The config of the tests' plugd: TLS listeners "web" (http, greeting), "main" (line,
 // greeting; closes idle connections after a second, so s_client ends), "raw" (raw, echo)
-// and "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem).
-std::string tls_config(const std::filesystem::path& plugins) {
+// and "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem);
+// with `admin`, the admin endpoint on an ephemeral port.
+std::string tls_config(const std::filesystem::path& plugins, bool admin = false) {
     const std::string tls = R"("tls": { "certificate": "cert.pem", "private_key": "key.pem" })";
     return R"({ "threads": 2, "plugin_dir": ")" + plugins.string() + R"(",
       "plugins": { "greeting": { "file": "greeting" }, "echo": { "file": "echo" },
@@ -68,18 +81,19 @@ std::string tls_config(const std::filesystem::path& plugins) {
         { "name": "raw", "port": 0, "framing": "raw", "plugin": "echo", )" +
            tls + R"( },
         { "name": "mtls", "port": 0, "plugin": "who", "tls": { "certificate": "cert.pem",
-          "private_key": "key.pem", "client_ca": "ca.pem" } } ] })";
+          "private_key": "key.pem", "client_ca": "ca.pem" } } ])" +
+           (admin ? R"(, "admin": { "address": "127.0.0.1", "port": 0 })" : "") + " }";
 }
 
 struct tls_server {
-    tls_server() {
+    explicit tls_server(bool admin = false) {
         make_pki(tmp.path());
         const auto plugins = tmp.path() / "plugins";
         std::filesystem::create_directory(plugins);
         install_plugin(bundled_plugin_dir() / "greeting.so", plugins, "greeting.so");
         install_plugin(test_plugin_dir() / "echo.so", plugins, "echo.so");
         install_plugin(test_plugin_dir() / "route_echo.so", plugins, "route_echo.so");
-        cfg = tmp.write("server.json", tls_config(plugins));
+        cfg = tmp.write("server.json", tls_config(plugins, admin));
         process.emplace(std::vector<std::string>{"-c", cfg.string()});
         web = process->port("web");
         line = process->port("main");
@@ -151,6 +165,35 @@ class tls_client {
         }
         ERR_clear_error();
         return {};
+    }
+
+    // GET `target` over HTTP/1.1 keep-alive; the response's status and body, or status 0 if
+    // the connection failed or closed first.
+    std::pair<int, std::string> get(const std::string& target) {
+        if (!handshake_ok) return {0, {}};
+        const std::string sent = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        if (SSL_write(ssl_, sent.data(), static_cast<int>(sent.size())) <= 0) return {0, {}};
+        std::string head;
+        char c;
+        while (head.size() < 8192 && !head.ends_with("\r\n\r\n")) {
+            if (SSL_read(ssl_, &c, 1) != 1) {
+                ERR_clear_error();
+                return {0, {}};
+            }
+            head += c;
+        }
+        const auto length_at = head.find("Content-Length: ");
+        if (!head.starts_with("HTTP/1.1 ") || length_at == std::string::npos) return {0, {}};
+        std::string body(std::stoul(head.substr(length_at + 16)), '\0');
+        for (std::size_t got = 0; got < body.size();) {
+            const int n = SSL_read(ssl_, body.data() + got, static_cast<int>(body.size() - got));
+            if (n <= 0) {
+                ERR_clear_error();
+                return {0, {}};
+            }
+            got += static_cast<std::size_t>(n);
+        }
+        return {std::stoi(head.substr(9, 3)), body};
     }
 
     bool handshake_ok = false;
@@ -337,4 +380,195 @@ TEST_CASE(
     // The plain listeners ask for no certificate; their plugins see no subject.
     tls_client plain{s.line, s.file("ca.pem"), s.file("alice.pem"), s.file("alice.key")};
     CHECK(plain.ask("y") == "Hello, y");
+}
+
+namespace {
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// The value of the sample `name{labels}` in a Prometheus exposition; nullopt if absent.
+std::optional<double> metric(const std::string& text, const std::string& sample) {
+    std::istringstream lines{text};
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with(sample + " ")) return std::stod(line.substr(sample.size() + 1));
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "tls: /status shows each TLS listener's certificate subject SANs serial and expiry and "
+    "/metrics its seconds to expiry") {
+    tls_server s{true};
+    const std::uint16_t admin = s.process->admin_port();
+    // What openssl itself says of the certificate's expiry, as ISO 8601.
+    const auto enddate = shell(s.tmp.path(),
+                               "openssl x509 -in cert.pem -noout -enddate "
+                               "-dateopt iso_8601");
+    REQUIRE_MESSAGE(enddate.status == 0, enddate.output);
+    std::string expected_iso = enddate.output.substr(enddate.output.find('=') + 1);
+    expected_iso = expected_iso.substr(0, expected_iso.find_first_of("\r\n"));
+    std::replace(expected_iso.begin(), expected_iso.end(), ' ', 'T');
+
+    const auto status = http_request(admin, "GET", "/status");
+    REQUIRE(status);
+    REQUIRE(status->status == 200);
+    const auto j = nlohmann::json::parse(status->body);
+    std::size_t with_certificate = 0;
+    std::int64_t not_after = 0;
+    for (const auto& l : j["listeners"]) {
+        CAPTURE(l.dump());
+        REQUIRE(l.contains("certificate"));  // every listener of this config has TLS
+        ++with_certificate;
+        const auto& c = l["certificate"];
+        CHECK(c["subject"] == "CN=localhost");
+        CHECK(c["dns_names"] == nlohmann::json::array({"localhost"}));
+        CHECK(c["ip_addresses"] == nlohmann::json::array({"127.0.0.1"}));
+        CHECK(c["serial"] == "1001");  // 4097
+        CHECK(c["not_after"] == expected_iso);
+        not_after = c["not_after_unix"].get<std::int64_t>();
+        // -days 30 from when the test made it: within a minute of it.
+        CHECK(not_after > unix_now() + 30 * 86400 - 120);
+        CHECK(not_after <= unix_now() + 30 * 86400);
+    }
+    CHECK(with_certificate == 4);
+
+    const auto scraped = http_request(admin, "GET", "/metrics");
+    REQUIRE(scraped);
+    REQUIRE(scraped->status == 200);
+    for (const char* listener : {"web", "main", "raw", "mtls"}) {
+        CAPTURE(listener);
+        const auto left =
+            metric(scraped->body, std::string{"plugd_tls_certificate_expiry_seconds"} +
+                                      "{listener=\"" + listener + "\"}");
+        REQUIRE_MESSAGE(left, scraped->body);
+        CHECK(*left <= static_cast<double>(not_after - unix_now() + 5));
+        CHECK(*left >= static_cast<double>(not_after - unix_now() - 60));
+    }
+
+    // After a rotation /status shows the new certificate.
+    std::filesystem::copy_file(s.file("server2.pem"), s.file("cert.pem"),
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(s.file("server2.key"), s.file("key.pem"),
+                               std::filesystem::copy_options::overwrite_existing);
+    // POST /reload answers once the reload is done and /status has its facts.
+    const auto reloaded = http_request(admin, "POST", "/reload");
+    REQUIRE(reloaded);
+    REQUIRE_MESSAGE(reloaded->status == 200, reloaded->body);
+    const auto after = http_request(admin, "GET", "/status");
+    REQUIRE(after);
+    const auto rotated = nlohmann::json::parse(after->body);
+    for (const auto& l : rotated["listeners"]) CHECK(l["certificate"]["serial"] == "1002");
+}
+
+TEST_CASE(
+    "tls: sslscan finds no SSLv2 SSLv3 TLS 1.0 or 1.1 and no weak NULL EXPORT RC4 or "
+    "CBC-with-SHA1 cipher on an HTTPS listener") {
+    if (!std::filesystem::exists("/usr/bin/sslscan"))
+        return skip_test("sslscan is not installed (apt-get install sslscan)");
+    tls_server s;
+    const auto scan = run_program("/usr/bin/sslscan",
+                                  {"--no-colour", "127.0.0.1:" + std::to_string(s.web)}, 120s);
+    REQUIRE_MESSAGE(scan.status == 0, scan.output);
+    std::istringstream lines{scan.output};
+    std::map<std::string, std::string> protocols;
+    std::size_t accepted = 0;
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words{line};
+        std::string first, second, third, unit, cipher;
+        words >> first >> second;
+        // "SSLv3     disabled"
+        if (first == "SSLv2" || first == "SSLv3" || first.starts_with("TLSv1."))
+            if (second == "enabled" || second == "disabled") protocols[first] = second;
+        // "Accepted  TLSv1.2  128 bits  ECDHE-ECDSA-AES128-GCM-SHA256 ..."
+        if (first != "Accepted" && first != "Preferred") continue;
+        words >> third >> unit >> cipher;
+        CAPTURE(line);
+        ++accepted;
+        CHECK(std::stoi(third) >= 128);
+        for (const char* weak : {"NULL", "EXP", "RC4", "CBC_SHA", "DES"})
+            CHECK(cipher.find(weak) == std::string::npos);
+        // OpenSSL's names for CBC with an HMAC-SHA1 end in "-SHA" (ECDHE-RSA-AES128-SHA).
+        CHECK_FALSE(cipher.ends_with("-SHA"));
+    }
+    CHECK_MESSAGE(accepted > 0, scan.output);
+    CHECK_MESSAGE(protocols["SSLv2"] == "disabled", scan.output);
+    CHECK_MESSAGE(protocols["SSLv3"] == "disabled", scan.output);
+    CHECK_MESSAGE(protocols["TLSv1.0"] == "disabled", scan.output);
+    CHECK_MESSAGE(protocols["TLSv1.1"] == "disabled", scan.output);
+    CHECK_MESSAGE(protocols["TLSv1.2"] == "enabled", scan.output);
+    CHECK_MESSAGE(protocols["TLSv1.3"] == "enabled", scan.output);
+}
+
+TEST_CASE(
+    "tls: 16 keep-alive HTTPS clients lose no request while the certificate is replaced and "
+    "reloaded 10 times and new handshakes see each new serial") {
+    tls_server s;
+    constexpr int clients = 16;
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> ok{0}, failed{0}, serial_changed{0};
+    std::vector<std::thread> threads;
+    // Stops and joins the clients however the test case ends (a failed REQUIRE too).
+    struct joiner {
+        std::atomic<bool>& stop;
+        std::vector<std::thread>& threads;
+        ~joiner() {
+            stop = true;
+            for (auto& t : threads) {
+                if (t.joinable()) t.join();
+            }
+        }
+    } join_at_end{stop, threads};
+    for (int i = 0; i < clients; ++i) {
+        threads.emplace_back([&, i] {
+            tls_client c{s.web, s.file("ca.pem")};
+            const long serial = c.serial();
+            const std::string name = "client" + std::to_string(i);
+            // Bounded: the main thread stops it, and 2 minutes is far beyond the test's needs.
+            const auto deadline = std::chrono::steady_clock::now() + 120s;
+            while (!stop.load() && std::chrono::steady_clock::now() < deadline) {
+                const auto [status, body] = c.get("/" + name);
+                if (status == 200 && body == "Hello, " + name) {
+                    ok.fetch_add(1);
+                } else {
+                    failed.fetch_add(1);
+                    return;  // a connection that failed once fails every later request
+                }
+            }
+            // An open connection keeps the certificate it started with.
+            if (c.serial() != serial) serial_changed.fetch_add(1);
+        });
+    }
+    // Every client has made requests before the first rotation.
+    for (int waited = 0; ok.load() < clients * 4 && failed.load() == 0 && waited < 1000; ++waited)
+        std::this_thread::sleep_for(10ms);
+    for (int round = 0; round < 10; ++round) {
+        const char* pair = round % 2 == 0 ? "server2" : "server1";
+        const long expected = round % 2 == 0 ? 4098 : 4097;
+        std::filesystem::copy_file(s.file(std::string{pair} + ".pem"), s.file("cert.pem"),
+                                   std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(s.file(std::string{pair} + ".key"), s.file("key.pem"),
+                                   std::filesystem::copy_options::overwrite_existing);
+        const std::uint64_t before = ok.load();
+        s.process->signal(SIGHUP);
+        REQUIRE_MESSAGE(
+            s.process->wait_for_log("reload: generation " + std::to_string(round + 2) + " "),
+            s.process->log());
+        tls_client fresh{s.web, s.file("ca.pem")};
+        REQUIRE(fresh.handshake_ok);
+        CHECK(fresh.serial() == expected);
+        CHECK(fresh.get("/fresh").first == 200);
+        CAPTURE(round);
+        CHECK(ok.load() > before);  // the clients went on through the reload
+    }
+    stop = true;
+    for (auto& t : threads) t.join();
+    CHECK(failed.load() == 0);
+    CHECK(serial_changed.load() == 0);
+    CHECK(ok.load() > clients * 10);
 }
