@@ -94,6 +94,22 @@ void generation_store::keep(std::uint64_t g, const server_config& cfg) {
         entry["file"] = (std::filesystem::path{name} / p.file.filename()).string();
         if (!p.state_file.empty()) entry["state_file"] = p.state_file.string();
     }
+    // A listener's TLS files are not copied: a worker reads them where server.json names
+    // them at each reload (how a certificate rotates). Relative names would resolve against
+    // this folder: the copy names them by their resolved, absolute paths.
+    if (doc.contains("listeners") && doc["listeners"].is_array() &&
+        doc["listeners"].size() == cfg.listeners.size()) {
+        for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+            const auto& l = cfg.listeners[i];
+            auto& entry = doc["listeners"][i];
+            if (!l.tls || !entry.is_object() || !entry.contains("tls")) continue;
+            auto& tls = entry["tls"];
+            tls["certificate"] = std::filesystem::absolute(l.tls->certificate).string();
+            tls["private_key"] = std::filesystem::absolute(l.tls->private_key).string();
+            if (!l.tls->client_ca.empty())
+                tls["client_ca"] = std::filesystem::absolute(l.tls->client_ca).string();
+        }
+    }
     const auto file = dir_ / ("generation-" + std::to_string(g) + ".json");
     write_all(file, doc.dump(2));
     kept_[g] = file;

@@ -86,20 +86,26 @@ std::string tls_config(const std::filesystem::path& plugins, bool admin = false)
 }
 
 struct tls_server {
-    explicit tls_server(bool admin = false) {
+    // `workers`: with "workers": 2 (and one thread each) instead of two threads.
+    explicit tls_server(bool admin = false, bool workers = false) {
         make_pki(tmp.path());
         const auto plugins = tmp.path() / "plugins";
         std::filesystem::create_directory(plugins);
         install_plugin(bundled_plugin_dir() / "greeting.so", plugins, "greeting.so");
         install_plugin(test_plugin_dir() / "echo.so", plugins, "echo.so");
         install_plugin(test_plugin_dir() / "route_echo.so", plugins, "route_echo.so");
-        cfg = tmp.write("server.json", tls_config(plugins, admin));
+        std::string text = tls_config(plugins, admin);
+        if (workers)
+            text.replace(text.find(R"("threads": 2)"), 12, R"("workers": 2, "threads": 1)");
+        cfg = tmp.write("server.json", text);
         process.emplace(std::vector<std::string>{"-c", cfg.string()});
         web = process->port("web");
         line = process->port("main");
         raw = process->port("raw");
         mtls = process->port("mtls");
-        REQUIRE(process->wait_for_log("serving generation 1"));
+        // Each worker says it serves.
+        REQUIRE_MESSAGE(process->wait_for_log("serving generation 1", 10s, workers ? 2 : 1),
+                        process->log());
     }
     std::filesystem::path file(const std::string& name) const { return tmp.path() / name; }
     temp_dir tmp;
@@ -464,6 +470,38 @@ TEST_CASE(
     REQUIRE(after);
     const auto rotated = nlohmann::json::parse(after->body);
     for (const auto& l : rotated["listeners"]) CHECK(l["certificate"]["serial"] == "1002");
+}
+
+TEST_CASE(
+    "tls: with supervised workers HTTPS serves and the master's /status and /metrics show each "
+    "TLS listener's certificate") {
+    tls_server s{true, true};
+    // The workers serve HTTPS with the certificate server.json names (by a relative path:
+    // the master's copy of the configuration must not change what it names).
+    tls_client client{s.web, s.file("ca.pem")};
+    REQUIRE(client.handshake_ok);
+    CHECK(client.serial() == 4097);
+    CHECK(client.get("/w") == std::pair<int, std::string>{200, "Hello, w"});
+    const std::uint16_t admin = s.process->admin_port();
+    const auto status = http_request(admin, "GET", "/status");
+    REQUIRE(status);
+    REQUIRE(status->status == 200);
+    const auto j = nlohmann::json::parse(status->body);
+    REQUIRE(j["listeners"].size() == 4);
+    for (const auto& l : j["listeners"]) {
+        CAPTURE(l.dump());
+        REQUIRE(l.contains("certificate"));
+        CHECK(l["certificate"]["subject"] == "CN=localhost");
+        CHECK(l["certificate"]["dns_names"] == nlohmann::json::array({"localhost"}));
+        CHECK(l["certificate"]["serial"] == "1001");
+    }
+    const auto scraped = http_request(admin, "GET", "/metrics");
+    REQUIRE(scraped);
+    const auto left =
+        metric(scraped->body, R"(plugd_tls_certificate_expiry_seconds{listener="web"})");
+    REQUIRE_MESSAGE(left, scraped->body);
+    CHECK(*left > 29 * 86400);
+    CHECK(*left <= 30 * 86400);
 }
 
 TEST_CASE(
