@@ -3,6 +3,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -81,7 +82,10 @@ certificate_facts certificate_facts::read(const std::filesystem::path& pem_file)
         throw config_error(pem_file.string() +
                            ": cannot read the certificate: " + std::strerror(errno));
     X509* cert = PEM_read_X509(in.get(), nullptr, nullptr, nullptr);
-    if (!cert) throw config_error(pem_file.string() + ": holds no readable PEM certificate");
+    if (!cert) {
+        ERR_clear_error();  // this thread's queue: nothing later should find these errors
+        throw config_error(pem_file.string() + ": holds no readable PEM certificate");
+    }
     certificate_facts f = of(cert);
     X509_free(cert);
     return f;
