@@ -12,8 +12,8 @@
 namespace plugd {
 
 /// Binds `spec` once per shard, so the kernel spreads new connections across the shards
-/// and each accepts on its own thread. Returns one shard_listener per shard, in shard order, not yet
-/// accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
+/// and each accepts on its own thread. Returns one shard_listener per shard, in shard order, not
+/// yet accepting. Every socket allows rebinding over connections left in TIME_WAIT. Throws
 /// config_error naming the listener, its JSON path and what to do; the advice for a port in
 /// use depends on whether one of `held` (this plugd's listeners now, with the ports they
 /// are bound to) has it. With a `passed` listening socket (systemd's, or a supervising
