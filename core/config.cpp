@@ -498,7 +498,7 @@ tls_settings parse_tls(const validator& v, const json& obj, const std::string& p
     v.object_at(obj, p);
     v.only_keys(obj, p,
                 {"certificate", "private_key", "client_ca", "min_version", "ciphers",
-                 "ciphersuites", "alpn"});
+                 "ciphersuites", "alpn", "ticket_key_rotation_ms"});
     tls_settings t;
     t.certificate =
         resolve(base, v.string(v.require(obj, p, "certificate"), child(p, "certificate")));
@@ -537,6 +537,10 @@ tls_settings parse_tls(const validator& v, const json& obj, const std::string& p
     } else if (framing == framing_kind::http) {
         t.alpn = {"http/1.1"};
     }
+    // At least a second (keys are derived per period of wall-clock time), at most a week.
+    t.ticket_key_rotation = std::chrono::milliseconds{
+        v.integer_or(obj, p, "ticket_key_rotation_ms", 1000, 7ull * 24 * 3'600'000,
+                     static_cast<std::uint64_t>(t.ticket_key_rotation.count()))};
     return t;
 }
 

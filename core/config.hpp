@@ -101,6 +101,9 @@ struct tls_settings {
     /// Protocols offered to ALPN, in preference order; default ["http/1.1"] on http
     /// listeners, none elsewhere.
     std::vector<std::string> alpn;
+    /// How often the session ticket keys change (see tls/ticket_keys); a ticket resumes
+    /// for at most this long.
+    std::chrono::milliseconds ticket_key_rotation{3'600'000};
     friend bool operator==(const tls_settings&, const tls_settings&) = default;
 };
 

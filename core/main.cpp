@@ -19,6 +19,7 @@
 #include "server.hpp"
 #include "server_options.hpp"
 #include "supervision/supervisor.hpp"
+#include "tls/ticket_keys.hpp"
 #include "tooling/new_plugin.hpp"
 #include "worker_environment.hpp"
 
@@ -150,6 +151,15 @@ int main(int argc, char** argv) {
         plugd::log::set_process_tag("worker " + std::to_string(options.worker->index));
         // A crash report tells the master which plugin this worker died in.
         plugd::set_crash_note_file(options.worker->status_file.string() + ".crash");
+        // Its TLS listeners encrypt session tickets as the master's other workers do.
+        if (options.worker->tickets >= 0) {
+            try {
+                plugd::adopt_ticket_secret(options.worker->tickets);
+            } catch (const std::exception& e) {
+                std::cerr << "plugd: " << e.what() << '\n';
+                return 1;
+            }
+        }
     }
     if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
     if (signal) {

@@ -16,7 +16,8 @@ std::string encode(const worker_environment& w) {
                        ";generation=" + std::to_string(w.first_generation) +
                        ";status=" + w.status_file.string() +
                        ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
-                       ";ledger=" + std::to_string(w.ledger) + ";listen=";
+                       ";ledger=" + std::to_string(w.ledger) +
+                       ";tickets=" + std::to_string(w.tickets) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';
@@ -78,6 +79,8 @@ std::optional<worker_environment> this_process_worker() {
             w.generation_file = value_text;
         } else if (key == "ledger") {
             w.ledger = std::stoi(value_text);
+        } else if (key == "tickets") {
+            w.tickets = std::stoi(value_text);
         } else if (key == "user") {
             w.user = value_text;
         } else if (key == "listen") {
@@ -98,6 +101,7 @@ std::optional<worker_environment> this_process_worker() {
     // Kept for this process's own listeners, never handed on to a process it starts.
     for (const auto& [name, fd] : w.listeners) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (w.ledger >= 0) ::fcntl(w.ledger, F_SETFD, FD_CLOEXEC);
+    if (w.tickets >= 0) ::fcntl(w.tickets, F_SETFD, FD_CLOEXEC);
     return w;
 }
 

@@ -29,6 +29,9 @@ struct worker_environment {
     /// The memory file its shards count in (see traffic_ledger), which the master reads:
     /// -1 when nothing reads the counters (no admin endpoint).
     int ledger = -1;
+    /// The memory file holding the master's session ticket secret (tls/ticket_keys), so
+    /// that every worker resumes every worker's tickets; -1: none.
+    int tickets = -1;
     /// The listeners among `listeners` whose socket systemd passed the master: used
     /// whatever address the configuration says, never closed by a reload (passed_socket).
     std::set<std::string> from_systemd;
@@ -38,7 +41,7 @@ struct worker_environment {
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
 /// "index=1;generation=3;status=/path;generation_file=/path;user=www-data;ledger=7;
-/// listen=main@5,web@6;systemd=web" (paths may not hold ';').
+/// tickets=8;listen=main@5,web@6;systemd=web" (paths may not hold ';').
 std::string encode(const worker_environment& w);
 
 /// Whether the environment entry `entry` ("NAME=value") of the master is kept from the

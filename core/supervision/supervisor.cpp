@@ -43,6 +43,7 @@
 #include "supervision/worker_board.hpp"
 #include "supervision/worker_folder.hpp"
 #include "tls/certificate_facts.hpp"
+#include "tls/ticket_keys.hpp"
 #include "worker_environment.hpp"
 
 extern char** environ;
@@ -207,6 +208,7 @@ class supervisor {
             if (s.from_systemd) env.from_systemd.insert(name);
         }
         if (board_) env.ledger = board_->ledger_file(i);
+        env.tickets = ticket_secret_file();
         std::error_code ignored;
         std::filesystem::remove(env.status_file, ignored);
 
@@ -239,6 +241,7 @@ class supervisor {
         for (const auto& [name, s] : sockets_)
             posix_spawn_file_actions_adddup2(&actions, s.fd, s.fd);
         if (env.ledger >= 0) posix_spawn_file_actions_adddup2(&actions, env.ledger, env.ledger);
+        if (env.tickets >= 0) posix_spawn_file_actions_adddup2(&actions, env.tickets, env.tickets);
         const int rc =
             ::posix_spawn(&w.pid, self.c_str(), &actions, &attributes, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&actions);

@@ -5,7 +5,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "log.hpp"
+#include "tls/ticket_keys.hpp"
 
 namespace plugd {
 namespace {
@@ -130,15 +130,6 @@ int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* out_length,
     return SSL_TLSEXT_ERR_OK;
 }
 
-// Session ticket keys for the whole process: every thread and every listener's context
-// (and every generation's, so a reload does not end resumption) encrypts tickets alike.
-// The session id context below keeps a ticket to the listener that issued it.
-const unsigned char* process_ticket_keys() {
-    static unsigned char keys[80];
-    static const bool made = RAND_bytes(keys, sizeof keys) == 1;
-    return made ? keys : nullptr;
-}
-
 }  // namespace
 
 tls_context::tls_context(const std::string& listener, const tls_settings& settings,
@@ -247,17 +238,16 @@ tls_context::tls_context(const std::string& listener, const tls_settings& settin
             SSL_CTX_set_alpn_select_cb(ctx_, &select_alpn, nullptr);
         }
 
-        // Resumption: stateless tickets (TLS 1.3 and 1.2) under the process's keys; no
-        // server-side cache, whose lock every thread would share. A ticket resumes only on
-        // the listener (and client CA) that issued it.
+        // Resumption: stateless tickets (TLS 1.3 and 1.2) under keys every thread and
+        // worker shares (tls/ticket_keys); no server-side cache, whose lock every thread
+        // would share. A ticket resumes only on the listener (and client CA) that issued it.
         SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_OFF);
         unsigned char id[EVP_MAX_MD_SIZE];
         unsigned int id_length = 0;
         const std::string scope = "plugd listener " + listener + "\n" + settings.client_ca.string();
         EVP_Digest(scope.data(), scope.size(), id, &id_length, EVP_sha256(), nullptr);
         SSL_CTX_set_session_id_context(ctx_, id, std::min(id_length, 32u));
-        if (const unsigned char* keys = process_ticket_keys())
-            SSL_CTX_set_tlsext_ticket_keys(ctx_, const_cast<unsigned char*>(keys), 80);
+        use_rotating_ticket_keys(ctx_, settings.ticket_key_rotation);
     } catch (...) {
         SSL_CTX_free(ctx_);
         ERR_clear_error();

@@ -67,9 +67,12 @@ cp server1.pem cert.pem; cp server1.key key.pem
 // The config of the tests' plugd: TLS listeners "web" (http, greeting), "main" (line,
 // greeting; closes idle connections after a second, so s_client ends), "raw" (raw, echo)
 // and "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem);
-// with `admin`, the admin endpoint on an ephemeral port.
-std::string tls_config(const std::filesystem::path& plugins, bool admin = false) {
-    const std::string tls = R"("tls": { "certificate": "cert.pem", "private_key": "key.pem" })";
+// with `admin`, the admin endpoint on an ephemeral port. `tls_extra` goes into the first
+// three listeners' tls objects.
+std::string tls_config(const std::filesystem::path& plugins, bool admin = false,
+                       const std::string& tls_extra = "") {
+    const std::string tls =
+        R"("tls": { "certificate": "cert.pem", "private_key": "key.pem")" + tls_extra + " }";
     return R"({ "threads": 2, "plugin_dir": ")" + plugins.string() + R"(",
       "plugins": { "greeting": { "file": "greeting" }, "echo": { "file": "echo" },
                    "who": { "file": "route_echo", "config": { "subject_only": true } } },
@@ -87,14 +90,15 @@ std::string tls_config(const std::filesystem::path& plugins, bool admin = false)
 
 struct tls_server {
     // `workers`: with "workers": 2 (and one thread each) instead of two threads.
-    explicit tls_server(bool admin = false, bool workers = false) {
+    explicit tls_server(bool admin = false, bool workers = false,
+                        const std::string& tls_extra = "") {
         make_pki(tmp.path());
         const auto plugins = tmp.path() / "plugins";
         std::filesystem::create_directory(plugins);
         install_plugin(bundled_plugin_dir() / "greeting.so", plugins, "greeting.so");
         install_plugin(test_plugin_dir() / "echo.so", plugins, "echo.so");
         install_plugin(test_plugin_dir() / "route_echo.so", plugins, "route_echo.so");
-        std::string text = tls_config(plugins, admin);
+        std::string text = tls_config(plugins, admin, tls_extra);
         if (workers)
             text.replace(text.find(R"("threads": 2)"), 12, R"("workers": 2, "threads": 1)");
         cfg = tmp.write("server.json", text);
@@ -276,25 +280,99 @@ TEST_CASE("tls: TLS 1.0 and 1.1 are refused and so is a client speaking plaintex
     CHECK(s.process->count_log("error") == 0);
 }
 
+// `openssl s_client` asking for /x over HTTPS on `port`, verifying against ca.pem; `flags`
+// adds options (-sess_out FILE, -sess_in FILE, -tls1_2).
+run_result https_get(const tls_server& s, std::uint16_t port, const std::string& flags) {
+    return shell(s.tmp.path(),
+                 "printf 'GET /x HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' | "
+                 "openssl s_client -ign_eof -CAfile ca.pem -connect 127.0.0.1:" +
+                     std::to_string(port) + " " + flags + " 2>&1");
+}
+
+// The name of the key that encrypted the ticket saved in `session` (the ticket's first 16
+// bytes, as `openssl sess_id -text` dumps them), and its lifetime hint line.
+std::pair<std::string, std::string> ticket_of(const tls_server& s, const std::string& session) {
+    const auto text = shell(s.tmp.path(), "openssl sess_id -noout -text -in " + session);
+    REQUIRE_MESSAGE(text.status == 0, text.output);
+    const auto hint = text.output.find("TLS session ticket lifetime hint:");
+    const auto dump = text.output.find("TLS session ticket:");
+    REQUIRE_MESSAGE(dump != std::string::npos, text.output);
+    REQUIRE(hint != std::string::npos);
+    const auto first = text.output.find("0000 - ", dump);
+    REQUIRE(first != std::string::npos);
+    // "0000 - 3f a2 ... 9c-1d ..." : the first line holds the 16 bytes of the name.
+    const auto line_end = text.output.find('\n', first);
+    std::string name = text.output.substr(first + 7, line_end - first - 7);
+    name = name.substr(0, name.find("   "));
+    return {name, text.output.substr(hint, text.output.find('\n', hint) - hint)};
+}
+
 TEST_CASE("tls: a session resumes with its ticket (TLS 1.3 and TLS 1.2)") {
     tls_server s;
-    const std::string port = std::to_string(s.web);
-    const std::string request =
-        "printf 'GET /x HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' | ";
     for (const char* version : {"-tls1_3", "-tls1_2"}) {
-        const std::string client = std::string{"openssl s_client "} + version +
-                                   " -ign_eof -CAfile ca.pem -connect 127.0.0.1:" + port;
-        const auto first = shell(s.tmp.path(), request + client + " -sess_out session.pem 2>&1");
+        const auto first = https_get(s, s.web, std::string{version} + " -sess_out session.pem");
         CHECK_MESSAGE(first.output.find("New, TLSv1.") != std::string::npos, first.output);
         CHECK(first.output.find("HTTP/1.1 200 OK") != std::string::npos);
         // Several times: the two threads' contexts share the ticket keys, so whichever
         // accepts it resumes.
         for (int i = 0; i < 4; ++i) {
-            const auto again = shell(s.tmp.path(), request + client + " -sess_in session.pem 2>&1");
+            const auto again = https_get(s, s.web, std::string{version} + " -sess_in session.pem");
             CHECK_MESSAGE(again.output.find("Reused, TLSv1.") != std::string::npos, again.output);
             CHECK(again.output.find("HTTP/1.1 200 OK") != std::string::npos);
         }
     }
+}
+
+TEST_CASE(
+    "tls: with workers 2 a ticket one worker issued resumes on the other (TLS 1.3 and 1.2) "
+    "and tells the client to keep it an hour") {
+    tls_server s{false, true};
+    const auto workers = children_of(s.process->pid());
+    REQUIRE(workers.size() == 2);
+    for (const char* version : {"-tls1_3", "-tls1_2"}) {
+        CAPTURE(version);
+        {
+            paused_workers only_first;  // the first worker issues the ticket
+            REQUIRE(only_first.pause(workers[1]));
+            const auto first = https_get(s, s.web, std::string{version} + " -sess_out issued.pem");
+            CHECK_MESSAGE(first.output.find("New, TLSv1.") != std::string::npos, first.output);
+            CHECK(first.output.find("HTTP/1.1 200 OK") != std::string::npos);
+        }
+        CHECK(ticket_of(s, "issued.pem").second ==
+              "TLS session ticket lifetime hint: 3600 (seconds)");
+        paused_workers only_second;  // and the second resumes it
+        REQUIRE(only_second.pause(workers[0]));
+        const auto again = https_get(s, s.web, std::string{version} + " -sess_in issued.pem");
+        CHECK_MESSAGE(again.output.find("Reused, TLSv1.") != std::string::npos, again.output);
+        CHECK(again.output.find("HTTP/1.1 200 OK") != std::string::npos);
+    }
+}
+
+TEST_CASE(
+    "tls: ticket keys rotate every ticket_key_rotation_ms and a ticket two periods old no "
+    "longer resumes") {
+    tls_server s{false, false, R"(, "ticket_key_rotation_ms": 1000)"};
+    const auto first = https_get(s, s.web, "-sess_out first.pem");
+    REQUIRE_MESSAGE(first.output.find("New, TLSv1.3") != std::string::npos, first.output);
+    const auto [first_key, hint] = ticket_of(s, "first.pem");
+    CHECK(hint == "TLS session ticket lifetime hint: 1 (seconds)");
+    const auto resumed = https_get(s, s.web, "-sess_in first.pem");
+    CHECK_MESSAGE(resumed.output.find("Reused, TLSv1.3") != std::string::npos, resumed.output);
+    // New tickets come under a new key once the period ends, then under another: each
+    // step is awaited by asking for tickets until the key changes (bounded).
+    std::vector<std::string> keys{first_key};
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (keys.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+        https_get(s, s.web, "-sess_out later.pem");
+        const auto key = ticket_of(s, "later.pem").first;
+        if (key != keys.back()) keys.push_back(key);
+    }
+    REQUIRE(keys.size() == 3);
+    CHECK(keys[2] != keys[0]);
+    // The first ticket's key is forgotten: a full handshake, answered all the same.
+    const auto expired = https_get(s, s.web, "-sess_in first.pem");
+    CHECK_MESSAGE(expired.output.find("New, TLSv1.3") != std::string::npos, expired.output);
+    CHECK(expired.output.find("HTTP/1.1 200 OK") != std::string::npos);
 }
 
 TEST_CASE(

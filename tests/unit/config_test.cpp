@@ -375,3 +375,18 @@ TEST_CASE("a state_file is accepted with supervised workers: the master saves it
                   .state_file == "/etc/plugd/s");
     }
 }
+
+TEST_CASE("a TLS listener's ticket_key_rotation_ms defaults to an hour and is at least a second") {
+    const std::string tls = R"("tls": { "certificate": "c.pem", "private_key": "k.pem")";
+    auto cfg =
+        parse(with_listener(R"({ "name": "s", "port": 1, "plugin": "greeting", )" + tls + " } }"));
+    REQUIRE(cfg.listeners.at(0).tls);
+    CHECK(cfg.listeners.at(0).tls->ticket_key_rotation == std::chrono::hours{1});
+    cfg = parse(with_listener(R"({ "name": "s", "port": 1, "plugin": "greeting", )" + tls +
+                              R"(, "ticket_key_rotation_ms": 60000 } })"));
+    CHECK(cfg.listeners.at(0).tls->ticket_key_rotation == std::chrono::minutes{1});
+    CHECK(error_of(with_listener(R"({ "name": "s", "port": 1, "plugin": "greeting", )" + tls +
+                                 R"(, "ticket_key_rotation_ms": 10 } })"))
+              .find("/listeners/0/tls/ticket_key_rotation_ms: expected an integer from 1000 to") !=
+          std::string::npos);
+}
