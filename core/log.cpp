@@ -22,7 +22,7 @@ std::string g_process_tag;
 
 // Appends `text` as the inside of a JSON string.
 // A text line's fields: " key=value" each, except those its message already says.
-void append_text_fields(std::string& line, std::initializer_list<field> fields) {
+void append_text_fields(std::string& line, std::span<const field> fields) {
     for (const auto& f : fields) {
         if (f.in_text) line.append(" ").append(f.key).append("=").append(f.value);
     }
@@ -84,7 +84,7 @@ void set_sink(sink destination) noexcept {
     g_sink.store(destination, std::memory_order_release);
 }
 
-void write(level severity, std::string_view message, std::initializer_list<field> fields) noexcept {
+void write(level severity, std::string_view message, std::span<const field> fields) noexcept {
     if (severity < g_threshold.load(std::memory_order_relaxed)) return;
     try {
         if (const sink destination = g_sink.load(std::memory_order_acquire)) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,13 +45,20 @@ constexpr field tag(std::string_view key, std::string_view value) noexcept {
 
 /// Writes one whole line with a single write(2), so lines from several threads never
 /// interleave. Never throws; a failed write is ignored (there is nowhere left to report it).
-void write(level severity, std::string_view message,
-           std::initializer_list<field> fields = {}) noexcept;
+void write(level severity, std::string_view message, std::span<const field> fields) noexcept;
+inline void write(level severity, std::string_view message,
+                  std::initializer_list<field> fields = {}) noexcept {
+    write(severity, message, std::span<const field>{fields.begin(), fields.size()});
+}
 
 inline void debug(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
     write(level::debug, m, fields);
 }
 inline void info(std::string_view m, std::initializer_list<field> fields = {}) noexcept {
+    write(level::info, m, fields);
+}
+/// With fields chosen at run time (a line whose fields depend on the listener).
+inline void info(std::string_view m, std::span<const field> fields) noexcept {
     write(level::info, m, fields);
 }
 inline void warn(std::string_view m, std::initializer_list<field> fields = {}) noexcept {

@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
+#include <span>
 #include <utility>
 
 #include <plugd/context.hpp>
@@ -172,7 +174,8 @@ void release_unsent(client_connection& c) noexcept {
 }
 
 // One line of a listener's access log: who asked which route and plugin, and how it ended.
-// `route` and `plugin` are empty for a request no plugin saw (no route matched).
+// `route` and `plugin` are empty for a request no plugin saw (no route matched). A route
+// field only where the listener has routes; on TLS the protocol version and cipher suite.
 void log_access(const client_connection& c, std::string_view route, std::string_view plugin,
                 std::string_view outcome, std::size_t bytes_in, std::size_t bytes_out,
                 std::chrono::steady_clock::time_point started) {
@@ -182,24 +185,21 @@ void log_access(const client_connection& c, std::string_view route, std::string_
     const std::string bytes_in_text = std::to_string(bytes_in);
     const std::string bytes_out_text = std::to_string(bytes_out);
     const std::string duration = std::to_string(us);
-    if (c.via->table && c.via->table->routed) {
-        log::info("access", {{"listener", c.via->spec.name},
-                             {"peer", c.peer},
-                             {"route", route},
-                             {"plugin", plugin},
-                             {"outcome", outcome},
-                             {"bytes_in", bytes_in_text},
-                             {"bytes_out", bytes_out_text},
-                             {"duration_us", duration}});
-        return;
+    std::array<log::field, 10> fields;
+    std::size_t n = 0;
+    fields[n++] = {"listener", c.via->spec.name};
+    fields[n++] = {"peer", c.peer};
+    if (c.via->table && c.via->table->routed) fields[n++] = {"route", route};
+    fields[n++] = {"plugin", plugin};
+    fields[n++] = {"outcome", outcome};
+    fields[n++] = {"bytes_in", bytes_in_text};
+    fields[n++] = {"bytes_out", bytes_out_text};
+    fields[n++] = {"duration_us", duration};
+    if (c.wire.is_tls()) {
+        fields[n++] = {"tls_version", c.wire.tls_version()};
+        fields[n++] = {"tls_cipher", c.wire.tls_cipher()};
     }
-    log::info("access", {{"listener", c.via->spec.name},
-                         {"peer", c.peer},
-                         {"plugin", plugin},
-                         {"outcome", outcome},
-                         {"bytes_in", bytes_in_text},
-                         {"bytes_out", bytes_out_text},
-                         {"duration_us", duration}});
+    log::info("access", std::span<const log::field>{fields.data(), n});
 }
 
 // Where a decoded request goes: a chain, or a status the core answers by itself (400 for

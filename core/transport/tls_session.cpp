@@ -115,6 +115,17 @@ bool client_transport::resumed() const noexcept {
     return tls_ && SSL_session_reused(tls_->ssl) == 1;
 }
 
+// Asked of OpenSSL each time rather than kept per connection: each is a pointer read or
+// two, and only an access log line asks.
+std::string_view client_transport::tls_version() const noexcept {
+    return tls_ ? SSL_get_version(tls_->ssl) : std::string_view{};
+}
+
+std::string_view client_transport::tls_cipher() const noexcept {
+    const SSL_CIPHER* cipher = tls_ ? SSL_get_current_cipher(tls_->ssl) : nullptr;
+    return cipher ? SSL_CIPHER_get_name(cipher) : std::string_view{};
+}
+
 std::string client_transport::handshake_error() const {
     return tls_ ? tls_->error : std::string{};
 }

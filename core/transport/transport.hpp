@@ -69,6 +69,11 @@ class client_transport {
     std::string_view client_subject() const noexcept {
         return tls_ ? tls_client_subject() : std::string_view{};
     }
+    /// After the handshake: the protocol version ("TLSv1.3") and cipher suite
+    /// ("TLS_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256") as OpenSSL names them;
+    /// empty on plain TCP. OpenSSL's own static strings: reading them allocates nothing.
+    std::string_view tls_version() const noexcept;
+    std::string_view tls_cipher() const noexcept;
     /// Why the last handshake failed, for a debug line.
     std::string handshake_error() const;
 

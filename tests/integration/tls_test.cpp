@@ -161,6 +161,9 @@ class tls_client {
         X509* cert = SSL_get0_peer_certificate(ssl_);
         return cert ? ASN1_INTEGER_get(X509_get0_serialNumber(cert)) : -1;
     }
+    // The negotiated protocol version and cipher suite, as OpenSSL names them.
+    std::string version() const { return SSL_get_version(ssl_); }
+    std::string cipher() const { return SSL_get_cipher_name(ssl_); }
     // Sends `line` and reads one reply line (without its '\n'); empty if the connection
     // failed or closed first.
     std::string ask(const std::string& line) {
@@ -373,6 +376,70 @@ TEST_CASE(
     const auto expired = https_get(s, s.web, "-sess_in first.pem");
     CHECK_MESSAGE(expired.output.find("New, TLSv1.3") != std::string::npos, expired.output);
     CHECK(expired.output.find("HTTP/1.1 200 OK") != std::string::npos);
+}
+
+TEST_CASE(
+    "tls: a TLS listener's access lines name the TLS version and cipher of TLS 1.3 and TLS 1.2 "
+    "clients and a plaintext listener's lines have no TLS fields") {
+    temp_dir tmp;
+    make_pki(tmp.path());
+    const std::string config =
+        R"({ "threads": 1, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
+      "plugins": { "greeting": { "file": "greeting" } },
+      "log": { "format": "json" },
+      "listeners": [
+        { "name": "secure", "port": 0, "framing": "http", "plugin": "greeting", "access_log": true,
+          "tls": { "certificate": "cert.pem", "private_key": "key.pem" } },
+        { "name": "plain", "port": 0, "framing": "http", "plugin": "greeting",
+          "access_log": true } ] })";
+    plugd_process p{{"-c", tmp.write("server.json", config).string()}};
+    const std::uint16_t secure = p.port("secure");
+    const std::uint16_t plain = p.port("plain");
+    const std::string secure_line = R"("message":"access","listener":"secure")";
+
+    // TLS 1.3, whatever cipher suite the two sides settle on: the client says which.
+    tls_client modern{secure, tmp.path() / "ca.pem"};
+    REQUIRE(modern.handshake_ok);
+    CHECK(modern.get("/a") == std::pair<int, std::string>{200, "Hello, a"});
+    REQUIRE_MESSAGE(p.wait_for_log(secure_line), p.log());
+    REQUIRE(modern.version() == "TLSv1.3");
+
+    // TLS 1.2: s_client says the suite in "New, TLSv1.2, Cipher is <name>".
+    const auto old =
+        shell(tmp.path(),
+              "printf 'GET /b HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' "
+              "| openssl s_client -tls1_2 -ign_eof -CAfile ca.pem -connect 127.0.0.1:" +
+                  std::to_string(secure) + " 2>&1");
+    REQUIRE_MESSAGE(old.output.find("HTTP/1.1 200 OK") != std::string::npos, old.output);
+    const auto named = old.output.find("New, TLSv1.2, Cipher is ");
+    REQUIRE_MESSAGE(named != std::string::npos, old.output);
+    const auto name_at = named + std::string_view{"New, TLSv1.2, Cipher is "}.size();
+    const std::string old_cipher =
+        old.output.substr(name_at, old.output.find('\n', name_at) - name_at);
+    REQUIRE_MESSAGE(p.wait_for_log(secure_line, 10s, 2), p.log());
+
+    REQUIRE(http_request(plain, "GET", "/c"));
+    REQUIRE_MESSAGE(p.wait_for_log(R"("message":"access","listener":"plain")"), p.log());
+
+    std::vector<nlohmann::json> secure_lines, plain_lines;
+    std::istringstream lines{p.log()};
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line);
+        if (j["message"] != "access") continue;
+        (j["listener"] == "secure" ? secure_lines : plain_lines).push_back(j);
+    }
+    REQUIRE(secure_lines.size() == 2);
+    REQUIRE(plain_lines.size() == 1);
+    CAPTURE(p.log());
+    CHECK(secure_lines[0]["tls_version"] == "TLSv1.3");
+    CHECK(secure_lines[0]["tls_cipher"] == modern.cipher());
+    CHECK(modern.cipher().starts_with("TLS_"));
+    CHECK(secure_lines[1]["tls_version"] == "TLSv1.2");
+    CHECK(secure_lines[1]["tls_cipher"] == old_cipher);
+    CHECK(old_cipher.starts_with("ECDHE-"));
+    CHECK(plain_lines[0]["outcome"] == "200");
+    for (const auto& [key, value] : plain_lines[0].items()) CHECK_FALSE(key.starts_with("tls_"));
 }
 
 TEST_CASE(
