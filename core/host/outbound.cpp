@@ -104,23 +104,8 @@ class stream_impl final : public buffered_stream<stream> {
     asio::awaitable<void> handshake(const std::string& where) {
         const auto limit = pools_.settings().connect_timeout;
         deadline_.arm(limit, [this] { cancel_socket(); });
-        for (;;) {
-            tls_link::step step;
-            try {
-                step = tls_.handshake(where);
-            } catch (...) {
-                deadline_.disarm();
-                broken();
-                throw;
-            }
-            if (step == tls_link::step::done) break;
-            if (auto ec = co_await wait_for(step)) {
-                deadline_.disarm();
-                broken();
-                fail(where, "TLS handshake", ec, deadline_, limit, "connect_timeout_ms");
-            }
-        }
-        deadline_.disarm();
+        co_await until_done([&] { return tls_.handshake(where); }, where, "TLS handshake", limit,
+                            "connect_timeout_ms");
     }
 
     asio::awaitable<std::size_t> read_some(char* data, std::size_t size) override {
@@ -202,14 +187,20 @@ class stream_impl final : public buffered_stream<stream> {
         co_return ec;
     }
 
-    // The TLS half of receive(), under the deadline it armed.
-    asio::awaitable<std::size_t> tls_receive(char* data, std::size_t size,
-                                             std::chrono::milliseconds limit) {
+    // Repeats `attempt` (one non-blocking tls_link step) until it is done or the peer
+    // closed, waiting in between for what OpenSSL asks, under the deadline the caller armed
+    // (`limit`, named `limit_name` in the timeout's message); then disarms it. A failure
+    // leaves the stream broken and throws: OpenSSL's error as `attempt` threw it, or
+    // `operation` failed or timed out, said of `where`.
+    template <class Attempt>
+    asio::awaitable<tls_link::step> until_done(Attempt attempt, const std::string& where,
+                                               const char* operation,
+                                               std::chrono::milliseconds limit,
+                                               const char* limit_name) {
         for (;;) {
-            std::size_t n = 0;
             tls_link::step step;
             try {
-                step = tls_.read(data, size, n, describe());
+                step = attempt();
             } catch (...) {
                 deadline_.disarm();
                 broken();
@@ -217,37 +208,37 @@ class stream_impl final : public buffered_stream<stream> {
             }
             if (step == tls_link::step::done || step == tls_link::step::closed) {
                 deadline_.disarm();
-                if (step == tls_link::step::closed) broken();
-                co_return n;
+                co_return step;
             }
             if (auto ec = co_await wait_for(step)) {
                 deadline_.disarm();
                 broken();
-                fail(describe(), "read", ec, deadline_, limit, "io_timeout_ms");
+                fail(where, operation, ec, deadline_, limit, limit_name);
             }
         }
     }
 
+    // The TLS half of receive(), under the deadline it armed.
+    asio::awaitable<std::size_t> tls_receive(char* data, std::size_t size,
+                                             std::chrono::milliseconds limit) {
+        const std::string where = describe();
+        std::size_t n = 0;
+        const auto step = co_await until_done(
+            [&] {
+                n = 0;
+                return tls_.read(data, size, n, where);
+            },
+            where, "read", limit, "io_timeout_ms");
+        if (step == tls_link::step::closed) broken();
+        co_return n;
+    }
+
     // The TLS half of write(), under the deadline it armed.
     asio::awaitable<void> tls_write(std::string_view bytes, std::chrono::milliseconds limit) {
-        for (;;) {
-            std::size_t n = 0;
-            tls_link::step step;
-            try {
-                step = tls_.write(bytes.data(), bytes.size(), n, describe());
-            } catch (...) {
-                deadline_.disarm();
-                broken();
-                throw;
-            }
-            if (step == tls_link::step::done) break;
-            if (auto ec = co_await wait_for(step)) {
-                deadline_.disarm();
-                broken();
-                fail(describe(), "write", ec, deadline_, limit, "io_timeout_ms");
-            }
-        }
-        deadline_.disarm();
+        const std::string where = describe();
+        std::size_t n = 0;
+        co_await until_done([&] { return tls_.write(bytes.data(), bytes.size(), n, where); }, where,
+                            "write", limit, "io_timeout_ms");
     }
 
     // What arrives, at most `size` bytes; 0 at end of stream.

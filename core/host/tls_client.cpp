@@ -117,6 +117,22 @@ void require_readable(const std::filesystem::path& file, const std::string& what
     }
 }
 
+// One non-blocking OpenSSL call on a link (`call` returns 1 when it did all it was asked):
+// done, or the wait OpenSSL asks for, or else what `failed` makes of SSL_get_error's reason
+// and errno as the call left it (both read before anything else can change them); `failed`
+// throws where the call failed for good.
+template <class Call, class Failed>
+tls_link::step attempt(ssl_st* ssl, Call call, Failed failed) {
+    ERR_clear_error();
+    const int r = call();
+    if (r == 1) return tls_link::step::done;
+    const int error = SSL_get_error(ssl, r);
+    const int saved_errno = errno;
+    if (error == SSL_ERROR_WANT_READ) return tls_link::step::want_read;
+    if (error == SSL_ERROR_WANT_WRITE) return tls_link::step::want_write;
+    return failed(error, saved_errno);
+}
+
 }  // namespace
 
 // ---- tls_link ----
@@ -136,99 +152,82 @@ tls_link::~tls_link() {
 }
 
 tls_link::step tls_link::handshake(const std::string& where) {
-    ERR_clear_error();
-    const int r = SSL_connect(ssl_);
-    if (r == 1) return step::done;
-    const int error = SSL_get_error(ssl_, r);
-    const int saved_errno = errno;
-    switch (error) {
-        case SSL_ERROR_WANT_READ:
-            return step::want_read;
-        case SSL_ERROR_WANT_WRITE:
-            return step::want_write;
-        case SSL_ERROR_SSL:
-            if (const long verified = SSL_get_verify_result(ssl_); verified != X509_V_OK) {
+    return attempt(
+        ssl_, [&] { return SSL_connect(ssl_); },
+        [&](int error, int saved_errno) -> step {
+            if (error == SSL_ERROR_SSL) {
+                if (const long verified = SSL_get_verify_result(ssl_); verified != X509_V_OK) {
+                    ERR_clear_error();
+                    fail_with({static_cast<int>(verified), x509_errors},
+                              where + ": TLS handshake: certificate verify failed");
+                }
+            } else if (error == SSL_ERROR_SYSCALL) {
                 ERR_clear_error();
-                fail_with({static_cast<int>(verified), x509_errors},
-                          where + ": TLS handshake: certificate verify failed");
+                if (saved_errno == 0) {
+                    fail_with(boost::asio::error::eof,
+                              where +
+                                  ": TLS handshake: the server closed the connection (is it a "
+                                  "TLS port?)");
+                }
+                fail_with({saved_errno, boost::system::system_category()},
+                          where + ": TLS handshake");
             }
             fail_with(take_openssl_error(), where + ": TLS handshake");
-        case SSL_ERROR_SYSCALL:
-            ERR_clear_error();
-            if (saved_errno == 0) {
-                fail_with(boost::asio::error::eof,
-                          where +
-                              ": TLS handshake: the server closed the connection (is it a TLS "
-                              "port?)");
-            }
-            fail_with({saved_errno, boost::system::system_category()}, where + ": TLS handshake");
-        default:
-            fail_with(take_openssl_error(), where + ": TLS handshake");
-    }
+        });
 }
 
 tls_link::step tls_link::read(char* data, std::size_t size, std::size_t& n,
                               const std::string& where) {
-    ERR_clear_error();
-    if (SSL_read_ex(ssl_, data, size, &n) == 1) return step::done;
-    const int error = SSL_get_error(ssl_, 0);
-    const int saved_errno = errno;
-    switch (error) {
-        case SSL_ERROR_WANT_READ:
-            return step::want_read;
-        case SSL_ERROR_WANT_WRITE:
-            return step::want_write;
-        case SSL_ERROR_ZERO_RETURN:  // close_notify
-            return step::closed;
-        case SSL_ERROR_SYSCALL:
-            ERR_clear_error();
-            if (saved_errno == 0) return step::closed;  // (OpenSSL 1.1) end of stream
-            fail_with({saved_errno, boost::system::system_category()}, where + ": read");
-        case SSL_ERROR_SSL:
-            // A peer that closes without close_notify, as many servers do between requests:
-            // a close like any other; a reply cut short is still refused by the reads above.
-            if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-                ERR_clear_error();
-                return step::closed;
+    return attempt(
+        ssl_, [&] { return SSL_read_ex(ssl_, data, size, &n); },
+        [&](int error, int saved_errno) -> step {
+            switch (error) {
+                case SSL_ERROR_ZERO_RETURN:  // close_notify
+                    return step::closed;
+                case SSL_ERROR_SYSCALL:
+                    ERR_clear_error();
+                    if (saved_errno == 0) return step::closed;  // (OpenSSL 1.1) end of stream
+                    fail_with({saved_errno, boost::system::system_category()}, where + ": read");
+                case SSL_ERROR_SSL:
+                    // A peer that closes without close_notify, as many servers do between
+                    // requests: a close like any other; a reply cut short is still refused
+                    // by the reads above.
+                    if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                        ERR_clear_error();
+                        return step::closed;
+                    }
+                    [[fallthrough]];
+                default:
+                    fail_with(take_openssl_error(), where + ": read");
             }
-            [[fallthrough]];
-        default:
-            fail_with(take_openssl_error(), where + ": read");
-    }
+        });
 }
 
 tls_link::step tls_link::write(const char* data, std::size_t size, std::size_t& n,
                                const std::string& where) {
-    ERR_clear_error();
     if (size == 0) {
         n = 0;
         return step::done;
     }
-    if (SSL_write_ex(ssl_, data, size, &n) == 1) return step::done;
-    const int error = SSL_get_error(ssl_, 0);
-    const int saved_errno = errno;
-    switch (error) {
-        case SSL_ERROR_WANT_READ:
-            return step::want_read;
-        case SSL_ERROR_WANT_WRITE:
-            return step::want_write;
-        case SSL_ERROR_SYSCALL: {
-            ERR_clear_error();
-            // A server that refused us after the handshake (TLS 1.3 checks the client's
-            // certificate then) may have said why in an alert that is still unread.
-            char probe;
-            std::size_t ignored = 0;
-            if (SSL_peek_ex(ssl_, &probe, 1, &ignored) != 1 &&
-                SSL_get_error(ssl_, 0) == SSL_ERROR_SSL) {
-                fail_with(take_openssl_error(), where + ": write");
+    return attempt(
+        ssl_, [&] { return SSL_write_ex(ssl_, data, size, &n); },
+        [&](int error, int saved_errno) -> step {
+            if (error == SSL_ERROR_SYSCALL) {
+                ERR_clear_error();
+                // A server that refused us after the handshake (TLS 1.3 checks the client's
+                // certificate then) may have said why in an alert that is still unread.
+                char probe;
+                std::size_t ignored = 0;
+                if (SSL_peek_ex(ssl_, &probe, 1, &ignored) != 1 &&
+                    SSL_get_error(ssl_, 0) == SSL_ERROR_SSL) {
+                    fail_with(take_openssl_error(), where + ": write");
+                }
+                ERR_clear_error();
+                fail_with({saved_errno ? saved_errno : EPIPE, boost::system::system_category()},
+                          where + ": write");
             }
-            ERR_clear_error();
-            fail_with({saved_errno ? saved_errno : EPIPE, boost::system::system_category()},
-                      where + ": write");
-        }
-        default:
             fail_with(take_openssl_error(), where + ": write");
-    }
+        });
 }
 
 bool tls_link::still_usable() noexcept {
