@@ -14,7 +14,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "plugd_process.hpp"
 #include "skip_test.hpp"
@@ -83,6 +86,8 @@ class redis_server {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, nullptr, 0);
     }
+    redis_server(const redis_server&) = delete;
+    redis_server& operator=(const redis_server&) = delete;
     std::uint16_t port() const { return port_; }
     /// An inline command; the first reply line without its \r.
     std::string command(const std::string& line) const {
@@ -185,11 +190,22 @@ TEST_CASE("redis-lookup answers Redis values over pooled outbound connections") 
 
 namespace {
 
+// The redis-lookup config for a Redis TLS port: `tls` is its "tls" object (files relative
+// to server.json's folder).
+std::string over_tls(std::uint16_t port, const std::string& tls = R"({ "ca": "ca.pem" })") {
+    return R"({ "port": )" + std::to_string(port) + R"(, "tls": )" + tls + " }";
+}
+
 // What each TLS test needs: redis-server, openssl, and a folder with a CA ("ca") and a
-// certificate for 127.0.0.1 and localhost signed by it ("server").
+// certificate for 127.0.0.1 and localhost signed by it ("server"); then a Redis with a TLS
+// port and plugd serving redis-lookup, each replaced when started again.
 struct tls_fixture {
     const char* binary = redis_binary();
     temp_dir tmp;
+    std::optional<redis_server> redis;   ///< the last start_redis()'s
+    std::uint16_t tls_port = 0;          ///< its TLS port
+    std::optional<plugd_process> plugd;  ///< the last serve()'s
+
     bool usable() {
         if (!binary) {
             skip_test("redis-server is not installed (apt-get install redis-server)");
@@ -203,19 +219,36 @@ struct tls_fixture {
         make_certificate(tmp.path(), "ca", "server", "DNS:localhost,IP:127.0.0.1");
         return true;
     }
-    // plugd serving redis-lookup with `config`; server.json in tmp (so "ca.pem" is ours).
-    plugd_process serve(const std::string& config, const std::string& outbound = "{}") {
-        const auto dir = std::filesystem::path{PLUGD_EXAMPLES_BUILD_DIR} / "redis-lookup";
-        return plugd_process{
-            {"-c",
-             tmp.write("server.json",
-                       R"({ "threads": 2, "plugin_dir": ")" + dir.string() +
-                           R"(", "plugins": { "p": { "file": "redis_lookup", "config": )" + config +
-                           R"(, "outbound": )" + outbound +
-                           R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", )"
-                           R"("port": 0, "plugin": "p" } ] })")
-                 .string()}};
+    // Redis with a TLS port (tls_port) beside the plain one, presenting `certificate`
+    // (<name>.pem, <name>.key), verifying client certificates against "ca" and requiring
+    // one when `require_clients`; "world" is set to "Hello,world".
+    redis_server& start_redis(const std::string& certificate = "server",
+                              bool require_clients = false) {
+        redis.reset();
+        tls_port = free_port();
+        redis.emplace(binary, tmp.path(),
+                      tls_port_arguments(tmp.path(), tls_port, certificate, "ca", require_clients));
+        REQUIRE(redis->command("SET world Hello,world") == "+OK");
+        return *redis;
     }
+    // plugd serving redis-lookup with `config`, once it serves; server.json in tmp (so
+    // "ca.pem" is ours).
+    plugd_process& serve(const std::string& config, const std::string& outbound = "{}") {
+        plugd.reset();
+        const auto dir = std::filesystem::path{PLUGD_EXAMPLES_BUILD_DIR} / "redis-lookup";
+        plugd.emplace(std::vector<std::string>{
+            "-c", tmp.write("server.json",
+                            R"({ "threads": 2, "plugin_dir": ")" + dir.string() +
+                                R"(", "plugins": { "p": { "file": "redis_lookup", "config": )" +
+                                config + R"(, "outbound": )" + outbound +
+                                R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1", )"
+                                R"("port": 0, "plugin": "p" } ] })")
+                      .string()});
+        REQUIRE(plugd->wait_for_log("serving generation 1"));
+        return *plugd;
+    }
+    // Looks "world" up through plugd on a new connection: the reply line.
+    std::string ask_world() { return ask(plugd->port(), "world"); }
 };
 
 }  // namespace
@@ -225,19 +258,14 @@ TEST_CASE(
     "connections") {
     tls_fixture f;
     if (!f.usable()) return;
-    const auto tls_port = free_port();
-    redis_server redis{f.binary, f.tmp.path(),
-                       tls_port_arguments(f.tmp.path(), tls_port, "server", "ca", false)};
-    REQUIRE(redis.command("SET world Hello,world") == "+OK");
+    redis_server& redis = f.start_redis();
     for (const std::string host : {"127.0.0.1", "localhost"}) {
         CAPTURE(host);  // an IP SAN, then a DNS SAN (and SNI)
         const long before = redis.connections_received();
         // "ca.pem" is relative: to server.json's folder.
-        auto p = f.serve(R"({ "host": ")" + host + R"(", "port": )" + std::to_string(tls_port) +
-                         R"(, "tls": { "ca": "ca.pem" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
+        auto& p = f.serve(R"({ "host": ")" + host + R"(", "port": )" + std::to_string(f.tls_port) +
+                          R"(, "tls": { "ca": "ca.pem" } })");
+        line_client c{p.port()};
         c.send("world\nmissing\n");
         CHECK(c.read_line() == "Hello,world");
         CHECK(c.read_line() == "NIL");
@@ -268,17 +296,10 @@ TEST_CASE(
          {refusal{"stranger", "certificate verify failed: unable to get local issuer certificate"},
           refusal{"named-elsewhere", "certificate verify failed: IP address mismatch"}}) {
         CAPTURE(certificate);
-        const auto tls_port = free_port();
-        redis_server redis{f.binary, f.tmp.path(),
-                           tls_port_arguments(f.tmp.path(), tls_port, certificate, "ca", false)};
-        auto p = f.serve(R"({ "port": )" + std::to_string(tls_port) +
-                         R"(, "tls": { "ca": "ca.pem" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
-        c.send("world\n");
-        CHECK(c.read_line() == "ERR internal error");
-        CHECK(p.wait_for_log("outbound TLS connection to 127.0.0.1:" + std::to_string(tls_port) +
+        f.start_redis(certificate);
+        auto& p = f.serve(over_tls(f.tls_port));
+        CHECK(f.ask_world() == "ERR internal error");
+        CHECK(p.wait_for_log("outbound TLS connection to 127.0.0.1:" + std::to_string(f.tls_port) +
                              " (plugin p): TLS handshake: " + reason));
     }
 }
@@ -287,52 +308,30 @@ TEST_CASE("redis-lookup presents its client certificate to a Redis that requires
     tls_fixture f;
     if (!f.usable()) return;
     make_certificate(f.tmp.path(), "ca", "client", "DNS:plugd-client");
-    const auto tls_port = free_port();
-    redis_server redis{f.binary, f.tmp.path(),
-                       tls_port_arguments(f.tmp.path(), tls_port, "server", "ca", true)};
-    REQUIRE(redis.command("SET world Hello,world") == "+OK");
-    {
-        auto p = f.serve(R"({ "port": )" + std::to_string(tls_port) +
-                         R"(, "tls": { "ca": "ca.pem", "certificate": "client.pem", )"
-                         R"("key": "client.key" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
-        c.send("world\n");
-        CHECK(c.read_line() == "Hello,world");
-    }
+    f.start_redis("server", true);
+    f.serve(over_tls(f.tls_port, R"({ "ca": "ca.pem", "certificate": "client.pem", )"
+                                 R"("key": "client.key" })"));
+    CHECK(f.ask_world() == "Hello,world");
     {
         // Without one, Redis refuses it (under TLS 1.3, at the first read).
-        auto p = f.serve(R"({ "port": )" + std::to_string(tls_port) +
-                         R"(, "tls": { "ca": "ca.pem" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
-        c.send("world\n");
-        CHECK(c.read_line() == "ERR internal error");
+        auto& p = f.serve(over_tls(f.tls_port));
+        CHECK(f.ask_world() == "ERR internal error");
         // Redis's alert says why, unless its reset overtook the alert (then the reset), at
         // the write of the command or the read of the reply.
         const std::string refused =
-            "outbound TLS connection to 127.0.0.1:" + std::to_string(tls_port) + ": ";
+            "outbound TLS connection to 127.0.0.1:" + std::to_string(f.tls_port) + ": ";
         CHECK(p.wait_for_log(refused));
         const auto log = p.log();
         MESSAGE(log.substr(log.find(refused)));
         CHECK((log.find("tlsv13 alert certificate required") != std::string::npos ||
                log.find("Connection reset by peer") != std::string::npos));
     }
-    {
-        // A key that is not the certificate's is refused, naming the file.
-        auto p = f.serve(R"({ "port": )" + std::to_string(tls_port) +
-                         R"(, "tls": { "ca": "ca.pem", "certificate": "client.pem", )"
-                         R"("key": "server.key" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
-        c.send("world\n");
-        CHECK(c.read_line() == "ERR internal error");
-        CHECK(p.wait_for_log("TLS client key \"" + (f.tmp.path() / "server.key").string() +
-                             "\": key values mismatch"));
-    }
+    // A key that is not the certificate's is refused, naming the file.
+    auto& p = f.serve(over_tls(f.tls_port, R"({ "ca": "ca.pem", "certificate": "client.pem", )"
+                                           R"("key": "server.key" })"));
+    CHECK(f.ask_world() == "ERR internal error");
+    CHECK(p.wait_for_log("TLS client key \"" + (f.tmp.path() / "server.key").string() +
+                         "\": key values mismatch"));
 }
 
 TEST_CASE(
@@ -341,38 +340,19 @@ TEST_CASE(
     tls_fixture f;
     if (!f.usable()) return;
     // Listens, so the TCP connection succeeds, and never speaks.
-    const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(silent, 8) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    const auto silent_port = std::to_string(ntohs(addr.sin_port));
+    loopback_listener silent;
+    const auto silent_port = std::to_string(silent.port);
     {
-        auto p = f.serve(R"({ "port": )" + silent_port + R"(, "tls": { "ca": "ca.pem" } })",
-                         R"({ "connect_timeout_ms": 300 })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
+        auto& p = f.serve(over_tls(silent.port), R"({ "connect_timeout_ms": 300 })");
         const auto start = std::chrono::steady_clock::now();
-        c.send("world\n");
-        CHECK(c.read_line(5s) == "ERR internal error");
+        CHECK(f.ask_world() == "ERR internal error");
         CHECK(std::chrono::steady_clock::now() - start < 3s);
         CHECK(p.wait_for_log("outbound TLS connection to 127.0.0.1:" + silent_port +
                              " (plugin p): TLS handshake timed out after connect_timeout_ms "
                              "(300 ms)"));
     }
-    {
-        auto p = f.serve(R"({ "port": )" + silent_port + R"(, "tls": { "ca": "missing.pem" } })");
-        const auto port = p.port();
-        REQUIRE(p.wait_for_log("serving generation 1"));
-        line_client c{port};
-        c.send("world\n");
-        CHECK(c.read_line() == "ERR internal error");
-        CHECK(p.wait_for_log("TLS CA file \"" + (f.tmp.path() / "missing.pem").string() +
-                             "\": No such file or directory"));
-    }
-    ::close(silent);
+    auto& p = f.serve(over_tls(silent.port, R"({ "ca": "missing.pem" })"));
+    CHECK(f.ask_world() == "ERR internal error");
+    CHECK(p.wait_for_log("TLS CA file \"" + (f.tmp.path() / "missing.pem").string() +
+                         "\": No such file or directory"));
 }

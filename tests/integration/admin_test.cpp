@@ -4,14 +4,12 @@
 
 #include <signal.h>
 
-#include <map>
-#include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "metric_samples.hpp"
 #include "plugd_process.hpp"
 
 using namespace plugd::test;
@@ -52,31 +50,6 @@ struct admin_server {
     plugd_process process;
     std::uint16_t line, web, admin;
 };
-
-// Parses Prometheus text exposition: every line is a comment or `name{labels} value`.
-// Returns the samples by their full name with labels; throws on a line that is neither.
-std::map<std::string, double> parse_metrics(const std::string& text) {
-    static const std::regex sample{
-        R"(([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})?) (\S+))"};
-    static const std::regex comment{R"(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+)"};
-    std::map<std::string, double> samples;
-    std::istringstream lines{text};
-    for (std::string l; std::getline(lines, l);) {
-        std::smatch m;
-        if (std::regex_match(l, comment)) continue;
-        if (!std::regex_match(l, m, sample)) throw std::runtime_error("not Prometheus text: " + l);
-        samples[m[1].str()] = std::stod(m[4].str());
-    }
-    return samples;
-}
-
-std::map<std::string, double> scrape(std::uint16_t admin) {
-    auto r = http_request(admin, "GET", "/metrics");
-    REQUIRE(r);
-    REQUIRE(r->status == 200);
-    CHECK(r->headers["content-type"].starts_with("text/plain; version=0.0.4"));
-    return parse_metrics(r->body);
-}
 
 // Polls /status until `done` holds for it (an operator's way to watch); bounded.
 bool status_until(admin_server& s, const std::function<bool(const json&)>& done) {
@@ -132,10 +105,10 @@ TEST_CASE("admin: /healthz is 200 while serving, /status names listeners and plu
 
 TEST_CASE("admin: /metrics is Prometheus text whose counters move with traffic") {
     admin_server s;
-    const auto before = scrape(s.admin);
+    const auto before = scrape_metrics(s.admin);
     const std::string main = R"({listener="main",plugin="greeting"})";
     const std::string web = R"({listener="web",plugin="greeting"})";
-    REQUIRE(before.count("plugd_requests_total" + main));
+    REQUIRE(before.find("plugd_requests_total" + main));
     CHECK(before.at("plugd_generation") == 1);
 
     line_client c{s.line};
@@ -152,7 +125,7 @@ TEST_CASE("admin: /metrics is Prometheus text whose counters move with traffic")
     REQUIRE(bad);
     CHECK(bad->status == 400);
 
-    const auto after = scrape(s.admin);
+    const auto after = scrape_metrics(s.admin);
     auto moved = [&](const std::string& name) { return after.at(name) - before.at(name); };
     CHECK(moved("plugd_requests_total" + main) == 5);
     CHECK(moved("plugd_requests_total" + web) == 3);
@@ -193,7 +166,7 @@ TEST_CASE("admin: POST /reload answers 200 with the new generation, or 409 with 
     CHECK(why["error"].get<std::string>().find("delay_ms must be 0 or more") != std::string::npos);
     CHECK(ask(s.line, "still") == "Hi, still");
 
-    const auto m = scrape(s.admin);
+    const auto m = scrape_metrics(s.admin);
     CHECK(m.at(R"(plugd_reloads_total{outcome="ok"})") == 1);
     CHECK(m.at(R"(plugd_reloads_total{outcome="failed"})") == 1);
     CHECK(m.at("plugd_generation") == 2);

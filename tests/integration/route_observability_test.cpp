@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "line_client.hpp"
+#include "metric_samples.hpp"
 #include "plugd_process.hpp"
 
 using namespace plugd::test;
@@ -60,23 +61,6 @@ std::string access_lines(const std::string& log, const std::string& listener) {
     return lines;
 }
 
-// The samples of /metrics, by name with labels.
-std::map<std::string, double> scrape(std::uint16_t admin) {
-    const auto r = http_request(admin, "GET", "/metrics");
-    REQUIRE(r);
-    REQUIRE(r->status == 200);
-    static const std::regex sample{R"(^([a-zA-Z_:][^ ]*) (\S+)$)"};
-    std::map<std::string, double> samples;
-    std::istringstream lines{r->body};
-    for (std::string l; std::getline(lines, l);) {
-        std::smatch m;
-        if (l.starts_with("#")) continue;
-        REQUIRE_MESSAGE(std::regex_match(l, m, sample), l);
-        samples[m[1].str()] = std::stod(m[2].str());
-    }
-    return samples;
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -118,7 +102,7 @@ TEST_CASE(
               "route= plugin= outcome=405\n");
     }
     {  // /metrics
-        const auto m = scrape(admin);
+        const auto m = scrape_metrics(admin);
         CHECK(m.at(R"(plugd_requests_total{listener="web",route="quotes",plugin="q"})") == 3);
         CHECK(m.at(R"(plugd_requests_total{listener="web",route="1",plugin="o"})") == 1);
         CHECK(m.at(R"(plugd_unrouted_requests_total{listener="web"})") == 1);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "line_client.hpp"
+#include "metric_samples.hpp"
 #include "plugd_process.hpp"
 
 using namespace plugd::test;
@@ -247,11 +248,9 @@ TEST_CASE("max_in_flight: 50 concurrent 500 ms requests, 10 answered, 40 refused
             << std::chrono::duration_cast<std::chrono::microseconds>(slowest_refusal).count()
             << " us after the requests were sent");
     // Counted as busy, logged once (then summed), naming the instance and the setting.
-    auto metrics = http_request(plugd.admin_port(), "GET", "/metrics");
-    REQUIRE(metrics);
-    CHECK(metrics->body.find(
-              R"(plugd_request_errors_total{listener="main",plugin="slow",kind="busy"} 40)") !=
-          std::string::npos);
+    CHECK(scrape_metrics(plugd.admin_port())
+              .at(R"(plugd_request_errors_total{listener="main",plugin="slow",kind="busy"})") ==
+          40);
     CHECK(plugd.wait_for_log("plugin slow is at its max_in_flight (10 requests at once)"));
     CHECK(plugd.count_log("is at its max_in_flight") <= 2);  // one line per thread at most
 }

@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "metric_samples.hpp"
 #include "plugd_process.hpp"
 #include "skip_test.hpp"
 
@@ -541,15 +542,6 @@ std::int64_t unix_now() {
         .count();
 }
 
-// The value of the sample `name{labels}` in a Prometheus exposition; nullopt if absent.
-std::optional<double> metric(const std::string& text, const std::string& sample) {
-    std::istringstream lines{text};
-    for (std::string line; std::getline(lines, line);) {
-        if (line.starts_with(sample + " ")) return std::stod(line.substr(sample.size() + 1));
-    }
-    return std::nullopt;
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -589,17 +581,13 @@ TEST_CASE(
     }
     CHECK(with_certificate == 4);
 
-    const auto scraped = http_request(admin, "GET", "/metrics");
-    REQUIRE(scraped);
-    REQUIRE(scraped->status == 200);
+    const auto scraped = scrape_metrics(admin);
     for (const char* listener : {"web", "main", "raw", "mtls"}) {
         CAPTURE(listener);
-        const auto left =
-            metric(scraped->body, std::string{"plugd_tls_certificate_expiry_seconds"} +
-                                      "{listener=\"" + listener + "\"}");
-        REQUIRE_MESSAGE(left, scraped->body);
-        CHECK(*left <= static_cast<double>(not_after - unix_now() + 5));
-        CHECK(*left >= static_cast<double>(not_after - unix_now() - 60));
+        const double left = scraped.at(std::string{"plugd_tls_certificate_expiry_seconds"} +
+                                       "{listener=\"" + listener + "\"}");
+        CHECK(left <= static_cast<double>(not_after - unix_now() + 5));
+        CHECK(left >= static_cast<double>(not_after - unix_now() - 60));
     }
 
     // After a rotation /status shows the new certificate.
@@ -640,13 +628,10 @@ TEST_CASE(
         CHECK(l["certificate"]["dns_names"] == nlohmann::json::array({"localhost"}));
         CHECK(l["certificate"]["serial"] == "1001");
     }
-    const auto scraped = http_request(admin, "GET", "/metrics");
-    REQUIRE(scraped);
-    const auto left =
-        metric(scraped->body, R"(plugd_tls_certificate_expiry_seconds{listener="web"})");
-    REQUIRE_MESSAGE(left, scraped->body);
-    CHECK(*left > 29 * 86400);
-    CHECK(*left <= 30 * 86400);
+    const double left =
+        scrape_metrics(admin).at(R"(plugd_tls_certificate_expiry_seconds{listener="web"})");
+    CHECK(left > 29 * 86400);
+    CHECK(left <= 30 * 86400);
 }
 
 TEST_CASE(

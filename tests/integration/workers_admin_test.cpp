@@ -5,15 +5,13 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <map>
-#include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "metric_samples.hpp"
 #include "plugd_process.hpp"
 
 using namespace plugd::test;
@@ -49,22 +47,7 @@ struct master {
         return json::parse(r->body);
     }
 
-    // The samples of /metrics, by name with labels.
-    std::map<std::string, double> metrics() {
-        auto r = get("/metrics");
-        REQUIRE(r);
-        REQUIRE(r->status == 200);
-        static const std::regex sample{R"(^([a-zA-Z_:][^ ]*) (\S+)$)"};
-        std::map<std::string, double> samples;
-        std::istringstream lines{r->body};
-        for (std::string l; std::getline(lines, l);) {
-            std::smatch m;
-            if (l.starts_with("#")) continue;
-            REQUIRE(std::regex_match(l, m, sample));
-            samples[m[1].str()] = std::stod(m[2].str());
-        }
-        return samples;
-    }
+    metric_samples metrics() { return scrape_metrics(admin); }
 
     // The worker a fresh connection reaches answers with its pid.
     int ask_pid() {
@@ -129,8 +112,8 @@ TEST_CASE(
     CHECK(before["plugins"]["p"]["generation"] == 1);
 
     const auto start = m.metrics();
-    const double requests_before = start.contains(requests_total) ? start.at(requests_total) : 0;
-    const double accepted_before = start.contains(accepted_total) ? start.at(accepted_total) : 0;
+    const double requests_before = start.find(requests_total).value_or(0);
+    const double accepted_before = start.find(accepted_total).value_or(0);
 
     // 100 requests on fresh connections, over both workers: the kernel spreads them, and
     // if one worker happened to take them all, it is paused until the other has answered.
