@@ -67,9 +67,10 @@ cp server1.pem cert.pem; cp server1.key key.pem
 
 // The config of the tests' plugd: TLS listeners "web" (http, greeting), "main" (line,
 // greeting; closes idle connections after a second, so s_client ends), "raw" (raw, echo)
-// and "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem);
-// with `admin`, the admin endpoint on an ephemeral port. `tls_extra` goes into the first
-// three listeners' tls objects.
+// "mtls" (line, route_echo answering with the client's subject; client_ca ca.pem) and
+// "once" (oneshot, greeting);
+// with `admin`, the admin endpoint on an ephemeral port. `tls_extra` goes into the tls
+// objects of all but "mtls".
 std::string tls_config(const std::filesystem::path& plugins, bool admin = false,
                        const std::string& tls_extra = "") {
     const std::string tls =
@@ -85,8 +86,10 @@ std::string tls_config(const std::filesystem::path& plugins, bool admin = false,
         { "name": "raw", "port": 0, "framing": "raw", "plugin": "echo", )" +
            tls + R"( },
         { "name": "mtls", "port": 0, "plugin": "who", "tls": { "certificate": "cert.pem",
-          "private_key": "key.pem", "client_ca": "ca.pem" } } ])" +
-           (admin ? R"(, "admin": { "address": "127.0.0.1", "port": 0 })" : "") + " }";
+          "private_key": "key.pem", "client_ca": "ca.pem" } },
+        { "name": "once", "port": 0, "framing": "oneshot", "plugin": "greeting", )" +
+           tls + R"( } ])" + (admin ? R"(, "admin": { "address": "127.0.0.1", "port": 0 })" : "") +
+           " }";
 }
 
 struct tls_server {
@@ -108,6 +111,7 @@ struct tls_server {
         line = process->port("main");
         raw = process->port("raw");
         mtls = process->port("mtls");
+        once = process->port("once");
         // Each worker says it serves.
         REQUIRE_MESSAGE(process->wait_for_log("serving generation 1", 10s, workers ? 2 : 1),
                         process->log());
@@ -116,7 +120,7 @@ struct tls_server {
     temp_dir tmp;
     std::filesystem::path cfg;
     std::optional<plugd_process> process;
-    std::uint16_t web = 0, line = 0, raw = 0, mtls = 0;
+    std::uint16_t web = 0, line = 0, raw = 0, mtls = 0, once = 0;
 };
 
 // A blocking TLS client over loopback (every read and write bounded by 10 s), verifying
@@ -232,6 +236,17 @@ TEST_CASE("tls: curl over HTTPS to greeting gets 200 Hello verified against the 
         s.tmp.path(), "openssl s_client -alpn h2,http/1.1 -CAfile ca.pem -connect 127.0.0.1:" +
                           std::to_string(s.web) + " </dev/null 2>&1");
     CHECK_MESSAGE(alpn.output.find("ALPN protocol: http/1.1") != std::string::npos, alpn.output);
+}
+
+TEST_CASE("tls: a oneshot listener answers the first read over TLS and closes") {
+    tls_server s;
+    // No newline: the request is what the first read brings; the close ends s_client.
+    const auto once = shell(s.tmp.path(),
+                            "printf 'carol' | openssl s_client -quiet -verify_return_error "
+                            "-CAfile ca.pem -connect 127.0.0.1:" +
+                                std::to_string(s.once) + " 2>/dev/null");
+    CHECK_MESSAGE(once.output == "Hello, carol", once.output);
+    CHECK(once.status == 0);
 }
 
 TEST_CASE("tls: openssl s_client over a line listener and Python's ssl over a raw listener") {
@@ -579,7 +594,7 @@ TEST_CASE(
         CHECK(not_after > unix_now() + 30 * 86400 - 120);
         CHECK(not_after <= unix_now() + 30 * 86400);
     }
-    CHECK(with_certificate == 4);
+    CHECK(with_certificate == 5);
 
     const auto scraped = scrape_metrics(admin);
     for (const char* listener : {"web", "main", "raw", "mtls"}) {
@@ -620,7 +635,7 @@ TEST_CASE(
     REQUIRE(status);
     REQUIRE(status->status == 200);
     const auto j = nlohmann::json::parse(status->body);
-    REQUIRE(j["listeners"].size() == 4);
+    REQUIRE(j["listeners"].size() == 5);
     for (const auto& l : j["listeners"]) {
         CAPTURE(l.dump());
         REQUIRE(l.contains("certificate"));
