@@ -162,13 +162,8 @@ http {
   }
 }
 CONF
-            # nginx says nothing when it listens: announce the port once it accepts.
-            start_server nginx "$listening" bash -c "\"$nginx\" -c \"$tmp/nginx.conf\" -p \"$tmp\" &
-                for _ in \$(seq 200); do
-                    if { exec 3<>/dev/tcp/127.0.0.1/$p; } 2>/dev/null; then
-                        exec 3>&-; echo 'listening on 127.0.0.1:$p'; break; fi
-                    sleep 0.05
-                done; wait"
+            # nginx itself, not a shell around it: its pid is the one measured and stopped.
+            start_quiet_server nginx "$p" "$nginx" -e stderr -c "$tmp/nginx.conf" -p "$tmp"
             ;;
     esac
 }
@@ -195,8 +190,6 @@ run() {
     local name=$1 out reloader=
     start "$name"
     local server_pid=$pid
-    # nginx runs as a child of the announcing shell: measure nginx itself.
-    [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
     [[ $name == plugd+reloads ]] && { reloads "$server_pid" & reloader=$!; }
     if [[ $name == plugd+admin ]]; then
         local admin_port
@@ -274,7 +267,6 @@ if [[ $scenario == http ]] && command -v wrk >/dev/null; then
         for name in "${ran[@]}"; do
             start "$name"
             server_pid=$pid
-            [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
             wrk -t1 -c256 -d1s "http://127.0.0.1:$port/world" >/dev/null # warm-up
             before=$(cpu_ticks "$server_pid")
             out=$(wrk -t1 -c256 -d"${seconds}s" "http://127.0.0.1:$port/world")
