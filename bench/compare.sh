@@ -24,7 +24,9 @@
 #              for the run, TLS 1.3: new connections per second (full handshakes) and resumed
 #              ones (session tickets), 2 client threads each a connection at a time
 #              (bench/tls_client.cpp); keep-alive req/s through wrk, 256 connections; the
-#              memory of 4,000 idle TLS connections that each made one request
+#              memory of 4,000 idle TLS connections that each made one request. On 2 cores
+#              the clients bound the handshake rates (a client's side of a handshake costs
+#              more than the server's): the server's CPU per handshake compares the servers
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
