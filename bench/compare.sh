@@ -20,6 +20,13 @@
 #   chain      plugd alone, HTTP/1.1 keep-alive, 256 connections: greeting as the listener's
 #              plugin, and the same request through 100 routes (bench/lib.sh's chain_routes:
 #              the 100th takes it) and 3 filters that pass it on (bench/pass_through.cpp)
+#   tls        HTTPS, plugd's http listener and nginx with one ECDSA P-256 certificate made
+#              for the run, TLS 1.3: new connections per second (full handshakes) and resumed
+#              ones (session tickets), 2 client threads each a connection at a time
+#              (bench/tls_client.cpp); keep-alive req/s through wrk, 256 connections; the
+#              memory of 4,000 idle TLS connections that each made one request. On 2 cores
+#              the clients bound the handshake rates (a client's side of a handshake costs
+#              more than the server's): the server's CPU per handshake compares the servers
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
@@ -39,7 +46,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 rounds=${BENCH_ROUNDS:-3}
 
 for f in bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so \
-    bin/plugd_bench_baseline bin/plugd-bench; do
+    bin/plugd_bench_baseline bin/plugd-bench bin/plugd_bench_tls; do
     if [[ ! -f $build/$f ]]; then
         echo "$script: $build/$f is missing; build it first:" >&2
         echo "  ./dev test   (or: cmake -S . -B build -DPLUGD_BUILD_BENCH=ON && cmake --build build -j2)" >&2
@@ -86,6 +93,13 @@ case $scenario in
         load=(--mode http --connections 256)
         what="HTTP/1.1 keep-alive, 256 connections, plugd without and with 100 routes and a chain of 3 filters"
         ;;
+    tls)
+        mode=http servers="plugd nginx" pki=$tmp/pki idle_connections=4000
+        # plugd's default TLS 1.2 ciphers, named for both servers (TLS 1.3, what is
+        # measured, uses OpenSSL's default suites in both).
+        tls12_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+        what="HTTPS, TLS 1.3, one ECDSA P-256 certificate: full and resumed handshakes (2 client threads), keep-alive through wrk (256 connections), 4,000 idle connections"
+        ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
         exit 2
@@ -108,7 +122,9 @@ missing() {
 plugd_config() { # GENERATION [admin|chain]: greeting with the scenario's delay; a new
     # generation each reload; admin adds an admin endpoint on an ephemeral port, chain puts
     # the routes and filters of bench/lib.sh's chain_routes in front of greeting
-    local admin='' filters='' to='"plugin": "greeting"'
+    local admin='' filters='' to='"plugin": "greeting"' tls=''
+    [[ $scenario == tls ]] && tls=", \"tls\": { \"certificate\": \"$pki/server.pem\",
+    \"private_key\": \"$pki/server.key\", \"ciphers\": \"$tls12_ciphers\" }"
     case ${2:-} in
         admin) admin='"admin": { "port": 0 },' ;;
         chain) filters="$chain_filters," to="\"routes\": $(chain_routes)" ;;
@@ -119,7 +135,7 @@ plugd_config() { # GENERATION [admin|chain]: greeting with the scenario's delay;
   "plugin_dir": "$build/lib/plugd",
   "plugins": { $filters
     "greeting": { "file": "greeting", "config": { "delay_ms": $delay, "generation": $1 } } },
-  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", $to } ],
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "$mode", $to $tls } ],
   "limits": { "max_connections": 20000 }
 }
 JSON
@@ -142,8 +158,20 @@ start() {
         node) start_server node "$listening" node "$here/reference/node_server.js" --delay-ms "$delay" ;;
         node-http) start_server node-http "$listening" node "$here/reference/node_server.js" --http ;;
         nginx)
-            local p
+            local p listen ssl=''
             p=$(free_port)
+            listen="127.0.0.1:$p"
+            if [[ $scenario == tls ]]; then
+                # As plugd serves: TLS 1.2 and 1.3 (nginx 1.22 offers no 1.3 unless told),
+                # the same TLS 1.2 ciphers in the server's order, session tickets. Common
+                # to both without saying: OpenSSL's TLS 1.3 suites and groups, and
+                # SSL_MODE_RELEASE_BUFFERS (nginx sets it, and frees the buffers of a
+                # keep-alive connection between requests).
+                listen+=" ssl"
+                ssl="ssl_certificate $pki/server.pem; ssl_certificate_key $pki/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers $tls12_ciphers; ssl_prefer_server_ciphers on;
+    ssl_session_tickets on;"
+            fi
             cat >"$tmp/nginx.conf" <<CONF
 daemon off;
 master_process off;
@@ -157,18 +185,14 @@ http {
   client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp;
   uwsgi_temp_path $tmp; scgi_temp_path $tmp;
   server {
-    listen 127.0.0.1:$p backlog=4096;
+    listen $listen backlog=4096;
+    $ssl
     location ~ ^/(.*)\$ { default_type text/plain; return 200 "Hello, \$1"; }
   }
 }
 CONF
-            # nginx says nothing when it listens: announce the port once it accepts.
-            start_server nginx "$listening" bash -c "\"$nginx\" -c \"$tmp/nginx.conf\" -p \"$tmp\" &
-                for _ in \$(seq 200); do
-                    if { exec 3<>/dev/tcp/127.0.0.1/$p; } 2>/dev/null; then
-                        exec 3>&-; echo 'listening on 127.0.0.1:$p'; break; fi
-                    sleep 0.05
-                done; wait"
+            # nginx itself, not a shell around it: its pid is the one measured and stopped.
+            start_quiet_server nginx "$p" "$nginx" -e stderr -c "$tmp/nginx.conf" -p "$tmp"
             ;;
     esac
 }
@@ -195,8 +219,6 @@ run() {
     local name=$1 out reloader=
     start "$name"
     local server_pid=$pid
-    # nginx runs as a child of the announcing shell: measure nginx itself.
-    [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
     [[ $name == plugd+reloads ]] && { reloads "$server_pid" & reloader=$!; }
     if [[ $name == plugd+admin ]]; then
         local admin_port
@@ -230,6 +252,137 @@ run() {
     field "$out" server_rss_per_connection_bytes >>"$tmp/$name.rss"
 }
 
+# make_pki: the tls scenario's certificates in $pki (removed with $tmp): an ECDSA P-256 CA
+# and a server certificate it signed for 127.0.0.1, the one plugd and nginx both serve.
+make_pki() {
+    mkdir -p "$pki"
+    (
+        cd "$pki"
+        key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+        key ca.key
+        openssl req -x509 -new -key ca.key -out ca.pem -days 30 -subj "/CN=plugd bench CA"
+        key server.key
+        openssl req -new -key server.key -out server.csr -subj "/CN=localhost"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 1 -days 30 \
+            -extfile san.cnf -out server.pem
+    ) >"$tmp/pki.log" 2>&1 || {
+        echo "$script: could not make the certificates with openssl:" >&2
+        cat "$tmp/pki.log" >&2
+        exit 1
+    }
+}
+
+# tls_run NAME KIND: one run of bench/tls_client.cpp against a fresh server: KIND full or
+# resumed handshakes, or idle connections; appends its figures to $tmp/NAME.KIND-*.
+tls_run() {
+    local name=$1 kind=$2 out args
+    start "$name"
+    args=(--port "$port" --mode "$kind" --server-pid "$pid")
+    if [[ $kind == idle ]]; then
+        args+=(--connections "$idle_connections")
+    else
+        args+=(--duration "$seconds" --warmup "$warmup")
+    fi
+    if ! out=$("$build/bin/plugd_bench_tls" "${args[@]}" 2>&1); then
+        echo "$script: the $kind run against $name failed:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    stop_server "$pid"
+    printf '  %-10s %-7s %s\n' "$name" "$kind" "$out"
+    if [[ $kind == idle ]]; then
+        field "$out" server_rss_per_connection_bytes >>"$tmp/$name.idle-rss"
+    else
+        field "$out" handshakes/s >>"$tmp/$name.$kind-rate"
+        field "$out" server_cpu_us_per_handshake >>"$tmp/$name.$kind-cpu"
+    fi
+}
+
+# tls_row LABEL FILE GOAL: a row of the tls table: each server's median of $tmp/NAME.FILE
+# (min-max), the first server's median over each other's, and the goal for that ratio.
+tls_row() {
+    local row="| $1 |" name
+    for name in "${ran[@]}"; do row+=" $(median "$tmp/$name.$2") ($(spread "$tmp/$name.$2")) |"; done
+    for name in "${ran[@]:1}"; do
+        row+=" $(ratio "$(median "$tmp/$first.$2")" "$(median "$tmp/$name.$2")") |"
+    done
+    echo "$row $3 |"
+}
+
+# tls_scenario: compare.sh tls: alternating rounds of each measure, then one table.
+tls_scenario() {
+    command -v openssl >/dev/null || {
+        echo "$script: tls needs the openssl command (apt-get install openssl)" >&2
+        exit 1
+    }
+    make_pki
+    local with_wrk=1 name kind round
+    command -v wrk >/dev/null || { with_wrk=; echo "skipping keep-alive through wrk: no wrk (apt-get install wrk)"; }
+    echo "$scenario: $what; $rounds rounds, handshakes and wrk ${seconds} s (after ${warmup} s of" \
+        "warm-up), 1 server thread, $(nproc) cores"
+    for ((round = 1; round <= rounds; round++)); do
+        echo "round $round:"
+        for kind in full resumed; do
+            for name in "${ran[@]}"; do tls_run "$name" "$kind"; done
+        done
+        if [[ -n $with_wrk ]]; then
+            for name in "${ran[@]}"; do wrk_run "$name" https; done
+        fi
+        for name in "${ran[@]}"; do tls_run "$name" idle; done
+    done
+
+    echo
+    local header="| measure |" rule="|---|"
+    for name in "${ran[@]}"; do header+=" $name (min-max) |" rule+="---|"; done
+    for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
+    echo "$header goal for the ratio |"
+    echo "$rule---|"
+    tls_row "full handshakes/s (new connection, GET, close)" full-rate "≥ 1"
+    tls_row "server CPU µs per full handshake" full-cpu "lower is better"
+    tls_row "resumed handshakes/s (TLS 1.3 ticket)" resumed-rate "≥ 1"
+    tls_row "server CPU µs per resumed handshake" resumed-cpu "lower is better"
+    if [[ -n $with_wrk ]]; then
+        tls_row "HTTPS keep-alive req/s (wrk, 256 connections)" wrk-rate "≥ 1"
+        tls_row "server CPU µs per keep-alive request" wrk-cpu "lower is better"
+    fi
+    tls_row "RSS bytes per idle TLS connection ($idle_connections)" idle-rss "≤ 1"
+}
+
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# wrk_run NAME SCHEME: wrk, the load generator HTTP servers are usually measured with,
+# against a fresh server (http or https), after a second of warm-up: server CPU per request
+# from /proc, and a run with any error or non-2xx fails. Appends to $tmp/NAME.wrk-*.
+wrk_run() {
+    local name=$1 url out before after requests rate cpu
+    start "$name"
+    url="$2://127.0.0.1:$port/world"
+    wrk -t1 -c256 -d1s "$url" >/dev/null # warm-up
+    before=$(cpu_ticks "$pid")
+    out=$(wrk -t1 -c256 -d"${seconds}s" "$url")
+    after=$(cpu_ticks "$pid")
+    stop_server "$pid"
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+        echo "$script: wrk saw errors against $name:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+    printf '  %-10s wrk requests/s=%s server_cpu_us_per_request=%s\n' "$name" "$rate" "$cpu"
+    echo "$rate" >>"$tmp/$name.wrk-rate"
+    echo "$cpu" >>"$tmp/$name.wrk-cpu"
+}
+
+# ratio A B: A / B to two decimals ("-" without both).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+
 ran=()
 for name in $servers; do
     why=$(missing "$name")
@@ -239,6 +392,13 @@ for name in $servers; do
         ran+=("$name")
     fi
 done
+first=${ran[0]}
+
+if [[ $scenario == tls ]]; then
+    tls_scenario
+    exit 0
+fi
+
 echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
     "1 server thread, 1 load thread, $(nproc) cores"
 # Alternating spreads slow drifts (thermal, other processes) over every server alike.
@@ -248,8 +408,6 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 # The table: medians of the runs; ratios are plugd's (or the first server's) over each.
-first=${ran[0]}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo
 echo "| server | req/s (min-max) | server CPU µs/request | RSS bytes/connection | $first req/s ÷ this | $first CPU ÷ this |"
 echo "|---|---|---|---|---|---|"
@@ -259,40 +417,12 @@ for name in "${ran[@]}"; do
         "$(ratio "$(median "$tmp/$first.rate")" "$rate") | $(ratio "$(median "$tmp/$first.cpu")" "$cpu") |"
 done
 
-# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
 if [[ $scenario == http ]] && command -v wrk >/dev/null; then
-    # wrk, the load generator HTTP servers are usually measured with: the same alternating
-    # rounds, server CPU per request from /proc, and a run with any error or non-2xx fails.
+    # The same alternating rounds through wrk.
     echo
     echo "wrk: 1 thread, 256 connections, GET /world; $rounds rounds of ${seconds} s:"
-    hz=$(getconf CLK_TCK)
     for ((round = 1; round <= rounds; round++)); do
-        for name in "${ran[@]}"; do
-            start "$name"
-            server_pid=$pid
-            [[ $name == nginx ]] && server_pid=$(cat "$tmp/nginx.pid")
-            wrk -t1 -c256 -d1s "http://127.0.0.1:$port/world" >/dev/null # warm-up
-            before=$(cpu_ticks "$server_pid")
-            out=$(wrk -t1 -c256 -d"${seconds}s" "http://127.0.0.1:$port/world")
-            after=$(cpu_ticks "$server_pid")
-            stop_server "$pid"
-            if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-                echo "$script: wrk saw errors against $name:" >&2
-                echo "$out" >&2
-                exit 1
-            fi
-            requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-            rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-            cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" \
-                'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
-            printf '  %-10s requests/s=%s server_cpu_us_per_request=%s\n' "$name" "$rate" "$cpu"
-            echo "$rate" >>"$tmp/$name.wrk-rate"
-            echo "$cpu" >>"$tmp/$name.wrk-cpu"
-        done
+        for name in "${ran[@]}"; do wrk_run "$name" http; done
     done
     echo
     echo "| server (wrk) | req/s (min-max) | server CPU µs/request | $first req/s ÷ this | $first CPU ÷ this |"

@@ -36,6 +36,29 @@ start_server() {
     done
 }
 
+# start_quiet_server NAME PORT COMMAND...: start_server for a server that says nothing when
+# it listens (nginx): waits until PORT accepts a connection instead. COMMAND must be the
+# server process itself, not a shell around it, so that $pid is what is measured and what
+# stop_server and the exit trap stop.
+start_quiet_server() {
+    local name=$1 at=$2
+    shift 2
+    "$@" >"$tmp/$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    local deadline=$((SECONDS + 10))
+    until { exec 3<>"/dev/tcp/127.0.0.1/$at"; } 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            echo "$script: $name did not start listening on port $at; its log:" >&2
+            cat "$tmp/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    exec 3>&-
+    port=$at
+}
+
 # stop_server PID: stops one server started by start_server and waits for it.
 stop_server() {
     kill -TERM "$1" 2>/dev/null || true

@@ -11,29 +11,29 @@
 #include <boost/asio/write.hpp>
 
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <list>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "latency_histogram.hpp"
+#include "process_sample.hpp"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 using plugd::bench::latency_histogram;
+using plugd::bench::process_sample;
+using plugd::bench::sample_process;
 
 namespace {
 
@@ -325,38 +325,6 @@ asio::awaitable<void> hold_idle(tcp::resolver::results_type endpoints, asio::ste
         co_return;
     }
     co_await release.async_wait(as_tuple);
-}
-
-// The server process's CPU time and resident memory, from /proc (a server on this machine).
-struct process_sample {
-    double cpu_seconds = 0;
-    std::uint64_t rss_kib = 0;
-};
-
-std::optional<process_sample> sample_process(int pid) {
-    std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
-    std::string text{std::istreambuf_iterator<char>{stat}, {}};
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    const auto paren = text.rfind(')');
-    if (paren == std::string::npos) return std::nullopt;
-    std::istringstream fields{text.substr(paren + 1)};
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    // After ')': state is field 3; utime and stime are fields 14 and 15.
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-    }
-    process_sample s;
-    s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("VmRSS:")) {
-            s.rss_kib = std::stoull(line.substr(6));
-            return s;
-        }
-    }
-    return std::nullopt;
 }
 
 // Takes the server's samples at the start and the end of the measured time, then lets the
