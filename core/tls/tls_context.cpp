@@ -146,6 +146,10 @@ tls_context::tls_context(const std::string& listener, const tls_settings& settin
         // that moved (a reply string that grew), as the transport's writes need.
         SSL_CTX_set_mode(ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                                    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        // One read(2) takes what has arrived, not a record header and then its body: half
+        // the reads per request. The transport asks SSL_has_pending before it waits, so
+        // records read ahead are never left waiting for a readiness event.
+        SSL_CTX_set_read_ahead(ctx_, 1);
         const std::string ciphers =
             settings.ciphers.empty() ? default_tls12_ciphers : settings.ciphers;
         if (SSL_CTX_set_cipher_list(ctx_, ciphers.c_str()) != 1)
