@@ -86,7 +86,8 @@ class server final : public admin_backend {
         threads_ = or_cores(cfg_.threads);
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue,
-                                     options_.worker ? options_.worker->master : 0},
+                                     options_.worker ? options_.worker->master : 0,
+                                     cfg_.topics.max_message_bytes},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
         // A worker counts where its master reads (see traffic_ledger).
         if (options_.worker && options_.worker->ledger >= 0) {
@@ -163,6 +164,7 @@ class server final : public admin_backend {
             std::_Exit(1);
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
+        host_->topics().stop();         // a plugin's stop() may publish: nowhere to post it now
         shards_.clear();       // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();  // stop() of each version may still write shared state...
         // ...so it is saved after; a state that could not be saved is an exit status of 1

@@ -185,6 +185,9 @@ constexpr std::array<summary_words, warning_kinds> summary_of{{
     {false, "request(s) refused at a plugin's max_in_flight (503 / ERR busy)",
      "the first one's line above names the plugin; raise its max_in_flight if it can take "
      "more"},
+    {false, "subscriber(s) fell more than max_queued_messages behind on a topic",
+     "the first one's line above says what was done; raise /limits/max_queued_messages if "
+     "these clients are only bursty"},
 }};
 
 }  // namespace
