@@ -103,6 +103,10 @@ class server final : public admin_backend {
             loops.push_back(&shards_.back()->io());
         }
         host_->set_serving_loops(std::move(loops));
+        // Publishes are counted where /metrics (or a supervising master) reads them.
+        for (unsigned i = 0; i < threads_; ++i)
+            host_->topics().count_publishes_in(i, shards_[i]->topic_publishes());
+        host_->topics().count_other_publishes_in(&ledger_->topics(threads_)->publishes);
         deployment_.emplace(control_, shards_, *host_, dir_,
                             options_.worker ? options_.worker->first_generation : 1,
                             passed_sockets(), options_.worker.has_value());
@@ -301,6 +305,8 @@ class server final : public admin_backend {
         for (auto& s : shards_) {
             all.push_back(co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
         }
+        // What no shard counts: messages published on the other threads.
+        all.emplace_back().topic_publishes = host_->topics().other_publishes();
         co_return all;
     }
 

@@ -129,10 +129,14 @@ std::size_t raw_stream::max_read_bytes() const noexcept {
     return c_.limits().max_request_bytes;
 }
 
-void raw_stream::delivered() noexcept {}
+void raw_stream::delivered() noexcept {
+    if (auto* t = c_.via->traffic) ++t->topic_deliveries;
+}
 
 void raw_stream::slow_subscriber(slow_subscriber_policy policy) noexcept {
     const bool close = policy == slow_subscriber_policy::close;
+    if (auto* t = c_.via->traffic)
+        ++(close ? t->slow_subscribers_closed : t->slow_subscribers_unsubscribed);
     if (c_.via->warnings[warning_kind::slow_subscriber].first()) {
         try {
             log::warn(

@@ -41,6 +41,7 @@ shard::shard(unsigned index, unsigned shards, traffic_ledger& ledger,
       shards_{shards},
       on_release_{std::move(on_release)},
       ledger_{ledger},
+      topic_counts_{ledger.topics(index)},
       work_{io_.get_executor()} {}
 
 shard::~shard() {
@@ -477,6 +478,7 @@ void shard::close_listener(shard_listener& r) {
 
 shard_snapshot shard::snapshot() const {
     shard_snapshot s;
+    s.topic_publishes = topic_counts_->publishes;
     for (const auto& [name, stats] : listener_stats_) {
         auto r = listeners_.find(name);
         s.listeners.push_back(
