@@ -294,6 +294,21 @@ TEST_CASE("topics: during a reload, connections on the old version chat with tho
     CHECK(new_one.read_line() == "v2:after v1 left");
 }
 
+TEST_CASE(
+    "topics: a connection waiting in next() on the old version is closed at "
+    "reload_drain_timeout_ms, and that version goes") {
+    chat_server s{R"({ "reload_drain_timeout_ms": 300 })"};
+    line_client old_one = join(s.port, "r");
+    s.reload_to("line_chat_v2", 2);
+    CHECK(old_one.wait_closed(5s));
+    CHECK_MESSAGE(s.process->wait_for_log("generation 1: unloaded"), s.process->log());
+    CHECK(s.process->count_log("failed a request") == 0);  // the drain's doing, not the plugin's
+    line_client a = join(s.port, "r");
+    line_client b = join(s.port, "r");
+    a.send("on v2\n");
+    CHECK(b.read_line() == "v2:on v2");
+}
+
 TEST_CASE("topics: with workers, the master's /metrics sums what each worker's topics counted") {
     chat_server s{"{}", 2};
     line_client c = join(s.port, "alone");

@@ -36,8 +36,9 @@ class subscriber {
 ///
 /// Each subscriber has a bounded queue: a connection that falls more than the listener's
 /// `limits.max_queued_messages` messages behind on a topic (counting from the first it has
-/// not moved past with next()) is closed (next() returns closed with 1008) or unsubscribed
-/// from that topic, as the listener's `limits.slow_subscriber` says. Nobody else waits
+/// not moved past with next()) is closed (next() returns closed with 1008, and a write to a
+/// client that does not read ends with operation_aborted) or unsubscribed from that topic,
+/// as the listener's `limits.slow_subscriber` says. Nobody else waits
 /// for it: a publish never waits, and the message is stored once for all its subscribers.
 ///
 /// Implemented by the core (see context::topics); thread-safety is said per member. Since
