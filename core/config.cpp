@@ -460,12 +460,14 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     if (server_wide) {
         v.only_keys(obj, p,
                     {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
-                     "request_timeout_ms", "write_timeout_ms", "shutdown_timeout_ms",
-                     "shutdown_delay_ms", "reload_drain_timeout_ms", "stall_warn_ms"});
+                     "request_timeout_ms", "write_timeout_ms", "max_queued_messages",
+                     "slow_subscriber", "shutdown_timeout_ms", "shutdown_delay_ms",
+                     "reload_drain_timeout_ms", "stall_warn_ms"});
     } else {
-        v.only_keys(obj, p,
-                    {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
-                     "request_timeout_ms", "write_timeout_ms"});
+        v.only_keys(
+            obj, p,
+            {"max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_ms",
+             "request_timeout_ms", "write_timeout_ms", "max_queued_messages", "slow_subscriber"});
     }
     constexpr std::uint64_t day_ms = 24ull * 3600 * 1000;
     l.max_connections = v.integer_or(obj, p, "max_connections", 1, 10'000'000, l.max_connections);
@@ -473,6 +475,22 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
         v.integer_or(obj, p, "max_request_bytes", 1, 1ull << 30, l.max_request_bytes);
     l.max_output_bytes =
         v.integer_or(obj, p, "max_output_bytes", 1024, 1ull << 32, l.max_output_bytes);
+    l.max_queued_messages =
+        v.integer_or(obj, p, "max_queued_messages", 1, 1'000'000, l.max_queued_messages);
+    if (const json* slow = v.find(obj, "slow_subscriber")) {
+        const std::string s = v.string(*slow, child(p, "slow_subscriber"));
+        if (s == "close") {
+            l.slow_subscriber = slow_subscriber_policy::close;
+        } else if (s == "unsubscribe") {
+            l.slow_subscriber = slow_subscriber_policy::unsubscribe;
+        } else {
+            v.fail(child(p, "slow_subscriber"),
+                   "\"" + s +
+                       "\" is not a policy; expected \"close\" (close a subscriber that falls "
+                       "max_queued_messages behind) or \"unsubscribe\" (end only its "
+                       "subscription to that topic)");
+        }
+    }
     using ms = std::chrono::milliseconds;
     auto millis = [&](std::string_view key, ms fallback) {
         return ms{
@@ -555,7 +573,7 @@ server_config parse_document(const json& doc, const validator& v,
     v.only_keys(doc, "",
                 {"threads", "workers", "supervise", "rollback_after_crashes", "rollback_window_ms",
                  "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user", "plugins",
-                 "listeners", "limits", "log", "admin"});
+                 "listeners", "limits", "topics", "log", "admin"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
@@ -584,6 +602,13 @@ server_config parse_document(const json& doc, const validator& v,
     }
     if (const json* limits = v.find(doc, "limits")) {
         cfg.limits = parse_limits(v, *limits, "/limits", cfg.limits, true);
+    }
+    if (const json* topics = v.find(doc, "topics")) {
+        v.object_at(*topics, "/topics");
+        v.only_keys(*topics, "/topics", {"max_message_bytes"});
+        cfg.topics.max_message_bytes =
+            v.integer_or(*topics, "/topics", "max_message_bytes", 1, std::uint64_t{64} << 20,
+                         cfg.topics.max_message_bytes);
     }
     if (const json* log = v.find(doc, "log")) {
         v.object_at(*log, "/log");

@@ -25,6 +25,13 @@ struct log_settings {
     friend bool operator==(const log_settings&, const log_settings&) = default;
 };
 
+/// What happens to a subscriber that falls more than max_queued_messages behind on a topic
+/// (`limits.slow_subscriber`).
+enum class slow_subscriber_policy : std::uint8_t {
+    close,        ///< the connection is closed (its next() returns closed, 1008)
+    unsubscribe,  ///< it is unsubscribed from that topic, and says nothing
+};
+
 /// `limits` in server.json (and `/listeners/N/limits`, which overrides the per-connection
 /// ones for that listener). Every value is validated to be usable.
 struct limits {
@@ -34,6 +41,10 @@ struct limits {
     std::chrono::milliseconds idle_timeout{60000};     ///< no complete request: close
     std::chrono::milliseconds request_timeout{30000};  ///< handler cancelled, "ERR timeout"
     std::chrono::milliseconds write_timeout{30000};    ///< client not reading: close
+    /// Messages of a topic a subscriber may have queued (published to it, not yet moved
+    /// past by its next()); one more and slow_subscriber applies.
+    std::size_t max_queued_messages = 1024;
+    slow_subscriber_policy slow_subscriber = slow_subscriber_policy::close;
     // Server-wide only:
     std::chrono::milliseconds shutdown_timeout{5000};
     /// On a stop, how long /healthz answers 503 (and HTTP replies say `Connection: close`)
@@ -143,6 +154,13 @@ struct admin_settings {
     friend bool operator==(const admin_settings&, const admin_settings&) = default;
 };
 
+/// `topics` in server.json: the process's topics (context::topics). Changing it needs a
+/// restart.
+struct topics_settings {
+    std::size_t max_message_bytes = 65536;  ///< the largest message topics::publish takes
+    friend bool operator==(const topics_settings&, const topics_settings&) = default;
+};
+
 struct server_config {
     std::filesystem::path source;  ///< the file it came from; empty for the built-in default
     unsigned threads = 0;          ///< 0: one per core
@@ -160,6 +178,7 @@ struct server_config {
     std::vector<plugin_spec> plugins;
     std::vector<listener_spec> listeners;
     struct limits limits;
+    topics_settings topics;
     log_settings log;
     std::optional<admin_settings> admin;  ///< none: no admin endpoint
 

@@ -86,7 +86,8 @@ class server final : public admin_backend {
         threads_ = or_cores(cfg_.threads);
         stalls_.emplace(threads_, cfg_.limits.stall_warn);
         host_.emplace(host::settings{or_cores(cfg_.offload_threads), cfg_.offload_queue,
-                                     options_.worker ? options_.worker->master : 0},
+                                     options_.worker ? options_.worker->master : 0,
+                                     cfg_.topics.max_message_bytes},
                       [this] { asio::post(control_, [this] { unload_drained(); }); });
         // A worker counts where its master reads (see traffic_ledger).
         if (options_.worker && options_.worker->ledger >= 0) {
@@ -102,6 +103,10 @@ class server final : public admin_backend {
             loops.push_back(&shards_.back()->io());
         }
         host_->set_serving_loops(std::move(loops));
+        // Publishes are counted where /metrics (or a supervising master) reads them.
+        for (unsigned i = 0; i < threads_; ++i)
+            host_->topics().count_publishes_in(i, shards_[i]->topic_publishes());
+        host_->topics().count_other_publishes_in(&ledger_->topics(threads_)->publishes);
         deployment_.emplace(control_, shards_, *host_, dir_,
                             options_.worker ? options_.worker->first_generation : 1,
                             passed_sockets(), options_.worker.has_value());
@@ -163,6 +168,7 @@ class server final : public admin_backend {
             std::_Exit(1);
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
+        host_->topics().stop();         // a plugin's stop() may publish: nowhere to post it now
         shards_.clear();       // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();  // stop() of each version may still write shared state...
         // ...so it is saved after; a state that could not be saved is an exit status of 1
@@ -299,6 +305,8 @@ class server final : public admin_backend {
         for (auto& s : shards_) {
             all.push_back(co_await asio::co_spawn(s->io(), snapshot_of(*s), asio::use_awaitable));
         }
+        // What no shard counts: messages published on the other threads.
+        all.emplace_back().topic_publishes = host_->topics().other_publishes();
         co_return all;
     }
 

@@ -280,6 +280,34 @@ std::string metrics_text(const server_report& r) {
                  stats.tls_failed);
     }
 
+    std::uint64_t publishes = 0;
+    for (const auto& s : r.shards) publishes += s.topic_publishes;
+    m.family("plugd_topic_publishes_total", "counter",
+             "Messages published to topics (context::topics), from any thread.");
+    m.sample("plugd_topic_publishes_total", "", publishes);
+    // Only listeners whose connections subscribed: the others have nothing to say.
+    const auto subscribed = [](const listener_stats& s) {
+        return s.topic_deliveries + s.slow_subscribers_closed + s.slow_subscribers_unsubscribed > 0;
+    };
+    m.family("plugd_topic_deliveries_total", "counter",
+             "Topic messages delivered to the listener's subscribers (returned by next()).");
+    for (const auto& [name, stats] : listeners) {
+        if (subscribed(stats))
+            m.sample("plugd_topic_deliveries_total", label("listener", name),
+                     stats.topic_deliveries);
+    }
+    m.family("plugd_topic_slow_subscribers_total", "counter",
+             "Subscribers that fell more than max_queued_messages behind on a topic, by what "
+             "slow_subscriber did: closed, or unsubscribed from that topic.");
+    for (const auto& [name, stats] : listeners) {
+        if (!subscribed(stats)) continue;
+        const std::string l = label("listener", name);
+        m.sample("plugd_topic_slow_subscribers_total", l + "," + label("action", "close"),
+                 stats.slow_subscribers_closed);
+        m.sample("plugd_topic_slow_subscribers_total", l + "," + label("action", "unsubscribe"),
+                 stats.slow_subscribers_unsubscribed);
+    }
+
     if (!f.certificates.empty()) {
         m.family("plugd_tls_certificate_expiry_seconds", "gauge",
                  "Seconds until the listener's certificate expires (negative: expired).");

@@ -43,6 +43,7 @@ class buffered_stream : public Interface {
 
     /// Read and not yet returned to the plugin.
     const std::string& buffered() const noexcept { return buffered_; }
+    std::string& buffered() noexcept { return buffered_; }
 
   private:
     std::string buffered_;

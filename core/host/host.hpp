@@ -7,11 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "host/manual_clock.hpp"
 #include "host/offload_pool.hpp"
 #include "host/shared_state.hpp"
+#include "host/topic_hub.hpp"
 
 namespace plugd {
 
@@ -29,11 +31,14 @@ class host {
         /// A worker's master pid: ctx.shared() is then the master's shared memory, one map
         /// per instance for all workers; 0 (a single plugd): this process's memory.
         long shared_memory_of_master = 0;
+        /// server.json's `topics.max_message_bytes`: the largest message topics::publish takes.
+        std::size_t topic_max_message_bytes = 65536;
     };
 
     /// `lease_released` runs, on any thread, whenever work of a version ends outside the
     /// request path (an offloaded job, a task): the server then looks for versions to unload.
     host(const settings& s, std::function<void()> lease_released);
+    ~host();
 
     offload_pool& offload() noexcept { return offload_; }
     /// Control thread only.
@@ -44,10 +49,8 @@ class host {
     /// tasks (plugd's shards, the test harness's own threads; the SDK's docs and the log
     /// call them worker threads, but in core/ a worker is a process of supervision/). For
     /// tasks started off them (from start(), on the control thread). Set once, before any
-    /// plugin starts.
-    void set_serving_loops(std::vector<boost::asio::io_context*> loops) {
-        serving_loops_ = std::move(loops);
-    }
+    /// plugin starts. The topics get a board per loop.
+    void set_serving_loops(std::vector<boost::asio::io_context*> loops);
     /// Where a task started now runs: the calling serving thread's event loop when called
     /// on one (a task from a handler stays with its connection's thread), otherwise the
     /// next serving thread's in turn.
@@ -56,10 +59,15 @@ class host {
     static void enter_serving_thread(boost::asio::io_context& io, std::size_t index) noexcept;
     /// The calling thread's index among the serving threads, or -1 when it is none.
     static std::ptrdiff_t serving_thread_index() noexcept;
+    /// The calling serving thread's event loop, or null.
+    static boost::asio::io_context* this_serving_loop() noexcept;
     std::size_t serving_threads() const noexcept { return serving_loops_.size(); }
     boost::asio::io_context& serving_loop(std::size_t index) const noexcept {
         return *serving_loops_[index];
     }
+
+    /// The process's topics (context::topics): one board per serving loop. Any thread.
+    topic_hub& topics() noexcept { return *topics_; }
 
     /// context::sleep_for and every's pause: real time, or `clock`'s once installed (the
     /// test harness's manual clock; set before any plugin loads, outlives the host).
@@ -75,6 +83,9 @@ class host {
     offload_pool offload_;
     shared_state state_;
     std::vector<boost::asio::io_context*> serving_loops_;
+    std::size_t topic_max_message_bytes_;
+    /// Boards for serving_loops_ (none before set_serving_loops: a `plugd -t` check).
+    std::unique_ptr<topic_hub> topics_;
     manual_clock* manual_clock_ = nullptr;
     std::atomic<unsigned> next_serving_loop_{0};  // off the request path: tasks start rarely
 };

@@ -66,6 +66,11 @@ task<std::unique_ptr<stream>> plugin_context::connect(std::string_view host, std
     return owner_.outbound().connect(std::string{host}, port, tls);
 }
 
+plugd::topics& plugin_context::topics() const noexcept {
+    // The host's, not the version's: subscriptions outlive every version.
+    return owner_.host_of().topics();
+}
+
 task<void> plugin_context::run_offloaded(std::function<void()> job) const {
     // On the offload thread, a crash report names this plugin (the lease keeps the name
     // alive while the job runs). The stall monitor watches only the shards' threads.

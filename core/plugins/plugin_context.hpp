@@ -30,6 +30,7 @@ class plugin_context final : public context {
     task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port) const override;
     task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port,
                                           const tls_options& tls) const override;
+    plugd::topics& topics() const noexcept override;
 
   protected:
     task<void> run_offloaded(std::function<void()> job) const override;

@@ -33,6 +33,9 @@ void check_no_restart_needed(const server_config& running, const server_config& 
               std::to_string(next.offload_threads));
     unchanged("offload_queue", std::to_string(running.offload_queue),
               std::to_string(next.offload_queue));
+    // The topics are built once, for the whole process.
+    unchanged("topics/max_message_bytes", std::to_string(running.topics.max_message_bytes),
+              std::to_string(next.topics.max_message_bytes));
     // The pid file is how `plugd -s` finds this server: moving it would leave a command
     // reading the old config's pid_file with nobody to find.
     unchanged("pid_file", running.pid_file.string(), next.pid_file.string());

@@ -298,8 +298,8 @@ asio::awaitable<void> serve_stream(client_connection& c) {
     end_request(c);
     if (counted) {
         counted->record(std::chrono::steady_clock::now() - started);
-        // The sweeper counted a write timeout already.
-        if (failed && failed != &failure::write_timeout)
+        // The sweeper counted a write timeout already, the topics a slow subscriber.
+        if (failed && failed != &failure::write_timeout && failed != &failure::slow_subscriber)
             ++counted->errors[static_cast<std::size_t>(failed->kind)];
     }
     if (access) {

@@ -47,6 +47,9 @@ inline constexpr request_failure busy{request_error::busy, "ERR busy", 503};
 inline constexpr request_failure drain_timeout{request_error::drain_timeout,
                                                "ERR reload drain timeout", 503};
 inline constexpr request_failure write_timeout{request_error::write_timeout, "", 0};
+/// A subscriber that fell max_queued_messages behind (slow_subscriber "close") while the
+/// plugin waited to write to it: counted by the topics' own counter, not as a request error.
+inline constexpr request_failure slow_subscriber{request_error::write_timeout, "", 0};
 }  // namespace failure
 
 /// How long a connection has been in its current phase, as the sweeper sees it: the same

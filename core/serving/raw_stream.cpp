@@ -6,7 +6,9 @@
 #include <boost/system/system_error.hpp>
 
 #include <stdexcept>
+#include <tuple>
 
+#include "log.hpp"
 #include "serving/connection.hpp"
 
 namespace plugd {
@@ -17,61 +19,105 @@ using phase = client_connection::phase_kind;
 
 }  // namespace
 
-task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
+raw_stream::raw_stream(client_connection& c) noexcept
+    : buffered_connection{c.owner.index(), c.via->spec.limits}, c_{c} {}
+
+raw_stream::~raw_stream() = default;
+
+std::optional<buffered_connection::arrival> raw_stream::take_arrived(std::string& buffer,
+                                                                     bool mid_message) {
     check_open();
+    // The server stops, the listener was removed, or the client was idle too long:
+    // the plugin sees the end of input and returns.
+    if (c_.closing || c_.via->closing) {
+        c_.begin_phase(phase::handling);  // what the plugin does next is timed as work
+        return arrival::server_closed;
+    }
+    // Bytes the connection read past a protocol switch's request are the stream's
+    // first, as if read now.
+    if (!c_.input.empty()) {
+        const std::string_view early = c_.input.view();
+        if (!mid_message) c_.begin_phase(phase::handling);
+        buffer.append(early);
+        bytes_in_ += early.size();
+        c_.input.consume(early.size());
+        c_.input.release_if_empty(c_.owner.buffers());
+        return arrival::bytes;
+    }
+    // The rest of a message is timed from its first wait, across reads (entering the
+    // phase again would restart its clock); a new one from each wait.
+    if (!mid_message) {
+        c_.begin_phase(phase::waiting);
+    } else if (c_.phase != phase::receiving) {
+        c_.begin_phase(phase::receiving);
+    }
+    // With next()'s armed wait, a read is tried only once it reported readability.
+    if (events_ && !events_->maybe_readable()) return std::nullopt;
     const auto scratch = c_.owner.scratch();
+    boost::system::error_code ec;
+    const std::size_t n = c_.wire.read_now(scratch, ec);
+    if (!ec) {
+        if (!mid_message) c_.begin_phase(phase::handling);
+        if (auto* t = c_.via->traffic) t->bytes_in += n;
+        bytes_in_ += n;
+        buffer.append(scratch.data(), n);
+        return arrival::bytes;
+    }
+    if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+        c_.begin_phase(phase::handling);
+        return arrival::client_closed;
+    }
+    if (ec != asio::error::would_block) {
+        throw boost::system::system_error(ec, "reading from " + c_.peer);
+    }
+    if (events_) {
+        events_->watch([this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+    }
+    return std::nullopt;
+}
+
+void raw_stream::begin_wait(const std::string& buffer) noexcept {
+    // Between messages it may be closed to admit a new client at max_connections, as
+    // an idle keep-alive connection is (the plugin then reads the end of input).
+    if (buffer.empty()) c_.wait_idle();
+    c_.in_read_wait = true;
+}
+
+void raw_stream::end_wait(boost::system::error_code ec) {
+    c_.in_read_wait = false;
+    c_.idle.unlink();
+    if (ec && !(c_.closing || c_.via->closing)) {
+        // Cancelled: a timeout or a drain that ran out (abort() says which).
+        throw boost::system::system_error(ec, "reading from " + c_.peer);
+    }
+}
+
+task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
     for (;;) {
-        // The server stops, the listener was removed, or the client was idle too long:
-        // the plugin sees the end of input and returns.
-        if (c_.closing || c_.via->closing) {
-            c_.begin_phase(phase::handling);  // what the plugin does next is timed as work
-            co_return false;
-        }
-        // Bytes the connection read past a protocol switch's request are the stream's
-        // first, as if read now.
-        if (!c_.input.empty()) {
-            const std::string_view early = c_.input.view();
-            if (!mid_message) c_.begin_phase(phase::handling);
-            buffer.append(early);
-            bytes_in_ += early.size();
-            c_.input.consume(early.size());
-            c_.input.release_if_empty(c_.owner.buffers());
-            co_return true;
-        }
-        // The rest of a message is timed from its first wait, across reads (entering the
-        // phase again would restart its clock); a new one from each wait.
-        if (!mid_message) {
-            c_.begin_phase(phase::waiting);
-        } else if (c_.phase != phase::receiving) {
-            c_.begin_phase(phase::receiving);
-        }
+        if (const auto got = take_arrived(buffer, mid_message)) co_return *got == arrival::bytes;
+        begin_wait(buffer);
         boost::system::error_code ec;
-        const std::size_t n = c_.wire.read_now(scratch, ec);
-        if (!ec) {
-            if (!mid_message) c_.begin_phase(phase::handling);
-            if (auto* t = c_.via->traffic) t->bytes_in += n;
-            bytes_in_ += n;
-            buffer.append(scratch.data(), n);
-            co_return true;
+        if (events_) {  // next() armed a wait already: share it
+            std::tie(ec) = co_await events_->async_wait(as_tuple);
+            events_->take_woken();  // a topic message waits for next()
+        } else {
+            std::tie(ec) = co_await c_.wire.async_wait_readable(as_tuple);
         }
-        if (ec == asio::error::eof || ec == asio::error::connection_reset) {
-            c_.begin_phase(phase::handling);
-            co_return false;
-        }
-        if (ec != asio::error::would_block) {
-            throw boost::system::system_error(ec, "reading from " + c_.peer);
-        }
-        // Between messages it may be closed to admit a new client at max_connections, as
-        // an idle keep-alive connection is (the plugin then reads the end of input).
-        if (buffer.empty()) c_.wait_idle();
-        c_.in_read_wait = true;
-        auto [wait_ec] = co_await c_.wire.async_wait_readable(as_tuple);
-        c_.in_read_wait = false;
-        c_.idle.unlink();
-        if (wait_ec && !(c_.closing || c_.via->closing)) {
-            // Cancelled: a timeout or a drain that ran out (abort() says which).
-            throw boost::system::system_error(wait_ec, "reading from " + c_.peer);
-        }
+        end_wait(ec);
+    }
+}
+
+task<buffered_connection::arrival> raw_stream::receive(std::string& buffer, bool mid_message,
+                                                       bool wakeable) {
+    if (!events_) events_ = std::make_shared<client_events>(c_.owner.io());
+    for (;;) {
+        if (const auto got = take_arrived(buffer, mid_message)) co_return *got;
+        begin_wait(buffer);
+        waiting = wakeable;  // the topic board wakes it
+        auto [ec] = co_await events_->async_wait(as_tuple);
+        waiting = false;
+        end_wait(ec);
+        if (events_->take_woken() && wakeable) co_return arrival::woken;
     }
 }
 
@@ -81,6 +127,32 @@ void raw_stream::message_complete() noexcept {
 
 std::size_t raw_stream::max_read_bytes() const noexcept {
     return c_.limits().max_request_bytes;
+}
+
+void raw_stream::delivered() noexcept {
+    if (auto* t = c_.via->traffic) ++t->topic_deliveries;
+}
+
+void raw_stream::slow_subscriber(slow_subscriber_policy policy) noexcept {
+    const bool close = policy == slow_subscriber_policy::close;
+    if (auto* t = c_.via->traffic)
+        ++(close ? t->slow_subscribers_closed : t->slow_subscribers_unsubscribed);
+    if (c_.via->warnings[warning_kind::slow_subscriber].first()) {
+        try {
+            log::warn(
+                "listener " + c_.via->spec.name + ": " + c_.peer +
+                    " fell more than max_queued_messages (" +
+                    std::to_string(c_.limits().max_queued_messages) +
+                    ") behind on a topic: " + (close ? "closed" : "unsubscribed from that topic") +
+                    " (slow_subscriber \"" + (close ? "close" : "unsubscribe") + "\")",
+                {log::tag("listener", c_.via->spec.name), log::tag("peer", c_.peer)});
+        } catch (...) {
+            // Out of memory for the line: the counter still says it.
+        }
+    }
+    // A client that does not read holds the plugin in a write: end it now rather than at
+    // write_timeout_ms.
+    if (close && c_.phase == phase::writing && !c_.aborted) c_.abort(failure::slow_subscriber);
 }
 
 task<void> raw_stream::write(std::string_view bytes) {

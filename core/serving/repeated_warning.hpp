@@ -21,8 +21,9 @@ enum class warning_kind : std::uint8_t {
     write_timeout,     ///< the client did not read its replies
     connection_limit,  ///< max_connections: only ever summarised (count())
     at_capacity,       ///< a plugin instance at its max_in_flight: 503 / ERR busy
+    slow_subscriber,   ///< a subscriber fell max_queued_messages behind on a topic
 };
-inline constexpr std::size_t warning_kinds = 8;
+inline constexpr std::size_t warning_kinds = 9;
 
 /// One kind of warning on one listener of one shard. Touched only by that shard's thread:
 /// counting one is a plain write to a field of its own, with no lock, no atomic and no

@@ -41,6 +41,7 @@ shard::shard(unsigned index, unsigned shards, traffic_ledger& ledger,
       shards_{shards},
       on_release_{std::move(on_release)},
       ledger_{ledger},
+      topic_counts_{ledger.topics(index)},
       work_{io_.get_executor()} {}
 
 shard::~shard() {
@@ -185,6 +186,9 @@ constexpr std::array<summary_words, warning_kinds> summary_of{{
     {false, "request(s) refused at a plugin's max_in_flight (503 / ERR busy)",
      "the first one's line above names the plugin; raise its max_in_flight if it can take "
      "more"},
+    {false, "subscriber(s) fell more than max_queued_messages behind on a topic",
+     "the first one's line above says what was done; raise /limits/max_queued_messages if "
+     "these clients are only bursty"},
 }};
 
 }  // namespace
@@ -474,6 +478,7 @@ void shard::close_listener(shard_listener& r) {
 
 shard_snapshot shard::snapshot() const {
     shard_snapshot s;
+    s.topic_publishes = topic_counts_->publishes;
     for (const auto& [name, stats] : listener_stats_) {
         auto r = listeners_.find(name);
         s.listeners.push_back(

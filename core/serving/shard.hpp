@@ -139,6 +139,9 @@ class shard {
     /// the handler waits on a facility, the thread's suspend hook writes them first (see
     /// host/suspension.hpp). The connection leaves the list by unlinking its `idle` link.
     void hold_unsent(client_connection& c) noexcept;
+    /// Where the topics count the messages published on this shard's thread (ledger
+    /// memory; written by this thread only).
+    std::uint64_t* topic_publishes() noexcept { return &topic_counts_->publishes; }
     /// Spare request buffers and reply strings of this shard's connections.
     buffer_pool& buffers() noexcept { return buffers_; }
     /// Where connections read what has arrived before keeping what they need of it. Each
@@ -179,6 +182,7 @@ class shard {
     // in the ledger (see traffic_ledger), found here by name; routes point at them.
     traffic_ledger& ledger_;
     std::map<std::string, listener_stats*> listener_stats_;
+    topic_stats* topic_counts_;
     /// By listener, route label and final instance.
     std::map<std::tuple<std::string, std::string, std::string>, request_stats*> request_stats_;
     // Member order is destruction order, reversed: routes and then the io_context (with

@@ -25,7 +25,12 @@ constexpr std::size_t region_bytes = std::size_t{1} << 20;
 constexpr std::size_t gauge_capacity = 48 * 1024;
 constexpr std::uint64_t ledger_magic = 0x706c7567642d6c31;  // "plugd-l1"
 
-enum record_kind : std::uint32_t { none = 0, listener_kind = 1, requests_kind = 2 };
+enum record_kind : std::uint32_t {
+    none = 0,
+    listener_kind = 1,
+    requests_kind = 2,
+    topics_kind = 3
+};
 
 // A counter another process may read while its shard writes it: read whole, never torn.
 std::uint64_t read_whole(const std::uint64_t& v) noexcept {
@@ -152,6 +157,17 @@ request_stats* traffic_ledger::requests(unsigned shard, std::string_view listene
     return stats;
 }
 
+topic_stats* traffic_ledger::topics(unsigned shard) {
+    ledger_record* r = append(shard, {}, {}, {}, sizeof(topic_stats));
+    if (!r) {
+        std::lock_guard lock{overflow_mutex};
+        return &overflow_topics_.emplace_back();
+    }
+    auto* stats = new (r->stats()) topic_stats{};
+    r->kind.store(topics_kind, std::memory_order_release);
+    return stats;
+}
+
 void traffic_ledger::add_counters(shard_snapshot& into) const {
     const std::size_t used = std::min<std::size_t>(head().used.load(std::memory_order_acquire),
                                                    region_bytes - records_offset);
@@ -161,8 +177,9 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
         // Reserved and not yet whole: its size is not known yet, nor anything after it; it
         // is being added right now (a reload), and the next reading sees it.
         if (kind == none || r->bytes == 0) break;
-        const std::size_t stats_bytes =
-            kind == listener_kind ? sizeof(listener_stats) : sizeof(request_stats);
+        const std::size_t stats_bytes = kind == listener_kind ? sizeof(listener_stats)
+                                        : kind == topics_kind ? sizeof(topic_stats)
+                                                              : sizeof(request_stats);
         const char* names = reinterpret_cast<const char*>(r->stats() + stats_bytes);
         const std::string listener{names, r->listener_length};
         if (kind == listener_kind) {
@@ -180,7 +197,13 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             s.tls_full = read_whole(from.tls_full);
             s.tls_resumed = read_whole(from.tls_resumed);
             s.tls_failed = read_whole(from.tls_failed);
+            s.topic_deliveries = read_whole(from.topic_deliveries);
+            s.slow_subscribers_closed = read_whole(from.slow_subscribers_closed);
+            s.slow_subscribers_unsubscribed = read_whole(from.slow_subscribers_unsubscribed);
             into.listeners.push_back({listener, s, 0});
+        } else if (kind == topics_kind) {
+            const auto& from = *reinterpret_cast<const topic_stats*>(r->stats());
+            into.topic_publishes += read_whole(from.publishes);
         } else {
             const auto& from = *reinterpret_cast<const request_stats*>(r->stats());
             request_stats s;

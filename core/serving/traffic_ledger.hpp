@@ -52,6 +52,9 @@ class traffic_ledger {
     /// routes) answered by plugin instance `plugin`.
     request_stats* requests(unsigned shard, std::string_view listener, std::string_view route,
                             std::string_view plugin);
+    /// Shard `shard`'s topic counters; `shard` = the number of shards: the counters of
+    /// every other thread, which write them atomically.
+    topic_stats* topics(unsigned shard);
 
     /// Appends every record's counters to `into` (one part per record: the report sums
     /// parts with the same names). Safe while the writer counts (each value is read
@@ -78,6 +81,7 @@ class traffic_ledger {
     // snapshot, invisible to a master (one warning says so).
     std::deque<listener_stats> overflow_listeners_;
     std::deque<request_stats> overflow_requests_;
+    std::deque<topic_stats> overflow_topics_;
 };
 
 }  // namespace plugd

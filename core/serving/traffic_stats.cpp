@@ -42,6 +42,9 @@ listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
     tls_full += o.tls_full;
     tls_resumed += o.tls_resumed;
     tls_failed += o.tls_failed;
+    topic_deliveries += o.topic_deliveries;
+    slow_subscribers_closed += o.slow_subscribers_closed;
+    slow_subscribers_unsubscribed += o.slow_subscribers_unsubscribed;
     return *this;
 }
 

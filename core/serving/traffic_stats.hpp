@@ -68,7 +68,18 @@ struct listener_stats {
     std::uint64_t tls_full = 0;
     std::uint64_t tls_resumed = 0;
     std::uint64_t tls_failed = 0;  ///< failed, timed out, or plaintext sent to the port
+    // Topics: messages delivered to this listener's subscribers (returned by next()), and
+    // subscribers that fell more than max_queued_messages behind, by what was done.
+    std::uint64_t topic_deliveries = 0;
+    std::uint64_t slow_subscribers_closed = 0;
+    std::uint64_t slow_subscribers_unsubscribed = 0;
     listener_stats& operator+=(const listener_stats& o) noexcept;
+};
+
+/// Topic messages published on one serving thread (on its own thread, plain increments), or
+/// on all the other threads (one record: atomic increments).
+struct topic_stats {
+    std::uint64_t publishes = 0;
 };
 
 /// One shard's copy of its counters and gauges, taken on its thread.
@@ -91,6 +102,7 @@ struct shard_snapshot {
     std::vector<listener_part> listeners;
     std::vector<request_part> requests;
     std::vector<version_part> versions;
+    std::uint64_t topic_publishes = 0;
 };
 
 }  // namespace plugd

@@ -26,6 +26,7 @@ void worker_board::worker_exited(unsigned slot) {
     for (const auto& l : counted.listeners) exited_listeners_[l.name] += l.stats;
     for (const auto& r : counted.requests)
         exited_requests_[{r.listener, r.route, r.plugin}] += r.stats;
+    exited_topic_publishes_ += counted.topic_publishes;
     if (last) {
         exited_stalls_ += last->stalls;
         exited_starvations_ += last->starvations;
@@ -50,6 +51,7 @@ std::vector<shard_snapshot> worker_board::snapshots() const {
         exited.listeners.push_back({name, stats, 0});
     for (const auto& [key, stats] : exited_requests_)
         exited.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), stats});
+    exited.topic_publishes = exited_topic_publishes_;
     return all;
 }
 

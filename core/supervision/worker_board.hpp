@@ -58,6 +58,7 @@ class worker_board {
     // What exited workers counted, summed.
     std::map<std::string, listener_stats> exited_listeners_;
     std::map<std::tuple<std::string, std::string, std::string>, request_stats> exited_requests_;
+    std::uint64_t exited_topic_publishes_ = 0;
     std::uint64_t exited_stalls_ = 0;
     std::uint64_t exited_starvations_ = 0;
 };

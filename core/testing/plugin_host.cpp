@@ -566,8 +566,9 @@ raw_client plugin_host::connect() {
     auto s = std::make_shared<raw_client::state>();
     s->version = impl_->current;
     s->wait_limit = impl_->opts.wait_limit;
-    auto& io = impl_->worker(impl_->next_thread++ % impl_->ios.size());
-    auto conn = s->pair.serving_end(io, impl_->opts.instance);
+    const unsigned thread = impl_->next_thread++ % impl_->ios.size();
+    auto conn = s->pair.serving_end(impl_->worker(thread), impl_->opts.instance, thread);
+    auto& io = impl_->worker(thread);
     auto serve = [](std::shared_ptr<raw_client::state> s,
                     std::unique_ptr<connection> conn) -> asio::awaitable<void> {
         std::exception_ptr error;
@@ -654,6 +655,10 @@ void plugin_host::advance(std::chrono::milliseconds duration) {
         }
     };
     impl_->clock.advance(duration, settle);
+}
+
+void plugin_host::publish(std::string_view topic, std::string_view message, message_type type) {
+    impl_->facilities->topics().publish(topic, message, type, {});
 }
 
 shared_map& plugin_host::shared() {

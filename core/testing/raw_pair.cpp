@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -24,12 +23,23 @@ namespace {
 
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
+// The listener limits a harness connection subscribes under: plugd's defaults.
+const limits& default_limits() noexcept {
+    static const limits defaults{};
+    return defaults;
+}
+
 // The plugin's end. No limits are enforced here: the harness tests the protocol, plugd's
 // own tests the limits.
 class paired_connection final : public buffered_connection {
   public:
-    paired_connection(asio::io_context& io, int fd, std::string listener)
-        : socket_{io, asio::local::stream_protocol{}, fd}, listener_{std::move(listener)} {}
+    paired_connection(asio::io_context& io, int fd, std::string listener, std::size_t board)
+        : buffered_connection{board, default_limits()},
+          io_{io},
+          socket_{io, asio::local::stream_protocol{}, fd},
+          listener_{std::move(listener)} {
+        socket_.non_blocking(true);  // reads are tried at once, waited for only when empty
+    }
 
     task<void> write(std::string_view bytes) override {
         check_open();
@@ -46,18 +56,52 @@ class paired_connection final : public buffered_connection {
     std::string_view listener() const noexcept override { return listener_; }
 
   protected:
-    task<bool> fill(std::string& buffer, bool) override {
-        check_open();
-        std::array<char, 16384> chunk;
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), as_tuple);
-        if (ec == asio::error::eof || ec == asio::error::connection_reset) co_return false;
-        if (ec) throw boost::system::system_error(ec, "reading from the test client");
-        buffer.append(chunk.data(), n);
-        co_return true;
+    task<bool> fill(std::string& buffer, bool mid_message) override {
+        for (;;) {
+            // (Awaited outside the switch: GCC 12 miscompiles a co_await in its condition.)
+            const arrival got = co_await receive(buffer, mid_message, false);
+            switch (got) {
+                case arrival::bytes:
+                    co_return true;
+                case arrival::woken:
+                    break;
+                case arrival::client_closed:
+                case arrival::server_closed:
+                    co_return false;
+            }
+        }
+    }
+    task<arrival> receive(std::string& buffer, bool, bool wakeable) override {
+        if (!events_) events_ = std::make_shared<client_events>(io_);
+        for (;;) {
+            check_open();
+            if (events_->maybe_readable()) {
+                const std::size_t before = buffer.size();
+                buffer.resize(before + 16384);
+                boost::system::error_code ec;
+                const std::size_t n =
+                    socket_.read_some(asio::buffer(buffer.data() + before, 16384), ec);
+                buffer.resize(before + n);
+                if (!ec) co_return arrival::bytes;
+                if (ec == asio::error::eof || ec == asio::error::connection_reset)
+                    co_return arrival::client_closed;
+                if (ec != asio::error::would_block)
+                    throw boost::system::system_error(ec, "reading from the test client");
+                events_->watch([this](auto readable) {
+                    socket_.async_wait(asio::socket_base::wait_read, std::move(readable));
+                });
+            }
+            waiting = wakeable;
+            auto [ec] = co_await events_->async_wait(as_tuple);
+            waiting = false;
+            if (ec) throw boost::system::system_error(ec, "reading from the test client");
+            if (events_->take_woken() && wakeable) co_return arrival::woken;
+        }
     }
     std::size_t max_read_bytes() const noexcept override { return 65536; }  // the default
 
   private:
+    asio::io_context& io_;
     asio::local::stream_protocol::socket socket_;
     std::string listener_;
 };
@@ -88,8 +132,9 @@ raw_pair::~raw_pair() {
     if (serving_fd_ >= 0) ::close(serving_fd_);
 }
 
-std::unique_ptr<connection> raw_pair::serving_end(asio::io_context& io, std::string listener) {
-    auto end = std::make_unique<paired_connection>(io, serving_fd_, std::move(listener));
+std::unique_ptr<connection> raw_pair::serving_end(asio::io_context& io, std::string listener,
+                                                  std::size_t board) {
+    auto end = std::make_unique<paired_connection>(io, serving_fd_, std::move(listener), board);
     serving_fd_ = -1;  // the socket owns it now
     return end;
 }

@@ -24,8 +24,10 @@ class raw_pair {
     raw_pair& operator=(const raw_pair&) = delete;
 
     /// The plugin's end, as the plugd::connection serve() gets; once only. Its I/O runs
-    /// on `io`, the thread that must call it.
-    std::unique_ptr<connection> serving_end(boost::asio::io_context& io, std::string listener);
+    /// on `io`, the thread that must call it, which is serving thread `board` of the host
+    /// (its topics' board).
+    std::unique_ptr<connection> serving_end(boost::asio::io_context& io, std::string listener,
+                                            std::size_t board);
 
     void client_write(std::string_view bytes, std::chrono::milliseconds limit);
     std::string client_read_until(std::string_view delimiter, std::chrono::milliseconds limit);

@@ -307,6 +307,53 @@ TEST_CASE("harness: a whole-connection plugin is served through connect()") {
                          std::runtime_error);
 }
 
+// ---- topics ----
+
+namespace {
+
+// Joins the line chat's `room` (its first line names it) and waits until it has joined.
+plugd::testing::raw_client join(plugin_host& host, const std::string& room) {
+    auto c = host.connect();
+    c.write(room + "\n");
+    REQUIRE(c.read_until("\n") == "joined " + room + "\n");
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("harness: a line chat's connections reach each other through topics, rooms apart") {
+    plugin_host host{test_plugin("line_chat")};  // its two worker threads share the topics
+    auto ann = join(host, "lobby");
+    auto bob = join(host, "lobby");
+    auto cid = join(host, "attic");
+    auto dee = join(host, "attic");
+    ann.write("hi\n");
+    CHECK(bob.read_until("\n") == "v1:hi\n");  // not back to ann: she is the except
+    cid.write("psst\n");
+    CHECK(dee.read_until("\n") == "v1:psst\n");
+    bob.write("hello\n");
+    CHECK(ann.read_until("\n") == "v1:hello\n");
+    // What a task or an offloaded job publishes, as the test publishes it.
+    host.publish("chat/lobby", "news");
+    CHECK(ann.read_until("\n") == "news\n");  // and not "psst" before it
+    CHECK(bob.read_until("\n") == "news\n");
+    for (auto* c : {&ann, &bob, &cid, &dee}) c->close();
+}
+
+TEST_CASE("harness: after a reload, old and new connections still chat through the topics") {
+    plugin_host host{test_plugin("line_chat")};
+    auto old_one = join(host, "r");
+    host.reload(test_plugin("line_chat_v2"), {});
+    auto new_one = join(host, "r");
+    old_one.write("from v1\n");
+    CHECK(new_one.read_until("\n") == "v1:from v1\n");
+    new_one.write("from v2\n");
+    CHECK(old_one.read_until("\n") == "v2:from v2\n");
+    CHECK(host.draining_versions() == 1);  // the old connection keeps its version
+    old_one.close();
+    new_one.close();
+}
+
 // ---- chains (options::filters) ----
 
 namespace {

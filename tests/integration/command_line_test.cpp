@@ -142,7 +142,7 @@ TEST_CASE("--version prints the version and the ABI fingerprint") {
     const auto r = run_plugd({"--version"});
     CHECK(r.status == 0);
     CHECK(contains(r.output, "plugd 0."));
-    CHECK(contains(r.output, "plugin ABI: sdk=1.4;compiler="));
+    CHECK(contains(r.output, "plugin ABI: sdk=1.5;compiler="));
     CHECK(contains(r.output, ";boost=108100;"));
 }
 
@@ -161,8 +161,8 @@ TEST_CASE("a plugin built against an older SDK minor loads, one built against a 
     CHECK(r.status == 1);
     // wrong_abi-style proof that nothing ran: the message comes from the file alone.
     CHECK_MESSAGE(contains(r.output,
-                           "built for another plugd ABI (sdk: plugin 1.5, plugd 1.4: the "
-                           "plugin needs SDK 1.5 facilities this plugd lacks; upgrade "
-                           "plugd to one with SDK 1.5 or newer)"),
+                           "built for another plugd ABI (sdk: plugin 1.6, plugd 1.5: the "
+                           "plugin needs SDK 1.6 facilities this plugd lacks; upgrade "
+                           "plugd to one with SDK 1.6 or newer)"),
                   r.output);
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "reload/restart_needed.hpp"
 
 namespace {
 
@@ -310,6 +311,51 @@ TEST_CASE("a listener's limits override the server's, and only per-connection on
             with_listener(
                 R"({ "name": "m", "port": 1, "plugin": "greeting", "limits": { "shutdown_timeout_ms": 5 } })"))
             .find("/listeners/0/limits/shutdown_timeout_ms: unknown key") != std::string::npos);
+}
+
+TEST_CASE("a topic subscriber's queue and slow policy are limits, the message size a topics key") {
+    auto cfg = parse(with_listener(R"({ "name": "m", "port": 1, "plugin": "greeting" })"));
+    CHECK(cfg.limits.max_queued_messages == 1024);
+    CHECK(cfg.limits.slow_subscriber == plugd::slow_subscriber_policy::close);
+    CHECK(cfg.topics.max_message_bytes == 65536);
+    cfg = parse(R"({ "limits": { "max_queued_messages": 10, "slow_subscriber": "unsubscribe" },
+        "topics": { "max_message_bytes": 100 }, )" +
+                plugins + R"(, "listeners": [
+        { "name": "a", "port": 1, "plugin": "greeting",
+          "limits": { "max_queued_messages": 3, "slow_subscriber": "close" } },
+        { "name": "b", "port": 2, "plugin": "greeting" } ] })");
+    CHECK(cfg.listeners[0].limits.max_queued_messages == 3);
+    CHECK(cfg.listeners[0].limits.slow_subscriber == plugd::slow_subscriber_policy::close);
+    CHECK(cfg.listeners[1].limits.max_queued_messages == 10);
+    CHECK(cfg.listeners[1].limits.slow_subscriber == plugd::slow_subscriber_policy::unsubscribe);
+    CHECK(cfg.topics.max_message_bytes == 100);
+    CHECK(error_of("{ " + plugins + R"(, "limits": { "slow_subscriber": "drop" } })")
+              .find("/limits/slow_subscriber: \"drop\" is not a policy; expected \"close\"") !=
+          std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "limits": { "max_queued_messages": 0 } })")
+              .find("/limits/max_queued_messages: expected an integer from 1 to") !=
+          std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "topics": { "redis": {} } })")
+              .find("/topics/redis: unknown key") != std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "topics": { "max_message_bytes": 0 } })")
+              .find("/topics/max_message_bytes: expected an integer from 1 to") !=
+          std::string::npos);
+}
+
+TEST_CASE("topics.max_message_bytes takes a restart, the topic limits a reload") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ])";
+    const auto running = parse("{ " + plugins + listener + " }");
+    auto next = parse("{ " + plugins + listener + R"(, "limits": { "max_queued_messages": 5 } })");
+    CHECK_NOTHROW(plugd::check_no_restart_needed(running, next));
+    next = parse("{ " + plugins + listener + R"(, "topics": { "max_message_bytes": 10 } })");
+    try {
+        plugd::check_no_restart_needed(running, next);
+        FAIL("expected a config_error");
+    } catch (const config_error& e) {
+        CHECK(std::string{e.what()}.find("/topics/max_message_bytes: cannot change while running "
+                                         "(\"65536\" -> \"10\")") != std::string::npos);
+    }
 }
 
 TEST_CASE("instance and listener names are plain: they end up in file names and logs") {

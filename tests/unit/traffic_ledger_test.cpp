@@ -22,6 +22,33 @@ listener_stats listener_total(const shard_snapshot& s, const std::string& name) 
 
 }  // namespace
 
+TEST_CASE("traffic ledger: topic counters, each shard's and the other threads', reach the master") {
+    const int fd = traffic_ledger::create_file();
+    traffic_ledger worker{fd};
+    traffic_ledger master{fd};
+    topic_stats* shard0 = worker.topics(0);
+    topic_stats* shard1 = worker.topics(1);
+    topic_stats* others = worker.topics(2);
+    listener_stats* main = worker.listener(0, "main");
+    REQUIRE(shard0);
+    REQUIRE(shard1);
+    REQUIRE(others);
+    REQUIRE(main);
+    shard0->publishes = 3;
+    shard1->publishes = 4;
+    others->publishes = 5;
+    main->topic_deliveries = 70;
+    main->slow_subscribers_closed = 1;
+    main->slow_subscribers_unsubscribed = 2;
+    shard_snapshot seen;
+    master.add_counters(seen);
+    CHECK(seen.topic_publishes == 12);
+    CHECK(listener_total(seen, "main").topic_deliveries == 70);
+    CHECK(listener_total(seen, "main").slow_subscribers_closed == 1);
+    CHECK(listener_total(seen, "main").slow_subscribers_unsubscribed == 2);
+    ::close(fd);
+}
+
 TEST_CASE("traffic ledger: a second mapping of the file reads every shard's counters") {
     const int fd = traffic_ledger::create_file();
     traffic_ledger worker{fd};

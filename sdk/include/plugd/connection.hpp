@@ -3,6 +3,7 @@
 
 #include <string_view>
 
+#include <plugd/event.hpp>
 #include <plugd/stream.hpp>
 
 namespace plugd {
@@ -34,6 +35,28 @@ class connection : public stream {
     virtual std::string_view peer() const noexcept = 0;
     /// The name of the listener (server.json `/listeners/N/name`) that accepted it.
     virtual std::string_view listener() const noexcept = 0;
+
+    // ---- since SDK 1.5 (appended: the members above keep their places) ----
+
+    /// The next thing that happens on this connection, in one wait: the client's next
+    /// message up to `delimiter` (returned without it), a message published on one of the
+    /// connection's topics (topics::subscribe), or the end (the event is false; see
+    /// event::close_code). When both kinds are ready they alternate, so neither starves the
+    /// other. A chat is a loop:
+    ///
+    ///     while (auto ev = co_await conn.next("\n")) {
+    ///         if (ev.published()) co_await conn.write(std::string{ev.data()} + "\n");
+    ///         else ctx.topics().publish(room, ev.data(), ev.type(), conn);
+    ///     }
+    ///
+    /// It has read_until's limits: std::length_error past max_request_bytes without the
+    /// delimiter, the rest of a message begun within request_timeout_ms; it waits at most
+    /// idle_timeout_ms for either kind (then, or when the server stops, it returns closed).
+    /// A client that closes in the middle of a message: closed (the unfinished message is
+    /// dropped). The views of the event it returned last stay valid until the next call.
+    /// Mixing it with read_until on the same connection is allowed: bytes one leaves
+    /// buffered, the other reads. Same thread rules as every other member.
+    virtual task<event> next(std::string_view delimiter) = 0;
 };
 
 }  // namespace plugd

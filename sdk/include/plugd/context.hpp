@@ -1,5 +1,6 @@
 // plugd::context: what the core offers a plugin instance: its config, a logger, timers,
-// state that survives reloads, background tasks and offloaded blocking work.
+// state that survives reloads, background tasks, offloaded blocking work, outbound
+// connections and topics.
 #pragma once
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <plugd/stream.hpp>
 #include <plugd/task.hpp>
 #include <plugd/tls_options.hpp>
+#include <plugd/topics.hpp>
 
 namespace plugd {
 
@@ -151,6 +153,14 @@ class context {
     /// appended here leaves every earlier slot where it was.)
     virtual task<std::unique_ptr<stream>> connect(std::string_view host, std::uint16_t port,
                                                   const tls_options& tls) const = 0;
+
+    // ---- since SDK 1.5 ----
+
+    /// The process's topics (see `topics`): publish from anywhere, subscribe a connection
+    /// from its serve(). The same object for every instance and version, alive as long as
+    /// the process; usable from the constructor on (a publish from a trial load reaches
+    /// nobody).
+    virtual plugd::topics& topics() const noexcept = 0;
 
   protected:
   private:

@@ -4,12 +4,14 @@
 #include <plugd/chain.hpp>
 #include <plugd/connection.hpp>
 #include <plugd/context.hpp>
+#include <plugd/event.hpp>
 #include <plugd/handler.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
 #include <plugd/shared_map.hpp>
 #include <plugd/stream.hpp>
 #include <plugd/task.hpp>
+#include <plugd/topics.hpp>
 #include <plugd/version.hpp>
 
 #include <type_traits>

@@ -138,7 +138,9 @@ class pending_call {
 };
 
 /// The client's end of a whole connection served by the plugin's `serve` (framing `raw`).
-/// Every wait lasts at most wait_limit, then throws std::runtime_error. Movable.
+/// Every wait lasts at most wait_limit, then throws std::runtime_error. Movable. Its
+/// connection may subscribe to topics (since SDK 1.5): connections of one host reach each
+/// other through them, as a `raw` listener's do.
 class raw_client {
   public:
     raw_client(raw_client&&) noexcept;
@@ -239,6 +241,16 @@ class plugin_host {
     /// or a filter's (chain_link::instance). Throws std::out_of_range naming the instances
     /// when there is none of that name.
     shared_map& shared(std::string_view instance);
+
+    // ---- since SDK 1.5 ----
+
+    /// Publishes `message` to `topic` (context::topics) from the test's thread, as a task or
+    /// an offloaded job would: the connections (connect()) subscribed to it receive it from
+    /// their next(). The host's topics are its own, shared by its plugin and filters, and
+    /// every subscriber has plugd's default limits (max_queued_messages 1024, slow_subscriber
+    /// "close"). Throws what topics::publish throws.
+    void publish(std::string_view topic, std::string_view message,
+                 message_type type = message_type::text);
 
   private:
     using factory = handler* (*)(context&);

@@ -31,9 +31,11 @@
 /// 1.3, PLUGD_PLUGIN also exports which of them the type overrides (read when present). 1.4
 /// routes and chains: `handler::filter` and `chain_next`; `request` route, path_rest,
 /// attach and attached; `reply` status() and headers() to read what the chain set;
-/// outbound TLS: `context::connect(host, port, tls_options)`.
+/// outbound TLS: `context::connect(host, port, tls_options)`. 1.5 topics: `context::topics`,
+/// `topics` and `subscriber` (publish and subscribe within the process), `connection::next`
+/// and `event` (a client's message or a published one, in one wait).
 #define PLUGD_SDK_VERSION_MAJOR 1
-#define PLUGD_SDK_VERSION_MINOR 4
+#define PLUGD_SDK_VERSION_MINOR 5
 
 // Test builds fake an older or newer minor to check the rule above; nothing else may.
 #ifdef PLUGD_FAKE_SDK_MINOR_FOR_TESTS
