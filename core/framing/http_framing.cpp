@@ -91,6 +91,7 @@ class request_parser final : public http::basic_parser<true> {
     bool expect_continue = false;
     bool in_chunks = false;
     framing_refusal refusal;
+    websocket_upgrade_fields websocket;
 
   private:
     void on_request_impl(http::verb, string_view method_text, string_view target_text, int v,
@@ -133,6 +134,18 @@ class request_parser final : public http::basic_parser<true> {
                 break;
             case http::field::transfer_encoding:
                 codings_.add(std_view(value));
+                break;
+            case http::field::upgrade:
+                websocket.add_upgrade(std_view(value));
+                break;
+            case http::field::connection:
+                websocket.add_connection(std_view(value));
+                break;
+            case http::field::sec_websocket_key:
+                websocket.add_key(std_view(value));
+                break;
+            case http::field::sec_websocket_version:
+                websocket.add_version(std_view(value));
                 break;
             default:
                 break;
@@ -258,6 +271,8 @@ http_frame next_http_request(std::string_view input, std::size_t max_request_byt
     f.head = input.substr(0, input.find("\r\n\r\n"));
     f.keep_alive = p.keep_alive();
     f.http10 = p.version < 11;
+    if (p.websocket.upgrade_websocket)
+        f.websocket = check_websocket_upgrade(f.method, !f.http10, p.websocket);
     return f;
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "framing/codec.hpp"
+#include "framing/websocket_handshake.hpp"
 
 namespace plugd {
 
@@ -32,6 +33,9 @@ struct http_frame {
     bool wants_continue = false;
     int status = 0;  ///< for kind::error: 400, 413, 431 or 501
     const char* reason = "";
+    /// For kind::request: whether it asks to become a WebSocket, and if so whether it asks
+    /// well (a route whose plugin serves sessions answers by it; others ignore it).
+    websocket_upgrade websocket;
 };
 
 /// Parses the start of `input` as one request of at most `max_request_bytes` bytes, head

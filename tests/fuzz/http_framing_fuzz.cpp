@@ -65,6 +65,13 @@ outcome frame(std::string_view input, std::size_t chunk, std::size_t max) {
             // Smuggling: a request whose end could be read two ways is never accepted.
             check(!(has_field(f.http->head, "transfer-encoding") &&
                     has_field(f.http->head, "content-length")));
+            // A WebSocket upgrade judged valid has a GET and a key to answer; a refused one
+            // has a status to answer with.
+            const plugd::websocket_upgrade& ws = codec.last().websocket;
+            if (ws.what == plugd::websocket_upgrade::kind::valid)
+                check(f.http->method == "GET" && ws.key.size() == 24);
+            if (ws.what == plugd::websocket_upgrade::kind::refused)
+                check(ws.status == 400 || ws.status == 426);
             out.requests.push_back(std::string{f.http->method} + ' ' + std::string{f.http->target} +
                                    ' ' + std::string{f.http->body});
             // The reply to it is one whole response whatever the request was.
