@@ -308,6 +308,13 @@ run_result https_get(const tls_server& s, std::uint16_t port, const std::string&
                      std::to_string(port) + " " + flags + " 2>&1");
 }
 
+// Checks that `r`, an https_get, made a handshake of the kind s_client calls `kind`
+// ("New, TLSv1.", "Reused, TLSv1.") and got greeting's 200.
+void check_answered(const run_result& r, const std::string& kind) {
+    CHECK_MESSAGE(r.output.find(kind) != std::string::npos, r.output);
+    CHECK_MESSAGE(r.output.find("HTTP/1.1 200 OK") != std::string::npos, r.output);
+}
+
 // The name of the key that encrypted the ticket saved in `session` (the ticket's first 16
 // bytes, as `openssl sess_id -text` dumps them), and its lifetime hint line.
 std::pair<std::string, std::string> ticket_of(const tls_server& s, const std::string& session) {
@@ -330,14 +337,12 @@ TEST_CASE("tls: a session resumes with its ticket (TLS 1.3 and TLS 1.2)") {
     tls_server s;
     for (const char* version : {"-tls1_3", "-tls1_2"}) {
         const auto first = https_get(s, s.web, std::string{version} + " -sess_out session.pem");
-        CHECK_MESSAGE(first.output.find("New, TLSv1.") != std::string::npos, first.output);
-        CHECK(first.output.find("HTTP/1.1 200 OK") != std::string::npos);
+        check_answered(first, "New, TLSv1.");
         // Several times: the two threads' contexts share the ticket keys, so whichever
         // accepts it resumes.
         for (int i = 0; i < 4; ++i) {
             const auto again = https_get(s, s.web, std::string{version} + " -sess_in session.pem");
-            CHECK_MESSAGE(again.output.find("Reused, TLSv1.") != std::string::npos, again.output);
-            CHECK(again.output.find("HTTP/1.1 200 OK") != std::string::npos);
+            check_answered(again, "Reused, TLSv1.");
         }
     }
 }
@@ -354,16 +359,14 @@ TEST_CASE(
             paused_workers only_first;  // the first worker issues the ticket
             REQUIRE(only_first.pause(workers[1]));
             const auto first = https_get(s, s.web, std::string{version} + " -sess_out issued.pem");
-            CHECK_MESSAGE(first.output.find("New, TLSv1.") != std::string::npos, first.output);
-            CHECK(first.output.find("HTTP/1.1 200 OK") != std::string::npos);
+            check_answered(first, "New, TLSv1.");
         }
         CHECK(ticket_of(s, "issued.pem").second ==
               "TLS session ticket lifetime hint: 3600 (seconds)");
         paused_workers only_second;  // and the second resumes it
         REQUIRE(only_second.pause(workers[0]));
         const auto again = https_get(s, s.web, std::string{version} + " -sess_in issued.pem");
-        CHECK_MESSAGE(again.output.find("Reused, TLSv1.") != std::string::npos, again.output);
-        CHECK(again.output.find("HTTP/1.1 200 OK") != std::string::npos);
+        check_answered(again, "Reused, TLSv1.");
     }
 }
 
@@ -390,8 +393,7 @@ TEST_CASE(
     CHECK(keys[2] != keys[0]);
     // The first ticket's key is forgotten: a full handshake, answered all the same.
     const auto expired = https_get(s, s.web, "-sess_in first.pem");
-    CHECK_MESSAGE(expired.output.find("New, TLSv1.3") != std::string::npos, expired.output);
-    CHECK(expired.output.find("HTTP/1.1 200 OK") != std::string::npos);
+    check_answered(expired, "New, TLSv1.3");
 }
 
 TEST_CASE(
