@@ -587,6 +587,11 @@ raw_client plugin_host::connect() {
     std::erase_if(impl_->connections, [](const auto& weak) { return weak.expired(); });
     impl_->connections.push_back(s);
     asio::co_spawn(io, serve(s, std::move(conn)), asio::detached);
+    // The worker thread runs serve() up to its first wait before this marker: a test's next
+    // step then finds what it did first (subscribing to a topic, say) done.
+    std::promise<void> started;
+    asio::post(io, [&started] { started.set_value(); });
+    started.get_future().wait();
     return raw_client{std::move(s)};
 }
 

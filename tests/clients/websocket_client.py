@@ -5,6 +5,7 @@ asyncio API) as the real client. Usage: websocket_client.py SCENARIO PORT [ARGS.
 Each scenario prints what it saw to stderr and exits 0 when every check held, 1 with the
 first failed check otherwise. Every wait is bounded (asyncio.wait_for)."""
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -30,8 +31,13 @@ async def recv(ws):
     return await asyncio.wait_for(ws.recv(), TIMEOUT)
 
 
-async def echo(port):
-    async with websockets.connect(url(port, "/room/echo"), max_size=None) as ws:
+async def echo(port, cafile=None):
+    """With `cafile`: over TLS (wss://), trusting that CA."""
+    target, tls = url(port, "/room/echo"), None
+    if cafile:
+        target = target.replace("ws://", "wss://")
+        tls = ssl.create_default_context(cafile=cafile)
+    async with websockets.connect(target, max_size=None, ssl=tls) as ws:
         await ws.send("hello")
         check(await recv(ws) == "hello", "text echoed")
         await ws.send(b"\x00\x01\xfe\xff")
@@ -147,6 +153,29 @@ async def lobby(port):
     print("lobby ok", file=sys.stderr)
 
 
+async def room(port, path, expect, say):
+    """Joins `path`, waits for `expect` (a line client's message), then says `say`."""
+    async with websockets.connect(url(port, path)) as ws:
+        await joined(ws)
+        got = await recv(ws)
+        check(got == expect, "the lobby's line client was heard: %r" % got)
+        await ws.send(say)
+        await ws.close()
+    print("room ok", file=sys.stderr)
+
+
+async def ticks(port, path, count):
+    """Receives `count` ticks of examples/live: JSON objects whose "tick" goes up by one."""
+    import json
+    async with websockets.connect(url(port, path)) as ws:
+        seen = [json.loads(await recv(ws)) for _ in range(int(count))]
+    numbers = [t["tick"] for t in seen]
+    check(numbers == list(range(numbers[0], numbers[0] + int(count))),
+          "consecutive ticks: %s" % numbers)
+    check(all(t["unix_ms"] > 1600000000000 for t in seen), "a wall-clock time in each")
+    print("ticks ok: %s" % numbers, file=sys.stderr)
+
+
 async def session_until_going_away(port, room):
     """A session that chats until the server closes it: prints every message, sends one
     after each, and finally the close code (the reload test reads them)."""
@@ -171,6 +200,8 @@ SCENARIOS = {
     "refused": refused,
     "kept_alive": kept_alive,
     "lobby": lobby,
+    "room": room,
+    "ticks": ticks,
     "session_until_going_away": session_until_going_away,
 }
 

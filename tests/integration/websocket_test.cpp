@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -180,6 +181,29 @@ TEST_CASE("websocket: echo, binary, fragments, ping and a client's close, with a
     scenario({"echo", std::to_string(s.web)});
 }
 
+TEST_CASE("websocket: the same over TLS (wss), with a real client") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    temp_dir tmp;
+    const auto made = run_program(
+        "/bin/sh",
+        {"-c", "cd '" + tmp.path().string() +
+                   "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                   "-keyout key.pem -out cert.pem -days 2 -subj /CN=localhost "
+                   "-addext subjectAltName=IP:127.0.0.1 2>&1"});
+    REQUIRE_MESSAGE(made.status == 0, made.output);
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "ws_chat.so", plugins, "p.so");
+    const auto cfg = tmp.write("server.json", R"({ "plugin_dir": ")" + plugins.string() +
+                                                  R"(", "plugins": { "p": { "file": "p.so" } },
+        "listeners": [ { "name": "web", "port": 0, "framing": "http",
+            "routes": [ { "path": "/room/", "plugin": "p" } ],
+            "tls": { "certificate": "cert.pem", "private_key": "key.pem" } } ] })");
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t port = plugd.port("web");
+    scenario({"echo", std::to_string(port), (tmp.path() / "cert.pem").string()});
+}
+
 TEST_CASE("websocket: 50 clients in two rooms across two threads, nothing crosses rooms") {
     SKIP_WITHOUT_WEBSOCKETS();
     ws_server s;
@@ -271,8 +295,9 @@ TEST_CASE("websocket: line clients and WebSocket clients in the lobby hear each 
     REQUIRE_MESSAGE(ws.wait_for_log("joined"), ws.log());
     line.send("from a line client\n");
     CHECK(line.read_line() == "v1:from a websocket client");
-    CHECK(ws.wait_exit(20s) == 0);
+    const auto status = ws.wait_exit(20s);
     INFO(ws.log());
+    CHECK(status == 0);
 }
 
 TEST_CASE("websocket: a subscriber that never reads is closed by the policy, the others keep up") {
@@ -333,4 +358,60 @@ TEST_CASE("websocket: a reload during a chat: old sessions chat with new ones, t
     // At the drain timeout the old session is told to go (1001); the new one stays.
     CHECK_MESSAGE(old_session.wait_for_log("closed 1001", 10s), old_session.log());
     CHECK(new_session.count_log("closed") == 0);
+}
+
+TEST_CASE("examples/chat: a line client and a WebSocket client of /room/lobby hear each other") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "chat.so", plugins, "chat.so");
+    const auto cfg =
+        tmp.write("server.json", R"({ "threads": 2, "plugin_dir": ")" + plugins.string() + R"(",
+        "plugins": { "chat": { "file": "chat" } },
+        "listeners": [ { "name": "web", "port": 0, "framing": "http",
+                         "routes": [ { "path": "/room/", "plugin": "chat" } ] },
+                       { "name": "lines", "port": 0, "framing": "raw", "plugin": "chat" } ] })");
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t web = plugd.port("web");
+    line_client line{plugd.port("lines")};
+    plugd_process ws{python,
+                     {client_script, "room", std::to_string(web), "/room/lobby",
+                      "hello from a line", "hello from the web"}};
+    REQUIRE_MESSAGE(ws.wait_for_log("joined"), ws.log());
+    line.send("hello from a line\n");
+    // Unchanged: no tag, as the example promises.
+    CHECK(line.read_line() == "hello from the web");
+    const auto status = ws.wait_exit(20s);
+    INFO(ws.log());
+    CHECK(status == 0);
+}
+
+TEST_CASE("examples/live: every subscriber of /live gets a JSON tick from the background task") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "live.so", plugins, "live.so");
+    const auto cfg = tmp.write("server.json", R"({ "plugin_dir": ")" + plugins.string() + R"(",
+        "plugins": { "live": { "file": "live", "config": { "interval_ms": 50 } } },
+        "listeners": [ { "name": "web", "port": 0, "framing": "http",
+                         "routes": [ { "path": "/live", "plugin": "live" } ] } ] })");
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t web = plugd.port("web");
+    // Three subscribers at once, each seeing consecutive ticks.
+    std::vector<std::unique_ptr<plugd_process>> clients;
+    for (int i = 0; i < 3; ++i)
+        clients.push_back(std::make_unique<plugd_process>(
+            python,
+            std::vector<std::string>{client_script, "ticks", std::to_string(web), "/live", "5"}));
+    for (auto& c : clients) {
+        const auto status = c->wait_exit(20s);
+        INFO(c->log());
+        CHECK(status == 0);
+    }
+    // A plain request: the plugin serves sessions only.
+    const auto plain = http_request(web, "GET", "/live");
+    REQUIRE(plain);
+    CHECK(plain->status == 426);
 }

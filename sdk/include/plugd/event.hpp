@@ -7,8 +7,9 @@
 
 namespace plugd {
 
-/// What kind of bytes a message holds. The core does not check it; it tells receivers how
-/// to treat the bytes (raw connections pass them on as they are). Since SDK 1.5.
+/// What kind of bytes a message holds: text (UTF-8: the core checks it where a WebSocket
+/// client would, in a client's message and in topics::publish) or binary; raw connections
+/// pass the bytes on as they are. Since SDK 1.5.
 enum class message_type : std::uint8_t { text, binary };
 
 namespace detail {
@@ -25,7 +26,7 @@ struct event_state {
 
 }  // namespace detail
 
-/// What `connection::next` returned: one pointer to the core's state of that connection,
+/// What `connection::next` or `session::next` returned: one pointer to the core's state of that connection,
 /// so its layout never changes while the state behind it grows. Trivially copyable.
 ///
 /// Lifetime: the views (data, topic) stay valid until the next call to next() on the same
@@ -40,7 +41,8 @@ class event {
     /// True for a message published on one of the connection's topics (topics::subscribe),
     /// false for a message from the client.
     bool published() const noexcept { return s_->kind == 1; }
-    /// A client's message on a raw connection: text. Published: what publish() was given.
+    /// A client's message: text on a raw connection, the frame's type on a WebSocket.
+    /// Published: what publish() was given.
     message_type type() const noexcept { return s_->type; }
     /// The message: a client's message without its delimiter, or the published bytes as
     /// they were published. Closed: a short reason ("closed by the client").
@@ -50,7 +52,7 @@ class event {
     /// Closed: why. On a raw connection: 1000 the client closed the connection, 1001 the
     /// server ended it (a stop, the listener removed by a reload, idle_timeout_ms), 1008 it
     /// fell more than `max_queued_messages` behind on its topics (`slow_subscriber`
-    /// "close"). 0 while open.
+    /// "close"). On a WebSocket session: see session::next. 0 while open.
     std::uint16_t close_code() const noexcept { return s_->close_code; }
 
   private:

@@ -202,8 +202,10 @@ class plugin_host {
     /// i % threads), and returns the replies in the messages' order; rethrows the first
     /// failure in that order. The check for handlers that share state without care.
     std::vector<std::string> call_concurrently(const std::vector<std::string>& messages);
-    /// Opens a whole connection to the plugin's serve(), as a `raw` listener does. Throws
-    /// std::runtime_error with options::filters set: a raw listener has no chain.
+    /// Opens a whole connection to the plugin's serve(), as a `raw` listener does, and
+    /// returns once serve() has run up to its first wait (what it does first, subscribing
+    /// to a topic say, is done). Throws std::runtime_error with options::filters set: a raw
+    /// listener has no chain.
     raw_client connect();
 
     /// A reload to the current file (rebuilt since, or not) with `config`, as plugd does:
