@@ -37,6 +37,26 @@ bool have_websockets() {
     if (!have_websockets())       \
     return skip_test("python3-websockets is not installed (apt-get install python3-websockets)")
 
+// Whether Node and Debian's node-ws are installed (checked once).
+bool have_node_ws() {
+    static const bool found =
+        run_program("/bin/sh", {"-c", "NODE_PATH=/usr/share/nodejs node -e \"require('ws')\""}, 20s)
+            .status == 0;
+    return found;
+}
+
+// Runs a scenario of websocket_client.js with Node's ws; it passes when it exits 0.
+void node_scenario(const std::string& args) {
+    const run_result r =
+        run_program("/bin/sh",
+                    {"-c", "NODE_PATH=/usr/share/nodejs exec node '" PLUGD_SOURCE_DIR
+                           "/tests/clients/websocket_client.js' " +
+                               args},
+                    60s);
+    INFO(r.output);
+    CHECK(r.status == 0);
+}
+
 // Runs a scenario of websocket_client.py; it passes when it exits 0.
 void scenario(const std::vector<std::string>& args, milliseconds timeout = 60s) {
     std::vector<std::string> argv{client_script};
@@ -213,6 +233,14 @@ TEST_CASE("websocket: 50 clients in two rooms across two threads, nothing crosse
     CHECK(metrics.at(R"(plugd_websocket_messages_total{listener="web",direction="in"})") == 50);
     // 25 clients a room, each message to the 24 others.
     CHECK(metrics.at(R"(plugd_topic_deliveries_total{listener="web"})") == 50 * 24);
+}
+
+TEST_CASE("websocket: Node's ws as the client: 40 clients in two rooms, binary, a client's close") {
+    if (!have_node_ws())
+        return skip_test("node or node-ws is not installed (apt-get install nodejs node-ws)");
+    ws_server s;
+    node_scenario("rooms " + std::to_string(s.web) + " 40 2");
+    node_scenario("echo " + std::to_string(s.web));
 }
 
 TEST_CASE("websocket: 1009 for a message over max_message_bytes") {
