@@ -82,8 +82,11 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
                        delivered message and its resident memory per idle session (the
                        growth until every subscriber was upgraded and the server quiet,
                        before the first message). Every message is checked: order, bytes.
+                       --timeout S: no subscriber upgraded, or no message reaching every
+                       subscriber, for S seconds fails the run. --threads spreads the
+                       subscribers (the publisher is on the first thread).
   --in-flight K        (--websocket) messages sent and not yet read by every subscriber, at
-                       most (default 8; 1: each message fans out alone)
+                       most (default 1: the next message once the last reached everyone)
 
 --connections may be 0 when --held or --idle opens connections. Latency is per batch:
 from writing it to its last reply. Exits 0 when every reply

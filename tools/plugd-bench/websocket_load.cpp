@@ -7,11 +7,12 @@
 // flight each message is a full fan-out on its own; a few let the server overlap them.
 //
 // The client side is RFC 6455 by hand over Asio, lean because one process holds 10,000
-// subscribers on a machine it shares with the server: a subscriber is a socket, a coroutine
-// waiting for it to be readable and the bytes of an incomplete frame; every subscriber of a
-// thread reads into that thread's one buffer. It speaks only what the load needs: masked text
-// frames from the publisher; unmasked frames, pings (answered), close and fragments from the
-// server; no extensions.
+// subscribers on a machine it shares with the server: a subscriber is a socket and a
+// coroutine reading into a small buffer of its own, one read system call per delivery
+// (Asio's reactor reads a socket it knows to be readable, and after a short read waits for
+// the next edge without asking again; a wait for readability instead re-arms epoll each
+// time). It speaks only what the load needs: masked text frames from the publisher;
+// unmasked frames, pings (answered), close and fragments from the server; no extensions.
 #include "websocket_load.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -61,6 +62,10 @@ constexpr unsigned max_handshakes = 256;
 
 // A server frame larger than this is refused rather than buffered.
 constexpr std::uint64_t max_frame = std::uint64_t{1} << 24;
+
+// Each session's read buffer: a few messages of the default size, so that a read usually
+// takes everything there is (the next waits for new bytes), in 10,000 coroutine frames.
+constexpr std::size_t read_size = 512;
 
 enum opcode : unsigned char {
     continuation = 0x0,
@@ -133,6 +138,11 @@ std::size_t next_server_frame(std::string_view in, server_frame& f) {
     return at + n;
 }
 
+std::string read_error(const boost::system::error_code& ec) {
+    if (ec == asio::error::eof) return "the server closed the connection without a close frame";
+    return "read: " + ec.message();
+}
+
 std::string lowercase(std::string_view s) {
     std::string out{s};
     for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -170,10 +180,8 @@ struct thread_tally {
     std::uint64_t delivered = 0, errors = 0, mismatches = 0;
     latency_histogram latency;
     std::string first_error, first_mismatch;
-    std::vector<char> buffer =
-        std::vector<char>(65536);  // every subscriber of the thread reads here
-    unsigned share = 0;            // subscribers this thread opens
-    unsigned opened = 0;           // of those, taken by a connector so far
+    unsigned share = 0;   // subscribers this thread opens
+    unsigned opened = 0;  // of those, taken by a connector so far
 
     void error(std::string what) {
         if (errors++ == 0) first_error = std::move(what);
@@ -321,40 +329,12 @@ struct frame_reader {
     }
 };
 
-// Reads everything a session's socket holds, without waiting, into the thread's buffer and
-// through `frames`. False (and the error in `error`) when the connection ended or failed.
-template <typename OnMessage>
-bool read_available(tcp::socket& s, thread_tally& t, frame_reader& frames, std::string& reply,
-                    std::uint32_t mask, std::string& error, OnMessage on_message) {
-    for (;;) {
-        boost::system::error_code ec;
-        const std::size_t n = s.read_some(asio::buffer(t.buffer), ec);
-        if (ec == asio::error::would_block) return true;
-        if (ec == asio::error::eof) {
-            error = "the server closed the connection without a close frame";
-            return false;
-        }
-        if (ec) {
-            error = "read: " + ec.message();
-            return false;
-        }
-        try {
-            frames.take({t.buffer.data(), n}, reply, mask, on_message);
-        } catch (const std::exception& e) {
-            error = e.what();
-            return false;
-        }
-        // A short read emptied the socket: the next bytes will wake the reactor again.
-        if (n < t.buffer.size()) return true;
-    }
-}
-
 // A subscriber's session after its upgrade: reads messages until the run ends, checking that
 // each is the next one and unaltered, and counting it.
 asio::awaitable<void> subscribe(room_load& r, thread_tally& t, tcp::socket s, std::string in) {
-    s.non_blocking(true);
     frame_reader frames;
-    std::string reply, error;
+    std::string reply;
+    char chunk[read_size];
     std::uint64_t expected = 1;  // subscribers join before the first message
     const auto mask = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(&frames));
     std::int64_t now = 0;
@@ -381,36 +361,28 @@ asio::awaitable<void> subscribe(room_load& r, thread_tally& t, tcp::socket s, st
         }
         r.count(seq);
     };
-    if (!in.empty()) {
-        now = now_ns();
+    for (std::string_view data = in;;) {
+        now = now_ns();  // once per read: the latency of every message it brought
         try {
-            frames.take(in, reply, mask, on_message);
+            frames.take(data, reply, mask, on_message);
         } catch (const std::exception& e) {
             r.fail(t, std::string{"a subscriber: "} + e.what());
-            co_return;
-        }
-    }
-    for (;;) {
-        now = now_ns();  // once per read: the latency of every message it brought
-        if (!read_available(s, t, frames, reply, mask, error, on_message)) {
-            if (!r.failed) r.fail(t, "a subscriber: " + error);
             co_return;
         }
         if (!reply.empty()) {
             auto [ec, n] = co_await asio::async_write(s, asio::buffer(reply), as_tuple);
             if (ec) {
-                r.fail(t, "a subscriber: write: " + ec.message());
+                if (!r.failed) r.fail(t, "a subscriber: write: " + ec.message());
                 co_return;
             }
             reply.clear();
-            continue;  // bytes that came during the write woke nobody: read before waiting
         }
-        // Only once the socket is empty: Asio's reactor wakes a wait on new bytes only.
-        auto [ec] = co_await s.async_wait(tcp::socket::wait_read, as_tuple);
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), as_tuple);
         if (ec) {
-            r.fail(t, "a subscriber: waiting to read: " + ec.message());
+            if (!r.failed) r.fail(t, "a subscriber: " + read_error(ec));
             co_return;
         }
+        data = {chunk, n};
     }
 }
 
@@ -437,22 +409,17 @@ asio::awaitable<void> open_subscribers(room_load& r, thread_tally& t) {
 // The publisher's reading side: the server sends it nothing but pings (a chat does not echo
 // a message to its sender; one that does fails the run's check).
 asio::awaitable<void> publisher_reads(room_load& r, thread_tally& t, std::string in) {
-    auto& s = r.publisher;
-    s.non_blocking(true);
     frame_reader frames;
-    std::string reply, error;
+    std::string reply;
+    char chunk[read_size];
     const auto on_message = [&](std::string_view) {
         t.mismatch("(the publisher's own message, sent back to it)");
     };
-    try {
-        frames.take(in, reply, 0x5a17c0de, on_message);
-    } catch (const std::exception& e) {
-        r.fail(t, std::string{"the publisher: "} + e.what());
-        co_return;
-    }
-    for (;;) {
-        if (!read_available(s, t, frames, reply, 0x5a17c0de, error, on_message)) {
-            if (!r.failed) r.fail(t, "the publisher: " + error);
+    for (std::string_view data = in;;) {
+        try {
+            frames.take(data, reply, 0x5a17c0de, on_message);
+        } catch (const std::exception& e) {
+            r.fail(t, std::string{"the publisher: "} + e.what());
             co_return;
         }
         if (!reply.empty()) {
@@ -461,11 +428,12 @@ asio::awaitable<void> publisher_reads(room_load& r, thread_tally& t, std::string
             reply.clear();
             r.wake.cancel();
         }
-        auto [ec] = co_await s.async_wait(tcp::socket::wait_read, as_tuple);
+        auto [ec, n] = co_await r.publisher.async_read_some(asio::buffer(chunk), as_tuple);
         if (ec) {
-            r.fail(t, "the publisher: waiting to read: " + ec.message());
+            if (!r.failed) r.fail(t, "the publisher: " + read_error(ec));
             co_return;
         }
+        data = {chunk, n};
     }
 }
 

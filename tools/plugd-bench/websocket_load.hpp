@@ -17,7 +17,7 @@ struct websocket_options {
     unsigned short port = 0;
     std::string path;          ///< the room's path, e.g. /room/bench
     unsigned subscribers = 0;  ///< connections that only receive
-    unsigned in_flight = 8;    ///< messages sent but not yet seen by every subscriber, at most
+    unsigned in_flight = 1;    ///< messages sent but not yet seen by every subscriber, at most
     std::size_t size = 32;     ///< each message's bytes (at least its sequence and timestamp)
     unsigned threads = 1;      ///< client threads; the subscribers are spread over them
     double duration = 5;
