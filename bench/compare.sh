@@ -354,8 +354,9 @@ tls_run() {
     fi
 }
 
-# measure_row LABEL FILE GOAL: a row of a table by measure (tls, fanout): each server's median of $tmp/NAME.FILE
-# (min-max), the first server's median over each other's, and the goal for that ratio.
+# measure_row LABEL FILE GOAL: a row of a table by measure (tls, fanout): each server's
+# median of $tmp/NAME.FILE (min-max), the first server's median over each other's, and the
+# goal for that ratio.
 measure_row() {
     local row="| $1 |" name
     for name in "${ran[@]}"; do row+=" $(median "$tmp/$name.$2") ($(spread "$tmp/$name.$2")) |"; done
