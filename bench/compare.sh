@@ -29,11 +29,13 @@
 #              more than the server's): the server's CPU per handshake compares the servers
 #   fanout     WebSocket room chat, plugd (examples/chat) and Node's `ws` library
 #              (bench/reference/node_ws_chat.js): 10,000 subscribers and 1 publisher in one
-#              room, through plugd-bench --websocket. The publisher sends the next message
-#              once the previous one reached every subscriber (BENCH_IN_FLIGHT to allow
-#              more), so each message is one fan-out to 10,000 clients and nothing queues
-#              up. Delivered messages/s (over all subscribers), delivery latency p50/p99
-#              (send to read, the position in the fan-out included), server CPU per
+#              room, through plugd-bench --websocket. The publisher keeps 1, then 8,
+#              messages under way (sends the next once the oldest reached every
+#              subscriber): with 1 each message is a fan-out of its own, one write per
+#              subscriber, the cost of a delivery; with 8, a busy room, a server may put
+#              several messages in one write. Nothing queues up beyond that window.
+#              Delivered messages/s (over all subscribers), delivery latency p50/p99 (send
+#              to read: the place in the fan-out and the window included), server CPU per
 #              delivered message, and the server's resident memory per idle session (after
 #              every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
 #              when examples/chat is in the tree, else plugd is skipped
@@ -47,7 +49,7 @@
 #
 # Environment: BENCH_ROUNDS (3), BENCH_SECONDS (per run; default by scenario), BENCH_SERVERS
 # (a space-separated subset, e.g. "plugd asio"); for fanout BENCH_SUBSCRIBERS (10000) and
-# BENCH_IN_FLIGHT (1).
+# BENCH_IN_FLIGHT (the windows, "1 8").
 # Prints every run, then a markdown table: medians, and plugd's ratio to each server.
 set -euo pipefail
 script=compare.sh
@@ -117,10 +119,10 @@ case $scenario in
         ;;
     fanout)
         servers="plugd node" warmup=2 seconds=${BENCH_SECONDS:-5}
-        subscribers=${BENCH_SUBSCRIBERS:-10000} in_flight=${BENCH_IN_FLIGHT:-1}
+        subscribers=${BENCH_SUBSCRIBERS:-10000} windows=${BENCH_IN_FLIGHT:-1 8}
         # Debian's node-ws lives outside Node's default module path.
         export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
-        what="WebSocket room chat, $subscribers subscribers and 1 publisher in one room, $in_flight message(s) in flight"
+        what="WebSocket room chat, $subscribers subscribers and 1 publisher in one room, messages in flight: ${windows// / then }"
         ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -176,8 +178,8 @@ JSON
 }
 
 chat_config() { # the fanout scenario's plugd: the chat on /room/ of an http listener. A
-    # subscriber has at most BENCH_IN_FLIGHT messages queued (the publisher's window), far
-    # below max_queued_messages.
+    # subscriber has at most the publisher's window of messages queued, far below
+    # max_queued_messages.
     cat >"$tmp/server.json" <<JSON
 {
   "threads": 1,
@@ -405,13 +407,14 @@ tls_scenario() {
     measure_row "RSS bytes per idle TLS connection ($idle_connections)" idle-rss "≤ 1"
 }
 
-# fanout_run NAME: one plugd-bench --websocket run against a fresh server; appends its
-# figures to $tmp/NAME.fanout-*.
+# fanout_run NAME WINDOW: one plugd-bench --websocket run against a fresh server, WINDOW
+# messages in flight; appends its figures to $tmp/NAME.WINDOW-*, and memory to
+# $tmp/NAME.fanout-rss.
 fanout_run() {
-    local name=$1 out
+    local name=$1 window=$2 out
     start "$name"
     if ! out=$("$build/bin/plugd-bench" --port "$port" --websocket /room/bench \
-        --connections "$subscribers" --in-flight "$in_flight" --server-pid "$pid" \
+        --connections "$subscribers" --in-flight "$window" --server-pid "$pid" \
         --duration "$seconds" --warmup "$warmup" --timeout 30 2>&1); then
         echo "$script: the run against $name failed:" >&2
         echo "$out" >&2
@@ -420,22 +423,24 @@ fanout_run() {
         exit 1
     fi
     stop_server "$pid"
-    printf '  %-6s %s\n' "$name" "$out"
-    field "$out" messages/s >>"$tmp/$name.fanout-rate"
-    field "$out" p50_us >>"$tmp/$name.fanout-p50"
-    field "$out" p99_us >>"$tmp/$name.fanout-p99"
-    field "$out" server_cpu_us_per_message >>"$tmp/$name.fanout-cpu"
+    printf '  %-6s %-12s %s\n' "$name" "$window in flight" "$out"
+    field "$out" messages/s >>"$tmp/$name.$window-rate"
+    field "$out" p50_us >>"$tmp/$name.$window-p50"
+    field "$out" p99_us >>"$tmp/$name.$window-p99"
+    field "$out" server_cpu_us_per_message | awk '{ printf "%.2f\n", $1 }' >>"$tmp/$name.$window-cpu"
     field "$out" server_rss_per_session_bytes >>"$tmp/$name.fanout-rss"
 }
 
 # fanout_scenario: compare.sh fanout: alternating rounds, then one table by measure.
 fanout_scenario() {
-    local name round
+    local name round window
     echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
         "1 server thread, 1 load thread, $(nproc) cores"
     for ((round = 1; round <= rounds; round++)); do
         echo "round $round:"
-        for name in "${ran[@]}"; do fanout_run "$name"; done
+        for window in $windows; do
+            for name in "${ran[@]}"; do fanout_run "$name" "$window"; done
+        done
     done
 
     echo
@@ -444,11 +449,15 @@ fanout_scenario() {
     for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
     echo "$header goal for the ratio |"
     echo "$rule---|"
-    measure_row "delivered messages/s ($subscribers subscribers)" fanout-rate "≥ 2"
-    measure_row "delivery latency p50 µs" fanout-p50 "lower is better"
-    measure_row "delivery latency p99 µs" fanout-p99 "< 1"
-    measure_row "server CPU µs per delivered message" fanout-cpu "lower is better"
-    measure_row "RSS bytes per idle session" fanout-rss "plugd ≤ 2048 bytes"
+    for window in $windows; do
+        measure_row "delivered messages/s, $window in flight" "$window-rate" "≥ 2"
+        measure_row "delivery latency p50 µs, $window in flight" "$window-p50" "lower is better"
+        measure_row "delivery latency p99 µs, $window in flight" "$window-p99" "< 1"
+        measure_row "server CPU µs per delivered message, $window in flight" "$window-cpu" \
+            "lower is better"
+    done
+    measure_row "RSS bytes per idle session ($subscribers, every run)" fanout-rss \
+        "plugd ≤ 2048 bytes"
 }
 
 # cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
