@@ -27,15 +27,29 @@
 #              memory of 4,000 idle TLS connections that each made one request. On 2 cores
 #              the clients bound the handshake rates (a client's side of a handshake costs
 #              more than the server's): the server's CPU per handshake compares the servers
+#   fanout     WebSocket room chat, plugd (examples/chat) and Node's `ws` library
+#              (bench/reference/node_ws_chat.js): 10,000 subscribers and 1 publisher in one
+#              room, through plugd-bench --websocket. The publisher keeps 1, then 8,
+#              messages under way (sends the next once the oldest reached every
+#              subscriber): with 1 each message is a fan-out of its own, one write per
+#              subscriber, the cost of a delivery; with 8, a busy room, a server may put
+#              several messages in one write. Nothing queues up beyond that window.
+#              Delivered messages/s (over all subscribers), delivery latency p50/p99 (send
+#              to read: the place in the fan-out and the window included), server CPU per
+#              delivered message, and the server's resident memory per idle session (after
+#              every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
+#              when examples/chat is in the tree, else plugd is skipped
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
-# python3, and python3-uvloop), node (bench/reference/node_server.js), nginx. A server whose
-# runtime is missing is skipped with a note. Every server gets one thread: on a 2-core
-# machine the load generator needs the other core.
+# python3, and python3-uvloop), node (bench/reference/node_server.js), nginx; for fanout,
+# plugd (chat) and node (node_ws_chat.js on Debian's node-ws). A server whose runtime is
+# missing is skipped with a note. Every server gets one thread: on a 2-core machine the load
+# generator needs the other core.
 #
 # Environment: BENCH_ROUNDS (3), BENCH_SECONDS (per run; default by scenario), BENCH_SERVERS
-# (a space-separated subset, e.g. "plugd asio").
+# (a space-separated subset, e.g. "plugd asio"); for fanout BENCH_SUBSCRIBERS (10000) and
+# BENCH_IN_FLIGHT (the windows, "1 8").
 # Prints every run, then a markdown table: medians, and plugd's ratio to each server.
 set -euo pipefail
 script=compare.sh
@@ -45,8 +59,11 @@ build=$(cd "${2:-$(dirname "$0")/../build}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 rounds=${BENCH_ROUNDS:-3}
 
-for f in bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so \
-    bin/plugd_bench_baseline bin/plugd-bench bin/plugd_bench_tls; do
+# What every scenario but fanout needs built (fanout: plugd-bench, and plugd's part skips).
+needs=(bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so
+    bin/plugd_bench_baseline bin/plugd-bench bin/plugd_bench_tls)
+[[ $scenario == fanout ]] && needs=(bin/plugd-bench)
+for f in "${needs[@]}"; do
     if [[ ! -f $build/$f ]]; then
         echo "$script: $build/$f is missing; build it first:" >&2
         echo "  ./dev test   (or: cmake -S . -B build -DPLUGD_BUILD_BENCH=ON && cmake --build build -j2)" >&2
@@ -100,6 +117,13 @@ case $scenario in
         tls12_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
         what="HTTPS, TLS 1.3, one ECDSA P-256 certificate: full and resumed handshakes (2 client threads), keep-alive through wrk (256 connections), 4,000 idle connections"
         ;;
+    fanout)
+        servers="plugd node" warmup=2 seconds=${BENCH_SECONDS:-5}
+        subscribers=${BENCH_SUBSCRIBERS:-10000} windows=${BENCH_IN_FLIGHT:-1 8}
+        # Debian's node-ws lives outside Node's default module path.
+        export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
+        what="WebSocket room chat, $subscribers subscribers and 1 publisher in one room, messages in flight: ${windows// / then }"
+        ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
         exit 2
@@ -111,6 +135,18 @@ python=/usr/bin/python3 # Debian's, whose python3-uvloop the uvloop server needs
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 # missing SERVER: why SERVER cannot run here, or nothing.
 missing() {
+    if [[ $scenario == fanout ]]; then
+        case $1 in
+            plugd) [[ -f $build/lib/plugd/bench/chat.so ]] ||
+                echo "no $build/lib/plugd/bench/chat.so: the chat example (examples/chat/chat.cpp) is not in this tree, or not built (cmake --build $build -j2)" ;;
+            node) if ! command -v node >/dev/null; then
+                echo "no node (apt-get install nodejs)"
+            elif ! node -e "require('ws')" 2>/dev/null; then
+                echo "no ws module for node in $NODE_PATH (apt-get install node-ws)"
+            fi ;;
+        esac
+        return 0
+    fi
     case $1 in
         asyncio) [[ -x $python ]] || echo "no $python (apt-get install python3)" ;;
         uvloop) "$python" -c 'import uvloop' 2>/dev/null || echo "no uvloop (apt-get install python3-uvloop)" ;;
@@ -141,12 +177,27 @@ plugd_config() { # GENERATION [admin|chain]: greeting with the scenario's delay;
 JSON
 }
 
+chat_config() { # the fanout scenario's plugd: the chat on /room/ of an http listener. A
+    # subscriber has at most the publisher's window of messages queued, far below
+    # max_queued_messages.
+    cat >"$tmp/server.json" <<JSON
+{
+  "threads": 1,
+  "plugin_dir": "$build/lib/plugd",
+  "plugins": { "chat": { "file": "bench/chat" } },
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "http",
+    "routes": [ { "path": "/room/", "plugin": "chat" } ] } ],
+  "limits": { "max_connections": 20000, "max_queued_messages": 1024 }
+}
+JSON
+}
+
 # start NAME: starts one server for one run; sets $pid and $port.
 start() {
     local listening='s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p'
     case $1 in
         plugd | plugd+reloads | plugd+admin | plugd+chain)
-            plugd_config 1 "${1#plugd+}"
+            if [[ $scenario == fanout ]]; then chat_config; else plugd_config 1 "${1#plugd+}"; fi
             start_server "$1" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
                 "$build/bin/plugd" -c "$tmp/server.json"
             ;;
@@ -155,7 +206,13 @@ start() {
             --delay-ms "$delay" ;;
         uvloop) start_server uvloop "$listening" "$python" "$here/reference/asyncio_server.py" \
             --uvloop --delay-ms "$delay" ;;
-        node) start_server node "$listening" node "$here/reference/node_server.js" --delay-ms "$delay" ;;
+        node)
+            if [[ $scenario == fanout ]]; then
+                start_server node "$listening" node "$here/reference/node_ws_chat.js"
+            else
+                start_server node "$listening" node "$here/reference/node_server.js" --delay-ms "$delay"
+            fi
+            ;;
         node-http) start_server node-http "$listening" node "$here/reference/node_server.js" --http ;;
         nginx)
             local p listen ssl=''
@@ -299,9 +356,10 @@ tls_run() {
     fi
 }
 
-# tls_row LABEL FILE GOAL: a row of the tls table: each server's median of $tmp/NAME.FILE
-# (min-max), the first server's median over each other's, and the goal for that ratio.
-tls_row() {
+# measure_row LABEL FILE GOAL: a row of a table by measure (tls, fanout): each server's
+# median of $tmp/NAME.FILE (min-max), the first server's median over each other's, and the
+# goal for that ratio.
+measure_row() {
     local row="| $1 |" name
     for name in "${ran[@]}"; do row+=" $(median "$tmp/$name.$2") ($(spread "$tmp/$name.$2")) |"; done
     for name in "${ran[@]:1}"; do
@@ -338,15 +396,68 @@ tls_scenario() {
     for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
     echo "$header goal for the ratio |"
     echo "$rule---|"
-    tls_row "full handshakes/s (new connection, GET, close)" full-rate "≥ 1"
-    tls_row "server CPU µs per full handshake" full-cpu "lower is better"
-    tls_row "resumed handshakes/s (TLS 1.3 ticket)" resumed-rate "≥ 1"
-    tls_row "server CPU µs per resumed handshake" resumed-cpu "lower is better"
+    measure_row "full handshakes/s (new connection, GET, close)" full-rate "≥ 1"
+    measure_row "server CPU µs per full handshake" full-cpu "lower is better"
+    measure_row "resumed handshakes/s (TLS 1.3 ticket)" resumed-rate "≥ 1"
+    measure_row "server CPU µs per resumed handshake" resumed-cpu "lower is better"
     if [[ -n $with_wrk ]]; then
-        tls_row "HTTPS keep-alive req/s (wrk, 256 connections)" wrk-rate "≥ 1"
-        tls_row "server CPU µs per keep-alive request" wrk-cpu "lower is better"
+        measure_row "HTTPS keep-alive req/s (wrk, 256 connections)" wrk-rate "≥ 1"
+        measure_row "server CPU µs per keep-alive request" wrk-cpu "lower is better"
     fi
-    tls_row "RSS bytes per idle TLS connection ($idle_connections)" idle-rss "≤ 1"
+    measure_row "RSS bytes per idle TLS connection ($idle_connections)" idle-rss "≤ 1"
+}
+
+# fanout_run NAME WINDOW: one plugd-bench --websocket run against a fresh server, WINDOW
+# messages in flight; appends its figures to $tmp/NAME.WINDOW-*, and memory to
+# $tmp/NAME.fanout-rss.
+fanout_run() {
+    local name=$1 window=$2 out
+    start "$name"
+    if ! out=$("$build/bin/plugd-bench" --port "$port" --websocket /room/bench \
+        --connections "$subscribers" --in-flight "$window" --server-pid "$pid" \
+        --duration "$seconds" --warmup "$warmup" --timeout 30 2>&1); then
+        echo "$script: the run against $name failed:" >&2
+        echo "$out" >&2
+        echo "$name's log:" >&2
+        tail -n 20 "$tmp/$name.log" >&2
+        exit 1
+    fi
+    stop_server "$pid"
+    printf '  %-6s %-12s %s\n' "$name" "$window in flight" "$out"
+    field "$out" messages/s >>"$tmp/$name.$window-rate"
+    field "$out" p50_us >>"$tmp/$name.$window-p50"
+    field "$out" p99_us >>"$tmp/$name.$window-p99"
+    field "$out" server_cpu_us_per_message | awk '{ printf "%.2f\n", $1 }' >>"$tmp/$name.$window-cpu"
+    field "$out" server_rss_per_session_bytes >>"$tmp/$name.fanout-rss"
+}
+
+# fanout_scenario: compare.sh fanout: alternating rounds, then one table by measure.
+fanout_scenario() {
+    local name round window
+    echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
+        "1 server thread, 1 load thread, $(nproc) cores"
+    for ((round = 1; round <= rounds; round++)); do
+        echo "round $round:"
+        for window in $windows; do
+            for name in "${ran[@]}"; do fanout_run "$name" "$window"; done
+        done
+    done
+
+    echo
+    local header="| measure |" rule="|---|"
+    for name in "${ran[@]}"; do header+=" $name (min-max) |" rule+="---|"; done
+    for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
+    echo "$header goal for the ratio |"
+    echo "$rule---|"
+    for window in $windows; do
+        measure_row "delivered messages/s, $window in flight" "$window-rate" "≥ 2"
+        measure_row "delivery latency p50 µs, $window in flight" "$window-p50" "lower is better"
+        measure_row "delivery latency p99 µs, $window in flight" "$window-p99" "< 1"
+        measure_row "server CPU µs per delivered message, $window in flight" "$window-cpu" \
+            "lower is better"
+    done
+    measure_row "RSS bytes per idle session ($subscribers, every run)" fanout-rss \
+        "plugd ≤ 2048 bytes"
 }
 
 # cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
@@ -392,8 +503,16 @@ for name in $servers; do
         ran+=("$name")
     fi
 done
+if ((${#ran[@]} == 0)); then
+    echo "$script: no server to run $scenario against (see the notes above)" >&2
+    exit 1
+fi
 first=${ran[0]}
 
+if [[ $scenario == fanout ]]; then
+    fanout_scenario
+    exit 0
+fi
 if [[ $scenario == tls ]]; then
     tls_scenario
     exit 0

@@ -27,6 +27,7 @@
 
 #include "latency_histogram.hpp"
 #include "process_sample.hpp"
+#include "websocket_load.hpp"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -70,6 +71,23 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
   --timeout S          a batch without its replies after S seconds is an error (default 10)
   --json               print the result as one JSON object instead of key=value text
 
+  --websocket PATH     room fan-out instead of requests: --connections subscribers and one
+                       publisher upgrade to WebSocket sessions on PATH (e.g. /room/bench) of
+                       a chat server, which must deliver every message a client sends to
+                       the room's other clients. The publisher sends text messages "<seq>
+                       <send time> " padded with 'x' to --size bytes (default 32), keeping at
+                       most --in-flight of them not yet read by every subscriber: it goes as
+                       fast as delivery does. Reports delivered messages/s (all subscribers),
+                       each delivery's latency, and with --server-pid the server's CPU per
+                       delivered message and its resident memory per idle session (the
+                       growth until every subscriber was upgraded and the server quiet,
+                       before the first message). Every message is checked: order, bytes.
+                       --timeout S: no subscriber upgraded, or no message reaching every
+                       subscriber, for S seconds fails the run. --threads spreads the
+                       subscribers (the publisher is on the first thread).
+  --in-flight K        (--websocket) messages sent and not yet read by every subscriber, at
+                       most (default 1: the next message once the last reached everyone)
+
 --connections may be 0 when --held or --idle opens connections. Latency is per batch:
 from writing it to its last reply. Exits 0 when every reply
 matched, 1 when any failed or differed, 2 on bad usage.
@@ -96,6 +114,9 @@ struct options {
     int server_pid = 0;
     double timeout = 10;
     bool json = false;
+    std::optional<std::string> websocket;  // the room's path: --websocket mode
+    std::optional<unsigned> in_flight;
+    std::optional<std::size_t> size;
 
     std::string expected() const { return expect ? *expect : "Hello, " + message; }
     bool accepts(std::string_view reply) const {
@@ -365,10 +386,10 @@ options parse(int argc, char** argv) {
         }
         if (arg == "--help") throw std::invalid_argument("");
         static constexpr std::string_view with_value[] = {
-            "--host",       "--port",          "--mode",    "--connections",  "--pipeline",
-            "--duration",   "--warmup",        "--threads", "--message",      "--size",
-            "--expect",     "--expect-prefix", "--held",    "--held-message", "--idle",
-            "--server-pid", "--timeout"};
+            "--host",       "--port",          "--mode",      "--connections",  "--pipeline",
+            "--duration",   "--warmup",        "--threads",   "--message",      "--size",
+            "--expect",     "--expect-prefix", "--held",      "--held-message", "--idle",
+            "--server-pid", "--websocket",     "--in-flight", "--timeout"};
         if (std::find(std::begin(with_value), std::end(with_value), arg) == std::end(with_value)) {
             throw std::invalid_argument("unknown argument \"" + std::string{arg} + "\"");
         }
@@ -414,9 +435,10 @@ options parse(int argc, char** argv) {
             o.threads = number();
         else if (arg == "--message")
             o.message = value;
-        else if (arg == "--size")
-            o.message = std::string(number(), 'x');
-        else if (arg == "--expect")
+        else if (arg == "--size") {
+            o.size = number();
+            o.message = std::string(*o.size, 'x');
+        } else if (arg == "--expect")
             o.expect = value;
         else if (arg == "--expect-prefix")
             o.expect_prefix = value;
@@ -428,10 +450,35 @@ options parse(int argc, char** argv) {
             o.idle = number();
         else if (arg == "--server-pid")
             o.server_pid = static_cast<int>(number());
+        else if (arg == "--websocket")
+            o.websocket = value;
+        else if (arg == "--in-flight")
+            o.in_flight = number();
         else
             o.timeout = seconds();  // --timeout, the last of with_value
     }
     if (o.port == 0) throw std::invalid_argument("--port is required");
+    if (o.websocket) {
+        if (!o.websocket->starts_with('/'))
+            throw std::invalid_argument("--websocket takes a path starting with '/'");
+        if (o.connections == 0 || o.in_flight == 0u || o.threads == 0 || !(o.duration > 0))
+            throw std::invalid_argument(
+                "--connections, --in-flight, --threads and --duration must be above 0");
+        if (o.threads > o.connections)
+            throw std::invalid_argument("--threads cannot exceed --connections (subscribers)");
+        for (int i = 1; i < argc; ++i) {
+            const std::string_view arg = argv[i];
+            for (std::string_view other :
+                 {"--mode", "--pipeline", "--message", "--expect", "--expect-prefix", "--churn",
+                  "--held", "--held-message", "--idle"}) {
+                if (arg == other)
+                    throw std::invalid_argument(std::string{arg} +
+                                                " does not apply to --websocket");
+            }
+        }
+        return o;
+    }
+    if (o.in_flight) throw std::invalid_argument("--in-flight applies to --websocket only");
     if (o.pipeline == 0 || o.threads == 0 || !(o.duration > 0)) {
         throw std::invalid_argument("--pipeline, --threads and --duration must be above 0");
     }
@@ -464,6 +511,62 @@ std::string json_string(std::string_view text) {
     return out + "\"";
 }
 
+// --websocket: the room fan-out load (websocket_load.cpp) and its result line.
+int run_websocket(const options& o) {
+    raise_descriptor_limit();
+    plugd::bench::websocket_options w;
+    w.host = o.host;
+    w.port = o.port;
+    w.path = *o.websocket;
+    w.subscribers = o.connections;
+    w.in_flight = o.in_flight.value_or(w.in_flight);
+    w.size = o.size.value_or(w.size);
+    w.threads = o.threads;
+    w.duration = o.duration;
+    w.warmup = o.warmup;
+    w.timeout = o.timeout;
+    w.server_pid = o.server_pid;
+    const auto r = plugd::bench::run_websocket_load(w);
+    const auto rate =
+        static_cast<std::uint64_t>(static_cast<double>(r.delivered) / std::max(r.seconds, 1e-9));
+    const auto& h = r.latency;
+    if (o.json) {
+        std::cout << "{\"messages_per_second\": " << rate << ", \"delivered\": " << r.delivered
+                  << ", \"sent\": " << r.sent << ", \"subscribers\": " << w.subscribers
+                  << ", \"in_flight\": " << w.in_flight << ", \"errors\": " << r.errors
+                  << ", \"mismatches\": " << r.mismatches
+                  << ", \"latency_us\": {\"p50\": " << h.percentile(0.5)
+                  << ", \"p99\": " << h.percentile(0.99) << ", \"p99.9\": " << h.percentile(0.999)
+                  << ", \"max\": " << h.max() << "}, \"seconds\": " << r.seconds
+                  << ", \"setup_seconds\": " << r.setup_seconds;
+        if (r.server_cpu_us_per_message)
+            std::cout << ", \"server_cpu_us_per_message\": " << *r.server_cpu_us_per_message;
+        if (r.server_rss_kib) std::cout << ", \"server_rss_kib\": " << *r.server_rss_kib;
+        if (r.server_rss_per_session_bytes)
+            std::cout << ", \"server_rss_per_session_bytes\": " << *r.server_rss_per_session_bytes;
+        std::cout << ", \"first_error\": " << json_string(r.first_error)
+                  << ", \"first_mismatch\": " << json_string(r.first_mismatch) << "}\n";
+    } else {
+        std::cout << "messages/s=" << rate << " delivered=" << r.delivered << " sent=" << r.sent
+                  << " subscribers=" << w.subscribers << " errors=" << r.errors
+                  << " mismatches=" << r.mismatches << " p50_us=" << h.percentile(0.5)
+                  << " p99_us=" << h.percentile(0.99) << " p999_us=" << h.percentile(0.999)
+                  << " max_us=" << h.max() << " setup_s=" << r.setup_seconds;
+        if (r.server_cpu_us_per_message)
+            std::cout << " server_cpu_us_per_message=" << *r.server_cpu_us_per_message;
+        if (r.server_rss_kib) std::cout << " server_rss_kib=" << *r.server_rss_kib;
+        if (r.server_rss_per_session_bytes)
+            std::cout << " server_rss_per_session_bytes=" << *r.server_rss_per_session_bytes;
+        std::cout << std::endl;
+    }
+    if (r.errors > 0)
+        std::cerr << "plugd-bench: " << r.errors << " error(s), first: " << r.first_error << "\n";
+    if (r.mismatches > 0)
+        std::cerr << "plugd-bench: " << r.mismatches
+                  << " message(s) out of order or altered, e.g. \"" << r.first_mismatch << "\"\n";
+    return r.errors == 0 && r.mismatches == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -475,6 +578,7 @@ int main(int argc, char** argv) {
         std::cerr << usage;
         return 2;
     }
+    if (o.websocket) return run_websocket(o);
     std::list<asio::io_context> ios;  // a list: an io_context cannot move
     for (unsigned i = 0; i < o.threads; ++i) ios.emplace_back(1);
     tcp::resolver::results_type endpoints;
