@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 
 #include <array>
+#include <memory>
 #include <span>
 #include <utility>
 
@@ -306,22 +307,20 @@ bool refuse_upgrade(const chain_slot& chain, const websocket_upgrade* upgrade,
     return true;
 }
 
-// The connection after its upgrade: the final plugin of `chain` serves it as a WebSocket
-// session (handler::serve_session). The session pins only that plugin's version and
-// `table` (session_begins, before the 101 went out), which it releases as soon as the
-// plugin is done, before waiting for the client's close: an old version unloads without
-// waiting for slow clients.
-asio::awaitable<void> serve_session(client_connection& c, dispatch_table& table,
-                                    const chain_slot& chain, std::string_view path_rest) {
-    plugin_ref& link = *chain.links.back();
+// The connection after its upgrade: the final plugin of its chain serves it as a WebSocket
+// session (handler::serve_session), in a coroutine of its own: the serving loop's frame
+// (the codec's buffers) is gone by then, so an idle session holds only what it needs. The
+// session pinned only that plugin's version and the table (session_begins, before the 101
+// went out); it releases them as soon as the plugin is done, before waiting for the
+// client's close, so an old version unloads without waiting for slow clients.
+asio::awaitable<void> serve_session(client_connection& c) {
+    const std::unique_ptr<websocket_session> owned{c.session};
+    websocket_session& s = *owned;
+    const chain_slot& chain = s.chain();
     listener_stats* traffic = c.via->traffic;
     const bool access = c.via->spec.access_log;
     const auto started =
         access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const std::string plugin_name = access ? *chain.plugin : std::string{};
-    c.streaming = true;  // its reads are the session's: no parking
-    websocket_session s{c, chain, path_rest};
-    c.session = &s;
     if (traffic) ++traffic->websocket_upgrades;
     const plugin_version& answering = chain.answering();
     this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
@@ -335,7 +334,7 @@ asio::awaitable<void> serve_session(client_connection& c, dispatch_table& table,
     }
     if (c.aborted) failed = c.aborted;
     this_thread_runs() = {};
-    c.owner.session_ends(table, link);
+    c.owner.session_ends(s.table(), *chain.links.back());
     if (failed == &failure::exception && chain.requests)
         ++chain.requests->errors[static_cast<std::size_t>(request_error::exception)];
     // After an abort (a drain, a timeout) the connection just closes: 1001 went out already
@@ -349,7 +348,7 @@ asio::awaitable<void> serve_session(client_connection& c, dispatch_table& table,
         ++traffic->websocket_closes[websocket_close_slot(s.close_code())];
     }
     if (access) {
-        log_access(c, chain.route, plugin_name, "websocket " + std::to_string(s.close_code()),
+        log_access(c, chain.route, *chain.plugin, "websocket " + std::to_string(s.close_code()),
                    s.bytes_in(), s.bytes_out(), started);
     }
 }
@@ -575,8 +574,9 @@ asio::awaitable<bool> serve(client_connection& c) {
             }
         }
         if (session_chain) {
-            pool.give_string(std::move(out));
-            co_await serve_session(c, *session_table, *session_chain, session_rest);
+            // The session runs in a coroutine of its own once this one has ended (resume()).
+            c.streaming = true;  // its reads are the session's: no parking
+            c.session = new websocket_session{c, *session_table, *session_chain, session_rest};
             co_return false;
         }
         out.clear();
@@ -803,9 +803,33 @@ void client_connection::resume() noexcept {
                 cancel.slot().clear();  // a parked connection holds none of it
                 await_request();
                 return;
+            } else if (session) {
+                serve_websocket();
+                return;
             }
             finish();
         }));
+}
+
+void client_connection::serve_websocket() noexcept {
+    cancel.slot().clear();
+    asio::co_spawn(owner.io(), serve_session(*this),
+                   asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error) {
+                       if (error) {
+                           try {
+                               std::rethrow_exception(error);
+                           } catch (const std::exception& e) {
+                               log::error(
+                                   "listener " + via->spec.name + ": WebSocket session of " + peer +
+                                       " ended by an error: " + e.what(),
+                                   {log::tag("listener", via->spec.name), log::tag("peer", peer)});
+                           } catch (...) {
+                               log::error("listener " + via->spec.name + ": WebSocket session of " +
+                                          peer + " ended by a non-standard exception");
+                           }
+                       }
+                       finish();
+                   }));
 }
 
 void client_connection::finish() noexcept {

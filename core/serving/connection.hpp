@@ -102,8 +102,12 @@ struct client_connection {
     /// Waits for the next bytes without a coroutine (parked), or resumes at once if some
     /// have arrived.
     void await_request() noexcept;
-    /// Runs the coroutine that serves requests until the connection parks or ends.
+    /// Runs the coroutine that serves requests until the connection parks or ends, or
+    /// upgrades to a WebSocket session (then serve_websocket()).
     void resume() noexcept;
+    /// Runs the coroutine of its WebSocket session (`session`, made by the upgrade) until it
+    /// ends, then closes.
+    void serve_websocket() noexcept;
     /// TLS: steps the handshake on, waiting as OpenSSL asks, then serves as a new plain
     /// connection would; a failed one is counted and closed.
     void continue_handshake() noexcept;
@@ -162,7 +166,7 @@ struct client_connection {
     bool closing = false;    ///< asked to close, or refused a request: starts no new one
     bool streaming = false;  ///< handler::serve owns it (its reads are the plugin's: no parking)
     /// A WebSocket session, after its upgrade: what the sweeper pings and times out, and a
-    /// drain ends with 1001.
+    /// drain ends with 1001. Owned by the session's coroutine.
     websocket_session* session = nullptr;
     std::uint64_t phase_sequence = 0;
     phase_clock phase_age;

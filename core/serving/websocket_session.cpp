@@ -62,10 +62,11 @@ control_frame pong_frame(std::string_view payload) noexcept {
 
 }  // namespace
 
-websocket_session::websocket_session(client_connection& c, const chain_slot& chain,
-                                     std::string_view path_rest)
+websocket_session::websocket_session(client_connection& c, dispatch_table& table,
+                                     const chain_slot& chain, std::string_view path_rest)
     : subscriber_endpoint{c.owner.index(), c.via->spec.limits},
       c_{c},
+      table_{table},
       chain_{chain},
       path_rest_{path_rest},
       events_{std::make_shared<client_events>(c.owner.io())} {}
@@ -391,6 +392,7 @@ task<event> websocket_session::next() {
             events_->watch(
                 [this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
         }
+        c_.input.release_if_empty(pool);  // an idle session holds no buffer
         waiting = true;
         c_.in_read_wait = true;
         auto [ec] = co_await events_->async_wait(as_tuple);

@@ -18,9 +18,10 @@ namespace plugd {
 
 struct client_connection;
 struct chain_slot;
+struct dispatch_table;
 class plugin_version;
 
-/// One session, a local of the serving coroutine (connection.cpp's serve_session), on its
+/// One session, owned by its coroutine (connection.cpp's serve_session), on its
 /// connection's thread. It keeps nothing but a few words while idle: the client's bytes
 /// wait in the connection's pooled input (released when empty), a message is unmasked and
 /// joined where it lies, and the frames it sends go out from the shard's scratch buffer.
@@ -33,7 +34,9 @@ class plugin_version;
 /// so frames never interleave.
 class websocket_session final : public plugd::session, public subscriber_endpoint {
   public:
-    websocket_session(client_connection& c, const chain_slot& chain, std::string_view path_rest);
+    /// `table` and `chain`: where the upgrade request went; the session_begins() pins.
+    websocket_session(client_connection& c, dispatch_table& table, const chain_slot& chain,
+                      std::string_view path_rest);
     ~websocket_session();
 
     // plugd::session
@@ -51,6 +54,8 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     void wake() noexcept override;
     void fell_behind(slow_subscriber_policy policy) noexcept override;
 
+    dispatch_table& table() const noexcept { return table_; }
+    const chain_slot& chain() const noexcept { return chain_; }
     /// Whether `version` is the one serving it (a drain's question).
     bool runs(const plugin_version* version) const noexcept;
     /// The sweeper, while it waits for the client (`waiting`, `receiving`), quiet for `age`.
@@ -82,6 +87,7 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     void ensure_open() const;
 
     client_connection& c_;
+    dispatch_table& table_;
     const chain_slot& chain_;
     std::string path_rest_;
     std::string close_reason_;  ///< the reason in the client's close, for the event

@@ -393,7 +393,7 @@ TEST_CASE("examples/chat: a line client and a WebSocket client of /room/lobby he
     temp_dir tmp;
     const auto plugins = tmp.path() / "plugins";
     std::filesystem::create_directory(plugins);
-    install_plugin(test_plugin_dir() / "chat.so", plugins, "chat.so");
+    install_plugin(test_plugin_dir() / "example_chat.so", plugins, "chat.so");
     const auto cfg =
         tmp.write("server.json", R"({ "threads": 2, "plugin_dir": ")" + plugins.string() + R"(",
         "plugins": { "chat": { "file": "chat" } },
