@@ -227,3 +227,29 @@ TEST_CASE(
     CHECK(r.status == 1);
     CHECK(r.output.find("cannot read /proc/999999999/stat") != std::string::npos);
 }
+
+TEST_CASE("plugd-bench --websocket delivers every message to every subscriber of a room") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "example_chat.so", plugins, "chat.so");
+    const auto cfg =
+        tmp.write("server.json", R"({ "threads": 1, "plugin_dir": ")" + plugins.string() + R"(",
+        "plugins": { "chat": { "file": "chat" } },
+        "listeners": [ { "name": "web", "port": 0, "framing": "http",
+                         "routes": [ { "path": "/room/", "plugin": "chat" } ] } ] })");
+    plugd_process plugd{{"-c", cfg.string()}};
+    const std::uint16_t port = plugd.port("web");
+    const auto r = bench({"--port", std::to_string(port), "--websocket", "/room/bench",
+                          "--connections", "50", "--duration", "1", "--in-flight", "4",
+                          "--server-pid", std::to_string(plugd.pid()), "--json"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    const auto result = json_of(r);
+    CHECK(result.at("errors") == 0);
+    CHECK(result.at("mismatches") == 0);
+    // plugd-bench fails the run when a message does not reach every subscriber (errors), or
+    // reaches one out of order or changed (mismatches); at least one reached them all.
+    CHECK(result.at("delivered").get<std::uint64_t>() >= 50);
+    CHECK(result.at("server_rss_per_session_bytes").get<double>() > 0);
+}
