@@ -443,3 +443,25 @@ TEST_CASE("examples/live: every subscriber of /live gets a JSON tick from the ba
     REQUIRE(plain);
     CHECK(plain->status == 426);
 }
+
+TEST_CASE(
+    "websocket: a plugin that serves only sessions and connections is refused on a line listener") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "ws_chat.so", plugins, "p.so");
+    const auto config = [&](const std::string& framing) {
+        return tmp.write("server.json", R"({ "plugin_dir": ")" + plugins.string() +
+                                            R"(", "plugins": { "p": { "file": "p.so" } },
+            "listeners": [ { "name": "l", "port": 0, "framing": ")" +
+                                            framing + R"(", "plugin": "p" } ] })");
+    };
+    // On http it may stand alone: every request is an upgrade or gets 426.
+    const run_result http = run_plugd({"-t", "-c", config("http").string()});
+    INFO(http.output);
+    CHECK(http.status == 0);
+    const run_result line = run_plugd({"-t", "-c", config("line").string()});
+    INFO(line.output);
+    CHECK(line.status != 0);
+    CHECK(line.output.find("does not override plugd::handler::handle") != std::string::npos);
+}

@@ -436,3 +436,30 @@ TEST_CASE("a TLS listener's ticket_key_rotation_ms defaults to an hour and is at
               .find("/listeners/0/tls/ticket_key_rotation_ms: expected an integer from 1000 to") !=
           std::string::npos);
 }
+
+TEST_CASE("an http listener's websocket object: defaults, values, and what it refuses") {
+    const std::string http = R"({ "name": "w", "port": 1, "framing": "http", "plugin": "greeting")";
+    auto cfg = parse(with_listener(http + " }"));
+    const auto& defaults = cfg.listeners.at(0).websocket;
+    CHECK(defaults.ping_interval == std::chrono::seconds{25});
+    CHECK(defaults.idle_timeout == std::chrono::seconds{60});
+    CHECK(defaults.max_message_bytes == 65536);
+    cfg = parse(with_listener(http + R"(, "websocket": { "ping_interval_ms": 0,
+        "idle_timeout_ms": 5000, "max_message_bytes": 100 } })"));
+    const auto& set = cfg.listeners.at(0).websocket;
+    CHECK(set.ping_interval.count() == 0);
+    CHECK(set.idle_timeout == std::chrono::seconds{5});
+    CHECK(set.max_message_bytes == 100);
+    // A ping must come before the idle timeout closes the session.
+    CHECK(error_of(with_listener(http + R"(, "websocket": { "ping_interval_ms": 60000,
+        "idle_timeout_ms": 60000 } })"))
+              .find("/listeners/0/websocket/ping_interval_ms: 60000 is not below "
+                    "idle_timeout_ms (60000)") != std::string::npos);
+    CHECK(error_of(with_listener(http + R"(, "websocket": { "pings": 1 } })"))
+              .find("/listeners/0/websocket/pings: unknown key") != std::string::npos);
+    // Only an http request can ask for an upgrade.
+    CHECK(error_of(
+              with_listener(R"({ "name": "l", "port": 1, "plugin": "greeting", "websocket": {} })"))
+              .find("/listeners/0/websocket: WebSocket sessions are served on http listeners") !=
+          std::string::npos);
+}
