@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "host/topic_bridge_stats.hpp"
+
 namespace plugd {
 
 /// Why a request did not end with the handler's own reply.
@@ -77,9 +79,11 @@ struct listener_stats {
 };
 
 /// Topic messages published on one serving thread (on its own thread, plain increments), or
-/// on all the other threads (one record: atomic increments).
+/// on all the other threads (one record: atomic increments). A record of its own holds the
+/// Redis bridge's counters (`redis`, atomic).
 struct topic_stats {
     std::uint64_t publishes = 0;
+    topic_bridge_stats redis;
 };
 
 /// One shard's copy of its counters and gauges, taken on its thread.
@@ -103,6 +107,7 @@ struct shard_snapshot {
     std::vector<request_part> requests;
     std::vector<version_part> versions;
     std::uint64_t topic_publishes = 0;
+    topic_bridge_stats redis;  ///< the Redis bridge's, where it counts
 };
 
 }  // namespace plugd
