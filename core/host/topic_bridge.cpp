@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/multiple_exceptions.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -24,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -273,6 +275,11 @@ class topic_bridge::link : public std::enable_shared_from_this<link> {
                        socket.close(ignored);
                    }};
         const auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), as_tuple);
+        // The connection is of no use now; closing it also ends a read waiting on it.
+        if (ec) {
+            boost::system::error_code ignored;
+            socket.close(ignored);
+        }
         if (ec)
             throw link_failure(w.fired() ? "a write to Redis did not finish within 10 s"
                                          : "writing to Redis: " + ec.message());
@@ -353,17 +360,34 @@ class topic_bridge::link : public std::enable_shared_from_this<link> {
         }
         set_ready(publisher_ready_, true, {});
         using namespace asio::experimental::awaitable_operators;
-        co_await (count_replies(replies) || write_pending());
+        // Each ends the other when it fails (see count_replies): both fail, and the first
+        // one's reason is the one to log.
+        std::exception_ptr failed;
+        try {
+            co_await (count_replies(replies) || write_pending());
+        } catch (const asio::multiple_exceptions& e) {
+            failed = e.first_exception();
+        }
+        if (failed) std::rethrow_exception(failed);
     }
 
     // Each PUBLISH is answered with the number of clients that received it: counted as sent,
-    // not looked at.
+    // not looked at. When the connection fails, the writer is woken to see it closed.
     asio::awaitable<void> count_replies(reply_stream& replies) {
-        for (;;) {
-            const resp::value v = co_await replies.next();
-            if (v.type == resp::value::kind::error) refused(v);
-            if (v.type == resp::value::kind::integer) count(stats_.messages_out);
+        std::exception_ptr failed;
+        try {
+            for (;;) {
+                const resp::value v = co_await replies.next();
+                if (v.type == resp::value::kind::error) refused(v);
+                if (v.type == resp::value::kind::integer) count(stats_.messages_out);
+            }
+        } catch (...) {
+            failed = std::current_exception();
         }
+        boost::system::error_code ignored;
+        publisher_.close(ignored);
+        wake_.cancel();
+        std::rethrow_exception(failed);
     }
 
     asio::awaitable<void> write_pending() {
@@ -380,9 +404,9 @@ class topic_bridge::link : public std::enable_shared_from_this<link> {
                 // send() cancels the wait when it queues into an empty queue.
                 wake_.expires_at(asio::steady_timer::time_point::max());
                 co_await wake_.async_wait(as_tuple);
-                const auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
-                if (stopping_ || cancelled != asio::cancellation_type::none)
-                    throw link_failure("stopped");
+                // Closed: stop(), or the reader saw the connection fail (its reason is the one
+                // logged).
+                if (stopping_ || !publisher_.is_open()) throw link_failure("stopped");
                 continue;
             }
             out.clear();
