@@ -514,6 +514,36 @@ limits parse_limits(const validator& v, const json& obj, const std::string& p, l
     return l;
 }
 
+// `/listeners/N/websocket`: on http listeners only, where a route's plugin may serve
+// WebSocket sessions.
+websocket_settings parse_websocket(const validator& v, const json& obj, const std::string& p,
+                                   framing_kind framing) {
+    v.object_at(obj, p);
+    if (framing != framing_kind::http) {
+        v.fail(p,
+               "WebSocket sessions are served on http listeners (an upgrade is an HTTP "
+               "request); remove this key, or give the listener \"framing\": \"http\"");
+    }
+    v.only_keys(obj, p, {"ping_interval_ms", "idle_timeout_ms", "max_message_bytes"});
+    using ms = std::chrono::milliseconds;
+    constexpr std::uint64_t day_ms = 24ull * 3'600'000;
+    websocket_settings w;
+    w.ping_interval = ms{v.integer_or(obj, p, "ping_interval_ms", 0, day_ms,
+                                      static_cast<std::uint64_t>(w.ping_interval.count()))};
+    w.idle_timeout = ms{v.integer_or(obj, p, "idle_timeout_ms", 10, day_ms,
+                                     static_cast<std::uint64_t>(w.idle_timeout.count()))};
+    w.max_message_bytes =
+        v.integer_or(obj, p, "max_message_bytes", 1, 1ull << 30, w.max_message_bytes);
+    if (w.ping_interval.count() > 0 && w.ping_interval >= w.idle_timeout) {
+        v.fail(child(p, "ping_interval_ms"),
+               std::to_string(w.ping_interval.count()) + " is not below idle_timeout_ms (" +
+                   std::to_string(w.idle_timeout.count()) +
+                   "): a client would be closed before it is pinged; lower it, or raise "
+                   "idle_timeout_ms");
+    }
+    return w;
+}
+
 // `/listeners/N/tls`. The files are only named here: tls/tls_context reads and checks them
 // when a generation is prepared (and for -t), so the config stays free of OpenSSL.
 tls_settings parse_tls(const validator& v, const json& obj, const std::string& p,
@@ -791,7 +821,7 @@ server_config parse_document(const json& doc, const validator& v,
         const json& spec = v.object_at(listeners[i], p);
         v.only_keys(spec, p,
                     {"name", "address", "port", "framing", "plugin", "chain", "routes", "limits",
-                     "access_log", "reuse_port", "tls"});
+                     "access_log", "reuse_port", "tls", "websocket"});
         listener_spec l;
         l.name = v.string(v.require(spec, p, "name"), child(p, "name"));
         if (!is_plain_name(l.name)) {
@@ -855,6 +885,8 @@ server_config parse_document(const json& doc, const validator& v,
         }
         if (const json* tls = v.find(spec, "tls"))
             l.tls = parse_tls(v, *tls, child(p, "tls"), base, l.framing);
+        if (const json* ws = v.find(spec, "websocket"))
+            l.websocket = parse_websocket(v, *ws, child(p, "websocket"), l.framing);
         const json* own_limits = v.find(spec, "limits");
         l.limits = own_limits ? parse_limits(v, *own_limits, child(p, "limits"), cfg.limits, false)
                               : cfg.limits;

@@ -118,6 +118,17 @@ struct tls_settings {
     friend bool operator==(const tls_settings&, const tls_settings&) = default;
 };
 
+/// `/listeners/N/websocket`: the WebSocket sessions of an http listener
+/// (handler::serve_session). Read at each use: a reload applies new values to open sessions.
+struct websocket_settings {
+    /// A session quiet this long (nothing from the client) gets a ping; 0: no pings.
+    std::chrono::milliseconds ping_interval{25000};
+    /// A session with nothing from the client (not even a pong) this long is closed (1000).
+    std::chrono::milliseconds idle_timeout{60000};
+    std::size_t max_message_bytes = 65536;  ///< a larger message from a client: closed (1009)
+    friend bool operator==(const websocket_settings&, const websocket_settings&) = default;
+};
+
 /// `/listeners/N`: one address the server accepts on, routed to a chain of plugin
 /// instances, or (http) to one chain per route.
 struct listener_spec {
@@ -138,6 +149,7 @@ struct listener_spec {
     /// a port in use is an error.
     bool reuse_port = false;
     std::optional<tls_settings> tls;  ///< none: plaintext
+    websocket_settings websocket;     ///< http listeners
     friend bool operator==(const listener_spec&, const listener_spec&) = default;
 };
 

@@ -334,6 +334,34 @@ std::string metrics_text(const server_report& r) {
         m.sample("plugd_topic_redis_reconnects_total", "", redis.reconnects);
     }
 
+    // Only listeners that had a WebSocket session.
+    m.family("plugd_websocket_upgrades_total", "counter",
+             "Upgrade requests answered 101 Switching Protocols: WebSocket sessions begun.");
+    m.family("plugd_websocket_sessions_open", "gauge", "WebSocket sessions open now.");
+    m.family("plugd_websocket_messages_total", "counter",
+             "WebSocket messages, from the clients (in) and to them (out).");
+    m.family("plugd_websocket_closes_total", "counter",
+             "WebSocket sessions ended, by close code (sent or received; 1006 and codes "
+             "without a series of their own count as other).");
+    for (const auto& [name, stats] : listeners) {
+        if (stats.websocket_upgrades == 0) continue;
+        const std::string l = label("listener", name);
+        m.sample("plugd_websocket_upgrades_total", l, stats.websocket_upgrades);
+        m.sample(
+            "plugd_websocket_sessions_open", l,
+            stats.websocket_upgrades - std::min(stats.websocket_upgrades, stats.websocket_ended));
+        m.sample("plugd_websocket_messages_total", l + "," + label("direction", "in"),
+                 stats.websocket_messages_in);
+        m.sample("plugd_websocket_messages_total", l + "," + label("direction", "out"),
+                 stats.websocket_messages_out);
+        for (std::size_t i = 0; i < 8; ++i) {
+            const std::uint16_t code = websocket_close_codes[i];
+            m.sample("plugd_websocket_closes_total",
+                     l + "," + label("code", code ? std::to_string(code) : std::string{"other"}),
+                     stats.websocket_closes[i]);
+        }
+    }
+
     if (!f.certificates.empty()) {
         m.family("plugd_tls_certificate_expiry_seconds", "gauge",
                  "Seconds until the listener's certificate expires (negative: expired).");

@@ -93,6 +93,11 @@ class http_codec {
 
     /// What decode() knows of the request it returned that a frame does not carry.
     const http_frame& last() const noexcept { return last_; }
+    /// The request decode() returned asks to become a WebSocket (well or badly); null when
+    /// it does not.
+    const websocket_upgrade* websocket() const noexcept {
+        return last_.websocket.what == websocket_upgrade::kind::none ? nullptr : &last_.websocket;
+    }
     /// Buffers for routing the requests it decodes, on a listener with routes.
     route_scratch& routing() noexcept { return routing_; }
 

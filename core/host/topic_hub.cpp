@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "framing/utf8_validator.hpp"
 #include "host/host.hpp"
 #include "host/topic_bridge.hpp"
 #include "log.hpp"
@@ -69,16 +70,20 @@ std::uint64_t topic_hub::other_publishes() const noexcept {
 }
 
 subscriber_endpoint& topic_hub::endpoint_of(subscriber who, const char* call) const {
-    auto* c = who.is_connection() ? static_cast<connection*>(who.target()) : nullptr;
-    if (!c) {
+    subscriber_endpoint* e = nullptr;
+    if (who.is_connection()) {
+        e = dynamic_cast<subscriber_endpoint*>(static_cast<connection*>(who.target()));
+    } else if (who.is_session()) {
+        e = dynamic_cast<subscriber_endpoint*>(static_cast<session*>(who.target()));
+    } else {
         throw std::invalid_argument(std::string{"topics::"} + call +
                                     ": the subscriber is empty; pass the connection that serve() "
-                                    "was given");
+                                    "was given, or the session that serve_session() was given");
     }
-    auto* e = dynamic_cast<subscriber_endpoint*>(c);
     if (!e || e->board() >= boards_.size()) {
         throw std::invalid_argument(std::string{"topics::"} + call +
-                                    ": only a connection plugd handed to serve() can subscribe");
+                                    ": only a connection plugd handed to serve(), or a session it "
+                                    "handed to serve_session(), can subscribe");
     }
     return *e;
 }
@@ -140,6 +145,12 @@ void topic_hub::publish(std::string_view topic, std::string_view message, messag
                                 "\" is above topics.max_message_bytes (" +
                                 std::to_string(max_message_bytes_) +
                                 "); send less, or raise /topics/max_message_bytes in server.json");
+    }
+    // A WebSocket client would close on text that is not UTF-8: refuse it here, where the
+    // publisher learns of it, rather than at every subscriber.
+    if (type == message_type::text && !valid_utf8(message)) {
+        throw std::invalid_argument("topics::publish: a text message to \"" + std::string{topic} +
+                                    "\" is not UTF-8; publish it as message_type::binary");
     }
     const std::ptrdiff_t here = board_here(loops_);
     std::uint64_t origin = 0;

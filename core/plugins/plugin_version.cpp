@@ -157,13 +157,20 @@ void check_listeners_can_serve(
                 "): plugin \"" + last + "\" (" + version.spec().file.string() + ")";
             if (!hands_over_connections(l.framing)) {
                 if (version.answers_requests()) return;
+                // An http route may lead to a plugin that only serves WebSocket sessions.
+                if (l.framing == framing_kind::http && version.serves_sessions()) return;
                 throw plugin_error(
                     where +
                     " does not override plugd::handler::handle(plugd::request, "
                     "plugd::reply&), so it could only answer every request with an "
                     "error; a handle() with another signature does not override it "
                     "(declare it with `override` to see why), or use the plugin on a "
-                    "listener with \"framing\": \"raw\" if it serves whole connections");
+                    "listener with \"framing\": \"raw\" if it serves whole connections" +
+                    (l.framing == framing_kind::http
+                         ? std::string{" (or override "
+                                       "plugd::handler::serve_session(plugd::session&) "
+                                       "if it serves WebSocket sessions)"}
+                         : std::string{}));
             }
             if (!version.built_with_serve()) {
                 throw plugin_error(where +
@@ -385,6 +392,10 @@ bool plugin_version::answers_requests() const noexcept {
 bool plugin_version::filters() const {
     // Before 1.4 the handler has no filter slot to call, whatever the entry points say.
     return sdk_minor_of(abi_fingerprint_) >= 4 && (entry_points_ & detail::filters) != 0;
+}
+
+bool plugin_version::serves_sessions() const {
+    return sdk_minor_of(abi_fingerprint_) >= 5 && (entry_points_ & detail::serves_sessions) != 0;
 }
 
 std::string plugin_version::describe() const {

@@ -71,6 +71,11 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     /// later (older plugins lack handler::filter) and, as far as PLUGD_PLUGIN recorded,
     /// overriding filter() (handlers compiled into the harness count as overriding it).
     bool filters() const;
+    /// Whether an http listener may hand it WebSocket sessions: built against SDK 1.5 or
+    /// later (older plugins lack handler::serve_session) and, as far as PLUGD_PLUGIN
+    /// recorded, overriding serve_session() (handlers compiled into the harness count as
+    /// overriding it).
+    bool serves_sessions() const;
     /// When it was loaded, in milliseconds since the Unix epoch.
     std::int64_t loaded_at_unix_ms() const noexcept { return loaded_at_unix_ms_; }
 
@@ -119,7 +124,7 @@ class plugin_version : public std::enable_shared_from_this<plugin_version> {
     outbound_pools outbound_;              ///< streams hold leases; idle sockets are core's
     std::unique_ptr<plugin_context> context_;
     std::unique_ptr<plugd::handler> handler_;
-    unsigned entry_points_ = ~0u;  ///< detail::answers_requests | serves_connections | filters
+    unsigned entry_points_ = ~0u;  ///< detail::answers_requests | serves_connections | ...
     bool started_ = false;
 };
 

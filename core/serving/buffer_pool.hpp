@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,10 @@ class request_bytes {
     void append(buffer_pool& pool, const char* bytes, std::size_t n);
     /// Drops the first `n` bytes (a handled request).
     void consume(std::size_t n) noexcept { begin_ += n; }
+    /// The bytes, writable: a decoder that works in place (WebSocket's unmasking).
+    std::span<char> bytes() noexcept { return {block_.data + begin_, end_ - begin_}; }
+    /// Keeps the first `n` bytes only (n <= size()).
+    void truncate(std::size_t n) noexcept { end_ = begin_ + n; }
     /// Gives the block back once every byte is handled: what an idle connection holds.
     void release_if_empty(buffer_pool& pool) noexcept;
     void release(buffer_pool& pool) noexcept;

@@ -23,6 +23,7 @@
 #include "log.hpp"
 #include "routing/request_path.hpp"
 #include "serving/raw_stream.hpp"
+#include "serving/websocket_session.hpp"
 
 namespace plugd {
 namespace {
@@ -155,6 +156,27 @@ void client_connection::write_unsent() noexcept {
     if (auto* traffic = via->traffic) traffic->bytes_out += n;
 }
 
+void client_connection::subscriber_fell_behind(slow_subscriber_policy policy) noexcept {
+    const bool close = policy == slow_subscriber_policy::close;
+    if (auto* t = via->traffic)
+        ++(close ? t->slow_subscribers_closed : t->slow_subscribers_unsubscribed);
+    if (via->warnings[warning_kind::slow_subscriber].first()) {
+        try {
+            log::warn("listener " + via->spec.name + ": " + peer +
+                          " fell more than max_queued_messages (" +
+                          std::to_string(limits().max_queued_messages) + ") behind on a topic: " +
+                          (close ? "closed" : "unsubscribed from that topic") +
+                          " (slow_subscriber \"" + (close ? "close" : "unsubscribe") + "\")",
+                      {log::tag("listener", via->spec.name), log::tag("peer", peer)});
+        } catch (...) {
+            // Out of memory for the line: the counter still says it.
+        }
+    }
+    // A client that does not read holds the plugin in a write: end it now rather than at
+    // write_timeout_ms.
+    if (close && phase == phase_kind::writing && !aborted) abort(failure::slow_subscriber);
+}
+
 void client_connection::close_when_idle() noexcept {
     closing = true;
     idle.unlink();
@@ -265,6 +287,73 @@ void answer_unrouted(client_connection& c, const dispatched& where, std::string&
     }
 }
 
+// A request to a route whose plugin serves WebSocket sessions, answered by the core rather
+// than by the chain: a badly asked upgrade (400, or 426 for a version other than 13), or a
+// plain request to a plugin that serves sessions only (426). False: the chain takes it.
+bool refuse_upgrade(const chain_slot& chain, const websocket_upgrade* upgrade,
+                    http_reply_head& head, std::string& body) {
+    if (upgrade && upgrade->what == websocket_upgrade::kind::valid) return false;
+    if (upgrade) {
+        head.status = upgrade->status;
+        *head.fields += upgrade->fields;
+        body += upgrade->reason;
+        return true;
+    }
+    if (!chain.sessions_only) return false;
+    head.status = 426;
+    *head.fields += "Upgrade: websocket\r\n";
+    body += "this route serves WebSocket sessions only: connect with a WebSocket client";
+    return true;
+}
+
+// The connection after its upgrade: the final plugin of `chain` serves it as a WebSocket
+// session (handler::serve_session). The session pins only that plugin's version and
+// `table` (session_begins, before the 101 went out), which it releases as soon as the
+// plugin is done, before waiting for the client's close: an old version unloads without
+// waiting for slow clients.
+asio::awaitable<void> serve_session(client_connection& c, dispatch_table& table,
+                                    const chain_slot& chain, std::string_view path_rest) {
+    plugin_ref& link = *chain.links.back();
+    listener_stats* traffic = c.via->traffic;
+    const bool access = c.via->spec.access_log;
+    const auto started =
+        access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const std::string plugin_name = access ? *chain.plugin : std::string{};
+    c.streaming = true;  // its reads are the session's: no parking
+    websocket_session s{c, chain, path_rest};
+    c.session = &s;
+    if (traffic) ++traffic->websocket_upgrades;
+    const plugin_version& answering = chain.answering();
+    this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
+                          c.via->spec.name.c_str(), c.peer.c_str()};
+    c.begin_phase(client_connection::phase_kind::handling);
+    const request_failure* failed = nullptr;
+    try {
+        co_await chain.handlers.back()->serve_session(s);
+    } catch (...) {
+        failed = request_failed(c, chain, std::current_exception());
+    }
+    if (c.aborted) failed = c.aborted;
+    this_thread_runs() = {};
+    c.owner.session_ends(table, link);
+    if (failed == &failure::exception && chain.requests)
+        ++chain.requests->errors[static_cast<std::size_t>(request_error::exception)];
+    // After an abort (a drain, a timeout) the connection just closes: 1001 went out already
+    // when it could.
+    if (!c.aborted)
+        co_await s.finish(failed ? ws_close_code::internal_error : ws_close_code::normal,
+                          failed ? "internal error" : "");
+    c.session = nullptr;
+    if (traffic) {
+        ++traffic->websocket_ended;
+        ++traffic->websocket_closes[websocket_close_slot(s.close_code())];
+    }
+    if (access) {
+        log_access(c, chain.route, plugin_name, "websocket " + std::to_string(s.close_code()),
+                   s.bytes_in(), s.bytes_out(), started);
+    }
+}
+
 // The connection after a codec's protocol switch: the plugin serves it as a byte stream
 // (handler::serve). It is one request from the core's point of view: it holds the version
 // it started on until it ends (a reload's drain waits for it, up to
@@ -323,6 +412,11 @@ asio::awaitable<bool> serve(client_connection& c) {
     std::string out;              // replies to write, in order
     unsent_replies unsent{&out};  // of `out`: what an early write has sent
     bool eof = false;
+    // A WebSocket upgrade the filters passed: its chain, its table (both pinned by
+    // session_begins) and the path after the route's prefix.
+    const chain_slot* session_chain = nullptr;
+    dispatch_table* session_table = nullptr;
+    std::string_view session_rest;
     for (;;) {
         const auto& limits = c.limits();
         frame stop;  // refused or switch_protocol: what ended the batch
@@ -350,6 +444,18 @@ asio::awaitable<bool> serve(client_connection& c) {
             const dispatched where =
                 route_request(table, next, codec, extras, head ? *head->fields : sink);
             const chain_slot* const chain = where.chain;
+            // An upgrade to a route whose plugin serves WebSocket sessions: its filters run
+            // (one may refuse it), then the core answers 101 and the session begins; the
+            // core answers a bad upgrade, or a plain request to a sessions-only plugin.
+            const websocket_upgrade* upgrade = nullptr;
+            bool core_answered = false;
+            if constexpr (requires { codec.websocket(); }) {
+                if (chain && chain->sessions) {
+                    upgrade = codec.websocket();
+                    core_answered = refuse_upgrade(*chain, upgrade, *head, sink);
+                    if (core_answered) upgrade = nullptr;
+                }
+            }
             // The access log's and the metrics' clock reads and the copied name cost nothing
             // when they are off.
             const bool access = c.via->spec.access_log;
@@ -361,6 +467,8 @@ asio::awaitable<bool> serve(client_connection& c) {
             const request_failure* failed = nullptr;
             if (!chain) {
                 answer_unrouted(c, where, sink);
+            } else if (core_answered) {
+                // (head->status says what)
             } else if (const in_flight_cap* full = begin_request(c, table, *chain)) {
                 failed = at_capacity(c, *full);
             } else {
@@ -378,9 +486,22 @@ asio::awaitable<bool> serve(client_connection& c) {
                 }
                 try {
                     reply answer{sink, head};
-                    co_await chain->run(
-                        request{where.message, c.peer, c.via->spec.name, next.http, &extras},
-                        answer);
+                    const request req{where.message, c.peer, c.via->spec.name, next.http, &extras};
+                    if (upgrade) {
+                        const upgrade_chain gate{chain->handlers};
+                        co_await gate(req, answer);
+                        if (gate.reached()) {
+                            // Pinned before the request's own pins go: the table and the
+                            // final version must outlive the 101's write.
+                            c.owner.session_begins(table, *chain->links.back());
+                            session_chain = chain;
+                            session_table = &table;
+                            session_rest = extras.path_rest;
+                            head->status = 101;
+                        }
+                    } else {
+                        co_await chain->run(req, answer);
+                    }
                     release_unsent(c);
                 } catch (...) {
                     release_unsent(c);  // first: logging the failure may throw
@@ -416,6 +537,15 @@ asio::awaitable<bool> serve(client_connection& c) {
             // the codec says so if its protocol can, so a keep-alive client leaves cleanly
             // between requests instead of meeting a closed socket.
             const bool closing = c.aborted || c.closing || c.via->closing || c.owner.draining();
+            if (session_chain) {
+                if (failed) {  // the filters passed it on, then failed: no session
+                    c.owner.session_ends(*session_table, *session_chain->links.back());
+                    session_chain = nullptr;
+                } else {
+                    append_switching_protocols(out, upgrade->key, *head->fields);
+                    break;
+                }
+            }
             if (!codec.encode_reply(out, status, closing)) c.closing = true;
             if (c.aborted || c.closing) break;
             // Pipelined requests from a client that does not read would otherwise grow
@@ -438,7 +568,16 @@ asio::awaitable<bool> serve(client_connection& c) {
             auto [ec, n] = co_await c.wire.async_write(
                 asio::buffer(out.data() + unsent.sent, out.size() - unsent.sent), as_tuple);
             if (traffic) traffic->bytes_out += n;
-            if (ec) co_return false;
+            if (ec) {
+                if (session_chain)
+                    c.owner.session_ends(*session_table, *session_chain->links.back());
+                co_return false;
+            }
+        }
+        if (session_chain) {
+            pool.give_string(std::move(out));
+            co_await serve_session(c, *session_table, *session_chain, session_rest);
+            co_return false;
         }
         out.clear();
         unsent.sent = 0;

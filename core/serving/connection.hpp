@@ -80,6 +80,8 @@ struct unsent_replies {
     std::size_t sent = 0;  ///< bytes of *out already written
 };
 
+class websocket_session;
+
 struct client_connection {
     /// Joins `s`'s connections. Allocate it with new and call start(): it deletes itself
     /// once it has closed.
@@ -119,6 +121,9 @@ struct client_connection {
     /// Cancels the request (or the reply's write) running now: the client gets `why`'s
     /// reply (nothing if its line is empty) and the connection closes.
     void abort(const request_failure& why) noexcept;
+    /// It fell more than max_queued_messages behind on a topic (after `policy` was applied):
+    /// counts and says so; for `close`, ends a write the client does not read.
+    void subscriber_fell_behind(slow_subscriber_policy policy) noexcept;
     /// This connection's limits; read at each use, so a reload's new limits apply at once.
     const struct limits& limits() const noexcept { return via->spec.limits; }
 
@@ -156,6 +161,9 @@ struct client_connection {
     bool park_requested = false;
     bool closing = false;    ///< asked to close, or refused a request: starts no new one
     bool streaming = false;  ///< handler::serve owns it (its reads are the plugin's: no parking)
+    /// A WebSocket session, after its upgrade: what the sweeper pings and times out, and a
+    /// drain ends with 1001.
+    websocket_session* session = nullptr;
     std::uint64_t phase_sequence = 0;
     phase_clock phase_age;
     /// The chain running the current request, if any, and the table it pinned.

@@ -53,6 +53,10 @@ struct chain_slot {
     std::string route;                    ///< the route's label; empty without routes
     const std::string* plugin = nullptr;  ///< the final instance's name
     request_stats* requests = nullptr;    ///< where its requests count; null: not counted
+    /// The final instance serves WebSocket sessions (an upgrade request goes to it), and
+    /// whether that is all it does (a plain request gets 426 from the core).
+    bool sessions = false;
+    bool sessions_only = false;
     plugin_version& answering() const noexcept { return *links.back()->version; }
     /// Whether `version` is one of the chain's.
     bool runs(const plugin_version* version) const noexcept {

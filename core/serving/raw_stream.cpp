@@ -134,25 +134,7 @@ void raw_stream::delivered() noexcept {
 }
 
 void raw_stream::slow_subscriber(slow_subscriber_policy policy) noexcept {
-    const bool close = policy == slow_subscriber_policy::close;
-    if (auto* t = c_.via->traffic)
-        ++(close ? t->slow_subscribers_closed : t->slow_subscribers_unsubscribed);
-    if (c_.via->warnings[warning_kind::slow_subscriber].first()) {
-        try {
-            log::warn(
-                "listener " + c_.via->spec.name + ": " + c_.peer +
-                    " fell more than max_queued_messages (" +
-                    std::to_string(c_.limits().max_queued_messages) +
-                    ") behind on a topic: " + (close ? "closed" : "unsubscribed from that topic") +
-                    " (slow_subscriber \"" + (close ? "close" : "unsubscribe") + "\")",
-                {log::tag("listener", c_.via->spec.name), log::tag("peer", c_.peer)});
-        } catch (...) {
-            // Out of memory for the line: the counter still says it.
-        }
-    }
-    // A client that does not read holds the plugin in a write: end it now rather than at
-    // write_timeout_ms.
-    if (close && c_.phase == phase::writing && !c_.aborted) c_.abort(failure::slow_subscriber);
+    c_.subscriber_fell_behind(policy);
 }
 
 task<void> raw_stream::write(std::string_view bytes) {

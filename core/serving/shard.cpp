@@ -17,6 +17,7 @@
 #include "host/suspension.hpp"
 #include "log.hpp"
 #include "serving/connection.hpp"
+#include "serving/websocket_session.hpp"
 
 namespace plugd {
 namespace {
@@ -125,6 +126,17 @@ void shard::request_done(dispatch_table& table, const chain_slot& chain) noexcep
     for (const in_flight_cap& cap : chain.caps)
         cap.running->fetch_sub(1, std::memory_order_relaxed);
     for (plugin_ref* link : chain.links) link_done(*link);
+    if (--table.in_flight > 0 || !table.retired) return;
+    std::erase_if(retired_tables_, [&](const auto& t) { return t.get() == &table; });
+}
+
+void shard::session_begins(dispatch_table& table, plugin_ref& link) noexcept {
+    ++table.in_flight;
+    ++link.in_flight;
+}
+
+void shard::session_ends(dispatch_table& table, plugin_ref& link) noexcept {
+    link_done(link);
     if (--table.in_flight > 0 || !table.retired) return;
     std::erase_if(retired_tables_, [&](const auto& t) { return t.get() == &table; });
 }
@@ -285,6 +297,11 @@ void shard::apply(shard_update update) {
     for (auto& [name, r] : listeners_) {
         const auto& l = r->spec.limits;
         shortest = std::min({shortest, l.idle_timeout, l.request_timeout, l.write_timeout});
+        if (r->spec.framing == framing_kind::http) {  // its WebSocket sessions' pings and timeout
+            const websocket_settings& ws = r->spec.websocket;
+            shortest = std::min(shortest, ws.idle_timeout);
+            if (ws.ping_interval.count() > 0) shortest = std::min(shortest, ws.ping_interval);
+        }
         if (update.count_traffic) {
             auto& traffic = listener_stats_[name];
             if (!traffic) traffic = ledger_.listener(index_, name);
@@ -330,6 +347,10 @@ std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool 
         }
         chain.route = route;
         chain.plugin = &chain.answering().spec().name;
+        if (l.spec.framing == framing_kind::http && chain.answering().serves_sessions()) {
+            chain.sessions = true;
+            chain.sessions_only = !chain.answering().answers_requests();
+        }
         if (count_traffic) {
             auto& requests = request_stats_[{l.spec.name, route, names.back()}];
             if (!requests) requests = ledger_.requests(index_, l.spec.name, route, names.back());
@@ -387,6 +408,10 @@ asio::awaitable<void> shard::sweep() {
                     break;
                 case phase::waiting:
                 case phase::receiving:
+                    if (c.session) {  // pings, the idle timeout, a frame begun and not ended
+                        c.session->sweep(age);
+                        break;
+                    }
                     // No complete request in time; a trickle of bytes does not count.
                     if (c.phase == phase::receiving && age >= limits.request_timeout) {
                         c.too_slow();
@@ -416,6 +441,9 @@ void shard::abort_requests_on(const plugin_version* version) {
     for (connection_link& link : connections_) {
         client_connection& c = *link.self;
         if (c.active && c.active->runs(version)) c.abort(failure::drain_timeout);
+        // A WebSocket session holds only its final plugin's version (its filters ran once,
+        // for the upgrade): a filter's reload does not end it.
+        if (c.session && c.session->runs(version)) c.session->drain_timeout();
     }
 }
 

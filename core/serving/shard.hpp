@@ -133,6 +133,10 @@ class shard {
     /// Counts a request out of what request_begins counted it into; drops the references
     /// to retired versions, and a retired table, when their last request ends.
     void request_done(dispatch_table& table, const chain_slot& chain) noexcept;
+    /// A WebSocket session pins `table` and its final plugin `link` (not its filters, nor a
+    /// max_in_flight share) from its upgrade to its end; session_ends releases them.
+    void session_begins(dispatch_table& table, plugin_ref& link) noexcept;
+    void session_ends(dispatch_table& table, plugin_ref& link) noexcept;
     void connection_opened(client_connection& c) noexcept;
     void connection_closed(client_connection& c) noexcept;
     /// `c` starts a request while replies it finished before it are still unwritten: if

@@ -200,6 +200,12 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             s.topic_deliveries = read_whole(from.topic_deliveries);
             s.slow_subscribers_closed = read_whole(from.slow_subscribers_closed);
             s.slow_subscribers_unsubscribed = read_whole(from.slow_subscribers_unsubscribed);
+            s.websocket_upgrades = read_whole(from.websocket_upgrades);
+            s.websocket_ended = read_whole(from.websocket_ended);
+            s.websocket_messages_in = read_whole(from.websocket_messages_in);
+            s.websocket_messages_out = read_whole(from.websocket_messages_out);
+            for (std::size_t i = 0; i < 8; ++i)
+                s.websocket_closes[i] = read_whole(from.websocket_closes[i]);
             into.listeners.push_back({listener, s, 0});
         } else if (kind == topics_kind) {
             const auto& from = *reinterpret_cast<const topic_stats*>(r->stats());

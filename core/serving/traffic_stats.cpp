@@ -45,6 +45,11 @@ listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
     topic_deliveries += o.topic_deliveries;
     slow_subscribers_closed += o.slow_subscribers_closed;
     slow_subscribers_unsubscribed += o.slow_subscribers_unsubscribed;
+    websocket_upgrades += o.websocket_upgrades;
+    websocket_ended += o.websocket_ended;
+    websocket_messages_in += o.websocket_messages_in;
+    websocket_messages_out += o.websocket_messages_out;
+    for (std::size_t i = 0; i < 8; ++i) websocket_closes[i] += o.websocket_closes[i];
     return *this;
 }
 

@@ -75,8 +75,25 @@ struct listener_stats {
     std::uint64_t topic_deliveries = 0;
     std::uint64_t slow_subscribers_closed = 0;
     std::uint64_t slow_subscribers_unsubscribed = 0;
+    // WebSocket sessions (http listeners): upgrades answered 101, sessions ended (open ones
+    // are the difference), messages each way, and endings by close code (websocket_close_codes).
+    std::uint64_t websocket_upgrades = 0;
+    std::uint64_t websocket_ended = 0;
+    std::uint64_t websocket_messages_in = 0;
+    std::uint64_t websocket_messages_out = 0;
+    std::uint64_t websocket_closes[8] = {};
     listener_stats& operator+=(const listener_stats& o) noexcept;
 };
+
+/// The close codes /metrics counts WebSocket endings by (listener_stats::websocket_closes);
+/// the last slot, "other", takes the rest (1003, 1006 for a client that vanished, 3000-4999).
+inline constexpr std::uint16_t websocket_close_codes[8] = {1000, 1001, 1002, 1007,
+                                                           1008, 1009, 1011, 0};
+inline std::size_t websocket_close_slot(std::uint16_t code) noexcept {
+    for (std::size_t i = 0; i + 1 < 8; ++i)
+        if (websocket_close_codes[i] == code) return i;
+    return 7;
+}
 
 /// Topic messages published on one serving thread (on its own thread, plain increments), or
 /// on all the other threads (one record: atomic increments). A record of its own holds the

@@ -7,6 +7,7 @@
 #include <plugd/connection.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
+#include <plugd/session.hpp>
 #include <plugd/task.hpp>
 
 namespace plugd {
@@ -16,7 +17,8 @@ namespace plugd {
 /// message naming the config key, to refuse it. The object is then valid; no `init` step.
 ///
 /// Life of an instance: constructed, `start()`, any number of concurrent `handle()` calls
-/// (one per request) or `serve()` calls (one per connection of a `raw` listener), `stop()`
+/// (one per request), `serve()` calls (one per connection of a `raw` listener) or
+/// `serve_session()` calls (one per WebSocket session), `stop()`
 /// once the last of them and the last background task and offloaded job have ended,
 /// destroyed, library unloaded. Before that, plugd runs the constructor and `start()` in a
 /// short-lived child process (the trial load; not again for bytes and config that passed
@@ -86,6 +88,23 @@ class handler {
     virtual task<void> filter(request, reply&, chain_next) {
         throw std::logic_error(
             "this plugin is not a filter: it can only be the last instance of a chain");
+        co_return;
+    }
+
+    // ---- since SDK 1.5 (appended: the members above keep their places) ----
+
+    /// Serves one WebSocket session on an `http` listener: called after an upgrade request
+    /// to this instance's route passed the route's filters and the core answered 101. It
+    /// owns the session until it returns (then the core closes with 1000 if the plugin did
+    /// not close it; 1011 if it threw). The session keeps the version it started on across
+    /// reloads, as a raw connection does, until `reload_drain_timeout_ms` (the client then
+    /// gets 1001). A plugin that serves only sessions need not override `handle`: a plain
+    /// request to its route gets 426 Upgrade Required. The default refuses.
+    /// @warning Called concurrently for many sessions, as `handle` is.
+    virtual task<void> serve_session(session&) {
+        throw std::logic_error(
+            "this plugin does not serve WebSocket sessions: override "
+            "plugd::handler::serve_session(plugd::session&)");
         co_return;
     }
 };

@@ -8,6 +8,7 @@
 #include <plugd/handler.hpp>
 #include <plugd/reply.hpp>
 #include <plugd/request.hpp>
+#include <plugd/session.hpp>
 #include <plugd/shared_map.hpp>
 #include <plugd/stream.hpp>
 #include <plugd/task.hpp>
@@ -26,6 +27,7 @@ namespace plugd::detail {
 inline constexpr unsigned answers_requests = 1;    ///< overrides handle(request, reply&)
 inline constexpr unsigned serves_connections = 2;  ///< overrides serve(connection&)
 inline constexpr unsigned filters = 4;  ///< overrides filter(request, reply&, chain_next) (1.4)
+inline constexpr unsigned serves_sessions = 8;  ///< overrides serve_session(session&) (1.5)
 
 template <class Member>
 struct member_pointer;
@@ -75,6 +77,12 @@ constexpr unsigned entry_points() {
             points |= filters;
     } else {
         points |= filters;
+    }
+    if constexpr (requires { &T::serve_session; }) {
+        if constexpr (is_override<decltype(&T::serve_session), decltype(&handler::serve_session)>())
+            points |= serves_sessions;
+    } else {
+        points |= serves_sessions;
     }
     return points;
 }

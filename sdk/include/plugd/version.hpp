@@ -33,7 +33,8 @@
 /// attach and attached; `reply` status() and headers() to read what the chain set;
 /// outbound TLS: `context::connect(host, port, tls_options)`. 1.5 topics: `context::topics`,
 /// `topics` and `subscriber` (publish and subscribe within the process), `connection::next`
-/// and `event` (a client's message or a published one, in one wait).
+/// and `event` (a client's message or a published one, in one wait); WebSocket:
+/// `handler::serve_session` and `session`.
 #define PLUGD_SDK_VERSION_MAJOR 1
 #define PLUGD_SDK_VERSION_MINOR 5
 

@@ -1,0 +1,455 @@
+// websocket_session: a WebSocket session's frames, read and written over its connection.
+#include "serving/websocket_session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+#include <tuple>
+
+#include "framing/utf8_validator.hpp"
+#include "host/topic_hub.hpp"
+#include "log.hpp"
+#include "serving/connection.hpp"
+#include "serving/dispatch_table.hpp"
+
+namespace plugd {
+namespace {
+
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+using phase = client_connection::phase_kind;
+
+/// A control frame built without allocating: a close of at most 125 payload bytes, or a
+/// pong answering a ping.
+struct control_frame {
+    std::array<char, 2 + ws_max_control_payload> bytes;
+    std::size_t size = 0;
+    std::string_view view() const noexcept { return {bytes.data(), size}; }
+};
+
+control_frame close_frame(std::uint16_t code, std::string_view reason) noexcept {
+    control_frame f;
+    if (code == ws_close_code::no_status) {  // the client's close had no code: echo none
+        f.bytes[0] = static_cast<char>(0x88);
+        f.bytes[1] = 0;
+        f.size = 2;
+        return f;
+    }
+    reason = reason.substr(0, ws_max_close_reason);
+    f.bytes[0] = static_cast<char>(0x88);
+    f.bytes[1] = static_cast<char>(2 + reason.size());
+    f.bytes[2] = static_cast<char>(code >> 8);
+    f.bytes[3] = static_cast<char>(code & 0xff);
+    std::memcpy(f.bytes.data() + 4, reason.data(), reason.size());
+    f.size = 4 + reason.size();
+    return f;
+}
+
+control_frame pong_frame(std::string_view payload) noexcept {
+    control_frame f;
+    payload = payload.substr(0, ws_max_control_payload);
+    f.bytes[0] = static_cast<char>(0x8A);
+    f.bytes[1] = static_cast<char>(payload.size());
+    std::memcpy(f.bytes.data() + 2, payload.data(), payload.size());
+    f.size = 2 + payload.size();
+    return f;
+}
+
+}  // namespace
+
+websocket_session::websocket_session(client_connection& c, const chain_slot& chain,
+                                     std::string_view path_rest)
+    : subscriber_endpoint{c.owner.index(), c.via->spec.limits},
+      c_{c},
+      chain_{chain},
+      path_rest_{path_rest},
+      events_{std::make_shared<client_events>(c.owner.io())} {}
+
+websocket_session::~websocket_session() {
+    leave();  // its subscriptions end with it (c_ may be gone: at a stop, frames outlive it)
+}
+
+std::string_view websocket_session::peer() const noexcept {
+    return c_.peer;
+}
+
+std::string_view websocket_session::listener() const noexcept {
+    return c_.via->spec.name;
+}
+
+std::string_view websocket_session::route() const noexcept {
+    return chain_.route;
+}
+
+std::string_view websocket_session::attached(std::string_view key) const noexcept {
+    return c_.attributes ? c_.attributes->get(key) : std::string_view{};
+}
+
+bool websocket_session::runs(const plugin_version* version) const noexcept {
+    return chain_.links.back()->version.get() == version;
+}
+
+void websocket_session::wake() noexcept {
+    events_->wake();
+}
+
+void websocket_session::fell_behind(slow_subscriber_policy policy) noexcept {
+    if (policy == slow_subscriber_policy::close) {
+        cut_off_ = true;
+        if (waiting) {
+            waiting = false;
+            events_->wake();
+        }
+    }
+    c_.subscriber_fell_behind(policy);
+}
+
+void websocket_session::end_by_server(std::uint16_t code, const char* reason) noexcept {
+    server_code_ = code;
+    server_reason_ = reason;
+    c_.close_when_idle();  // wakes next() if it waits
+}
+
+void websocket_session::sweep(std::chrono::milliseconds age) noexcept {
+    if (server_code_ || close_sent_ || write_failed_) return;  // ending already
+    const websocket_settings& ws = c_.via->spec.websocket;
+    if (c_.phase == phase::receiving && age >= c_.limits().request_timeout) {
+        end_by_server(ws_close_code::policy_violation,
+                      "a message not received whole within request_timeout_ms");
+        return;
+    }
+    if (age >= ws.idle_timeout) {
+        if (auto* t = c_.via->traffic) ++t->idle_timeouts;
+        end_by_server(ws_close_code::normal, "idle timeout");
+        return;
+    }
+    // One ping per quiet phase: a pong (any frame) starts a new one, so a live client is
+    // pinged every ping_interval_ms of silence and a dead one reaches idle_timeout_ms.
+    if (ws.ping_interval.count() == 0 || age < ws.ping_interval ||
+        pinged_phase_ == c_.phase_sequence)
+        return;
+    pinged_phase_ = c_.phase_sequence;
+    static constexpr char ping[2] = {static_cast<char>(0x89), 0};
+    boost::system::error_code ec;
+    const std::size_t n = c_.wire.write_now(asio::buffer(ping, 2), ec);  // never waits
+    bytes_out_ += n;
+    if (auto* t = c_.via->traffic) t->bytes_out += n;
+    // Half a frame would corrupt the stream: the client is not reading anyway.
+    if (n == 1) {
+        write_failed_ = true;
+        end_by_server(ws_close_code::going_away, "");
+    }
+}
+
+void websocket_session::drain_timeout() noexcept {
+    // The client learns why and may reconnect to the new version at once. Not while a send
+    // is under way: its frame would be cut in two.
+    if (!close_sent_ && !write_failed_ && c_.phase != phase::writing) {
+        const control_frame f =
+            close_frame(ws_close_code::going_away, "the server was reloaded: reconnect");
+        boost::system::error_code ec;
+        const std::size_t n = c_.wire.write_now(asio::buffer(f.view()), ec);
+        bytes_out_ += n;
+        if (auto* t = c_.via->traffic) t->bytes_out += n;
+        close_sent_ = true;
+        if (!close_code_) close_code_ = ws_close_code::going_away;
+    }
+    c_.abort(failure::drain_timeout);
+}
+
+void websocket_session::ensure_open() const {
+    if (close_sent_ || write_failed_ || ended_) {
+        throw std::system_error(
+            std::make_error_code(std::errc::not_connected),
+            "the WebSocket session with " + c_.peer + " has ended; serve_session should return");
+    }
+}
+
+event websocket_session::closed_event(std::uint16_t code, std::string_view reason) noexcept {
+    ended_ = true;
+    if (!close_code_) close_code_ = code;
+    event_ = {2, message_type::text, code, reason, {}};
+    return event{&event_};
+}
+
+task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view payload) {
+    std::array<char, ws_max_header_bytes> header;
+    const std::size_t header_size = write_frame_header(header, opcode, payload.size());
+    const std::size_t total = header_size + payload.size();
+    c_.begin_phase(phase::writing);
+    boost::system::error_code ec;
+    std::size_t written = 0;
+    const auto scratch = c_.owner.scratch();
+    if (total <= scratch.size()) {
+        // One write of header and payload, without waiting when the socket takes it: the
+        // case of every message but those of a client that does not read.
+        std::memcpy(scratch.data(), header.data(), header_size);
+        std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
+        written = c_.wire.write_now(asio::buffer(scratch.data(), total), ec);
+        if (written < total && (!ec || ec == asio::error::would_block)) {
+            // The scratch buffer is the shard's: what is left must outlive the wait.
+            const std::string rest{scratch.data() + written, total - written};
+            auto [wait_ec, n] = co_await c_.wire.async_write(asio::buffer(rest), as_tuple);
+            written += n;
+            ec = wait_ec;
+        } else if (written == total) {
+            ec = {};
+        }
+    } else {
+        auto [head_ec, n] =
+            co_await c_.wire.async_write(asio::buffer(header.data(), header_size), as_tuple);
+        written = n;
+        ec = head_ec;
+        if (!ec) {
+            auto [body_ec, m] = co_await c_.wire.async_write(asio::buffer(payload), as_tuple);
+            written += m;
+            ec = body_ec;
+        }
+    }
+    bytes_out_ += written;
+    if (auto* t = c_.via->traffic) t->bytes_out += written;
+    if (ec) {
+        write_failed_ = true;
+        throw boost::system::system_error(ec, "writing to the WebSocket client " + c_.peer);
+    }
+    c_.begin_phase(phase::handling);
+}
+
+task<void> websocket_session::send_close(std::uint16_t code, std::string_view reason) {
+    if (close_sent_ || write_failed_) co_return;
+    close_sent_ = true;
+    if (!close_code_) close_code_ = code;
+    const control_frame f = close_frame(code, reason);
+    c_.begin_phase(phase::writing);
+    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(f.view()), as_tuple);
+    bytes_out_ += n;
+    if (auto* t = c_.via->traffic) t->bytes_out += n;
+    if (ec) write_failed_ = true;
+    c_.begin_phase(phase::handling);
+}
+
+task<void> websocket_session::send(std::string_view data, message_type type) {
+    ensure_open();
+    if (type == message_type::text && !valid_utf8(data)) {
+        throw std::invalid_argument(
+            "session::send: a text message must be UTF-8 (send binary "
+            "with message_type::binary)");
+    }
+    co_await write_frame(type == message_type::binary ? ws_opcode::binary : ws_opcode::text, data);
+    if (auto* t = c_.via->traffic) ++t->websocket_messages_out;
+}
+
+task<void> websocket_session::forward(const event& published) {
+    if (!published.published()) {
+        throw std::invalid_argument(
+            "session::forward: the event is not a published message; send() a client's "
+            "message instead");
+    }
+    ensure_open();
+    // Published text was checked as UTF-8 when published (topics::publish).
+    co_await write_frame(
+        published.type() == message_type::binary ? ws_opcode::binary : ws_opcode::text,
+        published.data());
+    if (auto* t = c_.via->traffic) ++t->websocket_messages_out;
+}
+
+task<void> websocket_session::close(std::uint16_t code, std::string_view reason) {
+    if (!ws_close_code_allowed(code) || code == ws_close_code::no_status) {
+        throw std::invalid_argument("session::close: " + std::to_string(code) +
+                                    " is not a close code to send; use 1000 (normal), 1001, "
+                                    "1003, 1007-1014 or 3000-4999");
+    }
+    if (reason.size() > ws_max_close_reason || !valid_utf8(reason)) {
+        throw std::invalid_argument(
+            "session::close: the reason must be UTF-8 of at most 123 bytes");
+    }
+    ensure_open();
+    co_await send_close(code, reason);
+    server_code_ = code;  // next() returns the end with it
+}
+
+task<event> websocket_session::next() {
+    if (ended_) co_return event{&event_};  // the end, again
+    // The plugin is done with the event returned last.
+    if (consume_ > 0) c_.input.consume(std::exchange(consume_, 0));
+    if (hub) hub->board_of(*this).release(*this);
+    buffer_pool& pool = c_.owner.buffers();
+    bool need_bytes = false;  // what is buffered is an incomplete frame
+    for (;;) {
+        if (!server_code_) {
+            if (cut_off_) {
+                server_code_ = ws_close_code::policy_violation;
+                server_reason_ = "fell more than max_queued_messages behind on its topics";
+            } else if (c_.closing || c_.via->closing) {
+                server_code_ = ws_close_code::going_away;
+                server_reason_ = "the server is going away";
+            }
+        }
+        if (server_code_) {
+            co_await send_close(server_code_, server_reason_);
+            co_return closed_event(server_code_, server_reason_);
+        }
+        // When a message of each kind is ready, they take turns.
+        const auto take_published = [&]() -> const topic_message* {
+            return hub ? hub->board_of(*this).take(*this) : nullptr;
+        };
+        if (!client_turn_) {
+            if (const topic_message* m = take_published()) {
+                client_turn_ = true;
+                event_ = {1, m->type(), 0, m->payload(), m->topic()};
+                c_.begin_phase(phase::handling);
+                if (auto* t = c_.via->traffic) ++t->topic_deliveries;
+                co_return event{&event_};
+            }
+        }
+        if (!c_.input.empty() && !need_bytes && !refused_) {
+            const ws_frame f =
+                decoder_.next(c_.input.bytes(), c_.via->spec.websocket.max_message_bytes);
+            switch (f.what) {
+                case ws_frame::kind::message:
+                    client_turn_ = false;
+                    consume_ = f.consumed;
+                    event_ = {
+                        0,
+                        f.opcode == ws_opcode::binary ? message_type::binary : message_type::text,
+                        0,
+                        f.payload,
+                        {}};
+                    c_.begin_phase(phase::handling);
+                    if (auto* t = c_.via->traffic) ++t->websocket_messages_in;
+                    co_return event{&event_};
+                case ws_frame::kind::control:
+                    c_.begin_phase(phase::handling);  // any frame is a sign of life
+                    if (f.opcode == ws_opcode::close) {
+                        close_received_ = true;
+                        if (!close_code_) close_code_ = f.close_code;
+                        close_reason_.assign(f.payload);
+                        c_.input.consume(f.consumed);
+                        co_await send_close(f.close_code, {});  // the echo (RFC 6455 §5.5.1)
+                        co_return closed_event(f.close_code, close_reason_);
+                    }
+                    if (f.opcode == ws_opcode::ping && !close_sent_ && !write_failed_) {
+                        const control_frame pong = pong_frame(f.payload);
+                        c_.input.consume(f.consumed);
+                        c_.begin_phase(phase::writing);
+                        auto [ec, n] =
+                            co_await c_.wire.async_write(asio::buffer(pong.view()), as_tuple);
+                        bytes_out_ += n;
+                        if (auto* t = c_.via->traffic) t->bytes_out += n;
+                        if (ec) write_failed_ = true;
+                        c_.begin_phase(phase::handling);
+                    } else {
+                        c_.input.consume(f.consumed);
+                    }
+                    continue;
+                case ws_frame::kind::refused:
+                    log::debug(
+                        "listener " + c_.via->spec.name + ": WebSocket client " + c_.peer +
+                            " closed with " + std::to_string(f.close_code) + ": " + f.reason,
+                        {log::tag("listener", c_.via->spec.name), log::tag("peer", c_.peer)});
+                    refused_ = true;
+                    server_code_ = f.close_code;
+                    server_reason_ = f.reason;
+                    continue;
+                case ws_frame::kind::incomplete:
+                    c_.input.truncate(f.kept);
+                    need_bytes = true;
+                    break;
+            }
+        }
+        if (const topic_message* m = take_published()) {
+            client_turn_ = true;
+            event_ = {1, m->type(), 0, m->payload(), m->topic()};
+            c_.begin_phase(phase::handling);
+            if (auto* t = c_.via->traffic) ++t->topic_deliveries;
+            co_return event{&event_};
+        }
+        // Nothing whole: read what has arrived, or wait for it (or for a published message).
+        const bool mid_frame = !c_.input.empty() || decoder_.in_message();
+        const phase quiet = mid_frame ? phase::receiving : phase::waiting;
+        if (c_.phase != quiet) c_.begin_phase(quiet);
+        if (events_->maybe_readable()) {
+            const auto scratch = c_.owner.scratch();
+            boost::system::error_code ec;
+            const std::size_t n = c_.wire.read_now(scratch, ec);
+            if (!ec) {
+                c_.input.append(pool, scratch.data(), n);
+                bytes_in_ += n;
+                if (auto* t = c_.via->traffic) t->bytes_in += n;
+                need_bytes = false;
+                continue;
+            }
+            if (ec != asio::error::would_block) {
+                write_failed_ = true;  // the connection is gone: nothing more goes out
+                co_return closed_event(1006, "the client went away without a close");
+            }
+            events_->watch(
+                [this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+        }
+        waiting = true;
+        c_.in_read_wait = true;
+        auto [ec] = co_await events_->async_wait(as_tuple);
+        waiting = false;
+        c_.in_read_wait = false;
+        events_->take_woken();
+        if (ec && !(c_.closing || c_.via->closing)) {
+            // Cancelled: a drain that ran out, or the plugin's request_timeout_ms.
+            throw boost::system::system_error(ec, "waiting for the WebSocket client " + c_.peer);
+        }
+    }
+}
+
+task<void> websocket_session::finish(std::uint16_t code, std::string_view reason) {
+    try {
+        if (!close_sent_) co_await send_close(code, reason);
+        if (close_received_ || write_failed_ || refused_) co_return;
+        // The client answers our close with its own; until then (at most the sweeper's
+        // lingering time), its frames are read and dropped, so closing does not reset
+        // the connection under what it still reads.
+        c_.begin_phase(phase::lingering);
+        buffer_pool& pool = c_.owner.buffers();
+        if (consume_ > 0) c_.input.consume(std::exchange(consume_, 0));
+        for (int rounds = 0; rounds < 1024 && !c_.closing; ++rounds) {
+            if (!c_.input.empty()) {
+                const ws_frame f =
+                    decoder_.next(c_.input.bytes(), c_.via->spec.websocket.max_message_bytes);
+                if (f.what == ws_frame::kind::refused) co_return;
+                if (f.what == ws_frame::kind::control && f.opcode == ws_opcode::close) {
+                    close_received_ = true;
+                    co_return;
+                }
+                if (f.what == ws_frame::kind::incomplete) {
+                    c_.input.truncate(f.kept);
+                } else {
+                    c_.input.consume(f.consumed);
+                    continue;
+                }
+            }
+            if (events_->maybe_readable()) {
+                const auto scratch = c_.owner.scratch();
+                boost::system::error_code ec;
+                const std::size_t n = c_.wire.read_now(scratch, ec);
+                if (!ec) {
+                    c_.input.append(pool, scratch.data(), n);
+                    continue;
+                }
+                if (ec != asio::error::would_block) co_return;
+                events_->watch(
+                    [this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+            }
+            c_.in_read_wait = true;
+            auto [ec] = co_await events_->async_wait(as_tuple);
+            c_.in_read_wait = false;
+            if (ec) co_return;
+        }
+    } catch (...) {
+        // Out of memory for the client's last bytes: it is closed all the same.
+    }
+}
+
+}  // namespace plugd

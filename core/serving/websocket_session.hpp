@@ -1,0 +1,107 @@
+// websocket_session: an http connection after its upgrade, as the plugd::session a plugin
+// serves: RFC 6455 frames (framing/websocket_frames) over the connection's transport.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <plugd/session.hpp>
+
+#include "framing/websocket_frames.hpp"
+#include "host/subscriber_endpoint.hpp"
+#include "serving/client_events.hpp"
+
+namespace plugd {
+
+struct client_connection;
+struct chain_slot;
+class plugin_version;
+
+/// One session, a local of the serving coroutine (connection.cpp's serve_session), on its
+/// connection's thread. It keeps nothing but a few words while idle: the client's bytes
+/// wait in the connection's pooled input (released when empty), a message is unmasked and
+/// joined where it lies, and the frames it sends go out from the shard's scratch buffer.
+///
+/// Timing is the shard's sweeper's, by the connection's phase: while the plugin waits in
+/// next() (`waiting`), a ping every ping_interval_ms of silence and a close (1000) after
+/// idle_timeout_ms; a frame begun and not ended within request_timeout_ms (`receiving`) is
+/// closed with 1008; sends are `writing` (write_timeout_ms). Control frames the server
+/// writes by itself (pings, the close of a drain) only go out while no send is under way,
+/// so frames never interleave.
+class websocket_session final : public plugd::session, public subscriber_endpoint {
+  public:
+    websocket_session(client_connection& c, const chain_slot& chain, std::string_view path_rest);
+    ~websocket_session();
+
+    // plugd::session
+    task<event> next() override;
+    task<void> send(std::string_view data, message_type type) override;
+    task<void> forward(const event& published) override;
+    task<void> close(std::uint16_t code, std::string_view reason) override;
+    std::string_view peer() const noexcept override;
+    std::string_view listener() const noexcept override;
+    std::string_view route() const noexcept override;
+    std::string_view path_rest() const noexcept override { return path_rest_; }
+    std::string_view attached(std::string_view key) const noexcept override;
+
+    // subscriber_endpoint
+    void wake() noexcept override;
+    void fell_behind(slow_subscriber_policy policy) noexcept override;
+
+    /// Whether `version` is the one serving it (a drain's question).
+    bool runs(const plugin_version* version) const noexcept;
+    /// The sweeper, while it waits for the client (`waiting`, `receiving`), quiet for `age`.
+    void sweep(std::chrono::milliseconds age) noexcept;
+    /// reload_drain_timeout_ms ran out on its version: 1001 to the client (unless a send is
+    /// under way), and the plugin's pending call throws operation_aborted.
+    void drain_timeout() noexcept;
+    /// After serve_session: closes with `code` unless a close was sent already, then waits
+    /// (at most about 2 s: the sweeper's lingering phase) for the client's close.
+    task<void> finish(std::uint16_t code, std::string_view reason);
+
+    /// How it ended, for the access log and /metrics: the close code received or sent
+    /// first (1006: the client vanished).
+    std::uint16_t close_code() const noexcept { return close_code_; }
+    std::size_t bytes_in() const noexcept { return bytes_in_; }
+    std::size_t bytes_out() const noexcept { return bytes_out_; }
+
+  private:
+    /// Ends the session from the server's side with `code` at the next chance next() has
+    /// (the sweeper's timeouts, a stop): it is woken and sends the close itself.
+    void end_by_server(std::uint16_t code, const char* reason) noexcept;
+    /// Writes one frame, waiting if the socket is full; throws once the session is over or
+    /// the write fails.
+    task<void> write_frame(ws_opcode opcode, std::string_view payload);
+    /// Sends a close frame (once) and marks the session closed; failures end it quietly.
+    task<void> send_close(std::uint16_t code, std::string_view reason);
+    /// What next() returns at the end.
+    event closed_event(std::uint16_t code, std::string_view reason) noexcept;
+    void ensure_open() const;
+
+    client_connection& c_;
+    const chain_slot& chain_;
+    std::string path_rest_;
+    std::string close_reason_;  ///< the reason in the client's close, for the event
+    std::shared_ptr<client_events> events_;
+    ws_decoder decoder_;
+    detail::event_state event_;
+    std::size_t consume_ = 0;  ///< bytes of the message next() returned last, to drop next
+    std::size_t bytes_in_ = 0;
+    std::size_t bytes_out_ = 0;
+    std::uint64_t pinged_phase_ = ~std::uint64_t{0};  ///< the phase a ping was sent in
+    const char* server_reason_ = "";
+    std::uint16_t server_code_ = 0;  ///< set: the server ends it with this code
+    std::uint16_t close_code_ = 0;
+    bool close_sent_ = false;
+    bool close_received_ = false;
+    bool ended_ = false;         ///< next() returned the end
+    bool cut_off_ = false;       ///< closed by the slow_subscriber policy
+    bool client_turn_ = true;    ///< when both kinds are ready, which next() returns
+    bool write_failed_ = false;  ///< the socket is broken: nothing more is written
+    bool refused_ = false;       ///< a frame was refused: the decoder is done, no lingering
+};
+
+}  // namespace plugd

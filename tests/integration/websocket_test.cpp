@@ -1,0 +1,336 @@
+// WebSocket sessions through the real plugd, with Debian's python3-websockets as the real
+// client (tests/clients/websocket_client.py) and, for what real clients refuse to send
+// (bad UTF-8, unmasked frames, never answering a ping), a few hand-made frames. The
+// plugin is tests/plugins/ws_chat.cpp: an echo room, rooms of a chat, a raw lobby.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "line_client.hpp"
+#include "metric_samples.hpp"
+#include "plugd_process.hpp"
+#include "skip_test.hpp"
+
+using namespace plugd::test;
+
+namespace {
+
+const std::string python = "/usr/bin/python3";  // Debian's, with python3-websockets
+const std::string client_script = PLUGD_SOURCE_DIR "/tests/clients/websocket_client.py";
+
+// Whether Debian's python3 has python3-websockets (checked once).
+bool have_websockets() {
+    static const bool found = run_program(python, {"-c", "import websockets"}, 20s).status == 0;
+    return found;
+}
+#define SKIP_WITHOUT_WEBSOCKETS() \
+    if (!have_websockets())       \
+    return skip_test("python3-websockets is not installed (apt-get install python3-websockets)")
+
+// Runs a scenario of websocket_client.py; it passes when it exits 0.
+void scenario(const std::vector<std::string>& args, milliseconds timeout = 60s) {
+    std::vector<std::string> argv{client_script};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const run_result r = run_program(python, argv, timeout);
+    INFO(r.output);
+    CHECK(r.status == 0);
+}
+
+// plugd with ws_chat (p.so) on: "web", an http listener whose route /room/ leads to it and
+// /secure/ to it behind bearer_auth; "tight", the same with small WebSocket limits (a
+// 1024-byte message, a ping every 100 ms of silence, closed after 600 ms without a frame);
+// "lobby", a raw listener. Two serving threads, an admin endpoint.
+struct ws_server {
+    explicit ws_server(const std::string& extra = "") : plugins{tmp.path() / "plugins"} {
+        std::filesystem::create_directory(plugins);
+        install_plugin(test_plugin_dir() / "ws_chat.so", plugins, "p.so");
+        install_plugin(test_plugin_dir() / "bearer_auth.so", plugins, "auth.so");
+        const std::string routes = R"("routes": [ { "path": "/room/", "plugin": "p" },
+                       { "path": "/secure/", "chain": ["auth", "p"] } ])";
+        cfg = tmp.write("server.json", R"({ "threads": 2, "plugin_dir": ")" + plugins.string() +
+                                           R"(", "plugins": { "p": { "file": "p.so" },
+                "auth": { "file": "auth.so", "config": { "tokens": ["a-long-test-token"] } } },
+            "listeners": [
+              { "name": "web", "port": 0, "framing": "http", )" +
+                                           routes + R"( },
+              { "name": "tight", "port": 0, "framing": "http", )" +
+                                           routes + R"(,
+                "websocket": { "max_message_bytes": 1024, "ping_interval_ms": 100,
+                               "idle_timeout_ms": 600 } },
+              { "name": "lobby", "port": 0, "framing": "raw", "plugin": "p" } ],
+            "admin": { "address": "127.0.0.1", "port": 0 } )" +
+                                           extra + "}");
+        process.emplace(std::vector<std::string>{"-c", cfg.string()});
+        web = process->port("web");
+        tight = process->port("tight");
+        lobby = process->port("lobby");
+        admin = process->admin_port();
+        REQUIRE(process->wait_for_log("serving generation 1"));
+    }
+
+    temp_dir tmp;
+    std::filesystem::path plugins;
+    std::filesystem::path cfg;
+    std::optional<plugd_process> process;
+    std::uint16_t web = 0, tight = 0, lobby = 0, admin = 0;
+};
+
+// A client frame, masked as RFC 6455 requires (unless `masked` is false: a protocol error).
+std::string client_frame(std::uint8_t opcode, const std::string& payload, bool masked = true) {
+    std::string f;
+    f += static_cast<char>(0x80 | opcode);
+    const std::array<char, 4> mask{'\x12', '\x34', '\x56', '\x78'};
+    REQUIRE(payload.size() < 65536);
+    const char mask_bit = masked ? '\x80' : '\0';
+    if (payload.size() < 126) {
+        f += static_cast<char>(mask_bit | static_cast<char>(payload.size()));
+    } else {
+        f += static_cast<char>(mask_bit | 126);
+        f += static_cast<char>(payload.size() >> 8);
+        f += static_cast<char>(payload.size() & 0xff);
+    }
+    if (masked) f.append(mask.data(), 4);
+    for (std::size_t i = 0; i < payload.size(); ++i)
+        f += masked ? static_cast<char>(payload[i] ^ mask[i % 4]) : payload[i];
+    return f;
+}
+
+// A server frame as read: opcode and payload (plugd never masks, and its tests' frames are
+// short enough for a one-byte or two-byte length).
+struct server_frame {
+    std::uint8_t opcode = 0;
+    std::string payload;
+    std::uint16_t close_code() const {
+        return payload.size() >= 2
+                   ? static_cast<std::uint16_t>((static_cast<std::uint8_t>(payload[0]) << 8) |
+                                                static_cast<std::uint8_t>(payload[1]))
+                   : 0;
+    }
+};
+
+std::optional<server_frame> read_frame(line_client& c, milliseconds timeout = 5s) {
+    const auto head = c.read_exactly(2, timeout);
+    if (!head) return std::nullopt;
+    server_frame f;
+    f.opcode = static_cast<std::uint8_t>((*head)[0]) & 0x0f;
+    std::size_t size = static_cast<std::uint8_t>((*head)[1]) & 0x7f;
+    if (size == 126) {
+        const auto ext = c.read_exactly(2, timeout);
+        if (!ext) return std::nullopt;
+        size = (static_cast<std::uint8_t>((*ext)[0]) << 8) | static_cast<std::uint8_t>((*ext)[1]);
+    }
+    REQUIRE(size < 126 * 1024);
+    if (size == 0) return f;
+    const auto body = c.read_exactly(size, timeout);
+    if (!body) return std::nullopt;
+    f.payload = *body;
+    return f;
+}
+
+// A connection to `port` with a small receive buffer when `small`, so that a client that
+// never reads fills up soon.
+line_client connect_to(std::uint16_t port, bool small) {
+    if (!small) return line_client{port};
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    const int bytes = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    return line_client::adopt(fd);
+}
+
+// A client that upgrades by hand on `port` to `path`: the 101 read, frames next.
+line_client upgrade(std::uint16_t port, const std::string& path, bool small = false) {
+    line_client c = connect_to(port, small);
+    c.send("GET " + path +
+           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    std::string head;
+    while (head.find("\r\n\r\n") == std::string::npos) {
+        const auto byte = c.read_exactly(1);
+        REQUIRE(byte);
+        head += *byte;
+    }
+    REQUIRE_MESSAGE(head.rfind("HTTP/1.1 101 ", 0) == 0, head);
+    // RFC 6455 §1.3's example key and its answer.
+    REQUIRE_MESSAGE(
+        head.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != std::string::npos,
+        head);
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("websocket: echo, binary, fragments, ping and a client's close, with a real client") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    scenario({"echo", std::to_string(s.web)});
+}
+
+TEST_CASE("websocket: 50 clients in two rooms across two threads, nothing crosses rooms") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    scenario({"rooms", std::to_string(s.web), "50", "2"});
+    const auto metrics = scrape_metrics(s.admin);
+    CHECK(metrics.at(R"(plugd_websocket_upgrades_total{listener="web"})") == 50);
+    CHECK(metrics.at(R"(plugd_websocket_messages_total{listener="web",direction="in"})") == 50);
+    // 25 clients a room, each message to the 24 others.
+    CHECK(metrics.at(R"(plugd_topic_deliveries_total{listener="web"})") == 50 * 24);
+}
+
+TEST_CASE("websocket: 1009 for a message over max_message_bytes") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    scenario({"too_big", std::to_string(s.tight), "1024"});
+}
+
+TEST_CASE("websocket: 1007 for text that is not UTF-8, 1002 for an unmasked frame") {
+    ws_server s;
+    {
+        line_client c = upgrade(s.web, "/room/echo");
+        c.send(client_frame(0x1, "fine"));
+        const auto echoed = read_frame(c);
+        REQUIRE(echoed);
+        CHECK(echoed->opcode == 0x1);
+        CHECK(echoed->payload == "fine");
+        c.send(client_frame(0x1, "bad \xc3\x28 utf-8"));
+        const auto closed = read_frame(c);
+        REQUIRE(closed);
+        CHECK(closed->opcode == 0x8);
+        CHECK(closed->close_code() == 1007);
+        CHECK(c.read_to_eof());  // and the connection ends
+    }
+    {
+        line_client c = upgrade(s.web, "/room/echo");
+        c.send(client_frame(0x1, "not masked", false));
+        const auto closed = read_frame(c);
+        REQUIRE(closed);
+        CHECK(closed->opcode == 0x8);
+        CHECK(closed->close_code() == 1002);
+    }
+    const auto metrics = scrape_metrics(s.admin);
+    CHECK(metrics.at(R"(plugd_websocket_closes_total{listener="web",code="1007"})") == 1);
+    CHECK(metrics.at(R"(plugd_websocket_closes_total{listener="web",code="1002"})") == 1);
+}
+
+TEST_CASE("websocket: a plugin's close with a code, a filter's 401, 426 for a plain request") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    scenario({"server_close", std::to_string(s.web), "4001"});
+    scenario({"refused", std::to_string(s.web), "/secure/echo", "a-long-test-token"});
+    // ws_chat answers no plain requests: the core says what the route wants.
+    const auto plain = http_request(s.web, "GET", "/room/echo");
+    REQUIRE(plain);
+    CHECK(plain->status == 426);
+    // A bad upgrade (no key) is the core's 400, before any plugin.
+    line_client c{s.web};
+    c.send(
+        "GET /room/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n");
+    const auto status = c.read_line();
+    REQUIRE(status);
+    CHECK(status->rfind("HTTP/1.1 400 ", 0) == 0);
+}
+
+TEST_CASE(
+    "websocket: the core pings a quiet client, keeps one that answers, closes one that does not") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    // Python's client answers pings by itself: 1000 ms of silence outlives the 600 ms limit.
+    scenario({"kept_alive", std::to_string(s.tight), "1000"});
+    // This one never answers: a ping, then the idle timeout's close.
+    line_client c = upgrade(s.tight, "/room/quiet");
+    const auto ping = read_frame(c, 3s);
+    REQUIRE(ping);
+    CHECK(ping->opcode == 0x9);
+    const auto closed = read_frame(c, 3s);
+    REQUIRE(closed);
+    CHECK(closed->opcode == 0x8);
+    CHECK(closed->close_code() == 1000);
+    CHECK(closed->payload.substr(2) == "idle timeout");
+}
+
+TEST_CASE("websocket: line clients and WebSocket clients in the lobby hear each other") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s;
+    line_client line{s.lobby};
+    plugd_process ws{python, {client_script, "lobby", std::to_string(s.web)}};
+    REQUIRE_MESSAGE(ws.wait_for_log("joined"), ws.log());
+    line.send("from a line client\n");
+    CHECK(line.read_line() == "v1:from a websocket client");
+    CHECK(ws.wait_exit(20s) == 0);
+    INFO(ws.log());
+}
+
+TEST_CASE("websocket: a subscriber that never reads is closed by the policy, the others keep up") {
+    ws_server s{R"(, "limits": { "max_queued_messages": 64 })"};
+    line_client stuck = upgrade(s.web, "/room/flood", true);  // never reads again
+    line_client reader = upgrade(s.web, "/room/flood");
+    line_client talker = upgrade(s.web, "/room/flood");
+    const std::string text(4000, 'm');
+    constexpr int messages = 2000;  // 8 MB to the stuck one: past its socket buffers
+    int got = 0;
+    for (int i = 0; i < messages; ++i) {
+        talker.send(client_frame(0x1, text));
+        // The reader reads as it goes, and so never falls behind.
+        while (got < i - 32) {
+            const auto f = read_frame(reader);
+            REQUIRE(f);
+            REQUIRE(f->opcode == 0x1);
+            ++got;
+        }
+    }
+    while (got < messages) {
+        const auto f = read_frame(reader);
+        REQUIRE(f);
+        REQUIRE(f->opcode == 0x1);
+        CHECK(f->payload == "v1:" + text);
+        ++got;
+    }
+    CHECK(got == messages);
+    const auto metrics = scrape_metrics(s.admin);
+    CHECK(metrics.at(R"(plugd_topic_slow_subscribers_total{listener="web",action="close"})") == 1);
+}
+
+TEST_CASE("websocket: a reload during a chat: old sessions chat with new ones, then get 1001") {
+    SKIP_WITHOUT_WEBSOCKETS();
+    ws_server s{R"(, "limits": { "reload_drain_timeout_ms": 1500 })"};
+    plugd_process old_session{
+        python, {client_script, "session_until_going_away", std::to_string(s.web), "lobby"}};
+    REQUIRE_MESSAGE(old_session.wait_for_log("joined"), old_session.log());
+    install_plugin(test_plugin_dir() / "ws_chat_v2.so", s.plugins, "p.so");
+    s.process->signal(SIGHUP);
+    REQUIRE(s.process->wait_for_log("reload: generation 2 "));
+    plugd_process new_session{
+        python, {client_script, "session_until_going_away", std::to_string(s.web), "lobby"}};
+    REQUIRE_MESSAGE(new_session.wait_for_log("joined"), new_session.log());
+    // A line client on the new version says "ping"; both sessions answer "pong" through
+    // the version each is on.
+    line_client line{s.lobby};
+    line.send("ping\n");
+    std::vector<std::string> answers;
+    for (int i = 0; i < 2; ++i) {
+        const auto a = line.read_line();
+        REQUIRE(a);
+        answers.push_back(*a);
+    }
+    std::sort(answers.begin(), answers.end());
+    CHECK(answers == std::vector<std::string>{"v1:pong", "v2:pong"});
+    CHECK(old_session.wait_for_log("got v2:ping"));
+    // At the drain timeout the old session is told to go (1001); the new one stays.
+    CHECK_MESSAGE(old_session.wait_for_log("closed 1001", 10s), old_session.log());
+    CHECK(new_session.count_log("closed") == 0);
+}
