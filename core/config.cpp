@@ -216,20 +216,16 @@ bool is_loopback_address(const std::string& s) {
     return std::memcmp(v6.s6_addr, loopback, 16) == 0;
 }
 
-// The admin endpoint's bearer token: the first line of `file`, which nobody but plugd's
-// user may read (whoever reads it can reload the server). Opened without blocking, so a
-// FIFO cannot hang -t or start-up; refused unless it is a regular file.
-std::string read_admin_token(const validator& v, const std::filesystem::path& file) {
-    const std::string path = "/admin/token_file";
+// The first line of `file` at `path`, a secret nobody but plugd's user may read (`exposure`
+// says what a reader could do with it). Opened without blocking, so a FIFO cannot hang -t
+// or start-up; refused unless it is a regular file. `create`: how to make one.
+std::string read_secret_line(const validator& v, const std::string& path,
+                             const std::filesystem::path& file, const std::string& holds,
+                             const std::string& exposure, const std::string& create) {
     // Appended, not a + chain: GCC 12 warns falsely of an overflow on that.
     const std::string name = std::string{"\""}.append(file.string()).append("\"");
     const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        v.fail(path, "cannot open " + name + ": " + std::strerror(errno) +
-                         "; create it with a random token, for example: "
-                         "(umask 077; head -c 32 /dev/urandom | base64 > " +
-                         file.string() + ")");
-    }
+    if (fd < 0) v.fail(path, "cannot open " + name + ": " + std::strerror(errno) + "; " + create);
     struct stat st {};
     const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     std::string text;
@@ -244,22 +240,31 @@ std::string read_admin_token(const validator& v, const std::filesystem::path& fi
     }
     ::close(fd);
     if (!regular)
-        v.fail(path, name + " is not a regular file; point it at a file holding the token");
+        v.fail(path, name + " is not a regular file; point it at a file holding " + holds);
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
         v.fail(path, name + " may be read or changed by other users (mode " + mode +
-                         "): whoever reads the token can reload the server; run: chmod 600 " +
-                         file.string());
+                         "): " + exposure + "; run: chmod 600 " + file.string());
     }
-    const std::string token = text.substr(0, text.find_first_of("\r\n"));
+    return text.substr(0, text.find_first_of("\r\n"));
+}
+
+// The admin endpoint's bearer token (whoever reads it can reload the server).
+std::string read_admin_token(const validator& v, const std::filesystem::path& file) {
+    const std::string path = "/admin/token_file";
+    const std::string token = read_secret_line(
+        v, path, file, "the token", "whoever reads the token can reload the server",
+        "create it with a random token, for example: (umask 077; head -c 32 /dev/urandom | "
+        "base64 > " +
+            file.string() + ")");
     // RFC 6750's b64token: what fits in an Authorization field unquoted.
     const bool b64token = !token.empty() && token.find_first_not_of(
                                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
                                                 "wxyz0123456789-._~+/=") == std::string::npos;
     if (!b64token || token.size() < 16) {
-        v.fail(path, name +
-                         " must hold a token of at least 16 characters (letters, digits, "
+        v.fail(path, "\"" + file.string() +
+                         "\" must hold a token of at least 16 characters (letters, digits, "
                          "-._~+/=) on its first line; for example: "
                          "head -c 32 /dev/urandom | base64 > " +
                          file.string());
@@ -592,6 +597,48 @@ tls_settings parse_tls(const validator& v, const json& obj, const std::string& p
     return t;
 }
 
+// /topics/redis: where the topic bridge connects, and how.
+redis_settings parse_redis(const validator& v, const json& obj, const std::filesystem::path& base) {
+    const std::string p = "/topics/redis";
+    v.object_at(obj, p);
+    v.only_keys(obj, p, {"host", "port", "password_file", "channel_prefix", "max_pending"});
+    redis_settings r;
+    if (const json* host = v.find(obj, "host")) r.host = v.string(*host, p + "/host");
+    r.port = static_cast<std::uint16_t>(v.integer_or(obj, p, "port", 1, 65535, r.port));
+    // An empty password_file is the documented way of saying "no password".
+    if (const json* file = v.find(obj, "password_file");
+        file && !(file->is_string() && file->get<std::string>().empty())) {
+        r.password_file = resolve(base, v.string(*file, p + "/password_file"));
+        r.password = read_secret_line(
+            v, p + "/password_file", r.password_file, "the Redis password",
+            "whoever reads the password can read and publish every topic",
+            "create it holding Redis's password (requirepass) on its first line, readable only "
+            "by plugd's user (chmod 600), or remove /topics/redis/password_file");
+        if (r.password.empty())
+            v.fail(p + "/password_file", "\"" + r.password_file.string() +
+                                             "\" holds no password on its first line; write "
+                                             "Redis's password (requirepass) there");
+    }
+    if (const json* prefix = v.find(obj, "channel_prefix")) {
+        if (!prefix->is_string())
+            v.fail(p + "/channel_prefix", "expected a string, got " + describe(*prefix));
+        r.channel_prefix = prefix->get<std::string>();
+        // The bridge subscribes to the pattern <prefix>*: a pattern character in the prefix
+        // would match other channels, or miss its own.
+        if (r.channel_prefix.find_first_of("*?[]\\") != std::string::npos)
+            v.fail(p + "/channel_prefix",
+                   "\"" + r.channel_prefix +
+                       "\" holds a Redis pattern character (* ? [ ] \\); use a plain prefix "
+                       "such as \"plugd:\"");
+        if (r.channel_prefix.size() > 64)
+            v.fail(p + "/channel_prefix",
+                   "longer than 64 bytes; use a short prefix such as "
+                   "\"plugd:\"");
+    }
+    r.max_pending = v.integer_or(obj, p, "max_pending", 1, 10'000'000, r.max_pending);
+    return r;
+}
+
 server_config parse_document(const json& doc, const validator& v,
                              const std::filesystem::path& source,
                              const std::filesystem::path& bundled_plugin_dir) {
@@ -635,10 +682,12 @@ server_config parse_document(const json& doc, const validator& v,
     }
     if (const json* topics = v.find(doc, "topics")) {
         v.object_at(*topics, "/topics");
-        v.only_keys(*topics, "/topics", {"max_message_bytes"});
+        v.only_keys(*topics, "/topics", {"max_message_bytes", "redis"});
         cfg.topics.max_message_bytes =
             v.integer_or(*topics, "/topics", "max_message_bytes", 1, std::uint64_t{64} << 20,
                          cfg.topics.max_message_bytes);
+        if (const json* redis = v.find(*topics, "redis"))
+            cfg.topics.redis = parse_redis(v, *redis, base);
     }
     if (const json* log = v.find(doc, "log")) {
         v.object_at(*log, "/log");

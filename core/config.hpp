@@ -166,10 +166,25 @@ struct admin_settings {
     friend bool operator==(const admin_settings&, const admin_settings&) = default;
 };
 
+/// `topics.redis` in server.json: the bridge that carries every topic through Redis pub/sub
+/// to the other processes sharing that Redis (host/topic_bridge).
+struct redis_settings {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 6379;
+    /// A file only plugd's user may read, holding the password on its first line (sent as
+    /// `AUTH`); empty: none.
+    std::filesystem::path password_file;
+    std::string password;  ///< read from password_file when the config was read; never logged
+    std::string channel_prefix = "plugd:";  ///< topic T is channel <prefix>T
+    std::size_t max_pending = 10000;  ///< messages waiting for Redis; past it they are dropped
+    friend bool operator==(const redis_settings&, const redis_settings&) = default;
+};
+
 /// `topics` in server.json: the process's topics (context::topics). Changing it needs a
 /// restart.
 struct topics_settings {
     std::size_t max_message_bytes = 65536;  ///< the largest message topics::publish takes
+    std::optional<redis_settings> redis;    ///< none: topics are per process
     friend bool operator==(const topics_settings&, const topics_settings&) = default;
 };
 

@@ -37,6 +37,7 @@
 #include "faults/stall_monitor.hpp"
 #include "host/host.hpp"
 #include "host/shared_memory_map.hpp"
+#include "host/topic_bridge.hpp"
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
@@ -107,6 +108,16 @@ class server final : public admin_backend {
         for (unsigned i = 0; i < threads_; ++i)
             host_->topics().count_publishes_in(i, shards_[i]->topic_publishes());
         host_->topics().count_other_publishes_in(&ledger_->topics(threads_)->publishes);
+        // With topics.redis, every topic also goes through Redis to the other processes (each
+        // worker is one, with an id of its own). On shard 0: the control thread can be busy
+        // for seconds in a reload.
+        if (cfg_.topics.redis) {
+            bridge_stats_ = &ledger_->topics(threads_)->redis;
+            bridge_.emplace(*cfg_.topics.redis, cfg_.topics.max_message_bytes, host_->topics(),
+                            shards_[0]->io(), topic_bridge::random_id(), *bridge_stats_);
+            host_->topics().bridge_to(&*bridge_);
+            bridge_->start();
+        }
         deployment_.emplace(control_, shards_, *host_, dir_,
                             options_.worker ? options_.worker->first_generation : 1,
                             passed_sockets(), options_.worker.has_value());
@@ -169,6 +180,7 @@ class server final : public admin_backend {
         }
         deployment_->close_outbound();  // their sockets belong to the shards' event loops
         host_->topics().stop();         // a plugin's stop() may publish: nowhere to post it now
+        bridge_.reset();                // its sockets belong to shard 0's event loop
         shards_.clear();       // io_contexts and their coroutine frames go before the plugins
         deployment_->clear();  // stop() of each version may still write shared state...
         // ...so it is saved after; a state that could not be saved is an exit status of 1
@@ -307,6 +319,7 @@ class server final : public admin_backend {
         }
         // What no shard counts: messages published on the other threads.
         all.emplace_back().topic_publishes = host_->topics().other_publishes();
+        if (bridge_stats_) all.back().redis = bridge_stats_->snapshot();
         co_return all;
     }
 
@@ -441,6 +454,8 @@ class server final : public admin_backend {
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
         if (watch_) watch_->close();
         deployment_->cancel_tasks();
+        // Its connections would keep shard 0's event loop from ever running out of work.
+        if (bridge_) bridge_->stop();
         for (auto& s : shards_) asio::post(s->io(), [s = s.get()] { s->begin_shutdown(); });
         shutdown_deadline_.expires_after(cfg_.limits.shutdown_timeout);
         shutdown_deadline_.async_wait([this](const boost::system::error_code& ec) {
@@ -527,6 +542,9 @@ class server final : public admin_backend {
     // A stalled serving thread withholds the ping: systemd then restarts a wedged plugd.
     watchdog_pings watchdog_{control_, notify_, [this] { return stalls_->stalled_now() == 0; }};
     std::vector<std::unique_ptr<shard>> shards_;
+    // After shards_, so that it goes first: its sockets belong to shard 0's event loop.
+    std::optional<topic_bridge> bridge_;          ///< with topics.redis only
+    topic_bridge_stats* bridge_stats_ = nullptr;  ///< its counters, in ledger_
     std::size_t finished_shards_ = 0;
 };
 

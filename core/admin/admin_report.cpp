@@ -308,6 +308,32 @@ std::string metrics_text(const server_report& r) {
                  stats.slow_subscribers_unsubscribed);
     }
 
+    // Only with topics.redis: without it there is no bridge to report on.
+    topic_bridge_stats redis;
+    for (const auto& s : r.shards) redis.add(s.redis);
+    if (redis.bridges > 0) {
+        m.family("plugd_topic_redis_up", "gauge",
+                 "1 while the topic bridge's connections to Redis are ready (with workers: "
+                 "every worker's), else 0.");
+        m.sample("plugd_topic_redis_up", "", std::uint64_t{redis.up == redis.bridges});
+        m.family("plugd_topic_redis_messages_total", "counter",
+                 "Topic messages through Redis: out, published here and acknowledged by Redis; "
+                 "in, published by another process and delivered here.");
+        m.sample("plugd_topic_redis_messages_total", label("direction", "out"), redis.messages_out);
+        m.sample("plugd_topic_redis_messages_total", label("direction", "in"), redis.messages_in);
+        m.family("plugd_topic_redis_dropped_total", "counter",
+                 "Topic messages the bridge dropped: pending_full, not sent because "
+                 "topics.redis.max_pending were waiting for Redis already; malformed, received "
+                 "on our channels but not written by a plugd (or above max_message_bytes).");
+        m.sample("plugd_topic_redis_dropped_total", label("reason", "pending_full"),
+                 redis.dropped_pending_full);
+        m.sample("plugd_topic_redis_dropped_total", label("reason", "malformed"),
+                 redis.dropped_malformed);
+        m.family("plugd_topic_redis_reconnects_total", "counter",
+                 "Connection attempts to Redis after a connection failed or was refused.");
+        m.sample("plugd_topic_redis_reconnects_total", "", redis.reconnects);
+    }
+
     // Only listeners that had a WebSocket session.
     m.family("plugd_websocket_upgrades_total", "counter",
              "Upgrade requests answered 101 Switching Protocols: WebSocket sessions begun.");

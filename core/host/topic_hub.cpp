@@ -8,12 +8,13 @@
 
 #include "framing/utf8_validator.hpp"
 #include "host/host.hpp"
+#include "host/topic_bridge.hpp"
 #include "log.hpp"
 
 namespace plugd {
 namespace {
 
-constexpr std::size_t max_topic_bytes = 256;
+constexpr std::size_t max_topic_bytes = topic_hub::max_topic_bytes;
 
 void check_topic(std::string_view topic, const char* call) {
     if (topic.empty() || topic.size() > max_topic_bytes) {
@@ -165,8 +166,19 @@ void topic_hub::publish(std::string_view topic, std::string_view message, messag
     }
     if (stopped_.load(std::memory_order_relaxed)) return;
     message_ref m = topic_message::make(topic, message, type, origin);
+    deliver_from(m, here);
+    // Local subscribers never wait for Redis: the bridge only queues it.
+    if (bridge_) bridge_->send(std::move(m));
+}
+
+void topic_hub::deliver(message_ref m) {
+    if (stopped_.load(std::memory_order_relaxed)) return;
+    deliver_from(m, board_here(loops_));
+}
+
+void topic_hub::deliver_from(const message_ref& m, std::ptrdiff_t here) {
     bool here_too = false;
-    directory_.for_each_board(topic, [&](std::size_t b) {
+    directory_.for_each_board(m->topic(), [&](std::size_t b) {
         if (static_cast<std::ptrdiff_t>(b) == here) {
             here_too = true;
             return;
@@ -179,7 +191,7 @@ void topic_hub::publish(std::string_view topic, std::string_view message, messag
             }
         });
     });
-    if (here_too) boards_[static_cast<std::size_t>(here)]->append(std::move(m));
+    if (here_too) boards_[static_cast<std::size_t>(here)]->append(m);
 }
 
 }  // namespace plugd

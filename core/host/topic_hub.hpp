@@ -19,6 +19,8 @@
 
 namespace plugd {
 
+class topic_bridge;
+
 /// One per process (the host owns it), the same object for every plugin instance and
 /// version. A board per serving thread holds the subscriptions of that thread's
 /// connections; the directory says which boards have subscribers of a topic. A publish
@@ -28,6 +30,9 @@ namespace plugd {
 /// subscriber. (SDK and core share `namespace plugd`, hence not `topics`.)
 class topic_hub final : public topics {
   public:
+    /// The longest topic name, in bytes.
+    static constexpr std::size_t max_topic_bytes = 256;
+
     /// One board per serving thread's event loop; `max_message_bytes`: server.json's
     /// `topics.max_message_bytes`.
     topic_hub(std::vector<boost::asio::io_context*> loops, std::size_t max_message_bytes);
@@ -40,6 +45,13 @@ class topic_hub final : public topics {
     void unsubscribe(subscriber who, std::string_view topic) override;
     void publish(std::string_view topic, std::string_view message, message_type type,
                  subscriber except) override;
+
+    /// Hands `m` to this process's subscribers of its topic only: a message that came from
+    /// another process (the bridge), never sent back out. Any thread.
+    void deliver(message_ref m);
+    /// Where publish() sends each message after delivering it here (every other process);
+    /// none by default. Set before any plugin starts; `bridge` outlives every publish.
+    void bridge_to(topic_bridge* bridge) noexcept { bridge_ = bridge; }
 
     // subscribe and unsubscribe for the core's own endpoints, once resolved and checked (on
     // their thread).
@@ -68,6 +80,7 @@ class topic_hub final : public topics {
 
   private:
     subscriber_endpoint& endpoint_of(subscriber who, const char* call) const;
+    void deliver_from(const message_ref& m, std::ptrdiff_t here);
 
     std::vector<boost::asio::io_context*> loops_;
     std::size_t max_message_bytes_;
@@ -77,6 +90,7 @@ class topic_hub final : public topics {
     std::vector<std::uint64_t*> publishes_;
     std::uint64_t* other_publishes_;
     std::atomic<bool> stopped_{false};
+    topic_bridge* bridge_ = nullptr;
 };
 
 }  // namespace plugd

@@ -15,6 +15,15 @@ std::string admin_text(const server_config& c) {
                : std::string{"none"};
 }
 
+// The bridge as a line: everything but the password, which is compared, never shown.
+std::string redis_text(const server_config& c) {
+    if (!c.topics.redis) return "none";
+    const redis_settings& r = *c.topics.redis;
+    return r.host + ":" + std::to_string(r.port) + " channel_prefix " + r.channel_prefix +
+           " max_pending " + std::to_string(r.max_pending) +
+           (r.password_file.empty() ? "" : " password_file " + r.password_file.string());
+}
+
 }  // namespace
 
 void check_no_restart_needed(const server_config& running, const server_config& next) {
@@ -36,6 +45,16 @@ void check_no_restart_needed(const server_config& running, const server_config& 
     // The topics are built once, for the whole process.
     unchanged("topics/max_message_bytes", std::to_string(running.topics.max_message_bytes),
               std::to_string(next.topics.max_message_bytes));
+    // The bridge's connections and instance are made once, at start.
+    unchanged("topics/redis", redis_text(running), redis_text(next));
+    if (running.topics.redis && next.topics.redis &&
+        running.topics.redis->password != next.topics.redis->password) {
+        throw config_error(next.source.string() +
+                           ": /topics/redis/password_file: the password in " +
+                           next.topics.redis->password_file.string() +
+                           " changed while running; the bridge keeps the one it started with: "
+                           "restart plugd to use the new one, or put the old one back");
+    }
     // The pid file is how `plugd -s` finds this server: moving it would leave a command
     // reading the old config's pid_file with nobody to find.
     unchanged("pid_file", running.pid_file.string(), next.pid_file.string());

@@ -210,6 +210,7 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
         } else if (kind == topics_kind) {
             const auto& from = *reinterpret_cast<const topic_stats*>(r->stats());
             into.topic_publishes += read_whole(from.publishes);
+            into.redis.add(from.redis.snapshot());
         } else {
             const auto& from = *reinterpret_cast<const request_stats*>(r->stats());
             request_stats s;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "host/topic_bridge_stats.hpp"
+
 namespace plugd {
 
 /// Why a request did not end with the handler's own reply.
@@ -94,9 +96,11 @@ inline std::size_t websocket_close_slot(std::uint16_t code) noexcept {
 }
 
 /// Topic messages published on one serving thread (on its own thread, plain increments), or
-/// on all the other threads (one record: atomic increments).
+/// on all the other threads (one record: atomic increments). A record of its own holds the
+/// Redis bridge's counters (`redis`, atomic).
 struct topic_stats {
     std::uint64_t publishes = 0;
+    topic_bridge_stats redis;
 };
 
 /// One shard's copy of its counters and gauges, taken on its thread.
@@ -120,6 +124,7 @@ struct shard_snapshot {
     std::vector<request_part> requests;
     std::vector<version_part> versions;
     std::uint64_t topic_publishes = 0;
+    topic_bridge_stats redis;  ///< the Redis bridge's, where it counts
 };
 
 }  // namespace plugd

@@ -146,6 +146,12 @@ class supervisor {
         poll_workers_serving();
         log::info("plugd " PLUGD_VERSION " supervising " + std::to_string(cfg_.workers) +
                   " worker processes (master pid " + std::to_string(::getpid()) + ")");
+        if (cfg_.workers > 1 && !cfg_.topics.redis)
+            log::warn(
+                "topics are per worker process: a message published in one worker reaches "
+                "only that worker's subscribers; to share topics between workers, add "
+                "/topics/redis (see \"Topics across processes: Redis\" in "
+                "docs/operations.md)");
         io_.run();
         // Its requests may wait for this thread's loop: it ends before anything goes.
         if (admin_) admin_->stop();

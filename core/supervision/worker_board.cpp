@@ -27,6 +27,7 @@ void worker_board::worker_exited(unsigned slot) {
     for (const auto& r : counted.requests)
         exited_requests_[{r.listener, r.route, r.plugin}] += r.stats;
     exited_topic_publishes_ += counted.topic_publishes;
+    exited_redis_.add(counted.redis, true);  // its bridge is gone: its gauges with it
     if (last) {
         exited_stalls_ += last->stalls;
         exited_starvations_ += last->starvations;
@@ -52,6 +53,7 @@ std::vector<shard_snapshot> worker_board::snapshots() const {
     for (const auto& [key, stats] : exited_requests_)
         exited.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), stats});
     exited.topic_publishes = exited_topic_publishes_;
+    exited.redis = exited_redis_;
     return all;
 }
 

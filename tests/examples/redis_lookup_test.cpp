@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "plugd_process.hpp"
+#include "redis_server.hpp"
 #include "skip_test.hpp"
 
 extern char** environ;
@@ -27,91 +28,6 @@ extern char** environ;
 using namespace plugd::test;
 
 namespace {
-
-const char* redis_binary() {
-    for (const char* path : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"}) {
-        if (::access(path, X_OK) == 0) return path;
-    }
-    return nullptr;
-}
-
-std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// redis-server on 127.0.0.1:port, without persistence; stopped by the destructor.
-// `extra`: more arguments (a TLS port).
-class redis_server {
-  public:
-    redis_server(const char* binary, const std::filesystem::path& dir,
-                 const std::vector<std::string>& extra = {})
-        : port_{free_port()} {
-        std::vector<std::string> args{binary,
-                                      "--port",
-                                      std::to_string(port_),
-                                      "--bind",
-                                      "127.0.0.1",
-                                      "--save",
-                                      "",
-                                      "--appendonly",
-                                      "no",
-                                      "--dir",
-                                      dir.string(),
-                                      "--logfile",
-                                      (dir / "redis.log").string()};
-        args.insert(args.end(), extra.begin(), extra.end());
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        REQUIRE(::posix_spawn(&pid_, binary, nullptr, nullptr, argv.data(), environ) == 0);
-        // Ready once it answers PING (bounded).
-        for (const auto deadline = std::chrono::steady_clock::now() + 10s;
-             std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-            try {
-                if (command("PING") == "+PONG") return;
-            } catch (const std::exception&) {
-            }
-        }
-        FAIL("redis-server did not answer PING on port " << port_);
-    }
-    ~redis_server() {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-    }
-    redis_server(const redis_server&) = delete;
-    redis_server& operator=(const redis_server&) = delete;
-    std::uint16_t port() const { return port_; }
-    /// An inline command; the first reply line without its \r.
-    std::string command(const std::string& line) const {
-        line_client c{port_};
-        c.send(line + "\r\n");
-        auto reply = c.read_line(2s).value_or("");
-        if (!reply.empty() && reply.back() == '\r') reply.pop_back();
-        return reply;
-    }
-    /// How many connections Redis has accepted so far (INFO stats), this one included.
-    long connections_received() const {
-        line_client c{port_};
-        c.send("INFO stats\r\nQUIT\r\n");
-        const auto text = c.read_to_eof(2s).value_or("");
-        const std::string field = "total_connections_received:";
-        const auto at = text.find(field);
-        REQUIRE(at != std::string::npos);
-        return std::stol(text.substr(at + field.size()));
-    }
-
-  private:
-    std::uint16_t port_;
-    pid_t pid_ = -1;
-};
 
 // Runs `command` (a shell line) in `dir`; fails the test when it fails.
 void run_in(const std::filesystem::path& dir, const std::string& command) {

@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
-for target in line_framing http_framing websocket_frames config; do
+for target in line_framing http_framing websocket_frames resp config; do
     work=build-fuzz/corpus/$target
     mkdir -p "$work"
     echo "fuzz_$target: ${seconds} s"

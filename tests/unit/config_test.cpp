@@ -335,8 +335,8 @@ TEST_CASE("a topic subscriber's queue and slow policy are limits, the message si
     CHECK(error_of("{ " + plugins + R"(, "limits": { "max_queued_messages": 0 } })")
               .find("/limits/max_queued_messages: expected an integer from 1 to") !=
           std::string::npos);
-    CHECK(error_of("{ " + plugins + R"(, "topics": { "redis": {} } })")
-              .find("/topics/redis: unknown key") != std::string::npos);
+    CHECK(error_of("{ " + plugins + R"(, "topics": { "redis": { "server": "a" } } })")
+              .find("/topics/redis/server: unknown key") != std::string::npos);
     CHECK(error_of("{ " + plugins + R"(, "topics": { "max_message_bytes": 0 } })")
               .find("/topics/max_message_bytes: expected an integer from 1 to") !=
           std::string::npos);
@@ -462,4 +462,103 @@ TEST_CASE("an http listener's websocket object: defaults, values, and what it re
               with_listener(R"({ "name": "l", "port": 1, "plugin": "greeting", "websocket": {} })"))
               .find("/listeners/0/websocket: WebSocket sessions are served on http listeners") !=
           std::string::npos);
+}
+
+TEST_CASE("topics.redis has defaults, and each wrong key is named with what to do") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ])";
+    const auto redis = [&](const std::string& object) {
+        return "{ " + plugins + listener + R"(, "topics": { "redis": )" + object + " } }";
+    };
+    CHECK_FALSE(parse("{ " + plugins + listener + " }").topics.redis);
+    auto cfg = parse(redis("{}"));
+    REQUIRE(cfg.topics.redis);
+    CHECK(cfg.topics.redis->host == "127.0.0.1");
+    CHECK(cfg.topics.redis->port == 6379);
+    CHECK(cfg.topics.redis->channel_prefix == "plugd:");
+    CHECK(cfg.topics.redis->max_pending == 10000);
+    CHECK(cfg.topics.redis->password.empty());
+    cfg = parse(redis(R"({ "host": "redis.internal", "port": 6380, "password_file": "",
+                           "channel_prefix": "", "max_pending": 5 })"));
+    CHECK(cfg.topics.redis->host == "redis.internal");
+    CHECK(cfg.topics.redis->port == 6380);
+    CHECK(cfg.topics.redis->password_file.empty());
+    CHECK(cfg.topics.redis->channel_prefix.empty());
+    CHECK(cfg.topics.redis->max_pending == 5);
+
+    CHECK(error_of(redis("true")).find("/topics/redis: expected an object") != std::string::npos);
+    CHECK(error_of(redis(R"({ "port": 0 })"))
+              .find("/topics/redis/port: expected an integer from 1 to 65535") !=
+          std::string::npos);
+    CHECK(error_of(redis(R"({ "host": "" })")).find("/topics/redis/host: expected a non-empty") !=
+          std::string::npos);
+    CHECK(error_of(redis(R"({ "max_pending": 0 })")).find("/topics/redis/max_pending") !=
+          std::string::npos);
+    const auto pattern = error_of(redis(R"({ "channel_prefix": "app*" })"));
+    CHECK(pattern.find("/topics/redis/channel_prefix: \"app*\" holds a Redis pattern character") !=
+          std::string::npos);
+    CHECK(pattern.find("use a plain prefix") != std::string::npos);
+    CHECK(error_of(redis(R"({ "channel_prefix": 7 })"))
+              .find("/topics/redis/channel_prefix: expected a string") != std::string::npos);
+}
+
+TEST_CASE("topics.redis.password_file is read like the admin token: private, first line") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ])";
+    char name[] = "/tmp/plugd-redis-password-XXXXXX";
+    const int fd = ::mkstemp(name);  // mode 600
+    REQUIRE(fd >= 0);
+    const std::string file = name;
+    auto with_password = [&](const std::string& text) {
+        std::ofstream{file, std::ios::trunc} << text;
+        return "{ " + plugins + listener + R"(, "topics": { "redis": { "password_file": ")" + file +
+               R"(" } } })";
+    };
+    auto cfg = parse(with_password("hunter2\nignored"));
+    REQUIRE(cfg.topics.redis);
+    CHECK(cfg.topics.redis->password == "hunter2");
+    CHECK(cfg.topics.redis->password_file == file);
+    CHECK(error_of(with_password("\n"))
+              .find("/topics/redis/password_file: \"" + file + "\" holds no password") !=
+          std::string::npos);
+    const std::string config = with_password("hunter2\n");
+    ::fchmod(fd, 0644);
+    const auto readable = error_of(config);
+    CHECK(readable.find("/topics/redis/password_file") != std::string::npos);
+    CHECK(readable.find("chmod 600 " + file) != std::string::npos);
+    ::close(fd);
+    std::filesystem::remove(file);
+    const auto missing = error_of(config);
+    CHECK(missing.find("/topics/redis/password_file: cannot open \"" + file + "\"") !=
+          std::string::npos);
+    CHECK(missing.find("remove /topics/redis/password_file") != std::string::npos);
+}
+
+TEST_CASE("topics.redis takes a restart: added, removed, moved or a new password") {
+    const std::string listener =
+        R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ])";
+    const auto running = parse("{ " + plugins + listener + " }");
+    const auto bridged = parse("{ " + plugins + listener + R"(, "topics": { "redis": {} } })");
+    const auto message = [](const plugd::server_config& a, const plugd::server_config& b) {
+        try {
+            plugd::check_no_restart_needed(a, b);
+        } catch (const config_error& e) {
+            return std::string{e.what()};
+        }
+        return std::string{};
+    };
+    CHECK(message(running, bridged)
+              .find("/topics/redis: cannot change while running (\"none\" "
+                    "-> \"127.0.0.1:6379") != std::string::npos);
+    CHECK(message(bridged, running).find("/topics/redis: cannot change while running") !=
+          std::string::npos);
+    auto moved = bridged;
+    moved.topics.redis->port = 6380;
+    CHECK(message(bridged, moved).find("restart plugd to change it") != std::string::npos);
+    auto password = bridged;
+    password.topics.redis->password = "other";
+    const auto secret = message(bridged, password);
+    CHECK(secret.find("/topics/redis/password_file: the password") != std::string::npos);
+    CHECK(secret.find("other") == std::string::npos);
+    CHECK(message(bridged, bridged).empty());
 }

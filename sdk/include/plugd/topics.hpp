@@ -37,7 +37,8 @@ class subscriber {
 /// offloaded job, start() or stop(), on any thread) reaches it through `connection::next`
 /// or `session::next`. One namespace
 /// for the whole process, shared by every plugin instance and version: choose a prefix
-/// ("chat/"). With `"workers": N`, each worker process has its own topics.
+/// ("chat/"). With `"workers": N`, each worker process has its own topics, unless
+/// server.json's `topics.redis` bridges them (and other plugd processes) through Redis.
 ///
 /// Each subscriber has a bounded queue: a connection or session that falls more than the listener's
 /// `limits.max_queued_messages` messages behind on a topic (counting from the first it has
