@@ -26,11 +26,13 @@ struct event_state {
 
 }  // namespace detail
 
-/// What `connection::next` or `session::next` returned: one pointer to the core's state of that connection,
-/// so its layout never changes while the state behind it grows. Trivially copyable.
+/// What `connection::next` or `session::next` returned: one pointer to the core's state of
+/// that connection or session, so its layout never changes while the state behind it grows.
+/// Trivially copyable.
 ///
 /// Lifetime: the views (data, topic) stay valid until the next call to next() on the same
-/// connection, or until serve() returns; copy what you keep longer. Since SDK 1.5.
+/// connection or session, or until serve() or serve_session() returns; copy what you keep
+/// longer. Since SDK 1.5.
 class event {
   public:
     explicit event(const detail::event_state* s) noexcept : s_{s} {}
