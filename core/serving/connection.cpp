@@ -725,6 +725,25 @@ void refuse_plaintext(client_connection& c) {
 
 }  // namespace
 
+namespace {
+
+// A connection's coroutine ended by an exception nothing else caught: says so. `what`:
+// "connection from ", "WebSocket session of ".
+void log_ended_by(const client_connection& c, std::exception_ptr error, const char* what) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        log::error("listener " + c.via->spec.name + ": " + what + c.peer +
+                       " ended by an error: " + e.what(),
+                   {log::tag("listener", c.via->spec.name), log::tag("peer", c.peer)});
+    } catch (...) {
+        log::error("listener " + c.via->spec.name + ": " + what + c.peer +
+                   " ended by a non-standard exception");
+    }
+}
+
+}  // namespace
+
 void client_connection::continue_handshake() noexcept {
     const handshake_step step = closing || via->closing ? handshake_step::failed : wire.handshake();
     listener_stats* traffic = via->traffic;
@@ -789,16 +808,7 @@ void client_connection::resume() noexcept {
         owner.io(), framing_of(*this).serve(*this),
         asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error, bool parking) {
             if (error) {
-                try {
-                    std::rethrow_exception(error);
-                } catch (const std::exception& e) {
-                    log::error("listener " + via->spec.name + ": connection from " + peer +
-                                   " ended by an error: " + e.what(),
-                               {log::tag("listener", via->spec.name), log::tag("peer", peer)});
-                } catch (...) {
-                    log::error("listener " + via->spec.name + ": connection from " + peer +
-                               " ended by a non-standard exception");
-                }
+                log_ended_by(*this, error, "connection from ");
             } else if (parking) {
                 cancel.slot().clear();  // a parked connection holds none of it
                 await_request();
@@ -815,19 +825,7 @@ void client_connection::serve_websocket() noexcept {
     cancel.slot().clear();
     asio::co_spawn(owner.io(), serve_session(*this),
                    asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error) {
-                       if (error) {
-                           try {
-                               std::rethrow_exception(error);
-                           } catch (const std::exception& e) {
-                               log::error(
-                                   "listener " + via->spec.name + ": WebSocket session of " + peer +
-                                       " ended by an error: " + e.what(),
-                                   {log::tag("listener", via->spec.name), log::tag("peer", peer)});
-                           } catch (...) {
-                               log::error("listener " + via->spec.name + ": WebSocket session of " +
-                                          peer + " ended by a non-standard exception");
-                           }
-                       }
+                       if (error) log_ended_by(*this, error, "WebSocket session of ");
                        finish();
                    }));
 }
