@@ -45,7 +45,7 @@ control_frame close_frame(std::uint16_t code, std::string_view reason) noexcept 
     f.bytes[1] = static_cast<char>(2 + reason.size());
     f.bytes[2] = static_cast<char>(code >> 8);
     f.bytes[3] = static_cast<char>(code & 0xff);
-    std::memcpy(f.bytes.data() + 4, reason.data(), reason.size());
+    if (!reason.empty()) std::memcpy(f.bytes.data() + 4, reason.data(), reason.size());
     f.size = 4 + reason.size();
     return f;
 }
@@ -55,7 +55,7 @@ control_frame pong_frame(std::string_view payload) noexcept {
     payload = payload.substr(0, ws_max_control_payload);
     f.bytes[0] = static_cast<char>(0x8A);
     f.bytes[1] = static_cast<char>(payload.size());
-    std::memcpy(f.bytes.data() + 2, payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(f.bytes.data() + 2, payload.data(), payload.size());
     f.size = 2 + payload.size();
     return f;
 }
@@ -190,7 +190,8 @@ task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view pay
         // One write of header and payload, without waiting when the socket takes it: the
         // case of every message but those of a client that does not read.
         std::memcpy(scratch.data(), header.data(), header_size);
-        std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
+        if (!payload.empty())  // (an empty view's data may be null: memcpy's undefined then)
+            std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
         written = c_.wire.write_now(asio::buffer(scratch.data(), total), ec);
         if (written < total && (!ec || ec == asio::error::would_block)) {
             // The scratch buffer is the shard's: what is left must outlive the wait.
