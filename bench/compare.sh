@@ -368,6 +368,15 @@ measure_row() {
     echo "$row $3 |"
 }
 
+# measure_header: the head of such a table: a column per server, one per ratio, the goal.
+measure_header() {
+    local header="| measure |" rule="|---|" name
+    for name in "${ran[@]}"; do header+=" $name (min-max) |" rule+="---|"; done
+    for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
+    echo "$header goal for the ratio |"
+    echo "$rule---|"
+}
+
 # tls_scenario: compare.sh tls: alternating rounds of each measure, then one table.
 tls_scenario() {
     command -v openssl >/dev/null || {
@@ -391,11 +400,7 @@ tls_scenario() {
     done
 
     echo
-    local header="| measure |" rule="|---|"
-    for name in "${ran[@]}"; do header+=" $name (min-max) |" rule+="---|"; done
-    for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
-    echo "$header goal for the ratio |"
-    echo "$rule---|"
+    measure_header
     measure_row "full handshakes/s (new connection, GET, close)" full-rate "≥ 1"
     measure_row "server CPU µs per full handshake" full-cpu "lower is better"
     measure_row "resumed handshakes/s (TLS 1.3 ticket)" resumed-rate "≥ 1"
@@ -444,11 +449,7 @@ fanout_scenario() {
     done
 
     echo
-    local header="| measure |" rule="|---|"
-    for name in "${ran[@]}"; do header+=" $name (min-max) |" rule+="---|"; done
-    for name in "${ran[@]:1}"; do header+=" $first ÷ $name |" rule+="---|"; done
-    echo "$header goal for the ratio |"
-    echo "$rule---|"
+    measure_header
     for window in $windows; do
         measure_row "delivered messages/s, $window in flight" "$window-rate" "≥ 2"
         measure_row "delivery latency p50 µs, $window in flight" "$window-p50" "lower is better"
