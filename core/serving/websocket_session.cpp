@@ -227,12 +227,44 @@ task<void> websocket_session::send_close(std::uint16_t code, std::string_view re
     close_sent_ = true;
     if (!close_code_) close_code_ = code;
     const control_frame f = close_frame(code, reason);
+    co_await write_control(f.view());
+}
+
+task<void> websocket_session::write_control(std::string_view frame) {
     c_.begin_phase(phase::writing);
-    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(f.view()), as_tuple);
+    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(frame), as_tuple);
     bytes_out_ += n;
     if (auto* t = c_.via->traffic) t->bytes_out += n;
     if (ec) write_failed_ = true;
     c_.begin_phase(phase::handling);
+}
+
+websocket_session::arrival websocket_session::read_arrived() {
+    if (!events_->maybe_readable()) return arrival::nothing;
+    const auto scratch = c_.owner.scratch();
+    boost::system::error_code ec;
+    const std::size_t n = c_.wire.read_now(scratch, ec);
+    if (!ec) {
+        c_.input.append(c_.owner.buffers(), scratch.data(), n);
+        bytes_in_ += n;
+        if (auto* t = c_.via->traffic) t->bytes_in += n;
+        return arrival::bytes;
+    }
+    if (ec != asio::error::would_block) return arrival::gone;
+    events_->watch([this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+    return arrival::nothing;
+}
+
+const topic_message* websocket_session::take_published() noexcept {
+    return hub ? hub->board_of(*this).take(*this) : nullptr;
+}
+
+event websocket_session::published_event(const topic_message& m) noexcept {
+    client_turn_ = true;
+    event_ = {1, m.type(), 0, m.payload(), m.topic()};
+    c_.begin_phase(phase::handling);
+    if (auto* t = c_.via->traffic) ++t->topic_deliveries;
+    return event{&event_};
 }
 
 task<void> websocket_session::send(std::string_view data, message_type type) {
@@ -280,7 +312,6 @@ task<event> websocket_session::next() {
     // The plugin is done with the event returned last.
     if (consume_ > 0) c_.input.consume(std::exchange(consume_, 0));
     if (hub) hub->board_of(*this).release(*this);
-    buffer_pool& pool = c_.owner.buffers();
     bool need_bytes = false;  // what is buffered is an incomplete frame
     for (;;) {
         if (!server_code_) {
@@ -297,17 +328,8 @@ task<event> websocket_session::next() {
             co_return closed_event(server_code_, server_reason_);
         }
         // When a message of each kind is ready, they take turns.
-        const auto take_published = [&]() -> const topic_message* {
-            return hub ? hub->board_of(*this).take(*this) : nullptr;
-        };
         if (!client_turn_) {
-            if (const topic_message* m = take_published()) {
-                client_turn_ = true;
-                event_ = {1, m->type(), 0, m->payload(), m->topic()};
-                c_.begin_phase(phase::handling);
-                if (auto* t = c_.via->traffic) ++t->topic_deliveries;
-                co_return event{&event_};
-            }
+            if (const topic_message* m = take_published()) co_return published_event(*m);
         }
         if (!c_.input.empty() && !need_bytes && !refused_) {
             const ws_frame f =
@@ -338,13 +360,7 @@ task<event> websocket_session::next() {
                     if (f.opcode == ws_opcode::ping && !close_sent_ && !write_failed_) {
                         const control_frame pong = pong_frame(f.payload);
                         c_.input.consume(f.consumed);
-                        c_.begin_phase(phase::writing);
-                        auto [ec, n] =
-                            co_await c_.wire.async_write(asio::buffer(pong.view()), as_tuple);
-                        bytes_out_ += n;
-                        if (auto* t = c_.via->traffic) t->bytes_out += n;
-                        if (ec) write_failed_ = true;
-                        c_.begin_phase(phase::handling);
+                        co_await write_control(pong.view());
                     } else {
                         c_.input.consume(f.consumed);
                     }
@@ -364,36 +380,21 @@ task<event> websocket_session::next() {
                     break;
             }
         }
-        if (const topic_message* m = take_published()) {
-            client_turn_ = true;
-            event_ = {1, m->type(), 0, m->payload(), m->topic()};
-            c_.begin_phase(phase::handling);
-            if (auto* t = c_.via->traffic) ++t->topic_deliveries;
-            co_return event{&event_};
-        }
+        if (const topic_message* m = take_published()) co_return published_event(*m);
         // Nothing whole: read what has arrived, or wait for it (or for a published message).
         const bool mid_frame = !c_.input.empty() || decoder_.in_message();
         const phase quiet = mid_frame ? phase::receiving : phase::waiting;
         if (c_.phase != quiet) c_.begin_phase(quiet);
-        if (events_->maybe_readable()) {
-            const auto scratch = c_.owner.scratch();
-            boost::system::error_code ec;
-            const std::size_t n = c_.wire.read_now(scratch, ec);
-            if (!ec) {
-                c_.input.append(pool, scratch.data(), n);
-                bytes_in_ += n;
-                if (auto* t = c_.via->traffic) t->bytes_in += n;
-                need_bytes = false;
-                continue;
-            }
-            if (ec != asio::error::would_block) {
-                write_failed_ = true;  // the connection is gone: nothing more goes out
-                co_return closed_event(1006, "the client went away without a close");
-            }
-            events_->watch(
-                [this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+        const arrival got = read_arrived();
+        if (got == arrival::bytes) {
+            need_bytes = false;
+            continue;
         }
-        c_.input.release_if_empty(pool);  // an idle session holds no buffer
+        if (got == arrival::gone) {
+            write_failed_ = true;  // the connection is gone: nothing more goes out
+            co_return closed_event(1006, "the client went away without a close");
+        }
+        c_.input.release_if_empty(c_.owner.buffers());  // an idle session holds no buffer
         waiting = true;
         c_.in_read_wait = true;
         auto [ec] = co_await events_->async_wait(as_tuple);
@@ -415,7 +416,6 @@ task<void> websocket_session::finish(std::uint16_t code, std::string_view reason
         // lingering time), its frames are read and dropped, so closing does not reset
         // the connection under what it still reads.
         c_.begin_phase(phase::lingering);
-        buffer_pool& pool = c_.owner.buffers();
         if (consume_ > 0) c_.input.consume(std::exchange(consume_, 0));
         for (int rounds = 0; rounds < 1024 && !c_.closing; ++rounds) {
             if (!c_.input.empty()) {
@@ -433,18 +433,9 @@ task<void> websocket_session::finish(std::uint16_t code, std::string_view reason
                     continue;
                 }
             }
-            if (events_->maybe_readable()) {
-                const auto scratch = c_.owner.scratch();
-                boost::system::error_code ec;
-                const std::size_t n = c_.wire.read_now(scratch, ec);
-                if (!ec) {
-                    c_.input.append(pool, scratch.data(), n);
-                    continue;
-                }
-                if (ec != asio::error::would_block) co_return;
-                events_->watch(
-                    [this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
-            }
+            const arrival got = read_arrived();
+            if (got == arrival::bytes) continue;
+            if (got == arrival::gone) co_return;
             c_.in_read_wait = true;
             auto [ec] = co_await events_->async_wait(as_tuple);
             c_.in_read_wait = false;

@@ -82,6 +82,21 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     task<void> write_frame(ws_opcode opcode, std::string_view payload);
     /// Sends a close frame (once) and marks the session closed; failures end it quietly.
     task<void> send_close(std::uint16_t code, std::string_view reason);
+    /// Writes a control frame the core makes (a close, a pong), waiting if the socket is
+    /// full; a failure marks the session broken instead of throwing.
+    task<void> write_control(std::string_view frame);
+    /// What read_arrived() found.
+    enum class arrival : std::uint8_t {
+        bytes,    ///< appended to the connection's input (and counted)
+        nothing,  ///< nothing now: the readability wait is armed
+        gone,     ///< the connection ended (end of input, reset, an error)
+    };
+    /// Reads what has arrived, without waiting.
+    arrival read_arrived();
+    /// The oldest message queued for it on its topics, or null (topic_board::take).
+    const topic_message* take_published() noexcept;
+    /// The event next() returns for `m`.
+    event published_event(const topic_message& m) noexcept;
     /// What next() returns at the end.
     event closed_event(std::uint16_t code, std::string_view reason) noexcept;
     void ensure_open() const;
