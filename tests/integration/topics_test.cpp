@@ -4,10 +4,7 @@
 // a reload during the chat, and what /metrics counts.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -88,16 +85,7 @@ line_client join(std::uint16_t port, const std::string& room) {
 
 // The same with a tiny receive buffer, so that a client that never reads fills up soon.
 line_client join_small(std::uint16_t port, const std::string& room) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    const int bytes = 4096;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    line_client c = line_client::adopt(fd);
+    line_client c{port, 4096};
     c.send(room + "\n");
     REQUIRE(c.read_line() == "joined " + room);
     return c;

@@ -4,10 +4,7 @@
 // plugin is tests/plugins/ws_chat.cpp: an echo room, rooms of a chat, a raw lobby.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -157,25 +154,10 @@ std::optional<server_frame> read_frame(line_client& c, milliseconds timeout = 5s
     return f;
 }
 
-// A connection to `port` with a small receive buffer when `small`, so that a client that
-// never reads fills up soon.
-line_client connect_to(std::uint16_t port, bool small) {
-    if (!small) return line_client{port};
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    const int bytes = 4096;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    return line_client::adopt(fd);
-}
-
-// A client that upgrades by hand on `port` to `path`: the 101 read, frames next.
+// A client that upgrades by hand on `port` to `path`: the 101 read, frames next. `small`:
+// with a small receive buffer, so that a client that never reads fills up soon.
 line_client upgrade(std::uint16_t port, const std::string& path, bool small = false) {
-    line_client c = connect_to(port, small);
+    line_client c{port, small ? 4096 : 0};
     c.send("GET " + path +
            " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");

@@ -30,9 +30,11 @@ int remaining_ms(clock::time_point deadline) {
 
 }  // namespace
 
-line_client::line_client(std::uint16_t port) {
+line_client::line_client(std::uint16_t port, int receive_buffer) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) fail("socket");
+    if (receive_buffer > 0)
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

@@ -16,8 +16,9 @@ using std::chrono::milliseconds;
 /// or over one end of a socket pair served inside the test (serving_fixture.hpp).
 class line_client {
   public:
-    /// Connects to 127.0.0.1:`port`.
-    explicit line_client(std::uint16_t port);
+    /// Connects to 127.0.0.1:`port`; with `receive_buffer` (bytes), a receive buffer that
+    /// small (SO_RCVBUF), so a client that never reads fills up soon.
+    explicit line_client(std::uint16_t port, int receive_buffer = 0);
     /// Takes over `connected_fd`, a connected stream socket, and closes it when destroyed.
     static line_client adopt(int connected_fd) noexcept;
     ~line_client();
