@@ -126,6 +126,10 @@ void shard::request_done(dispatch_table& table, const chain_slot& chain) noexcep
     for (const in_flight_cap& cap : chain.caps)
         cap.running->fetch_sub(1, std::memory_order_relaxed);
     for (plugin_ref* link : chain.links) link_done(*link);
+    table_done(table);
+}
+
+void shard::table_done(dispatch_table& table) noexcept {
     if (--table.in_flight > 0 || !table.retired) return;
     std::erase_if(retired_tables_, [&](const auto& t) { return t.get() == &table; });
 }
@@ -137,8 +141,7 @@ void shard::session_begins(dispatch_table& table, plugin_ref& link) noexcept {
 
 void shard::session_ends(dispatch_table& table, plugin_ref& link) noexcept {
     link_done(link);
-    if (--table.in_flight > 0 || !table.retired) return;
-    std::erase_if(retired_tables_, [&](const auto& t) { return t.get() == &table; });
+    table_done(table);
 }
 
 void shard::connection_opened(client_connection& c) noexcept {

@@ -160,6 +160,8 @@ class shard {
     void release(plugin_ref& p) noexcept;
     /// Counts a request out of `p`; drops the reference to a retired version when idle.
     void link_done(plugin_ref& p) noexcept;
+    /// Counts a request or session out of `table`; frees a replaced table when idle.
+    void table_done(dispatch_table& table) noexcept;
     /// The table of `l` for the plugins current now.
     std::unique_ptr<dispatch_table> make_table(const shard_listener& l, bool count_traffic);
     asio::awaitable<void> accept_loop(std::shared_ptr<shard_listener> r);
