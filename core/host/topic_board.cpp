@@ -204,6 +204,14 @@ void topic_board::release(subscriber_endpoint& who) noexcept {
     pop_released(log);
 }
 
+bool topic_board::has_more(const subscriber_endpoint& who) const noexcept {
+    for (const subscription& s : who.subscriptions) {
+        const std::uint64_t after = s.next + (&s == who.delivering ? 1 : 0);
+        if (after < s.log->end()) return true;
+    }
+    return false;
+}
+
 std::size_t topic_board::queued(std::string_view topic) const noexcept {
     const topic_log* log = find(topic);
     return log ? log->entries.size() : 0;

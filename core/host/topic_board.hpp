@@ -95,6 +95,9 @@ class topic_board {
     const topic_message* take(subscriber_endpoint& who) noexcept;
     /// `who` is done with the message take() returned: moves past it.
     void release(subscriber_endpoint& who) noexcept;
+    /// Whether a message is queued for `who` beyond the one it is delivering: a send may
+    /// wait for it, to go out in the same write (websocket_session's cork).
+    bool has_more(const subscriber_endpoint& who) const noexcept;
 
     /// How many entries `topic`'s log holds here (0 without subscribers), and how many
     /// slots it has: what the tests of its memory bound read.

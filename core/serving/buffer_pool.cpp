@@ -100,4 +100,10 @@ void request_bytes::release(buffer_pool& pool) noexcept {
     begin_ = end_ = 0;
 }
 
+void request_bytes::free() noexcept {
+    delete[] block_.data;  // the pool's blocks are new char[]
+    block_ = {};
+    begin_ = end_ = 0;
+}
+
 }  // namespace plugd

@@ -77,6 +77,9 @@ class request_bytes {
     /// Gives the block back once every byte is handled: what an idle connection holds.
     void release_if_empty(buffer_pool& pool) noexcept;
     void release(buffer_pool& pool) noexcept;
+    /// Frees the block without its pool: for an owner that may outlive the pool (a frame
+    /// destroyed at a stop).
+    void free() noexcept;
 
   private:
     buffer_pool::block block_;

@@ -13,4 +13,16 @@ void client_events::complete(boost::system::error_code ec, bool from_slot) noexc
     waiter_.reset();
 }
 
+void client_events::defer(deferred_call call, void* target) {
+    if (!deferred_posted_) {
+        boost::asio::post(io_, [self = shared_from_this()] {
+            self->deferred_posted_ = false;
+            if (void* t = std::exchange(self->deferred_target_, nullptr)) self->deferred_(t);
+        });
+        deferred_posted_ = true;
+    }
+    deferred_ = call;
+    deferred_target_ = target;
+}
+
 }  // namespace plugd

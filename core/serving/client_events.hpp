@@ -55,6 +55,15 @@ class client_events : public std::enable_shared_from_this<client_events> {
     /// Whether a wake came since the last call.
     bool take_woken() noexcept { return std::exchange(woken_, false); }
 
+    /// Calls `call(target)` on the connection's thread once what is queued there now has
+    /// run (posted: never inline), unless cancel_deferred() comes first. At most one is
+    /// pending: another defer() before it ran only replaces the call. Throws
+    /// std::bad_alloc.
+    using deferred_call = void (*)(void*) noexcept;
+    void defer(deferred_call call, void* target);
+    /// The deferred call is not to run (its target is going away, or did the work).
+    void cancel_deferred() noexcept { deferred_target_ = nullptr; }
+
     /// Waits for readability, a wake, or cancellation (operation_aborted). Completes at once
     /// when the socket may be readable already.
     template <class Token>
@@ -89,6 +98,9 @@ class client_events : public std::enable_shared_from_this<client_events> {
     // (In an optional: Boost 1.81's any_completion_handler cannot be move-assigned.)
     std::optional<boost::asio::any_completion_handler<void(boost::system::error_code)>> waiter_;
     boost::asio::cancellation_slot slot_;
+    deferred_call deferred_ = nullptr;
+    void* deferred_target_ = nullptr;
+    bool deferred_posted_ = false;
     bool readable_ = true;  ///< unknown until a read says otherwise
     bool armed_ = false;
     bool woken_ = false;

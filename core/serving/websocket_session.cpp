@@ -72,7 +72,10 @@ websocket_session::websocket_session(client_connection& c, dispatch_table& table
       events_{std::make_shared<client_events>(c.owner.io())} {}
 
 websocket_session::~websocket_session() {
-    leave();  // its subscriptions end with it (c_ may be gone: at a stop, frames outlive it)
+    // c_ (and its shard's pool) may be gone: at a stop, frames outlive them.
+    events_->cancel_deferred();
+    corked_.free();
+    leave();  // its subscriptions end with it
 }
 
 std::string_view websocket_session::peer() const noexcept {
@@ -138,8 +141,7 @@ void websocket_session::sweep(std::chrono::milliseconds age) noexcept {
     static constexpr char ping[2] = {static_cast<char>(0x89), 0};
     boost::system::error_code ec;
     const std::size_t n = c_.wire.write_now(asio::buffer(ping, 2), ec);  // never waits
-    bytes_out_ += n;
-    if (auto* t = c_.via->traffic) t->bytes_out += n;
+    wrote(n);
     // Half a frame would corrupt the stream: the client is not reading anyway.
     if (n == 1) {
         write_failed_ = true;
@@ -150,13 +152,12 @@ void websocket_session::sweep(std::chrono::milliseconds age) noexcept {
 void websocket_session::drain_timeout() noexcept {
     // The client learns why and may reconnect to the new version at once. Not while a send
     // is under way: its frame would be cut in two.
-    if (!close_sent_ && !write_failed_ && c_.phase != phase::writing) {
+    if (c_.phase != phase::writing) write_corked_now();
+    if (!close_sent_ && !write_failed_ && c_.phase != phase::writing && corked_.empty()) {
         const control_frame f =
             close_frame(ws_close_code::going_away, "the server was reloaded: reconnect");
         boost::system::error_code ec;
-        const std::size_t n = c_.wire.write_now(asio::buffer(f.view()), ec);
-        bytes_out_ += n;
-        if (auto* t = c_.via->traffic) t->bytes_out += n;
+        wrote(c_.wire.write_now(asio::buffer(f.view()), ec));
         close_sent_ = true;
         if (!close_code_) close_code_ = ws_close_code::going_away;
     }
@@ -178,10 +179,85 @@ event websocket_session::closed_event(std::uint16_t code, std::string_view reaso
     return event{&event_};
 }
 
+void websocket_session::wrote(std::size_t n) noexcept {
+    bytes_out_ += n;
+    if (auto* t = c_.via->traffic) t->bytes_out += n;
+}
+
+bool websocket_session::more_published() const noexcept {
+    return hub && hub->board_of(*this).has_more(*this);
+}
+
+task<void> websocket_session::write_corked() {
+    events_->cancel_deferred();
+    c_.begin_phase(phase::writing);
+    const std::string_view bytes = corked_.view();
+    boost::system::error_code ec;
+    std::size_t written = c_.wire.write_now(asio::buffer(bytes), ec);
+    if (written < bytes.size() && (!ec || ec == asio::error::would_block)) {
+        // The cork is the session's own: it outlives the wait, unlike the scratch buffer.
+        auto [wait_ec, n] =
+            co_await c_.wire.async_write(asio::buffer(bytes.substr(written)), as_tuple);
+        written += n;
+        ec = wait_ec;
+    } else if (written == bytes.size()) {
+        ec = {};
+    }
+    wrote(written);
+    corked_.release(c_.owner.buffers());
+    if (ec) write_failed_ = true;
+    c_.begin_phase(phase::handling);
+}
+
+void websocket_session::write_corked_now() noexcept {
+    if (corked_.empty() || write_failed_) return;
+    boost::system::error_code ec;
+    const std::size_t n = c_.wire.write_now(asio::buffer(corked_.view()), ec);
+    wrote(n);
+    corked_.consume(n);
+    corked_.release_if_empty(c_.owner.buffers());
+    // A full socket keeps the rest for the next write, which waits for it.
+    if (ec && ec != asio::error::would_block) write_failed_ = true;
+}
+
 task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view payload) {
     std::array<char, ws_max_header_bytes> header;
     const std::size_t header_size = write_frame_header(header, opcode, payload.size());
     const std::size_t total = header_size + payload.size();
+    bool joined = false;  // this frame went out with the cork
+    if (corked_.size() + total > cork_bytes) {
+        if (!corked_.empty()) co_await write_corked();  // too big to join it: the cork first
+    } else if (const bool cork = more_published(); cork || !corked_.empty()) {
+        const std::size_t before = corked_.size();
+        try {
+            corked_.append(c_.owner.buffers(), header.data(), header_size);
+            if (!payload.empty())
+                corked_.append(c_.owner.buffers(), payload.data(), payload.size());
+        } catch (...) {
+            corked_.truncate(before);  // never half a frame in the cork
+            throw;
+        }
+        if (cork) {
+            // Should the plugin wait on something else before its next send or next(),
+            // the cork goes out once the thread has run what is queued.
+            if (before == 0) {
+                events_->defer(
+                    [](void* self) noexcept {
+                        auto& s = *static_cast<websocket_session*>(self);
+                        if (s.c_.phase != phase::writing) s.write_corked_now();
+                    },
+                    this);
+            }
+            co_return;
+        }
+        co_await write_corked();  // the cork and this frame in one write
+        joined = true;
+    }
+    if (write_failed_) {
+        throw boost::system::system_error(asio::error::broken_pipe,
+                                          "writing to the WebSocket client " + c_.peer);
+    }
+    if (joined) co_return;
     c_.begin_phase(phase::writing);
     boost::system::error_code ec;
     std::size_t written = 0;
@@ -213,8 +289,7 @@ task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view pay
             ec = body_ec;
         }
     }
-    bytes_out_ += written;
-    if (auto* t = c_.via->traffic) t->bytes_out += written;
+    wrote(written);
     if (ec) {
         write_failed_ = true;
         throw boost::system::system_error(ec, "writing to the WebSocket client " + c_.peer);
@@ -231,10 +306,13 @@ task<void> websocket_session::send_close(std::uint16_t code, std::string_view re
 }
 
 task<void> websocket_session::write_control(std::string_view frame) {
+    if (!corked_.empty()) {
+        co_await write_corked();  // what the plugin sent goes first
+        if (write_failed_) co_return;
+    }
     c_.begin_phase(phase::writing);
     auto [ec, n] = co_await c_.wire.async_write(asio::buffer(frame), as_tuple);
-    bytes_out_ += n;
-    if (auto* t = c_.via->traffic) t->bytes_out += n;
+    wrote(n);
     if (ec) write_failed_ = true;
     c_.begin_phase(phase::handling);
 }
@@ -381,6 +459,12 @@ task<event> websocket_session::next() {
             }
         }
         if (const topic_message* m = take_published()) co_return published_event(*m);
+        if (!corked_.empty()) {
+            // Nothing more to deliver now: what the plugin sent goes out before any wait.
+            co_await write_corked();
+            if (write_failed_) co_return closed_event(1006, "the client stopped taking data");
+            continue;  // whatever came meanwhile
+        }
         // Nothing whole: read what has arrived, or wait for it (or for a published message).
         const bool mid_frame = !c_.input.empty() || decoder_.in_message();
         const phase quiet = mid_frame ? phase::receiving : phase::waiting;

@@ -12,6 +12,7 @@
 
 #include "framing/websocket_frames.hpp"
 #include "host/subscriber_endpoint.hpp"
+#include "serving/buffer_pool.hpp"
 #include "serving/client_events.hpp"
 
 namespace plugd {
@@ -26,6 +27,13 @@ class plugin_version;
 /// wait in the connection's pooled input (released when empty), a message is unmasked and
 /// joined where it lies, and the frames it sends go out from the shard's scratch buffer.
 ///
+/// A frame sent while more published messages are queued for the session waits in its cork
+/// (a pooled buffer, up to cork_bytes) for the ones that follow: the plugin's next sends
+/// join it, and it goes out in one write when a send finds nothing more queued, before
+/// next() waits, before any frame the core writes, or (when the plugin waits on something
+/// else meanwhile) once the thread has run what was queued. A busy room's subscriber gets
+/// several messages per write instead of a write per message.
+///
 /// Timing is the shard's sweeper's, by the connection's phase: while the plugin waits in
 /// next() (`waiting`), a ping every ping_interval_ms of silence and a close (1000) after
 /// idle_timeout_ms; a frame begun and not ended within request_timeout_ms (`receiving`) is
@@ -34,6 +42,9 @@ class plugin_version;
 /// so frames never interleave.
 class websocket_session final : public plugd::session, public subscriber_endpoint {
   public:
+    /// The most a cork holds: past it, what is corked goes out first.
+    static constexpr std::size_t cork_bytes = 16 * 1024;
+
     /// `table` and `chain`: where the upgrade request went; the session_begins() pins.
     websocket_session(client_connection& c, dispatch_table& table, const chain_slot& chain,
                       std::string_view path_rest);
@@ -77,9 +88,18 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// Ends the session from the server's side with `code` at the next chance next() has
     /// (the sweeper's timeouts, a stop): it is woken and sends the close itself.
     void end_by_server(std::uint16_t code, const char* reason) noexcept;
-    /// Writes one frame, waiting if the socket is full; throws once the session is over or
-    /// the write fails.
+    /// Writes one frame (or corks it, see above), waiting if the socket is full; throws
+    /// once the session is over or the write fails.
     task<void> write_frame(ws_opcode opcode, std::string_view payload);
+    /// Whether more published messages are queued for it now: a send may wait for them.
+    bool more_published() const noexcept;
+    /// Writes the cork, waiting if the socket is full; a failure marks the session broken.
+    task<void> write_corked();
+    /// The cork, without waiting: what the socket takes now (the deferred call's work,
+    /// while the plugin waits on something else).
+    void write_corked_now() noexcept;
+    /// Counts `n` bytes written to the client.
+    void wrote(std::size_t n) noexcept;
     /// Sends a close frame (once) and marks the session closed; failures end it quietly.
     task<void> send_close(std::uint16_t code, std::string_view reason);
     /// Writes a control frame the core makes (a close, a pong), waiting if the socket is
@@ -108,6 +128,7 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     std::string close_reason_;  ///< the reason in the client's close, for the event
     std::shared_ptr<client_events> events_;
     ws_decoder decoder_;
+    request_bytes corked_;  ///< frames not written yet (see above); a pooled block or none
     detail::event_state event_;
     std::size_t consume_ = 0;  ///< bytes of the message next() returned last, to drop next
     std::size_t bytes_in_ = 0;

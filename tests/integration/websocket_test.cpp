@@ -340,6 +340,38 @@ TEST_CASE("websocket: a subscriber that never reads is closed by the policy, the
     CHECK(metrics.at(R"(plugd_topic_slow_subscribers_total{listener="web",action="close"})") == 1);
 }
 
+TEST_CASE("websocket: a burst reaches every subscriber whole and in order") {
+    // Many messages queued for a subscriber at once go out corked, several per write.
+    ws_server s;
+    line_client reader = upgrade(s.web, "/room/burst");
+    line_client other = upgrade(s.web, "/room/burst");
+    line_client talker = upgrade(s.web, "/room/burst");
+    constexpr int messages = 300;
+    std::string burst;
+    for (int i = 0; i < messages; ++i) burst += client_frame(0x1, "m" + std::to_string(i));
+    talker.send(burst);
+    for (line_client* c : {&reader, &other}) {
+        for (int i = 0; i < messages; ++i) {
+            const auto f = read_frame(*c);
+            REQUIRE(f);
+            REQUIRE(f->opcode == 0x1);
+            REQUIRE(f->payload == "v1:m" + std::to_string(i));
+        }
+    }
+}
+
+TEST_CASE("websocket: a message sent goes out while the plugin waits on something else") {
+    // lazy-NAME forwards the first of two queued messages (so the send is corked, waiting
+    // for the second) and then sleeps 30 s: the message must not wait for the sleep.
+    ws_server s;
+    line_client lazy = upgrade(s.web, "/room/lazy-nap");
+    line_client talker = upgrade(s.web, "/room/nap");
+    talker.send(client_frame(0x1, "first") + client_frame(0x1, "second"));
+    const auto f = read_frame(lazy, 5s);
+    REQUIRE(f);
+    CHECK(f->payload == "v1:first");
+}
+
 TEST_CASE("websocket: a reload during a chat: old sessions chat with new ones, then get 1001") {
     SKIP_WITHOUT_WEBSOCKETS();
     ws_server s{R"(, "limits": { "reload_drain_timeout_ms": 1500 })"};

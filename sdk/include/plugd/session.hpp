@@ -32,8 +32,13 @@ class session {
     /// std::invalid_argument for text that is not UTF-8, std::system_error once the session
     /// has ended or when the client does not read for write_timeout_ms.
     virtual task<void> send(std::string_view data, message_type type = message_type::text) = 0;
-    /// Sends a published event (event::published) on as it is: its bytes are shared, not
-    /// copied, with every other session forwarding it.
+    /// Sends a published event (event::published) on as it is: the session keeps no copy
+    /// of its own while it waits in the queue.
+    ///
+    /// While more published messages are queued for the session, send and forward return
+    /// at once and their frames wait for the messages that follow, so that a busy room's
+    /// client gets several per write: they go out when a send finds the queue empty,
+    /// before next() waits, or as soon as the plugin waits on anything else.
     virtual task<void> forward(const event& published) = 0;
     /// Starts the close handshake with `code` (1000-1003, 1007-1014, 3000-4999) and a reason
     /// of at most 123 bytes (std::invalid_argument otherwise); next() then returns the end.
