@@ -2,7 +2,7 @@
 #include "serving/websocket_session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
@@ -21,7 +21,9 @@
 namespace plugd {
 namespace {
 
-constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+// Awaited as operations (deferred), not through use_awaitable: Asio then needs no coroutine
+// frames of its own to start them, which an idle session would hold while it waits.
+constexpr auto as_tuple = asio::as_tuple(asio::deferred);
 using phase = client_connection::phase_kind;
 
 /// A control frame built without allocating: a close of at most 125 payload bytes, or a
@@ -172,11 +174,10 @@ void websocket_session::ensure_open() const {
     }
 }
 
-event websocket_session::closed_event(std::uint16_t code, std::string_view reason) noexcept {
+void websocket_session::set_closed(std::uint16_t code, std::string_view reason) noexcept {
     ended_ = true;
     if (!close_code_) close_code_ = code;
     event_ = {2, message_type::text, code, reason, {}};
-    return event{&event_};
 }
 
 void websocket_session::wrote(std::size_t n) noexcept {
@@ -220,6 +221,28 @@ void websocket_session::write_corked_now() noexcept {
     if (ec && ec != asio::error::would_block) write_failed_ = true;
 }
 
+void websocket_session::cork(std::string_view a, std::string_view b) {
+    const std::size_t before = corked_.size();
+    try {
+        // (An empty view's data may be null: memcpy's undefined then.)
+        if (!a.empty()) corked_.append(c_.owner.buffers(), a.data(), a.size());
+        if (!b.empty()) corked_.append(c_.owner.buffers(), b.data(), b.size());
+    } catch (...) {
+        corked_.truncate(before);  // never half a frame in the cork
+        throw;
+    }
+    // Should the plugin wait on something else before its next send or next(), the cork
+    // goes out once the thread has run what is queued.
+    if (before == 0) {
+        events_->defer(
+            [](void* self) noexcept {
+                auto& s = *static_cast<websocket_session*>(self);
+                if (s.c_.phase != phase::writing) s.write_corked_now();
+            },
+            this);
+    }
+}
+
 task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view payload) {
     std::array<char, ws_max_header_bytes> header;
     const std::size_t header_size = write_frame_header(header, opcode, payload.size());
@@ -227,29 +250,11 @@ task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view pay
     bool joined = false;  // this frame went out with the cork
     if (corked_.size() + total > cork_bytes) {
         if (!corked_.empty()) co_await write_corked();  // too big to join it: the cork first
-    } else if (const bool cork = more_published(); cork || !corked_.empty()) {
-        const std::size_t before = corked_.size();
-        try {
-            corked_.append(c_.owner.buffers(), header.data(), header_size);
-            if (!payload.empty())
-                corked_.append(c_.owner.buffers(), payload.data(), payload.size());
-        } catch (...) {
-            corked_.truncate(before);  // never half a frame in the cork
-            throw;
-        }
-        if (cork) {
-            // Should the plugin wait on something else before its next send or next(),
-            // the cork goes out once the thread has run what is queued.
-            if (before == 0) {
-                events_->defer(
-                    [](void* self) noexcept {
-                        auto& s = *static_cast<websocket_session*>(self);
-                        if (s.c_.phase != phase::writing) s.write_corked_now();
-                    },
-                    this);
-            }
-            co_return;
-        }
+    } else if (more_published()) {
+        cork({header.data(), header_size}, payload);
+        co_return;
+    } else if (!corked_.empty()) {
+        cork({header.data(), header_size}, payload);
         co_await write_corked();  // the cork and this frame in one write
         joined = true;
     }
@@ -297,24 +302,16 @@ task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view pay
     c_.begin_phase(phase::handling);
 }
 
-task<void> websocket_session::send_close(std::uint16_t code, std::string_view reason) {
-    if (close_sent_ || write_failed_) co_return;
+bool websocket_session::cork_close(std::uint16_t code, std::string_view reason) {
+    if (close_sent_ || write_failed_) return false;
     close_sent_ = true;
     if (!close_code_) close_code_ = code;
-    const control_frame f = close_frame(code, reason);
-    co_await write_control(f.view());
+    cork(close_frame(code, reason).view());
+    return true;
 }
 
-task<void> websocket_session::write_control(std::string_view frame) {
-    if (!corked_.empty()) {
-        co_await write_corked();  // what the plugin sent goes first
-        if (write_failed_) co_return;
-    }
-    c_.begin_phase(phase::writing);
-    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(frame), as_tuple);
-    wrote(n);
-    if (ec) write_failed_ = true;
-    c_.begin_phase(phase::handling);
+task<void> websocket_session::send_close(std::uint16_t code, std::string_view reason) {
+    if (cork_close(code, reason)) co_await write_corked();
 }
 
 websocket_session::arrival websocket_session::read_arrived() {
@@ -337,12 +334,12 @@ const topic_message* websocket_session::take_published() noexcept {
     return hub ? hub->board_of(*this).take(*this) : nullptr;
 }
 
-event websocket_session::published_event(const topic_message& m) noexcept {
+websocket_session::step websocket_session::deliver(const topic_message& m) noexcept {
     client_turn_ = true;
     event_ = {1, m.type(), 0, m.payload(), m.topic()};
     c_.begin_phase(phase::handling);
     if (auto* t = c_.via->traffic) ++t->topic_deliveries;
-    return event{&event_};
+    return step::ready;
 }
 
 task<void> websocket_session::send(std::string_view data, message_type type) {
@@ -390,8 +387,46 @@ task<event> websocket_session::next() {
     // The plugin is done with the event returned last.
     if (consume_ > 0) c_.input.consume(std::exchange(consume_, 0));
     if (hub) hub->board_of(*this).release(*this);
+    // Only the waits are here: an idle session holds this frame, so it stays small, and
+    // the work between them is advance()'s.
     bool need_bytes = false;  // what is buffered is an incomplete frame
     for (;;) {
+        switch (advance(need_bytes)) {
+            case step::ready:
+                co_return event{&event_};
+            case step::write:
+                co_await write_corked();
+                break;
+            case step::wait: {
+                waiting = true;
+                c_.in_read_wait = true;
+                auto [ec] = co_await events_->async_wait(as_tuple);
+                waiting = false;
+                c_.in_read_wait = false;
+                events_->take_woken();
+                if (ec && !(c_.closing || c_.via->closing)) {
+                    // Cancelled: a drain that ran out, or the plugin's request_timeout_ms.
+                    throw boost::system::system_error(
+                        ec, "waiting for the WebSocket client " + c_.peer);
+                }
+                break;
+            }
+        }
+    }
+}
+
+websocket_session::step websocket_session::advance(bool& need_bytes) {
+    for (;;) {
+        if (write_failed_ && !corked_.empty()) corked_.release(c_.owner.buffers());  // lost
+        if (close_received_) {
+            // The client's close (its echo is written, or could not be).
+            set_closed(close_code_, close_reason_);
+            return step::ready;
+        }
+        if (write_failed_) {
+            set_closed(1006, "the client stopped taking data");
+            return step::ready;
+        }
         if (!server_code_) {
             if (cut_off_) {
                 server_code_ = ws_close_code::policy_violation;
@@ -402,12 +437,13 @@ task<event> websocket_session::next() {
             }
         }
         if (server_code_) {
-            co_await send_close(server_code_, server_reason_);
-            co_return closed_event(server_code_, server_reason_);
+            if (cork_close(server_code_, server_reason_)) return step::write;
+            set_closed(server_code_, server_reason_);
+            return step::ready;
         }
         // When a message of each kind is ready, they take turns.
         if (!client_turn_) {
-            if (const topic_message* m = take_published()) co_return published_event(*m);
+            if (const topic_message* m = take_published()) return deliver(*m);
         }
         if (!c_.input.empty() && !need_bytes && !refused_) {
             const ws_frame f =
@@ -424,7 +460,7 @@ task<event> websocket_session::next() {
                         {}};
                     c_.begin_phase(phase::handling);
                     if (auto* t = c_.via->traffic) ++t->websocket_messages_in;
-                    co_return event{&event_};
+                    return step::ready;
                 case ws_frame::kind::control:
                     c_.begin_phase(phase::handling);  // any frame is a sign of life
                     if (f.opcode == ws_opcode::close) {
@@ -432,16 +468,14 @@ task<event> websocket_session::next() {
                         if (!close_code_) close_code_ = f.close_code;
                         close_reason_.assign(f.payload);
                         c_.input.consume(f.consumed);
-                        co_await send_close(f.close_code, {});  // the echo (RFC 6455 §5.5.1)
-                        co_return closed_event(f.close_code, close_reason_);
+                        // The echo (RFC 6455 §5.5.1), then the end.
+                        if (cork_close(f.close_code, {})) return step::write;
+                        continue;
                     }
-                    if (f.opcode == ws_opcode::ping && !close_sent_ && !write_failed_) {
-                        const control_frame pong = pong_frame(f.payload);
-                        c_.input.consume(f.consumed);
-                        co_await write_control(pong.view());
-                    } else {
-                        c_.input.consume(f.consumed);
-                    }
+                    // A pong joins the cork: out before any wait, or with the next send.
+                    if (f.opcode == ws_opcode::ping && !close_sent_ && !write_failed_)
+                        cork(pong_frame(f.payload).view());
+                    c_.input.consume(f.consumed);
                     continue;
                 case ws_frame::kind::refused:
                     log::debug(
@@ -458,13 +492,9 @@ task<event> websocket_session::next() {
                     break;
             }
         }
-        if (const topic_message* m = take_published()) co_return published_event(*m);
-        if (!corked_.empty()) {
-            // Nothing more to deliver now: what the plugin sent goes out before any wait.
-            co_await write_corked();
-            if (write_failed_) co_return closed_event(1006, "the client stopped taking data");
-            continue;  // whatever came meanwhile
-        }
+        if (const topic_message* m = take_published()) return deliver(*m);
+        // Nothing more to deliver now: what the plugin sent goes out before any wait.
+        if (!corked_.empty()) return step::write;
         // Nothing whole: read what has arrived, or wait for it (or for a published message).
         const bool mid_frame = !c_.input.empty() || decoder_.in_message();
         const phase quiet = mid_frame ? phase::receiving : phase::waiting;
@@ -476,19 +506,11 @@ task<event> websocket_session::next() {
         }
         if (got == arrival::gone) {
             write_failed_ = true;  // the connection is gone: nothing more goes out
-            co_return closed_event(1006, "the client went away without a close");
+            set_closed(1006, "the client went away without a close");
+            return step::ready;
         }
         c_.input.release_if_empty(c_.owner.buffers());  // an idle session holds no buffer
-        waiting = true;
-        c_.in_read_wait = true;
-        auto [ec] = co_await events_->async_wait(as_tuple);
-        waiting = false;
-        c_.in_read_wait = false;
-        events_->take_woken();
-        if (ec && !(c_.closing || c_.via->closing)) {
-            // Cancelled: a drain that ran out, or the plugin's request_timeout_ms.
-            throw boost::system::system_error(ec, "waiting for the WebSocket client " + c_.peer);
-        }
+        return step::wait;
     }
 }
 

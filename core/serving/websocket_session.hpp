@@ -91,6 +91,12 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// Writes one frame (or corks it, see above), waiting if the socket is full; throws
     /// once the session is over or the write fails.
     task<void> write_frame(ws_opcode opcode, std::string_view payload);
+    /// Appends `a` and `b` (a frame) to the cork, arming the deferred write when it was
+    /// empty. Throws std::bad_alloc, leaving the cork as it was.
+    void cork(std::string_view a, std::string_view b = {});
+    /// Corks a close frame (once) and marks the session closed; false when one went out
+    /// already or nothing can be written any more.
+    bool cork_close(std::uint16_t code, std::string_view reason);
     /// Whether more published messages are queued for it now: a send may wait for them.
     bool more_published() const noexcept;
     /// Writes the cork, waiting if the socket is full; a failure marks the session broken.
@@ -102,9 +108,16 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     void wrote(std::size_t n) noexcept;
     /// Sends a close frame (once) and marks the session closed; failures end it quietly.
     task<void> send_close(std::uint16_t code, std::string_view reason);
-    /// Writes a control frame the core makes (a close, a pong), waiting if the socket is
-    /// full; a failure marks the session broken instead of throwing.
-    task<void> write_control(std::string_view frame);
+    /// What next() is to do after advance().
+    enum class step : std::uint8_t {
+        ready,  ///< event_ is the event to return
+        write,  ///< write the cork (frames the core made, what the plugin sent), then advance
+        wait,   ///< wait for the client's bytes or a published message, then advance
+    };
+    /// next()'s work between waits, without waiting: decodes what is buffered, answers
+    /// pings and closes (in the cork), takes published messages, reads what has arrived.
+    /// `need_bytes`: the buffered bytes are an incomplete frame.
+    step advance(bool& need_bytes);
     /// What read_arrived() found.
     enum class arrival : std::uint8_t {
         bytes,    ///< appended to the connection's input (and counted)
@@ -115,10 +128,10 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     arrival read_arrived();
     /// The oldest message queued for it on its topics, or null (topic_board::take).
     const topic_message* take_published() noexcept;
-    /// The event next() returns for `m`.
-    event published_event(const topic_message& m) noexcept;
-    /// What next() returns at the end.
-    event closed_event(std::uint16_t code, std::string_view reason) noexcept;
+    /// Makes `m` the event next() returns.
+    step deliver(const topic_message& m) noexcept;
+    /// Makes the end the event next() returns.
+    void set_closed(std::uint16_t code, std::string_view reason) noexcept;
     void ensure_open() const;
 
     client_connection& c_;

@@ -110,11 +110,19 @@ class client_transport {
     /// Writes all of `bytes`.
     template <class Token>
     auto async_write(boost::asio::const_buffer bytes, Token&& token) {
-        if (tls_) {
-            return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
-                tls_write_op{*this, bytes}, std::forward<Token>(token), socket_);
-        }
-        return boost::asio::async_write(socket_, bytes, std::forward<Token>(token));
+        // One initiation for both, so that the result has one type whatever the token (a
+        // deferred operation's type names its initiation).
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this, bytes](auto handler) {
+                if (tls_) {
+                    boost::asio::async_compose<decltype(handler),
+                                               void(boost::system::error_code, std::size_t)>(
+                        tls_write_op{*this, bytes}, handler, socket_);  // (moved from)
+                } else {
+                    boost::asio::async_write(socket_, bytes, std::move(handler));
+                }
+            },
+            token);
     }
     /// Writes what the socket takes at once, never waiting.
     std::size_t write_now(boost::asio::const_buffer bytes, boost::system::error_code& ec) noexcept {
