@@ -307,49 +307,25 @@ bool refuse_upgrade(const chain_slot& chain, const websocket_upgrade* upgrade,
     return true;
 }
 
-// The connection after its upgrade: the final plugin of its chain serves it as a WebSocket
-// session (handler::serve_session), in a coroutine of its own: the serving loop's frame
-// (the codec's buffers) is gone by then, so an idle session holds only what it needs. The
-// session pinned only that plugin's version and the table (session_begins, before the 101
-// went out); it releases them as soon as the plugin is done, before waiting for the
-// client's close, so an old version unloads without waiting for slow clients.
-asio::awaitable<void> serve_session(client_connection& c) {
+// A WebSocket session after the plugin's serve_session: closes it (unless an abort, a drain
+// or a timeout, ended it: 1001 went out already when it could), waits for the client's
+// close, and counts and logs it. The plugin's version and the table were released already
+// (session_served): what the access log names was copied out before.
+asio::awaitable<void> end_session(client_connection& c, const request_failure* failed,
+                                  std::string route, std::string plugin) {
     const std::unique_ptr<websocket_session> owned{c.session};
     websocket_session& s = *owned;
-    const chain_slot& chain = s.chain();
-    listener_stats* traffic = c.via->traffic;
-    const bool access = c.via->spec.access_log;
-    const auto started =
-        access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    if (traffic) ++traffic->websocket_upgrades;
-    const plugin_version& answering = chain.answering();
-    this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
-                          c.via->spec.name.c_str(), c.peer.c_str()};
-    c.begin_phase(client_connection::phase_kind::handling);
-    const request_failure* failed = nullptr;
-    try {
-        co_await chain.handlers.back()->serve_session(s);
-    } catch (...) {
-        failed = request_failed(c, chain, std::current_exception());
-    }
-    if (c.aborted) failed = c.aborted;
-    this_thread_runs() = {};
-    c.owner.session_ends(s.table(), *chain.links.back());
-    if (failed == &failure::exception && chain.requests)
-        ++chain.requests->errors[static_cast<std::size_t>(request_error::exception)];
-    // After an abort (a drain, a timeout) the connection just closes: 1001 went out already
-    // when it could.
     if (!c.aborted)
         co_await s.finish(failed ? ws_close_code::internal_error : ws_close_code::normal,
                           failed ? "internal error" : "");
     c.session = nullptr;
-    if (traffic) {
+    if (listener_stats* traffic = c.via->traffic) {
         ++traffic->websocket_ended;
         ++traffic->websocket_closes[websocket_close_slot(s.close_code())];
     }
-    if (access) {
-        log_access(c, chain.route, *chain.plugin, "websocket " + std::to_string(s.close_code()),
-                   s.bytes_in(), s.bytes_out(), started);
+    if (c.via->spec.access_log) {
+        log_access(c, route, plugin, "websocket " + std::to_string(s.close_code()), s.bytes_in(),
+                   s.bytes_out(), s.started());
     }
 }
 
@@ -821,9 +797,53 @@ void client_connection::resume() noexcept {
         }));
 }
 
+// The connection after its upgrade: the final plugin of its chain serves it as a WebSocket
+// session (handler::serve_session), spawned as it is: no frame of the core's stands between
+// the plugin's coroutine and the spawn's, so an idle session holds only what it needs (the
+// serving loop's frame, with the codec's buffers, is gone by then). The session pinned only
+// that plugin's version and the table (session_begins, before the 101 went out);
+// session_served releases them as soon as the plugin is done, before waiting for the
+// client's close, so an old version unloads without waiting for slow clients.
 void client_connection::serve_websocket() noexcept {
     cancel.slot().clear();
-    asio::co_spawn(owner.io(), serve_session(*this),
+    const chain_slot& chain = session->chain();
+    if (listener_stats* traffic = via->traffic) ++traffic->websocket_upgrades;
+    const plugin_version& answering = chain.answering();
+    this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
+                          via->spec.name.c_str(), peer.c_str()};
+    begin_phase(phase_kind::handling);
+    try {
+        asio::co_spawn(
+            owner.io(), chain.handlers.back()->serve_session(*session),
+            asio::bind_cancellation_slot(
+                cancel.slot(), [this](std::exception_ptr error) { session_served(error); }));
+    } catch (...) {
+        session_served(std::current_exception());  // a plugin that threw before its coroutine
+    }
+}
+
+void client_connection::session_served(std::exception_ptr error) noexcept {
+    this_thread_runs() = {};
+    websocket_session& s = *session;
+    const chain_slot& chain = s.chain();
+    const request_failure* failed = nullptr;
+    std::string route, plugin;
+    try {
+        if (error) failed = request_failed(*this, chain, error);
+        if (via->spec.access_log) {
+            route = chain.route;
+            plugin = *chain.plugin;
+        }
+    } catch (...) {
+        failed = &failure::exception;  // out of memory for the log line: counted all the same
+    }
+    if (aborted) failed = aborted;
+    if (failed == &failure::exception && chain.requests)
+        ++chain.requests->errors[static_cast<std::size_t>(request_error::exception)];
+    s.release();  // the table may go with it: chain is not to be used below
+    owner.session_ends(s.table(), *chain.links.back());
+    cancel.slot().clear();
+    asio::co_spawn(owner.io(), end_session(*this, failed, std::move(route), std::move(plugin)),
                    asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error) {
                        if (error) log_ended_by(*this, error, "WebSocket session of ");
                        finish();

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -105,9 +106,10 @@ struct client_connection {
     /// Runs the coroutine that serves requests until the connection parks or ends, or
     /// upgrades to a WebSocket session (then serve_websocket()).
     void resume() noexcept;
-    /// Runs the coroutine of its WebSocket session (`session`, made by the upgrade) until it
-    /// ends, then closes.
+    /// Runs the plugin's coroutine of its WebSocket session (`session`, made by the
+    /// upgrade); session_served() then ends the session and closes.
     void serve_websocket() noexcept;
+    void session_served(std::exception_ptr error) noexcept;
     /// TLS: steps the handshake on, waiting as OpenSSL asks, then serves as a new plain
     /// connection would; a failed one is counted and closed.
     void continue_handshake() noexcept;

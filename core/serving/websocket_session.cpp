@@ -71,7 +71,9 @@ websocket_session::websocket_session(client_connection& c, dispatch_table& table
       table_{table},
       chain_{chain},
       path_rest_{path_rest},
-      events_{std::make_shared<client_events>(c.owner.io())} {}
+      events_{std::make_shared<client_events>(c.owner.io())} {
+    if (c.via->spec.access_log) started_ = std::chrono::steady_clock::now();
+}
 
 websocket_session::~websocket_session() {
     // c_ (and its shard's pool) may be gone: at a stop, frames outlive them.
@@ -97,7 +99,7 @@ std::string_view websocket_session::attached(std::string_view key) const noexcep
 }
 
 bool websocket_session::runs(const plugin_version* version) const noexcept {
-    return chain_.links.back()->version.get() == version;
+    return !released_ && chain_.links.back()->version.get() == version;
 }
 
 void websocket_session::wake() noexcept {

@@ -66,9 +66,11 @@ void scenario(const std::vector<std::string>& args, milliseconds timeout = 60s) 
 // plugd with ws_chat (p.so) on: "web", an http listener whose route /room/ leads to it and
 // /secure/ to it behind bearer_auth; "tight", the same with small WebSocket limits (a
 // 1024-byte message, a ping every 100 ms of silence, closed after 600 ms without a frame);
-// "lobby", a raw listener. Two serving threads, an admin endpoint.
+// "lobby", a raw listener. Two serving threads, an admin endpoint. `extra`: more top-level
+// settings; `web_extra`: more settings of "web".
 struct ws_server {
-    explicit ws_server(const std::string& extra = "") : plugins{tmp.path() / "plugins"} {
+    explicit ws_server(const std::string& extra = "", const std::string& web_extra = "")
+        : plugins{tmp.path() / "plugins"} {
         std::filesystem::create_directory(plugins);
         install_plugin(test_plugin_dir() / "ws_chat.so", plugins, "p.so");
         install_plugin(test_plugin_dir() / "bearer_auth.so", plugins, "auth.so");
@@ -79,7 +81,7 @@ struct ws_server {
                 "auth": { "file": "auth.so", "config": { "tokens": ["a-long-test-token"] } } },
             "listeners": [
               { "name": "web", "port": 0, "framing": "http", )" +
-                                           routes + R"( },
+                                           routes + web_extra + R"( },
               { "name": "tight", "port": 0, "framing": "http", )" +
                                            routes + R"(,
                 "websocket": { "max_message_bytes": 1024, "ping_interval_ms": 100,
@@ -277,6 +279,18 @@ TEST_CASE("websocket: a plugin's close with a code, a filter's 401, 426 for a pl
     const auto status = c.read_line();
     REQUIRE(status);
     CHECK(status->rfind("HTTP/1.1 400 ", 0) == 0);
+}
+
+TEST_CASE("websocket: the access log has the upgrade and the session's end with its close code") {
+    ws_server s{R"(, "log": { "level": "info" })", R"(, "access_log": true)"};
+    line_client c = upgrade(s.web, "/room/echo");
+    c.send(client_frame(0x8, std::string{"\x0f\xa1", 2} + "bye"));  // 4001
+    const auto echo = read_frame(c);
+    REQUIRE(echo);
+    CHECK(echo->close_code() == 4001);
+    INFO(s.process->log());
+    CHECK(s.process->wait_for_log("route=0 plugin=p outcome=101 "));  // (routes without names)
+    CHECK(s.process->wait_for_log("route=0 plugin=p outcome=websocket 4001 bytes_in=11 "));
 }
 
 TEST_CASE(
