@@ -4,6 +4,11 @@
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/plugd-bench.XXXXXX")
 pids=()
+# Servers die with the script even when nothing of it runs any more (a SIGKILL runs no
+# trap): the kernel sends them SIGTERM when it ends (setpriv's parent-death signal; setpriv
+# execs the server, so $! stays the server's pid).
+orphan_guard=()
+command -v setpriv >/dev/null && orphan_guard=(setpriv --pdeathsig TERM)
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -20,7 +25,7 @@ trap 'exit 143' TERM
 start_server() {
     local name=$1 pattern=$2
     shift 2
-    "$@" >"$tmp/$name.log" 2>&1 &
+    "${orphan_guard[@]}" "$@" >"$tmp/$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     local deadline=$((SECONDS + 10))
@@ -43,7 +48,7 @@ start_server() {
 start_quiet_server() {
     local name=$1 at=$2
     shift 2
-    "$@" >"$tmp/$name.log" 2>&1 &
+    "${orphan_guard[@]}" "$@" >"$tmp/$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     local deadline=$((SECONDS + 10))

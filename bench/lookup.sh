@@ -38,7 +38,7 @@ source "$(dirname "$0")/lib.sh"
 
 # Redis on a free port: ask the kernel for one, then hand it to redis-server.
 redis_port=$(free_port)
-"$redis" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+"${orphan_guard[@]}" "$redis" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
     --logfile "$tmp/redis.log" &
 pids+=($!)
 for _ in $(seq 100); do
@@ -65,7 +65,7 @@ cat >"$tmp/server.json" <<JSON
   ]
 }
 JSON
-"$build/bin/plugd" -c "$tmp/server.json" >"$tmp/plugd.log" 2>&1 &
+"${orphan_guard[@]}" "$build/bin/plugd" -c "$tmp/server.json" >"$tmp/plugd.log" 2>&1 &
 pids+=($!)
 port_of() { sed -n "s/.*listener $1: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p" "$tmp/plugd.log"; }
 for _ in $(seq 200); do

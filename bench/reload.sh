@@ -73,7 +73,7 @@ EOF
 sed 's/@PREFIX@/Hello, /' "$tmp/server.json.in" >"$tmp/server.json"
 
 : >"$tmp/plugd.log"  # exists before wait_for_log's first look, however plugd is scheduled
-"$build/bin/plugd" -c "$tmp/server.json" >"$tmp/plugd.log" 2>&1 &
+"${orphan_guard[@]}" "$build/bin/plugd" -c "$tmp/server.json" >"$tmp/plugd.log" 2>&1 &
 plugd=$!
 pids+=("$plugd")
 wait_for_log 'listener main: listening on 127\.0\.0\.1:[0-9]+ \(' "its port"
