@@ -6,7 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
@@ -32,7 +32,7 @@ boost::asio::awaitable<void> manual_clock::sleep_for(std::chrono::milliseconds d
         sleepers_.push_back(me);
     }
     before_suspend();
-    auto [ec] = co_await me->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    auto [ec] = co_await me->timer.async_wait(boost::asio::as_tuple(boost::asio::deferred));
     if (me->woken) co_return;
     {
         std::lock_guard lock{mutex_};

@@ -5,7 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <plugd/context.hpp>
@@ -53,7 +53,7 @@ asio::awaitable<void> run_offloaded(offload_pool& pool, std::function<void()> jo
                    " jobs waiting, /offload_queue); the request was refused");
     }
     before_suspend();
-    co_await state->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_await state->wake.async_wait(asio::as_tuple(asio::deferred));
     if (!state->done) {
         throw boost::system::system_error(asio::error::operation_aborted,
                                           "offloaded job abandoned: the request was cancelled");

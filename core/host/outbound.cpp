@@ -7,7 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -26,7 +26,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto as_tuple = asio::as_tuple(asio::deferred);
 
 // A deadline for one operation: if `limit` passes first, `cancel` runs (it cancels the
 // socket's or resolver's pending operation, which then completes with operation_aborted).

@@ -2,8 +2,8 @@
 #include "host/timers.hpp"
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "host/suspension.hpp"
 
@@ -12,7 +12,9 @@ namespace plugd {
 boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
     boost::asio::steady_timer timer{co_await boost::asio::this_coro::executor, duration};
     before_suspend();
-    co_await timer.async_wait(boost::asio::use_awaitable);
+    // Awaited as an operation (deferred): no start-up frame of Asio's beside this one, which
+    // a request held on a timer would keep for the whole wait.
+    co_await timer.async_wait(boost::asio::deferred);
 }
 
 }  // namespace plugd

@@ -8,7 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -29,7 +29,7 @@
 namespace plugd {
 namespace {
 
-constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto as_tuple = asio::as_tuple(asio::deferred);
 
 // A request starts on `chain` of `table`, the listener's dispatch current now, so a reload
 // swaps the whole composition between requests, also on connections that stay open. Null

@@ -2,7 +2,7 @@
 #include "serving/raw_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <stdexcept>
@@ -14,7 +14,7 @@
 namespace plugd {
 namespace {
 
-constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto as_tuple = asio::as_tuple(asio::deferred);
 using phase = client_connection::phase_kind;
 
 }  // namespace
