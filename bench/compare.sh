@@ -13,6 +13,14 @@
 #   idle       8,000 idle keep-alive connections (connected, nothing sent) beside 1 busy one
 #   churn      64 clients opening a connection per request
 #   reload     plugd alone: 256 connections, with and without a reload every 2 s
+#   reload-vs-nginx
+#              HTTP/1.1 keep-alive, 256 connections: plugd with and without a reload (a
+#              new instance of greeting) every second, and nginx with and without
+#              `nginx -s reload` every second (nginx with its master process, which
+#              reloads need). A connection a server closes between requests is opened
+#              again and the request sent again, as HTTP clients do (plugd-bench
+#              --reopen-closed): failed requests, reopened connections, p99 and p99.9
+#              latency, and req/s against the same server without reloads
 #   admin      plugd alone: 256 connections, without an admin endpoint and with one
 #              (metrics kept) scraped every second
 #   http       HTTP/1.1 keep-alive, 256 connections: plugd's http framing, nginx and Node's
@@ -75,6 +83,8 @@ source "$here/lib.sh"
 
 delay=0
 warmup=1
+reload_every=2   # seconds between the reloads of plugd+reloads and nginx+reloads
+nginx_master=off # on: nginx with a master process (reloads need one)
 seconds=${BENCH_SECONDS:-3}
 mode=line
 servers="plugd asio asyncio uvloop node"
@@ -92,6 +102,12 @@ case $scenario in
         what="8,000 idle keep-alive connections beside 1 busy one"
         ;;
     churn) load=(--connections 64 --churn) what="64 clients, a new connection per request" ;;
+    reload-vs-nginx)
+        mode=http seconds=${BENCH_SECONDS:-10} reload_every=1 nginx_master=on
+        servers="plugd plugd+reloads nginx nginx+reloads"
+        load=(--mode http --connections 256 --reopen-closed)
+        what="HTTP/1.1 keep-alive, 256 connections, each server with and without a reload every second"
+        ;;
     reload)
         seconds=${BENCH_SECONDS:-10}
         load=(--connections 256) servers="plugd plugd+reloads"
@@ -151,7 +167,7 @@ missing() {
         asyncio) [[ -x $python ]] || echo "no $python (apt-get install python3)" ;;
         uvloop) "$python" -c 'import uvloop' 2>/dev/null || echo "no uvloop (apt-get install python3-uvloop)" ;;
         node | node-http) command -v node >/dev/null || echo "no node (apt-get install nodejs)" ;;
-        nginx) [[ -x $nginx ]] || echo "no nginx (apt-get install nginx)" ;;
+        nginx | nginx+reloads) [[ -x $nginx ]] || echo "no nginx (apt-get install nginx)" ;;
     esac
 }
 
@@ -214,7 +230,7 @@ start() {
             fi
             ;;
         node-http) start_server node-http "$listening" node "$here/reference/node_server.js" --http ;;
-        nginx)
+        nginx | nginx+reloads)
             local p listen ssl=''
             p=$(free_port)
             listen="127.0.0.1:$p"
@@ -231,7 +247,7 @@ start() {
             fi
             cat >"$tmp/nginx.conf" <<CONF
 daemon off;
-master_process off;
+master_process $nginx_master;
 worker_processes 1;
 pid $tmp/nginx.pid;
 error_log stderr error;
@@ -254,13 +270,23 @@ CONF
     esac
 }
 
-# reloads PID: rewrites server.json with a new generation and sends SIGHUP every 2 s.
+# reloads PID: rewrites server.json with a new generation and sends SIGHUP every
+# $reload_every seconds.
 reloads() {
     local generation=1
-    while sleep 2; do
+    while sleep "$reload_every"; do
         generation=$((generation + 1))
         plugd_config "$generation"
         kill -HUP "$1" || return 0
+    done
+}
+
+# nginx_reloads: `nginx -s reload` every $reload_every seconds (its master re-reads the
+# configuration, starts new workers, and the old ones close their keep-alive connections).
+nginx_reloads() {
+    while sleep "$reload_every"; do
+        "$nginx" -e stderr -c "$tmp/nginx.conf" -p "$tmp" -s reload 2>>"$tmp/nginx-reloads.log" ||
+            return 0
     done
 }
 
@@ -436,6 +462,60 @@ fanout_run() {
     field "$out" server_rss_per_session_bytes >>"$tmp/$name.fanout-rss"
 }
 
+# reload_run NAME: one run of the reload-vs-nginx scenario against a fresh server (with its
+# reloads for NAME+reloads); appends its figures to $tmp/NAME.*. Failed requests are what
+# is measured here: a run with some does not stop the scenario.
+reload_run() {
+    local name=$1 out reloader= status=0
+    start "$name"
+    local server_pid=$pid
+    case $name in
+        plugd+reloads) { reloads "$server_pid" & reloader=$!; } ;;
+        nginx+reloads) { nginx_reloads & reloader=$!; } ;;
+    esac
+    out=$("$build/bin/plugd-bench" --port "$port" --duration "$seconds" --warmup "$warmup" \
+        "${load[@]}" 2>&1) || status=$?
+    [[ -n $reloader ]] && { kill "$reloader" 2>/dev/null || true; wait "$reloader" 2>/dev/null || true; }
+    if [[ -z $(field "$out" requests/s) ]]; then
+        echo "$script: the run against $name failed (status $status):" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    local reloaded=-
+    [[ $name == plugd+reloads ]] && reloaded=$(grep -c "reload: generation" "$tmp/$name.log" || true)
+    stop_server "$server_pid"
+    printf '  %-14s %s\n' "$name" "$(head -n 1 <<<"$out")"
+    [[ $reloaded != - ]] && echo "                 $reloaded reloads done"
+    field "$out" requests/s >>"$tmp/$name.rate"
+    field "$out" errors >>"$tmp/$name.errors"
+    field "$out" reopened >>"$tmp/$name.reopened"
+    field "$out" p99_us >>"$tmp/$name.p99"
+    field "$out" p999_us >>"$tmp/$name.p999"
+}
+
+# reload_vs_nginx_scenario: compare.sh reload-vs-nginx: alternating rounds, then a table by
+# server: each with reloads against itself without.
+reload_vs_nginx_scenario() {
+    local name round base
+    echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
+        "1 server thread (nginx: 1 worker), 1 load thread, $(nproc) cores"
+    for ((round = 1; round <= rounds; round++)); do
+        echo "round $round:"
+        for name in "${ran[@]}"; do reload_run "$name"; done
+    done
+    echo
+    echo "| server | req/s (min-max) | req/s ÷ the same without reloads | failed requests (all runs) | reopened connections (all runs) | p99 µs | p99.9 µs |"
+    echo "|---|---|---|---|---|---|---|"
+    total() { awk '{ n += $1 } END { print n + 0 }' "$1"; }
+    for name in "${ran[@]}"; do
+        base=${name%+reloads}
+        echo "| $name | $(median "$tmp/$name.rate") ($(spread "$tmp/$name.rate")) |" \
+            "$(ratio "$(median "$tmp/$name.rate")" "$(median "$tmp/$base.rate")") |" \
+            "$(total "$tmp/$name.errors") | $(total "$tmp/$name.reopened") |" \
+            "$(median "$tmp/$name.p99") | $(median "$tmp/$name.p999") |"
+    done
+}
+
 # fanout_scenario: compare.sh fanout: alternating rounds, then one table by measure.
 fanout_scenario() {
     local name round window
@@ -516,6 +596,10 @@ if [[ $scenario == fanout ]]; then
 fi
 if [[ $scenario == tls ]]; then
     tls_scenario
+    exit 0
+fi
+if [[ $scenario == reload-vs-nginx ]]; then
+    reload_vs_nginx_scenario
     exit 0
 fi
 

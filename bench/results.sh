@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)
 out=$here/RESULTS.md
-scenarios=(keepalive pipelined held idle churn reload admin http chain tls fanout)
+scenarios=(keepalive pipelined held idle churn reload reload-vs-nginx admin http chain tls fanout)
 
 body=$(mktemp)
 trap 'rm -f "$body"' EXIT

@@ -52,11 +52,14 @@ nlohmann::json json_of(const run_result& r) {
 }
 
 // A canned HTTP/1.1 server on a loopback port: every request head gets `reply` (a whole
-// response), pipelined ones included. One thread polls every socket, so no thread starts or
-// ends while the test forks plugd-bench. Stops, and joins it, when destroyed.
+// response), pipelined ones included; with `close_after_reply`, the connection is closed
+// after each answer (a server that ends keep-alive connections, as nginx at a reload). One
+// thread polls every socket, so no thread starts or ends while the test forks plugd-bench.
+// Stops, and joins it, when destroyed.
 class canned_http_server {
   public:
-    explicit canned_http_server(std::string reply) : reply_{std::move(reply)} {
+    explicit canned_http_server(std::string reply, bool close_after_reply = false)
+        : reply_{std::move(reply)}, close_after_reply_{close_after_reply} {
         port = listener_.port;
         thread_ = std::thread{[this] { serve(); }};
     }
@@ -105,10 +108,12 @@ class canned_http_server {
             out += reply_;
             c.in.erase(0, end + 4);
         }
-        return out.empty() ||
-               ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) == ssize_t(out.size());
+        if (out.empty()) return true;
+        return ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) == ssize_t(out.size()) &&
+               !close_after_reply_;
     }
     std::string reply_;
+    bool close_after_reply_;
     loopback_listener listener_{64};
     std::atomic<bool> stop_{false};
     std::thread thread_;
@@ -208,6 +213,30 @@ TEST_CASE("plugd-bench --mode http checks every reply's status and body") {
         CHECK(r.status == 1);
         CHECK(r.output.find("HTTP status is not 200: HTTP/1.1 404 Not Found") != std::string::npos);
     }
+}
+
+TEST_CASE(
+    "plugd-bench --reopen-closed opens again a connection the server closed between requests") {
+    canned_http_server closing{"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello, world", true};
+    const std::vector<std::string> load{"--port",        std::to_string(closing.port),
+                                        "--mode",        "http",
+                                        "--connections", "2",
+                                        "--duration",    "0.3",
+                                        "--warmup",      "0",
+                                        "--json"};
+    // Without it, the next request on a closed connection fails.
+    auto r = bench(load);
+    CHECK(r.status == 1);
+    CHECK(json_of(r)["errors"].get<long>() > 0);
+    auto reopening = load;
+    reopening.push_back("--reopen-closed");
+    r = bench(reopening);
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto j = json_of(r);
+    CHECK(j["errors"] == 0);
+    CHECK(j["requests"].get<long>() > 0);
+    // Every request after a connection's first found it closed.
+    CHECK(j["reopened"].get<long>() >= j["requests"].get<long>() - 2);
 }
 
 TEST_CASE(

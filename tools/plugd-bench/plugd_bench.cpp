@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "latency_histogram.hpp"
@@ -59,6 +60,11 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
   --expect-prefix T    accept any reply that starts with T and ends with the message
                        (for a run during which the reply changes, such as a reload)
   --churn              close and reconnect after every batch (connection set-up measured)
+  --reopen-closed      a connection the server closed between two batches (the next
+                       batch's write fails, or the connection ends before any byte of its
+                       replies) is opened again and the batch sent again, as HTTP clients
+                       retry idempotent requests: counted as reopened=N, not as errors, its
+                       latency from the first send. A close amid the replies stays an error
   --held N             also hold N connections busy with --held-message requests, one at a
                        time each (slow requests the measured load shares the server with)
   --held-message TEXT  the held connections' request (default "hold")
@@ -108,6 +114,7 @@ struct options {
     std::optional<std::string> expect;
     std::optional<std::string> expect_prefix;
     bool churn = false;
+    bool reopen_closed = false;
     unsigned held = 0;
     std::string held_message = "hold";
     unsigned idle = 0;
@@ -130,7 +137,7 @@ struct options {
 struct tally {
     // Mismatches are counted among `requests` (the measured window), so never more than it;
     // one during the warm-up still fails the run (`mismatched`).
-    std::uint64_t requests = 0, errors = 0, mismatches = 0, held_requests = 0;
+    std::uint64_t requests = 0, errors = 0, mismatches = 0, held_requests = 0, reopened = 0;
     bool mismatched = false;
     latency_histogram latency;
     std::string first_error;
@@ -242,8 +249,10 @@ asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoi
     tcp::socket s{ex};
     batch_deadline deadline{asio::steady_timer{ex}};
     const bool reconnect = o.churn || o.mode == mode_kind::oneshot;
+    auto sent = clock_type::now();
+    bool resending = false;  // the server closed before the batch's replies: sent again
     while (clock_type::now() < stop) {
-        const auto sent = clock_type::now();
+        if (!std::exchange(resending, false)) sent = clock_type::now();
         std::uint64_t wrong = 0;  // replies of this batch that were not the expected one
         const auto mismatch = [&](std::string_view reply) {
             if (!t.mismatched) t.first_mismatch = reply;
@@ -266,8 +275,22 @@ asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoi
         }
         // A batch is at most a few kilobytes: it fits the socket buffer, so writing it
         // whole before reading cannot deadlock against a server that answers as it reads.
+        // A keep-alive connection the server closed is found here or at the first read.
+        const auto closed_before_replies = [&](const boost::system::error_code& ec) {
+            if (!o.reopen_closed || !in.empty() || reconnect || held) return false;
+            if (ec != asio::error::eof && ec != asio::error::connection_reset &&
+                ec != asio::error::broken_pipe)
+                return false;
+            deadline.disarm();
+            boost::system::error_code ignored;
+            s.close(ignored);
+            ++t.reopened;
+            resending = true;
+            return true;
+        };
         auto [wec, w] = co_await asio::async_write(s, asio::buffer(batch), as_tuple);
         if (wec) {
+            if (closed_before_replies(wec)) continue;
             failed("write: " + wec.message());
             co_return;
         }
@@ -289,6 +312,7 @@ asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoi
                 if (ec) break;
                 continue;
             }
+            if (ec && replies == 0 && closed_before_replies(ec)) break;
             if (ec) break;
             try {
                 std::size_t used = 0;
@@ -309,6 +333,7 @@ asio::awaitable<void> drive(const options& o, tcp::resolver::results_type endpoi
                 co_return;
             }
         }
+        if (resending) continue;
         deadline.disarm();
         if (replies < pipeline) {
             failed("the server closed or reset the connection with replies missing");
@@ -378,6 +403,10 @@ options parse(int argc, char** argv) {
         const std::string_view arg = argv[i];
         if (arg == "--churn") {
             o.churn = true;
+            continue;
+        }
+        if (arg == "--reopen-closed") {
+            o.reopen_closed = true;
             continue;
         }
         if (arg == "--json") {
@@ -470,7 +499,7 @@ options parse(int argc, char** argv) {
             const std::string_view arg = argv[i];
             for (std::string_view other :
                  {"--mode", "--pipeline", "--message", "--expect", "--expect-prefix", "--churn",
-                  "--held", "--held-message", "--idle"}) {
+                  "--reopen-closed", "--held", "--held-message", "--idle"}) {
                 if (arg == other)
                     throw std::invalid_argument(std::string{arg} +
                                                 " does not apply to --websocket");
@@ -636,6 +665,7 @@ int main(int argc, char** argv) {
         all.mismatches += t.mismatches;
         all.mismatched = all.mismatched || t.mismatched;
         all.held_requests += t.held_requests;
+        all.reopened += t.reopened;
         all.latency.merge(t.latency);
         if (all.first_error.empty()) all.first_error = t.first_error;
         if (all.first_mismatch.empty()) all.first_mismatch = t.first_mismatch;
@@ -665,6 +695,7 @@ int main(int argc, char** argv) {
         std::cout << "{\"requests_per_second\": " << rate << ", \"requests\": " << all.requests
                   << ", \"errors\": " << all.errors << ", \"mismatches\": " << all.mismatches
                   << ", \"held_requests\": " << all.held_requests
+                  << ", \"reopened\": " << all.reopened
                   << ", \"latency_us\": {\"p50\": " << h.percentile(0.5)
                   << ", \"p99\": " << h.percentile(0.99) << ", \"p99.9\": " << h.percentile(0.999)
                   << ", \"max\": " << h.max() << "}, \"connections\": " << o.connections
@@ -685,6 +716,7 @@ int main(int argc, char** argv) {
                   << " p50_us=" << h.percentile(0.5) << " p99_us=" << h.percentile(0.99)
                   << " p999_us=" << h.percentile(0.999) << " max_us=" << h.max();
         if (o.held) std::cout << " held_requests=" << all.held_requests;
+        if (o.reopen_closed) std::cout << " reopened=" << all.reopened;
         if (cpu_us_per_request) std::cout << " server_cpu_us_per_request=" << *cpu_us_per_request;
         if (rss_kib) {
             std::cout << " server_rss_kib=" << *rss_kib
