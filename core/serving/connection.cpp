@@ -6,9 +6,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -379,6 +379,8 @@ asio::awaitable<void> serve_stream(client_connection& c) {
 // inline too: a coroutine frame less per request is a visible share of a pipelined
 // request's cost. True when the connection parked (it waits for bytes without a
 // coroutine), false when it is to close.
+constexpr unsigned batches_per_turn = 4;
+
 template <codec Codec>
 asio::awaitable<bool> serve(client_connection& c) {
     using phase = client_connection::phase_kind;
@@ -392,6 +394,7 @@ asio::awaitable<bool> serve(client_connection& c) {
     const chain_slot* session_chain = nullptr;
     dispatch_table* session_table = nullptr;
     std::string_view session_rest;
+    unsigned awake = 0;  // batches since the last wait (see batches_per_turn)
     for (;;) {
         const auto& limits = c.limits();
         frame stop;  // refused or switch_protocol: what ended the batch
@@ -540,8 +543,20 @@ asio::awaitable<bool> serve(client_connection& c) {
         }
         if (out.size() > unsent.sent) {
             c.begin_phase(phase::writing);
-            auto [ec, n] = co_await c.wire.async_write(
-                asio::buffer(out.data() + unsent.sent, out.size() - unsent.sent), as_tuple);
+            // What the socket takes at once goes without suspending (a batch answered
+            // without waiting costs no operation of Asio's); only the rest waits.
+            const std::string_view rest{out.data() + unsent.sent, out.size() - unsent.sent};
+            boost::system::error_code ec;
+            std::size_t n = c.wire.write_now(asio::buffer(rest), ec);
+            if (n < rest.size() && (!ec || ec == asio::error::would_block)) {
+                auto [wait_ec, m] =
+                    co_await c.wire.async_write(asio::buffer(rest.substr(n)), as_tuple);
+                n += m;
+                ec = wait_ec;
+                awake = 0;
+            } else if (n == rest.size()) {
+                ec = {};
+            }
             if (traffic) traffic->bytes_out += n;
             if (ec) {
                 if (session_chain)
@@ -575,6 +590,14 @@ asio::awaitable<bool> serve(client_connection& c) {
                                                                             : phase::waiting);
         }
 
+        // Fair turns: a client whose next requests have always arrived already (pipelining)
+        // would keep the thread, its batches needing no wait; after a few, the other
+        // connections go first.
+        if (++awake >= batches_per_turn) {
+            awake = 0;
+            co_await asio::post(asio::deferred);
+            if (c.closing || c.via->closing || c.aborted) co_return false;
+        }
         // Reads what has arrived into the shard's scratch buffer and keeps it in c.input;
         // if nothing has, waits for readability, holding no buffer while it waits.
         const auto scratch = c.owner.scratch();
@@ -592,6 +615,7 @@ asio::awaitable<bool> serve(client_connection& c) {
                 c.in_read_wait = true;
                 auto [wait_ec] = co_await c.wire.async_wait_readable(as_tuple);
                 c.in_read_wait = false;
+                awake = 0;
                 c.idle.unlink();
                 if (c.closing || c.via->closing) co_return false;
                 if (std::exchange(c.park_requested, false) &&
