@@ -92,7 +92,7 @@ std::string_view websocket_session::attached(std::string_view key) const noexcep
 }
 
 bool websocket_session::runs(const plugin_version* version) const noexcept {
-    return chain_.links.back()->version.get() == version;
+    return !released_ && chain_.links.back()->version.get() == version;
 }
 
 void websocket_session::wake() noexcept {

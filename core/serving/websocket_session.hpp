@@ -56,8 +56,11 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
 
     dispatch_table& table() const noexcept { return table_; }
     const chain_slot& chain() const noexcept { return chain_; }
-    /// Whether `version` is the one serving it (a drain's question).
+    /// Whether `version` is the one serving it (a drain's question); false once released.
     bool runs(const plugin_version* version) const noexcept;
+    /// The plugin is done with it: the pins go (session_ends), and with them maybe the
+    /// table `chain()` is in, so runs() no longer looks there.
+    void release() noexcept { released_ = true; }
     /// The sweeper, while it waits for the client (`waiting`, `receiving`), quiet for `age`.
     void sweep(std::chrono::milliseconds age) noexcept;
     /// reload_drain_timeout_ms ran out on its version: 1001 to the client (unless a send is
@@ -123,6 +126,7 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     bool client_turn_ = true;    ///< when both kinds are ready, which next() returns
     bool write_failed_ = false;  ///< the socket is broken: nothing more is written
     bool refused_ = false;       ///< a frame was refused: the decoder is done, no lingering
+    bool released_ = false;      ///< see release()
 };
 
 }  // namespace plugd

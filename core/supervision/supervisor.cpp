@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "admin/admin_endpoint.hpp"
+#include "control/control_command.hpp"
 #include "control/control_signals.hpp"
 #include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
@@ -231,13 +232,14 @@ class supervisor {
         std::filesystem::remove(crash_note(i), ignored);
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
-        // The worker starts with SIGHUP, SIGINT and SIGTERM blocked (a mask survives exec):
+        // The worker starts with the control signals blocked (a mask survives exec):
         // one sent before it reads them from its signalfd waits instead of killing it.
         posix_spawnattr_t attributes;
         posix_spawnattr_init(&attributes);
         sigset_t blocked;
         sigemptyset(&blocked);
-        for (const int signo : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&blocked, signo);
+        for (const int signo : {SIGHUP, SIGINT, SIGTERM, command_signal()})
+            sigaddset(&blocked, signo);
         posix_spawnattr_setsigmask(&attributes, &blocked);
         // Its own process group: a terminal's Ctrl-C reaches the master alone, which tells
         // each worker once (a second signal would cut a worker's drain short).
@@ -400,14 +402,29 @@ class supervisor {
     }
 
     void wait_for_signal() {
-        signals_.async_wait([this](int signo) {
+        signals_.async_wait([this](int signo, int value) {
             if (signo == SIGHUP) {
                 request_reload();
+            } else if (signo == command_signal()) {
+                refuse_canary(control_command::decode(value).value_or(control_command{}));
             } else {
                 stop(signo);
             }
             if (!done_) wait_for_signal();
         });
+    }
+
+    // A canary reload, promote or rollback: not with workers (yet); said as an outcome.
+    std::string refuse_canary(const control_command& command) {
+        ++attempt_;
+        const std::string why =
+            command.name() +
+            ": canary reloads run in a single plugd for now, not with \"workers\" (or "
+            "\"supervise\"); reload without --canary, or canary the new version on a single "
+            "plugd first";
+        log::error(why);
+        record(false, why, unix_ms());
+        return why;
     }
 
     // SIGHUP or --watch: a reload now, or one more after the one running.
@@ -826,7 +843,7 @@ class supervisor {
         answer_reload_waiters(ok, message, began);
         write_reload_status(
             reload_status_file(pid_file_->path()),
-            {attempt_, ok, generation_, std::move(message), began, options_.config_file});
+            {attempt_, ok, generation_, std::move(message), began, options_.config_file, {}, 0, 0});
         publish();
     }
 
@@ -834,7 +851,15 @@ class supervisor {
     void start_admin() {
         if (!cfg_.admin) return;
         board_.emplace(cfg_.workers);
-        admin_backend_.emplace(io_, *board_, [this](auto answer) {
+        admin_backend_.emplace(io_, *board_, [this](control_command command, auto answer) {
+            if (command.what != control_command::kind::reload || command.canary_percent != 0) {
+                const std::string why = refuse_canary(command);
+                answer(
+                    {409, nlohmann::json{{"ok", false}, {"generation", generation_}, {"error", why}}
+                                  .dump() +
+                              "\n"});
+                return;
+            }
             // Like SIGHUP: joins a reload queued already, or queues one behind the one
             // running; answered with the outcome of the attempt it starts or joins.
             reload_waiters_.push_back({attempt_ + 1, std::move(answer)});

@@ -57,7 +57,8 @@ class worker_board {
     std::vector<std::unique_ptr<traffic_ledger>> ledgers_;
     // What exited workers counted, summed.
     std::map<std::string, listener_stats> exited_listeners_;
-    std::map<std::tuple<std::string, std::string, std::string>, request_stats> exited_requests_;
+    std::map<std::tuple<std::string, std::string, std::string, std::string>, request_stats>
+        exited_requests_;
     std::uint64_t exited_topic_publishes_ = 0;
     topic_bridge_stats exited_redis_;  ///< exited workers' bridge counters
     std::uint64_t exited_stalls_ = 0;
