@@ -68,6 +68,9 @@ unsigned or_cores(unsigned n) {
 asio::awaitable<shard_snapshot> snapshot_of(const shard& s) {
     co_return s.snapshot();
 }
+asio::awaitable<shard_snapshot> canary_snapshot_of(const shard& s) {
+    co_return s.canary_snapshot();
+}
 
 class server final : public admin_backend {
   public:
@@ -413,9 +416,7 @@ class server final : public admin_backend {
 
     asio::awaitable<void> judge_canary_now() {
         const std::uint64_t generation = deployment_->canary()->generation;
-        // Each shard's figures, copied on its own thread (the control thread never reads
-        // what a shard writes).
-        const auto shards = co_await shard_snapshots();
+        const auto shards = co_await canary_snapshots();
         if (!canary_runs(generation)) co_return;  // decided by hand meanwhile, or stopping
         const auto figures = canary_figures(shards, generation, deployment_->canary()->judged);
         const auto verdict = judge_canary(canary_->config.canary, figures, canary_elapsed());
@@ -449,7 +450,7 @@ class server final : public admin_backend {
                 "; start one with plugd -s reload --canary PERCENT");
         }
         const std::uint64_t generation = deployment_->canary()->generation;
-        const auto shards = co_await shard_snapshots();
+        const auto shards = co_await canary_snapshots();
         if (!canary_runs(generation))
             co_return refuse("canary generation " + std::to_string(generation) +
                              " was decided meanwhile: " +
@@ -524,6 +525,17 @@ class server final : public admin_backend {
     // reads the control thread's state, so a reload never keeps it from answering.
     void publish() {
         if (admin_) admin_->publish(facts());
+    }
+
+    // Each shard's canary figures, copied on its own thread (the control thread never reads
+    // what a shard writes).
+    asio::awaitable<std::vector<shard_snapshot>> canary_snapshots() {
+        std::vector<shard_snapshot> all;
+        for (auto& s : shards_) {
+            all.push_back(
+                co_await asio::co_spawn(s->io(), canary_snapshot_of(*s), asio::use_awaitable));
+        }
+        co_return all;
     }
 
     // The admin thread's questions (admin_backend), asked and answered on its thread.

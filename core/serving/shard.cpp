@@ -582,9 +582,7 @@ shard_snapshot shard::snapshot() const {
         s.requests.push_back(
             {std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats, std::get<3>(key)});
     }
-    for (const auto& [key, stats] : canary_stats_) {
-        if (stats->canary != 0) s.canary.push_back({key.first, *stats});
-    }
+    s.canary = canary_snapshot().canary;
     for (const auto* refs : {&plugins_, &canary_plugins_}) {
         for (const auto& [name, p] : *refs)
             s.versions.push_back({name, p->version->generation(), p->in_flight, false});
@@ -592,6 +590,14 @@ shard_snapshot shard::snapshot() const {
     for (const auto& p : retiring_) {
         s.versions.push_back(
             {p->version->spec().name, p->version->generation(), p->in_flight, true});
+    }
+    return s;
+}
+
+shard_snapshot shard::canary_snapshot() const {
+    shard_snapshot s;
+    for (const auto& [key, stats] : canary_stats_) {
+        if (stats->canary != 0) s.canary.push_back({key.first, *stats});
     }
     return s;
 }

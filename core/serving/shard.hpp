@@ -145,6 +145,8 @@ class shard {
     bool draining() const noexcept { return draining_; }
     /// A copy of this shard's counters and gauges.
     shard_snapshot snapshot() const;
+    /// A copy of this shard's canary figures only (snapshot().canary), for the judge.
+    shard_snapshot canary_snapshot() const;
 
     // Used by connections.
     /// The table a new request on `l` starts on (a raw connection, a WebSocket session's

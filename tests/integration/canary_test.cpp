@@ -31,8 +31,11 @@ namespace {
 // A plugd serving a copy of the echo test plugin (v1) on a line listener, with an admin
 // endpoint and the given `canary` settings; tests install echo_v2 and reload.
 struct canary_server {
-    explicit canary_server(const std::string& plugin_config, const std::string& canary)
-        : plugins{tmp.path() / "plugins"}, canary_settings{canary} {
+    explicit canary_server(const std::string& plugin_config, const std::string& canary,
+                           std::string listener_framing = "line")
+        : plugins{tmp.path() / "plugins"},
+          canary_settings{canary},
+          framing{std::move(listener_framing)} {
         std::filesystem::create_directory(plugins);
         install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
         write_config(plugin_config);
@@ -47,7 +50,8 @@ struct canary_server {
                         R"({ "threads": 2, "plugin_dir": ")" + plugins.string() +
                             R"(", "plugins": { "p": { "file": "p", "config": )" + plugin_config +
                             R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1",
-                            "port": 0, "plugin": "p" } ],
+                            "port": 0, "plugin": "p", "framing": ")" +
+                            framing + R"(" } ],
                             "admin": { "address": "127.0.0.1", "port": 0 }, "canary": )" +
                             canary_settings + " }");
     }
@@ -75,6 +79,7 @@ struct canary_server {
     temp_dir tmp;
     std::filesystem::path plugins;
     std::string canary_settings;
+    std::string framing;
     std::filesystem::path cfg;
     std::optional<plugd_process> process;
     std::uint16_t port = 0, admin = 0;
@@ -371,4 +376,38 @@ TEST_CASE(
     CHECK(bad->status == 400);
     CHECK(bad->body.find("expected a percentage from 1 to 99") != std::string::npos);
     CHECK(ask(server.port, "still") == "v1:still");
+}
+
+TEST_CASE("canary: on a raw listener each new connection goes to one side for its whole life") {
+    canary_server server{"{}", R"({ "min_requests": 1000000, "min_duration_ms": 500000,
+                                    "max_duration_ms": 600000 })",
+                         "raw"};
+    server.stage("{}");
+    const auto r = server.plugd_s({"reload", "--canary", "50"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    std::set<std::string> versions;
+    for (int connection = 0; connection < 40; ++connection) {
+        line_client c{server.port};
+        std::set<std::string> seen;
+        for (int i = 0; i < 3; ++i) {
+            c.send("x\n");
+            const auto reply = c.read_line();
+            REQUIRE(reply);
+            seen.insert(reply->substr(0, 2));
+        }
+        CHECK(seen.size() == 1);
+        versions.insert(seen.begin(), seen.end());
+    }
+    CHECK(versions == std::set<std::string>{"v1", "v2"});
+    // A connection counts once, as a request of its side, when it ends.
+    long counted = 0;
+    for (int i = 0; i < 500 && counted < 40; ++i) {
+        const json s = server.status();
+        counted = s["canary"]["instances"]["p"]["canary"]["requests"].get<long>() +
+                  s["canary"]["instances"]["p"]["serving"]["requests"].get<long>();
+        if (counted < 40) std::this_thread::sleep_for(10ms);
+    }
+    CHECK(counted == 40);
+    CHECK(server.plugd_s({"rollback"}).status == 0);
 }
