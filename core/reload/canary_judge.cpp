@@ -19,7 +19,9 @@ std::string percent_text(double rate) {
 std::string ms_text(std::optional<double> ms) {
     if (!ms) return "n/a";
     char text[32];
-    std::snprintf(text, sizeof text, *ms >= 10 ? "%.0f ms" : *ms >= 1 ? "%.1f ms" : "%.2f ms", *ms);
+    // Rounded as printed: 9.97 reads "10 ms", not "10.0 ms".
+    const char* format = *ms >= 9.95 ? "%.0f ms" : *ms >= 1 ? "%.1f ms" : "%.2f ms";
+    std::snprintf(text, sizeof text, format, *ms);
     return text;
 }
 
