@@ -127,7 +127,7 @@ class server final : public admin_backend {
         deployment_.emplace(control_, shards_, *host_, dir_,
                             options_.worker ? options_.worker->first_generation : 1,
                             passed_sockets(), options_.worker.has_value());
-        if (options_.worker && options_.worker->ledger >= 0) deployment_->count_for_master();
+        if (options_.worker && options_.worker->metrics) deployment_->count_for_master();
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
         // A worker's master serves the admin endpoint, from what the worker publishes.
@@ -137,6 +137,9 @@ class server final : public admin_backend {
                       " (GET /healthz, /livez, /status, /metrics; POST /reload)");
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
+        // A worker started while its master runs a canary joins it, with its share.
+        if (options_.worker && options_.worker->canary_percent > 0)
+            run_reload(options_.worker->canary_percent);
         // A worker switched to "user" when it started (become_worker_user).
         if (!options_.worker) {
             drop_privileges(cfg_, dir_);
@@ -161,7 +164,7 @@ class server final : public admin_backend {
         }
         sweep_shared_state();
         asio::co_spawn(control_, remind_of_expiring_certificates(), asio::detached);
-        if (options_.worker && options_.worker->ledger >= 0)
+        if (options_.worker && options_.worker->metrics)
             asio::co_spawn(control_, publish_gauges(), asio::detached);
         log::info("plugd " PLUGD_VERSION " serving generation " +
                   std::to_string(deployment_->generation()) + " with " + std::to_string(threads_) +
@@ -296,13 +299,19 @@ class server final : public admin_backend {
         notify_.reloading("reloading; serving generation " +
                           std::to_string(deployment_->generation()) + " meanwhile");
         try {
-            server_config next =
-                options_.config_file.empty()
-                    ? default_config(options_.bundled_plugin_dir)
-                    : load_config(options_.config_file, options_.bundled_plugin_dir);
+            // A worker's master hands it the canary's configuration apart from the current
+            // one (which respawned workers start on), with its number.
+            const bool worker_canary = options_.worker && canary_percent > 0;
+            const std::filesystem::path file =
+                worker_canary ? options_.worker->canary_config : options_.config_file;
+            server_config next = file.empty()
+                                     ? default_config(options_.bundled_plugin_dir)
+                                     : load_config(file, options_.bundled_plugin_dir);
             check_no_restart_needed(cfg_, next);
             if (options_.worker)
-                deployment_->number_next(read_generation_file(options_.worker->generation_file));
+                deployment_->number_next(
+                    read_generation_file(worker_canary ? options_.worker->canary_generation_file
+                                                       : options_.worker->generation_file));
             if (canary_percent > 0) {
                 const std::string summary = deployment_->start_canary(cfg_, next, canary_percent);
                 return begin_canary(std::move(next), summary, started, began);
@@ -390,7 +399,8 @@ class server final : public admin_backend {
         publish();
         notify_.reloaded("serving generation " + serving + "; canary generation " + generation +
                          " takes " + std::to_string(c.percent) + "% of new requests");
-        watch_canary();
+        // A worker's master judges from every worker's figures, and tells it the verdict.
+        if (!options_.worker) watch_canary();
         return {true, line, elapsed_ms(started)};
     }
 
@@ -456,8 +466,11 @@ class server final : public admin_backend {
                              " was decided meanwhile: " +
                              (last_canary_ ? last_canary_->outcome : std::string{"stopping"}));
         const auto figures = canary_figures(shards, generation, deployment_->canary()->judged);
-        const std::string line = end_canary(
-            promote, promote ? "promoted by hand" : "rolled back by hand", figures, {}, began);
+        // A worker is told its master's verdict; its own figures are its share of them.
+        const char* how = options_.worker ? (promote ? "promoted by its master" : "rolled back by its master")
+                          : promote       ? "promoted by hand"
+                                          : "rolled back by hand";
+        const std::string line = end_canary(promote, how, figures, {}, began);
         co_return reload_outcome{true, line, 0};
     }
 

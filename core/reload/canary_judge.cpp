@@ -15,12 +15,15 @@ std::string percent_text(double rate) {
     return text;
 }
 
-// "1.9 ms", "0.35 ms", "12 ms", "n/a".
+// "1.9 ms", "0.35 ms", "12 ms", "0.0042 ms", "n/a".
 std::string ms_text(std::optional<double> ms) {
     if (!ms) return "n/a";
     char text[32];
     // Rounded as printed: 9.97 reads "10 ms", not "10.0 ms".
-    const char* format = *ms >= 9.95 ? "%.0f ms" : *ms >= 1 ? "%.1f ms" : "%.2f ms";
+    const char* format = *ms >= 9.95  ? "%.0f ms"
+                         : *ms >= 1   ? "%.1f ms"
+                         : *ms >= 0.1 ? "%.2f ms"
+                                      : "%.2g ms";  // microsecond handlers: two digits
     std::snprintf(text, sizeof text, format, *ms);
     return text;
 }

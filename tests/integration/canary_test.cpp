@@ -414,3 +414,129 @@ TEST_CASE("canary: on a raw listener each new connection goes to one side for it
     CHECK(counted == 40);
     CHECK(server.plugd_s({"rollback"}).status == 0);
 }
+
+namespace {
+
+// Keep-alive line clients against a master's workers, which a crash may close: a client
+// whose connection ends opens another, and counts the request it lost.
+struct reconnecting_load {
+    reconnecting_load(std::uint16_t port, int clients) {
+        for (int i = 0; i < clients; ++i) {
+            threads.emplace_back([this, port, i] {
+                for (long n = 0; !stop;) {
+                    try {
+                        line_client c{port};
+                        for (; !stop; ++n) {
+                            c.send(std::to_string(i) + "-" + std::to_string(n) + "\n");
+                            const auto reply = c.read_line();
+                            if (!reply) {
+                                ++lost;
+                                break;
+                            }
+                            ++(reply->starts_with("faulty:") ? answered : other);
+                        }
+                    } catch (const std::exception&) {
+                        ++lost;
+                    }
+                }
+            });
+        }
+    }
+    ~reconnecting_load() { finish(); }
+    // Waits (bounded) until `n` more requests were answered than now.
+    bool advance_answered(long n) {
+        const long target = answered + n;
+        for (int i = 0; i < 1000 && answered < target; ++i) std::this_thread::sleep_for(10ms);
+        return answered >= target;
+    }
+    void finish() {
+        stop = true;
+        for (auto& t : threads)
+            if (t.joinable()) t.join();
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<long> answered{0}, other{0}, lost{0};
+    std::vector<std::thread> threads;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "canary: with workers, a version crashing on 10 percent is rolled back and its crashes count "
+    "as errors") {
+    temp_dir tmp;
+    const auto plugins = tmp.path() / "plugins";
+    std::filesystem::create_directory(plugins);
+    install_plugin(test_plugin_dir() / "faulty.so", plugins, "p.so");
+    const auto config = [&](const std::string& plugin_config) {
+        return tmp.write("server.json",
+                         R"({ "workers": 2, "threads": 1, "plugin_dir": ")" + plugins.string() +
+                             R"(", "plugins": { "p": { "file": "p", "config": )" + plugin_config +
+                             R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1",
+                             "port": 0, "plugin": "p" } ],
+                             "admin": { "address": "127.0.0.1", "port": 0 },
+                             "canary": { "min_requests": 300, "min_duration_ms": 1000,
+                                         "max_duration_ms": 60000 } })");
+    };
+    const auto cfg = config("{}");
+    plugd_process master{{"-c", cfg.string()}};
+    const auto port = master.port("main");
+    const auto admin = master.admin_port();
+    REQUIRE(master.wait_for_log("serving generation 1", 10s, 2));
+    const auto plugd_s = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), "-s");
+        args.push_back("-c");
+        args.push_back(cfg.string());
+        return run_plugd(std::move(args), 60s);
+    };
+
+    reconnecting_load load{port, 4};
+    config(R"({ "crash_percent": 10 })");
+    auto r = plugd_s({"reload", "--canary", "20", "--wait"});
+    INFO(r.output);
+    CHECK(r.status == 1);
+    CHECK(r.output.find("; in each of the 2 workers, judged by the master from their figures "
+                        "summed") != std::string::npos);
+    const auto rolled = figures_of(r.output, "rolled back");
+    REQUIRE(rolled.requests > 0);
+    std::smatch errors;
+    REQUIRE(std::regex_search(r.output, errors, std::regex{"errors ([0-9.]+)% vs 0.0%"}));
+    CHECK(std::stod(errors[1]) >= 5);  // the crashes, one request each
+    CHECK(master.count_log("died of SIGSEGV") >= 1);
+    MESSAGE("with workers: " << r.output.substr(r.output.rfind("plugd: canary generation")));
+    auto status = json::parse(http_request(admin, "GET", "/status")->body);
+    CHECK(status["canary"]["state"] == "rolled_back");
+    CHECK(status["canary"]["instances"]["p"]["canary"]["errors"].get<long>() > 0);
+    CHECK(status["generation"] == 1);
+
+    // A good one: promoted in every worker, and a reload while it runs is refused.
+    config(R"({ "crash_percent": 0 })");
+    r = plugd_s({"reload", "--canary", "50"});
+    CHECK(r.status == 0);
+    r = plugd_s({"reload"});
+    CHECK(r.status == 1);
+    CHECK(r.output.find("canary generation 3 runs (50% of new requests)") != std::string::npos);
+    bool promoted = false;
+    for (int i = 0; i < 1000 && !promoted; ++i) {
+        status = json::parse(http_request(admin, "GET", "/status")->body);
+        promoted = status["canary"]["state"] == "promoted";
+        if (!promoted) std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(promoted);
+    CHECK(status["generation"] == 3);
+    CHECK(status["canary"]["outcome"].get<std::string>().starts_with(
+        "canary generation 3 promoted after "));
+    bool every_worker = false;
+    for (int i = 0; i < 500 && !every_worker; ++i) {
+        status = json::parse(http_request(admin, "GET", "/status")->body);
+        every_worker = true;
+        for (const auto& w : status["workers"]) every_worker = every_worker && w["generation"] == 3;
+        if (!every_worker) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(every_worker);
+    const long lost_before = load.lost;
+    CHECK(load.advance_answered(500));
+    load.finish();
+    CHECK(load.lost == lost_before);  // no crash since: the crashing version is gone
+    CHECK(load.other == 0);
+}
