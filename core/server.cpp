@@ -304,9 +304,8 @@ class server final : public admin_backend {
             const bool worker_canary = options_.worker && canary_percent > 0;
             const std::filesystem::path file =
                 worker_canary ? options_.worker->canary_config : options_.config_file;
-            server_config next = file.empty()
-                                     ? default_config(options_.bundled_plugin_dir)
-                                     : load_config(file, options_.bundled_plugin_dir);
+            server_config next = file.empty() ? default_config(options_.bundled_plugin_dir)
+                                              : load_config(file, options_.bundled_plugin_dir);
             check_no_restart_needed(cfg_, next);
             if (options_.worker)
                 deployment_->number_next(
@@ -425,6 +424,7 @@ class server final : public admin_backend {
     }
 
     asio::awaitable<void> judge_canary_now() {
+        if (!canary_ || !deployment_->canary()) co_return;  // decided since the tick
         const std::uint64_t generation = deployment_->canary()->generation;
         const auto shards = co_await canary_snapshots();
         if (!canary_runs(generation)) co_return;  // decided by hand meanwhile, or stopping
@@ -467,9 +467,10 @@ class server final : public admin_backend {
                              (last_canary_ ? last_canary_->outcome : std::string{"stopping"}));
         const auto figures = canary_figures(shards, generation, deployment_->canary()->judged);
         // A worker is told its master's verdict; its own figures are its share of them.
-        const char* how = options_.worker ? (promote ? "promoted by its master" : "rolled back by its master")
-                          : promote       ? "promoted by hand"
-                                          : "rolled back by hand";
+        const char* how = options_.worker
+                              ? (promote ? "promoted by its master" : "rolled back by its master")
+                          : promote ? "promoted by hand"
+                                    : "rolled back by hand";
         const std::string line = end_canary(promote, how, figures, {}, began);
         co_return reload_outcome{true, line, 0};
     }

@@ -430,11 +430,12 @@ class supervisor {
                 if (const auto command = control_command::decode(value)) {
                     request_command(*command, {});
                 } else {
-                    log::warn("master: received the command signal (SIGRTMIN+1) without a "
-                              "command (value " +
-                              std::to_string(value) +
-                              "): ignored; use plugd -s reload --canary PERCENT, -s promote or "
-                              "-s rollback");
+                    log::warn(
+                        "master: received the command signal (SIGRTMIN+1) without a "
+                        "command (value " +
+                        std::to_string(value) +
+                        "): ignored; use plugd -s reload --canary PERCENT, -s promote or "
+                        "-s rollback");
                 }
             } else {
                 stop(signo);
@@ -673,16 +674,15 @@ class supervisor {
     void watch_canary() {
         canary_tick_.expires_after(milliseconds{100});
         canary_tick_.async_wait([this](const boost::system::error_code& ec) {
-            if (ec || !canary_ || canary_->step != canary_run::phase::running || stopping_)
-                return;
+            if (ec || !canary_ || canary_->step != canary_run::phase::running || stopping_) return;
             if (commanding_ || reloading_) {  // a command of the workers has its turn first
                 watch_canary();
                 return;
             }
             const auto figures = canary_figures_now();
-            const auto verdict = judge_canary(canary_->config.canary, figures,
-                                              std::chrono::duration_cast<milliseconds>(
-                                                  clock::now() - canary_->started));
+            const auto verdict = judge_canary(
+                canary_->config.canary, figures,
+                std::chrono::duration_cast<milliseconds>(clock::now() - canary_->started));
             switch (verdict.what) {
                 case canary_verdict::kind::undecided:
                     watch_canary();
@@ -770,6 +770,10 @@ class supervisor {
                 store_->forget_all_but({good_, generation_});
                 for (const auto& f : o.failures)
                     log::warn("master: canary generation " + std::to_string(number) + ": " + f);
+                // A worker that could not promote it (it had not joined it) would serve
+                // another generation than the others: every worker reloads the current
+                // copy, which is the canary's now.
+                if (promote && !o.failures.empty()) reload_pending_ = true;
                 canary_facts& c = *last_canary_;
                 c.state = promote ? "promoted" : "rolled_back";
                 c.ended_unix_ms = unix_ms();
