@@ -39,6 +39,13 @@ std::string child(const std::string& path, std::size_t index) {
     return path + "/" + std::to_string(index);
 }
 
+// A bound in a message: "1", "0.01", "1e+06".
+std::string number_text(double n) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", n);
+    return text;
+}
+
 std::string describe(const json& v) {
     std::string shown = v.dump();
     if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
@@ -102,6 +109,21 @@ class validator {
                              std::uint64_t min, std::uint64_t max, std::uint64_t fallback) const {
         const json* v = find(obj, key);
         return v ? integer(*v, child(path, key), min, max) : fallback;
+    }
+
+    double number(const json& v, const std::string& path, double min, double max) const {
+        const std::string expected =
+            "expected a number from " + number_text(min) + " to " + number_text(max);
+        if (!v.is_number()) fail(path, expected + ", got " + describe(v));
+        const double n = v.get<double>();
+        if (!(n >= min && n <= max)) fail(path, expected + ", got " + v.dump());
+        return n;
+    }
+
+    double number_or(const json& obj, const std::string& path, std::string_view key, double min,
+                     double max, double fallback) const {
+        const json* v = find(obj, key);
+        return v ? number(*v, child(path, key), min, max) : fallback;
     }
 
     std::string string(const json& v, const std::string& path) const {
@@ -597,6 +619,59 @@ tls_settings parse_tls(const validator& v, const json& obj, const std::string& p
     return t;
 }
 
+// RFC 9110's token: what a header field's name is made of.
+bool is_field_name(const std::string& name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view{"!#$%&'*+-.^_`|~"}.find(c) != std::string_view::npos;
+    });
+}
+
+// `/canary`: how a canary reload is judged (reload/canary_judge) and split.
+canary_settings parse_canary(const validator& v, const json& obj) {
+    const std::string p = "/canary";
+    v.object_at(obj, p);
+    v.only_keys(obj, p,
+                {"min_requests", "min_duration_ms", "max_error_ratio", "max_error_rate",
+                 "max_p99_ratio", "max_duration_ms", "sticky"});
+    using ms = std::chrono::milliseconds;
+    constexpr std::uint64_t day_ms = 24ull * 3600 * 1000;
+    canary_settings c;
+    c.min_requests = v.integer_or(obj, p, "min_requests", 1, 1'000'000'000, c.min_requests);
+    c.min_duration = ms{v.integer_or(obj, p, "min_duration_ms", 0, day_ms,
+                                     static_cast<std::uint64_t>(c.min_duration.count()))};
+    c.max_duration = ms{v.integer_or(obj, p, "max_duration_ms", 1, day_ms,
+                                     static_cast<std::uint64_t>(c.max_duration.count()))};
+    // Below 1, a canary exactly as good as the generation it is compared with would break
+    // the bound.
+    c.max_error_ratio = v.number_or(obj, p, "max_error_ratio", 1, 1e6, c.max_error_ratio);
+    c.max_error_rate = v.number_or(obj, p, "max_error_rate", 0, 1, c.max_error_rate);
+    c.max_p99_ratio = v.number_or(obj, p, "max_p99_ratio", 1, 1e6, c.max_p99_ratio);
+    if (c.max_duration <= c.min_duration) {
+        v.fail(child(p, "max_duration_ms"),
+               std::to_string(c.max_duration.count()) + " is not above min_duration_ms (" +
+                   std::to_string(c.min_duration.count()) +
+                   "): every canary would be rolled back before it could be promoted; raise "
+                   "it, or lower min_duration_ms");
+    }
+    if (const json* sticky = v.find(obj, "sticky")) {
+        const std::string s = v.string(*sticky, child(p, "sticky"));
+        if (s == "peer") {
+            c.sticky = canary_sticky::peer;
+        } else if (is_field_name(s)) {
+            c.sticky = canary_sticky::header;
+            c.sticky_header = s;
+        } else {
+            v.fail(child(p, "sticky"),
+                   "\"" + s +
+                       "\" is neither \"peer\" (one side per client address) nor the name of a "
+                       "request header field (such as \"X-User-Id\": one side per value); "
+                       "leave it out for no stickiness");
+        }
+    }
+    return c;
+}
+
 // /topics/redis: where the topic bridge connects, and how.
 redis_settings parse_redis(const validator& v, const json& obj, const std::filesystem::path& base) {
     const std::string p = "/topics/redis";
@@ -650,7 +725,7 @@ server_config parse_document(const json& doc, const validator& v,
     v.only_keys(doc, "",
                 {"threads", "workers", "supervise", "rollback_after_crashes", "rollback_window_ms",
                  "offload_threads", "offload_queue", "plugin_dir", "pid_file", "user", "plugins",
-                 "listeners", "limits", "topics", "log", "admin"});
+                 "listeners", "limits", "topics", "log", "admin", "canary"});
 
     cfg.threads = static_cast<unsigned>(v.integer_or(doc, "", "threads", 0, 1024, 0));
     cfg.offload_threads =
@@ -689,6 +764,7 @@ server_config parse_document(const json& doc, const validator& v,
         if (const json* redis = v.find(*topics, "redis"))
             cfg.topics.redis = parse_redis(v, *redis, base);
     }
+    if (const json* canary = v.find(doc, "canary")) cfg.canary = parse_canary(v, *canary);
     if (const json* log = v.find(doc, "log")) {
         v.object_at(*log, "/log");
         v.only_keys(*log, "/log", {"level", "format"});

@@ -166,6 +166,31 @@ struct admin_settings {
     friend bool operator==(const admin_settings&, const admin_settings&) = default;
 };
 
+/// How a canary reload splits new requests between the generation serving and the canary.
+enum class canary_sticky : std::uint8_t {
+    none,    ///< each new request (or session) is drawn at random
+    peer,    ///< by the client's address: one client, one side
+    header,  ///< by the value of a request header (`sticky_header`); by peer without one
+};
+
+/// `canary` in server.json: how a canary reload (`plugd -s reload --canary PERCENT`) is
+/// judged and split. The settings of the configuration the canary loads apply to it.
+struct canary_settings {
+    /// Requests each changed instance's canary side must have had before a promotion (and
+    /// each side before their p99s are compared).
+    std::uint64_t min_requests = 500;
+    std::chrono::milliseconds min_duration{30000};  ///< the shortest canary that is promoted
+    /// The error bound is broken when the canary's error rate exceeds both this many times
+    /// the old side's and max_error_rate.
+    double max_error_ratio = 2.0;
+    double max_error_rate = 0.01;
+    double max_p99_ratio = 1.5;  ///< canary's handler-time p99 over the old side's
+    std::chrono::milliseconds max_duration{600000};  ///< undecided by then: rolled back
+    canary_sticky sticky = canary_sticky::none;
+    std::string sticky_header;  ///< with canary_sticky::header: the field's name
+    friend bool operator==(const canary_settings&, const canary_settings&) = default;
+};
+
 /// `topics.redis` in server.json: the bridge that carries every topic through Redis pub/sub
 /// to the other processes sharing that Redis (host/topic_bridge).
 struct redis_settings {
@@ -208,6 +233,7 @@ struct server_config {
     topics_settings topics;
     log_settings log;
     std::optional<admin_settings> admin;  ///< none: no admin endpoint
+    canary_settings canary;
 
     const plugin_spec* find_plugin(std::string_view name) const noexcept;
 };

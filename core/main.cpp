@@ -1,6 +1,7 @@
 // main: plugd's command line, in the spirit of nginx's (-c, -t, -s).
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -28,7 +29,8 @@
 namespace {
 
 constexpr std::string_view usage =
-    "usage: plugd [-c FILE] [-t | -s reload|stop] [--watch] [--seal FILE] [--version] [--help]\n"
+    "usage: plugd [-c FILE] [-t | -s reload|stop|promote|rollback] [--canary PERCENT [--wait]]\n"
+    "             [--watch] [--seal FILE] [--version] [--help]\n"
     "       plugd new-plugin NAME [DIR]\n"
     "\n"
     "  -c FILE     the configuration file (default: ./server.json if it exists, otherwise\n"
@@ -38,6 +40,14 @@ constexpr std::string_view usage =
     "  -s reload   make the running plugd (the one holding pid_file and serving this\n"
     "              configuration) reload, wait for the outcome and print it: 0 with the\n"
     "              new generation, 1 with the error\n"
+    "  -s reload --canary PERCENT [--wait]\n"
+    "              a canary: the new versions of the plugin instances that changed take\n"
+    "              PERCENT (1 to 99) of new requests, the rest stay on the versions serving;\n"
+    "              plugd compares both sides' errors and p99 and promotes or rolls back\n"
+    "              the canary by itself (server.json's \"canary\"). Prints its start; with\n"
+    "              --wait, then its verdict: 0 when promoted, 1 when rolled back\n"
+    "  -s promote  make the running canary serve every new request now\n"
+    "  -s rollback send every new request back to the versions the canary ran next to\n"
     "  -s stop     make the running plugd drain and exit, and wait for it\n"
     "  --watch     reload by itself when the config file or a plugin file changes\n"
     "              (with workers: the master watches and reloads every worker)\n"
@@ -104,6 +114,8 @@ int main(int argc, char** argv) {
     bool test_only = false;
     bool watch = false;
     std::optional<std::string> signal;
+    std::optional<unsigned> canary;
+    bool wait = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "-c") {
@@ -112,11 +124,29 @@ int main(int argc, char** argv) {
         } else if (arg == "-t") {
             test_only = true;
         } else if (arg == "-s") {
-            if (i + 1 >= argc) return fail_usage("-s needs reload or stop");
+            if (i + 1 >= argc) return fail_usage("-s needs reload, stop, promote or rollback");
             signal = argv[++i];
-            if (*signal != "reload" && *signal != "stop") {
-                return fail_usage("-s takes reload or stop, not \"" + *signal + "\"");
+            if (*signal != "reload" && *signal != "stop" && *signal != "promote" &&
+                *signal != "rollback") {
+                return fail_usage("-s takes reload, stop, promote or rollback, not \"" + *signal +
+                                  "\"");
             }
+        } else if (arg == "--canary") {
+            const std::string_view value = i + 1 < argc ? argv[i + 1] : "";
+            unsigned percent = 0;
+            const auto [end, ec] =
+                std::from_chars(value.data(), value.data() + value.size(), percent);
+            if (value.empty() || ec != std::errc{} || end != value.data() + value.size() ||
+                percent < 1 || percent > 99) {
+                return fail_usage(
+                    "--canary needs a PERCENT from 1 to 99 (the share of new "
+                    "requests the canary takes), not \"" +
+                    std::string{value} + "\"");
+            }
+            canary = percent;
+            ++i;
+        } else if (arg == "--wait") {
+            wait = true;
         } else if (arg == "--seal") {
             if (i + 1 >= argc) return fail_usage("--seal needs a plugin FILE");
             try {
@@ -161,13 +191,17 @@ int main(int argc, char** argv) {
             }
         }
     }
+    if (canary && signal != "reload") return fail_usage("--canary goes with -s reload");
+    if (wait && !canary)
+        return fail_usage("--wait goes with -s reload --canary (it waits for the verdict)");
     if (!config_file && std::filesystem::exists("server.json")) config_file = "server.json";
     if (signal) {
         const auto pid_file = config_file ? plugd::pid_file_of(*config_file)
                                           : std::filesystem::current_path() / "plugd.pid";
         const auto config = config_file ? std::filesystem::absolute(*config_file).lexically_normal()
                                         : std::filesystem::path{};
-        return plugd::send_signal_command(*signal, config, pid_file, std::chrono::seconds{60});
+        return plugd::send_signal_command({*signal, canary.value_or(0), wait}, config, pid_file,
+                                          std::chrono::seconds{60});
     }
     try {
         // A worker of a master running as root with "user" switches first of all: it reads

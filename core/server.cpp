@@ -25,6 +25,7 @@
 #include "admin/admin_endpoint.hpp"
 #include "admin/admin_report.hpp"
 #include "admin/worker_gauges.hpp"
+#include "control/control_command.hpp"
 #include "control/control_signals.hpp"
 #include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
@@ -41,7 +42,9 @@
 #include "log.hpp"
 #include "plugins/plugin_version.hpp"
 #include "plugins/private_dir.hpp"
+#include "reload/canary_judge.hpp"
 #include "reload/deployment.hpp"
+#include "reload/reload_plan.hpp"
 #include "reload/restart_needed.hpp"
 #include "serving/shard.hpp"
 #include "serving/traffic_ledger.hpp"
@@ -64,6 +67,9 @@ unsigned or_cores(unsigned n) {
 // Runs on `s`'s thread; awaited from the control thread.
 asio::awaitable<shard_snapshot> snapshot_of(const shard& s) {
     co_return s.snapshot();
+}
+asio::awaitable<shard_snapshot> canary_snapshot_of(const shard& s) {
+    co_return s.canary_snapshot();
 }
 
 class server final : public admin_backend {
@@ -121,7 +127,7 @@ class server final : public admin_backend {
         deployment_.emplace(control_, shards_, *host_, dir_,
                             options_.worker ? options_.worker->first_generation : 1,
                             passed_sockets(), options_.worker.has_value());
-        if (options_.worker && options_.worker->ledger >= 0) deployment_->count_for_master();
+        if (options_.worker && options_.worker->metrics) deployment_->count_for_master();
         // Start-up is a reload from nothing: the same preparation, the same all-or-nothing.
         deployment_->apply(server_config{}, cfg_);
         // A worker's master serves the admin endpoint, from what the worker publishes.
@@ -131,6 +137,9 @@ class server final : public admin_backend {
                       " (GET /healthz, /livez, /status, /metrics; POST /reload)");
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
+        // A worker started while its master runs a canary joins it, with its share.
+        if (options_.worker && options_.worker->canary_percent > 0)
+            run_reload(options_.worker->canary_percent);
         // A worker switched to "user" when it started (become_worker_user).
         if (!options_.worker) {
             drop_privileges(cfg_, dir_);
@@ -155,7 +164,7 @@ class server final : public admin_backend {
         }
         sweep_shared_state();
         asio::co_spawn(control_, remind_of_expiring_certificates(), asio::detached);
-        if (options_.worker && options_.worker->ledger >= 0)
+        if (options_.worker && options_.worker->metrics)
             asio::co_spawn(control_, publish_gauges(), asio::detached);
         log::info("plugd " PLUGD_VERSION " serving generation " +
                   std::to_string(deployment_->generation()) + " with " + std::to_string(threads_) +
@@ -210,9 +219,21 @@ class server final : public admin_backend {
     }
 
     void wait_for_signal() {
-        signals_.async_wait([this](int signo) {
+        signals_.async_wait([this](int signo, int value) {
             if (signo == SIGHUP) {
                 schedule_reload();
+            } else if (signo == command_signal()) {
+                if (const auto command = control_command::decode(value)) {
+                    // Queued as the signals were: each runs after what runs now.
+                    asio::co_spawn(control_, run_command(*command), asio::detached);
+                } else {
+                    log::warn(
+                        "received the command signal (SIGRTMIN+1) without a command "
+                        "(value " +
+                        std::to_string(value) +
+                        "): ignored; use plugd -s reload --canary PERCENT, -s promote or "
+                        "-s rollback");
+                }
             } else {
                 stop_requested(signo);
             }
@@ -227,7 +248,7 @@ class server final : public admin_backend {
         reload_queued_ = true;
         asio::post(control_, [this] {
             reload_queued_ = false;
-            run_reload();
+            run_reload(0);
         });
     }
 
@@ -237,7 +258,21 @@ class server final : public admin_backend {
         long long duration_ms;
     };
 
-    reload_outcome run_reload() {
+    // What `plugd -s` or the admin endpoint asked, run on the control thread.
+    asio::awaitable<reload_outcome> run_command(control_command command) {
+        switch (command.what) {
+            case control_command::kind::reload:
+                co_return run_reload(command.canary_percent);
+            case control_command::kind::promote:
+                co_return co_await end_canary_by_hand(true);
+            case control_command::kind::rollback:
+                co_return co_await end_canary_by_hand(false);
+        }
+        co_return reload_outcome{false, "unknown command", 0};
+    }
+
+    // A whole reload, or with `canary_percent` a canary reload (start_canary).
+    reload_outcome run_reload(unsigned canary_percent) {
         ++attempt_;
         const auto started = clock::now();
         const std::int64_t began = unix_ms();
@@ -248,16 +283,38 @@ class server final : public admin_backend {
             publish();
             return {false, "shutting down", 0};
         }
+        if (canary_) {
+            // Refused rather than replacing the canary: whoever reloads now has not seen its
+            // verdict, and a second set of changes on top of it would judge neither.
+            const std::string why = canary_busy();
+            const std::string generation = std::to_string(deployment_->generation());
+            log::error("reload refused: " + why + "; still serving generation " + generation +
+                           ", unchanged",
+                       {log::tag("generation", generation)});
+            record(false, why, began);
+            ++reloads_failed_;
+            publish();
+            return {false, why, 0};
+        }
         notify_.reloading("reloading; serving generation " +
                           std::to_string(deployment_->generation()) + " meanwhile");
         try {
-            server_config next =
-                options_.config_file.empty()
-                    ? default_config(options_.bundled_plugin_dir)
-                    : load_config(options_.config_file, options_.bundled_plugin_dir);
+            // A worker's master hands it the canary's configuration apart from the current
+            // one (which respawned workers start on), with its number.
+            const bool worker_canary = options_.worker && canary_percent > 0;
+            const std::filesystem::path file =
+                worker_canary ? options_.worker->canary_config : options_.config_file;
+            server_config next = file.empty() ? default_config(options_.bundled_plugin_dir)
+                                              : load_config(file, options_.bundled_plugin_dir);
             check_no_restart_needed(cfg_, next);
             if (options_.worker)
-                deployment_->number_next(read_generation_file(options_.worker->generation_file));
+                deployment_->number_next(
+                    read_generation_file(worker_canary ? options_.worker->canary_generation_file
+                                                       : options_.worker->generation_file));
+            if (canary_percent > 0) {
+                const std::string summary = deployment_->start_canary(cfg_, next, canary_percent);
+                return begin_canary(std::move(next), summary, started, began);
+            }
             const std::string summary = deployment_->apply(cfg_, next);
             cfg_ = std::move(next);
             log::set_threshold(cfg_.log.level);
@@ -288,6 +345,173 @@ class server final : public admin_backend {
         }
     }
 
+    // Why a reload waits while a canary runs, and what to do.
+    std::string canary_busy() const {
+        const auto& c = *deployment_->canary();
+        return "canary generation " + std::to_string(c.generation) + " runs (" +
+               std::to_string(c.percent) + "% of new requests, for " +
+               std::to_string(
+                   std::chrono::duration_cast<std::chrono::seconds>(clock::now() - canary_->started)
+                       .count()) +
+               " s): promote it (plugd -s promote, POST /promote) or roll it back (plugd -s "
+               "rollback, POST /rollback) first, then reload";
+    }
+
+    // The canary deployment_ has just started, on `next`: watched from now on.
+    reload_outcome begin_canary(server_config next, const std::string& summary,
+                                clock::time_point started, std::int64_t began) {
+        const auto& c = *deployment_->canary();
+        canary_.emplace(canary_watch{std::move(next), clock::now(), began});
+        const canary_settings& s = canary_->config.canary;
+        const std::string serving = std::to_string(deployment_->generation());
+        const std::string generation = std::to_string(c.generation);
+        const auto seconds = [](std::chrono::milliseconds ms) {
+            return std::to_string(ms.count() / 1000) +
+                   (ms.count() % 1000 ? "." + std::to_string(ms.count() % 1000 / 100) : "") + " s";
+        };
+        const std::string sticky = s.sticky == canary_sticky::peer ? " (sticky by client address)"
+                                   : s.sticky == canary_sticky::header
+                                       ? " (sticky by header " + s.sticky_header + ")"
+                                       : "";
+        canary_facts& f = last_canary_.emplace();
+        f.generation = c.generation;
+        f.serving_generation = deployment_->generation();
+        f.state = "running";
+        f.percent = c.percent;
+        f.settings = s;
+        f.started_unix_ms = unix_ms();
+        f.judged = c.judged;
+        canary_state_ = "running";
+        canary_generation_ = c.generation;
+        canary_deadline_unix_ms_ = f.started_unix_ms + s.max_duration.count();
+        const std::string line =
+            "canary: generation " + generation + " takes " + std::to_string(c.percent) +
+            "% of new requests" + sticky + ", next to generation " + serving +
+            "; judged on plugin " + join_names(c.judged) + ": promoted after " +
+            with_thousands(s.min_requests) + " requests and " + seconds(s.min_duration) +
+            " within bounds, rolled back as soon as one breaks, or after " +
+            seconds(s.max_duration) + " undecided (prepared in " +
+            std::to_string(elapsed_ms(started)) + " ms; " + summary + ")";
+        log::info(line, {log::tag("generation", generation)});
+        record(true, line, began);
+        ++reloads_ok_;
+        publish();
+        notify_.reloaded("serving generation " + serving + "; canary generation " + generation +
+                         " takes " + std::to_string(c.percent) + "% of new requests");
+        // A worker's master judges from every worker's figures, and tells it the verdict.
+        if (!options_.worker) watch_canary();
+        return {true, line, elapsed_ms(started)};
+    }
+
+    // Judges the canary every 100 ms: its verdict comes within that of the evidence.
+    void watch_canary() {
+        canary_tick_.expires_after(std::chrono::milliseconds{100});
+        canary_tick_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || !canary_ || shutting_down_) return;
+            asio::co_spawn(control_, judge_canary_now(), asio::detached);
+        });
+    }
+
+    // Whether canary `generation` still runs (not decided meanwhile, no stop begun).
+    bool canary_runs(std::uint64_t generation) const {
+        return canary_ && !shutting_down_ && deployment_->canary() &&
+               deployment_->canary()->generation == generation;
+    }
+
+    std::chrono::milliseconds canary_elapsed() const {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() -
+                                                                     canary_->started);
+    }
+
+    asio::awaitable<void> judge_canary_now() {
+        if (!canary_ || !deployment_->canary()) co_return;  // decided since the tick
+        const std::uint64_t generation = deployment_->canary()->generation;
+        const auto shards = co_await canary_snapshots();
+        if (!canary_runs(generation)) co_return;  // decided by hand meanwhile, or stopping
+        const auto figures = canary_figures(shards, generation, deployment_->canary()->judged);
+        const auto verdict = judge_canary(canary_->config.canary, figures, canary_elapsed());
+        switch (verdict.what) {
+            case canary_verdict::kind::undecided:
+                watch_canary();
+                break;
+            case canary_verdict::kind::promote:
+                end_canary(true, "promoted", figures, {}, unix_ms());
+                break;
+            case canary_verdict::kind::roll_back:
+                end_canary(false, "rolled back", figures, verdict.why, unix_ms());
+                break;
+        }
+    }
+
+    // plugd -s promote|rollback, POST /promote|/rollback.
+    asio::awaitable<reload_outcome> end_canary_by_hand(bool promote) {
+        ++attempt_;
+        const std::int64_t began = unix_ms();
+        const auto refuse = [&](const std::string& why) {
+            log::warn(std::string{promote ? "promote" : "rollback"} + " refused: " + why);
+            record(false, why, began);
+            return reload_outcome{false, why, 0};
+        };
+        const char* verb = promote ? "promote" : "roll back";
+        if (!canary_ || shutting_down_) {
+            co_return refuse(
+                std::string{"no canary runs: nothing to "} + verb +
+                (last_canary_ ? " (the last one, " + last_canary_->outcome + ")" : std::string{}) +
+                "; start one with plugd -s reload --canary PERCENT");
+        }
+        const std::uint64_t generation = deployment_->canary()->generation;
+        const auto shards = co_await canary_snapshots();
+        if (!canary_runs(generation))
+            co_return refuse("canary generation " + std::to_string(generation) +
+                             " was decided meanwhile: " +
+                             (last_canary_ ? last_canary_->outcome : std::string{"stopping"}));
+        const auto figures = canary_figures(shards, generation, deployment_->canary()->judged);
+        // A worker is told its master's verdict; its own figures are its share of them.
+        const char* how = options_.worker
+                              ? (promote ? "promoted by its master" : "rolled back by its master")
+                          : promote ? "promoted by hand"
+                                    : "rolled back by hand";
+        const std::string line = end_canary(promote, how, figures, {}, began);
+        co_return reload_outcome{true, line, 0};
+    }
+
+    // The verdict: the canary's versions serve every new request (promote) or none (roll
+    // back); the others drain as a reload's replaced versions do. Returns the outcome line.
+    std::string end_canary(bool promote, const std::string& how,
+                           const std::vector<canary_instance>& figures, const std::string& why,
+                           std::int64_t began) {
+        const std::uint64_t generation = deployment_->canary()->generation;
+        const auto elapsed = canary_elapsed();
+        canary_tick_.cancel();
+        if (promote) {
+            deployment_->promote_canary(canary_->config);
+            cfg_ = std::move(canary_->config);
+            if (watch_) watch_->watch(watched_files());
+        } else {
+            deployment_->roll_back_canary(cfg_);
+        }
+        canary_.reset();
+        const std::string line = canary_outcome(generation, how, figures, elapsed, why);
+        const std::string serving = std::to_string(deployment_->generation());
+        canary_facts& f = *last_canary_;
+        f.state = promote ? "promoted" : "rolled_back";
+        f.ended_unix_ms = unix_ms();
+        f.figures = figures;
+        f.outcome = line;
+        canary_state_ = f.state;
+        const std::string tagged = std::to_string(generation);
+        if (promote) {
+            log::info(line + "; it serves every new request now", {log::tag("generation", tagged)});
+        } else {
+            log::warn(line + "; generation " + serving + " serves every new request again",
+                      {log::tag("generation", tagged)});
+        }
+        record(true, line, began);
+        publish();
+        notify_.status("serving generation " + serving);
+        return line;
+    }
+
     // What the admin endpoint answers from, as of now; see publish().
     std::shared_ptr<const control_facts> facts() const {
         auto f = std::make_shared<control_facts>();
@@ -301,6 +525,13 @@ class server final : public admin_backend {
         for (const auto& [name, v] : deployment_->plugins())
             f->serving.push_back(version_facts::of(*v));
         for (const auto& v : deployment_->draining()) f->draining.push_back(version_facts::of(*v));
+        if (last_canary_) {
+            f->canary = *last_canary_;
+            if (const auto& c = deployment_->canary()) {
+                for (const auto& name : c->judged)
+                    f->canary->versions.push_back(version_facts::of(*c->plugins.at(name)));
+            }
+        }
         return f;
     }
 
@@ -308,6 +539,17 @@ class server final : public admin_backend {
     // reads the control thread's state, so a reload never keeps it from answering.
     void publish() {
         if (admin_) admin_->publish(facts());
+    }
+
+    // Each shard's canary figures, copied on its own thread (the control thread never reads
+    // what a shard writes).
+    asio::awaitable<std::vector<shard_snapshot>> canary_snapshots() {
+        std::vector<shard_snapshot> all;
+        for (auto& s : shards_) {
+            all.push_back(
+                co_await asio::co_spawn(s->io(), canary_snapshot_of(*s), asio::use_awaitable));
+        }
+        co_return all;
     }
 
     // The admin thread's questions (admin_backend), asked and answered on its thread.
@@ -327,18 +569,19 @@ class server final : public admin_backend {
     std::uint64_t starvations() const noexcept override { return stalls_->starvations(); }
     std::size_t stalled_threads() const noexcept override { return stalls_->stalled_now(); }
 
-    asio::awaitable<answer> reload() override {
+    asio::awaitable<answer> command(control_command command) override {
         // Runs on the control thread, after whatever it is doing; the admin thread awaits
         // the outcome without blocking.
-        co_return co_await asio::co_spawn(control_, reload_answer(), asio::use_awaitable);
+        co_return co_await asio::co_spawn(control_, command_answer(command), asio::use_awaitable);
     }
 
-    asio::awaitable<answer> reload_answer() {
-        const reload_outcome r = run_reload();
+    asio::awaitable<answer> command_answer(control_command command) {
+        const reload_outcome r = co_await run_command(command);
         nlohmann::json body{{"ok", r.ok},
                             {"generation", deployment_->generation()},
                             {"duration_ms", r.duration_ms}};
         body[r.ok ? "message" : "error"] = r.message;
+        if (const auto& c = deployment_->canary()) body["canary_generation"] = c->generation;
         // 409: the request was fine, the state of the files it reloads was not.
         co_return answer{r.ok ? 200 : 409, body.dump() + "\n"};
     }
@@ -449,6 +692,12 @@ class server final : public admin_backend {
         drain_delay_.cancel();
         gauge_pause_.cancel();
         expiry_reminder_.cancel();
+        canary_tick_.cancel();
+        if (const auto& c = deployment_->canary()) {
+            log::info("stopping while canary generation " + std::to_string(c->generation) +
+                      " runs: neither promoted nor rolled back (a start serves what server.json "
+                      "names)");
+        }
         log::info(std::string{"received "} + signal_name +
                   ": no longer accepting; letting requests in flight finish (at most " +
                   std::to_string(cfg_.limits.shutdown_timeout.count()) + " ms)");
@@ -500,7 +749,7 @@ class server final : public admin_backend {
         write_reload_status(
             options_.worker ? options_.worker->status_file : reload_status_file(pid_file_->path()),
             {attempt_, ok, deployment_->generation(), std::move(message), began,
-             options_.config_file});
+             options_.config_file, canary_state_, canary_generation_, canary_deadline_unix_ms_});
     }
 
     // Member order is destruction order, reversed: the deployment (plugin versions) goes
@@ -523,6 +772,19 @@ class server final : public admin_backend {
     bool draining_ = false;   ///< shutdown_delay_ms runs
     bool abandoned_ = false;  ///< shutdown_timeout_ms stopped the shards with work left
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    // A canary running (deployment_->canary()): the configuration it loaded (the one served
+    // once it is promoted), when it started, and when its start was asked for.
+    struct canary_watch {
+        server_config config;
+        clock::time_point started;
+        std::int64_t began_unix_ms = 0;
+    };
+    std::optional<canary_watch> canary_;
+    std::optional<canary_facts> last_canary_;  ///< running, or the last one decided
+    // What the status file says of the last canary (reload_status).
+    std::string canary_state_;
+    std::uint64_t canary_generation_ = 0;
+    std::int64_t canary_deadline_unix_ms_ = 0;
     std::int64_t started_unix_ms_ = unix_ms();
     asio::io_context control_{1};
     control_signals signals_{control_};
@@ -531,6 +793,7 @@ class server final : public admin_backend {
     asio::steady_timer drain_delay_{control_};
     asio::steady_timer gauge_pause_{control_};
     asio::steady_timer expiry_reminder_{control_};
+    asio::steady_timer canary_tick_{control_};
     std::optional<file_watch> watch_;
     std::optional<host> host_;
     std::optional<deployment> deployment_;

@@ -17,6 +17,10 @@ std::string encode(const worker_environment& w) {
                        ";status=" + w.status_file.string() +
                        ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
                        ";ledger=" + std::to_string(w.ledger) +
+                       ";metrics=" + (w.metrics ? "1" : "0") +
+                       ";canary=" + w.canary_config.string() +
+                       ";canary_generation=" + w.canary_generation_file.string() +
+                       ";canary_percent=" + std::to_string(w.canary_percent) +
                        ";tickets=" + std::to_string(w.tickets) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
@@ -79,6 +83,14 @@ std::optional<worker_environment> this_process_worker() {
             w.generation_file = value_text;
         } else if (key == "ledger") {
             w.ledger = std::stoi(value_text);
+        } else if (key == "metrics") {
+            w.metrics = value_text == "1";
+        } else if (key == "canary") {
+            w.canary_config = value_text;
+        } else if (key == "canary_generation") {
+            w.canary_generation_file = value_text;
+        } else if (key == "canary_percent") {
+            w.canary_percent = static_cast<unsigned>(std::stoul(value_text));
         } else if (key == "tickets") {
             w.tickets = std::stoi(value_text);
         } else if (key == "user") {

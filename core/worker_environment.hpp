@@ -26,9 +26,18 @@ struct worker_environment {
     /// master's user).
     std::string user;
     std::map<std::string, int> listeners;  ///< listener name -> inherited listening socket
-    /// The memory file its shards count in (see traffic_ledger), which the master reads:
-    /// -1 when nothing reads the counters (no admin endpoint).
+    /// The memory file its shards count in (see traffic_ledger), which the master reads.
     int ledger = -1;
+    /// Whether the master serves /metrics from it: the shards count their traffic (a
+    /// canary's figures are counted there whatever this says).
+    bool metrics = false;
+    /// Where a canary's configuration and number are, when the master runs one (the
+    /// worker reads them when told to start it, or at its own start during one).
+    std::filesystem::path canary_config;
+    std::filesystem::path canary_generation_file;
+    /// A canary runs now with this share of new requests: the worker joins it as it starts
+    /// (0: none runs).
+    unsigned canary_percent = 0;
     /// The memory file holding the master's session ticket secret (tls/ticket_keys), so
     /// that every worker resumes every worker's tickets; -1: none.
     int tickets = -1;
@@ -41,7 +50,8 @@ struct worker_environment {
 inline constexpr const char* worker_variable = "PLUGD_WORKER";
 
 /// "index=1;generation=3;status=/path;generation_file=/path;user=www-data;ledger=7;
-/// tickets=8;listen=main@5,web@6;systemd=web" (paths may not hold ';').
+/// metrics=1;canary=/path;canary_generation=/path;canary_percent=20;tickets=8;
+/// listen=main@5,web@6;systemd=web" (paths may not hold ';').
 std::string encode(const worker_environment& w);
 
 /// Whether the environment entry `entry` ("NAME=value") of the master is kept from the

@@ -13,6 +13,8 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <charconv>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -45,7 +47,31 @@ constexpr std::chrono::seconds room_log_interval{5};
 
 answer not_found() {
     return {404, R"({"error":"no such endpoint; try GET /healthz, GET /livez, GET /status, )"
-                 R"(GET /metrics or POST /reload"})"};
+                 R"(GET /metrics, POST /reload, POST /promote or POST /rollback"})"};
+}
+
+answer bad_request(const std::string& why) {
+    return {400, nlohmann::json{{"ok", false}, {"error", why}}.dump() + "\n"};
+}
+
+// POST /reload's query: nothing, or canary=PERCENT (1 to 99). An error's words otherwise.
+std::variant<unsigned, std::string> canary_percent_of(std::string_view target) {
+    const auto question = target.find('?');
+    if (question == std::string_view::npos) return 0u;
+    const std::string_view query = target.substr(question + 1);
+    if (!query.starts_with("canary=") || query.find('&') != std::string_view::npos)
+        return std::string{
+                   "POST /reload takes one query parameter, canary=PERCENT (1 to 99), "
+                   "not \""} +
+               std::string{query} + "\"";
+    const std::string_view value = query.substr(7);
+    unsigned percent = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), percent);
+    if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || percent < 1 ||
+        percent > 99)
+        return "canary=" + std::string{value} +
+               ": expected a percentage from 1 to 99 (the share of new requests the canary takes)";
+    return percent;
 }
 
 answer wrong_method(const char* allowed) {
@@ -201,7 +227,8 @@ asio::awaitable<void> admin_endpoint::serve(std::shared_ptr<client> self) {
         // The answer has a deadline too (a stalled shard must not keep /status or /metrics
         // holding a slot for ever); a reload's runs as long as the reload, which is bounded
         // by its trial load and drain settings.
-        if (http.target.substr(0, http.target.find('?')) == "/reload") {
+        const std::string_view path = http.target.substr(0, http.target.find('?'));
+        if (path == "/reload" || path == "/promote" || path == "/rollback") {
             c.deadline.cancel();
         } else {
             c.close_at(clock::now() + admin_request_deadline, self);
@@ -263,8 +290,18 @@ asio::awaitable<answer> admin_endpoint::route(std::string_view method, std::stri
     }
     if (path == "/reload") {
         if (method != "POST") co_return wrong_method("POST");
-        log::info("admin: reload requested by POST /reload");
-        co_return co_await backend_.reload();
+        const auto percent = canary_percent_of(target);
+        if (const auto* why = std::get_if<std::string>(&percent)) co_return bad_request(*why);
+        const control_command command{control_command::kind::reload, std::get<unsigned>(percent)};
+        log::info("admin: " + command.name() + " requested by POST " + std::string{target});
+        co_return co_await backend_.command(command);
+    }
+    if (path == "/promote" || path == "/rollback") {
+        if (method != "POST") co_return wrong_method("POST");
+        const control_command command{path == "/promote" ? control_command::kind::promote
+                                                         : control_command::kind::rollback};
+        log::info("admin: " + command.name() + " requested by POST " + std::string{path});
+        co_return co_await backend_.command(command);
     }
     co_return not_found();
 }

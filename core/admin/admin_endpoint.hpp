@@ -1,5 +1,6 @@
 // admin_endpoint: the HTTP endpoint operators and load balancers talk to (server.json
-// `admin`): GET /healthz, /livez, /status, /metrics and POST /reload.
+// `admin`): GET /healthz, /livez, /status, /metrics and POST /reload (?canary=PERCENT),
+// /promote and /rollback.
 //
 // With supervised workers the master serves it (see supervision/master_admin.hpp): it
 // answers while every worker is busy or being replaced, from what the workers counted and
@@ -25,6 +26,7 @@
 
 #include "admin/admin_report.hpp"
 #include "config.hpp"
+#include "control/control_command.hpp"
 
 namespace plugd {
 
@@ -46,9 +48,10 @@ class admin_backend {
     virtual std::uint64_t starvations() const noexcept = 0;
     /// Serving threads stalled now (an atomic read).
     virtual std::size_t stalled_threads() const noexcept = 0;
-    /// Runs a reload on the control thread (the same transaction as SIGHUP) and answers
-    /// its outcome; the admin thread answers other requests while it runs.
-    virtual boost::asio::awaitable<answer> reload() = 0;
+    /// Runs `command` on the control thread (a reload: the same transaction as SIGHUP; a
+    /// canary reload, promote, rollback: as `plugd -s` asks them) and answers its outcome;
+    /// the admin thread answers other requests while it runs.
+    virtual boost::asio::awaitable<answer> command(control_command command) = 0;
     /// With supervised workers (a master's endpoint): each worker slot, with what its
     /// worker published last. Empty for a single plugd.
     virtual std::vector<worker_report> workers(const control_facts& facts) const {

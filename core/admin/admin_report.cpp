@@ -56,9 +56,9 @@ std::map<Key, Stats> sum(const std::vector<shard_snapshot>& shards,
 std::string listener_key(const shard_snapshot::listener_part& p) {
     return p.name;
 }
-std::tuple<std::string, std::string, std::string> request_key(
+std::tuple<std::string, std::string, std::string, std::string> request_key(
     const shard_snapshot::request_part& p) {
-    return {p.listener, p.route, p.plugin};
+    return {p.listener, p.route, p.plugin, p.generation};
 }
 
 // Builds the exposition text: each metric's HELP and TYPE once, then its samples.
@@ -94,12 +94,72 @@ std::string label(std::string_view key, std::string_view value) {
     return out;
 }
 
-// A request series' labels: the route only on a listener with routes.
-std::string request_labels(const std::tuple<std::string, std::string, std::string>& key) {
-    const auto& [listener, route, plugin] = key;
+// A request series' labels: the route only on a listener with routes, the generation only
+// for the requests of either side of a canary.
+std::string request_labels(
+    const std::tuple<std::string, std::string, std::string, std::string>& key) {
+    const auto& [listener, route, plugin, generation] = key;
     std::string labels = label("listener", listener) + ",";
     if (!route.empty()) labels += label("route", route) + ",";
-    return labels + label("plugin", plugin);
+    labels += label("plugin", plugin);
+    if (!generation.empty()) (labels += ',') += label("generation", generation);
+    return labels;
+}
+
+json side_json(const canary_side& side) {
+    json j{{"generation", side.generation},
+           {"requests", side.requests},
+           {"errors", side.errors},
+           {"error_rate", side.error_rate()},
+           {"timed_requests", side.timed()}};
+    const auto p99 = side.p99_ms();
+    j["p99_ms"] = p99 ? json(*p99) : json(nullptr);
+    return j;
+}
+
+const char* sticky_name(canary_sticky s) {
+    switch (s) {
+        case canary_sticky::none:
+            return "none";
+        case canary_sticky::peer:
+            return "peer";
+        case canary_sticky::header:
+            return "header";
+    }
+    return "none";
+}
+
+// /status's canary: the one running (its figures summed from the shards now) or the last
+// one decided (its figures at the verdict).
+json canary_json(const canary_facts& c, const server_report& r) {
+    const auto figures =
+        c.state == "running" ? canary_figures(r.shards, c.generation, c.judged) : c.figures;
+    json instances = json::object();
+    for (const auto& f : figures)
+        instances[f.name] = {{"canary", side_json(f.canary)}, {"serving", side_json(f.serving)}};
+    const canary_settings& s = c.settings;
+    json j{{"generation", c.generation},
+           {"serving_generation", c.serving_generation},
+           {"state", c.state},
+           {"percent", c.percent},
+           {"sticky", sticky_name(s.sticky)},
+           {"started_at_unix_ms", c.started_unix_ms},
+           {"instances", std::move(instances)},
+           {"settings",
+            {{"min_requests", s.min_requests},
+             {"min_duration_ms", s.min_duration.count()},
+             {"max_error_ratio", s.max_error_ratio},
+             {"max_error_rate", s.max_error_rate},
+             {"max_p99_ratio", s.max_p99_ratio},
+             {"max_duration_ms", s.max_duration.count()}}}};
+    if (s.sticky == canary_sticky::header) j["sticky_header"] = s.sticky_header;
+    if (c.state == "running") {
+        j["elapsed_ms"] = r.now_unix_ms - c.started_unix_ms;
+    } else {
+        j["ended_at_unix_ms"] = c.ended_unix_ms;
+        j["outcome"] = c.outcome;
+    }
+    return j;
 }
 
 }  // namespace
@@ -163,6 +223,12 @@ std::string status_json(const server_report& r) {
         entry["draining"] = json::array();
         plugins[v.name] = std::move(entry);
     }
+    if (f.canary && f.canary->state == "running") {
+        for (const auto& v : f.canary->versions) {
+            if (const auto it = plugins.find(v.name); it != plugins.end())
+                (*it)["canary"] = version_json(v, r, false);
+        }
+    }
     for (const auto& v : *draining) {
         auto it = plugins.find(v.name);
         if (it == plugins.end()) {
@@ -180,6 +246,7 @@ std::string status_json(const server_report& r) {
                 {"reloads", {{"ok", f.reloads_ok}, {"failed", f.reloads_failed}}},
                 {"listeners", std::move(listeners)},
                 {"plugins", std::move(plugins)}};
+    if (f.canary) status["canary"] = canary_json(*f.canary, r);
     if (!r.workers.empty()) {
         json workers = json::array();
         for (const auto& w : r.workers) {
@@ -213,6 +280,10 @@ std::string metrics_text(const server_report& r) {
     m.sample("plugd_generation", "", f.generation);
     m.family("plugd_draining", "gauge", "1 while a stop's shutdown_delay_ms runs.");
     m.sample("plugd_draining", "", std::uint64_t{f.state != "serving"});
+    m.family("plugd_canary_generation", "gauge",
+             "The generation of the canary running next to plugd_generation; 0 when none runs.");
+    m.sample("plugd_canary_generation", "",
+             f.canary && f.canary->state == "running" ? f.canary->generation : std::uint64_t{0});
     m.family("plugd_reloads_total", "counter", "Reloads by outcome (start-up not counted).");
     m.sample("plugd_reloads_total", label("outcome", "ok"), f.reloads_ok);
     m.sample("plugd_reloads_total", label("outcome", "failed"), f.reloads_failed);

@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
+#include "reload/canary_judge.hpp"
 #include "tls/certificate_facts.hpp"
 
 namespace plugd {
@@ -37,6 +39,23 @@ struct worker_slot {
     std::uint64_t restarts = 0;
 };
 
+/// A canary running, or the last one decided (until the next starts).
+struct canary_facts {
+    std::uint64_t generation = 0;
+    std::uint64_t serving_generation = 0;  ///< the generation it runs (or ran) next to
+    std::string state;                     ///< "running", "promoted" or "rolled_back"
+    unsigned percent = 0;
+    canary_settings settings;  ///< of the configuration it loaded
+    std::int64_t started_unix_ms = 0;
+    std::int64_t ended_unix_ms = 0;       ///< decided: when
+    std::vector<std::string> judged;      ///< the instances it changed
+    std::vector<version_facts> versions;  ///< their canary versions (while it runs)
+    /// Decided: the figures at the verdict, and its line. While it runs, reports sum the
+    /// shards' figures themselves.
+    std::vector<canary_instance> figures;
+    std::string outcome;
+};
+
 /// What the control thread knows, published to the admin endpoint after each change
 /// (start, reload, a drained version unloaded, drain, stop): the admin thread answers from
 /// the latest copy without asking the control thread, which may be busy with a reload.
@@ -55,6 +74,7 @@ struct control_facts {
     /// With supervised workers: the master's view of each worker slot.
     std::vector<worker_slot> workers;
     bool reloading = false;  ///< a master's combined reload runs (workers may differ)
+    std::optional<canary_facts> canary;
 };
 
 }  // namespace plugd

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <system_error>
 
+#include "control/control_command.hpp"
+
 namespace plugd {
 namespace {
 
@@ -17,6 +19,7 @@ sigset_t control_set() {
     ::sigaddset(&set, SIGHUP);
     ::sigaddset(&set, SIGINT);
     ::sigaddset(&set, SIGTERM);
+    ::sigaddset(&set, command_signal());
     return set;
 }
 
@@ -25,7 +28,8 @@ sigset_t control_set() {
 void block_control_signals() {
     const sigset_t set = control_set();
     if (const int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {
-        throw std::system_error(rc, std::generic_category(), "cannot block SIGHUP/SIGINT/SIGTERM");
+        throw std::system_error(rc, std::generic_category(),
+                                "cannot block SIGHUP/SIGINT/SIGTERM and the command signal");
     }
 }
 
@@ -36,7 +40,7 @@ control_signals::control_signals(boost::asio::io_context& io) : stream_{io} {
     stream_.assign(fd);
 }
 
-void control_signals::async_wait(std::function<void(int signo)> handler) {
+void control_signals::async_wait(std::function<void(int signo, int value)> handler) {
     stream_.async_wait(boost::asio::posix::descriptor_base::wait_read,
                        [this, handler = std::move(handler)](const boost::system::error_code& ec) {
                            if (ec) return;
@@ -46,7 +50,9 @@ void control_signals::async_wait(std::function<void(int signo)> handler) {
                                async_wait(std::move(handler));  // woken, but nothing to read
                                return;
                            }
-                           handler(static_cast<int>(info.ssi_signo));
+                           const int signo = static_cast<int>(info.ssi_signo);
+                           const bool queued = info.ssi_code == SI_QUEUE;
+                           handler(signo, signo == command_signal() && queued ? info.ssi_int : 0);
                        });
 }
 

@@ -1,4 +1,5 @@
-// control_signals: SIGHUP, SIGINT and SIGTERM as events on the control thread (signalfd).
+// control_signals: SIGHUP, SIGINT, SIGTERM and the command signal (control_command) as events
+// on the control thread (signalfd).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -8,7 +9,8 @@
 
 namespace plugd {
 
-/// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread and so in every thread it starts
+/// Blocks SIGHUP, SIGINT, SIGTERM and command_signal() in the calling thread and so in every
+/// thread it starts
 /// afterwards. Call it on the main thread before any other thread exists: a blocked signal
 /// stays pending for `control_signals` instead of interrupting a shard's thread, and one sent
 /// during start-up waits instead of killing the process (SIGHUP's default action).
@@ -23,9 +25,11 @@ class control_signals {
     /// Throws std::system_error when no signalfd can be created.
     explicit control_signals(boost::asio::io_context& io);
 
-    /// Calls `handler` with the next control signal's number. Signals of one kind sent
-    /// while none is being waited for are merged into one, as the kernel does.
-    void async_wait(std::function<void(int signo)> handler);
+    /// Calls `handler` with the next control signal's number and, for command_signal(),
+    /// the value it was queued with (0 when it was sent without one). Signals of one kind
+    /// sent while none is being waited for are merged into one, as the kernel does, but for
+    /// the command signal, which is queued.
+    void async_wait(std::function<void(int signo, int value)> handler);
     void cancel();
 
   private:

@@ -39,6 +39,10 @@ void write_reload_status(const std::filesystem::path& file, const reload_status&
             << ' ' << status.began_unix_ms << '\n'
             << status.message << '\n'
             << status.config.string() << '\n';
+        if (!status.canary_state.empty()) {
+            out << "canary " << status.canary_state << ' ' << status.canary_generation << ' '
+                << status.canary_deadline_unix_ms << '\n';
+        }
         if (!out.flush()) return;  // best effort: the log has the same line
     }
     std::error_code ignored;
@@ -73,6 +77,11 @@ std::optional<reload_status> read_reload_status(const std::filesystem::path& fil
     std::string config;
     std::getline(in, config);
     s.config = config;
+    std::string word;
+    if (in >> word && word == "canary") {
+        in >> s.canary_state >> s.canary_generation >> s.canary_deadline_unix_ms;
+        if (!in) s.canary_state.clear();
+    }
     return s;
 }
 

@@ -9,7 +9,8 @@
 
 namespace plugd {
 
-/// Outcome of one reload attempt, as the server records it for `plugd -s reload`.
+/// Outcome of one reload attempt (or canary command), as the server records it for
+/// `plugd -s`.
 struct reload_status {
     std::uint64_t attempt = 0;  ///< counts every attempt, failed or not
     bool ok = false;
@@ -21,6 +22,12 @@ struct reload_status {
     /// The configuration file the server serves (empty: the built-in default). `plugd -s`
     /// compares it with its own -c, so it never signals a server of another configuration.
     std::filesystem::path config;
+    /// The last canary, for `plugd -s reload --canary --wait`: "running" (until its
+    /// deadline, Unix ms: max_duration_ms after its start), then "promoted" or
+    /// "rolled_back", whose line `message` then is; empty before the first canary.
+    std::string canary_state;
+    std::uint64_t canary_generation = 0;
+    std::int64_t canary_deadline_unix_ms = 0;
 };
 
 /// The current Unix time in ms, as began_unix_ms records it.

@@ -8,12 +8,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
 
+#include "control/control_command.hpp"
 #include "control/pid_file.hpp"
 #include "control/reload_status.hpp"
 
@@ -57,6 +60,28 @@ bool is_unlocking_plugd(pid_t pid) {
 // Signals the process a pidfd names: unlike kill(), never a later process with its pid.
 bool send(int process, int signo) {
     return ::syscall(SYS_pidfd_send_signal, process, signo, nullptr, 0) == 0;
+}
+
+// Queues the command signal carrying `command` (as sigqueue does) to the process a pidfd names.
+bool send(int process, const control_command& command) {
+    siginfo_t info{};
+    info.si_signo = command_signal();
+    info.si_code = SI_QUEUE;
+    info.si_pid = ::getpid();
+    info.si_uid = ::getuid();
+    info.si_value.sival_int = command.encode();
+    return ::syscall(SYS_pidfd_send_signal, process, command_signal(), &info, 0) == 0;
+}
+
+// What the server is sent for `request`: a plain reload is SIGHUP, as systemd sends it.
+std::optional<control_command> command_of(const signal_request& request) {
+    if (request.action == "reload" && request.canary_percent == 0) return std::nullopt;
+    control_command c;
+    c.what = request.action == "promote"    ? control_command::kind::promote
+             : request.action == "rollback" ? control_command::kind::rollback
+                                            : control_command::kind::reload;
+    c.canary_percent = request.canary_percent;
+    return c;
 }
 
 // An inotify descriptor that turns readable when a file is written or moved into the
@@ -132,10 +157,13 @@ bool serves_config(std::string_view action, const std::filesystem::path& config_
                       << ", but its status file " << status_file.string()
                       << " did not appear before the timeout: it is still starting, or it "
                          "cannot write there, so which configuration it serves is unknown; "
-                         "nothing was signalled (see its log; kill "
-                      << (action == "reload" ? "-HUP " : "-TERM ") << pid
-                      << (action == "reload" ? " reloads" : " stops")
-                      << " it without this check)\n";
+                         "nothing was signalled (see its log"
+                      << (action == "stop" ? "; kill -TERM " + std::to_string(pid) +
+                                                 " stops it without this check"
+                          : action == "reload" ? "; kill -HUP " + std::to_string(pid) +
+                                                     " reloads it without this check"
+                                               : std::string{})
+                      << ")\n";
             return false;
         }
         if (p[1].revents != 0) {
@@ -155,49 +183,87 @@ bool serves_config(std::string_view action, const std::filesystem::path& config_
     return true;
 }
 
-int reload(pid_t pid, int process, const std::filesystem::path& pid_file,
-           clock::time_point deadline) {
+// Waits until the status file holds a record `done` accepts, or the server exits, or the
+// deadline passes (the last two said on stderr, as `what`'s outcome missing). Each time the
+// file changes, it is read again.
+std::optional<reload_status> wait_for_status(
+    pid_t pid, int process, int watch, const std::filesystem::path& status_file,
+    clock::time_point deadline, const char* what,
+    const std::function<bool(const reload_status&)>& done) {
+    for (bool exited = false;;) {
+        auto now = read_reload_status(status_file);
+        if (now && done(*now)) return now;
+        if (exited) {
+            std::cerr << "plugd: pid " << pid << " exited during the " << what
+                      << " without reporting an outcome (did it crash? see its log); nothing "
+                         "serves this configuration now: start plugd again\n";
+            return std::nullopt;
+        }
+        // Either the answer arrives, or the server dies: a crash writes no answer. An exit
+        // is reported only after one more look at the status file (it may have answered,
+        // then stopped).
+        pollfd p[2] = {{watch, POLLIN, 0}, {process, POLLIN, 0}};
+        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
+            std::cerr << "plugd: no answer from pid " << pid
+                      << " before the timeout; see its log\n";
+            return std::nullopt;
+        }
+        exited = p[1].revents != 0;
+        discard_events(watch);
+    }
+}
+
+// reload (a whole one, or a canary), promote, rollback: signals, waits for the outcome the
+// server records and prints it; with `wait`, then waits for the canary's verdict too.
+int command(const signal_request& request, pid_t pid, int process,
+            const std::filesystem::path& pid_file, clock::time_point deadline) {
     const auto status_file = reload_status_file(pid_file);
     const auto before = read_reload_status(status_file).value_or(reload_status{}).attempt;
     // Watch the folder before signalling, so the server's answer cannot slip past us.
     fd_guard watch{watch_folder_of(status_file)};
     if (watch.fd < 0) return 1;
     const std::int64_t signalled = unix_ms();
-    if (!send(process, SIGHUP)) {
+    const auto command = command_of(request);
+    if (!(command ? send(process, *command) : send(process, SIGHUP))) {
         std::cerr << "plugd: cannot signal pid " << pid << " (from " << pid_file.string()
                   << "): " << std::strerror(errno) << '\n';
         return 1;
     }
-    for (bool exited = false;;) {
-        auto now = read_reload_status(status_file);
-        if (now && now->attempt > before && now->began_unix_ms >= signalled) {
-            if (now->ok) {
-                std::cout << "plugd: " << now->message << '\n';
-                return 0;
-            }
-            std::cerr << "plugd: reload failed, still serving generation " << now->generation
-                      << ": " << now->message << '\n';
-            return 1;
+    const char* what = request.action == "reload" ? "reload" : request.action.c_str();
+    const auto outcome = wait_for_status(
+        pid, process, watch.fd, status_file, deadline, what,
+        [&](const reload_status& s) { return s.attempt > before && s.began_unix_ms >= signalled; });
+    if (!outcome) return 1;
+    if (!outcome->ok) {
+        if (request.action == "reload") {
+            std::cerr << "plugd: reload failed, still serving generation " << outcome->generation
+                      << ": " << outcome->message << '\n';
+        } else {
+            std::cerr << "plugd: " << request.action << " refused: " << outcome->message << '\n';
         }
-        if (exited) {
-            std::cerr << "plugd: pid " << pid
-                      << " exited during the reload without reporting an outcome (did it "
-                         "crash? see its log); nothing serves this configuration now: start "
-                         "plugd again\n";
-            return 1;
-        }
-        // Either the answer arrives, or the server dies: a crash writes no answer. An exit
-        // is reported only after one more look at the status file (it may have answered,
-        // then stopped).
-        pollfd p[2] = {{watch.fd, POLLIN, 0}, {process, POLLIN, 0}};
-        if (::poll(p, 2, remaining_ms(deadline)) <= 0) {
-            std::cerr << "plugd: no answer from pid " << pid
-                      << " before the timeout; see its log\n";
-            return 1;
-        }
-        exited = p[1].revents != 0;
-        discard_events(watch.fd);
+        return 1;
     }
+    std::cout << "plugd: " << outcome->message << std::endl;
+    if (!request.wait) return 0;
+    // The canary's verdict: the server decides by its max_duration_ms at the latest.
+    const std::uint64_t canary = outcome->canary_generation;
+    const auto verdict =
+        wait_for_status(pid, process, watch.fd, status_file,
+                        clock::now() +
+                            std::chrono::milliseconds{std::max<std::int64_t>(
+                                0, outcome->canary_deadline_unix_ms - unix_ms())} +
+                            std::chrono::seconds{30},
+                        "canary", [&](const reload_status& s) {
+                            return s.canary_generation != canary || s.canary_state != "running";
+                        });
+    if (!verdict) return 1;
+    if (verdict->canary_generation != canary) {
+        std::cerr << "plugd: the canary of generation " << canary
+                  << " ended without a recorded verdict (see the log)\n";
+        return 1;
+    }
+    std::cout << "plugd: " << verdict->message << std::endl;
+    return verdict->canary_state == "promoted" ? 0 : 1;
 }
 
 int stop(pid_t pid, int process, clock::time_point deadline) {
@@ -216,8 +282,9 @@ int stop(pid_t pid, int process, clock::time_point deadline) {
 
 }  // namespace
 
-int send_signal_command(std::string_view action, const std::filesystem::path& config_file,
+int send_signal_command(const signal_request& request, const std::filesystem::path& config_file,
                         const std::filesystem::path& pid_file, std::chrono::milliseconds timeout) {
+    const std::string_view action = request.action;
     const auto pid = find_server(config_file, pid_file);
     if (!pid) return 1;
     // A pidfd names this process and no later one with the same pid, and becomes readable
@@ -238,8 +305,8 @@ int send_signal_command(std::string_view action, const std::filesystem::path& co
     }
     const auto deadline = clock::now() + timeout;
     if (!serves_config(action, config_file, pid_file, *pid, process.fd, deadline)) return 1;
-    return action == "reload" ? reload(*pid, process.fd, pid_file, deadline)
-                              : stop(*pid, process.fd, deadline);
+    return action == "stop" ? stop(*pid, process.fd, deadline)
+                            : command(request, *pid, process.fd, pid_file, deadline);
 }
 
 }  // namespace plugd

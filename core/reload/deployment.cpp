@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -89,23 +90,26 @@ deployment::~deployment() {
     clear();
 }
 
-std::string deployment::apply(const server_config& running, const server_config& next) {
-    const auto plan = plan_reload(running, next, [this](const std::string& name) {
-        return plugins_.at(name)->content_hash();
-    });
-    const std::uint64_t numbered = std::exchange(next_number_, 0);
-    const std::uint64_t generation = running.listeners.empty() ? first_generation_
-                                     : numbered != 0           ? numbered
-                                                               : generation_ + 1;
-
-    plugin_map loaded;
+struct deployment::prepared {
+    std::uint64_t generation = 0;
+    plugin_map loaded;  ///< the versions loaded and started, by instance
+    /// Each listener the plan adds, bound on every shard (by shard index).
     std::vector<std::vector<std::shared_ptr<shard_listener>>> bound;
     std::map<std::string, std::shared_ptr<const tls_context>> tls;
+};
+
+deployment::prepared deployment::prepare(const server_config& running, const server_config& next,
+                                         const reload_plan& plan) {
+    const std::uint64_t numbered = std::exchange(next_number_, 0);
+    prepared p;
+    p.generation = running.listeners.empty() ? first_generation_
+                   : numbered != 0           ? numbered
+                                             : std::max(generation_, highest_) + 1;
     try {
         // Every TLS listener's files are read again: replacing them and reloading is how a
         // certificate rotates. One that cannot be used refuses the reload here.
         for (const auto& l : next.listeners) {
-            if (auto context = make_tls_context(next, l)) tls[l.name] = std::move(context);
+            if (auto context = make_tls_context(next, l)) p.tls[l.name] = std::move(context);
         }
         // A state file that could not be saved at stop is refused now, not found out then
         // (a worker's master writes it, and checks it).
@@ -126,12 +130,12 @@ std::string deployment::apply(const server_config& running, const server_config&
                 trial_load(spec, trial_load_timeout);
                 trial_passed_.insert(std::move(tried));
             }
-            loaded[spec.name] =
-                std::make_shared<plugin_version>(spec, dir_.path(), generation, host_);
+            p.loaded[spec.name] =
+                std::make_shared<plugin_version>(spec, dir_.path(), p.generation, host_);
         }
         check_listeners_can_serve(next, [&](const std::string& name) -> const plugin_version& {
-            const auto it = loaded.find(name);
-            return it != loaded.end() ? *it->second : *plugins_.at(name);
+            const auto it = p.loaded.find(name);
+            return it != p.loaded.end() ? *it->second : *plugins_.at(name);
         });
         if (!plan.add.empty()) wait_for_shard_updates();
         // Unchanged listeners keep their sockets; a moved one binds while the old still
@@ -142,30 +146,54 @@ std::string deployment::apply(const server_config& running, const server_config&
             // it is shared on purpose, like reuse_port.
             listener_spec spec = l;
             if (one_of_workers_) spec.reuse_port = true;
-            bound.push_back(bind_listener(next, spec, held_, shards_,
-                                          it != passed_.end() ? it->second : passed_socket{}));
+            p.bound.push_back(bind_listener(next, spec, held_, shards_,
+                                            it != passed_.end() ? it->second : passed_socket{}));
         }
-        start_all(loaded);
+        start_all(p.loaded);
     } catch (...) {
         // A version that started may have started tasks: it drains like any replaced one,
         // so it is destroyed here, on the control thread, once they have ended.
-        for (auto& [name, version] : loaded) {
+        for (auto& [name, version] : p.loaded) {
             retire(std::move(version), next.limits.reload_drain_timeout);
         }
         unload_drained();
         std::set<std::string> names;
-        for (const auto& p : running.plugins) names.insert(p.name);
+        for (const auto& spec : running.plugins) names.insert(spec.name);
         host_.state().keep_only(names);  // no state for instances that never served
         throw;
     }
+    return p;
+}
+
+template <class Make>
+void deployment::post_updates(Make&& make) {
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        shard_update u = make(i);
+        shard_updates_->fetch_add(1, std::memory_order_relaxed);
+        asio::post(shards_[i]->io(),
+                   [s = shards_[i].get(), u = std::move(u), pending = shard_updates_]() mutable {
+                       s->apply(std::move(u));
+                       pending->fetch_sub(1, std::memory_order_release);
+                   });
+    }
+}
+
+std::string deployment::apply(const server_config& running, const server_config& next) {
+    if (canary_) throw std::logic_error("a reload while a canary runs: promote or roll it back");
+    const auto plan = plan_reload(running, next, [this](const std::string& name) {
+        return plugins_.at(name)->content_hash();
+    });
+    prepared p = prepare(running, next, plan);
 
     // Commit: from here on nothing can fail.
+    const std::uint64_t generation = p.generation;
     generation_ = generation;
+    highest_ = std::max(highest_, generation);
     plugin_map current;
     std::set<std::string> names;
     for (const auto& spec : next.plugins) {
-        auto it = loaded.find(spec.name);
-        current[spec.name] = it != loaded.end() ? it->second : plugins_.at(spec.name);
+        auto it = p.loaded.find(spec.name);
+        current[spec.name] = it != p.loaded.end() ? it->second : plugins_.at(spec.name);
         names.insert(spec.name);
     }
     for (auto& [name, version] : plugins_) {
@@ -180,7 +208,7 @@ std::string deployment::apply(const server_config& running, const server_config&
         host_.state().configure(spec.name, spec.shared_bytes, spec.state_file);
     }
     // Logged before the shards own the acceptors: afterwards only their threads touch them.
-    for (const auto& [name, v] : loaded) {
+    for (const auto& [name, v] : p.loaded) {
         const std::string g = std::to_string(generation);
         log::info(
             "plugin " + name + ": loaded " + v->spec().file.string() + " (generation " + g + ")",
@@ -201,7 +229,7 @@ std::string deployment::apply(const server_config& running, const server_config&
     });
     for (std::size_t i = 0; i < plan.add.size(); ++i) {
         const auto& l = plan.add[i];
-        const auto at = bound[i].front()->acceptor.local_endpoint();
+        const auto at = p.bound[i].front()->acceptor.local_endpoint();
         const std::string systemd_note = from_systemd_note(passed_, l, at);
         log::info("listener " + l.name + ": listening on " + format_endpoint(at) + " (framing " +
                       std::string{to_string(l.framing)} + ", " + dispatch_summary(l) + ")" +
@@ -212,22 +240,18 @@ std::string deployment::apply(const server_config& running, const server_config&
         held_.back().port = at.port();
     }
     certificates_.clear();
-    for (const auto& [name, context] : tls) certificates_[name] = context->facts();
-    for (std::size_t i = 0; i < shards_.size(); ++i) {
+    for (const auto& [name, context] : p.tls) certificates_[name] = context->facts();
+    count_traffic_ = next.admin.has_value() || count_for_master_;
+    post_updates([&](std::size_t i) {
         shard_update u;
         u.plugins = current;
-        for (auto& routes : bound) u.added.push_back(routes[i]);
+        for (auto& routes : p.bound) u.added.push_back(routes[i]);
         u.kept = plan.keep_listeners;
         u.removed = plan.remove;
-        u.count_traffic = next.admin.has_value() || count_for_master_;
-        u.tls = tls;
-        shard_updates_->fetch_add(1, std::memory_order_relaxed);
-        asio::post(shards_[i]->io(),
-                   [s = shards_[i].get(), u = std::move(u), pending = shard_updates_]() mutable {
-                       s->apply(std::move(u));
-                       pending->fetch_sub(1, std::memory_order_release);
-                   });
-    }
+        u.count_traffic = count_traffic_;
+        u.tls = p.tls;
+        return u;
+    });
     std::vector<std::string> load_names, kept_listener_names, added_names;
     for (const auto& s : plan.load) load_names.push_back(s.name);
     for (const auto& l : plan.keep_listeners) kept_listener_names.push_back(l.name);
@@ -236,6 +260,86 @@ std::string deployment::apply(const server_config& running, const server_config&
            "; unloaded: " + join_names(plan.unload) +
            "; listeners added: " + join_names(added_names) +
            "; removed: " + join_names(plan.remove) + "; kept: " + join_names(kept_listener_names);
+}
+
+std::string deployment::start_canary(const server_config& running, const server_config& next,
+                                     unsigned percent) {
+    if (canary_) throw std::logic_error("a canary while a canary runs: promote or roll it back");
+    const auto plan = plan_reload(running, next, [this](const std::string& name) {
+        return plugins_.at(name)->content_hash();
+    });
+    check_canary_plan(running, next, plan);  // before anything is loaded
+    prepared p = prepare(running, next, plan);
+
+    // Commit: the serving generation stays as it is; the canary joins it.
+    highest_ = std::max(highest_, p.generation);
+    canary_run& c = canary_.emplace();
+    c.generation = p.generation;
+    c.percent = percent;
+    for (const auto& spec : next.plugins) {
+        const auto it = p.loaded.find(spec.name);
+        c.plugins[spec.name] = it != p.loaded.end() ? it->second : plugins_.at(spec.name);
+    }
+    for (const auto& [name, v] : p.loaded) {
+        c.judged.push_back(name);
+        const std::string g = std::to_string(c.generation);
+        log::info("plugin " + name + ": loaded " + v->spec().file.string() + " (generation " + g +
+                      ", a canary next to generation " + std::to_string(generation_) + ")",
+                  {log::tag("plugin", name), log::tag("generation", g)});
+    }
+    post_updates([&](std::size_t) {
+        shard_update u;
+        u.plugins = plugins_;
+        u.kept = held_;
+        u.count_traffic = count_traffic_;
+        canary_update& cu = u.canary.emplace();
+        cu.generation = c.generation;
+        cu.serving_generation = generation_;
+        cu.plugins = c.plugins;
+        cu.judged = c.judged;
+        cu.split.percent = percent;
+        cu.split.sticky = next.canary.sticky;
+        cu.split.header = next.canary.sticky_header;
+        cu.split.salt = c.generation;
+        return u;
+    });
+    return "plugins loaded: " + join_names(c.judged) + "; kept: " + join_names(plan.keep);
+}
+
+void deployment::promote_canary(const server_config& next) {
+    if (!canary_) return;
+    generation_ = canary_->generation;
+    for (auto& [name, version] : plugins_) {
+        if (canary_->plugins.at(name) != version)
+            retire(std::move(version), next.limits.reload_drain_timeout);
+    }
+    plugins_ = std::move(canary_->plugins);
+    canary_.reset();
+    for (const auto& spec : next.plugins) {
+        host_.state().configure(spec.name, spec.shared_bytes, spec.state_file);
+    }
+    post_updates([&](std::size_t) {
+        shard_update u;
+        u.plugins = plugins_;
+        u.kept = held_;
+        u.count_traffic = count_traffic_;
+        return u;
+    });
+}
+
+void deployment::roll_back_canary(const server_config& running) {
+    if (!canary_) return;
+    for (const auto& name : canary_->judged) {
+        retire(std::move(canary_->plugins.at(name)), running.limits.reload_drain_timeout);
+    }
+    canary_.reset();
+    post_updates([&](std::size_t) {
+        shard_update u;
+        u.plugins = plugins_;
+        u.kept = held_;
+        u.count_traffic = count_traffic_;
+        return u;
+    });
 }
 
 std::vector<std::shared_ptr<plugin_version>> deployment::draining() const {
@@ -294,11 +398,15 @@ void deployment::unload_drained() {
 
 void deployment::cancel_tasks() {
     for (auto& [name, v] : plugins_) v->tasks().cancel_all();
+    if (canary_)
+        for (const auto& name : canary_->judged) canary_->plugins.at(name)->tasks().cancel_all();
     for (auto& d : draining_) d.version->tasks().cancel_all();
 }
 
 void deployment::close_outbound() {
     for (auto& [name, v] : plugins_) v->outbound().close_all();
+    if (canary_)
+        for (const auto& name : canary_->judged) canary_->plugins.at(name)->outbound().close_all();
     for (auto& d : draining_) d.version->outbound().close_all();
 }
 
@@ -307,6 +415,7 @@ void deployment::cancel_timers() {
 }
 
 void deployment::clear() {
+    canary_.reset();
     draining_.clear();
     plugins_.clear();
 }

@@ -11,6 +11,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@ class host;
 class plugin_version;
 class private_dir;
 class shard;
+struct reload_plan;
 
 /// Owned by the server and touched only on the control thread. Start-up is a reload from
 /// an empty configuration, so both go through apply().
@@ -45,6 +47,35 @@ class deployment {
     /// versions are retired. Throws config_error or plugin_error with nothing changed (what
     /// was prepared is retired and unloaded). Returns what changed, for the log.
     std::string apply(const server_config& running, const server_config& next);
+
+    /// A canary reload: prepares `next` as apply() does (checks, trial load, load, start()),
+    /// then commits it next to the generation serving: on every shard, `percent` of new
+    /// requests (split as `next.canary` says) go to its versions, the rest to the serving
+    /// ones, and each side counts, for every instance it changed, what the judge compares.
+    /// Nothing else changes until promote_canary() or roll_back_canary(). Throws as apply()
+    /// does, and config_error, before anything is loaded, when `next` changes more than the
+    /// plugin instances of `running`, or none of them (check_canary_plan). Returns what it
+    /// loaded, for the log.
+    std::string start_canary(const server_config& running, const server_config& next,
+                             unsigned percent);
+    /// The canary's versions serve every new request from now on; those it replaces drain
+    /// as in a reload. `next`: the configuration the canary loaded (its shared-state
+    /// settings take effect now).
+    void promote_canary(const server_config& next);
+    /// Every new request goes to the serving generation again; the canary's own versions
+    /// drain and unload as replaced ones do. Its generation number is never used again.
+    void roll_back_canary(const server_config& running);
+
+    /// A canary running next to the generation serving.
+    struct canary_run {
+        std::uint64_t generation = 0;
+        unsigned percent = 0;
+        /// Its complete set, by instance (the instances it did not change share the
+        /// serving generation's versions).
+        std::map<std::string, std::shared_ptr<plugin_version>> plugins;
+        std::vector<std::string> judged;  ///< the instances whose version it changed
+    };
+    const std::optional<canary_run>& canary() const noexcept { return canary_; }
 
     /// Unloads retired versions that nothing uses any more: no shard routes to them and no
     /// lease remains (see version_lease). Called whenever a shard or a lease lets go.
@@ -84,6 +115,16 @@ class deployment {
 
   private:
     using plugin_map = std::map<std::string, std::shared_ptr<plugin_version>>;
+    /// What a reload prepared, before anything that serves has changed.
+    struct prepared;
+
+    /// The preparation apply() and start_canary() share; on failure, undoes what it did and
+    /// rethrows.
+    prepared prepare(const server_config& running, const server_config& next,
+                     const reload_plan& plan);
+    /// Posts each shard its update, made by `make(shard index)`.
+    template <class Make>
+    void post_updates(Make&& make);
     struct draining_version {
         std::shared_ptr<plugin_version> version;
         std::chrono::steady_clock::time_point since;
@@ -108,7 +149,10 @@ class deployment {
     bool one_of_workers_;
     bool count_for_master_ = false;
     std::uint64_t generation_ = 0;
-    std::uint64_t next_number_ = 0;  ///< 0: generation_ + 1
+    std::uint64_t next_number_ = 0;  ///< 0: one more than highest_
+    std::uint64_t highest_ = 0;      ///< the highest number given (a rolled-back canary's too)
+    bool count_traffic_ = false;     ///< what the last update told the shards
+    std::optional<canary_run> canary_;
     plugin_map plugins_;
     /// The listeners bound now, with their real ports (a config's port 0 is ephemeral).
     std::vector<listener_spec> held_;

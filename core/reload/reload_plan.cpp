@@ -39,6 +39,40 @@ reload_plan plan_reload(const server_config& running, const server_config& next,
     return plan;
 }
 
+void check_canary_plan(const server_config& running, const server_config& next,
+                       const reload_plan& plan) {
+    const auto refuse = [&](const std::string& path, const std::string& what) {
+        throw config_error(next.source.string() + ": " + path + ": " + what);
+    };
+    const std::string instead =
+        ": a canary reload changes plugin instances only (both of its sides share everything "
+        "else, so that they are compared on the same traffic); make this change in a reload "
+        "without --canary, before or after the canary";
+    for (const auto& spec : plan.load) {
+        if (!running.find_plugin(spec.name))
+            refuse("/plugins/" + spec.name,
+                   "a new instance: a canary compares a new version of an instance with the "
+                   "one serving, and this one has none; add it in a reload without --canary");
+    }
+    for (const auto& name : plan.unload) refuse("/plugins/" + name, "no longer named" + instead);
+    if (running.listeners.size() != next.listeners.size())
+        refuse("/listeners", "listeners added or removed" + instead);
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+        if (running.listeners[i] != next.listeners[i])
+            refuse("/listeners/" + std::to_string(i), "changed" + instead);
+    }
+    if (running.limits != next.limits) refuse("/limits", "changed" + instead);
+    if (running.log != next.log) refuse("/log", "changed" + instead);
+    if (running.rollback_after_crashes != next.rollback_after_crashes ||
+        running.rollback_window != next.rollback_window)
+        refuse("/rollback_after_crashes", "or /rollback_window_ms changed" + instead);
+    if (plan.load.empty())
+        refuse("/plugins",
+               "no plugin instance changed (its file, bytes, config or settings): a canary "
+               "would compare the versions serving with themselves; change an instance, or "
+               "reload without --canary");
+}
+
 std::string join_names(const std::vector<std::string>& names) {
     if (names.empty()) return "none";
     std::string out;

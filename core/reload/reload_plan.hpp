@@ -31,6 +31,15 @@ struct reload_plan {
 reload_plan plan_reload(const server_config& running, const server_config& next,
                         const std::function<std::uint64_t(const std::string&)>& loaded_hash);
 
+/// Throws config_error, naming the JSON path of `next` and what to do, unless `plan` (from
+/// `running` to `next`) is one a canary can judge: it reloads at least one plugin instance
+/// (its file, bytes, config or settings), adds and removes none, and changes nothing else
+/// that serves (listeners, routes, limits, log; `canary` itself may change, it judges the
+/// canary). Both sides of a canary share everything but the versions of the instances it
+/// changed, so that they are compared on the same traffic.
+void check_canary_plan(const server_config& running, const server_config& next,
+                       const reload_plan& plan);
+
 /// "a, b, c" (or "none"): how the reload log line lists names.
 std::string join_names(const std::vector<std::string>& names);
 

@@ -86,6 +86,16 @@ bool end_request(client_connection& c) noexcept {
     return c.aborted != nullptr;
 }
 
+// Whether a request (or session) that ran its chain and ended with `failed` (null: the
+// chain's reply, of HTTP status `status`) counts as an error of its side of a canary: what
+// the version did wrong (threw, outlived request_timeout_ms, answered 5xx), not what the
+// core or the client did to it (a full offload queue, a reload's drain, a slow reader).
+bool judged_error(const request_failure* failed, int status) noexcept {
+    if (failed)
+        return failed->kind == request_error::exception || failed->kind == request_error::timeout;
+    return status >= 500;
+}
+
 // A request refused because an instance of its chain is at its max_in_flight: counted by
 // the caller as busy, logged as repeated warnings are (the first at once, the rest summed).
 const request_failure* at_capacity(const client_connection& c, const in_flight_cap& cap) {
@@ -336,7 +346,7 @@ asio::awaitable<void> end_session(client_connection& c, const request_failure* f
 asio::awaitable<void> serve_stream(client_connection& c) {
     // A reload may have removed the listener while the switch's reply was written.
     if (c.via->closing || !c.via->table) co_return;
-    dispatch_table& table = *c.via->table;
+    dispatch_table& table = *c.owner.table_for(*c.via, c.peer, nullptr);  // a canary's share
     const chain_slot& chain = table.chains.front();  // raw and upgrades: one chain of one
     request_stats* counted = chain.requests;
     const bool access = c.via->spec.access_log;
@@ -348,7 +358,9 @@ asio::awaitable<void> serve_stream(client_connection& c) {
         if (counted) ++counted->errors[static_cast<std::size_t>(request_error::busy)];
         co_return;
     }
+    // Copied: end_request may free the table the chain is in, before the log line.
     const std::string plugin_name = access ? *chain.plugin : std::string{};
+    const std::string route_name = access ? chain.route : std::string{};
     c.streaming = true;
     raw_stream stream{c};
     const request_failure* failed = nullptr;
@@ -359,7 +371,8 @@ asio::awaitable<void> serve_stream(client_connection& c) {
     }
     // The stream's protocol is the plugin's: a failure gets no error reply, only a close.
     if (c.aborted) failed = c.aborted;
-    end_request(c);
+    chain.count_judged(judged_error(failed, 0));  // its length is the client's: not judged
+    end_request(c);                               // may free `chain`'s table
     if (counted) {
         counted->record(std::chrono::steady_clock::now() - started);
         // The sweeper counted a write timeout already, the topics a slow subscriber.
@@ -367,7 +380,7 @@ asio::awaitable<void> serve_stream(client_connection& c) {
             ++counted->errors[static_cast<std::size_t>(failed->kind)];
     }
     if (access) {
-        log_access(c, chain.route, plugin_name,
+        log_access(c, route_name, plugin_name,
                    failed ? (*failed->line ? failed->line : "closed") : "ok", stream.bytes_in(),
                    stream.bytes_out(), started);
     }
@@ -416,7 +429,8 @@ asio::awaitable<bool> serve(client_connection& c) {
             if (out.empty()) out = pool.take_string();  // a reply string that has grown before
             std::string& sink = codec.reply_buffer(out);
             http_reply_head* const head = codec.reply_head();
-            dispatch_table& table = *c.via->table;  // the composition current now
+            // The composition current now (while a canary runs, one of its two sides).
+            dispatch_table& table = *c.owner.table_for(*c.via, c.peer, next.http);
             detail::request_extras extras;
             extras.client_subject = c.wire.client_subject();
             const dispatched where =
@@ -438,9 +452,13 @@ asio::awaitable<bool> serve(client_connection& c) {
             // when they are off.
             const bool access = c.via->spec.access_log;
             request_stats* counted = chain ? chain->requests : nullptr;
-            const auto started = access || counted ? std::chrono::steady_clock::now()
-                                                   : std::chrono::steady_clock::time_point{};
+            const bool judged = chain && !chain->judged.empty();
+            const auto started = access || counted || judged
+                                     ? std::chrono::steady_clock::now()
+                                     : std::chrono::steady_clock::time_point{};
+            // Copied: end_request may free the table the chain is in, before the log line.
             const std::string plugin_name = access && chain ? *chain->plugin : std::string{};
+            const std::string route_name = access && chain ? chain->route : std::string{};
             const std::size_t mark = sink.size();
             const request_failure* failed = nullptr;
             if (!chain) {
@@ -486,6 +504,13 @@ asio::awaitable<bool> serve(client_connection& c) {
                     failed = request_failed(c, *chain, std::current_exception());
                 }
                 if (c.aborted) failed = c.aborted;
+                // Before end_request, which may free the table the chain is in. A session's
+                // upgrade is not judged: the session is, when it ends (serve_session).
+                if (judged && !session_chain) {
+                    const int status = failed ? failed->status : head ? head->status : 200;
+                    chain->count_judged(std::chrono::steady_clock::now() - started,
+                                        judged_error(failed, status));
+                }
                 if (end_request(c)) co_await asio::this_coro::reset_cancellation_state();
             }
             if (failed) {  // what the handler wrote goes; the failure's text replaces it
@@ -508,8 +533,8 @@ asio::awaitable<bool> serve(client_connection& c) {
                 const std::string outcome = Codec::replies_have_status ? std::to_string(status)
                                             : failed                   ? failed->line
                                                                        : "ok";
-                log_access(c, chain ? std::string_view{chain->route} : std::string_view{},
-                           plugin_name, outcome, next.consumed, sink.size() - mark, started);
+                log_access(c, route_name, plugin_name, outcome, next.consumed, sink.size() - mark,
+                           started);
             }
             // Closing (a stop, or its listener removed by a reload) or about to (a drain):
             // the codec says so if its protocol can, so a keep-alive client leaves cleanly
@@ -862,6 +887,7 @@ void client_connection::session_served(std::exception_ptr error) noexcept {
         failed = &failure::exception;  // out of memory for the log line: counted all the same
     }
     if (aborted) failed = aborted;
+    chain.count_judged(judged_error(failed, 0));  // a session has no handler time to judge
     if (failed == &failure::exception && chain.requests)
         ++chain.requests->errors[static_cast<std::size_t>(request_error::exception)];
     s.release();  // the table may go with it: chain is not to be used below

@@ -53,6 +53,10 @@ struct chain_slot {
     std::string route;                    ///< the route's label; empty without routes
     const std::string* plugin = nullptr;  ///< the final instance's name
     request_stats* requests = nullptr;    ///< where its requests count; null: not counted
+    /// While a canary runs: this side's figures of each instance of the chain the canary
+    /// changed, which the judge compares (reload/canary_judge); empty otherwise.
+    std::vector<canary_stats*> judged;
+    std::uint64_t judged_canary = 0;  ///< the canary they count for (a shard reuses them)
     /// The final instance serves WebSocket sessions (an upgrade request goes to it), and
     /// whether that is all it does (a plain request gets 426 from the core).
     bool sessions = false;
@@ -63,6 +67,16 @@ struct chain_slot {
         for (const plugin_ref* link : links)
             if (link->version.get() == version) return true;
         return false;
+    }
+    /// Counts a request (with its handler time) or a session (without) into `judged`.
+    /// Records reset for a later canary since this table was made count nothing of it.
+    void count_judged(bool error) const noexcept {
+        for (canary_stats* s : judged)
+            if (s->canary == judged_canary) s->record(error);
+    }
+    void count_judged(std::chrono::steady_clock::duration took, bool error) const noexcept {
+        for (canary_stats* s : judged)
+            if (s->canary == judged_canary) s->record(took, error);
     }
 };
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 
@@ -255,20 +256,36 @@ void shard::apply(shard_update update) {
     // Counted repeats are reported before the routes change (they name the plugin the
     // listener routed to), and the new version's first warning of each kind is logged.
     report_repeated_warnings(true);
-    // Plugins first: routes below must only ever point at current versions.
-    for (auto it = plugins_.begin(); it != plugins_.end();) {
-        auto next = update.plugins.find(it->first);
-        if (next == update.plugins.end() || next->second != it->second->version) {
-            retire(std::move(it->second));
-            it = plugins_.erase(it);
-        } else {
-            ++it;
+    // Plugins first: routes below must only ever point at current versions. A version keeps
+    // its plugin_ref (its requests count in and out of it) for as long as it serves on
+    // either side of a canary: a promoted canary's become the serving ones as they are.
+    std::map<const plugin_version*, std::unique_ptr<plugin_ref>> held;
+    for (auto& [name, ref] : plugins_) held[ref->version.get()] = std::move(ref);
+    for (auto& [name, ref] : canary_plugins_) held[ref->version.get()] = std::move(ref);
+    plugins_.clear();
+    canary_plugins_.clear();
+    const auto keep = [&](std::shared_ptr<plugin_version> version) {
+        const auto it = held.find(version.get());
+        if (it == held.end())
+            return std::make_unique<plugin_ref>(plugin_ref{std::move(version), 0, false});
+        auto ref = std::move(it->second);
+        held.erase(it);
+        return ref;
+    };
+    for (auto& [name, version] : update.plugins) plugins_[name] = keep(std::move(version));
+    if (update.canary) {
+        for (auto& [name, version] : update.canary->plugins) {
+            const auto serving = plugins_.find(name);
+            if (serving == plugins_.end() || serving->second->version != version)
+                canary_plugins_[name] = keep(version);
         }
+        update.canary->plugins.clear();  // canary_ keeps no reference of its own
+        split_ = update.canary->split;
+        split_.state = canary_split::mix(update.canary->generation ^ (index_ + 1));
+        reset_canary_stats(*update.canary);
     }
-    for (auto& [name, version] : update.plugins) {
-        auto& slot = plugins_[name];
-        if (!slot) slot = std::make_unique<plugin_ref>(plugin_ref{std::move(version), 0, false});
-    }
+    for (auto& [version, ref] : held) retire(std::move(ref));
+    canary_ = std::move(update.canary);
     for (const auto& name : update.removed) {
         auto it = listeners_.find(name);
         if (it == listeners_.end()) continue;
@@ -288,8 +305,9 @@ void shard::apply(shard_update update) {
         asio::co_spawn(io_, accept_loop(std::move(r)), [](std::exception_ptr) {});
     }
     for (auto& [name, r] : listeners_) {  // new handshakes use the new certificate
-        const auto it = update.tls.find(name);
-        r->tls = it != update.tls.end() ? it->second : nullptr;
+        if (!update.tls) break;
+        const auto it = update.tls->find(name);
+        r->tls = it != update.tls->end() ? it->second : nullptr;
     }
     // The sweeper enforces every connection's timeouts; ticking at an eighth of the
     // shortest bounds how late it notices to an eighth.
@@ -312,23 +330,22 @@ void shard::apply(shard_update update) {
         } else {
             r->traffic = nullptr;
         }
-        auto table = make_table(*r, update.count_traffic);
+        auto table = make_table(*r, update.count_traffic, false);
         r->table = table.get();
-        auto& slot = tables_[name];
-        if (slot) {
-            slot->retired = true;
-            if (slot->in_flight > 0) retired_tables_.push_back(std::move(slot));
-        }
-        slot = std::move(table);
+        swap_table(tables_, name, std::move(table));
+        auto canary_table = canary_ ? make_table(*r, update.count_traffic, true) : nullptr;
+        r->canary_table = canary_table.get();
+        swap_table(canary_tables_, name, std::move(canary_table));
     }
-    for (auto it = tables_.begin(); it != tables_.end();) {  // of removed listeners
-        if (listeners_.contains(it->first)) {
-            ++it;
-            continue;
+    for (auto* tables : {&tables_, &canary_tables_}) {  // of removed listeners, of a canary
+        for (auto it = tables->begin(); it != tables->end();) {
+            if (listeners_.contains(it->first) && it->second) {
+                ++it;
+                continue;
+            }
+            swap_table(*tables, it->first, nullptr);
+            it = tables->erase(it);
         }
-        it->second->retired = true;
-        if (it->second->in_flight > 0) retired_tables_.push_back(std::move(it->second));
-        it = tables_.erase(it);
     }
     sweep_interval_ = std::max(shortest / 8, std::chrono::milliseconds{5});
     if (!sweeping_ && !listeners_.empty()) {
@@ -337,12 +354,57 @@ void shard::apply(shard_update update) {
     }
 }
 
-std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool count_traffic) {
+void shard::swap_table(std::map<std::string, std::unique_ptr<dispatch_table>>& tables,
+                       const std::string& name, std::unique_ptr<dispatch_table> table) {
+    auto& slot = tables[name];
+    if (slot) {
+        slot->retired = true;
+        if (slot->in_flight > 0) retired_tables_.push_back(std::move(slot));
+    }
+    slot = std::move(table);
+}
+
+void shard::reset_canary_stats(const canary_update& c) {
+    for (const auto& name : c.judged) {
+        for (const bool canary_side : {false, true}) {
+            auto& stats = canary_stats_[{name, canary_side}];
+            if (!stats) stats = ledger_.canary(index_, name);
+            // A master may read the record meanwhile (another process): it keeps what it
+            // read only if `canary` is the same before and after (traffic_ledger).
+            __atomic_store_n(&stats->canary, std::uint64_t{0}, __ATOMIC_RELAXED);
+            std::atomic_thread_fence(std::memory_order_release);
+            stats->generation = canary_side ? c.generation : c.serving_generation;
+            stats->requests = stats->errors = 0;
+            stats->latency.fill(0);
+            __atomic_store_n(&stats->canary, c.generation, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool count_traffic,
+                                                  bool canary) {
     auto table = std::make_unique<dispatch_table>();
+    // While a canary runs, each side's requests count in series of their own (/metrics'
+    // `generation` label), and in the judge's figures of each instance the canary changed.
+    const std::string generation = !canary_ ? std::string{}
+                                   : canary ? std::to_string(canary_->generation)
+                                            : std::to_string(canary_->serving_generation);
+    const auto version_of = [&](const std::string& name) {
+        if (canary) {
+            if (const auto it = canary_plugins_.find(name); it != canary_plugins_.end())
+                return it->second.get();
+        }
+        return plugins_.at(name).get();
+    };
     const auto add_chain = [&](const std::vector<std::string>& names, const std::string& route) {
         chain_slot& chain = table->chains.emplace_back();
         for (const auto& name : names) {
-            plugin_ref* ref = plugins_.at(name).get();
+            plugin_ref* ref = version_of(name);
+            if (canary_ && std::find(canary_->judged.begin(), canary_->judged.end(), name) !=
+                               canary_->judged.end()) {
+                chain.judged.push_back(canary_stats_.at({name, canary}));
+                chain.judged_canary = canary_->generation;
+            }
             chain.links.push_back(ref);
             chain.handlers.push_back(&ref->version->handler());
             if (const auto cap = ref->version->spec().max_in_flight; cap > 0)
@@ -355,8 +417,9 @@ std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool 
             chain.sessions_only = !chain.answering().answers_requests();
         }
         if (count_traffic) {
-            auto& requests = request_stats_[{l.spec.name, route, names.back()}];
-            if (!requests) requests = ledger_.requests(index_, l.spec.name, route, names.back());
+            auto& requests = request_stats_[{l.spec.name, route, names.back(), generation}];
+            if (!requests)
+                requests = ledger_.requests(index_, l.spec.name, route, names.back(), generation);
             chain.requests = requests;
         }
     };
@@ -516,14 +579,25 @@ shard_snapshot shard::snapshot() const {
             {name, *stats, r != listeners_.end() ? r->second->open_connections : 0});
     }
     for (const auto& [key, stats] : request_stats_) {
-        s.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats});
+        s.requests.push_back(
+            {std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats, std::get<3>(key)});
     }
-    for (const auto& [name, p] : plugins_) {
-        s.versions.push_back({name, p->version->generation(), p->in_flight, false});
+    s.canary = canary_snapshot().canary;
+    for (const auto* refs : {&plugins_, &canary_plugins_}) {
+        for (const auto& [name, p] : *refs)
+            s.versions.push_back({name, p->version->generation(), p->in_flight, false});
     }
     for (const auto& p : retiring_) {
         s.versions.push_back(
             {p->version->spec().name, p->version->generation(), p->in_flight, true});
+    }
+    return s;
+}
+
+shard_snapshot shard::canary_snapshot() const {
+    shard_snapshot s;
+    for (const auto& [key, stats] : canary_stats_) {
+        if (stats->canary != 0) s.canary.push_back({key.first, *stats});
     }
     return s;
 }

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "faults/stall_monitor.hpp"
 #include "plugins/plugin_version.hpp"
 #include "serving/buffer_pool.hpp"
+#include "serving/canary_split.hpp"
 #include "serving/dispatch_table.hpp"
 #include "serving/repeated_warning.hpp"
 #include "serving/traffic_ledger.hpp"
@@ -61,6 +63,9 @@ struct shard_listener {
     /// The current generation's chains (and routes): read at the start of each request,
     /// which pins it. Null once the listener closes.
     dispatch_table* table = nullptr;
+    /// While a canary runs: the canary generation's, which takes its share of new requests
+    /// (shard::table_for). Null otherwise.
+    dispatch_table* canary_table = nullptr;
     std::size_t open_connections = 0;  ///< on this shard
     bool closing = false;              ///< no new requests: finish the current one, then close
     // At max_connections since the sweeper last reported (warning_kind::connection_limit):
@@ -77,6 +82,17 @@ struct shard_listener {
     listener_stats* traffic = nullptr;
 };
 
+/// A canary that a shard_update starts: its versions take `split.percent` of new requests
+/// next to the generation serving (shard_update::plugins), and each side counts, for every
+/// instance it changed, what the judge compares.
+struct canary_update {
+    std::uint64_t generation = 0;          ///< the canary's
+    std::uint64_t serving_generation = 0;  ///< the generation serving the rest
+    std::map<std::string, std::shared_ptr<plugin_version>> plugins;  ///< its complete set
+    std::vector<std::string> judged;  ///< the instances whose version it changed
+    canary_split split;
+};
+
 /// What one shard changes for one reload (or for start-up, where everything is new).
 /// Built on the control thread once every part is ready; applied on the shard's thread
 /// in one step, between two events, so no request sees half of it.
@@ -87,8 +103,12 @@ struct shard_update {
     std::vector<std::string> removed;  ///< listener names
     bool count_traffic = false;        ///< keep traffic_stats (for /metrics)
     /// Every TLS listener's context for this generation, by listener name (built anew at
-    /// each reload: the files may have been replaced).
-    std::map<std::string, std::shared_ptr<const tls_context>> tls;
+    /// each reload: the files may have been replaced). None: the listeners keep theirs (a
+    /// canary's start and end change plugin versions only).
+    std::optional<std::map<std::string, std::shared_ptr<const tls_context>>> tls;
+    /// A canary starts; none: the update ends any canary (promoted: its versions are in
+    /// `plugins`; rolled back: they are not).
+    std::optional<canary_update> canary;
 };
 
 class shard {
@@ -125,8 +145,18 @@ class shard {
     bool draining() const noexcept { return draining_; }
     /// A copy of this shard's counters and gauges.
     shard_snapshot snapshot() const;
+    /// A copy of this shard's canary figures only (snapshot().canary), for the judge.
+    shard_snapshot canary_snapshot() const;
 
     // Used by connections.
+    /// The table a new request on `l` starts on (a raw connection, a WebSocket session's
+    /// upgrade request): the listener's, or while a canary runs, for the canary's share,
+    /// the canary's. `peer` and `http` are what a sticky split goes by. Null once `l` closes.
+    dispatch_table* table_for(shard_listener& l, std::string_view peer,
+                              const http_request_view* http) noexcept {
+        if (!l.canary_table) return l.table;
+        return split_.takes(peer, http) ? l.canary_table : l.table;
+    }
     /// Counts a request into `table` and every link of `chain`. When a link is at its
     /// max_in_flight, counts nothing and returns that link's cap: the request is refused.
     const in_flight_cap* request_begins(dispatch_table& table, const chain_slot& chain) noexcept;
@@ -162,8 +192,15 @@ class shard {
     void link_done(plugin_ref& p) noexcept;
     /// Counts a request or session out of `table`; frees a replaced table when idle.
     void table_done(dispatch_table& table) noexcept;
-    /// The table of `l` for the plugins current now.
-    std::unique_ptr<dispatch_table> make_table(const shard_listener& l, bool count_traffic);
+    /// The table of `l` for the plugins current now: the serving generation's, or with
+    /// `canary` the canary's.
+    std::unique_ptr<dispatch_table> make_table(const shard_listener& l, bool count_traffic,
+                                               bool canary);
+    /// Resets this shard's records of both sides of every instance `c` judges, for `c`.
+    void reset_canary_stats(const canary_update& c);
+    /// Replaces `tables` entry `name` by `table`; the old one goes once its last request has.
+    void swap_table(std::map<std::string, std::unique_ptr<dispatch_table>>& tables,
+                    const std::string& name, std::unique_ptr<dispatch_table> table);
     asio::awaitable<void> accept_loop(std::shared_ptr<shard_listener> r);
     asio::awaitable<void> sweep();
     asio::awaitable<void> heartbeat();
@@ -189,14 +226,25 @@ class shard {
     traffic_ledger& ledger_;
     std::map<std::string, listener_stats*> listener_stats_;
     topic_stats* topic_counts_;
-    /// By listener, route label and final instance.
-    std::map<std::tuple<std::string, std::string, std::string>, request_stats*> request_stats_;
+    /// By listener, route label, final instance and (while a canary runs) side generation.
+    std::map<std::tuple<std::string, std::string, std::string, std::string>, request_stats*>
+        request_stats_;
     // Member order is destruction order, reversed: routes and then the io_context (with
     // any coroutine frames it still holds) go before the plugin versions they may call.
     std::map<std::string, std::unique_ptr<plugin_ref>> plugins_;  ///< by instance name
+    /// While a canary runs: its versions that differ from plugins_', by instance name.
+    std::map<std::string, std::unique_ptr<plugin_ref>> canary_plugins_;
     std::vector<std::unique_ptr<plugin_ref>> retiring_;
     /// By listener name: the table each listener's requests start on now.
     std::map<std::string, std::unique_ptr<dispatch_table>> tables_;
+    /// By listener name, while a canary runs: the canary's tables.
+    std::map<std::string, std::unique_ptr<dispatch_table>> canary_tables_;
+    /// The canary running (its update without the plugins), if any.
+    std::optional<canary_update> canary_;
+    canary_split split_;  ///< the running canary's; read by table_for
+    /// By (instance, canary side): this shard's canary figures, in the ledger, reused by
+    /// every canary of the instance.
+    std::map<std::pair<std::string, bool>, canary_stats*> canary_stats_;
     std::vector<std::unique_ptr<dispatch_table>> retired_tables_;  ///< still pinned
     // Outlive the io_context: a connection gives its buffers back as it is destroyed.
     buffer_pool buffers_;

@@ -23,13 +23,14 @@ namespace {
 // reload a process sees.
 constexpr std::size_t region_bytes = std::size_t{1} << 20;
 constexpr std::size_t gauge_capacity = 48 * 1024;
-constexpr std::uint64_t ledger_magic = 0x706c7567642d6c31;  // "plugd-l1"
+constexpr std::uint64_t ledger_magic = 0x706c7567642d6c32;  // "plugd-l2"
 
 enum record_kind : std::uint32_t {
     none = 0,
     listener_kind = 1,
     requests_kind = 2,
-    topics_kind = 3
+    topics_kind = 3,
+    canary_kind = 4
 };
 
 // A counter another process may read while its shard writes it: read whole, never torn.
@@ -59,8 +60,9 @@ struct alignas(8) ledger_record {
     std::atomic<std::uint32_t> kind;  ///< stored last: the record is whole once it is set
     std::uint32_t bytes;              ///< the whole record, aligned to 8
     std::uint32_t shard;
-    std::uint16_t listener_length, route_length, plugin_length, unused;
-    // Then the stats (listener_stats or request_stats), then the three names.
+    std::uint16_t listener_length, route_length, plugin_length, generation_length;
+    // Then the stats (listener_stats, request_stats, topic_stats or canary_stats), then the
+    // four names.
     unsigned char* stats() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
 };
 
@@ -105,13 +107,13 @@ ledger_header& traffic_ledger::head() const noexcept {
 
 ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
                                       std::string_view route, std::string_view plugin,
-                                      std::size_t stats_bytes) {
-    const std::size_t bytes =
-        (sizeof(ledger_record) + stats_bytes + listener.size() + route.size() + plugin.size() + 7) &
-        ~std::size_t{7};
+                                      std::string_view generation, std::size_t stats_bytes) {
+    const std::size_t bytes = (sizeof(ledger_record) + stats_bytes + listener.size() +
+                               route.size() + plugin.size() + generation.size() + 7) &
+                              ~std::size_t{7};
     const std::uint32_t at = head().used.fetch_add(static_cast<std::uint32_t>(bytes));
     if (records_offset + at + bytes > region_bytes || listener.size() > 0xffff ||
-        route.size() > 0xffff || plugin.size() > 0xffff) {
+        route.size() > 0xffff || plugin.size() > 0xffff || generation.size() > 0xffff) {
         if (!head().warned_full.exchange(true))
             log::warn(
                 "traffic ledger full: counters of listeners and plugin instances added "
@@ -125,9 +127,10 @@ ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
     r->listener_length = static_cast<std::uint16_t>(listener.size());
     r->route_length = static_cast<std::uint16_t>(route.size());
     r->plugin_length = static_cast<std::uint16_t>(plugin.size());
+    r->generation_length = static_cast<std::uint16_t>(generation.size());
     unsigned char* names = r->stats() + stats_bytes;
     // (An empty name's data() may be null, which memcpy must not be given.)
-    for (const std::string_view name : {listener, route, plugin}) {
+    for (const std::string_view name : {listener, route, plugin, generation}) {
         if (!name.empty()) std::memcpy(names, name.data(), name.size());
         names += name.size();
     }
@@ -135,7 +138,7 @@ ledger_record* traffic_ledger::append(unsigned shard, std::string_view listener,
 }
 
 listener_stats* traffic_ledger::listener(unsigned shard, std::string_view name) {
-    ledger_record* r = append(shard, name, {}, {}, sizeof(listener_stats));
+    ledger_record* r = append(shard, name, {}, {}, {}, sizeof(listener_stats));
     if (!r) {
         std::lock_guard lock{overflow_mutex};
         return &overflow_listeners_.emplace_back();
@@ -146,8 +149,9 @@ listener_stats* traffic_ledger::listener(unsigned shard, std::string_view name) 
 }
 
 request_stats* traffic_ledger::requests(unsigned shard, std::string_view listener,
-                                        std::string_view route, std::string_view plugin) {
-    ledger_record* r = append(shard, listener, route, plugin, sizeof(request_stats));
+                                        std::string_view route, std::string_view plugin,
+                                        std::string_view generation) {
+    ledger_record* r = append(shard, listener, route, plugin, generation, sizeof(request_stats));
     if (!r) {
         std::lock_guard lock{overflow_mutex};
         return &overflow_requests_.emplace_back();
@@ -157,8 +161,19 @@ request_stats* traffic_ledger::requests(unsigned shard, std::string_view listene
     return stats;
 }
 
+canary_stats* traffic_ledger::canary(unsigned shard, std::string_view instance) {
+    ledger_record* r = append(shard, {}, {}, instance, {}, sizeof(canary_stats));
+    if (!r) {
+        std::lock_guard lock{overflow_mutex};
+        return &overflow_canary_.emplace_back();
+    }
+    auto* stats = new (r->stats()) canary_stats{};
+    r->kind.store(canary_kind, std::memory_order_release);
+    return stats;
+}
+
 topic_stats* traffic_ledger::topics(unsigned shard) {
-    ledger_record* r = append(shard, {}, {}, {}, sizeof(topic_stats));
+    ledger_record* r = append(shard, {}, {}, {}, {}, sizeof(topic_stats));
     if (!r) {
         std::lock_guard lock{overflow_mutex};
         return &overflow_topics_.emplace_back();
@@ -179,6 +194,7 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
         if (kind == none || r->bytes == 0) break;
         const std::size_t stats_bytes = kind == listener_kind ? sizeof(listener_stats)
                                         : kind == topics_kind ? sizeof(topic_stats)
+                                        : kind == canary_kind ? sizeof(canary_stats)
                                                               : sizeof(request_stats);
         const char* names = reinterpret_cast<const char*>(r->stats() + stats_bytes);
         const std::string listener{names, r->listener_length};
@@ -207,6 +223,21 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             for (std::size_t i = 0; i < 8; ++i)
                 s.websocket_closes[i] = read_whole(from.websocket_closes[i]);
             into.listeners.push_back({listener, s, 0});
+        } else if (kind == canary_kind) {
+            const auto& from = *reinterpret_cast<const canary_stats*>(r->stats());
+            // Reset by its shard for another canary while we read: the figures may be a mix,
+            // so they are kept only if the same canary's before and after.
+            canary_stats s;
+            s.canary = __atomic_load_n(&from.canary, __ATOMIC_ACQUIRE);
+            s.generation = read_whole(from.generation);
+            s.requests = read_whole(from.requests);
+            s.errors = read_whole(from.errors);
+            read_whole(s.latency, from.latency);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (s.canary != 0 && read_whole(from.canary) == s.canary) {
+                const char* plugin = names + r->listener_length + r->route_length;
+                into.canary.push_back({std::string{plugin, r->plugin_length}, s});
+            }
         } else if (kind == topics_kind) {
             const auto& from = *reinterpret_cast<const topic_stats*>(r->stats());
             into.topic_publishes += read_whole(from.publishes);
@@ -219,8 +250,10 @@ void traffic_ledger::add_counters(shard_snapshot& into) const {
             read_whole(s.latency, from.latency);
             s.latency_sum_us = read_whole(from.latency_sum_us);
             const char* route = names + r->listener_length;
+            const char* plugin = route + r->route_length;
             into.requests.push_back({listener, std::string{route, r->route_length},
-                                     std::string{route + r->route_length, r->plugin_length}, s});
+                                     std::string{plugin, r->plugin_length}, s,
+                                     std::string{plugin + r->plugin_length, r->generation_length}});
         }
         at += r->bytes;
     }

@@ -49,9 +49,13 @@ class traffic_ledger {
     /// keeps the pointer for the process's life). Called on the shard's thread.
     listener_stats* listener(unsigned shard, std::string_view name);
     /// Shard `shard`'s counters of `listener`'s route `route` (empty: a listener without
-    /// routes) answered by plugin instance `plugin`.
+    /// routes) answered by plugin instance `plugin`; while a canary runs, of one side of it
+    /// (`generation`: the side's generation; empty otherwise).
     request_stats* requests(unsigned shard, std::string_view listener, std::string_view route,
-                            std::string_view plugin);
+                            std::string_view plugin, std::string_view generation = {});
+    /// Shard `shard`'s figures of one side of a canary for plugin instance `instance`: the
+    /// shard reuses them from one canary to the next (see canary_stats).
+    canary_stats* canary(unsigned shard, std::string_view instance);
     /// Shard `shard`'s topic counters; `shard` = the number of shards: the counters of
     /// every other thread, which write them atomically.
     topic_stats* topics(unsigned shard);
@@ -72,7 +76,8 @@ class traffic_ledger {
 
   private:
     ledger_record* append(unsigned shard, std::string_view listener, std::string_view route,
-                          std::string_view plugin, std::size_t stats_bytes);
+                          std::string_view plugin, std::string_view generation,
+                          std::size_t stats_bytes);
     ledger_header& head() const noexcept;
 
     unsigned char* base_ = nullptr;
@@ -81,6 +86,7 @@ class traffic_ledger {
     // snapshot, invisible to a master (one warning says so).
     std::deque<listener_stats> overflow_listeners_;
     std::deque<request_stats> overflow_requests_;
+    std::deque<canary_stats> overflow_canary_;
     std::deque<topic_stats> overflow_topics_;
 };
 

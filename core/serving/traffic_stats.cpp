@@ -29,6 +29,13 @@ request_stats& request_stats::operator+=(const request_stats& o) noexcept {
     return *this;
 }
 
+canary_stats& canary_stats::operator+=(const canary_stats& o) noexcept {
+    requests += o.requests;
+    errors += o.errors;
+    for (std::size_t i = 0; i < latency.size(); ++i) latency[i] += o.latency[i];
+    return *this;
+}
+
 listener_stats& listener_stats::operator+=(const listener_stats& o) noexcept {
     accepted += o.accepted;
     refused += o.refused;

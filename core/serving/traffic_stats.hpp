@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -52,6 +53,55 @@ struct request_stats {
         latency_sum_us += us;
     }
     request_stats& operator+=(const request_stats& o) noexcept;
+};
+
+/// The canary judge's latency histogram: log-linear, 16 buckets for each power of two of
+/// microseconds (each about 6% wide), so p99s of 1.9 ms and 2.0 ms are told apart, up to
+/// 2^32 µs (71 minutes).
+namespace canary_latency {
+inline constexpr std::size_t sub_buckets = 16;
+inline constexpr std::size_t buckets = sub_buckets + (32 - 4) * sub_buckets;
+
+inline std::size_t bucket_of(std::uint64_t us) noexcept {
+    if (us >= (std::uint64_t{1} << 32)) us = (std::uint64_t{1} << 32) - 1;
+    if (us < sub_buckets) return static_cast<std::size_t>(us);
+    const unsigned octave = static_cast<unsigned>(std::bit_width(us)) - 1;  // 4..31
+    return sub_buckets + (octave - 4) * sub_buckets + ((us >> (octave - 4)) & (sub_buckets - 1));
+}
+/// The smallest value of bucket `i`, and the first of the next one.
+inline std::uint64_t lower_bound_of(std::size_t i) noexcept {
+    if (i < sub_buckets) return i;
+    const std::size_t octave = (i - sub_buckets) / sub_buckets + 4;
+    return (sub_buckets + (i - sub_buckets) % sub_buckets) << (octave - 4);
+}
+inline std::uint64_t upper_bound_of(std::size_t i) noexcept {
+    return i + 1 < buckets ? lower_bound_of(i + 1) : std::uint64_t{1} << 32;
+}
+}  // namespace canary_latency
+
+/// One side of a canary (the canary's generation, or the one serving the rest) for one
+/// plugin instance the canary changed, on one shard: what reload/canary_judge compares.
+/// A shard reuses its records from one canary to the next: `canary` says which one they
+/// count for (0 while they are reset), and a reader ignores records of another.
+struct canary_stats {
+    std::uint64_t canary = 0;      ///< the canary's generation
+    std::uint64_t generation = 0;  ///< this side's generation
+    std::uint64_t requests = 0;    ///< requests (and sessions) whose chain held the instance
+    /// Of those: the chain threw, ran past request_timeout_ms, or answered 5xx itself.
+    std::uint64_t errors = 0;
+    /// Requests' handler times (sessions and raw connections have none).
+    std::array<std::uint64_t, canary_latency::buckets> latency{};
+
+    void record(bool error) noexcept {
+        ++requests;
+        if (error) ++errors;
+    }
+    void record(std::chrono::steady_clock::duration took, bool error) noexcept {
+        record(error);
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+        ++latency[canary_latency::bucket_of(us < 0 ? 0 : static_cast<std::uint64_t>(us))];
+    }
+    canary_stats& operator+=(const canary_stats& o) noexcept;
 };
 
 /// Connections and bytes of one listener, on one shard.
@@ -113,6 +163,12 @@ struct shard_snapshot {
     struct request_part {
         std::string listener, route, plugin;  ///< route: empty without routes
         request_stats stats;
+        /// While a canary runs: the generation of the side the requests went to; else empty.
+        std::string generation;
+    };
+    struct canary_part {
+        std::string instance;
+        canary_stats stats;
     };
     struct version_part {
         std::string plugin;
@@ -123,6 +179,7 @@ struct shard_snapshot {
     std::vector<listener_part> listeners;
     std::vector<request_part> requests;
     std::vector<version_part> versions;
+    std::vector<canary_part> canary;  ///< every canary's records, by instance and side
     std::uint64_t topic_publishes = 0;
     topic_bridge_stats redis;  ///< the Redis bridge's, where it counts
 };

@@ -67,9 +67,10 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
 
     dispatch_table& table() const noexcept { return table_; }
     const chain_slot& chain() const noexcept { return chain_; }
-    /// Whether `version` is the one serving it (a drain's question): never once released.
+    /// Whether `version` is the one serving it (a drain's question); false once released.
     bool runs(const plugin_version* version) const noexcept;
-    /// The plugin is done: its version and table are released (the chain may be gone).
+    /// The plugin is done with it: the pins go (session_ends), and with them maybe the
+    /// table `chain()` is in, so runs() no longer looks there.
     void release() noexcept { released_ = true; }
     /// When the upgrade was answered, for the access log (only with one).
     std::chrono::steady_clock::time_point started() const noexcept { return started_; }

@@ -130,9 +130,16 @@ void generation_store::make_current(std::uint64_t g) {
     current_ = g;
 }
 
+void generation_store::make_canary(std::uint64_t g) {
+    write_all(canary_config(), read_all(kept_.at(g)));
+    write_generation_file(canary_generation_file(), g);
+    canary_ = g;
+}
+
 void generation_store::forget_all_but(std::initializer_list<std::uint64_t> keep) {
     for (auto it = kept_.begin(); it != kept_.end();) {
-        if (it->first == current_ || std::find(keep.begin(), keep.end(), it->first) != keep.end()) {
+        if (it->first == current_ || it->first == canary_ ||
+            std::find(keep.begin(), keep.end(), it->first) != keep.end()) {
             ++it;
             continue;
         }

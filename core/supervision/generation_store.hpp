@@ -48,6 +48,14 @@ class generation_store {
     /// Kept generation `g`'s configuration copy (std::out_of_range when not kept).
     const std::filesystem::path& config_of(std::uint64_t g) const { return kept_.at(g); }
     bool has(std::uint64_t g) const { return kept_.count(g) != 0; }
+    /// Generation `g` (kept) is a canary's: canary_config() holds its configuration and
+    /// canary_generation_file() its number, which a worker reads when told to start the
+    /// canary, or when it starts while one runs. Kept by forget_all_but until end_canary().
+    void make_canary(std::uint64_t g);
+    /// The canary is decided: its copy may go (once it is neither current nor kept).
+    void end_canary() noexcept { canary_ = 0; }
+    std::filesystem::path canary_config() const { return dir_ / "canary.json"; }
+    std::filesystem::path canary_generation_file() const { return dir_ / "canary.generation"; }
     /// Drops every kept generation not in `keep` (0s are ignored).
     void forget_all_but(std::initializer_list<std::uint64_t> keep);
 
@@ -55,6 +63,7 @@ class generation_store {
     std::filesystem::path dir_;
     std::map<std::uint64_t, std::filesystem::path> kept_;  ///< generation -> its config copy
     std::uint64_t current_ = 0;
+    std::uint64_t canary_ = 0;  ///< a canary's generation while it runs
 };
 
 }  // namespace plugd

@@ -41,15 +41,15 @@ std::size_t master_admin::stalled_threads() const noexcept {
     }
 }
 
-asio::awaitable<admin_backend::answer> master_admin::reload() {
-    co_return co_await asio::co_spawn(master_, reload_on_master(), asio::use_awaitable);
+asio::awaitable<admin_backend::answer> master_admin::command(control_command command) {
+    co_return co_await asio::co_spawn(master_, command_on_master(command), asio::use_awaitable);
 }
 
-asio::awaitable<admin_backend::answer> master_admin::reload_on_master() {
+asio::awaitable<admin_backend::answer> master_admin::command_on_master(control_command command) {
     // A timer that never expires by itself: cancelled when the outcome arrives.
     asio::steady_timer outcome{master_, asio::steady_timer::time_point::max()};
     std::optional<answer> result;
-    reload_([&](answer a) {
+    command_(command, [&](answer a) {
         result = std::move(a);
         outcome.cancel();
     });

@@ -15,26 +15,26 @@ namespace plugd {
 
 class master_admin final : public admin_backend {
   public:
-    /// Starts the master's combined reload (on its thread) and calls back with the answer
-    /// once it has its outcome, the same one `plugd -s reload` reports.
-    using start_reload = std::function<void(std::function<void(answer)>)>;
+    /// Starts `command` on the master's thread (a reload: its combined reload) and calls back
+    /// with the answer once it has its outcome, the same one `plugd -s` reports.
+    using start_command = std::function<void(control_command, std::function<void(answer)>)>;
 
-    master_admin(boost::asio::io_context& master, const worker_board& board, start_reload reload)
-        : master_{master}, board_{board}, reload_{std::move(reload)} {}
+    master_admin(boost::asio::io_context& master, const worker_board& board, start_command command)
+        : master_{master}, board_{board}, command_{std::move(command)} {}
 
     boost::asio::awaitable<std::vector<shard_snapshot>> shard_snapshots() override;
     std::uint64_t stalls() const noexcept override;
     std::uint64_t starvations() const noexcept override;
     std::size_t stalled_threads() const noexcept override;
-    boost::asio::awaitable<answer> reload() override;
+    boost::asio::awaitable<answer> command(control_command command) override;
     std::vector<worker_report> workers(const control_facts& facts) const override;
 
   private:
-    boost::asio::awaitable<answer> reload_on_master();
+    boost::asio::awaitable<answer> command_on_master(control_command command);
 
     boost::asio::io_context& master_;
     const worker_board& board_;
-    start_reload reload_;
+    start_command command_;
 };
 
 }  // namespace plugd

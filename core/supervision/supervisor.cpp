@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "admin/admin_endpoint.hpp"
+#include "control/control_command.hpp"
 #include "control/control_signals.hpp"
 #include "control/file_watch.hpp"
 #include "control/pid_file.hpp"
@@ -37,6 +38,8 @@
 #include "control/watchdog_pings.hpp"
 #include "host/shared_state.hpp"
 #include "log.hpp"
+#include "reload/canary_judge.hpp"
+#include "reload/reload_plan.hpp"
 #include "reload/restart_needed.hpp"
 #include "supervision/generation_store.hpp"
 #include "supervision/master_admin.hpp"
@@ -132,6 +135,9 @@ class supervisor {
         store_->make_current(1);
         make_shared_state(cfg_);
         read_certificates();
+        // Every worker counts in a ledger the master reads: a canary's figures always, the
+        // traffic for /metrics with an admin endpoint.
+        board_.emplace(cfg_.workers);
         start_admin();
         record(true, "started generation 1", unix_ms());
         start_trial();
@@ -213,7 +219,14 @@ class supervisor {
             env.listeners[name] = s.fd;
             if (s.from_systemd) env.from_systemd.insert(name);
         }
-        if (board_) env.ledger = board_->ledger_file(i);
+        env.ledger = board_->ledger_file(i);
+        env.metrics = cfg_.admin.has_value();
+        env.canary_config = store_->canary_config();
+        env.canary_generation_file = store_->canary_generation_file();
+        // A canary starting or running: the new worker joins it (one being decided: the
+        // store's current copy is already what the verdict leads to).
+        if (canary_ && canary_->step != canary_run::phase::ending)
+            env.canary_percent = canary_->percent;
         env.tickets = ticket_secret_file();
         std::error_code ignored;
         std::filesystem::remove(env.status_file, ignored);
@@ -231,13 +244,14 @@ class supervisor {
         std::filesystem::remove(crash_note(i), ignored);
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
-        // The worker starts with SIGHUP, SIGINT and SIGTERM blocked (a mask survives exec):
+        // The worker starts with the control signals blocked (a mask survives exec):
         // one sent before it reads them from its signalfd waits instead of killing it.
         posix_spawnattr_t attributes;
         posix_spawnattr_init(&attributes);
         sigset_t blocked;
         sigemptyset(&blocked);
-        for (const int signo : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&blocked, signo);
+        for (const int signo : {SIGHUP, SIGINT, SIGTERM, command_signal()})
+            sigaddset(&blocked, signo);
         posix_spawnattr_setsigmask(&attributes, &blocked);
         // Its own process group: a terminal's Ctrl-C reaches the master alone, which tells
         // each worker once (a second signal would cut a worker's drain short).
@@ -324,6 +338,7 @@ class supervisor {
             {log::tag("worker", std::to_string(i)), log::tag("pid", std::to_string(pid))});
         if (WIFSIGNALED(status)) count_crash(i);
         if (reloading_) note_reload_progress();
+        if (commanding_) note_command_progress();
         schedule_respawn(i, w.backoff);
     }
 
@@ -332,6 +347,14 @@ class supervisor {
     // window without that many.
     void count_crash(unsigned i) {
         std::string plugin = folder_->crashed_plugin(i);
+        if (canary_) {
+            // A crash in the canary's version is one of its requests failed: the judge
+            // counts it. While a canary runs, crashes roll nothing back by themselves: its
+            // verdict decides, and the crash-loop rollback's trial starts again after it.
+            if (!plugin.empty() && folder_->crashed_generation(i) == canary_->generation)
+                board_->count_canary_crash(plugin, canary_->generation);
+            return;
+        }
         if (plugin.empty()) plugin = "(the core)";
         if (!on_trial_ || cfg_.rollback_after_crashes == 0) return;
         const auto now = clock::now();
@@ -400,9 +423,20 @@ class supervisor {
     }
 
     void wait_for_signal() {
-        signals_.async_wait([this](int signo) {
+        signals_.async_wait([this](int signo, int value) {
             if (signo == SIGHUP) {
                 request_reload();
+            } else if (signo == command_signal()) {
+                if (const auto command = control_command::decode(value)) {
+                    request_command(*command, {});
+                } else {
+                    log::warn(
+                        "master: received the command signal (SIGRTMIN+1) without a "
+                        "command (value " +
+                        std::to_string(value) +
+                        "): ignored; use plugd -s reload --canary PERCENT, -s promote or "
+                        "-s rollback");
+                }
             } else {
                 stop(signo);
             }
@@ -410,9 +444,359 @@ class supervisor {
         });
     }
 
+    // What `plugd -s` or POST /reload?canary=, /promote, /rollback asked: now, or once the
+    // reload or command running has its outcome (one at a time, as reloads are, so that
+    // each outcome is its own).
+    using reply = std::function<void(admin_backend::answer)>;
+    void request_command(const control_command& command, reply answer) {
+        if (reloading_ || commanding_) {
+            queued_commands_.push_back({command, std::move(answer)});
+            return;
+        }
+        run_command(command, std::move(answer));
+    }
+
+    void run_command(const control_command& command, reply answer) {
+        switch (command.what) {
+            case control_command::kind::reload:
+                if (command.canary_percent == 0) {
+                    request_reload();
+                    return;
+                }
+                start_canary(command.canary_percent, std::move(answer));
+                return;
+            case control_command::kind::promote:
+            case control_command::kind::rollback:
+                end_canary_by_hand(command.what == control_command::kind::promote,
+                                   std::move(answer));
+                return;
+        }
+    }
+
+    // The next queued reload or command, once nothing runs.
+    void run_next() {
+        if (reloading_ || commanding_) return;
+        if (std::exchange(rollback_pending_, false)) {
+            start_rollback();
+            return;
+        }
+        if (std::exchange(reload_pending_, false)) {
+            reload();
+            return;
+        }
+        if (queued_commands_.empty()) return;
+        auto [command, answer] = std::move(queued_commands_.front());
+        queued_commands_.pop_front();
+        run_command(command, std::move(answer));
+    }
+
+    // A canary command's outcome: recorded for `plugd -s` (as a reload's is) and answered to
+    // the admin request that asked for it, if one did. `reload`: counted as a reload (a
+    // canary's start) or not (its end).
+    void command_outcome(bool ok, const std::string& message, std::int64_t began, bool reload,
+                         const reply& answer) {
+        if (!reload) counted_attempt_ = attempt_;  // not a reload for plugd_reloads_total
+        record(ok, message, began);
+        if (!answer) return;
+        nlohmann::json body{
+            {"ok", ok}, {"generation", generation_}, {"duration_ms", unix_ms() - began}};
+        body[ok ? "message" : "error"] = message;
+        if (canary_) body["canary_generation"] = canary_->generation;
+        answer({ok ? 200 : 409, body.dump() + "\n"});
+    }
+
+    std::string canary_busy() const {
+        const char* how = canary_->step == canary_run::phase::starting ? "is starting"
+                          : canary_->step == canary_run::phase::ending ? "is being decided"
+                                                                       : "runs";
+        return "canary generation " + std::to_string(canary_->generation) + " " + how + " (" +
+               std::to_string(canary_->percent) + "% of new requests): promote it (plugd -s " +
+               "promote, POST /promote) or roll it back (plugd -s rollback, POST /rollback) " +
+               "first, then reload";
+    }
+
+    // Every live worker carries `command` out (the command signal, queued with it); `done`
+    // gets the outcome once each has recorded one newer than it, died, or let 60 s pass.
+    struct command_outcome_set {
+        std::vector<std::string> failures;
+        std::string summary;    ///< the first worker's line
+        bool replaced = false;  ///< a worker started meanwhile, in the state it leads to
+    };
+    void command_workers(const control_command& command,
+                         std::function<void(command_outcome_set)> done) {
+        commanding_ = std::move(done);
+        command_deadline_ = clock::now() + std::chrono::seconds{60};
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            worker& w = *workers_[i];
+            const auto before = read_reload_status(status_file(i));
+            w.attempt_before_reload = before ? before->attempt : 0;
+            w.signalled = w.pid;
+            if (w.pid > 0) {
+                sigval value{};
+                value.sival_int = command.encode();
+                ::sigqueue(w.pid, command_signal(), value);
+            }
+        }
+        poll_command();
+    }
+
+    void poll_command() {
+        command_poll_.expires_after(milliseconds{10});
+        command_poll_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec) note_command_progress();
+        });
+    }
+
+    void note_command_progress() {
+        if (!commanding_) return;
+        command_outcome_set outcome;
+        bool waiting = false;
+        for (unsigned i = 0; i < workers_.size(); ++i) {
+            const worker& w = *workers_[i];
+            if (w.pid <= 0) continue;
+            if (w.pid != w.signalled) {
+                outcome.replaced = true;
+                continue;
+            }
+            const auto s = read_reload_status(status_file(i));
+            if (!s || s->attempt <= w.attempt_before_reload) {
+                waiting = true;
+                if (clock::now() >= command_deadline_)
+                    outcome.failures.push_back("worker " + std::to_string(i) +
+                                               " did not report an outcome within 60 s");
+            } else if (!s->ok) {
+                outcome.failures.push_back("worker " + std::to_string(i) + " (pid " +
+                                           std::to_string(w.pid) + "): " + s->message);
+            } else if (outcome.summary.empty()) {
+                outcome.summary = s->message;
+            }
+        }
+        if (waiting && clock::now() < command_deadline_) {
+            poll_command();
+            return;
+        }
+        command_poll_.cancel();
+        auto done = std::exchange(commanding_, {});
+        done(std::move(outcome));
+        run_next();
+    }
+
+    // plugd -s reload --canary PERCENT: the master keeps the new configuration's copy as the
+    // canary's generation (not current: a worker started meanwhile starts on the generation
+    // serving, then joins the canary), and every worker starts it with the same split.
+    void start_canary(unsigned percent, reply answer) {
+        ++attempt_;
+        const std::int64_t began = unix_ms();
+        if (stopping_) {
+            command_outcome(false, "shutting down", began, true, answer);
+            return;
+        }
+        if (canary_) {
+            const std::string why = canary_busy();
+            log::error("reload refused: " + why + "; every worker still serves generation " +
+                       std::to_string(generation_) + ", unchanged");
+            command_outcome(false, why, began, true, answer);
+            return;
+        }
+        std::uint64_t number = 0;
+        server_config next;
+        try {
+            next = options_.config_file.empty()
+                       ? default_config(options_.bundled_plugin_dir)
+                       : load_config(options_.config_file, options_.bundled_plugin_dir);
+            check_no_restart_needed(cfg_, next);
+            number = last_number_ + 1;
+            store_->keep(number, next);
+            last_number_ = number;
+            store_->make_canary(number);
+        } catch (const std::exception& e) {
+            log::error(std::string{"canary refused: "} + e.what() +
+                       "; every worker still serves generation " + std::to_string(generation_) +
+                       ", unchanged");
+            command_outcome(false, e.what(), began, true, answer);
+            return;
+        }
+        canary_.emplace(canary_run{number, percent, std::move(next), clock::now(), began,
+                                   canary_run::phase::starting});
+        publish();
+        command_workers({control_command::kind::reload, percent},
+                        [this, number, began, answer](command_outcome_set o) {
+                            canary_started(number, began, answer, std::move(o));
+                        });
+    }
+
+    void canary_started(std::uint64_t number, std::int64_t began, const reply& answer,
+                        command_outcome_set o) {
+        if (!canary_ || canary_->generation != number) return;
+        if (!o.failures.empty()) {
+            std::string why;
+            for (const auto& f : o.failures) why += (why.empty() ? "" : "; ") + f;
+            log::error("canary refused: " + why + "; every worker serves generation " +
+                       std::to_string(generation_) + " (generation " + std::to_string(number) +
+                       " is not used again)");
+            // Those that started it (or joined it as they started) end it.
+            const bool started_somewhere = !o.summary.empty() || o.replaced;
+            store_->end_canary();
+            canary_.reset();
+            command_outcome(false, why, began, true, answer);
+            store_->forget_all_but({good_, generation_});
+            if (started_somewhere)
+                command_workers({control_command::kind::rollback}, [](command_outcome_set) {});
+            return;
+        }
+        canary_->step = canary_run::phase::running;
+        canary_->started = clock::now();
+        const canary_settings& s = canary_->config.canary;
+        canary_facts& f = last_canary_.emplace();
+        f.generation = number;
+        f.serving_generation = generation_;
+        f.state = "running";
+        f.percent = canary_->percent;
+        f.settings = s;
+        f.started_unix_ms = unix_ms();
+        canary_state_ = "running";
+        canary_generation_ = number;
+        canary_deadline_unix_ms_ = f.started_unix_ms + s.max_duration.count();
+        const std::string line =
+            (o.summary.empty() ? "canary: generation " + std::to_string(number) + " takes " +
+                                     std::to_string(canary_->percent) + "% of new requests"
+                               : o.summary) +
+            "; in each of the " + std::to_string(workers_.size()) +
+            " workers, judged by the master from their figures summed";
+        log::info("master: " + line, {log::tag("generation", std::to_string(number))});
+        command_outcome(true, line, began, true, answer);
+        notify_.reloaded(serving_status() + "; canary generation " + std::to_string(number) +
+                         " takes " + std::to_string(canary_->percent) + "% of new requests");
+        watch_canary();
+    }
+
+    // The judge, every 100 ms, on every worker's figures (and those of workers that died).
+    void watch_canary() {
+        canary_tick_.expires_after(milliseconds{100});
+        canary_tick_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || !canary_ || canary_->step != canary_run::phase::running || stopping_) return;
+            if (commanding_ || reloading_) {  // a command of the workers has its turn first
+                watch_canary();
+                return;
+            }
+            const auto figures = canary_figures_now();
+            const auto verdict = judge_canary(
+                canary_->config.canary, figures,
+                std::chrono::duration_cast<milliseconds>(clock::now() - canary_->started));
+            switch (verdict.what) {
+                case canary_verdict::kind::undecided:
+                    watch_canary();
+                    break;
+                case canary_verdict::kind::promote:
+                    end_canary(true, "promoted", figures, {}, unix_ms(), {});
+                    break;
+                case canary_verdict::kind::roll_back:
+                    end_canary(false, "rolled back", figures, verdict.why, unix_ms(), {});
+                    break;
+            }
+        });
+    }
+
+    // The canary's figures summed over the workers' ledgers (the instances it changed are
+    // those its records are of: every worker's shards make them as the canary starts).
+    std::vector<canary_instance> canary_figures_now() {
+        const auto shards = board_->snapshots();
+        std::set<std::string> names;
+        for (const auto& s : shards) {
+            for (const auto& part : s.canary) {
+                if (part.stats.canary == canary_->generation) names.insert(part.instance);
+            }
+        }
+        std::vector<std::string> judged{names.begin(), names.end()};
+        if (last_canary_) last_canary_->judged = judged;
+        return canary_figures(shards, canary_->generation, judged);
+    }
+
+    // plugd -s promote|rollback, POST /promote|/rollback.
+    void end_canary_by_hand(bool promote, reply answer) {
+        ++attempt_;
+        const std::int64_t began = unix_ms();
+        const char* verb = promote ? "promote" : "roll back";
+        std::string why;
+        if (!canary_ || stopping_) {
+            why = std::string{"no canary runs: nothing to "} + verb +
+                  (last_canary_ && !last_canary_->outcome.empty()
+                       ? " (the last one, " + last_canary_->outcome + ")"
+                       : std::string{}) +
+                  "; start one with plugd -s reload --canary PERCENT";
+        } else if (canary_->step != canary_run::phase::running) {
+            why = "canary generation " + std::to_string(canary_->generation) +
+                  (canary_->step == canary_run::phase::starting ? " is starting"
+                                                                : " is being decided") +
+                  ": try again once it has its outcome";
+        }
+        if (!why.empty()) {
+            log::warn(std::string{"master: "} + (promote ? "promote" : "rollback") +
+                      " refused: " + why);
+            command_outcome(false, why, began, false, answer);
+            return;
+        }
+        end_canary(promote, promote ? "promoted by hand" : "rolled back by hand",
+                   canary_figures_now(), {}, began, std::move(answer));
+    }
+
+    // The verdict: every worker promotes the canary (its versions serve every new request;
+    // the generation becomes current) or rolls it back; then the outcome.
+    void end_canary(bool promote, const std::string& how,
+                    const std::vector<canary_instance>& figures, const std::string& why,
+                    std::int64_t began, reply answer) {
+        canary_tick_.cancel();
+        canary_->step = canary_run::phase::ending;
+        const std::uint64_t number = canary_->generation;
+        const auto elapsed =
+            std::chrono::duration_cast<milliseconds>(clock::now() - canary_->started);
+        // A worker started from now on starts in the state the verdict leads to.
+        if (promote) store_->make_current(number);
+        store_->end_canary();
+        publish();
+        const std::string line = canary_outcome(number, how, figures, elapsed, why);
+        command_workers(
+            {promote ? control_command::kind::promote : control_command::kind::rollback},
+            [this, promote, number, line, figures, began, answer](command_outcome_set o) {
+                if (promote) {
+                    generation_ = number;
+                    cfg_ = std::move(canary_->config);
+                    read_certificates();
+                    rewatch();
+                    commit_shared_state();
+                    start_trial();  // crashes soon after count towards the crash-loop rollback
+                }
+                canary_.reset();
+                store_->forget_all_but({good_, generation_});
+                for (const auto& f : o.failures)
+                    log::warn("master: canary generation " + std::to_string(number) + ": " + f);
+                // A worker that could not promote it (it had not joined it) would serve
+                // another generation than the others: every worker reloads the current
+                // copy, which is the canary's now.
+                if (promote && !o.failures.empty()) reload_pending_ = true;
+                canary_facts& c = *last_canary_;
+                c.state = promote ? "promoted" : "rolled_back";
+                c.ended_unix_ms = unix_ms();
+                c.figures = figures;
+                c.outcome = line;
+                canary_state_ = c.state;
+                const std::string tagged = std::to_string(number);
+                if (promote) {
+                    log::info("master: " + line + "; it serves every new request in every worker",
+                              {log::tag("generation", tagged)});
+                } else {
+                    log::warn("master: " + line + "; generation " + std::to_string(generation_) +
+                                  " serves every new request again in every worker",
+                              {log::tag("generation", tagged)});
+                }
+                command_outcome(true, line, began, false, answer);
+                notify_.status(serving_status());
+            });
+    }
+
     // SIGHUP or --watch: a reload now, or one more after the one running.
     void request_reload() {
-        if (reloading_) {
+        if (reloading_ || commanding_) {
             reload_pending_ = true;
         } else {
             reload();
@@ -464,6 +848,14 @@ class supervisor {
         began_ = unix_ms();
         if (stopping_) {
             record(false, "shutting down", began_);
+            return;
+        }
+        if (canary_) {
+            // Refused rather than replacing the canary: see server.cpp's run_reload.
+            const std::string why = canary_busy();
+            log::error("reload refused: " + why + "; every worker still serves generation " +
+                       std::to_string(generation_) + ", unchanged");
+            record(false, why, began_);
             return;
         }
         notify_.reloading("reloading; every worker serves generation " +
@@ -564,11 +956,7 @@ class supervisor {
             // the generation serving is this one.
             record(last_ok_, last_message_, began_);
             notify_.status(serving_status());
-            if (std::exchange(rollback_pending_, false)) {
-                start_rollback();
-                return;
-            }
-            if (std::exchange(reload_pending_, false)) reload();
+            run_next();
             return;
         }
         if (failures.empty()) {
@@ -627,11 +1015,7 @@ class supervisor {
             store_->forget_all_but({good_, generation_});
         }
         next_.reset();
-        if (std::exchange(rollback_pending_, false)) {
-            start_rollback();
-            return;
-        }
-        if (std::exchange(reload_pending_, false)) reload();
+        run_next();
     }
 
     // ctx.shared() with workers: one shared memory segment per plugin instance, made here
@@ -725,6 +1109,12 @@ class supervisor {
             });
         }
         if (watch_) watch_->close();
+        canary_tick_.cancel();
+        if (canary_)
+            log::info("master: stopping while canary generation " +
+                      std::to_string(canary_->generation) +
+                      " runs: neither promoted nor rolled back (a start serves what server.json "
+                      "names)");
         notify_.stopping("stopping: every worker drains; generation " +
                          std::to_string(generation_));
         log::info(std::string{"master: received "} + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
@@ -766,6 +1156,13 @@ class supervisor {
         trial_timer_.cancel();
         stop_deadline_.cancel();
         reload_poll_.cancel();
+        command_poll_.cancel();
+        canary_tick_.cancel();
+        for (auto& [command, answer] : std::exchange(queued_commands_, {})) {
+            if (answer)
+                answer({503, R"({"ok":false,"error":"shutting down"})"
+                             "\n"});
+        }
         signals_.cancel();
     }
 
@@ -826,19 +1223,23 @@ class supervisor {
         answer_reload_waiters(ok, message, began);
         write_reload_status(
             reload_status_file(pid_file_->path()),
-            {attempt_, ok, generation_, std::move(message), began, options_.config_file});
+            {attempt_, ok, generation_, std::move(message), began, options_.config_file,
+             canary_state_, canary_generation_, canary_deadline_unix_ms_});
         publish();
     }
 
     // The admin endpoint (server.json "admin"), served by the master: see master_admin.
     void start_admin() {
         if (!cfg_.admin) return;
-        board_.emplace(cfg_.workers);
-        admin_backend_.emplace(io_, *board_, [this](auto answer) {
+        admin_backend_.emplace(io_, *board_, [this](control_command command, auto answer) {
+            if (command.what != control_command::kind::reload || command.canary_percent != 0) {
+                request_command(command, std::move(answer));
+                return;
+            }
             // Like SIGHUP: joins a reload queued already, or queues one behind the one
             // running; answered with the outcome of the attempt it starts or joins.
             reload_waiters_.push_back({attempt_ + 1, std::move(answer)});
-            if (reloading_) {
+            if (reloading_ || commanding_) {
                 reload_pending_ = true;
             } else {
                 reload();
@@ -846,7 +1247,8 @@ class supervisor {
         });
         admin_.emplace(cfg_, *admin_backend_, facts());
         log::info("admin endpoint: listening on " + admin_->where() +
-                  " (GET /healthz, /livez, /status, /metrics; POST /reload), served by the "
+                  " (GET /healthz, /livez, /status, /metrics; POST /reload, /promote, "
+                  "/rollback), served by the "
                   "master for all " +
                   std::to_string(cfg_.workers) + " workers");
     }
@@ -886,6 +1288,7 @@ class supervisor {
             f->workers.push_back({i, w.pid > 0 ? static_cast<long>(w.pid) : 0, w.started_unix_ms,
                                   w.down_since_unix_ms, w.restarts});
         }
+        f->canary = last_canary_;
         return f;
     }
 
@@ -930,6 +1333,29 @@ class supervisor {
     bool stopping_ = false;
     bool done_ = false;
     std::optional<server_config> next_;
+    // A canary (see start_canary): starting (the workers start it), running (the master
+    // judges it), ending (the workers promote or roll it back).
+    struct canary_run {
+        std::uint64_t generation = 0;
+        unsigned percent = 0;
+        server_config config;  ///< what it loaded: cfg_ once it is promoted
+        clock::time_point started;
+        std::int64_t began_unix_ms = 0;  ///< when its start was asked for
+        enum class phase { starting, running, ending } step = phase::starting;
+    };
+    std::optional<canary_run> canary_;
+    std::optional<canary_facts> last_canary_;  ///< running, or the last one decided
+    // What the status file says of the last canary (reload_status).
+    std::string canary_state_;
+    std::uint64_t canary_generation_ = 0;
+    std::int64_t canary_deadline_unix_ms_ = 0;
+    asio::steady_timer canary_tick_{io_};
+    /// A command every worker carries out now (command_workers): what to do with its outcome.
+    std::function<void(command_outcome_set)> commanding_;
+    clock::time_point command_deadline_;
+    asio::steady_timer command_poll_{io_};
+    /// Canary commands asked for while a reload or another command ran, in order.
+    std::deque<std::pair<control_command, reply>> queued_commands_;
     std::optional<generation_store> store_;
     std::optional<user_account> worker_user_;  ///< "user", whom the workers run as
     std::optional<worker_folder> folder_;      ///< where the workers write

@@ -25,7 +25,13 @@ void worker_board::worker_exited(unsigned slot) {
     std::lock_guard lock{mutex_};
     for (const auto& l : counted.listeners) exited_listeners_[l.name] += l.stats;
     for (const auto& r : counted.requests)
-        exited_requests_[{r.listener, r.route, r.plugin}] += r.stats;
+        exited_requests_[{r.listener, r.route, r.plugin, r.generation}] += r.stats;
+    for (const auto& c : counted.canary) {
+        canary_stats& kept = exited_canary_[{c.instance, c.stats.canary, c.stats.generation}];
+        kept.canary = c.stats.canary;
+        kept.generation = c.stats.generation;
+        kept += c.stats;
+    }
     exited_topic_publishes_ += counted.topic_publishes;
     exited_redis_.add(counted.redis, true);  // its bridge is gone: its gauges with it
     if (last) {
@@ -33,6 +39,13 @@ void worker_board::worker_exited(unsigned slot) {
         exited_starvations_ += last->starvations;
     }
     ledger.clear();
+}
+
+void worker_board::count_canary_crash(const std::string& instance, std::uint64_t canary) {
+    std::lock_guard lock{mutex_};
+    canary_stats& kept = exited_canary_[{instance, canary, canary}];
+    kept.canary = kept.generation = canary;
+    kept.record(true);
 }
 
 std::vector<shard_snapshot> worker_board::snapshots() const {
@@ -51,7 +64,9 @@ std::vector<shard_snapshot> worker_board::snapshots() const {
     for (const auto& [name, stats] : exited_listeners_)
         exited.listeners.push_back({name, stats, 0});
     for (const auto& [key, stats] : exited_requests_)
-        exited.requests.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), stats});
+        exited.requests.push_back(
+            {std::get<0>(key), std::get<1>(key), std::get<2>(key), stats, std::get<3>(key)});
+    for (const auto& [key, stats] : exited_canary_) exited.canary.push_back({std::get<0>(key), stats});
     exited.topic_publishes = exited_topic_publishes_;
     exited.redis = exited_redis_;
     return all;

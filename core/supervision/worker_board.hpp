@@ -35,6 +35,9 @@ class worker_board {
     /// The slot's worker has exited (reaped): keeps what it counted, empties its ledger.
     /// Master thread.
     void worker_exited(unsigned slot);
+    /// A worker died of a crash in canary `canary`'s version of `instance`: one request of
+    /// the canary's side that failed (its worker could not count it). Master thread.
+    void count_canary_crash(const std::string& instance, std::uint64_t canary);
 
     // Called on the admin thread; each reads every ledger under the board's lock (never on
     // a request path: the master serves no requests).
@@ -57,7 +60,11 @@ class worker_board {
     std::vector<std::unique_ptr<traffic_ledger>> ledgers_;
     // What exited workers counted, summed.
     std::map<std::string, listener_stats> exited_listeners_;
-    std::map<std::tuple<std::string, std::string, std::string>, request_stats> exited_requests_;
+    std::map<std::tuple<std::string, std::string, std::string, std::string>, request_stats>
+        exited_requests_;
+    /// By (instance, canary, side generation): what exited workers counted of canaries,
+    /// and their crashes in a canary's version.
+    std::map<std::tuple<std::string, std::uint64_t, std::uint64_t>, canary_stats> exited_canary_;
     std::uint64_t exited_topic_publishes_ = 0;
     topic_bridge_stats exited_redis_;  ///< exited workers' bridge counters
     std::uint64_t exited_stalls_ = 0;

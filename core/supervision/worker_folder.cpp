@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -125,18 +126,33 @@ fs::path worker_folder::crash_note(unsigned i) const {
     return dir_ / ("worker-" + std::to_string(i) + ".crash");
 }
 
-std::string worker_folder::crashed_plugin(unsigned i) const {
-    const int fd =
-        ::open(crash_note(i).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+namespace {
+
+// Worker `i`'s crash note, "plugin\tgeneration\n", read as crashed_plugin() says.
+std::string read_note(const fs::path& file) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return {};
     struct stat st {};
     char text[256];
     ssize_t n = 0;
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) n = ::read(fd, text, sizeof text);
     ::close(fd);
-    const std::string note{text, static_cast<std::size_t>(std::max<ssize_t>(n, 0))};
+    return {text, static_cast<std::size_t>(std::max<ssize_t>(n, 0))};
+}
+
+}  // namespace
+
+std::string worker_folder::crashed_plugin(unsigned i) const {
+    const std::string note = read_note(crash_note(i));
     const auto tab = note.find('\t');
     return tab == std::string::npos ? std::string{} : note.substr(0, tab);
+}
+
+std::uint64_t worker_folder::crashed_generation(unsigned i) const {
+    const std::string note = read_note(crash_note(i));
+    const auto tab = note.find('\t');
+    if (tab == std::string::npos) return 0;
+    return std::strtoull(note.c_str() + tab + 1, nullptr, 10);
 }
 
 }  // namespace plugd

@@ -3,6 +3,7 @@
 // out of that user's reach.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -39,6 +40,8 @@ class worker_folder {
     /// core. The workers' user owns the folder: the note is read only if it is a regular
     /// file (not a link to one of root's), and only its first 256 bytes.
     std::string crashed_plugin(unsigned i) const;
+    /// The generation of the plugin version the note names (0 when none).
+    std::uint64_t crashed_generation(unsigned i) const;
 
   private:
     std::filesystem::path dir_;

@@ -50,23 +50,32 @@ struct instance_ports {
     std::string admin_endpoint() const { return "127.0.0.1:" + std::to_string(admin); }
 };
 
-// deploy/server.json (instance 1 of the fleet) made instance `i` on free ports.
+// deploy/server.json (instance 1 of the fleet) made instance `i` on free ports, its
+// greeting's config `greeting` (the prefix, say), and `extra` top-level keys.
 std::string instance_config(const instance_ports& p, const std::filesystem::path& dir,
-                            const std::string& prefix) {
+                            const std::string& greeting, const std::string& extra) {
     std::string text = read_file(deploy / "server.json");
     text = replace(text, "8881", std::to_string(p.line));
     text = replace(text, "8891", std::to_string(p.http));
     text = replace(text, "9901", std::to_string(p.admin));
     text = replace(text, "/usr/local/lib/plugd", bundled_plugin_dir().string());
     text = replace(text, "/run/plugd-1/plugd.pid", (dir / "plugd.pid").string());
-    return replace(text, "\"Hello, \"", "\"" + prefix + "\"");
+    if (!extra.empty()) text = replace(text, "\"workers\": 2,", "\"workers\": 2, " + extra + ",");
+    return replace(text, "\"prefix\": \"Hello, \"", greeting);
+}
+
+// A greeting config with this prefix.
+std::string prefixed(const std::string& prefix) {
+    return "\"prefix\": \"" + prefix + "\"";
 }
 
 // The admin endpoints' bearer token, the same on every instance (admin.token_file).
 const std::string admin_token = "fleet-token-0123456789abcdef";
 
 struct fleet {
-    explicit fleet(std::size_t n) : ports(n) {
+    /// `extra`: top-level keys every instance's server.json gets (a "canary" object).
+    explicit fleet(std::size_t n, std::string extra_keys = {})
+        : ports(n), extra{std::move(extra_keys)} {
         for (std::size_t i = 0; i < n; ++i) {
             const auto dir = tmp.path() / ("plugd" + std::to_string(i + 1));
             std::filesystem::create_directories(dir);
@@ -85,8 +94,11 @@ struct fleet {
         for (auto& p : instances)
             REQUIRE_MESSAGE(p->wait_for_log("serving generation 1", 30s, 2), p->log());
     }
-    void write(std::size_t i, const std::string& prefix) {
-        std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), prefix);
+    void write(std::size_t i, const std::string& prefix) { write_greeting(i, prefixed(prefix)); }
+    /// Instance `i`'s greeting config members: `"prefix": "Hi, ", "delay_ms": 50`.
+    void write_greeting(std::size_t i, const std::string& greeting) {
+        std::ofstream{configs[i]} << instance_config(ports[i], configs[i].parent_path(), greeting,
+                                                     extra);
     }
     // deploy/rollout's arguments: its token file (any instance's: they are the same) and
     // every admin endpoint.
@@ -110,6 +122,7 @@ struct fleet {
 
     temp_dir tmp;
     std::vector<instance_ports> ports;
+    std::string extra;
     std::vector<std::filesystem::path> configs;
     std::vector<std::unique_ptr<plugd_process>> instances;
 };
@@ -180,6 +193,46 @@ struct traffic {
     }
 };
 
+// deploy/haproxy.cfg in front of fleet `f`, on free ports, ready when both frontends answer.
+struct balancer {
+    explicit balancer(fleet& f) {
+        std::string cfg = read_file(deploy / "haproxy.cfg");
+        cfg = replace(cfg, "127.0.0.1:7000", "127.0.0.1:" + std::to_string(line_front));
+        cfg = replace(cfg, "127.0.0.1:7080", "127.0.0.1:" + std::to_string(http_front));
+        for (std::size_t i = 0; i < 3; ++i) {
+            const std::string n = std::to_string(i + 1);
+            cfg = replace(cfg, "127.0.0.1:888" + n, "127.0.0.1:" + std::to_string(f.ports[i].line));
+            cfg = replace(cfg, "127.0.0.1:889" + n, "127.0.0.1:" + std::to_string(f.ports[i].http));
+            cfg = replace(cfg, "port 990" + n, "port " + std::to_string(f.ports[i].admin));
+        }
+        process.emplace(haproxy, std::vector<std::string>{
+                                     "-f", f.tmp.write("haproxy.cfg", cfg).string(), "-db"});
+        // Ready when both frontends answer (HAProxy logs nothing on start in -db mode).
+        bool ready = false;
+        for (int i = 0; i < 100 && !ready; ++i) {
+            try {
+                ready = ask(line_front, "up") == "Hello, up" &&
+                        http_request(http_front, "GET", "/up").value_or(http_response{}).body ==
+                            "Hello, up";
+            } catch (const std::exception&) {
+                std::this_thread::sleep_for(20ms);  // not bound yet: nothing to wait on but time
+            }
+        }
+        REQUIRE_MESSAGE(ready, process->log());
+    }
+    // 8 line and 8 HTTP clients through it.
+    traffic clients() const {
+        traffic t;
+        for (int i = 0; i < 8; ++i)
+            t.clients.push_back({line_front, false, "l" + std::to_string(i)});
+        for (int i = 0; i < 8; ++i)
+            t.clients.push_back({http_front, true, "h" + std::to_string(i)});
+        return t;
+    }
+    std::uint16_t line_front = unused_fixed_port(), http_front = unused_fixed_port();
+    std::optional<plugd_process> process;
+};
+
 }  // namespace
 
 TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request") {
@@ -187,33 +240,8 @@ TEST_CASE("fleet: behind HAProxy, a rollout and a graceful stop lose no request"
         return skip_test("haproxy is not installed (apt-get install haproxy)");
     }
     fleet f{3};
-    const std::uint16_t line_front = unused_fixed_port(), http_front = unused_fixed_port();
-    std::string cfg = read_file(deploy / "haproxy.cfg");
-    cfg = replace(cfg, "127.0.0.1:7000", "127.0.0.1:" + std::to_string(line_front));
-    cfg = replace(cfg, "127.0.0.1:7080", "127.0.0.1:" + std::to_string(http_front));
-    for (std::size_t i = 0; i < 3; ++i) {
-        const std::string n = std::to_string(i + 1);
-        cfg = replace(cfg, "127.0.0.1:888" + n, "127.0.0.1:" + std::to_string(f.ports[i].line));
-        cfg = replace(cfg, "127.0.0.1:889" + n, "127.0.0.1:" + std::to_string(f.ports[i].http));
-        cfg = replace(cfg, "port 990" + n, "port " + std::to_string(f.ports[i].admin));
-    }
-    plugd_process balancer{haproxy, {"-f", f.tmp.write("haproxy.cfg", cfg).string(), "-db"}};
-    // Ready when both frontends answer (HAProxy logs nothing on start in -db mode).
-    bool ready = false;
-    for (int i = 0; i < 100 && !ready; ++i) {
-        try {
-            ready = ask(line_front, "up") == "Hello, up" &&
-                    http_request(http_front, "GET", "/up").value_or(http_response{}).body ==
-                        "Hello, up";
-        } catch (const std::exception&) {
-            std::this_thread::sleep_for(20ms);  // not bound yet: nothing to wait on but time
-        }
-    }
-    REQUIRE_MESSAGE(ready, balancer.log());
-
-    traffic t;
-    for (int i = 0; i < 8; ++i) t.clients.push_back({line_front, false, "l" + std::to_string(i)});
-    for (int i = 0; i < 8; ++i) t.clients.push_back({http_front, true, "h" + std::to_string(i)});
+    balancer front{f};
+    traffic t = front.clients();
     for (int i = 0; i < 50; ++i) t.run_round(false);
 
     // The new prefix is staged on every instance; the rollout reloads them one by one.
@@ -288,4 +316,59 @@ TEST_CASE("fleet: a rollout stops at the first instance that refuses, the rest u
     CHECK(f.status(1)["generation"] == 1);
     CHECK(f.status(2)["generation"] == 1);  // never asked
     CHECK(ask(f.ports[2].line, "x") == "Hello, x");
+}
+
+TEST_CASE(
+    "fleet: rollout --canary stops after a canary rolled back, and takes a promoted one to all") {
+    if (!std::filesystem::exists(haproxy)) {
+        return skip_test("haproxy is not installed (apt-get install haproxy)");
+    }
+    // Small figures, so that the first instance's tenth of the traffic decides in seconds.
+    fleet f{3, R"("canary": { "min_requests": 20, "min_duration_ms": 1000,
+                              "max_duration_ms": 60000 })"};
+    balancer front{f};
+    traffic t = front.clients();
+    for (int i = 0; i < 20; ++i) t.run_round(false);
+    auto rollout_args = f.rollout_args();
+    rollout_args.insert(rollout_args.begin() + 1, {"--canary", "10"});
+    const auto roll = [&] {
+        plugd_process rollout{"/bin/sh", rollout_args};
+        std::optional<int> done;
+        for (int i = 0; i < 20000 && !(done = rollout.wait_exit(0ms)); ++i) t.run_round(false);
+        return std::make_pair(done, rollout.log());
+    };
+
+    // A version 50 ms slow: its p99 rolls it back on the first instance; the others are
+    // never asked, and nothing failed.
+    for (std::size_t i = 0; i < 3; ++i)
+        f.write_greeting(i, prefixed("Hello, ") + ", \"delay_ms\": 50");
+    auto [status, log] = roll();
+    INFO(log);
+    CHECK(status == 1);
+    CHECK(log.find("rollout: stopped at " + f.ports[0].admin_endpoint() +
+                   ": canary generation 2 rolled back after ") != std::string::npos);
+    CHECK(log.find("(bound 1.5x)") != std::string::npos);
+    if (const auto at = log.find("canary generation 2 rolled back"); at != std::string::npos)
+        MESSAGE("fleet canary, first rollout: " << log.substr(at, log.find('\n', at) - at));
+    CHECK(log.find("the instances after it were not touched") != std::string::npos);
+    CHECK(f.status(0)["generation"] == 1);
+    CHECK(f.status(0)["canary"]["state"] == "rolled_back");
+    CHECK(f.status(1)["generation"] == 1);
+    CHECK(f.status(2)["generation"] == 1);
+    CHECK_FALSE(f.status(1).contains("canary"));
+
+    // A new prefix: promoted on the first, then reloaded on the other two.
+    for (std::size_t i = 0; i < 3; ++i) f.write(i, "Howdy, ");
+    std::tie(status, log) = roll();
+    CHECK(status == 0);
+    CHECK(log.find(f.ports[0].admin_endpoint() + ": canary generation 3 promoted after ") !=
+          std::string::npos);
+    CHECK(log.find("all 3 instances reloaded") != std::string::npos);
+    CHECK(f.status(0)["generation"] == 3);
+    CHECK(f.status(1)["generation"] == 2);
+    CHECK(f.status(2)["generation"] == 2);
+    for (int i = 0; i < 20; ++i) t.run_round(true);
+    MESSAGE("fleet canary: " << t.requests << " requests, " << t.failures << " failed");
+    CHECK_MESSAGE(t.failures == 0, t.first_failure);
+    CHECK(t.old_prefix_after_rollout == 0);
 }

@@ -256,6 +256,8 @@ TEST_CASE("websocket: 1007 for text that is not UTF-8, 1002 for an unmasked fram
         REQUIRE(closed);
         CHECK(closed->opcode == 0x8);
         CHECK(closed->close_code() == 1002);
+        // The server closes the connection once the session is counted.
+        CHECK(c.read_to_eof());
     }
     const auto metrics = scrape_metrics(s.admin);
     CHECK(metrics.at(R"(plugd_websocket_closes_total{listener="web",code="1007"})") == 1);

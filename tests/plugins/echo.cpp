@@ -4,13 +4,16 @@
 // first, so tests can wait for a request to be in flight), "construct_ms" (log "constructing",
 // then sleep that long in the constructor: a slow reload), "fail_construction", "fail_start" (throw
 // there), "crash_construction" (abort the process there), "throw_on" (throw when the message
-// equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply). Over
+// equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply),
+// "fail_percent" (throw for that share of its requests, spread evenly: 30 fails 30 of every
+// 100 in a row, whichever thread runs them; for canary tests). Over
 // HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and
 // target) and Content-Type: application/octet-stream, and its body shown first. On a raw
 // listener, serve() answers each line as handle() would, until the client closes, after
 // sending "banner" (config) first if given.
 #include <plugd/plugin.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -34,7 +37,8 @@ class echo final : public plugd::handler {
           fail_start_{ctx.config().value("fail_start", false)},
           throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
           hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})},
-          banner_{ctx.config().value("banner", std::string{})} {
+          banner_{ctx.config().value("banner", std::string{})},
+          fail_percent_{ctx.config().value("fail_percent", 0u)} {
         if (const int ms = ctx.config().value("construct_ms", 0); ms > 0) {
             ctx.log(plugd::log_level::info, "constructing");
             std::this_thread::sleep_for(std::chrono::milliseconds{ms});
@@ -54,6 +58,8 @@ class echo final : public plugd::handler {
             ctx_.log(plugd::log_level::info, "handling " + std::string{req.message()});
         }
         if (req.message() == throw_on_) throw std::runtime_error("asked to throw");
+        if (fail_percent_ > 0 && (seen_.fetch_add(1) * fail_percent_) % 100 < fail_percent_)
+            throw std::runtime_error("failing " + std::to_string(fail_percent_) + "% on purpose");
         if (req.message() == hang_on_) {
             for (;;) co_await ctx_.sleep_for(std::chrono::hours{1});
         }
@@ -88,6 +94,8 @@ class echo final : public plugd::handler {
     std::string throw_on_;
     std::string hang_on_;
     std::string banner_;
+    unsigned fail_percent_;
+    std::atomic<unsigned long> seen_{0};  // requests so far, on any thread
 };
 
 }  // namespace echo_test

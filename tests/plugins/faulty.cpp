@@ -7,9 +7,12 @@
 //   "pid"        answers "faulty:pid=<the serving process's pid>"
 //   anything else is answered "faulty:<message>"
 // Config: "crash_construction" (SIGSEGV in the constructor), "crash_on_every_request",
-// "construct_ms" (the constructor blocks that long: a reload in progress to interrupt).
+// "crash_percent" (SIGSEGV on that share of its requests in each process, spread evenly:
+// 10 crashes on the 10th, 20th, 30th... request; for canary tests), "construct_ms" (the
+// constructor blocks that long: a reload in progress to interrupt).
 #include <plugd/plugin.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -32,7 +35,9 @@ __attribute__((no_sanitize("undefined", "address"))) void crash() {
 class faulty final : public plugd::handler {
   public:
     explicit faulty(plugd::context& ctx)
-        : ctx_{ctx}, crash_always_{ctx.config().value("crash_on_every_request", false)} {
+        : ctx_{ctx},
+          crash_always_{ctx.config().value("crash_on_every_request", false)},
+          crash_percent_{ctx.config().value("crash_percent", 0u)} {
         if (ctx.config().value("crash_construction", false)) crash();
         std::this_thread::sleep_for(
             std::chrono::milliseconds{ctx.config().value("construct_ms", 0)});
@@ -41,6 +46,9 @@ class faulty final : public plugd::handler {
     plugd::task<void> handle(plugd::request req, plugd::reply& out) override {
         const std::string m{req.message()};
         if (crash_always_ || m == "crash") crash();
+        if (crash_percent_ > 0 &&
+            ((seen_.fetch_add(1) + 1) * crash_percent_) % 100 < crash_percent_)
+            crash();
         if (m == "abort") std::abort();
         if (m == "pid") {
             out << "faulty:pid=" << std::to_string(::getpid());
@@ -62,6 +70,8 @@ class faulty final : public plugd::handler {
   private:
     plugd::context& ctx_;
     bool crash_always_;
+    unsigned crash_percent_;
+    std::atomic<unsigned long> seen_{0};  // requests so far, on any thread
 };
 
 }  // namespace

@@ -58,6 +58,49 @@ TEST_CASE("a minimal config gets the documented defaults") {
     CHECK(cfg.limits.shutdown_timeout.count() == 5000);
     CHECK(cfg.limits.shutdown_delay.count() == 0);
     CHECK_FALSE(cfg.admin);
+    CHECK(cfg.canary.min_requests == 500);
+    CHECK(cfg.canary.min_duration.count() == 30000);
+    CHECK(cfg.canary.max_error_ratio == 2.0);
+    CHECK(cfg.canary.max_error_rate == 0.01);
+    CHECK(cfg.canary.max_p99_ratio == 1.5);
+    CHECK(cfg.canary.max_duration.count() == 600000);
+    CHECK(cfg.canary.sticky == plugd::canary_sticky::none);
+}
+
+TEST_CASE("canary settings: sticky by peer or by a header, and bounds that can be met") {
+    const auto with_canary = [](const std::string& canary) {
+        return "{ " + plugins +
+               R"(, "listeners": [ { "name": "m", "port": 1, "plugin": "greeting" } ], "canary": )" +
+               canary + " }";
+    };
+    auto cfg =
+        parse(with_canary(R"({ "sticky": "peer", "max_error_ratio": 3, "max_error_rate": 0.05,
+                                      "max_p99_ratio": 1.25, "min_requests": 50 })"));
+    CHECK(cfg.canary.sticky == plugd::canary_sticky::peer);
+    CHECK(cfg.canary.max_error_ratio == 3.0);
+    CHECK(cfg.canary.max_error_rate == 0.05);
+    CHECK(cfg.canary.max_p99_ratio == 1.25);
+    CHECK(cfg.canary.min_requests == 50);
+    cfg = parse(with_canary(R"({ "sticky": "X-User-Id" })"));
+    CHECK(cfg.canary.sticky == plugd::canary_sticky::header);
+    CHECK(cfg.canary.sticky_header == "X-User-Id");
+    CHECK(error_of(with_canary(R"({ "sticky": "user id" })")) ==
+          "/etc/plugd/server.json: /canary/sticky: \"user id\" is neither \"peer\" (one side per "
+          "client address) nor the name of a request header field (such as \"X-User-Id\": one "
+          "side per value); leave it out for no stickiness");
+    CHECK(error_of(with_canary(R"({ "max_error_ratio": 0.5 })")) ==
+          "/etc/plugd/server.json: /canary/max_error_ratio: expected a number from 1 to 1e+06, got "
+          "0.5");
+    CHECK(error_of(with_canary(R"({ "max_error_rate": "1%" })")) ==
+          "/etc/plugd/server.json: /canary/max_error_rate: expected a number from 0 to 1, got "
+          "\"1%\" (string)");
+    CHECK(error_of(with_canary(R"({ "min_duration_ms": 60000, "max_duration_ms": 60000 })")) ==
+          "/etc/plugd/server.json: /canary/max_duration_ms: 60000 is not above min_duration_ms "
+          "(60000): every canary would be rolled back before it could be promoted; raise it, or "
+          "lower min_duration_ms");
+    CHECK(error_of(with_canary(R"({ "percent": 20 })"))
+              .starts_with("/etc/plugd/server.json: /canary/percent: unknown key; expected one of: "
+                           "min_requests, min_duration_ms,"));
 }
 
 TEST_CASE("the admin endpoint is loopback unless allow_remote says otherwise") {

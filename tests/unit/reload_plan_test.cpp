@@ -117,3 +117,37 @@ TEST_CASE("a plugin file that vanished fails the plan with the plugin's name") {
     CHECK_THROWS_WITH_AS(plan(running, running), doctest::Contains("plugin \"b\""),
                          plugd::plugin_error);
 }
+
+TEST_CASE("a canary may change plugin instances and nothing else that serves") {
+    plugin_dir d;
+    const auto running = d.config(two, one_listener);
+    const auto refusal = [&](const plugd::server_config& next) -> std::string {
+        try {
+            plugd::check_canary_plan(running, next, plan(running, next));
+        } catch (const plugd::config_error& e) {
+            return e.what();
+        }
+        return "accepted";
+    };
+    const std::string b_changed =
+        R"({ "a": { "file": "a" }, "b": { "file": "b", "config": { "x": 2 } } })";
+    CHECK(refusal(d.config(b_changed, one_listener)) == "accepted");
+    CHECK(refusal(running).ends_with(
+        "server.json: /plugins: no plugin instance changed (its file, bytes, config or "
+        "settings): a canary would compare the versions serving with themselves; change an "
+        "instance, or reload without --canary"));
+    CHECK(refusal(d.config(R"({ "a": { "file": "a" }, "b": { "file": "b", "config": { "x": 1 } },
+                                "c": { "file": "a" } })",
+                           one_listener))
+              .ends_with("server.json: /plugins/c: a new instance: a canary compares a new "
+                         "version of an instance with the one serving, and this one has none; "
+                         "add it in a reload without --canary"));
+    CHECK(refusal(d.config(R"({ "a": { "file": "a", "config": { "y": 1 } } })", one_listener))
+              .find("/plugins/b: no longer named: a canary reload changes plugin instances "
+                    "only") != std::string::npos);
+    CHECK(refusal(d.config(b_changed, R"([ { "name": "m", "port": 0, "plugin": "b" } ])"))
+              .find("/listeners/0: changed: a canary reload changes plugin instances only (both "
+                    "of its sides share everything else, so that they are compared on the same "
+                    "traffic); make this change in a reload without --canary, before or after "
+                    "the canary") != std::string::npos);
+}
