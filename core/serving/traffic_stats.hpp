@@ -79,6 +79,11 @@ inline std::uint64_t upper_bound_of(std::size_t i) noexcept {
 }
 }  // namespace canary_latency
 
+/// Requests of each side on each serving thread whose handler time is not kept: a
+/// version's first calls run cold (lazy symbol binding, caches, first page faults), which
+/// is not its speed, and would otherwise be a small canary's p99.
+inline constexpr std::uint64_t canary_warmup_requests = 10;
+
 /// One side of a canary (the canary's generation, or the one serving the rest) for one
 /// plugin instance the canary changed, on one shard: what reload/canary_judge compares.
 /// A shard reuses its records from one canary to the next: `canary` says which one they
@@ -89,7 +94,8 @@ struct canary_stats {
     std::uint64_t requests = 0;    ///< requests (and sessions) whose chain held the instance
     /// Of those: the chain threw, ran past request_timeout_ms, or answered 5xx itself.
     std::uint64_t errors = 0;
-    /// Requests' handler times (sessions and raw connections have none).
+    /// Requests' handler times (sessions and raw connections have none; nor the first
+    /// canary_warmup_requests).
     std::array<std::uint64_t, canary_latency::buckets> latency{};
 
     void record(bool error) noexcept {
@@ -98,6 +104,7 @@ struct canary_stats {
     }
     void record(std::chrono::steady_clock::duration took, bool error) noexcept {
         record(error);
+        if (requests <= canary_warmup_requests) return;
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
         ++latency[canary_latency::bucket_of(us < 0 ? 0 : static_cast<std::uint64_t>(us))];
     }

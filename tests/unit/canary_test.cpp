@@ -228,3 +228,14 @@ TEST_CASE("a canary split takes its share of requests, and a sticky one keeps a 
     split.sticky = canary_sticky::header;
     CHECK(split.takes("10.0.0.9:2", &anonymous) == by_peer);
 }
+
+TEST_CASE("the first requests of a side on a thread count, but their handler times do not") {
+    canary_stats s;
+    for (int i = 0; i < 15; ++i) s.record(std::chrono::milliseconds{i < 10 ? 50 : 2}, i == 0);
+    CHECK(s.requests == 15);
+    CHECK(s.errors == 1);
+    canary_side side;
+    side.add(s);
+    CHECK(side.timed() == 5);
+    CHECK(*side.p99_ms() == doctest::Approx(2.0).epsilon(0.05));
+}
