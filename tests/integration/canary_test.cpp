@@ -475,9 +475,11 @@ TEST_CASE(
                              R"( } }, "listeners": [ { "name": "main", "address": "127.0.0.1",
                              "port": 0, "plugin": "p" } ],
                              "admin": { "address": "127.0.0.1", "port": 0 },
-                             "canary": { "min_requests": 300, "min_duration_ms": 1000,
+                             "canary": { "min_requests": 300, "min_duration_ms": 4000,
                                          "max_duration_ms": 60000 } })");
     };
+    // (min_duration_ms: long enough that the good canary still runs when the plain reload
+    // below asks, however slow the machine or the build is.)
     const auto cfg = config("{}");
     plugd_process master{{"-c", cfg.string()}};
     const auto port = master.port("main");
