@@ -133,8 +133,9 @@ class server final : public admin_backend {
         // A worker's master serves the admin endpoint, from what the worker publishes.
         if (cfg_.admin && !options_.worker) {
             admin_.emplace(cfg_, *this, facts());
-            log::info("admin endpoint: listening on " + admin_->where() +
-                      " (GET /healthz, /livez, /status, /metrics; POST /reload)");
+            log::info(
+                "admin endpoint: listening on " + admin_->where() +
+                " (GET /healthz, /livez, /status, /metrics; POST /reload, /promote, /rollback)");
         }
         record(true, "started generation " + std::to_string(deployment_->generation()), unix_ms());
         // A worker started while its master runs a canary joins it, with its share.
