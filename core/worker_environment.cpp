@@ -12,16 +12,15 @@
 namespace plugd {
 
 std::string encode(const worker_environment& w) {
-    std::string text = "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
-                       ";generation=" + std::to_string(w.first_generation) +
-                       ";status=" + w.status_file.string() +
-                       ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
-                       ";ledger=" + std::to_string(w.ledger) +
-                       ";metrics=" + (w.metrics ? "1" : "0") +
-                       ";canary=" + w.canary_config.string() +
-                       ";canary_generation=" + w.canary_generation_file.string() +
-                       ";canary_percent=" + std::to_string(w.canary_percent) +
-                       ";tickets=" + std::to_string(w.tickets) + ";listen=";
+    std::string text =
+        "index=" + std::to_string(w.index) + ";master=" + std::to_string(w.master) +
+        ";generation=" + std::to_string(w.first_generation) + ";status=" + w.status_file.string() +
+        ";generation_file=" + w.generation_file.string() + ";user=" + w.user +
+        ";ledger=" + std::to_string(w.ledger) + ";metrics=" + (w.metrics ? "1" : "0") +
+        ";canary=" + w.canary_config.string() +
+        ";canary_generation=" + w.canary_generation_file.string() +
+        ";canary_percent=" + std::to_string(w.canary_percent) +
+        ";tickets=" + std::to_string(w.tickets) + ";listen=";
     bool first = true;
     for (const auto& [name, fd] : w.listeners) {
         if (!first) text += ',';

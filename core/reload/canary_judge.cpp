@@ -60,12 +60,28 @@ std::string named(const std::vector<canary_instance>& figures, const canary_inst
 
 // Whether the canary's p99 is beyond max_p99_ratio times the serving side's (and the floor):
 // none while either side has had fewer than `needed` timed requests.
+// `sure`: by the low end of the canary's p99 interval (a rollback needs that much), not its
+// p99 as measured (what a promotion looks at).
 std::optional<bool> p99_broken(const canary_settings& s, const canary_instance& f,
-                               std::uint64_t needed) {
+                               std::uint64_t needed, bool sure) {
     if (f.canary.timed() < needed || f.serving.timed() < needed) return std::nullopt;
-    const double canary = *f.canary.p99_ms();
+    const double canary = sure ? *f.canary.p99_low_ms(canary_p99_z) : *f.canary.p99_ms();
     const double serving = *f.serving.p99_ms();
     return canary > s.max_p99_ratio * serving && canary - serving > canary_p99_floor_ms;
+}
+
+// The middle of the bucket the timed request of `rank` (1-based, in time order) is in.
+std::optional<double> ms_at_rank(const canary_side& side, std::uint64_t rank) {
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < side.latency.size(); ++i) {
+        seen += side.latency[i];
+        if (seen >= rank) {
+            const double low = static_cast<double>(canary_latency::lower_bound_of(i));
+            const double high = static_cast<double>(canary_latency::upper_bound_of(i));
+            return (low + high) / 2 / 1000;
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -84,17 +100,16 @@ std::optional<double> canary_side::p99_ms() const noexcept {
     const std::uint64_t n = timed();
     if (n == 0) return std::nullopt;
     // The smallest time at or below which at least 99% of them fall.
-    const std::uint64_t rank = (n * 99 + 99) / 100;
-    std::uint64_t seen = 0;
-    for (std::size_t i = 0; i < latency.size(); ++i) {
-        seen += latency[i];
-        if (seen >= rank) {
-            const double low = static_cast<double>(canary_latency::lower_bound_of(i));
-            const double high = static_cast<double>(canary_latency::upper_bound_of(i));
-            return (low + high) / 2 / 1000;
-        }
-    }
-    return std::nullopt;
+    return ms_at_rank(*this, (n * 99 + 99) / 100);
+}
+
+std::optional<double> canary_side::p99_low_ms(double z) const noexcept {
+    const std::uint64_t n = timed();
+    if (n == 0) return std::nullopt;
+    // The rank of the p99 is binomial: n·0.99 with a deviation of sqrt(n·0.99·0.01).
+    const double rank =
+        static_cast<double>(n) * 0.99 - z * std::sqrt(static_cast<double>(n) * 0.0099);
+    return ms_at_rank(*this, static_cast<std::uint64_t>(std::max(1.0, std::floor(rank))));
 }
 
 void canary_side::add(const canary_stats& s) noexcept {
@@ -146,13 +161,13 @@ canary_verdict judge_canary(const canary_settings& s, const std::vector<canary_i
                                          ratio_text(s.max_error_ratio) + " and " +
                                          percent_text(s.max_error_rate) + ")"};
         }
-        if (p99_broken(s, f, s.min_requests).value_or(false)) {
+        if (p99_broken(s, f, s.min_requests, true).value_or(false)) {
             return {kind::roll_back, named(figures, f) + p99_text(f) + " (bound " +
                                          ratio_text(s.max_p99_ratio) + "), " + errors_text(f)};
         }
         const bool timed = f.canary.timed() > 0 || f.serving.timed() > 0;
         within = within && f.canary.requests >= s.min_requests && f.canary.error_rate() <= bound &&
-                 (!timed || p99_broken(s, f, s.min_requests) == std::optional<bool>{false});
+                 (!timed || p99_broken(s, f, s.min_requests, false) == std::optional<bool>{false});
     }
     if (within && !figures.empty()) return {kind::promote, {}};
     if (elapsed >= s.max_duration) {

@@ -30,6 +30,10 @@ struct canary_side {
     /// The handler time below which 99% of the timed requests fall, in ms (the middle of
     /// its histogram bucket, about 6% wide); none without timed requests.
     std::optional<double> p99_ms() const noexcept;
+    /// The low end of the p99's confidence interval (the order statistic `z` standard
+    /// deviations below the p99's rank): with few timed requests, the p99 is nearly their
+    /// maximum, one scheduler hiccup; this is what it is surely above. None untimed.
+    std::optional<double> p99_low_ms(double z) const noexcept;
     void add(const canary_stats& s) noexcept;
 };
 
@@ -62,13 +66,16 @@ inline constexpr double canary_error_z = 3.0;
 /// p99s closer than this are within bounds whatever their ratio: below it, the clock's and
 /// the scheduler's noise would decide between microsecond handlers.
 inline constexpr double canary_p99_floor_ms = 0.1;
+/// The z of the p99's confidence interval whose low end must exceed the latency bound.
+inline constexpr double canary_p99_z = 3.0;
 
 /// The decision after `elapsed` (docs/operations.md, "Canary reloads"):
 /// - rolled back as soon as, for an instance, the canary's error rate exceeds both
 ///   max_error_ratio times the serving side's and max_error_rate with enough evidence (at
 ///   least canary_min_errors errors, and the low end of the rate's Wilson interval above
 ///   both), or its p99 exceeds max_p99_ratio times the serving side's (by more than
-///   canary_p99_floor_ms) once both sides have had min_requests timed requests;
+///   canary_p99_floor_ms) once both sides have had min_requests timed requests, the low end
+///   of its confidence interval too (p99_low_ms);
 /// - promoted once min_duration_ms has passed and every instance's canary side has had
 ///   min_requests requests with its error rate and p99 (where either side was timed)
 ///   within those bounds;

@@ -66,7 +66,8 @@ std::vector<shard_snapshot> worker_board::snapshots() const {
     for (const auto& [key, stats] : exited_requests_)
         exited.requests.push_back(
             {std::get<0>(key), std::get<1>(key), std::get<2>(key), stats, std::get<3>(key)});
-    for (const auto& [key, stats] : exited_canary_) exited.canary.push_back({std::get<0>(key), stats});
+    for (const auto& [key, stats] : exited_canary_)
+        exited.canary.push_back({std::get<0>(key), stats});
     exited.topic_publishes = exited_topic_publishes_;
     exited.redis = exited_redis_;
     return all;

@@ -239,3 +239,18 @@ TEST_CASE("the first requests of a side on a thread count, but their handler tim
     CHECK(side.timed() == 5);
     CHECK(*side.p99_ms() == doctest::Approx(2.0).epsilon(0.05));
 }
+
+TEST_CASE("a small canary's p99 rolls it back only when even the low end of its interval is over") {
+    const auto s = settings();
+    canary_side serving = side(6, 1000, 0, 2000);
+    canary_side canary = side(7, 100, 0, 2000);
+    canary.latency[canary_latency::bucket_of(2000)] = 97;
+    canary.latency[canary_latency::bucket_of(20000)] = 3;  // three hiccups: p99 20 ms
+    CHECK(*canary.p99_ms() == doctest::Approx(20.0).epsilon(0.05));
+    CHECK(*canary.p99_low_ms(canary_p99_z) == doctest::Approx(2.0).epsilon(0.05));
+    // Not rolled back on three requests, not promoted above the bound either: more evidence.
+    CHECK(judge_canary(s, one(serving, canary), 5000ms).what == canary_verdict::kind::undecided);
+    canary.latency[canary_latency::bucket_of(2000)] = 90;
+    canary.latency[canary_latency::bucket_of(20000)] = 10;  // one in ten: a slow version
+    CHECK(judge_canary(s, one(serving, canary), 5000ms).what == canary_verdict::kind::roll_back);
+}
