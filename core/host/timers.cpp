@@ -1,8 +1,8 @@
 // timers: a steady_timer per wait, on the caller's executor.
 #include "host/timers.hpp"
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include "host/suspension.hpp"
