@@ -288,10 +288,7 @@ std::string deployment::start_canary(const server_config& running, const server_
                   {log::tag("plugin", name), log::tag("generation", g)});
     }
     post_updates([&](std::size_t) {
-        shard_update u;
-        u.plugins = plugins_;
-        u.kept = held_;
-        u.count_traffic = count_traffic_;
+        shard_update u = listeners_kept();
         canary_update& cu = u.canary.emplace();
         cu.generation = c.generation;
         cu.serving_generation = generation_;
@@ -318,13 +315,15 @@ void deployment::promote_canary(const server_config& next) {
     for (const auto& spec : next.plugins) {
         host_.state().configure(spec.name, spec.shared_bytes, spec.state_file);
     }
-    post_updates([&](std::size_t) {
-        shard_update u;
-        u.plugins = plugins_;
-        u.kept = held_;
-        u.count_traffic = count_traffic_;
-        return u;
-    });
+    post_updates([&](std::size_t) { return listeners_kept(); });
+}
+
+shard_update deployment::listeners_kept() const {
+    shard_update u;
+    u.plugins = plugins_;
+    u.kept = held_;
+    u.count_traffic = count_traffic_;
+    return u;
 }
 
 void deployment::roll_back_canary(const server_config& running) {
@@ -333,13 +332,7 @@ void deployment::roll_back_canary(const server_config& running) {
         retire(std::move(canary_->plugins.at(name)), running.limits.reload_drain_timeout);
     }
     canary_.reset();
-    post_updates([&](std::size_t) {
-        shard_update u;
-        u.plugins = plugins_;
-        u.kept = held_;
-        u.count_traffic = count_traffic_;
-        return u;
-    });
+    post_updates([&](std::size_t) { return listeners_kept(); });
 }
 
 std::vector<std::shared_ptr<plugin_version>> deployment::draining() const {

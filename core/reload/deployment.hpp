@@ -26,6 +26,7 @@ class host;
 class plugin_version;
 class private_dir;
 class shard;
+struct shard_update;
 struct reload_plan;
 
 /// Owned by the server and touched only on the control thread. Start-up is a reload from
@@ -122,6 +123,9 @@ class deployment {
     /// rethrows.
     prepared prepare(const server_config& running, const server_config& next,
                      const reload_plan& plan);
+    /// An update that keeps every listener as it is and serves plugins_ (a canary's start,
+    /// promotion and rollback change plugin versions only).
+    shard_update listeners_kept() const;
     /// Posts each shard its update, made by `make(shard index)`.
     template <class Make>
     void post_updates(Make&& make);
