@@ -566,6 +566,23 @@ asio::awaitable<bool> serve(client_connection& c) {
             c.closing = true;  // nothing may evict it before the client has read why
             Codec::encode_refusal(out, stop);
         }
+        if (session_chain) {
+            // The session runs in a coroutine of its own once this one has ended (resume()).
+            // The 101 (and any replies pipelined before it) waits in the session's cork for
+            // the plugin's first wait: what serve_session does before it (subscribing) is
+            // in place when the client learns that the session is open.
+            c.streaming = true;  // its reads are the session's: no parking
+            const std::string_view rest{out.data() + unsent.sent, out.size() - unsent.sent};
+            try {
+                c.session = new websocket_session{c, *session_table, *session_chain, session_rest};
+                c.session->hold_upgrade_reply(rest);
+            } catch (...) {
+                delete std::exchange(c.session, nullptr);
+                c.owner.session_ends(*session_table, *session_chain->links.back());
+                throw;
+            }
+            co_return false;
+        }
         if (out.size() > unsent.sent) {
             c.begin_phase(phase::writing);
             // What the socket takes at once goes without suspending (a batch answered
@@ -583,17 +600,7 @@ asio::awaitable<bool> serve(client_connection& c) {
                 ec = {};
             }
             if (traffic) traffic->bytes_out += n;
-            if (ec) {
-                if (session_chain)
-                    c.owner.session_ends(*session_table, *session_chain->links.back());
-                co_return false;
-            }
-        }
-        if (session_chain) {
-            // The session runs in a coroutine of its own once this one has ended (resume()).
-            c.streaming = true;  // its reads are the session's: no parking
-            c.session = new websocket_session{c, *session_table, *session_chain, session_rest};
-            co_return false;
+            if (ec) co_return false;
         }
         out.clear();
         unsent.sent = 0;
@@ -866,6 +873,8 @@ void client_connection::serve_websocket() noexcept {
             owner.io(), chain.handlers.back()->serve_session(*session),
             asio::bind_cancellation_slot(
                 cancel.slot(), [this](std::exception_ptr error) { session_served(error); }));
+        // The session's end is posted, never run from in here: it is still ours.
+        session->serving_began();
     } catch (...) {
         session_served(std::current_exception());  // a plugin that threw before its coroutine
     }

@@ -235,13 +235,29 @@ void websocket_session::cork(std::string_view a, std::string_view b) {
     }
     // Should the plugin wait on something else before its next send or next(), the cork
     // goes out once the thread has run what is queued.
-    if (before == 0) {
-        events_->defer(
-            [](void* self) noexcept {
-                auto& s = *static_cast<websocket_session*>(self);
-                if (s.c_.phase != phase::writing) s.write_corked_now();
-            },
-            this);
+    if (before == 0) defer_write();
+}
+
+void websocket_session::defer_write() {
+    events_->defer(
+        [](void* self) noexcept {
+            auto& s = *static_cast<websocket_session*>(self);
+            if (s.c_.phase != phase::writing) s.write_corked_now();
+        },
+        this);
+}
+
+void websocket_session::hold_upgrade_reply(std::string_view bytes) {
+    if (!bytes.empty()) corked_.append(c_.owner.buffers(), bytes.data(), bytes.size());
+}
+
+void websocket_session::serving_began() noexcept {
+    if (corked_.empty()) return;
+    try {
+        defer_write();
+    } catch (...) {
+        // Out of memory for the post: now, then, and the plugin's subscriptions race it.
+        if (c_.phase != phase::writing) write_corked_now();
     }
 }
 

@@ -65,6 +65,15 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     void wake() noexcept override;
     void fell_behind(slow_subscriber_policy policy) noexcept override;
 
+    /// The upgrade's 101 (with any replies pipelined before it), corked: it goes out with
+    /// the session's first write, so that what serve_session does before its first wait
+    /// (subscribing to its topics) is in place before the client learns that the session
+    /// is open. Throws std::bad_alloc.
+    void hold_upgrade_reply(std::string_view bytes);
+    /// serve_session has been spawned: should it wait on something other than the client
+    /// first, what it left in the cork goes out once the thread has run what is queued.
+    void serving_began() noexcept;
+
     dispatch_table& table() const noexcept { return table_; }
     const chain_slot& chain() const noexcept { return chain_; }
     /// Whether `version` is the one serving it (a drain's question); false once released.
@@ -99,6 +108,9 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// Appends `a` and `b` (a frame) to the cork, arming the deferred write when it was
     /// empty. Throws std::bad_alloc, leaving the cork as it was.
     void cork(std::string_view a, std::string_view b = {});
+    /// Posts the cork's write, for when the plugin waits on something else (see above).
+    /// Throws std::bad_alloc.
+    void defer_write();
     /// Corks a close frame (once) and marks the session closed; false when one went out
     /// already or nothing can be written any more.
     bool cork_close(std::uint16_t code, std::string_view reason);
