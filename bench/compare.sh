@@ -47,6 +47,14 @@
 #              delivered message, and the server's resident memory per idle session (after
 #              every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
 #              when examples/chat is in the tree, else plugd is skipped
+#   resp       examples/resp (a plugin speaking Redis's protocol on a raw listener) and a
+#              real redis-server, each loaded by redis-benchmark (Debian's redis-tools):
+#              PING (inline and RESP), SET and GET, 50 connections, one command in flight
+#              each, then 16 pipelined (-P 16), then one in flight again while a busy
+#              process (a shell loop) competes for the cores. req/s and p99 latency as
+#              redis-benchmark reports them (its --csv). redis-server runs as Debian ships
+#              it (one thread, no persistence for the run). Builds: resp.so in
+#              lib/plugd/bench when examples/resp is in the tree, else plugd is skipped
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
@@ -57,7 +65,8 @@
 #
 # Environment: BENCH_ROUNDS (3), BENCH_SECONDS (per run; default by scenario), BENCH_SERVERS
 # (a space-separated subset, e.g. "plugd asio"); for fanout BENCH_SUBSCRIBERS (10000) and
-# BENCH_IN_FLIGHT (the windows, "1 8").
+# BENCH_IN_FLIGHT (the windows, "1 8"); for resp BENCH_REQUESTS (per test, one in flight:
+# 200000; pipelined: 10 times that).
 # Prints every run, then a markdown table: medians, and plugd's ratio to each server.
 set -euo pipefail
 script=compare.sh
@@ -71,6 +80,7 @@ rounds=${BENCH_ROUNDS:-3}
 needs=(bin/plugd lib/plugd/greeting.so lib/plugd/bench/pass_through.so
     bin/plugd_bench_baseline bin/plugd-bench bin/plugd_bench_tls)
 [[ $scenario == fanout ]] && needs=(bin/plugd-bench)
+[[ $scenario == resp ]] && needs=(bin/plugd)
 for f in "${needs[@]}"; do
     if [[ ! -f $build/$f ]]; then
         echo "$script: $build/$f is missing; build it first:" >&2
@@ -140,6 +150,11 @@ case $scenario in
         export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
         what="WebSocket room chat, $subscribers subscribers and 1 publisher in one room, messages in flight: ${windows// / then }"
         ;;
+    resp)
+        servers="plugd redis" requests=${BENCH_REQUESTS:-200000}
+        variants="one pipelined busy"
+        what="redis-benchmark, PING/SET/GET, 50 connections: one command in flight, 16 pipelined, one in flight beside a busy process"
+        ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
         exit 2
@@ -160,6 +175,15 @@ missing() {
             elif ! node -e "require('ws')" 2>/dev/null; then
                 echo "no ws module for node in $NODE_PATH (apt-get install node-ws)"
             fi ;;
+        esac
+        return 0
+    fi
+    if [[ $scenario == resp ]]; then
+        command -v redis-benchmark >/dev/null || { echo "no redis-benchmark (apt-get install redis-tools)"; return 0; }
+        case $1 in
+            plugd) [[ -f $build/lib/plugd/bench/resp.so ]] ||
+                echo "no $build/lib/plugd/bench/resp.so: the resp example (examples/resp/resp.cpp) is not in this tree, or not built (cmake --build $build -j2)" ;;
+            redis) command -v redis-server >/dev/null || echo "no redis-server (apt-get install redis-server)" ;;
         esac
         return 0
     fi
@@ -208,12 +232,28 @@ chat_config() { # the fanout scenario's plugd: the chat on /room/ of an http lis
 JSON
 }
 
+resp_config() { # the resp scenario's plugd: examples/resp on a raw listener
+    cat >"$tmp/server.json" <<JSON
+{
+  "threads": 1,
+  "plugin_dir": "$build/lib/plugd",
+  "plugins": { "resp": { "file": "bench/resp" } },
+  "listeners": [ { "name": "main", "address": "127.0.0.1", "port": 0, "framing": "raw",
+    "plugin": "resp" } ]
+}
+JSON
+}
+
 # start NAME: starts one server for one run; sets $pid and $port.
 start() {
     local listening='s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p'
     case $1 in
         plugd | plugd+reloads | plugd+admin | plugd+chain)
-            if [[ $scenario == fanout ]]; then chat_config; else plugd_config 1 "${1#plugd+}"; fi
+            case $scenario in
+                fanout) chat_config ;;
+                resp) resp_config ;;
+                *) plugd_config 1 "${1#plugd+}" ;;
+            esac
             start_server "$1" 's/.*listener main: listening on 127\.0\.0\.1:\([0-9]*\) (.*/\1/p' \
                 "$build/bin/plugd" -c "$tmp/server.json"
             ;;
@@ -228,6 +268,12 @@ start() {
             else
                 start_server node "$listening" node "$here/reference/node_server.js" --delay-ms "$delay"
             fi
+            ;;
+        redis)
+            local p
+            p=$(free_port)
+            start_quiet_server redis "$p" redis-server --bind 127.0.0.1 --port "$p" --save '' \
+                --appendonly no --protected-mode no
             ;;
         node-http) start_server node-http "$listening" node "$here/reference/node_server.js" --http ;;
         nginx | nginx+reloads)
@@ -541,6 +587,66 @@ fanout_scenario() {
         "plugd ≤ 2048 bytes"
 }
 
+# resp_run NAME VARIANT: redis-benchmark against a fresh server: VARIANT one (one command in
+# flight per connection), pipelined (-P 16) or busy (one in flight while a shell loop
+# competes for the cores); appends each test's req/s and p99 to $tmp/NAME.VARIANT-TEST-*.
+resp_run() {
+    local name=$1 variant=$2 out busy= n=$requests args=()
+    start "$name"
+    case $variant in
+        pipelined) args=(-P 16) n=$((requests * 10)) ;;
+        busy)
+            "${orphan_guard[@]}" bash -c 'while :; do :; done' &
+            busy=$!
+            pids+=("$busy")
+            ;;
+    esac
+    if ! out=$(redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" -t ping,set,get --csv \
+        "${args[@]}" 2>&1); then
+        echo "$script: redis-benchmark against $name failed:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    [[ -n $busy ]] && stop_server "$busy"
+    stop_server "$pid"
+    # "TEST","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    local line=
+    while IFS=, read -r test rps _ _ _ _ p99 _; do
+        test=${test//\"/} rps=${rps//\"/} p99=${p99//\"/}
+        [[ $test == test || -z $rps ]] && continue
+        echo "$rps" >>"$tmp/$name.$variant-$test-rate"
+        echo "$p99" >>"$tmp/$name.$variant-$test-p99"
+        line+=" $test=$rps/s,p99=${p99}ms"
+    done <<<"$out"
+    if [[ -z $line ]]; then
+        echo "$script: no figures from redis-benchmark against $name:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    printf '  %-6s %-10s%s\n' "$name" "$variant" "$line"
+}
+
+# resp_scenario: compare.sh resp: alternating rounds of each variant, then one table.
+resp_scenario() {
+    local name round variant test
+    echo "$scenario: $what; $rounds rounds, $requests requests per test (pipelined:" \
+        "$((requests * 10))), plugd with 1 server thread, $(nproc) cores"
+    for ((round = 1; round <= rounds; round++)); do
+        echo "round $round:"
+        for variant in $variants; do
+            for name in "${ran[@]}"; do resp_run "$name" "$variant"; done
+        done
+    done
+    echo
+    measure_header
+    for variant in $variants; do
+        for test in PING_INLINE PING_MBULK SET GET; do
+            measure_row "$test req/s, $variant" "$variant-$test-rate" "≥ 1"
+            measure_row "$test p99 ms, $variant" "$variant-$test-p99" "≤ 1"
+        done
+    done
+}
+
 # cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
 cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
@@ -596,6 +702,10 @@ if [[ $scenario == fanout ]]; then
 fi
 if [[ $scenario == tls ]]; then
     tls_scenario
+    exit 0
+fi
+if [[ $scenario == resp ]]; then
+    resp_scenario
     exit 0
 fi
 if [[ $scenario == reload-vs-nginx ]]; then
