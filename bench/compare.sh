@@ -591,7 +591,7 @@ fanout_scenario() {
 # flight per connection), pipelined (-P 16) or busy (one in flight while a shell loop
 # competes for the cores); appends each test's req/s and p99 to $tmp/NAME.VARIANT-TEST-*.
 resp_run() {
-    local name=$1 variant=$2 out busy= n=$requests args=()
+    local name=$1 variant=$2 out busy= n=$requests args=() test rps p99
     start "$name"
     case $variant in
         pipelined) args=(-P 16) n=$((requests * 10)) ;;
@@ -601,12 +601,24 @@ resp_run() {
             pids+=("$busy")
             ;;
     esac
+    # Warm-up: the connections' buffers and the server's first pages, before the clock.
+    redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n 20000 -t ping,set,get -q "${args[@]}" \
+        >/dev/null 2>&1
+    local before after
+    before=$(cpu_ticks "$pid")
     if ! out=$(redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" -t ping,set,get --csv \
         "${args[@]}" 2>&1); then
         echo "$script: redis-benchmark against $name failed:" >&2
         echo "$out" >&2
         exit 1
     fi
+    after=$(cpu_ticks "$pid")
+    # Server CPU per command over the four tests: what decides who serves more when the
+    # cores are shared.
+    local cpu
+    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n=$((n * 4)) \
+        'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+    echo "$cpu" >>"$tmp/$name.$variant-cpu"
     [[ -n $busy ]] && stop_server "$busy"
     stop_server "$pid"
     # "TEST","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
@@ -623,7 +635,7 @@ resp_run() {
         echo "$out" >&2
         exit 1
     fi
-    printf '  %-6s %-10s%s\n' "$name" "$variant" "$line"
+    printf '  %-6s %-10s%s server_cpu_us_per_command=%s\n' "$name" "$variant" "$line" "$cpu"
 }
 
 # resp_scenario: compare.sh resp: alternating rounds of each variant, then one table.
@@ -644,6 +656,7 @@ resp_scenario() {
             measure_row "$test req/s, $variant" "$variant-$test-rate" "≥ 1"
             measure_row "$test p99 ms, $variant" "$variant-$test-p99" "≤ 1"
         done
+        measure_row "server CPU µs per command, $variant" "$variant-cpu" "lower is better"
     done
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # results.sh: regenerates bench/RESULTS.md: every compare.sh scenario, one after the other,
-# with the machine, the date and the commands. Takes about 20 minutes; the machine should
+# with the machine, the date and the commands. Takes about 25 minutes; the machine should
 # be otherwise idle (the figures are ratios within one run, but a busy machine widens them).
 #
 # Usage: bench/results.sh [BUILD_DIR]   (default: the build tree next to bench/)
@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)
 out=$here/RESULTS.md
-scenarios=(keepalive pipelined held idle churn reload reload-vs-nginx admin http chain tls fanout)
+scenarios=(keepalive pipelined held idle churn reload reload-vs-nginx admin http chain tls fanout resp)
 
 body=$(mktemp)
 trap 'rm -f "$body"' EXIT
