@@ -5,7 +5,9 @@
 # and shutdown cost the same in both, so the difference in allocation calls divided by the
 # difference in requests is what a request costs once warm. Target: 0.
 #
-# Loads: line and HTTP, each pipelined and keep-alive, to greeting as a listener's plugin;
+# Loads: line and HTTP, each pipelined and keep-alive (64 connections, then 1,000, whose
+# requests interleave: each connection's operations meet the thread's recycled blocks
+# after many others used them), to greeting as a listener's plugin;
 # then HTTP keep-alive through compare.sh's `chain` composition (100 routes and 3 filters in
 # front of greeting, bench/lib.sh's chain_routes): what routing and chaining add, if anything.
 #
@@ -52,8 +54,8 @@ count() {
 }
 
 run=0
-for load in "line --connections 64 --pipeline 16" "line --connections 64" \
-    "http --mode http --connections 64 --pipeline 16" "http --mode http --connections 64" \
+for load in "line --connections 64 --pipeline 16" "line --connections 64" "line --connections 1000" \
+    "http --mode http --connections 64 --pipeline 16" "http --mode http --connections 64" "http --mode http --connections 1000" \
     "chain --mode http --connections 64"; do
     run=$((run + 1))
     # shellcheck disable=SC2086 # $load is a listener, then a list of arguments

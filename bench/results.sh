@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # results.sh: regenerates bench/RESULTS.md: every compare.sh scenario, one after the other,
-# with the machine, the date and the commands. Takes about 25 minutes; the machine should
+# with the machine, the date and the commands, and heap allocations per request
+# (allocations.sh, with heaptrack). Takes about 25 minutes; the machine should
 # be otherwise idle (the figures are ratios within one run, but a busy machine widens them).
 #
 # Usage: bench/results.sh [BUILD_DIR]   (default: the build tree next to bench/)
@@ -31,6 +32,26 @@ for s in "${scenarios[@]}"; do
         echo
     } >>"$body"
 done
+
+# Heap allocations per request once warm (bench/allocations.sh), when heaptrack is there.
+if command -v heaptrack >/dev/null; then
+    echo "results.sh: allocations..." >&2
+    log=$("$here/allocations.sh" "$build")
+    {
+        echo "## allocations"
+        echo
+        echo '```'
+        echo "bench/allocations.sh"
+        echo '```'
+        echo
+        echo "Heap allocation calls per request once warm (heaptrack; target 0), by load:"
+        echo
+        sed 's/^/- /' <<<"$log"
+        echo
+    } >>"$body"
+else
+    echo "results.sh: skipping allocations: no heaptrack (apt-get install heaptrack)" >&2
+fi
 
 {
     echo "# plugd benchmark results"
