@@ -22,22 +22,26 @@
 
 #include "metric_samples.hpp"
 #include "plugd_process.hpp"
+#include "websocket_frames.hpp"
 
 using namespace plugd::test;
 using json = nlohmann::json;
 
 namespace {
 
-// A plugd serving a copy of the echo test plugin (v1) on a line listener, with an admin
-// endpoint and the given `canary` settings; tests install echo_v2 and reload.
+// A plugd serving a copy of a test plugin (`first`, by default echo: v1) on a listener of
+// `listener_framing`, with an admin endpoint and the given `canary` settings; tests install
+// the next build (`next`, by default echo_v2) and reload.
 struct canary_server {
     explicit canary_server(const std::string& plugin_config, const std::string& canary,
-                           std::string listener_framing = "line")
+                           std::string listener_framing = "line", const std::string& first = "echo",
+                           std::string next = "echo_v2")
         : plugins{tmp.path() / "plugins"},
           canary_settings{canary},
-          framing{std::move(listener_framing)} {
+          framing{std::move(listener_framing)},
+          next_build{std::move(next)} {
         std::filesystem::create_directory(plugins);
-        install_plugin(test_plugin_dir() / "echo.so", plugins, "p.so");
+        install_plugin(test_plugin_dir() / (first + ".so"), plugins, "p.so");
         write_config(plugin_config);
         process.emplace(std::vector<std::string>{"-c", cfg.string()});
         port = process->port("main");
@@ -56,9 +60,9 @@ struct canary_server {
                             canary_settings + " }");
     }
 
-    // The new version: echo_v2 with `plugin_config`.
+    // The new version: the next build with `plugin_config`.
     void stage(const std::string& plugin_config) {
-        install_plugin(test_plugin_dir() / "echo_v2.so", plugins, "p.so");
+        install_plugin(test_plugin_dir() / (next_build + ".so"), plugins, "p.so");
         write_config(plugin_config);
     }
 
@@ -80,6 +84,7 @@ struct canary_server {
     std::filesystem::path plugins;
     std::string canary_settings;
     std::string framing;
+    std::string next_build;
     std::filesystem::path cfg;
     std::optional<plugd_process> process;
     std::uint16_t port = 0, admin = 0;
@@ -317,6 +322,85 @@ TEST_CASE("canary: sticky by peer, each client address stays on one side") {
         "canary generation 2 rolled back by hand after "));
     all_answered_by(server.port, "v1", 20);
     CHECK(scrape_metrics(server.admin).at("plugd_canary_generation") == 0);
+}
+
+TEST_CASE("canary: sticky by a request header, each user stays on one side over HTTP") {
+    canary_server server{"{}",
+                         R"({ "sticky": "X-User-Id", "min_requests": 1000000,
+                              "min_duration_ms": 500000, "max_duration_ms": 600000 })",
+                         "http"};
+    server.stage("{}");
+    const auto r = server.plugd_s({"reload", "--canary", "50"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    CHECK(r.output.find("(sticky by header X-User-Id)") != std::string::npos);
+    // Every user's requests, each on a connection of its own (so the client's address, the
+    // same for all, decides nothing), and then on one kept-alive connection.
+    std::map<std::string, std::set<std::string>> sides;  // user -> versions seen
+    const auto get = [&](line_client& c, const std::string& user) {
+        c.send("GET /hi HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User-Id: " + user + "\r\n\r\n");
+        const auto response = read_response(c);
+        REQUIRE(response);
+        REQUIRE(response->status == 200);
+        sides[user].insert(response->body.substr(0, 2));
+    };
+    for (int u = 0; u < 40; ++u) {
+        const std::string user = "user-" + std::to_string(u);
+        for (int i = 0; i < 3; ++i) {
+            line_client c{server.port};
+            get(c, user);
+        }
+    }
+    line_client kept{server.port};
+    for (int u = 0; u < 40; ++u) get(kept, "user-" + std::to_string(u));
+    std::set<std::string> versions;
+    for (const auto& [user, seen] : sides) {
+        CHECK_MESSAGE(seen.size() == 1, user << " saw both versions");
+        versions.insert(seen.begin(), seen.end());
+    }
+    CHECK(versions == std::set<std::string>{"v1", "v2"});  // both sides had users
+    const json s = server.status();
+    CHECK(s["canary"]["sticky"] == "header");
+    CHECK(s["canary"]["sticky_header"] == "X-User-Id");
+    CHECK(server.plugd_s({"rollback"}).status == 0);
+}
+
+TEST_CASE("canary: a WebSocket session stays on the side its upgrade went to, for its life") {
+    canary_server server{"{}",
+                         R"({ "min_requests": 1000000, "min_duration_ms": 500000,
+                              "max_duration_ms": 600000 })",
+                         "http", "ws_chat", "ws_chat_v2"};
+    line_client listener = upgrade(server.port, "/");  // before the canary: v1's
+    server.stage("{}");
+    const auto r = server.plugd_s({"reload", "--canary", "50"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    // Sessions upgraded during the canary; each relays its messages through its version,
+    // which tags them ("v1:" or "v2:") on their way to the listener.
+    constexpr int sessions = 24, rounds = 3;
+    std::vector<line_client> talkers;
+    for (int i = 0; i < sessions; ++i) talkers.push_back(upgrade(server.port, "/"));
+    std::map<std::string, std::set<std::string>> sides;  // session -> tags its messages got
+    for (int round = 0; round < rounds; ++round) {
+        for (int i = 0; i < sessions; ++i)
+            talkers[i].send(client_frame(0x1, std::to_string(i) + "-" + std::to_string(round)));
+        for (int i = 0; i < sessions; ++i) {
+            const auto f = read_frame(listener);
+            REQUIRE(f);
+            REQUIRE(f->opcode == 0x1);
+            const auto dash = f->payload.find('-');
+            REQUIRE(dash != std::string::npos);
+            sides[f->payload.substr(3, dash - 3)].insert(f->payload.substr(0, 2));
+        }
+    }
+    CHECK(sides.size() == sessions);
+    std::set<std::string> versions;
+    for (const auto& [session, seen] : sides) {
+        CHECK_MESSAGE(seen.size() == 1, "session " << session << " was served by both versions");
+        versions.insert(seen.begin(), seen.end());
+    }
+    CHECK(versions == std::set<std::string>{"v1", "v2"});  // both sides had sessions
+    CHECK(server.plugd_s({"rollback"}).status == 0);
 }
 
 TEST_CASE(
