@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <array>
 #include <memory>
 #include <optional>
 #include <string>
