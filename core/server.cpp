@@ -493,23 +493,12 @@ class server final : public admin_backend {
         }
         canary_.reset();
         const std::string line = canary_outcome(generation, how, figures, elapsed, why);
-        const std::string serving = std::to_string(deployment_->generation());
-        canary_facts& f = *last_canary_;
-        f.state = promote ? "promoted" : "rolled_back";
-        f.ended_unix_ms = unix_ms();
-        f.figures = figures;
-        f.outcome = line;
-        canary_state_ = f.state;
-        const std::string tagged = std::to_string(generation);
-        if (promote) {
-            log::info(line + "; it serves every new request now", {log::tag("generation", tagged)});
-        } else {
-            log::warn(line + "; generation " + serving + " serves every new request again",
-                      {log::tag("generation", tagged)});
-        }
+        last_canary_->decided(promote, figures, line, unix_ms());
+        canary_state_ = last_canary_->state;
+        log_canary_verdict(line, promote, generation, deployment_->generation());
         record(true, line, began);
         publish();
-        notify_.status("serving generation " + serving);
+        notify_.status("serving generation " + std::to_string(deployment_->generation()));
         return line;
     }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config.hpp"
@@ -54,6 +55,16 @@ struct canary_facts {
     /// shards' figures themselves.
     std::vector<canary_instance> figures;
     std::string outcome;
+
+    /// The verdict: promoted or rolled back at `now_unix_ms`, with the figures it was
+    /// decided on and its outcome line.
+    void decided(bool promoted, std::vector<canary_instance> at_verdict, std::string line,
+                 std::int64_t now_unix_ms) {
+        state = promoted ? "promoted" : "rolled_back";
+        ended_unix_ms = now_unix_ms;
+        figures = std::move(at_verdict);
+        outcome = std::move(line);
+    }
 };
 
 /// What the control thread knows, published to the admin endpoint after each change

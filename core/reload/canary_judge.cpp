@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "log.hpp"
+
 namespace plugd {
 namespace {
 
@@ -205,6 +207,22 @@ std::string with_thousands(std::uint64_t n) {
     std::string digits = std::to_string(n);
     for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, 1, ',');
     return digits;
+}
+
+void log_canary_verdict(const std::string& line, bool promoted, std::uint64_t generation,
+                        std::uint64_t serving, std::string_view who, std::string_view where) {
+    const std::string tagged = std::to_string(generation);
+    std::string text{who};
+    text += line;
+    if (promoted) {
+        text += "; it serves every new request";
+        text += where.empty() ? " now" : where;
+        log::info(text, {log::tag("generation", tagged)});
+    } else {
+        text += "; generation " + std::to_string(serving) + " serves every new request again";
+        text += where;
+        log::warn(text, {log::tag("generation", tagged)});
+    }
 }
 
 }  // namespace plugd

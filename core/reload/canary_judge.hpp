@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config.hpp"
@@ -98,6 +99,12 @@ std::uint64_t canary_requests(const std::vector<canary_instance>& figures) noexc
 std::string canary_outcome(std::uint64_t generation, const std::string& how,
                            const std::vector<canary_instance>& figures,
                            std::chrono::milliseconds elapsed, const std::string& why = {});
+/// Logs a verdict: its outcome `line`, then what serves every new request now: generation
+/// `generation` (the canary, promoted), or `serving` again (rolled back). `who` comes before
+/// the line ("master: "), `where` after what serves (" in every worker").
+void log_canary_verdict(const std::string& line, bool promoted, std::uint64_t generation,
+                        std::uint64_t serving, std::string_view who = {},
+                        std::string_view where = {});
 /// "1,204".
 std::string with_thousands(std::uint64_t n);
 

@@ -774,21 +774,10 @@ class supervisor {
                 // another generation than the others: every worker reloads the current
                 // copy, which is the canary's now.
                 if (promote && !o.failures.empty()) reload_pending_ = true;
-                canary_facts& c = *last_canary_;
-                c.state = promote ? "promoted" : "rolled_back";
-                c.ended_unix_ms = unix_ms();
-                c.figures = figures;
-                c.outcome = line;
-                canary_state_ = c.state;
-                const std::string tagged = std::to_string(number);
-                if (promote) {
-                    log::info("master: " + line + "; it serves every new request in every worker",
-                              {log::tag("generation", tagged)});
-                } else {
-                    log::warn("master: " + line + "; generation " + std::to_string(generation_) +
-                                  " serves every new request again in every worker",
-                              {log::tag("generation", tagged)});
-                }
+                last_canary_->decided(promote, figures, line, unix_ms());
+                canary_state_ = last_canary_->state;
+                log_canary_verdict(line, promote, number, generation_,
+                                   "master: ", " in every worker");
                 command_outcome(true, line, began, false, answer);
                 notify_.status(serving_status());
             });
