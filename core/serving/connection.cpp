@@ -5,7 +5,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -23,6 +22,7 @@
 #include "framing/framings.hpp"
 #include "log.hpp"
 #include "routing/request_path.hpp"
+#include "serving/coroutine_launch.hpp"
 #include "serving/raw_stream.hpp"
 #include "serving/websocket_session.hpp"
 
@@ -836,21 +836,20 @@ void client_connection::await_request() noexcept {
 
 void client_connection::resume() noexcept {
     // The cancellation signal is the coroutine's: abort() reaches whatever it awaits.
-    asio::co_spawn(
-        owner.io(), framing_of(*this).serve(*this),
-        asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error, bool parking) {
-            if (error) {
-                log_ended_by(*this, error, "connection from ");
-            } else if (parking) {
-                cancel.slot().clear();  // a parked connection holds none of it
-                await_request();
-                return;
-            } else if (session) {
-                serve_websocket();
-                return;
-            }
-            finish();
-        }));
+    launch_coroutine(owner.io().get_executor(), framing_of(*this).serve(*this), cancel.slot(),
+                     [this](std::exception_ptr error, bool parking) noexcept {
+                         if (error) {
+                             log_ended_by(*this, error, "connection from ");
+                         } else if (parking) {
+                             cancel.slot().clear();  // a parked connection holds none of it
+                             await_request();
+                             return;
+                         } else if (session) {
+                             serve_websocket();
+                             return;
+                         }
+                         finish();
+                     });
 }
 
 // The connection after its upgrade: the final plugin of its chain serves it as a WebSocket
@@ -868,13 +867,13 @@ void client_connection::serve_websocket() noexcept {
     this_thread_runs() = {answering.spec().name.c_str(), answering.generation(),
                           via->spec.name.c_str(), peer.c_str()};
     begin_phase(phase_kind::handling);
+    // Posted now, it runs once serve_session (started below, at once) first waits. Not
+    // after the launch: a session that never waits may be gone by then.
+    session->serving_began();
     try {
-        asio::co_spawn(
-            owner.io(), chain.handlers.back()->serve_session(*session),
-            asio::bind_cancellation_slot(
-                cancel.slot(), [this](std::exception_ptr error) { session_served(error); }));
-        // The session's end is posted, never run from in here: it is still ours.
-        session->serving_began();
+        launch_coroutine(owner.io().get_executor(), chain.handlers.back()->serve_session(*session),
+                         cancel.slot(),
+                         [this](std::exception_ptr error) noexcept { session_served(error); });
     } catch (...) {
         session_served(std::current_exception());  // a plugin that threw before its coroutine
     }
@@ -902,11 +901,12 @@ void client_connection::session_served(std::exception_ptr error) noexcept {
     s.release();  // the table may go with it: chain is not to be used below
     owner.session_ends(s.table(), *chain.links.back());
     cancel.slot().clear();
-    asio::co_spawn(owner.io(), end_session(*this, failed, std::move(route), std::move(plugin)),
-                   asio::bind_cancellation_slot(cancel.slot(), [this](std::exception_ptr error) {
-                       if (error) log_ended_by(*this, error, "WebSocket session of ");
-                       finish();
-                   }));
+    launch_coroutine(owner.io().get_executor(),
+                     end_session(*this, failed, std::move(route), std::move(plugin)), cancel.slot(),
+                     [this](std::exception_ptr error) noexcept {
+                         if (error) log_ended_by(*this, error, "WebSocket session of ");
+                         finish();
+                     });
 }
 
 void client_connection::finish() noexcept {

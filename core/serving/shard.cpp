@@ -3,8 +3,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <pthread.h>
 #include <signal.h>
@@ -76,7 +76,7 @@ void shard::start(stall_monitor& stalls, std::function<void()> on_exit) {
 
 // The stall monitor's evidence that this thread's event loop keeps coming back.
 asio::awaitable<void> shard::heartbeat() {
-    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    const auto as_tuple = asio::as_tuple(asio::deferred);
     while (!shutting_down_) {
         stalls_->beat(index_);
         heartbeat_.expires_after(stalls_->beat_interval());
@@ -437,7 +437,7 @@ std::unique_ptr<dispatch_table> shard::make_table(const shard_listener& l, bool 
 
 asio::awaitable<void> shard::sweep() {
     using phase = client_connection::phase_kind;
-    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    const auto as_tuple = asio::as_tuple(asio::deferred);
     while (!shutting_down_ || !connections_.empty()) {
         sweeper_.expires_after(sweep_interval_);
         co_await sweeper_.async_wait(as_tuple);
@@ -514,7 +514,7 @@ void shard::abort_requests_on(const plugin_version* version) {
 }
 
 asio::awaitable<void> shard::accept_loop(std::shared_ptr<shard_listener> r) {
-    const auto as_tuple = asio::as_tuple(asio::use_awaitable);
+    const auto as_tuple = asio::as_tuple(asio::deferred);
     for (;;) {
         auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
         if (ec == asio::error::operation_aborted || !r->acceptor.is_open()) co_return;

@@ -70,8 +70,9 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// (subscribing to its topics) is in place before the client learns that the session
     /// is open. Throws std::bad_alloc.
     void hold_upgrade_reply(std::string_view bytes);
-    /// serve_session has been spawned: should it wait on something other than the client
-    /// first, what it left in the cork goes out once the thread has run what is queued.
+    /// serve_session is about to start: should it wait on something other than the client
+    /// first, what it left in the cork (the 101, at least) goes out once the thread has run
+    /// what is queued (posted now: serve_session runs to its first wait before that).
     void serving_began() noexcept;
 
     dispatch_table& table() const noexcept { return table_; }
