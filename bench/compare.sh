@@ -52,7 +52,8 @@
 #              PING (inline and RESP), SET and GET, 50 connections, one command in flight
 #              each, then 16 pipelined (-P 16), then one in flight again while a busy
 #              process (a shell loop) competes for the cores. req/s and p99 latency as
-#              redis-benchmark reports them (its --csv). redis-server runs as Debian ships
+#              redis-benchmark reports them (its --csv), and the server's CPU per command
+#              from /proc. redis-server runs as Debian ships
 #              it (one thread, no persistence for the run). Builds: resp.so in
 #              lib/plugd/bench when examples/resp is in the tree, else plugd is skipped
 #
