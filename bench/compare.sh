@@ -53,9 +53,9 @@
 #              each, then 16 pipelined (-P 16), then one in flight again while a busy
 #              process (a shell loop) competes for the cores. req/s and p99 latency as
 #              redis-benchmark reports them (its --csv), and the server's CPU per command
-#              from /proc. redis-server runs as Debian ships
-#              it (one thread, no persistence for the run). Builds: resp.so in
-#              lib/plugd/bench when examples/resp is in the tree, else plugd is skipped
+#              from /proc. redis-server runs as Debian ships it (one thread, no
+#              persistence for the run). Builds: resp.so in lib/plugd/bench when
+#              examples/resp is in the tree, else plugd is skipped
 #
 # Servers: plugd (greeting), asio (bench/baseline_line_server.cpp: a minimal Boost.Asio
 # coroutine server), asyncio and uvloop (bench/reference/asyncio_server.py on Debian's
