@@ -21,7 +21,8 @@ using entry_point = asio::awaitable<asio::detail::awaitable_thread_entry_point>;
 // The bottom of the coroutine's stack: awaits `work`, then tells `done` how it ended. Its
 // frame holds these and Asio's bookkeeping only (co_spawn's entry point also holds two
 // work guards, its handler's executor and the steps of a dispatch and a post: about 480
-// bytes against about 150 here).
+// bytes against about 220 here). It runs on Asio's own awaitable thread, which is
+// asio::detail: Boost 1.81's (Debian 12's), to be checked again on a Boost upgrade.
 template <class Done>
 entry_point run_then(asio::awaitable<void> work, Done done) {
     std::exception_ptr error;
