@@ -83,8 +83,7 @@ bool is(std::string_view name, std::string_view upper) {
     if (name.size() != upper.size()) return false;
     for (std::size_t i = 0; i < name.size(); ++i) {
         const char c = name[i];
-        if ((c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c) != upper[i])
-            return false;
+        if ((c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c) != upper[i]) return false;
     }
     return true;
 }
