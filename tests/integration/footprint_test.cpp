@@ -36,18 +36,27 @@ rlim_t descriptors_for(rlim_t wanted) {
     return limit.rlim_cur;
 }
 
+// How many idle clients a guard opens: a few thousand, enough that the figure is stable
+// (pages, not bytes, are counted), within this process's descriptor limit (raised if it
+// may be). 0 when that limit is too low, `why` then saying so.
+std::size_t idle_clients(std::string& why) {
+    const rlim_t wanted = 3000;
+    const rlim_t available = descriptors_for(wanted + 64);
+    if (available < 1064) {
+        why = "only " + std::to_string(available) +
+              " file descriptors; raise ulimit -n (hard limit) to 1064 or more";
+        return 0;
+    }
+    return std::min<rlim_t>(wanted, available - 64);
+}
+
 }  // namespace
 
 TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of resident memory") {
     if (sanitized) return skip_test("a sanitizer build's memory use is not plugd's");
-    // A few thousand: enough that the figure is stable (pages, not bytes, are counted).
-    const rlim_t wanted = 3000;
-    const rlim_t available = descriptors_for(wanted + 64);
-    if (available < 1064) {
-        return skip_test("only " + std::to_string(available) +
-                         " file descriptors; raise ulimit -n (hard limit) to 1064 or more");
-    }
-    const std::size_t count = std::min<rlim_t>(wanted, available - 64);
+    std::string why;
+    const std::size_t count = idle_clients(why);
+    if (count == 0) return skip_test(why);
     temp_dir tmp;
     // One thread: connections are accepted in the order they arrived, so when the last one
     // is answered every one before it has been accepted.
@@ -77,13 +86,9 @@ TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of re
 
 TEST_CASE("an idle WebSocket session costs the server at most 2.75 KiB of resident memory") {
     if (sanitized) return skip_test("a sanitizer build's memory use is not plugd's");
-    const rlim_t wanted = 3000;
-    const rlim_t available = descriptors_for(wanted + 64);
-    if (available < 1064) {
-        return skip_test("only " + std::to_string(available) +
-                         " file descriptors; raise ulimit -n (hard limit) to 1064 or more");
-    }
-    const std::size_t count = std::min<rlim_t>(wanted, available - 64);
+    std::string why;
+    const std::size_t count = idle_clients(why);
+    if (count == 0) return skip_test(why);
     temp_dir tmp;
     // Sessions of the test chat, all in one room: each subscribed, waiting in next().
     const auto cfg = tmp.write(
