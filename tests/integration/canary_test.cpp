@@ -167,6 +167,17 @@ line_client connect_from(const std::string& address, std::uint16_t port) {
     return line_client::adopt(fd);
 }
 
+// A sticky split: each client (an address, a user, a session: the key) saw one version
+// only (`sides`: the versions each saw), and both versions had clients.
+void each_on_one_side(const std::map<std::string, std::set<std::string>>& sides) {
+    std::set<std::string> versions;
+    for (const auto& [client, seen] : sides) {
+        CHECK_MESSAGE(seen.size() == 1, client << " saw both versions");
+        versions.insert(seen.begin(), seen.end());
+    }
+    CHECK(versions == std::set<std::string>{"v1", "v2"});
+}
+
 // Every one of `n` requests, on new connections and on one kept open, answered by `version`.
 void all_answered_by(std::uint16_t port, const std::string& version, int n) {
     line_client kept{port};
@@ -294,12 +305,7 @@ TEST_CASE("canary: sticky by peer, each client address stays on one side") {
             }
         }
     }
-    std::set<std::string> versions;
-    for (const auto& [address, seen] : sides) {
-        CHECK_MESSAGE(seen.size() == 1, address << " saw both versions");
-        versions.insert(seen.begin(), seen.end());
-    }
-    CHECK(versions == std::set<std::string>{"v1", "v2"});  // both sides had clients
+    each_on_one_side(sides);
 
     const json s = server.status();
     CHECK(s["canary"]["state"] == "running");
@@ -353,12 +359,7 @@ TEST_CASE("canary: sticky by a request header, each user stays on one side over 
     }
     line_client kept{server.port};
     for (int u = 0; u < 40; ++u) get(kept, "user-" + std::to_string(u));
-    std::set<std::string> versions;
-    for (const auto& [user, seen] : sides) {
-        CHECK_MESSAGE(seen.size() == 1, user << " saw both versions");
-        versions.insert(seen.begin(), seen.end());
-    }
-    CHECK(versions == std::set<std::string>{"v1", "v2"});  // both sides had users
+    each_on_one_side(sides);
     const json s = server.status();
     CHECK(s["canary"]["sticky"] == "header");
     CHECK(s["canary"]["sticky_header"] == "X-User-Id");
@@ -394,12 +395,7 @@ TEST_CASE("canary: a WebSocket session stays on the side its upgrade went to, fo
         }
     }
     CHECK(sides.size() == sessions);
-    std::set<std::string> versions;
-    for (const auto& [session, seen] : sides) {
-        CHECK_MESSAGE(seen.size() == 1, "session " << session << " was served by both versions");
-        versions.insert(seen.begin(), seen.end());
-    }
-    CHECK(versions == std::set<std::string>{"v1", "v2"});  // both sides had sessions
+    each_on_one_side(sides);
     CHECK(server.plugd_s({"rollback"}).status == 0);
 }
 
