@@ -382,6 +382,22 @@ run() {
     field "$out" server_rss_per_connection_bytes >>"$tmp/$name.rss"
 }
 
+# each_server RUN ARGS...: `RUN NAME ARGS...` for every server that runs, in order.
+each_server() {
+    local name
+    for name in "${ran[@]}"; do "$1" "$name" "${@:2}"; done
+}
+
+# in_rounds STEP ARGS...: $rounds rounds of `STEP ARGS...`, each announced. Alternating the
+# servers within a round spreads slow drifts (thermal, other processes) over all alike.
+in_rounds() {
+    local round
+    for ((round = 1; round <= rounds; round++)); do
+        echo "round $round:"
+        "$@"
+    done
+}
+
 # make_pki: the tls scenario's certificates in $pki (removed with $tmp): an ECDSA P-256 CA
 # and a server certificate it signed for 127.0.0.1, the one plugd and nginx both serve.
 make_pki() {
@@ -450,6 +466,14 @@ measure_header() {
     echo "$rule---|"
 }
 
+# tls_round: one round of the tls scenario (`with_wrk`: tls_scenario's).
+tls_round() {
+    local kind
+    for kind in full resumed; do each_server tls_run "$kind"; done
+    [[ -n $with_wrk ]] && each_server wrk_run https
+    each_server tls_run idle
+}
+
 # tls_scenario: compare.sh tls: alternating rounds of each measure, then one table.
 tls_scenario() {
     command -v openssl >/dev/null || {
@@ -457,20 +481,11 @@ tls_scenario() {
         exit 1
     }
     make_pki
-    local with_wrk=1 name kind round
+    local with_wrk=1
     command -v wrk >/dev/null || { with_wrk=; echo "skipping keep-alive through wrk: no wrk (apt-get install wrk)"; }
     echo "$scenario: $what; $rounds rounds, handshakes and wrk ${seconds} s (after ${warmup} s of" \
         "warm-up), 1 server thread, $(nproc) cores"
-    for ((round = 1; round <= rounds; round++)); do
-        echo "round $round:"
-        for kind in full resumed; do
-            for name in "${ran[@]}"; do tls_run "$name" "$kind"; done
-        done
-        if [[ -n $with_wrk ]]; then
-            for name in "${ran[@]}"; do wrk_run "$name" https; done
-        fi
-        for name in "${ran[@]}"; do tls_run "$name" idle; done
-    done
+    in_rounds tls_round
 
     echo
     measure_header
@@ -543,13 +558,10 @@ reload_run() {
 # reload_vs_nginx_scenario: compare.sh reload-vs-nginx: alternating rounds, then a table by
 # server: each with reloads against itself without.
 reload_vs_nginx_scenario() {
-    local name round base
+    local name base
     echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
         "1 server thread (nginx: 1 worker), 1 load thread, $(nproc) cores"
-    for ((round = 1; round <= rounds; round++)); do
-        echo "round $round:"
-        for name in "${ran[@]}"; do reload_run "$name"; done
-    done
+    in_rounds each_server reload_run
     echo
     echo "| server | req/s (min-max) | req/s ÷ the same without reloads | failed requests (all runs) | reopened connections (all runs) | p99 µs | p99.9 µs |"
     echo "|---|---|---|---|---|---|---|"
@@ -563,17 +575,18 @@ reload_vs_nginx_scenario() {
     done
 }
 
+# fanout_round: one round of the fanout scenario, each window in turn.
+fanout_round() {
+    local window
+    for window in $windows; do each_server fanout_run "$window"; done
+}
+
 # fanout_scenario: compare.sh fanout: alternating rounds, then one table by measure.
 fanout_scenario() {
-    local name round window
+    local window
     echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
         "1 server thread, 1 load thread, $(nproc) cores"
-    for ((round = 1; round <= rounds; round++)); do
-        echo "round $round:"
-        for window in $windows; do
-            for name in "${ran[@]}"; do fanout_run "$name" "$window"; done
-        done
-    done
+    in_rounds fanout_round
 
     echo
     measure_header
@@ -639,17 +652,18 @@ resp_run() {
     printf '  %-6s %-10s%s server_cpu_us_per_command=%s\n' "$name" "$variant" "$line" "$cpu"
 }
 
+# resp_round: one round of the resp scenario, each variant in turn.
+resp_round() {
+    local variant
+    for variant in $variants; do each_server resp_run "$variant"; done
+}
+
 # resp_scenario: compare.sh resp: alternating rounds of each variant, then one table.
 resp_scenario() {
-    local name round variant test
+    local variant test
     echo "$scenario: $what; $rounds rounds, $requests requests per test (pipelined:" \
         "$((requests * 10))), plugd with 1 server thread, $(nproc) cores"
-    for ((round = 1; round <= rounds; round++)); do
-        echo "round $round:"
-        for variant in $variants; do
-            for name in "${ran[@]}"; do resp_run "$name" "$variant"; done
-        done
-    done
+    in_rounds resp_round
     echo
     measure_header
     for variant in $variants; do
@@ -729,11 +743,7 @@ fi
 
 echo "$scenario: $what; $rounds rounds of ${seconds} s (after ${warmup} s of warm-up)," \
     "1 server thread, 1 load thread, $(nproc) cores"
-# Alternating spreads slow drifts (thermal, other processes) over every server alike.
-for ((round = 1; round <= rounds; round++)); do
-    echo "round $round:"
-    for name in "${ran[@]}"; do run "$name"; done
-done
+in_rounds each_server run
 
 # The table: medians of the runs; ratios are plugd's (or the first server's) over each.
 echo
@@ -749,9 +759,7 @@ if [[ $scenario == http ]] && command -v wrk >/dev/null; then
     # The same alternating rounds through wrk.
     echo
     echo "wrk: 1 thread, 256 connections, GET /world; $rounds rounds of ${seconds} s:"
-    for ((round = 1; round <= rounds; round++)); do
-        for name in "${ran[@]}"; do wrk_run "$name" http; done
-    done
+    for ((round = 1; round <= rounds; round++)); do each_server wrk_run http; done
     echo
     echo "| server (wrk) | req/s (min-max) | server CPU µs/request | $first req/s ÷ this | $first CPU ÷ this |"
     echo "|---|---|---|---|---|"
