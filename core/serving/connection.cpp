@@ -588,15 +588,13 @@ asio::awaitable<bool> serve(client_connection& c) {
             // without waiting costs no operation of Asio's); only the rest waits.
             const std::string_view rest{out.data() + unsent.sent, out.size() - unsent.sent};
             boost::system::error_code ec;
-            std::size_t n = c.wire.write_now(asio::buffer(rest), ec);
-            if (n < rest.size() && (!ec || ec == asio::error::would_block)) {
+            std::size_t n = 0;
+            if (c.wire.write_now_or_wait(rest, n, ec)) {
                 auto [wait_ec, m] =
                     co_await c.wire.async_write(asio::buffer(rest.substr(n)), as_tuple);
                 n += m;
                 ec = wait_ec;
                 awake = 0;
-            } else if (n == rest.size()) {
-                ec = {};
             }
             if (traffic) traffic->bytes_out += n;
             if (ec) co_return false;

@@ -196,15 +196,13 @@ task<void> websocket_session::write_corked() {
     c_.begin_phase(phase::writing);
     const std::string_view bytes = corked_.view();
     boost::system::error_code ec;
-    std::size_t written = c_.wire.write_now(asio::buffer(bytes), ec);
-    if (written < bytes.size() && (!ec || ec == asio::error::would_block)) {
+    std::size_t written = 0;
+    if (c_.wire.write_now_or_wait(bytes, written, ec)) {
         // The cork is the session's own: it outlives the wait, unlike the scratch buffer.
         auto [wait_ec, n] =
             co_await c_.wire.async_write(asio::buffer(bytes.substr(written)), as_tuple);
         written += n;
         ec = wait_ec;
-    } else if (written == bytes.size()) {
-        ec = {};
     }
     wrote(written);
     corked_.release(c_.owner.buffers());
@@ -291,15 +289,12 @@ task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view pay
         std::memcpy(scratch.data(), header.data(), header_size);
         if (!payload.empty())  // (an empty view's data may be null: memcpy's undefined then)
             std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
-        written = c_.wire.write_now(asio::buffer(scratch.data(), total), ec);
-        if (written < total && (!ec || ec == asio::error::would_block)) {
+        if (c_.wire.write_now_or_wait({scratch.data(), total}, written, ec)) {
             // The scratch buffer is the shard's: what is left must outlive the wait.
             const std::string rest{scratch.data() + written, total - written};
             auto [wait_ec, n] = co_await c_.wire.async_write(asio::buffer(rest), as_tuple);
             written += n;
             ec = wait_ec;
-        } else if (written == total) {
-            ec = {};
         }
     } else {
         auto [head_ec, n] =

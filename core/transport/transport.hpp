@@ -11,6 +11,7 @@
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
@@ -128,6 +129,18 @@ class client_transport {
     std::size_t write_now(boost::asio::const_buffer bytes, boost::system::error_code& ec) noexcept {
         if (tls_) return tls_write_now(bytes, ec);
         return socket_.write_some(bytes, ec);
+    }
+    /// write_now, for a writer that waits for the rest: true when the socket took only part
+    /// of `bytes` (`written` of them) and the rest is to be awaited (async_write); false when
+    /// it took them all (`ec` cleared) or the write failed (`ec` says why).
+    bool write_now_or_wait(std::string_view bytes, std::size_t& written,
+                           boost::system::error_code& ec) noexcept {
+        written = write_now(boost::asio::buffer(bytes), ec);
+        if (written == bytes.size()) {
+            ec = {};
+            return false;
+        }
+        return !ec || ec == boost::asio::error::would_block;
     }
     /// The socket's bytes as they are, bypassing TLS: for answering a client that sent
     /// plaintext to a TLS port. Never wait.
