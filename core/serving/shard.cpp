@@ -2,6 +2,7 @@
 #include "serving/shard.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -513,10 +514,43 @@ void shard::abort_requests_on(const plugin_version* version) {
     }
 }
 
+namespace {
+
+// An allocator Asio does not recognise as its default (std::allocator<void> means "none",
+// and then an operation comes from the per-thread recycling cache): operations bound to it
+// are plain heap allocations, freed to the heap.
+template <class T>
+struct plain_heap {
+    using value_type = T;
+    plain_heap() noexcept = default;
+    template <class U>
+    plain_heap(const plain_heap<U>&) noexcept {}
+    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
+    template <class U>
+    bool operator==(const plain_heap<U>&) const noexcept {
+        return true;
+    }
+};
+
+}  // namespace
+
 asio::awaitable<void> shard::accept_loop(std::shared_ptr<shard_listener> r) {
     const auto as_tuple = asio::as_tuple(asio::deferred);
     for (;;) {
-        auto [ec, socket] = co_await r->acceptor.async_accept(as_tuple);
+        // The accept operation (with the socket it makes, about 350 bytes) is allocated
+        // from the heap, not from Asio's per-thread recycling cache: a block freed into
+        // that cache is handed to the next operation whatever its size, and the next one
+        // is the new connection's readability wait, which keeps it for as long as the
+        // client is idle.
+        auto [ec, socket] =
+            co_await asio::async_initiate<decltype(as_tuple),
+                                          void(boost::system::error_code, asio::ip::tcp::socket)>(
+                [&r](auto handler) {
+                    r->acceptor.async_accept(
+                        asio::bind_allocator(plain_heap<void>{}, std::move(handler)));
+                },
+                as_tuple);
         if (ec == asio::error::operation_aborted || !r->acceptor.is_open()) co_return;
         if (ec) {
             // Out of descriptors (EMFILE/ENFILE) or memory. The connection stays in the
