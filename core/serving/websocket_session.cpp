@@ -191,20 +191,27 @@ bool websocket_session::more_published() const noexcept {
     return hub && hub->board_of(*this).has_more(*this);
 }
 
-task<void> websocket_session::write_corked() {
+bool websocket_session::cork_written_now() noexcept {
     events_->cancel_deferred();
     c_.begin_phase(phase::writing);
-    const std::string_view bytes = corked_.view();
     boost::system::error_code ec;
     std::size_t written = 0;
-    if (c_.wire.write_now_or_wait(bytes, written, ec)) {
-        // The cork is the session's own: it outlives the wait, unlike the scratch buffer.
-        auto [wait_ec, n] =
-            co_await c_.wire.async_write(asio::buffer(bytes.substr(written)), as_tuple);
-        written += n;
-        ec = wait_ec;
-    }
+    const bool wait = c_.wire.write_now_or_wait(corked_.view(), written, ec);
     wrote(written);
+    if (wait) {
+        corked_.consume(written);
+        return false;
+    }
+    corked_.release(c_.owner.buffers());
+    if (ec) write_failed_ = true;
+    c_.begin_phase(phase::handling);
+    return true;
+}
+
+task<void> websocket_session::write_cork_rest() {
+    // The cork is the session's own: it outlives the wait, unlike the scratch buffer.
+    auto [ec, n] = co_await c_.wire.async_write(asio::buffer(corked_.view()), as_tuple);
+    wrote(n);
     corked_.release(c_.owner.buffers());
     if (ec) write_failed_ = true;
     c_.begin_phase(phase::handling);
@@ -259,60 +266,80 @@ void websocket_session::serving_began() noexcept {
     }
 }
 
-task<void> websocket_session::write_frame(ws_opcode opcode, std::string_view payload) {
+websocket_session::frame_progress websocket_session::frame_written_now(ws_opcode opcode,
+                                                                       std::string_view payload) {
     std::array<char, ws_max_header_bytes> header;
     const std::size_t header_size = write_frame_header(header, opcode, payload.size());
     const std::size_t total = header_size + payload.size();
-    bool joined = false;  // this frame went out with the cork
-    if (corked_.size() + total > cork_bytes) {
-        if (!corked_.empty()) co_await write_corked();  // too big to join it: the cork first
-    } else if (more_published()) {
+    const auto scratch = c_.owner.scratch();
+    if (corked_.size() + total > cork_bytes || total > scratch.size()) return frame_progress::none;
+    if (more_published()) {
         cork({header.data(), header_size}, payload);
-        co_return;
-    } else if (!corked_.empty()) {
-        cork({header.data(), header_size}, payload);
-        co_await write_corked();  // the cork and this frame in one write
-        joined = true;
+        return frame_progress::sent;
+    }
+    if (!corked_.empty()) {
+        cork({header.data(), header_size}, payload);  // the cork and this frame in one write
+        if (!cork_written_now()) return frame_progress::cork_left;
+    } else if (!write_failed_) {
+        // One write of header and payload, without waiting when the socket takes it: the
+        // case of every message but those of a client that does not read.
+        c_.begin_phase(phase::writing);
+        std::memcpy(scratch.data(), header.data(), header_size);
+        if (!payload.empty())  // (an empty view's data may be null: memcpy's undefined then)
+            std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
+        boost::system::error_code ec;
+        std::size_t written = 0;
+        const bool wait = c_.wire.write_now_or_wait({scratch.data(), total}, written, ec);
+        wrote(written);
+        if (wait) {
+            // The scratch buffer is the shard's: what is left waits in the cork.
+            corked_.append(c_.owner.buffers(), scratch.data() + written, total - written);
+            return frame_progress::cork_left;
+        }
+        if (ec) write_failed_ = true;
+        c_.begin_phase(phase::handling);
     }
     if (write_failed_) {
         throw boost::system::system_error(asio::error::broken_pipe,
                                           "writing to the WebSocket client " + c_.peer);
     }
-    if (joined) co_return;
-    c_.begin_phase(phase::writing);
-    boost::system::error_code ec;
-    std::size_t written = 0;
-    const auto scratch = c_.owner.scratch();
-    if (total <= scratch.size()) {
-        // One write of header and payload, without waiting when the socket takes it: the
-        // case of every message but those of a client that does not read.
-        std::memcpy(scratch.data(), header.data(), header_size);
-        if (!payload.empty())  // (an empty view's data may be null: memcpy's undefined then)
-            std::memcpy(scratch.data() + header_size, payload.data(), payload.size());
-        if (c_.wire.write_now_or_wait({scratch.data(), total}, written, ec)) {
-            // The scratch buffer is the shard's: what is left must outlive the wait.
-            const std::string rest{scratch.data() + written, total - written};
-            auto [wait_ec, n] = co_await c_.wire.async_write(asio::buffer(rest), as_tuple);
-            written += n;
-            ec = wait_ec;
-        }
-    } else {
-        auto [head_ec, n] =
-            co_await c_.wire.async_write(asio::buffer(header.data(), header_size), as_tuple);
-        written = n;
-        ec = head_ec;
-        if (!ec) {
-            auto [body_ec, m] = co_await c_.wire.async_write(asio::buffer(payload), as_tuple);
-            written += m;
-            ec = body_ec;
+    return frame_progress::sent;
+}
+
+task<void> websocket_session::finish_frame(frame_progress progress, ws_opcode opcode,
+                                           std::string_view payload) {
+    switch (progress) {
+        case frame_progress::sent:
+            co_return;
+        case frame_progress::cork_left:
+            co_await write_cork_rest();
+            break;
+        case frame_progress::none: {
+            // Larger than the cork takes: the cork first, then header and payload as they
+            // lie, waiting as the socket asks.
+            if (!corked_.empty() && !cork_written_now()) co_await write_cork_rest();
+            if (write_failed_) break;
+            std::array<char, ws_max_header_bytes> header;
+            const std::size_t header_size = write_frame_header(header, opcode, payload.size());
+            c_.begin_phase(phase::writing);
+            auto [head_ec, n] =
+                co_await c_.wire.async_write(asio::buffer(header.data(), header_size), as_tuple);
+            wrote(n);
+            if (!head_ec) {
+                auto [body_ec, m] = co_await c_.wire.async_write(asio::buffer(payload), as_tuple);
+                wrote(m);
+                if (body_ec) write_failed_ = true;
+            } else {
+                write_failed_ = true;
+            }
+            c_.begin_phase(phase::handling);
+            break;
         }
     }
-    wrote(written);
-    if (ec) {
-        write_failed_ = true;
-        throw boost::system::system_error(ec, "writing to the WebSocket client " + c_.peer);
+    if (write_failed_) {
+        throw boost::system::system_error(asio::error::broken_pipe,
+                                          "writing to the WebSocket client " + c_.peer);
     }
-    c_.begin_phase(phase::handling);
 }
 
 bool websocket_session::cork_close(std::uint16_t code, std::string_view reason) {
@@ -324,7 +351,7 @@ bool websocket_session::cork_close(std::uint16_t code, std::string_view reason) 
 }
 
 task<void> websocket_session::send_close(std::uint16_t code, std::string_view reason) {
-    if (cork_close(code, reason)) co_await write_corked();
+    if (cork_close(code, reason) && !cork_written_now()) co_await write_cork_rest();
 }
 
 websocket_session::arrival websocket_session::read_arrived() {
@@ -362,7 +389,9 @@ task<void> websocket_session::send(std::string_view data, message_type type) {
             "session::send: a text message must be UTF-8 (send binary "
             "with message_type::binary)");
     }
-    co_await write_frame(type == message_type::binary ? ws_opcode::binary : ws_opcode::text, data);
+    const ws_opcode opcode = type == message_type::binary ? ws_opcode::binary : ws_opcode::text;
+    if (const auto p = frame_written_now(opcode, data); p != frame_progress::sent)
+        co_await finish_frame(p, opcode, data);
     if (auto* t = c_.via->traffic) ++t->websocket_messages_out;
 }
 
@@ -374,9 +403,10 @@ task<void> websocket_session::forward(const event& published) {
     }
     ensure_open();
     // Published text was checked as UTF-8 when published (topics::publish).
-    co_await write_frame(
-        published.type() == message_type::binary ? ws_opcode::binary : ws_opcode::text,
-        published.data());
+    const ws_opcode opcode =
+        published.type() == message_type::binary ? ws_opcode::binary : ws_opcode::text;
+    if (const auto p = frame_written_now(opcode, published.data()); p != frame_progress::sent)
+        co_await finish_frame(p, opcode, published.data());
     if (auto* t = c_.via->traffic) ++t->websocket_messages_out;
 }
 
@@ -408,7 +438,7 @@ task<event> websocket_session::next() {
             case step::ready:
                 co_return event{&event_};
             case step::write:
-                co_await write_corked();
+                if (!cork_written_now()) co_await write_cork_rest();
                 break;
             case step::wait: {
                 waiting = true;

@@ -103,9 +103,20 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// Ends the session from the server's side with `code` at the next chance next() has
     /// (the sweeper's timeouts, a stop): it is woken and sends the close itself.
     void end_by_server(std::uint16_t code, const char* reason) noexcept;
-    /// Writes one frame (or corks it, see above), waiting if the socket is full; throws
-    /// once the session is over or the write fails.
-    task<void> write_frame(ws_opcode opcode, std::string_view payload);
+    /// What frame_written_now() did with a frame.
+    enum class frame_progress : std::uint8_t {
+        sent,       ///< written, or corked to go out with the next
+        cork_left,  ///< part of it (after the cork) waits in the cork for the socket
+        none,       ///< nothing: larger than the cork takes (finish_frame writes it)
+    };
+    /// Writes one frame (or corks it, see above) as far as the socket takes it now. The
+    /// common case of every send, done without a coroutine: a frame of one would be
+    /// recycled (Asio's per-thread cache) into the next coroutine frame of whatever size,
+    /// and next()'s lives as long as the session idles. Throws once the session is over or
+    /// the write failed, and std::bad_alloc.
+    frame_progress frame_written_now(ws_opcode opcode, std::string_view payload);
+    /// The rest of a frame frame_written_now() did not finish: waits for the socket.
+    task<void> finish_frame(frame_progress progress, ws_opcode opcode, std::string_view payload);
     /// Appends `a` and `b` (a frame) to the cork, arming the deferred write when it was
     /// empty. Throws std::bad_alloc, leaving the cork as it was.
     void cork(std::string_view a, std::string_view b = {});
@@ -117,8 +128,12 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     bool cork_close(std::uint16_t code, std::string_view reason);
     /// Whether more published messages are queued for it now: a send may wait for them.
     bool more_published() const noexcept;
-    /// Writes the cork, waiting if the socket is full; a failure marks the session broken.
-    task<void> write_corked();
+    /// Writes the cork as far as the socket takes it now: true when all of it went (or the
+    /// write failed: that marks the session broken), false when the rest is to be awaited
+    /// (write_cork_rest()).
+    bool cork_written_now() noexcept;
+    /// Writes the rest of the cork, waiting for the socket.
+    task<void> write_cork_rest();
     /// The cork, without waiting: what the socket takes now (the deferred call's work,
     /// while the plugin waits on something else).
     void write_corked_now() noexcept;
