@@ -545,9 +545,10 @@ asio::awaitable<void> shard::accept_loop(std::shared_ptr<shard_listener> r) {
         // client is idle.
         auto [ec, socket] =
             co_await asio::async_initiate<decltype(as_tuple),
-                                          void(boost::system::error_code, asio::ip::tcp::socket)>(
-                [&r](auto handler) {
+                                          void(boost::system::error_code, transport::socket_type)>(
+                [this, &r](auto handler) {
                     r->acceptor.async_accept(
+                        io_.get_executor(),
                         asio::bind_allocator(plain_heap<void>{}, std::move(handler)));
                 },
                 as_tuple);

@@ -12,6 +12,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
@@ -50,7 +51,10 @@ struct tls_io {
 
 class client_transport {
   public:
-    using socket_type = boost::asio::ip::tcp::socket;
+    /// Bound to its shard's io_context by type, not through any_io_executor: the socket and
+    /// every operation on it are 40 bytes smaller, which every connection pays while idle.
+    using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                         boost::asio::io_context::executor_type>;
 
     explicit client_transport(socket_type socket) noexcept : socket_{std::move(socket)} {}
     ~client_transport();

@@ -200,7 +200,7 @@ line_client serving_fixture::connect(pair_kind kind) {
     // On the shard's thread, as its accept loop creates a connection. Any stream socket
     // serves as the transport's: the TCP options it cannot take are ignored.
     parts_->on_shard([&s = *parts_->serving, r = parts_->listener, fd = fds[1]] {
-        tcp::socket socket{s.io()};
+        transport::socket_type socket{s.io()};
         boost::system::error_code ec;
         socket.assign(tcp::v4(), fd, ec);
         if (ec) {
