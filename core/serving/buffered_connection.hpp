@@ -57,7 +57,7 @@ class buffered_connection : public buffered_stream<plugd::connection>, public su
 
     /// The socket's readiness and the topics' wakes, made by receive() at its first wait
     /// from next(); none for a connection that never called it.
-    std::shared_ptr<client_events> events_;
+    events_ptr events_;
 
   private:
     event closed_event(std::uint16_t code, std::string_view reason) noexcept;

@@ -15,7 +15,7 @@ void client_events::complete(boost::system::error_code ec, bool from_slot) noexc
 
 void client_events::defer(deferred_call call, void* target) {
     if (!deferred_posted_) {
-        boost::asio::post(io_, [self = shared_from_this()] {
+        boost::asio::post(io_, [self = events_ptr{this}] {
             self->deferred_posted_ = false;
             if (void* t = std::exchange(self->deferred_target_, nullptr)) self->deferred_(t);
         });

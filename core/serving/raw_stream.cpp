@@ -109,7 +109,7 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
 
 task<buffered_connection::arrival> raw_stream::receive(std::string& buffer, bool mid_message,
                                                        bool wakeable) {
-    if (!events_) events_ = std::make_shared<client_events>(c_.owner.io());
+    if (!events_) events_ = events_ptr{new client_events{c_.owner.io()}};
     for (;;) {
         if (const auto got = take_arrived(buffer, mid_message)) co_return *got;
         begin_wait(buffer);

@@ -71,7 +71,7 @@ websocket_session::websocket_session(client_connection& c, dispatch_table& table
       table_{table},
       chain_{chain},
       path_rest_{path_rest},
-      events_{std::make_shared<client_events>(c.owner.io())} {
+      events_{events_ptr{new client_events{c.owner.io()}}} {
     if (c.via->spec.access_log) started_ = std::chrono::steady_clock::now();
 }
 
@@ -139,9 +139,9 @@ void websocket_session::sweep(std::chrono::milliseconds age) noexcept {
     // One ping per quiet phase: a pong (any frame) starts a new one, so a live client is
     // pinged every ping_interval_ms of silence and a dead one reaches idle_timeout_ms.
     if (ws.ping_interval.count() == 0 || age < ws.ping_interval ||
-        pinged_phase_ == c_.phase_sequence)
+        pinged_phase_ == static_cast<std::uint32_t>(c_.phase_sequence))
         return;
-    pinged_phase_ = c_.phase_sequence;
+    pinged_phase_ = static_cast<std::uint32_t>(c_.phase_sequence);
     static constexpr char ping[2] = {static_cast<char>(0x89), 0};
     boost::system::error_code ec;
     const std::size_t n = c_.wire.write_now(asio::buffer(ping, 2), ec);  // never waits
@@ -494,7 +494,7 @@ websocket_session::step websocket_session::advance(bool& need_bytes) {
             switch (f.what) {
                 case ws_frame::kind::message:
                     client_turn_ = false;
-                    consume_ = f.consumed;
+                    consume_ = static_cast<std::uint32_t>(f.consumed);
                     event_ = {
                         0,
                         f.opcode == ws_opcode::binary ? message_type::binary : message_type::text,
@@ -509,8 +509,10 @@ websocket_session::step websocket_session::advance(bool& need_bytes) {
                     if (f.opcode == ws_opcode::close) {
                         close_received_ = true;
                         if (!close_code_) close_code_ = f.close_code;
-                        close_reason_.assign(f.payload);
-                        c_.input.consume(f.consumed);
+                        // The reason stays where it lies, for the end event next() returns:
+                        // the frame is dropped with the event (consume_), as a message is.
+                        close_reason_ = f.payload;
+                        consume_ = static_cast<std::uint32_t>(f.consumed);
                         // The echo (RFC 6455 §5.5.1), then the end.
                         if (cork_close(f.close_code, {})) return step::write;
                         continue;

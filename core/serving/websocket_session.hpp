@@ -171,26 +171,33 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     dispatch_table& table_;
     const chain_slot& chain_;
     std::string path_rest_;
-    std::string close_reason_;  ///< the reason in the client's close, for the event
-    std::shared_ptr<client_events> events_;
+    /// The reason in the client's close, for the end event: in the connection's input, with
+    /// the close frame (consume_).
+    std::string_view close_reason_;
+    events_ptr events_;
     ws_decoder decoder_;
     request_bytes corked_;  ///< frames not written yet (see above); a pooled block or none
     detail::event_state event_;
-    std::size_t consume_ = 0;  ///< bytes of the message next() returned last, to drop next
     std::size_t bytes_in_ = 0;
     std::size_t bytes_out_ = 0;
-    std::uint64_t pinged_phase_ = ~std::uint64_t{0};  ///< the phase a ping was sent in
     const char* server_reason_ = "";
+    /// Bytes of the message (or close) next() returned last, to drop next: a frame of at
+    /// most max_message_bytes (1 GiB), so 32 bits.
+    std::uint32_t consume_ = 0;
+    /// The phase a ping was sent in: its sequence number's low 32 bits (a match 2^32 phases
+    /// later would only skip one ping).
+    std::uint32_t pinged_phase_ = ~std::uint32_t{0};
     std::uint16_t server_code_ = 0;  ///< set: the server ends it with this code
     std::uint16_t close_code_ = 0;
-    bool close_sent_ = false;
-    bool close_received_ = false;
-    bool ended_ = false;         ///< next() returned the end
-    bool cut_off_ = false;       ///< closed by the slow_subscriber policy
-    bool client_turn_ = true;    ///< when both kinds are ready, which next() returns
-    bool write_failed_ = false;  ///< the socket is broken: nothing more is written
-    bool refused_ = false;       ///< a frame was refused: the decoder is done, no lingering
-    bool released_ = false;      ///< see release()
+    // (Bits: the session's size is what an idle session costs.)
+    bool close_sent_ : 1 = false;
+    bool close_received_ : 1 = false;
+    bool ended_ : 1 = false;         ///< next() returned the end
+    bool cut_off_ : 1 = false;       ///< closed by the slow_subscriber policy
+    bool client_turn_ : 1 = true;    ///< when both kinds are ready, which next() returns
+    bool write_failed_ : 1 = false;  ///< the socket is broken: nothing more is written
+    bool refused_ : 1 = false;       ///< a frame was refused: the decoder is done, no lingering
+    bool released_ : 1 = false;      ///< see release()
     std::chrono::steady_clock::time_point started_;
 };
 

@@ -72,7 +72,7 @@ class paired_connection final : public buffered_connection {
         }
     }
     task<arrival> receive(std::string& buffer, bool, bool wakeable) override {
-        if (!events_) events_ = std::make_shared<client_events>(io_);
+        if (!events_) events_ = events_ptr{new client_events{io_}};
         for (;;) {
             check_open();
             if (events_->maybe_readable()) {
