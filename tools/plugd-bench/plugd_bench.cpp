@@ -28,6 +28,7 @@
 
 #include "latency_histogram.hpp"
 #include "process_sample.hpp"
+#include "warm_up.hpp"
 #include "websocket_load.hpp"
 
 namespace asio = boost::asio;
@@ -36,6 +37,8 @@ using clock_type = std::chrono::steady_clock;
 using plugd::bench::latency_histogram;
 using plugd::bench::process_sample;
 using plugd::bench::sample_process;
+using plugd::bench::settled_sample;
+using plugd::bench::warm_up_exchange;
 
 namespace {
 
@@ -73,7 +76,11 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
   --server-pid PID     the server runs on this machine as PID: also report its CPU time
                        per request (user+system, from /proc) and its resident memory per
                        connection (growth from before connecting to the end of the run,
-                       divided by every connection opened: measured, held and idle)
+                       divided by every connection opened: measured, held and idle). The
+                       first sample comes after one warm-up request of each kind sent (the
+                       measured message, the held one), each on a connection of its own,
+                       once the server is quiet: what it spends once is not counted per
+                       connection
   --timeout S          a batch without its replies after S seconds is an error (default 10)
   --json               print the result as one JSON object instead of key=value text
 
@@ -86,8 +93,9 @@ constexpr std::string_view usage = R"(usage: plugd-bench --port P [options]
                        fast as delivery does. Reports delivered messages/s (all subscribers),
                        each delivery's latency, and with --server-pid the server's CPU per
                        delivered message and its resident memory per idle session (the
-                       growth until every subscriber was upgraded and the server quiet,
-                       before the first message). Every message is checked: order, bytes.
+                       growth from after one warm-up session, upgraded and closed, until
+                       every subscriber was upgraded and the server quiet, before the first
+                       message). Every message is checked: order, bytes.
                        --timeout S: no subscriber upgraded, or no message reaching every
                        subscriber, for S seconds fails the run. --threads spreads the
                        subscribers (the publisher is on the first thread).
@@ -620,7 +628,26 @@ int main(int argc, char** argv) {
     }
     raise_descriptor_limit();
     std::optional<process_sample> before, at_measure, at_stop;
-    if (o.server_pid && !(before = sample_process(o.server_pid))) {
+    if (o.server_pid) {
+        // A request of each kind the run sends first, each on a connection of its own (see
+        // warm_up.hpp); a held one takes as long as the server holds it.
+        std::vector<std::string> warm;
+        if (o.connections + o.idle > 0) warm.push_back(o.message);
+        if (o.held > 0) warm.push_back(o.held_message);
+        for (const auto& message : warm) {
+            const std::string error = warm_up_exchange(
+                endpoints, request_bytes(o, message),
+                [&o](std::string_view in) { return next_reply(o, in).has_value(); },
+                o.mode == mode_kind::oneshot, o.timeout);
+            if (!error.empty()) {
+                std::cerr << "plugd-bench: the warm-up request \"" << message << "\": " << error
+                          << "\n";
+                return 1;
+            }
+        }
+        before = settled_sample(o.server_pid);
+    }
+    if (o.server_pid && !before) {
         std::cerr << "plugd-bench: cannot read /proc/" << o.server_pid
                   << "/stat and /status: is the server running on this machine as that pid?\n";
         return 1;

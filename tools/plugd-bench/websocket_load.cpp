@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "process_sample.hpp"
+#include "warm_up.hpp"
 
 namespace plugd::bench {
 namespace {
@@ -469,21 +470,6 @@ asio::awaitable<void> publish(room_load& r, thread_tally& t) {
     }
 }
 
-// The server's sample once it has gone quiet (its CPU time unchanged over 200 ms, at most 5 s
-// of waiting): what its sessions hold at rest, not what it was doing a moment ago.
-asio::awaitable<std::optional<process_sample>> settled_sample(int pid) {
-    asio::steady_timer tick{co_await asio::this_coro::executor};
-    auto last = sample_process(pid);
-    for (int i = 0; last && i < 25; ++i) {
-        tick.expires_after(200ms);
-        co_await tick.async_wait(as_tuple);
-        auto now = sample_process(pid);
-        if (!now || now->cpu_seconds == last->cpu_seconds) co_return now;
-        last = now;
-    }
-    co_return last;
-}
-
 // The run's course, on the first thread: subscribers, their idle footprint, the publisher,
 // the measured window; then it stops every thread.
 asio::awaitable<void> conduct(room_load& r, thread_tally& t, std::list<asio::io_context>& ios,
@@ -513,7 +499,8 @@ asio::awaitable<void> conduct(room_load& r, thread_tally& t, std::list<asio::io_
     }
     out.setup_seconds = std::chrono::duration<double>(clock_type::now() - started).count();
     if (o.server_pid) {
-        const auto idle = co_await settled_sample(o.server_pid);
+        // (Blocks this thread for a moment: its subscribers have nothing to do meanwhile.)
+        const auto idle = settled_sample(o.server_pid);
         if (!idle) {
             r.fail(t, "the server exited during the run");
             co_return finish();
@@ -601,7 +588,19 @@ websocket_result run_websocket_load(const websocket_options& o) {
                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
                 std::string{sample_key} + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
     std::optional<process_sample> before;
-    if (o.server_pid && !(before = sample_process(o.server_pid))) {
+    if (o.server_pid) {
+        // One session first (see warm_up.hpp): its upgrade answered, then closed.
+        const std::string error = warm_up_exchange(
+            r.endpoints, r.request,
+            [](std::string_view in) { return in.find("\r\n\r\n") != in.npos; }, false, o.timeout);
+        if (!error.empty()) {
+            out.errors = 1;
+            out.first_error = "the warm-up session: " + error;
+            return out;
+        }
+        before = settled_sample(o.server_pid);
+    }
+    if (o.server_pid && !before) {
         out.errors = 1;
         out.first_error = "cannot read /proc/" + std::to_string(o.server_pid) +
                           "/stat and /status: is the server running on this machine as that pid?";
