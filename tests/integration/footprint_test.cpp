@@ -52,7 +52,7 @@ std::size_t idle_clients(std::string& why) {
 
 }  // namespace
 
-TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of resident memory") {
+TEST_CASE("an idle keep-alive connection costs the server at most 1 KiB of resident memory") {
     if (sanitized) return skip_test("a sanitizer build's memory use is not plugd's");
     std::string why;
     const std::size_t count = idle_clients(why);
@@ -77,14 +77,15 @@ TEST_CASE("an idle keep-alive connection costs the server at most 1.25 KiB of re
     const std::size_t after = rss_kib(p.pid());
     const double per_connection = (after > before ? after - before : 0) * 1024.0 / (count + 1);
     MESSAGE(count << " idle connections: " << per_connection << " bytes each");
-    // The target is 1 KiB (measured about 830 bytes); the margin absorbs allocator noise.
-    CHECK(per_connection <= 1280);
+    // Measured about 580 bytes (830 before the accept operation stopped passing its block
+    // to the connection's wait); the margin absorbs allocator noise.
+    CHECK(per_connection <= 1024);
     // And they are still served, not merely held.
     idle.front().send("first\n");
     CHECK(idle.front().read_line() == "Hello, first");
 }
 
-TEST_CASE("an idle WebSocket session costs the server at most 2.75 KiB of resident memory") {
+TEST_CASE("an idle WebSocket session costs the server at most 2.25 KiB of resident memory") {
     if (sanitized) return skip_test("a sanitizer build's memory use is not plugd's");
     std::string why;
     const std::size_t count = idle_clients(why);
@@ -109,8 +110,9 @@ TEST_CASE("an idle WebSocket session costs the server at most 2.75 KiB of reside
     const std::size_t after = rss_kib(p.pid());
     const double per_session = (after > before ? after - before : 0) * 1024.0 / count;
     MESSAGE(count << " idle WebSocket sessions: " << per_session << " bytes each");
-    // Measured about 2,420 bytes; the goal is 2 KiB (see bench/compare.sh fanout).
-    CHECK(per_session <= 2816);
+    // Measured about 2,150 bytes here (bench/compare.sh fanout's chat: about 1,940; the goal
+    // is 2 KiB); 2,515 before the last cuts.
+    CHECK(per_session <= 2304);
     // And they are still served: a message reaches one of them.
     idle.back().send(client_frame(0x1, "hello"));
     const auto f = read_frame(idle.front());
