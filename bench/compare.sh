@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # compare.sh: one scenario against plugd and the reference servers, side by side: alternating
 # rounds, a fresh server for every run, each measured by plugd-bench with --server-pid (so
-# CPU per request and RSS per connection come from /proc the same way for every server).
+# CPU per request and RSS per connection come from /proc the same way for every server;
+# RSS from after one warm-up request, so a server's one-time costs are not per connection).
 #
 # Usage: bench/compare.sh SCENARIO [BUILD_DIR]   (default: the build tree next to bench/;
 #        builds nothing: `cmake --build build -j2` after configuring with -DPLUGD_BUILD_BENCH=ON)
@@ -44,8 +45,8 @@
 #              several messages in one write. Nothing queues up beyond that window.
 #              Delivered messages/s (over all subscribers), delivery latency p50/p99 (send
 #              to read: the place in the fan-out and the window included), server CPU per
-#              delivered message, and the server's resident memory per idle session (after
-#              every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
+#              delivered message, and the server's resident memory per idle session (from
+#              after one warm-up session until every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
 #              when examples/chat is in the tree, else plugd is skipped
 #   resp       examples/resp (a plugin speaking Redis's protocol on a raw listener) and a
 #              real redis-server, each loaded by redis-benchmark (Debian's redis-tools):
