@@ -46,8 +46,9 @@
 #              Delivered messages/s (over all subscribers), delivery latency p50/p99 (send
 #              to read: the place in the fan-out and the window included), server CPU per
 #              delivered message, and the server's resident memory per idle session (from
-#              after one warm-up session until every upgrade, before the first message). Builds: chat.so in lib/plugd/bench
-#              when examples/chat is in the tree, else plugd is skipped
+#              after one warm-up session until every upgrade, before the first message).
+#              Builds: chat.so in lib/plugd/bench when examples/chat is in the tree, else
+#              plugd is skipped
 #   resp       examples/resp (a plugin speaking Redis's protocol on a raw listener) and a
 #              real redis-server, each loaded by redis-benchmark (Debian's redis-tools):
 #              PING (inline and RESP), SET and GET, 50 connections, one command in flight
