@@ -393,6 +393,78 @@ asio::awaitable<void> serve_stream(client_connection& c) {
 // coroutine), false when it is to close.
 constexpr unsigned batches_per_turn = 4;
 
+/// A request was answered (by its chain, by the core, or failed: `failed`, whose text then
+/// replaces what the handler wrote since `mark`): counts it and writes its access log line.
+/// Returns its status. Not part of the serving coroutine, for the same reason as
+/// read_arrived().
+template <codec Codec>
+int request_concluded(client_connection& c, const chain_slot* chain, int unrouted_status,
+                      http_reply_head* head, std::string& sink, std::size_t mark,
+                      const request_failure* failed, request_stats* counted,
+                      std::chrono::steady_clock::time_point started, std::size_t bytes_in) {
+    if (failed) {  // what the handler wrote goes; the failure's text replaces it
+        sink.resize(mark);
+        sink += failed->line;
+        if (head) head->fields->clear();
+    }
+    const int status = failed   ? failed->status
+                       : !chain ? unrouted_status
+                       : head   ? head->status
+                                : 200;
+    c.counted = counted;
+    if (counted) {
+        counted->record(std::chrono::steady_clock::now() - started);
+        if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
+    }
+    if (c.via->spec.access_log) {
+        const std::string outcome = Codec::replies_have_status ? std::to_string(status)
+                                    : failed                   ? failed->line
+                                                               : "ok";
+        log_access(c, chain ? std::string_view{chain->route} : std::string_view{},
+                   chain ? std::string_view{*chain->plugin} : std::string_view{}, outcome, bytes_in,
+                   sink.size() - mark, started);
+    }
+    return status;
+}
+
+/// What read_arrived() came to.
+enum class read_outcome : std::uint8_t {
+    bytes,    ///< appended to c.input (or there was no room for more: decode first)
+    nothing,  ///< nothing has arrived: wait for readability
+    eof,      ///< the client's end of input (after any bytes appended)
+    failed,   ///< the connection broke
+};
+
+/// Serving's read step: what has arrived, into the shard's scratch buffer and kept in
+/// c.input, up to the codec's limit, never waiting. Not part of the serving coroutine, so
+/// that its locals take no room in the coroutine's frame (which a waiting connection
+/// keeps). Throws std::bad_alloc.
+template <codec Codec>
+read_outcome read_arrived(client_connection& c, const limits& limits) {
+    const auto scratch = c.owner.scratch();
+    const std::size_t most = Codec::max_buffered(limits.max_request_bytes);
+    std::size_t allowance = most > c.input.size() ? most - c.input.size() : 0;
+    bool got = false;
+    while (allowance > 0) {
+        boost::system::error_code ec;
+        const std::size_t asked = std::min(scratch.size(), allowance);
+        const std::size_t n = c.wire.read_now(scratch.first(asked), ec);
+        if (ec == asio::error::would_block)
+            return got ? read_outcome::bytes : read_outcome::nothing;
+        if (ec == asio::error::eof) return read_outcome::eof;
+        if (ec) return read_outcome::failed;
+        // A request's first bytes: from now on it may have to arrive whole in time.
+        if (Codec::times_partial_requests && c.input.empty())
+            c.begin_phase(client_connection::phase_kind::receiving);
+        if (auto* t = c.via->traffic) t->bytes_in += n;
+        c.input.append(c.owner.buffers(), scratch.data(), n);
+        got = true;
+        allowance -= n;
+        if (n < asked) break;  // all that has arrived: spare the read that would say so
+    }
+    return read_outcome::bytes;
+}
+
 template <codec Codec>
 asio::awaitable<bool> serve(client_connection& c) {
     using phase = client_connection::phase_kind;
@@ -455,11 +527,9 @@ asio::awaitable<bool> serve(client_connection& c) {
             const auto started = access || counted || judged
                                      ? std::chrono::steady_clock::now()
                                      : std::chrono::steady_clock::time_point{};
-            // Copied: end_request may free the table the chain is in, before the log line.
-            const std::string plugin_name = access && chain ? *chain->plugin : std::string{};
-            const std::string route_name = access && chain ? chain->route : std::string{};
             const std::size_t mark = sink.size();
             const request_failure* failed = nullptr;
+            bool ran = false;  // the chain ran: the request is to end (end_request)
             if (!chain) {
                 answer_unrouted(c, where, sink);
             } else if (core_answered) {
@@ -510,31 +580,14 @@ asio::awaitable<bool> serve(client_connection& c) {
                     chain->count_judged(std::chrono::steady_clock::now() - started,
                                         judged_error(failed, status));
                 }
-                if (end_request(c)) co_await asio::this_coro::reset_cancellation_state();
+                ran = true;
             }
-            if (failed) {  // what the handler wrote goes; the failure's text replaces it
-                sink.resize(mark);
-                sink += failed->line;
-                if (head) head->fields->clear();
-            }
+            const int status = request_concluded<Codec>(c, chain, where.status, head, sink, mark,
+                                                        failed, counted, started, next.consumed);
+            // After the log line, which names the chain: end_request may free its table.
+            if (ran && end_request(c)) co_await asio::this_coro::reset_cancellation_state();
             c.input.consume(next.consumed);
             answered = true;
-            const int status = failed   ? failed->status
-                               : !chain ? where.status
-                               : head   ? head->status
-                                        : 200;
-            c.counted = counted;
-            if (counted) {
-                counted->record(std::chrono::steady_clock::now() - started);
-                if (failed) ++counted->errors[static_cast<std::size_t>(failed->kind)];
-            }
-            if (access) {
-                const std::string outcome = Codec::replies_have_status ? std::to_string(status)
-                                            : failed                   ? failed->line
-                                                                       : "ok";
-                log_access(c, route_name, plugin_name, outcome, next.consumed, sink.size() - mark,
-                           started);
-            }
             // Closing (a stop, or its listener removed by a reload) or about to (a drain):
             // the codec says so if its protocol can, so a keep-alive client leaves cleanly
             // between requests instead of meeting a closed socket.
@@ -629,42 +682,22 @@ asio::awaitable<bool> serve(client_connection& c) {
         }
         // Reads what has arrived into the shard's scratch buffer and keeps it in c.input;
         // if nothing has, waits for readability, holding no buffer while it waits.
-        const auto scratch = c.owner.scratch();
-        const std::size_t most = Codec::max_buffered(limits.max_request_bytes);
-        std::size_t allowance = most > c.input.size() ? most - c.input.size() : 0;
-        bool got = false;
-        while (allowance > 0) {
-            boost::system::error_code ec;
-            const std::size_t asked = std::min(scratch.size(), allowance);
-            const std::size_t n = c.wire.read_now(scratch.first(asked), ec);
-            if (ec == asio::error::would_block) {
-                if (got) break;
-                // A connection with no byte of a request may be closed to make room.
-                if (c.input.empty()) c.wait_idle();
-                c.in_read_wait = true;
-                auto [wait_ec] = co_await c.wire.async_wait_readable(as_tuple);
-                c.in_read_wait = false;
-                awake = 0;
-                c.idle.unlink();
-                if (c.closing || c.via->closing) co_return false;
-                if (std::exchange(c.park_requested, false) &&
-                    wait_ec == asio::error::operation_aborted)
-                    co_return true;  // bytes that came first keep it here
-                if (wait_ec) co_return false;
-                continue;
-            }
-            if (ec == asio::error::eof) {
-                eof = true;
-                break;
-            }
-            if (ec) co_return false;
-            // A request's first bytes: from now on it may have to arrive whole in time.
-            if (Codec::times_partial_requests && c.input.empty()) c.begin_phase(phase::receiving);
-            if (auto* t = c.via->traffic) t->bytes_in += n;
-            c.input.append(pool, scratch.data(), n);
-            got = true;
-            allowance -= n;
-            if (n < asked) break;  // all that has arrived: spare the read that would say so
+        for (;;) {
+            const read_outcome got = read_arrived<Codec>(c, limits);
+            if (got == read_outcome::eof) eof = true;
+            if (got == read_outcome::failed) co_return false;
+            if (got != read_outcome::nothing) break;
+            // A connection with no byte of a request may be closed to make room.
+            if (c.input.empty()) c.wait_idle();
+            c.in_read_wait = true;
+            auto [wait_ec] = co_await c.wire.async_wait_readable(as_tuple);
+            c.in_read_wait = false;
+            awake = 0;
+            c.idle.unlink();
+            if (c.closing || c.via->closing) co_return false;
+            if (std::exchange(c.park_requested, false) && wait_ec == asio::error::operation_aborted)
+                co_return true;  // bytes that came first keep it here
+            if (wait_ec) co_return false;
         }
     }
 }
