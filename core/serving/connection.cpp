@@ -427,6 +427,64 @@ int request_concluded(client_connection& c, const chain_slot* chain, int unroute
     return status;
 }
 
+/// A chain's awaitable, made outside the serving coroutine: the request a call takes by value
+/// would otherwise be a temporary of the co_await (and the request itself a local), both
+/// kept in the coroutine's frame while the handler runs. The plugin's coroutine keeps its
+/// own copy.
+template <class Chain>
+task<void> chain_started(const Chain& chain, const client_connection& c, const dispatched& where,
+                         const frame& next, const detail::request_extras& extras, reply& answer) {
+    return chain(request{where.message, c.peer, c.via->spec.name, next.http, &extras}, answer);
+}
+
+/// What replies_written_now() came to.
+enum class write_outcome : std::uint8_t {
+    written,  ///< every reply went
+    wait,     ///< the socket is full: the rest, from unsent.sent on, is to be awaited
+    failed,   ///< the connection broke
+};
+
+/// Writes the replies in `out` from unsent.sent on, as far as the socket takes them now
+/// (unsent.sent then says how far), and counts the bytes. Not part of the serving
+/// coroutine, for the same reason as read_arrived().
+write_outcome replies_written_now(client_connection& c, const std::string& out,
+                                  unsent_replies& unsent, listener_stats* traffic) noexcept {
+    c.begin_phase(client_connection::phase_kind::writing);
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    const bool wait = c.wire.write_now_or_wait(
+        std::string_view{out.data() + unsent.sent, out.size() - unsent.sent}, n, ec);
+    unsent.sent += n;
+    if (traffic) traffic->bytes_out += n;
+    if (wait) return write_outcome::wait;
+    return ec ? write_outcome::failed : write_outcome::written;
+}
+
+/// The replies in `out` from `from` on, waiting for the socket (replies_written_now() found
+/// it full): true once written. A coroutine of its own, so that its operation's state is in
+/// the serving coroutine's frame only while a client is slow to read.
+asio::awaitable<bool> replies_rest_written(client_connection& c, const std::string& out,
+                                           std::size_t from, listener_stats* traffic) {
+    auto [ec, n] = co_await c.wire.async_write(
+        asio::const_buffer{out.data() + from, out.size() - from}, as_tuple);
+    if (traffic) traffic->bytes_out += n;
+    co_return !ec;
+}
+
+/// An upgrade was answered: makes the connection's WebSocket session, the 101 and any replies
+/// before it (`replies`) in its cork. Throws std::bad_alloc, the session's pins released.
+void session_made(client_connection& c, dispatch_table& table, const chain_slot& chain,
+                  std::string_view path_rest, std::string_view replies) {
+    try {
+        c.session = new websocket_session{c, table, chain, path_rest};
+        c.session->hold_upgrade_reply(replies);
+    } catch (...) {
+        delete std::exchange(c.session, nullptr);
+        c.owner.session_ends(table, *chain.links.back());
+        throw;
+    }
+}
+
 /// What read_arrived() came to.
 enum class read_outcome : std::uint8_t {
     bytes,    ///< appended to c.input (or there was no room for more: decode first)
@@ -551,10 +609,9 @@ asio::awaitable<bool> serve(client_connection& c) {
                 }
                 try {
                     reply answer{sink, head};
-                    const request req{where.message, c.peer, c.via->spec.name, next.http, &extras};
                     if (upgrade) {
                         const upgrade_chain gate{chain->handlers};
-                        co_await gate(req, answer);
+                        co_await chain_started(gate, c, where, next, extras, answer);
                         if (gate.reached()) {
                             // Pinned before the request's own pins go: the table and the
                             // final version must outlive the 101's write.
@@ -565,7 +622,7 @@ asio::awaitable<bool> serve(client_connection& c) {
                             head->status = 101;
                         }
                     } else {
-                        co_await chain->run(req, answer);
+                        co_await chain_started(chain->run, c, where, next, extras, answer);
                     }
                     release_unsent(c);
                 } catch (...) {
@@ -624,33 +681,19 @@ asio::awaitable<bool> serve(client_connection& c) {
             // the plugin's first wait: what serve_session does before it (subscribing) is
             // in place when the client learns that the session is open.
             c.streaming = true;  // its reads are the session's: no parking
-            const std::string_view rest{out.data() + unsent.sent, out.size() - unsent.sent};
-            try {
-                c.session = new websocket_session{c, *session_table, *session_chain, session_rest};
-                c.session->hold_upgrade_reply(rest);
-            } catch (...) {
-                delete std::exchange(c.session, nullptr);
-                c.owner.session_ends(*session_table, *session_chain->links.back());
-                throw;
-            }
+            session_made(c, *session_table, *session_chain, session_rest,
+                         std::string_view{out}.substr(unsent.sent));
             co_return false;
         }
         if (out.size() > unsent.sent) {
-            c.begin_phase(phase::writing);
             // What the socket takes at once goes without suspending (a batch answered
             // without waiting costs no operation of Asio's); only the rest waits.
-            const std::string_view rest{out.data() + unsent.sent, out.size() - unsent.sent};
-            boost::system::error_code ec;
-            std::size_t n = 0;
-            if (c.wire.write_now_or_wait(rest, n, ec)) {
-                auto [wait_ec, m] =
-                    co_await c.wire.async_write(asio::buffer(rest.substr(n)), as_tuple);
-                n += m;
-                ec = wait_ec;
+            const write_outcome wrote = replies_written_now(c, out, unsent, traffic);
+            if (wrote == write_outcome::failed) co_return false;
+            if (wrote == write_outcome::wait) {
+                if (!co_await replies_rest_written(c, out, unsent.sent, traffic)) co_return false;
                 awake = 0;
             }
-            if (traffic) traffic->bytes_out += n;
-            if (ec) co_return false;
         }
         out.clear();
         unsent.sent = 0;
