@@ -45,6 +45,8 @@ boost::asio::io_context* host::this_serving_loop() noexcept {
 
 boost::asio::awaitable<void> host::sleep_for(std::chrono::milliseconds duration) {
     if (manual_clock_) return manual_clock_->sleep_for(duration);
+    // A serving thread's coroutines run on its own loop.
+    if (loop_of_this_thread) return plugd::sleep_for(loop_of_this_thread->get_executor(), duration);
     return plugd::sleep_for(duration);
 }
 

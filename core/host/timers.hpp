@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <chrono>
 
@@ -12,5 +13,8 @@ namespace plugd {
 /// cancellation, so a timeout, a drain or a task's cancellation ends it with
 /// operation_aborted.
 boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds duration);
+/// The same for a coroutine running on `loop` (a serving thread's), with a smaller timer.
+boost::asio::awaitable<void> sleep_for(boost::asio::io_context::executor_type loop,
+                                       std::chrono::milliseconds duration);
 
 }  // namespace plugd
