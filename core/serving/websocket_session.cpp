@@ -176,6 +176,13 @@ void websocket_session::ensure_open() const {
     }
 }
 
+void websocket_session::ensure_writable() const {
+    if (write_failed_) {
+        throw boost::system::system_error(asio::error::broken_pipe,
+                                          "writing to the WebSocket client " + c_.peer);
+    }
+}
+
 void websocket_session::set_closed(std::uint16_t code, std::string_view reason) noexcept {
     ended_ = true;
     if (!close_code_) close_code_ = code;
@@ -299,10 +306,7 @@ websocket_session::frame_progress websocket_session::frame_written_now(ws_opcode
         if (ec) write_failed_ = true;
         c_.begin_phase(phase::handling);
     }
-    if (write_failed_) {
-        throw boost::system::system_error(asio::error::broken_pipe,
-                                          "writing to the WebSocket client " + c_.peer);
-    }
+    ensure_writable();
     return frame_progress::sent;
 }
 
@@ -336,10 +340,7 @@ task<void> websocket_session::finish_frame(frame_progress progress, ws_opcode op
             break;
         }
     }
-    if (write_failed_) {
-        throw boost::system::system_error(asio::error::broken_pipe,
-                                          "writing to the WebSocket client " + c_.peer);
-    }
+    ensure_writable();
 }
 
 bool websocket_session::cork_close(std::uint16_t code, std::string_view reason) {

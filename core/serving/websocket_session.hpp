@@ -166,6 +166,8 @@ class websocket_session final : public plugd::session, public subscriber_endpoin
     /// Makes the end the event next() returns.
     void set_closed(std::uint16_t code, std::string_view reason) noexcept;
     void ensure_open() const;
+    /// Throws broken_pipe once a write failed: what a send reports then.
+    void ensure_writable() const;
 
     client_connection& c_;
     dispatch_table& table_;
