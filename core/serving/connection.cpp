@@ -733,7 +733,7 @@ asio::awaitable<bool> serve(client_connection& c) {
             // A connection with no byte of a request may be closed to make room.
             if (c.input.empty()) c.wait_idle();
             c.in_read_wait = true;
-            auto [wait_ec] = co_await c.wire.async_wait_readable(as_tuple);
+            auto [wait_ec] = co_await c.wire.async_wait_next_bytes(c.owner.readiness(), as_tuple);
             c.in_read_wait = false;
             awake = 0;
             c.idle.unlink();
@@ -896,7 +896,7 @@ void client_connection::await_request() noexcept {
     // Nothing received yet, or between requests: the first to go when the listener is full.
     if (input.empty()) wait_idle();
     in_read_wait = parked = true;
-    wire.async_wait_readable([this](const boost::system::error_code& error) {
+    wire.async_wait_next_bytes(owner.readiness(), [this](const boost::system::error_code& error) {
         in_read_wait = parked = false;
         idle.unlink();
         if (error || closing || via->closing) {

@@ -32,6 +32,7 @@
 #include "serving/traffic_ledger.hpp"
 #include "serving/traffic_stats.hpp"
 #include "tls/tls_context.hpp"
+#include "transport/next_bytes_wait.hpp"
 
 namespace plugd {
 
@@ -181,6 +182,8 @@ class shard {
     /// Where connections read what has arrived before keeping what they need of it. Each
     /// use ends before the next suspension, so one buffer serves every connection.
     std::span<char> scratch() noexcept { return {scratch_.get(), scratch_bytes}; }
+    /// The event loop's reactor, for waits for a connection's next bytes.
+    const readiness_source& readiness() const noexcept { return readiness_; }
 
   private:
     /// The worker thread's suspend hook: writes what every connection in unsent_ has
@@ -251,6 +254,7 @@ class shard {
     static constexpr std::size_t scratch_bytes = 64 * 1024;
     std::unique_ptr<char[]> scratch_{new char[scratch_bytes]};
     asio::io_context io_{1};  // run by one thread only
+    readiness_source readiness_{io_};
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     std::thread thread_;
     std::map<std::string, std::shared_ptr<shard_listener>> listeners_;

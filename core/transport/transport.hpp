@@ -23,6 +23,8 @@
 #include <string_view>
 #include <utility>
 
+#include "transport/next_bytes_wait.hpp"
+
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace plugd {
@@ -105,6 +107,21 @@ class client_transport {
         return socket_.async_wait(
             tls_ && tls_read_wants_write() ? socket_type::wait_write : socket_type::wait_read,
             std::forward<Token>(token));
+    }
+    /// async_wait_readable, right after a read (read_now) or a look (readable_now) found
+    /// nothing, before the event loop turns: waits without a system call to re-arm the
+    /// socket (transport/next_bytes_wait.hpp). `source` is the reactor of the socket's
+    /// io_context (its shard's).
+    template <class Token>
+    auto async_wait_next_bytes(const readiness_source& source, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this, &source](auto handler) {
+                if (tls_ && tls_read_wants_write())
+                    socket_.async_wait(socket_type::wait_write, std::move(handler));
+                else
+                    plugd::async_wait_next_bytes(source, socket_, std::move(handler));
+            },
+            token);
     }
     /// Waits until writable (or readable): what a handshake step asked for.
     template <class Token>
