@@ -38,7 +38,8 @@ class client_events
     bool maybe_readable() const noexcept { return readable_; }
 
     /// A read found nothing: the armed wait is to report readability. `start` is called
-    /// with the callback to hand the socket's readability wait, unless one is armed.
+    /// with the callback to hand the socket's readability wait (at once, so that it may be
+    /// the transport's async_wait_next_bytes), unless one is armed.
     template <class Start>
     void watch(Start&& start) {
         readable_ = false;

@@ -71,7 +71,9 @@ std::optional<buffered_connection::arrival> raw_stream::take_arrived(std::string
         throw boost::system::system_error(ec, "reading from " + c_.peer);
     }
     if (events_) {
-        events_->watch([this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+        events_->watch([this](auto readable) {
+            c_.wire.async_wait_next_bytes(c_.owner.readiness(), std::move(readable));
+        });
     }
     return std::nullopt;
 }
@@ -101,7 +103,7 @@ task<bool> raw_stream::fill(std::string& buffer, bool mid_message) {
             std::tie(ec) = co_await events_->async_wait(as_tuple);
             events_->take_woken();  // a topic message waits for next()
         } else {
-            std::tie(ec) = co_await c_.wire.async_wait_readable(as_tuple);
+            std::tie(ec) = co_await c_.wire.async_wait_next_bytes(c_.owner.readiness(), as_tuple);
         }
         end_wait(ec);
     }

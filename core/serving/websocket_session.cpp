@@ -367,7 +367,9 @@ websocket_session::arrival websocket_session::read_arrived() {
         return arrival::bytes;
     }
     if (ec != asio::error::would_block) return arrival::gone;
-    events_->watch([this](auto readable) { c_.wire.async_wait_readable(std::move(readable)); });
+    events_->watch([this](auto readable) {
+        c_.wire.async_wait_next_bytes(c_.owner.readiness(), std::move(readable));
+    });
     return arrival::nothing;
 }
 

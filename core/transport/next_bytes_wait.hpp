@@ -14,7 +14,8 @@
 // once): tried at once it says "not yet", and it completes when the reactor reports the
 // next edge, as a read would. That is correct only right after a read (or a peek) found
 // nothing, with no turn of the event loop in between: bytes that came before that read
-// would raise no edge. Every caller is such a place (serving loop, park).
+// would raise no edge. Every caller is such a place: the serving loop, a parked
+// connection (after a peek), a raw connection's and a WebSocket session's reads.
 //
 // It relies on Asio 1.81's epoll reactor (boost/asio/detail), which Debian 12 ships; any
 // other Boost, or another reactor, gets async_wait.

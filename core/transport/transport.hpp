@@ -100,18 +100,12 @@ class client_transport {
     /// nothing. Readiness is edge-triggered: bytes that came while nothing waited for them
     /// raise no new event, so a connection looks before it parks.
     bool readable_now() noexcept;
-    /// Waits until a read would not wait, holding no buffer: how an idle connection parks.
-    /// (Over TLS a read may need the socket writable first: then it waits for that.)
-    template <class Token>
-    auto async_wait_readable(Token&& token) {
-        return socket_.async_wait(
-            tls_ && tls_read_wants_write() ? socket_type::wait_write : socket_type::wait_read,
-            std::forward<Token>(token));
-    }
-    /// async_wait_readable, right after a read (read_now) or a look (readable_now) found
-    /// nothing, before the event loop turns: waits without a system call to re-arm the
-    /// socket (transport/next_bytes_wait.hpp). `source` is the reactor of the socket's
-    /// io_context (its shard's).
+    /// Waits until a read would not wait, holding no buffer: how an idle connection parks,
+    /// and how a busy one waits for its next request. Only right after a read (read_now) or
+    /// a look (readable_now) found nothing, before the event loop turns: it waits without a
+    /// system call to re-arm the socket (transport/next_bytes_wait.hpp). `source` is the
+    /// reactor of the socket's io_context (its shard's). (Over TLS a read may need the
+    /// socket writable first: then it waits for that.)
     template <class Token>
     auto async_wait_next_bytes(const readiness_source& source, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
