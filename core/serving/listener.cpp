@@ -30,8 +30,11 @@ bool inherited_matches(int fd, const tcp::endpoint& wanted) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+    // Only an IP socket can match; anything else (a Unix socket handed over by systemd) has
+    // an address larger than an endpoint holds.
     tcp::endpoint at;
-    std::memcpy(at.data(), &ss, std::min<std::size_t>(len, sizeof ss));
+    if ((ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || len > at.capacity()) return false;
+    std::memcpy(at.data(), &ss, len);
     at.resize(len);
     return at.address() == wanted.address() && (wanted.port() == 0 || at.port() == wanted.port());
 }
