@@ -6,7 +6,10 @@
 // there), "crash_construction" (abort the process there), "throw_on" (throw when the message
 // equals it), "hang_on" (never answer it), "pad" (append that many dots to each reply),
 // "fail_percent" (throw for that share of its requests, spread evenly: 30 fails 30 of every
-// 100 in a row, whichever thread runs them; for canary tests). Over
+// 100 in a row, whichever thread runs them; for canary tests), "hold_on" (answer that message
+// only once a request with the message "release_on" names has been handled, by this version
+// or a later one: the two meet in the instance's shared state, which survives reloads; a
+// test orders events with it instead of guessing how long a reload takes). Over
 // HTTP, a request with `X-Echo-Status: N` gets status N, the fields X-Echo (method and
 // target) and Content-Type: application/octet-stream, and its body shown first. On a raw
 // listener, serve() answers each line as handle() would, until the client closes, after
@@ -38,7 +41,9 @@ class echo final : public plugd::handler {
           throw_on_{ctx.config().value("throw_on", std::string{"\x01never"})},
           hang_on_{ctx.config().value("hang_on", std::string{"\x01never"})},
           banner_{ctx.config().value("banner", std::string{})},
-          fail_percent_{ctx.config().value("fail_percent", 0u)} {
+          fail_percent_{ctx.config().value("fail_percent", 0u)},
+          hold_on_{ctx.config().value("hold_on", std::string{"\x01never"})},
+          release_on_{ctx.config().value("release_on", std::string{"\x01never"})} {
         if (const int ms = ctx.config().value("construct_ms", 0); ms > 0) {
             ctx.log(plugd::log_level::info, "constructing");
             std::this_thread::sleep_for(std::chrono::milliseconds{ms});
@@ -62,6 +67,12 @@ class echo final : public plugd::handler {
             throw std::runtime_error("failing " + std::to_string(fail_percent_) + "% on purpose");
         if (req.message() == hang_on_) {
             for (;;) co_await ctx_.sleep_for(std::chrono::hours{1});
+        }
+        if (req.message() == release_on_) ctx_.shared().set("echo.released", "1");
+        if (req.message() == hold_on_) {
+            // Bounded: a test that never releases fails on its own read timeout, not ours.
+            for (int i = 0; i < 6000 && !ctx_.shared().get("echo.released"); ++i)
+                co_await ctx_.sleep_for(std::chrono::milliseconds{10});
         }
         if (delay_.count() > 0) co_await ctx_.sleep_for(delay_);
         // HTTP requests may ask for a status and see what the SDK shows of them.
@@ -95,6 +106,8 @@ class echo final : public plugd::handler {
     std::string hang_on_;
     std::string banner_;
     unsigned fail_percent_;
+    std::string hold_on_;
+    std::string release_on_;
     std::atomic<unsigned long> seen_{0};  // requests so far, on any thread
 };
 
