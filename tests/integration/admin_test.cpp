@@ -17,9 +17,13 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string config(const std::string& greeting_config = "{}", const std::string& limits = "{}") {
-    return R"({ "threads": 2, "plugin_dir": ")" + bundled_plugin_dir().string() + R"(",
-        "plugins": { "greeting": { "file": "greeting", "config": )" +
+// The instance is called "greeting" whichever plugin file serves it: `file` "echo" (the
+// test plugin) lets a test hold a request until it releases it.
+std::string config(const std::string& greeting_config = "{}", const std::string& limits = "{}",
+                   const std::string& file = "greeting") {
+    const auto dir = file == "greeting" ? bundled_plugin_dir() : test_plugin_dir();
+    return R"({ "threads": 2, "plugin_dir": ")" + dir.string() + R"(",
+        "plugins": { "greeting": { "file": ")" + file + R"(", "config": )" +
            greeting_config + R"( } },
         "listeners": [
             { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
@@ -173,13 +177,14 @@ TEST_CASE("admin: POST /reload answers 200 with the new generation, or 409 with 
 }
 
 TEST_CASE("admin: /status shows a replaced version draining with its request in flight") {
-    // Long enough to outlast the reload on a loaded machine under a sanitizer.
-    admin_server s{config(R"({ "delay_ms": 3000 })")};
+    // "old" is answered only once the new version has handled "release": it is in flight
+    // throughout the reload, however long that takes on a loaded machine.
+    admin_server s{config(R"({ "hold_on": "old" })", "{}", "echo")};
     line_client slow{s.line};
     slow.send("old\n");
     REQUIRE(
         status_until(s, [](const json& j) { return j["plugins"]["greeting"]["in_flight"] == 1; }));
-    s.tmp.write("server.json", config(R"({ "prefix": "New, " })"));
+    s.tmp.write("server.json", config(R"({ "release_on": "release", "pad": 1 })", "{}", "echo"));
     auto r = http_request(s.admin, "POST", "/reload");
     REQUIRE(r);
     REQUIRE(r->status == 200);
@@ -190,7 +195,8 @@ TEST_CASE("admin: /status shows a replaced version draining with its request in 
     REQUIRE(g["draining"].size() == 1);
     CHECK(g["draining"][0]["generation"] == 1);
     CHECK(g["draining"][0]["in_flight"] == 1);
-    CHECK(slow.read_line() == "Hello, old");  // finished on the version it started on
+    CHECK(ask(s.line, "release") == "v1:release.");  // the new version pads its replies
+    CHECK(slow.read_line() == "v1:old");  // finished on the version it started on
     CHECK(status_until(s,
                        [](const json& j) { return j["plugins"]["greeting"]["draining"].empty(); }));
 }
