@@ -23,8 +23,8 @@ std::string config(const std::string& greeting_config = "{}", const std::string&
                    const std::string& file = "greeting") {
     const auto dir = file == "greeting" ? bundled_plugin_dir() : test_plugin_dir();
     return R"({ "threads": 2, "plugin_dir": ")" + dir.string() + R"(",
-        "plugins": { "greeting": { "file": ")" + file + R"(", "config": )" +
-           greeting_config + R"( } },
+        "plugins": { "greeting": { "file": ")" +
+           file + R"(", "config": )" + greeting_config + R"( } },
         "listeners": [
             { "name": "main", "address": "127.0.0.1", "port": 0, "plugin": "greeting" },
             { "name": "web", "address": "127.0.0.1", "port": 0, "framing": "http",
@@ -196,7 +196,7 @@ TEST_CASE("admin: /status shows a replaced version draining with its request in 
     CHECK(g["draining"][0]["generation"] == 1);
     CHECK(g["draining"][0]["in_flight"] == 1);
     CHECK(ask(s.line, "release") == "v1:release.");  // the new version pads its replies
-    CHECK(slow.read_line() == "v1:old");  // finished on the version it started on
+    CHECK(slow.read_line() == "v1:old");             // finished on the version it started on
     CHECK(status_until(s,
                        [](const json& j) { return j["plugins"]["greeting"]["draining"].empty(); }));
 }
